@@ -1,0 +1,42 @@
+/* blas.h — what mpitrain needs to know about OpenBLAS: which kernels it runs and how many threads.
+ *
+ * OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons and silently falls back to its "Prescott" (SSE3)
+ * kernels, 4-6x slower than the AVX-512 ones the CPU can run. It picks its kernels when the library is loaded, so
+ * the fix has to happen before that: blas_fix_coretype() sets OPENBLAS_CORETYPE and re-executes the program,
+ * before MPI_Init (which is safe: the process keeps its PID, environment and file descriptors). */
+#ifndef MPITRAIN_BLAS_H
+#define MPITRAIN_BLAS_H
+
+#include <stddef.h>
+
+/* CPU capability levels, in increasing order. */
+typedef enum CpuLevel { CPU_SSE3 = 0, CPU_AVX, CPU_AVX2, CPU_AVX512 } CpuLevel;
+
+/* What this CPU supports (from cpuid, and the OS saving the registers). */
+CpuLevel blas_cpu_level(void);
+
+/* The capability level an OpenBLAS core name needs ("Prescott" -> SSE3, "Haswell" -> AVX2, "SkylakeX" -> AVX512);
+ * unknown names (other vendors' cores) return -1 and are never "fixed". */
+int blas_core_level(const char *corename);
+
+/* Pure decision: the OPENBLAS_CORETYPE to force when OpenBLAS chose corename on a CPU of level cpu, or NULL when
+ * its choice is already as good as the CPU allows. */
+const char *blas_better_core(const char *corename, CpuLevel cpu);
+
+/* Call first in main(), before MPI_Init. If OpenBLAS picked weaker kernels than the CPU supports and the user has
+ * not set OPENBLAS_CORETYPE, sets it and re-executes /proc/self/exe with the same argv (once; guarded by an
+ * environment variable). Setting MPITRAIN_BLAS_AUTOFIX=0 turns this off. Returns only if no re-exec happened. */
+void blas_fix_coretype(char **argv);
+
+/* One line describing the library, its kernels and whether they were fixed, e.g.
+ * "OpenBLAS 0.3.21 ... core SkylakeX (auto-selected; the library detected Prescott)". */
+const char *blas_describe(char *buf, size_t n);
+
+/* Non-NULL when the kernels in use are weaker than the CPU supports (the user forced them, or autofix is off):
+ * a one-line hint with the exact fix. */
+const char *blas_weak_core_hint(char *buf, size_t n);
+
+void blas_set_threads(int n);
+int blas_get_threads(void);
+
+#endif

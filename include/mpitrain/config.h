@@ -1,0 +1,59 @@
+/* config.h — the options of `mpitrain train` (and of bench, which trains): one struct, one table, validated
+ * with messages that name the option and what was expected. */
+#ifndef MPITRAIN_CONFIG_H
+#define MPITRAIN_CONFIG_H
+
+#include <stdint.h>
+
+#include "mpitrain/error.h"
+#include "mpitrain/opts.h"
+
+typedef enum LogFormat { LOGFMT_AUTO = 0, LOGFMT_CSV, LOGFMT_JSONL } LogFormat;
+typedef enum ProgressMode { PROGRESS_AUTO = 0, PROGRESS_BAR, PROGRESS_PLAIN, PROGRESS_OFF } ProgressMode;
+typedef enum MemoryMode { MEMORY_AUTO = 0, MEMORY_YES, MEMORY_NO } MemoryMode;
+
+typedef struct Config {
+  /* data */
+  char data[1024];        /* dataset file (or one shard of a set, or the set's base name) */
+  int in_memory;          /* MemoryMode: load the training split into memory, or read each batch's rows */
+  int64_t memory_limit_mb;/* auto mode loads a split when it is at most this large */
+  /* model */
+  IntList hidden;         /* hidden layer widths */
+  int activation;         /* ActKind */
+  float leaky_slope;
+  int init;               /* InitKind */
+  /* optimisation */
+  int optimizer;          /* OptKind */
+  float lr;
+  float beta1, beta2;     /* beta2 < 0: the optimiser's default (0.999 Adam, 0.9 RMSProp) */
+  float eps;
+  int64_t batch;          /* global batch; 0 = full batch */
+  int micro_batch;        /* rows per forward/backward chunk on a rank; 0 = auto */
+  int epochs;
+  int64_t max_steps;      /* stop after this many steps in all (0 = no limit) */
+  int64_t seed;
+  /* system */
+  int threads;            /* OpenBLAS threads per rank; 0 = auto (cores / ranks on the node) */
+  int check_replicas;     /* every K steps, verify all replicas are bit-identical (0 = never) */
+  /* output */
+  char log[1024];         /* metrics file ("" = none) */
+  int log_format;         /* LogFormat */
+  int log_every;          /* steps between metric lines / plain progress lines (0 = auto) */
+  int progress;           /* ProgressMode */
+  int eval;               /* evaluate on the test split after each epoch */
+} Config;
+
+extern const OptionSpec config_train_options[];
+
+/* Defaults + --config + command line (argv[first..)). Returns 0, 1 if --help was asked, -1 on error. */
+int config_parse(Config *c, int argc, char **argv, int first, MtError *err);
+
+/* Cross-option checks that the table's ranges cannot express. */
+int config_validate(const Config *c, MtError *err);
+
+/* The effective beta2 for the configured optimiser. */
+float config_beta2(const Config *c);
+
+void config_print_help(const char *cmd);
+
+#endif

@@ -1,0 +1,36 @@
+/* datawriter.h — writing datasets in the layout of data.h, for `convert` and `synth`.
+ *
+ * One writer writes one file (a whole dataset or one shard). Rows are appended in chunks, so a dataset of any size
+ * is written with bounded memory. The file is written under a temporary name and renamed into place by
+ * datawriter_close, so a crash never leaves a half-written file under the final name. */
+#ifndef MPITRAIN_DATAWRITER_H
+#define MPITRAIN_DATAWRITER_H
+
+#include <stdint.h>
+
+#include "mpitrain/data.h"
+#include "mpitrain/error.h"
+
+typedef struct DataWriterSpec {
+  int64_t n[2];                    /* rows this file will hold per split (test may be 0) */
+  int d;
+  int n_classes;
+  int store_uint8;                 /* x given and stored as uint8 (1) or float32 (0) */
+  float scale;
+  const float *mean, *std;         /* [d] each, or NULL */
+  const char *source;
+  const char *const *class_names;  /* [n_classes] or NULL */
+  int gzip;                        /* deflate level 0..9 (0 = none) */
+} DataWriterSpec;
+
+typedef struct DataWriter DataWriter;
+
+int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *spec, MtError *err);
+/* Appends n rows to split s: x [n, d] as uint8 or float32 per spec, y [n]. */
+int datawriter_append(DataWriter *w, Split s, const void *x, const int32_t *y, int64_t n, MtError *err);
+/* Checks every split received exactly spec.n rows, flushes, closes and renames into place. */
+int datawriter_close(DataWriter *w, MtError *err);
+/* Abandons the file (deletes the temporary). */
+void datawriter_abort(DataWriter *w);
+
+#endif

@@ -1,0 +1,58 @@
+/* log.h — what the user sees while training and what is kept afterwards.
+ *
+ * Only rank 0 writes. On a terminal: a progress bar redrawn in place (loss, accuracy, samples/s, ETA); otherwise
+ * (a batch job's output file) plain lines at a steady cadence. --log FILE adds machine-readable metrics, CSV or
+ * JSONL by extension or --log-format. */
+#ifndef MPITRAIN_LOG_H
+#define MPITRAIN_LOG_H
+
+#include <stdint.h>
+
+#include "mpitrain/config.h"
+#include "mpitrain/error.h"
+
+typedef struct StepStats {
+  int epoch;              /* 0-based */
+  int epochs;
+  int64_t step;           /* global step, 1-based after the step */
+  int64_t step_in_epoch;  /* 1-based */
+  int64_t steps_per_epoch;
+  int64_t samples;        /* in this step's global batch */
+  double loss;            /* mean loss of this step's global batch */
+  double acc;             /* fraction correct in this step's global batch */
+  double lr;
+  double samples_per_s;   /* training throughput averaged over the recent steps */
+  double elapsed_s;       /* since training started */
+  double eta_s;           /* estimated time to finish all epochs */
+} StepStats;
+
+typedef struct EpochStats {
+  int epoch, epochs;
+  int64_t step;
+  double train_loss, train_acc;   /* over the epoch's batches */
+  double test_loss, test_acc;     /* -1 if not evaluated */
+  double epoch_s;                 /* wall time of the epoch's training steps */
+  double samples_per_s;
+} EpochStats;
+
+typedef struct Log Log;
+
+typedef struct LogOptions {
+  int is_root;            /* only rank 0 prints or writes */
+  int progress;           /* ProgressMode */
+  const char *path;       /* metrics file or NULL/"" */
+  int format;             /* LogFormat */
+  int every;              /* steps between plain lines / metric lines */
+} LogOptions;
+
+/* Collective-free; on rank 0 opens the metrics file. Failure (cannot create the file) is reported in err and
+ * must be agreed on by the caller. */
+int log_open(Log **out, const LogOptions *o, MtError *err);
+void log_step(Log *l, const StepStats *s);
+void log_epoch(Log *l, const EpochStats *s);
+/* A line of text for the user (rank 0 only; clears the progress bar first). */
+void log_info(Log *l, const char *fmt, ...) MT_PRINTF(2, 3);
+/* Flushes and closes; reports a write error (e.g. disk full) in err. */
+int log_close(Log *l, MtError *err);
+
+#endif

@@ -1,0 +1,83 @@
+/* opts.h — one table per subcommand describes its options; the same table parses the command line, reads
+ * INI files (--config FILE), prints --help with defaults, checks ranges, and writes the effective configuration
+ * back out as INI (logs, checkpoints). One source of truth, so --help can never disagree with the parser. */
+#ifndef MPITRAIN_OPTS_H
+#define MPITRAIN_OPTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mpitrain/error.h"
+
+#define OPTS_LIST_MAX 16
+
+typedef enum OptType {
+  OT_INT,       /* int */
+  OT_INT64,     /* int64_t */
+  OT_FLOAT,     /* float */
+  OT_STRING,    /* char[size] */
+  OT_ENUM,      /* int, index into choices */
+  OT_BOOL,      /* int 0/1: "--name", "--no-name", or "--name true|false|1|0|yes|no|on|off" */
+  OT_INT_LIST,  /* IntList: "512,256" (an empty string is an empty list) */
+} OptType;
+
+typedef struct IntList {
+  int n;
+  int v[OPTS_LIST_MAX];
+} IntList;
+
+/* Flags on OptionSpec.flags */
+enum {
+  OPT_MIN_EXCLUSIVE = 1,  /* value must be > min (not >=) */
+  OPT_MAX_EXCLUSIVE = 2,  /* value must be < max (not <=) */
+  OPT_RANGED = 4,         /* min/max apply (for lists: to each element) */
+};
+
+typedef struct OptionSpec {
+  const char *name;     /* long option without dashes; also the INI key ('-' and '_' are interchangeable) */
+  OptType type;
+  size_t offset;        /* offsetof(TheStruct, field) */
+  size_t size;          /* OT_STRING: buffer size in bytes */
+  const char *def;      /* default as text; applied by opts_defaults and shown in --help; NULL = empty/zero */
+  const char *metavar;  /* "N", "FILE", ... for --help */
+  const char *help;     /* one line */
+  double min, max;      /* with OPT_RANGED */
+  int flags;
+  const char *const *choices;  /* OT_ENUM: NULL-terminated names, index = value */
+  const char *word;     /* a word accepted instead of a number ("full", "auto") ... */
+  double word_value;    /* ... and the value it stands for (exempt from the range check) */
+} OptionSpec;
+/* A table ends with an entry whose name is NULL. */
+
+typedef struct OptsResult {
+  int help;               /* --help / -h was given */
+  int n_positional;
+  char **positional;      /* points into argv */
+  char config_path[1024]; /* --config FILE, if any ("" if none) */
+} OptsResult;
+
+/* Applies every default of the table to dst. */
+void opts_defaults(const OptionSpec *table, void *dst);
+
+/* Parses argv[first..argc): defaults, then the INI file named by --config (if allow_config), then the command
+ * line, so the command line wins. Accepts "--name value" and "--name=value". Positional arguments are collected
+ * in res (the caller decides whether it wants any). Unknown options fail with a "did you mean" hint; INI errors name
+ * FILE:LINE. Returns 0 on success, -1 on error (err set). */
+int opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int first, int allow_config,
+               OptsResult *res, MtError *err);
+
+/* Sets one option from text, as the command line would (source is used in messages, e.g. "--lr" or "a.ini:3"). */
+int opts_set(const OptionSpec *table, void *dst, const char *name, const char *value, const char *source,
+             MtError *err);
+
+/* Help: a usage line, then one line per option with its metavar, help and default. */
+void opts_print_help(FILE *f, const char *usage, const char *summary, const OptionSpec *table);
+
+/* The value of an option as text (what --help would show as the default, but for the current value). */
+void opts_format_value(const OptionSpec *o, const void *src, char *buf, size_t n);
+
+/* Writes every option as "name = value" lines (a valid INI file for --config). */
+void opts_write_ini(FILE *f, const OptionSpec *table, const void *src);
+
+#endif

@@ -1,0 +1,22 @@
+/* synth.h — generated classification data of any size: Gaussian clusters around per-class centres.
+ *
+ * Sample i of a split is a pure function of (seed, split, i), so a dataset can be written in any number of shards
+ * by any number of ranks, or generated in memory for a benchmark, and always holds the same rows. */
+#ifndef MPITRAIN_SYNTH_H
+#define MPITRAIN_SYNTH_H
+
+#include <stdint.h>
+
+typedef struct SynthSpec {
+  int64_t n_train, n_test;  /* rows per split */
+  int d;                    /* features */
+  int n_classes;
+  uint64_t seed;
+  float noise;              /* standard deviation of the noise around a class centre (centres are N(0,1)) */
+} SynthSpec;
+
+/* Writes sample i of split (0 = train, 1 = test) into x [d] and its label into *y. Labels are uniform over the
+ * classes; x = centre[label] + noise * N(0, 1). */
+void synth_sample(const SynthSpec *s, int split, int64_t i, float *x /* [d] */, int32_t *y);
+
+#endif

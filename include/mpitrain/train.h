@@ -1,0 +1,53 @@
+/* train.h — the data-parallel training loop; the only module that uses all the others.
+ *
+ * One step (README "Design"): the global batch of step t is a slice of the epoch's permutation; each rank takes its
+ * contiguous part of the slice, runs forward/backward in micro-batches, the gradients (scaled by 1/global batch)
+ * and the loss/accuracy sums are summed over ranks in one in-place allreduce, and every rank applies the same
+ * optimiser step. */
+#ifndef MPITRAIN_TRAIN_H
+#define MPITRAIN_TRAIN_H
+
+#include <stdint.h>
+
+#include "mpitrain/comm.h"
+#include "mpitrain/config.h"
+#include "mpitrain/data.h"
+#include "mpitrain/log.h"
+#include "mpitrain/loss.h"
+#include "mpitrain/model.h"
+
+typedef struct Trainer Trainer;
+
+/* Per-step timing split, seconds (accumulated since the last trainer_reset_timers). */
+typedef struct StepTimes {
+  double data, forward, backward, reduce, update;
+  int64_t steps;
+} StepTimes;
+
+/* Collective. Opens the data (or uses ds if not NULL; ownership stays with the caller), builds the model,
+ * the optimiser and the log. Errors are agreed across ranks. */
+int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err);
+
+/* Collective. Runs the configured epochs (or max_steps), evaluating after each epoch; prints progress. */
+int trainer_fit(Trainer *t, MtError *err);
+
+/* Collective. One optimisation step on the next global batch; fills st (loss and accuracy of the batch). */
+int trainer_step(Trainer *t, StepStats *st, MtError *err);
+
+/* Collective. Mean loss and accuracy over a whole split (data-parallel, sums reduced). */
+int trainer_evaluate(Trainer *t, Split s, double *loss, double *acc, MtError *err);
+
+Model *trainer_model(Trainer *t);
+Dataset *trainer_data(Trainer *t);
+int64_t trainer_steps_done(const Trainer *t);
+const StepTimes *trainer_times(const Trainer *t);
+void trainer_reset_timers(Trainer *t);
+void trainer_free(Trainer *t);
+
+/* Which rows of a global batch rank r of N takes: [*lo, *hi) of the batch's B positions. The first B mod N ranks
+ * take one more. Exposed for tests. */
+void trainer_rank_slice(int64_t B, int rank, int size, int64_t *lo, int64_t *hi);
+
+int train_main(Comm *c, int argc, char **argv);  /* `mpitrain train` */
+
+#endif

@@ -1,0 +1,43 @@
+/* error.c — first-message-wins error records and checked allocation. */
+#include "mpitrain/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int mt_fail(MtError *err, const char *fmt, ...) {
+  if (err == NULL || err->failed) return -1;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  va_end(ap);
+  /* Messages are one line by contract; a stray newline from an external string would break log parsing. */
+  for (char *p = err->msg; *p; p++)
+    if (*p == '\n' || *p == '\r') *p = ' ';
+  err->failed = 1;
+  return -1;
+}
+
+void mt_error_clear(MtError *err) {
+  err->failed = 0;
+  err->msg[0] = '\0';
+}
+
+void *mt_alloc(size_t bytes, const char *what, MtError *err) {
+  /* 64-byte alignment: whole cache lines for the flat buffers, and what AVX-512 loads like. */
+  size_t rounded = (bytes + 63) & ~(size_t)63;
+  if (rounded < bytes) {
+    mt_fail(err, "cannot allocate %s: %zu bytes is too large", what, bytes);
+    return NULL;
+  }
+  void *p = aligned_alloc(64, rounded ? rounded : 64);
+  if (p == NULL) {
+    mt_fail(err, "out of memory allocating %s (%.1f MiB)", what, bytes / 1048576.0);
+    return NULL;
+  }
+  memset(p, 0, rounded ? rounded : 64);
+  return p;
+}
+
+void mt_free(void *p) { free(p); }
