@@ -35,6 +35,7 @@ typedef struct DataInfo {
 typedef struct DataOptions {
   int memory;            /* MemoryMode of config.h: 0 auto, 1 always in memory, 2 read per batch */
   int64_t memory_limit;  /* auto: hold a split in memory if its stored x is at most this many bytes */
+  int max_rows;          /* the most rows one data_read / data_read_range call will ask for (sizes buffers) */
 } DataOptions;
 
 typedef struct Dataset Dataset;

@@ -1,0 +1,105 @@
+/* blas.c — OpenBLAS kernel selection and thread count (see blas.h for why this exists). */
+#include "mpitrain/blas.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define REEXEC_ENV "MPITRAIN_BLAS_REEXEC" /* set on the re-executed process: holds what OpenBLAS picked first */
+
+CpuLevel blas_cpu_level(void) {
+  /* __builtin_cpu_supports also checks that the OS saves the wide registers (XCR0), so a level reported here
+   * is one whose kernels will actually run. SkylakeX kernels need F, BW, VL and DQ. */
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    return CPU_AVX512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CPU_AVX2;
+  if (__builtin_cpu_supports("avx")) return CPU_AVX;
+  return CPU_SSE3;
+}
+
+int blas_core_level(const char *corename) {
+  static const struct {
+    const char *name;
+    int level;
+  } cores[] = {
+      {"SapphireRapids", CPU_AVX512}, {"Cooperlake", CPU_AVX512}, {"SkylakeX", CPU_AVX512},
+      {"Haswell", CPU_AVX2},          {"Zen", CPU_AVX2},          {"Excavator", CPU_AVX2},
+      {"Sandybridge", CPU_AVX},       {"Bulldozer", CPU_AVX},     {"Piledriver", CPU_AVX},
+      {"Steamroller", CPU_AVX},       {"Prescott", CPU_SSE3},     {"Core2", CPU_SSE3},
+      {"Penryn", CPU_SSE3},           {"Dunnington", CPU_SSE3},   {"Nehalem", CPU_SSE3},
+      {"Atom", CPU_SSE3},             {"Nano", CPU_SSE3},         {"Barcelona", CPU_SSE3},
+      {"Opteron", CPU_SSE3},          {"Opteron(SSE3)", CPU_SSE3}, {"Athlon", CPU_SSE3},
+      {"Bobcat", CPU_SSE3},           {"Northwood", CPU_SSE3},    {"Katmai", CPU_SSE3},
+      {"Coppermine", CPU_SSE3},       {"Banias", CPU_SSE3},
+  };
+  if (corename == NULL) return -1;
+  for (size_t i = 0; i < sizeof cores / sizeof cores[0]; i++)
+    if (strcasecmp(corename, cores[i].name) == 0) return cores[i].level;
+  return -1;
+}
+
+const char *blas_better_core(const char *corename, CpuLevel cpu) {
+  int have = blas_core_level(corename);
+  if (have < 0 || have >= (int)cpu) return NULL;
+  switch (cpu) {
+    case CPU_AVX512: return "SkylakeX";
+    case CPU_AVX2: return "Haswell";
+    case CPU_AVX: return "Sandybridge";
+    default: return NULL;
+  }
+}
+
+static const char *level_name(int level) {
+  static const char *names[] = {"SSE3", "AVX", "AVX2", "AVX-512"};
+  return level >= 0 && level <= CPU_AVX512 ? names[level] : "?";
+}
+
+void blas_fix_coretype(char **argv) {
+  const char *off = getenv("MPITRAIN_BLAS_AUTOFIX");
+  if (off && strcmp(off, "0") == 0) return;
+  if (getenv("OPENBLAS_CORETYPE") != NULL) return; /* the user's explicit choice wins */
+  if (getenv(REEXEC_ENV) != NULL) return;          /* already re-executed once: never loop */
+  const char *core = openblas_get_corename();
+  const char *better = blas_better_core(core, blas_cpu_level());
+  if (better == NULL) return;
+  setenv("OPENBLAS_CORETYPE", better, 1);
+  setenv(REEXEC_ENV, core, 1);
+  execv("/proc/self/exe", argv);
+  /* exec failed (no /proc?): carry on with the slow kernels; `mpitrain version` and train's banner say so. */
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv(REEXEC_ENV);
+}
+
+const char *blas_describe(char *buf, size_t n) {
+  const char *first = getenv(REEXEC_ENV);
+  const char *core = openblas_get_corename();
+  char how[160] = "";
+  if (first != NULL)
+    snprintf(how, sizeof how, " (auto-selected by mpitrain: the library detected %s on this %s CPU)", first,
+             level_name(blas_cpu_level()));
+  else if (getenv("OPENBLAS_CORETYPE") != NULL)
+    snprintf(how, sizeof how, " (OPENBLAS_CORETYPE=%s)", getenv("OPENBLAS_CORETYPE"));
+  snprintf(buf, n, "%s; core %s%s; %d thread%s", openblas_get_config(), core, how, openblas_get_num_threads(),
+           openblas_get_num_threads() == 1 ? "" : "s");
+  return buf;
+}
+
+const char *blas_weak_core_hint(char *buf, size_t n) {
+  const char *core = openblas_get_corename();
+  CpuLevel cpu = blas_cpu_level();
+  const char *better = blas_better_core(core, cpu);
+  if (better == NULL) return NULL;
+  snprintf(buf, n,
+           "OpenBLAS runs its %s (%s) kernels but this CPU supports %s; sgemm would be several times faster with "
+           "OPENBLAS_CORETYPE=%s (mpitrain sets it itself unless OPENBLAS_CORETYPE is set or MPITRAIN_BLAS_AUTOFIX=0)",
+           core, level_name(blas_core_level(core)), level_name(cpu), better);
+  return buf;
+}
+
+void blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+int blas_get_threads(void) { return openblas_get_num_threads(); }

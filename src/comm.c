@@ -1,0 +1,132 @@
+/* comm.c — the MPI layer: communicators, reductions, replica checks and agreeing on errors. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include "mpitrain/comm.h"
+
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A failed MPI call inside a collective leaves the other ranks in an unknown state: abort the job with a message
+ * that names the call and the rank rather than return something no one can agree on. */
+#define MPI_CHECK(c, call)                                                                   \
+  do {                                                                                       \
+    int rc_ = (call);                                                                        \
+    if (rc_ != MPI_SUCCESS) {                                                                \
+      char s_[MPI_MAX_ERROR_STRING];                                                         \
+      int l_ = 0;                                                                            \
+      MPI_Error_string(rc_, s_, &l_);                                                        \
+      comm_abort((c), "%s failed at %s:%d: %s", #call, __FILE__, __LINE__, s_);              \
+    }                                                                                        \
+  } while (0)
+
+int comm_init(Comm *c, MPI_Comm parent, MtError *err) {
+  memset(c, 0, sizeof *c);
+  c->comm = MPI_COMM_NULL;
+  c->node = MPI_COMM_NULL;
+  if (MPI_Comm_dup(parent, &c->comm) != MPI_SUCCESS) return mt_fail(err, "MPI_Comm_dup failed");
+  MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(c->comm, &c->rank);
+  MPI_Comm_size(c->comm, &c->size);
+  MPI_CHECK(c, MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &c->node));
+  MPI_Comm_set_errhandler(c->node, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(c->node, &c->node_rank);
+  MPI_Comm_size(c->node, &c->node_size);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  c->node_cores = 1;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) c->node_cores = CPU_COUNT(&set);
+  return 0;
+}
+
+void comm_free(Comm *c) {
+  if (c->node != MPI_COMM_NULL) MPI_Comm_free(&c->node);
+  if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
+}
+
+int comm_agree(Comm *c, MtError *err) {
+  /* Lowest failing rank and number of failing ranks in one reduction: {rank or size, -failed} under MIN
+   * gives the rank; the count needs a SUM, so a second small reduction. Start-up phases only. */
+  int mine = err->failed ? c->rank : c->size;
+  int first = c->size;
+  MPI_CHECK(c, MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->comm));
+  if (first == c->size) return 0;
+  int failed = err->failed ? 1 : 0, n_failed = 0;
+  MPI_CHECK(c, MPI_Allreduce(&failed, &n_failed, 1, MPI_INT, MPI_SUM, c->comm));
+  char agreed[MT_ERROR_MSG];
+  if (c->rank == first) memcpy(agreed, err->msg, sizeof agreed);
+  MPI_CHECK(c, MPI_Bcast(agreed, (int)sizeof agreed, MPI_CHAR, first, c->comm));
+  agreed[sizeof agreed - 1] = '\0';
+  if (err->failed && c->rank != first && strcmp(err->msg, agreed) != 0) {
+    fprintf(stderr, "mpitrain: rank %d: error: %s\n", c->rank, err->msg);
+    fflush(stderr);
+  }
+  mt_error_clear(err);
+  if (c->size == 1)
+    mt_fail(err, "%s", agreed);
+  else if (n_failed == 1)
+    mt_fail(err, "rank %d: %s", first, agreed);
+  else
+    mt_fail(err, "rank %d (and %d other rank%s): %s", first, n_failed - 1, n_failed > 2 ? "s" : "", agreed);
+  return -1;
+}
+
+void comm_report(const Comm *c, const MtError *err) {
+  if (c->rank != 0 || !err->failed) return;
+  fflush(stdout);
+  fprintf(stderr, "mpitrain: error: %s\n", err->msg);
+  fflush(stderr);
+}
+
+void comm_allreduce_sum(Comm *c, float *buf, size_t n) {
+  /* MPI counts are int: reduce in pieces of at most 2^30 elements. */
+  const size_t piece = (size_t)1 << 30;
+  for (size_t off = 0; off < n; off += piece) {
+    int cnt = (int)(n - off < piece ? n - off : piece);
+    MPI_CHECK(c, MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_FLOAT, MPI_SUM, c->comm));
+  }
+}
+
+void comm_allreduce_sum_double(Comm *c, double *buf, size_t n) {
+  MPI_CHECK(c, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm));
+}
+
+uint64_t comm_hash(const void *buf, size_t bytes) {
+  const unsigned char *p = buf;
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < bytes; i++) {
+    h ^= p[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+int comm_replicas_identical(Comm *c, const void *buf, size_t bytes) {
+  unsigned long long h = comm_hash(buf, bytes), lo = 0, hi = 0;
+  MPI_CHECK(c, MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, c->comm));
+  MPI_CHECK(c, MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, c->comm));
+  return lo == hi;
+}
+
+int comm_default_threads(const Comm *c) {
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  if (online < 1) online = 1;
+  int share = (int)(online / (c->node_size > 0 ? c->node_size : 1));
+  int t = c->node_cores < share ? c->node_cores : share;
+  return t < 1 ? 1 : t;
+}
+
+void comm_abort(const Comm *c, const char *fmt, ...) {
+  char msg[MT_ERROR_MSG];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fflush(stdout);
+  fprintf(stderr, "mpitrain: rank %d: fatal: %s\n", c ? c->rank : -1, msg);
+  fflush(stderr);
+  MPI_Abort(c && c->comm != MPI_COMM_NULL ? c->comm : MPI_COMM_WORLD, 1);
+  abort(); /* MPI_Abort does not return; keep the compiler and the reader sure of it */
+}

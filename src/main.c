@@ -1,0 +1,81 @@
+/* main.c — the `mpitrain` command: picks the subcommand and hands over to the library. */
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mpitrain/bench.h"
+#include "mpitrain/blas.h"
+#include "mpitrain/comm.h"
+#include "mpitrain/tools.h"
+#include "mpitrain/train.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: mpitrain <command> [options]     (run under mpirun -np N for N ranks)\n"
+          "\n"
+          "commands:\n"
+          "  train     train an MLP on a dataset (data-parallel over all ranks)\n"
+          "  convert   turn IDX (e.g. Fashion-MNIST) or CSV files into an mpitrain dataset\n"
+          "  synth     write a generated classification dataset of any size\n"
+          "  info      describe a dataset file\n"
+          "  bench     measure throughput against the sgemm roofline on the model's shapes\n"
+          "  version   print versions and the BLAS kernels in use\n"
+          "\n"
+          "`mpitrain <command> --help` lists a command's options and their defaults.\n");
+}
+
+typedef int (*CommandFn)(Comm *c, int argc, char **argv);
+
+static int version_main(Comm *c, int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  if (c->rank != 0) return 0;
+  char buf[512], lib[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(lib, &len);
+  char *nl = strchr(lib, '\n');
+  if (nl) *nl = '\0';
+  printf("mpitrain %s\n", MPITRAIN_VERSION);
+  printf("mpi: %s\n", lib);
+  printf("blas: %s\n", blas_describe(buf, sizeof buf));
+  const char *hint = blas_weak_core_hint(buf, sizeof buf);
+  if (hint) printf("warning: %s\n", hint);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  /* Before MPI_Init and before any BLAS call: may re-execute this program with better OpenBLAS kernels. */
+  blas_fix_coretype(argv);
+
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  static const struct {
+    const char *name;
+    CommandFn fn;
+  } commands[] = {
+      {"train", train_main}, {"convert", tool_convert}, {"synth", tool_synth},   {"info", tool_info},
+      {"bench", bench_main}, {"version", version_main}, {"--version", version_main},
+  };
+  CommandFn fn = NULL;
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp(argv[1], commands[i].name) == 0) fn = commands[i].fn;
+  if (fn == NULL) {
+    fprintf(stderr, "mpitrain: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+  }
+
+  MPI_Init(&argc, &argv);
+  Comm comm;
+  MtError err = {0};
+  if (comm_init(&comm, MPI_COMM_WORLD, &err) != 0) {
+    fprintf(stderr, "mpitrain: error: %s\n", err.msg);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  int rc = fn(&comm, argc - 1, argv + 1);
+  comm_free(&comm);
+  MPI_Finalize();
+  return rc;
+}
