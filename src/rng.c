@@ -55,7 +55,7 @@ float rng_normal(uint64_t seed, RngStream stream, uint64_t a, uint64_t i) {
 
 void rng_permutation(uint64_t seed, uint64_t epoch, uint32_t *perm, size_t n) {
   for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
-  uint32_t r[4];
+  uint32_t r[4] = {0, 0, 0, 0};
   for (size_t i = n; i-- > 1;) {
     if (i == n - 1 || i % 2 == 1) rng_block(seed, RNG_STREAM_SHUFFLE, epoch, i / 2, r);
     uint64_t u = (i % 2) ? ((uint64_t)r[1] << 32 | r[0]) : ((uint64_t)r[3] << 32 | r[2]);

@@ -12,6 +12,9 @@
 #include "mpitrain/error.h"
 
 #define MODEL_MAX_HIDDEN 16
+/* grads has MODEL_GRAD_TAIL floats after the n_params gradients: scratch for values that ride along in the same
+ * in-place reduction as the gradients (loss and accuracy sums, an error flag), so a step needs one collective. */
+#define MODEL_GRAD_TAIL 16
 
 typedef enum ActKind { ACT_RELU = 0, ACT_LEAKY_RELU, ACT_TANH, ACT_SIGMOID, ACT_COUNT } ActKind;
 typedef enum LayerKind { LAYER_DENSE = 0, LAYER_ACT } LayerKind;
@@ -42,7 +45,7 @@ typedef struct Model {
   Layer *layers;
   size_t n_params;    /* floats in params and grads */
   float *params;      /* [n_params] */
-  float *grads;       /* [n_params] */
+  float *grads;       /* [n_params + MODEL_GRAD_TAIL] */
   int max_batch;      /* rows the activation buffers hold */
   int max_width;      /* widest layer output */
   float *act_mem;     /* backing store of every layer's y */
