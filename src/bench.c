@@ -1,4 +1,219 @@
-/* bench.c — placeholder while the benchmark is written (replaced in a later commit). */
-#include <stdio.h>
+/* bench.c — `mpitrain bench`: how close training runs to the machine's own sgemm, measured in the same run.
+ *
+ * First every rank times cblas_sgemm on exactly the GEMM shapes one training step of the model issues (forward,
+ * weight gradient, input gradient, at the rank's micro-batch size): that is the roofline a step could reach if
+ * everything but the GEMMs were free. Then it trains for a fixed number of steps on in-memory synthetic data (or
+ * a dataset file) and reports samples/s, GFLOP/s actually achieved in the GEMMs' flop count, its fraction of the
+ * roofline, and where a step's time goes. All ranks measure at once, so the roofline sees the same contention for
+ * cores and memory bandwidth as training does. */
 #include "mpitrain/bench.h"
-int bench_main(Comm *c, int argc, char **argv) { (void)c; (void)argc; (void)argv; fprintf(stderr, "bench: not built yet\n"); return 1; }
+
+#include <cblas.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/blas.h"
+#include "mpitrain/config.h"
+#include "mpitrain/optim.h"
+#include "mpitrain/train.h"
+
+typedef struct BenchConfig {
+  Config train; /* first member: the train options' offsets apply unchanged */
+  int steps, warmup, json, synthetic, features, classes;
+  int64_t samples;
+} BenchConfig;
+
+static const OptionSpec bench_options[] = {
+    {.name = "steps", .type = OT_INT, .offset = offsetof(BenchConfig, steps), .def = "200", .metavar = "N",
+     .help = "training steps to time", .min = 1, .max = 1e9, .flags = OPT_RANGED},
+    {.name = "warmup", .type = OT_INT, .offset = offsetof(BenchConfig, warmup), .def = "20", .metavar = "N",
+     .help = "untimed steps first", .min = 0, .max = 1e9, .flags = OPT_RANGED},
+    {.name = "json", .type = OT_BOOL, .offset = offsetof(BenchConfig, json), .def = "false",
+     .help = "print one JSON object instead of a table"},
+    {.name = "synthetic", .type = OT_BOOL, .offset = offsetof(BenchConfig, synthetic), .def = "true",
+     .help = "use in-memory generated data (false: read --data)"},
+    {.name = "samples", .type = OT_INT64, .offset = offsetof(BenchConfig, samples), .def = "16384", .metavar = "N",
+     .help = "synthetic training rows", .min = 1, .max = 1e9, .flags = OPT_RANGED},
+    {.name = "features", .type = OT_INT, .offset = offsetof(BenchConfig, features), .def = "784", .metavar = "D",
+     .help = "synthetic features per row", .min = 1, .max = 1 << 24, .flags = OPT_RANGED},
+    {.name = "classes", .type = OT_INT, .offset = offsetof(BenchConfig, classes), .def = "10", .metavar = "C",
+     .help = "synthetic classes", .min = 2, .max = 1 << 20, .flags = OPT_RANGED},
+    {.name = NULL},
+};
+
+/* The train table followed by the bench table, built once. */
+static OptionSpec *bench_table(void) {
+  static OptionSpec table[128];
+  if (table[0].name != NULL) return table;
+  size_t n = 0;
+  for (const OptionSpec *o = config_train_options; o->name; o++) table[n++] = *o;
+  for (const OptionSpec *o = bench_options; o->name; o++) table[n++] = *o;
+  table[n].name = NULL;
+  return table;
+}
+
+/* Seconds per call of the GEMM sequence of one step for m rows, best of several timed repetitions. */
+static double time_gemms(const Model *model, int m, float *a, float *b, float *c) {
+  double best = 1e30;
+  for (int rep = 0; rep < 7; rep++) {
+    int iters = 0;
+    double t0 = MPI_Wtime(), t1 = t0;
+    do {
+      for (int i = 0; i < model->n_layers; i++) {
+        const Layer *l = &model->layers[i];
+        if (l->kind != LAYER_DENSE) continue;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, l->out, l->in, 1.0f, a, l->in, b, l->in, 1.0f, c,
+                    l->out);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, l->in, m, 1.0f, c, l->out, a, l->in, 0.0f, b,
+                    l->in);
+        if (i > 0)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, l->in, l->out, 1.0f, c, l->out, b, l->in, 0.0f,
+                      a, l->in);
+      }
+      iters++;
+      t1 = MPI_Wtime();
+    } while (t1 - t0 < 0.1);
+    double per = (t1 - t0) / iters;
+    if (per < best) best = per;
+  }
+  return best;
+}
+
+int bench_main(Comm *c, int argc, char **argv) {
+  BenchConfig bc;
+  MtError err = {0};
+  OptsResult res;
+  const OptionSpec *table = bench_table();
+  int rc = opts_parse(table, &bc, argc, argv, 1, 1, &res, &err);
+  if (rc == 0 && res.n_positional > 0) mt_fail(&err, "unexpected argument '%s'", res.positional[0]);
+  if (comm_agree(c, &err) != 0) {
+    comm_report(c, &err);
+    return 2;
+  }
+  if (res.help) {
+    if (c->rank == 0)
+      opts_print_help(stdout, "mpirun -np N mpitrain bench [options]",
+                      "Times sgemm on the model's GEMM shapes, then training steps; reports samples/s and the\n"
+                      "fraction of that sgemm roofline reached. Accepts every `mpitrain train` option.",
+                      table);
+    return 0;
+  }
+  Config *cfg = &bc.train;
+  cfg->progress = PROGRESS_OFF;
+  cfg->eval = 0;
+  cfg->log[0] = '\0';
+  cfg->epochs = 1 << 30; /* the step count bounds the run */
+
+  Dataset *ds = NULL;
+  if (bc.synthetic) {
+    SynthSpec spec = {.n_train = bc.samples, .n_test = 0, .d = bc.features, .n_classes = bc.classes,
+                      .seed = (uint64_t)cfg->seed, .noise = 1.0f};
+    data_open_synthetic(&ds, &spec, &err);
+  }
+  if (comm_agree(c, &err) != 0) {
+    comm_report(c, &err);
+    return 1;
+  }
+  Trainer *t = NULL;
+  if (trainer_create(&t, cfg, c, ds, &err) != 0) {
+    comm_report(c, &err);
+    data_close(ds);
+    return 1;
+  }
+  Model *model = trainer_model(t);
+  const DataInfo *info = data_info(trainer_data(t));
+  int64_t B = cfg->batch == 0 || cfg->batch > info->n[SPLIT_TRAIN] ? info->n[SPLIT_TRAIN] : cfg->batch;
+  int64_t lo, hi;
+  trainer_rank_slice(B, c->rank, c->size, &lo, &hi);
+  int local = (int)(hi - lo);
+  int micro = model->max_batch;
+
+  /* Roofline: the same GEMM sequence per micro-batch chunk the rank runs in a step. */
+  size_t big = (size_t)micro * (size_t)(info->d > model->max_width ? info->d : model->max_width);
+  size_t wmax = 0;
+  for (int i = 0; i < model->n_layers; i++)
+    if ((size_t)model->layers[i].in * model->layers[i].out > wmax) wmax = (size_t)model->layers[i].in * model->layers[i].out;
+  float *a = mt_alloc(sizeof(float) * big, "benchmark buffers", &err);
+  float *b = mt_alloc(sizeof(float) * wmax, "benchmark buffers", &err);
+  float *cc = mt_alloc(sizeof(float) * big, "benchmark buffers", &err);
+  if (comm_agree(c, &err) != 0) {
+    comm_report(c, &err);
+    trainer_free(t);
+    data_close(ds);
+    return 1;
+  }
+  for (size_t i = 0; i < big; i++) a[i] = (float)(i % 7) * 0.01f;
+  for (size_t i = 0; i < wmax; i++) b[i] = (float)(i % 5) * 0.01f;
+  double gemm_s = 0, gemm_flops = 0;
+  for (int c0 = 0; c0 < local; c0 += micro) {
+    int cn = local - c0 < micro ? local - c0 : micro;
+    gemm_s += time_gemms(model, cn, a, b, cc);
+    gemm_flops += model_gemm_flops(model, cn);
+  }
+  mt_free(cc);
+  mt_free(b);
+  mt_free(a);
+
+  /* Training. */
+  for (int i = 0; i < bc.warmup && err.failed == 0; i++) trainer_step(t, NULL, &err);
+  MPI_Barrier(c->comm);
+  trainer_reset_timers(t);
+  double t0 = MPI_Wtime();
+  for (int i = 0; i < bc.steps && err.failed == 0; i++) trainer_step(t, NULL, &err);
+  MPI_Barrier(c->comm);
+  double wall = MPI_Wtime() - t0;
+  if (err.failed) {
+    comm_report(c, &err);
+    trainer_free(t);
+    data_close(ds);
+    return 1;
+  }
+  const StepTimes *tm = trainer_times(t);
+  /* Per-rank figures, averaged over ranks (they differ by at most one row of work). */
+  double v[8] = {gemm_flops / gemm_s, gemm_flops * bc.steps / wall, tm->data, tm->forward, tm->backward, tm->reduce,
+                 tm->update, 0};
+  MPI_Allreduce(MPI_IN_PLACE, v, 8, MPI_DOUBLE, MPI_SUM, c->comm);
+  for (int i = 0; i < 8; i++) v[i] /= c->size;
+  double roof = v[0], achieved = v[1];
+  double samples_per_s = (double)B * bc.steps / wall, step_ms = wall / bc.steps * 1e3;
+  double ms[5];
+  for (int i = 0; i < 5; i++) ms[i] = v[2 + i] / bc.steps * 1e3;
+
+  if (c->rank == 0) {
+    char arch[256], blas[512];
+    int p = snprintf(arch, sizeof arch, "%d", info->d);
+    for (int i = 0; i < cfg->hidden.n && p < (int)sizeof arch; i++)
+      p += snprintf(arch + p, sizeof arch - (size_t)p, "-%d", cfg->hidden.v[i]);
+    if (p < (int)sizeof arch) snprintf(arch + p, sizeof arch - (size_t)p, "-%d", info->n_classes);
+    blas_describe(blas, sizeof blas);
+    if (bc.json) {
+      printf("{\"ranks\": %d, \"threads\": %d, \"model\": \"%s\", \"params\": %zu, \"batch\": %lld, "
+             "\"rows_per_rank\": %d, \"micro_batch\": %d, \"steps\": %d, \"step_ms\": %.4f, \"samples_per_s\": %.1f, "
+             "\"gflops_per_rank\": %.2f, \"sgemm_gflops_per_rank\": %.2f, \"fraction_of_sgemm\": %.4f, "
+             "\"ms_data\": %.4f, \"ms_forward\": %.4f, \"ms_backward\": %.4f, \"ms_allreduce\": %.4f, "
+             "\"ms_update\": %.4f, \"blas_core\": \"%s\"}\n",
+             c->size, blas_get_threads(), arch, model->n_params, (long long)B, local, micro, bc.steps, step_ms,
+             samples_per_s, achieved / 1e9, roof / 1e9, achieved / roof, ms[0], ms[1], ms[2], ms[3], ms[4],
+             openblas_get_corename());
+    } else {
+      printf("mpitrain bench: model %s (%zu parameters), %s, %d rank%s x %d thread%s\n", arch, model->n_params,
+             optim_name((OptKind)cfg->optimizer), c->size, c->size == 1 ? "" : "s", blas_get_threads(),
+             blas_get_threads() == 1 ? "" : "s");
+      printf("blas: %s\n", blas);
+      printf("global batch %lld (%d rows on rank 0, micro-batch %d), %d timed steps after %d warm-up\n",
+             (long long)B, local, micro, bc.steps, bc.warmup);
+      printf("  step time          %9.3f ms\n", step_ms);
+      printf("  samples/s          %9.0f\n", samples_per_s);
+      printf("  GEMM GFLOP/s/rank  %9.2f  (sgemm on the same shapes: %.2f)\n", achieved / 1e9, roof / 1e9);
+      printf("  of sgemm roofline  %9.1f %%\n", 100 * achieved / roof);
+      printf("  time per step: data %.3f ms, forward %.3f ms, backward %.3f ms, allreduce %.3f ms, update %.3f ms\n",
+             ms[0], ms[1], ms[2], ms[3], ms[4]);
+    }
+    fflush(stdout);
+  }
+  trainer_free(t);
+  data_close(ds);
+  return 0;
+}

@@ -42,6 +42,8 @@ Dataset *trainer_data(Trainer *t);
 int64_t trainer_steps_done(const Trainer *t);
 const StepTimes *trainer_times(const Trainer *t);
 void trainer_reset_timers(Trainer *t);
+/* The training rows this rank processed in its last step (sorted), for coverage tests. */
+const int64_t *trainer_last_rows(const Trainer *t, int *n);
 void trainer_free(Trainer *t);
 
 /* Which rows of a global batch rank r of N takes: [*lo, *hi) of the batch's B positions. The first B mod N ranks

@@ -1,0 +1,18 @@
+# common.sh — shared by the launch scripts: where things are, and how to call mpirun on this machine.
+# Sourced, not run.
+MT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MT_BUILD=${MT_BUILD:-$MT_ROOT/build}
+
+# mpirun as root needs --allow-run-as-root; more ranks than Open MPI counts slots (physical cores, or fewer in a
+# container) need --oversubscribe. Both are harmless otherwise.
+mt_mpirun() {
+  local flags=(--oversubscribe)
+  if [ "$(id -u)" -eq 0 ]; then flags+=(--allow-run-as-root); fi
+  mpirun "${flags[@]}" "$@"
+}
+
+# Configure and build (Release unless CMAKE_BUILD_TYPE says otherwise). Extra arguments go to cmake.
+mt_build() {
+  cmake -S "$MT_ROOT" -B "$MT_BUILD" -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" "$@" >/dev/null
+  cmake --build "$MT_BUILD" -j "$(nproc)"
+}

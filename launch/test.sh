@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# test.sh — install dependencies, build with warnings as errors, run the whole test suite (unit, MPI with up to
+# 4 ranks, command-line and bad-input tests). Extra arguments go to ctest (e.g. -R train).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bash "$MT_ROOT/launch/deps.sh"
+mt_build -DMPITRAIN_WERROR=ON -DMPITRAIN_TESTS=ON
+cd "$MT_BUILD"
+ctest --output-on-failure "$@"

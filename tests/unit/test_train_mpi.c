@@ -1,0 +1,156 @@
+/* test_train_mpi.c — data-parallel training at 1, 2, 3 and 4 ranks against the one-rank run, in one mpirun.
+ *
+ * Run with 4 ranks. For k = 1..4 the first k ranks form a communicator and train the same model on the same
+ * in-memory dataset for a few steps (crossing an epoch boundary, with a short last batch and uneven slices), with
+ * the replica check on every step. Then, on world rank 0:
+ *  - the per-step loss of every k matches k = 1 within a tight relative tolerance (only the order of float sums
+ *    differs), and so do the final parameters;
+ *  - over the first epoch, the rows all ranks processed cover every training sample exactly once;
+ *  - the evaluation (test loss and accuracy) matches too.
+ * Each optimiser is exercised. */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/comm.h"
+#include "mpitrain/config.h"
+#include "mpitrain/train.h"
+
+enum { STEPS = 24, MAXK = 4 };
+static int failures = 0;
+
+#define CHECK(cond, ...)                              \
+  do {                                                \
+    if (!(cond)) {                                    \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                   \
+      fputc('\n', stderr);                            \
+      failures++;                                     \
+    }                                                 \
+  } while (0)
+
+typedef struct Result {
+  double loss[STEPS];
+  double test_loss, test_acc;
+  float *params;
+  int *seen; /* [n_train] times each row was processed in epoch 0 */
+} Result;
+
+static void run(int k, const char *optimizer, Dataset *ds, Result *res, size_t *n_params) {
+  int wrank;
+  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+  MPI_Comm sub;
+  MPI_Comm_split(MPI_COMM_WORLD, wrank < k ? 0 : MPI_UNDEFINED, wrank, &sub);
+  if (sub == MPI_COMM_NULL) return;
+  Comm c;
+  MtError err = {0};
+  CHECK(comm_init(&c, sub, &err) == 0, "comm_init: %s", err.msg);
+  char *argv[] = {"train", "--hidden", "24,16", "--activation", "tanh", "--optimizer", (char *)optimizer,
+                  "--lr", "0.01", "--batch", "64", "--check-replicas", "1", "--progress", "off", "--seed", "7"};
+  Config cfg;
+  CHECK(config_parse(&cfg, (int)(sizeof argv / sizeof argv[0]), argv, 1, &err) == 0, "config: %s", err.msg);
+  Trainer *t = NULL;
+  CHECK(trainer_create(&t, &cfg, &c, ds, &err) == 0, "trainer_create at k=%d: %s", k, err.msg);
+  if (t == NULL) return;
+  const DataInfo *info = data_info(ds);
+  int64_t spe = (info->n[SPLIT_TRAIN] + 63) / 64;
+  for (int s = 0; s < STEPS; s++) {
+    StepStats st;
+    CHECK(trainer_step(t, &st, &err) == 0, "step %d at k=%d: %s", s, k, err.msg);
+    if (err.failed) break;
+    res->loss[s] = st.loss;
+    if (s < spe) {
+      /* Gather every rank's rows of this step on rank 0 and count them. */
+      int n = 0;
+      const int64_t *rows = trainer_last_rows(t, &n);
+      int counts[MAXK], displs[MAXK], total = 0;
+      MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, c.comm);
+      if (c.rank == 0)
+        for (int r = 0; r < k; r++) {
+          displs[r] = total;
+          total += counts[r];
+        }
+      int64_t *all = malloc(sizeof(int64_t) * (size_t)(c.rank == 0 ? total + 1 : 1));
+      MPI_Gatherv(rows, n, MPI_INT64_T, all, counts, displs, MPI_INT64_T, 0, c.comm);
+      if (c.rank == 0)
+        for (int i = 0; i < total; i++) res->seen[all[i]]++;
+      free(all);
+    }
+  }
+  CHECK(trainer_evaluate(t, SPLIT_TEST, &res->test_loss, &res->test_acc, &err) == 0, "evaluate: %s", err.msg);
+  Model *m = trainer_model(t);
+  *n_params = m->n_params;
+  if (c.rank == 0) {
+    res->params = malloc(sizeof(float) * m->n_params);
+    memcpy(res->params, m->params, sizeof(float) * m->n_params);
+  }
+  trainer_free(t);
+  comm_free(&c);
+  MPI_Comm_free(&sub);
+}
+
+static void compare(const char *opt, Result *r, size_t n_params, int64_t n_train) {
+  for (int k = 1; k <= MAXK; k++) {
+    for (int i = 0; i < n_train; i++)
+      CHECK(r[k].seen[i] == 1, "%s k=%d: row %d processed %d times in epoch 0", opt, k, i, r[k].seen[i]);
+    if (k == 1) continue;
+    for (int s = 0; s < STEPS; s++) {
+      double rel = fabs(r[k].loss[s] - r[1].loss[s]) / fabs(r[1].loss[s]);
+      CHECK(rel < 1e-5, "%s k=%d step %d: loss %.9g vs %.9g at 1 rank (rel %.2g)", opt, k, s, r[k].loss[s],
+            r[1].loss[s], rel);
+    }
+    double maxdiff = 0;
+    for (size_t i = 0; i < n_params; i++) maxdiff = fmax(maxdiff, fabs(r[k].params[i] - r[1].params[i]));
+    CHECK(maxdiff < 1e-4, "%s k=%d: parameters differ from 1 rank by up to %g", opt, k, maxdiff);
+    CHECK(fabs(r[k].test_loss - r[1].test_loss) < 1e-5 * fabs(r[1].test_loss), "%s k=%d: test loss %.9g vs %.9g",
+          opt, k, r[k].test_loss, r[1].test_loss);
+  }
+  /* the run must actually learn something, or matching trajectories prove little */
+  CHECK(r[1].loss[STEPS - 1] < 0.8 * r[1].loss[0], "%s: loss did not decrease (%g -> %g)", opt, r[1].loss[0],
+        r[1].loss[STEPS - 1]);
+  printf("%-8s 1 rank: loss %.5f -> %.5f, test acc %.3f; k=2..4 match\n", opt, r[1].loss[0], r[1].loss[STEPS - 1],
+         r[1].test_acc);
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  int wrank, wsize;
+  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+  MPI_Comm_size(MPI_COMM_WORLD, &wsize);
+  if (wsize != MAXK) {
+    if (wrank == 0) fprintf(stderr, "run with mpirun -np %d\n", MAXK);
+    MPI_Finalize();
+    return 1;
+  }
+  /* 1003 rows, batch 64: 16 steps per epoch, the last with 43 rows; 64 and 43 split unevenly over 3 ranks. */
+  SynthSpec spec = {.n_train = 1003, .n_test = 300, .d = 20, .n_classes = 5, .seed = 3, .noise = 1.5f};
+  Dataset *ds = NULL;
+  MtError err = {0};
+  if (data_open_synthetic(&ds, &spec, &err) != 0) {
+    fprintf(stderr, "synthetic data: %s\n", err.msg);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  const char *opts[] = {"sgd", "momentum", "rmsprop", "adam"};
+  for (int o = 0; o < 4; o++) {
+    Result r[MAXK + 1];
+    memset(r, 0, sizeof r);
+    size_t n_params = 0;
+    for (int k = 1; k <= MAXK; k++) {
+      r[k].seen = calloc((size_t)spec.n_train, sizeof(int));
+      run(k, opts[o], ds, &r[k], &n_params);
+      MPI_Barrier(MPI_COMM_WORLD);
+    }
+    if (wrank == 0) compare(opts[o], r, n_params, spec.n_train);
+    for (int k = 1; k <= MAXK; k++) {
+      free(r[k].params);
+      free(r[k].seen);
+    }
+  }
+  data_close(ds);
+  MPI_Allreduce(MPI_IN_PLACE, &failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  if (wrank == 0) printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
+  MPI_Finalize();
+  return failures ? 1 : 0;
+}
