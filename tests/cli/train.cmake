@@ -1,0 +1,112 @@
+# train.cmake — `mpitrain train` end to end under mpirun: runs that must succeed at 1..4 ranks, and every error a
+# user can cause ending all ranks quickly with a one-line reason and a non-zero exit.
+
+# A small generated dataset shared by these tests.
+mt_expect(NAME train.make_synth EXIT ok WITHIN 60 FIXTURES_SETUP synth_small
+  COMMAND ${MT_BIN} synth --samples 3000 --test-samples 600 --features 32 --classes 4 --noise 2.0 --seed 5
+          --out ${MT_TEST_DATA}/synth_small.h5)
+# Three rows: fewer than the 4 ranks some tests start.
+mt_expect(NAME train.make_tiny EXIT ok WITHIN 60 FIXTURES_SETUP synth_tiny
+  COMMAND ${MT_BIN} synth --samples 3 --test-samples 2 --features 4 --classes 2 --out ${MT_TEST_DATA}/tiny.h5)
+
+set(MT_SMALL ${MT_TEST_DATA}/synth_small.h5)
+set(MT_TRAIN_QUICK --hidden 32,16 --epochs 2 --batch 50 --lr 3e-3 --progress plain)
+
+foreach(np 1 2 3 4)
+  mt_expect(NAME train.synth_np${np} NP ${np} EXIT ok WITHIN 90 FIXTURES_REQUIRED synth_small
+    MATCH "final test accuracy: (9[0-9]|100)\\."
+    COMMAND ${MT_BIN} train --data ${MT_SMALL} ${MT_TRAIN_QUICK} --check-replicas 1)
+endforeach()
+
+# Optimisers, activations, initialisations and batch regimes all run and learn (one epoch each, 2 ranks).
+foreach(opt sgd momentum rmsprop adam)
+  set(lr 3e-3)
+  if(opt STREQUAL "sgd" OR opt STREQUAL "momentum")
+    set(lr 0.3)
+  endif()
+  mt_expect(NAME train.opt_${opt} NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+    MATCH "final test accuracy: ([89][0-9]|100)\\."
+    COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 32 --epochs 2 --batch 32 --optimizer ${opt} --lr ${lr}
+            --progress off)
+endforeach()
+foreach(act relu leaky_relu tanh sigmoid)
+  mt_expect(NAME train.act_${act} NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+    MATCH "final test accuracy: ([89][0-9]|100)\\."
+    COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 32,16 --activation ${act} --epochs 2 --batch 32
+            --progress off)
+endforeach()
+mt_expect(NAME train.full_batch NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+  MATCH "batch 3000 \\(1 steps/epoch\\)"
+  COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 16 --batch full --epochs 3 --lr 0.01 --progress plain)
+mt_expect(NAME train.stochastic NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+  MATCH "final test accuracy"
+  COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 16 --batch 1 --max-steps 500 --optimizer sgd --lr 0.01
+          --progress plain)
+mt_expect(NAME train.micro_batches NP 3 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+  MATCH "final test accuracy: (9[0-9]|100)\\."
+  COMMAND ${MT_BIN} train --data ${MT_SMALL} ${MT_TRAIN_QUICK} --batch 200 --micro-batch 7 --check-replicas 5)
+
+# Configuration file: the INI keys are the option names; the command line wins.
+file(WRITE ${MT_TEST_DATA}/small.ini "[model]\nhidden = 8\nactivation = tanh\n[optim]\noptimizer = momentum\nlr = 0.5\nepochs = 1\n")
+mt_expect(NAME train.config_file NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+  MATCH "model 32-8-4 tanh.*momentum lr 0.5.*batch 64"
+  COMMAND ${MT_BIN} train --config ${MT_TEST_DATA}/small.ini --data ${MT_SMALL} --batch 64 --progress plain)
+
+# Metrics log: CSV and JSONL with step and epoch records.
+mt_expect(NAME train.log_csv NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+  MATCH "^kind,.*\nstep,0,1,"
+  COMMAND bash -c "${MT_BIN} train --data ${MT_SMALL} --hidden 8 --epochs 1 --progress off --log m.csv && head -c 300 m.csv && grep -c '^epoch,' m.csv")
+mt_expect(NAME train.log_jsonl NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+  MATCH "\"kind\": *\"epoch\""
+  COMMAND bash -c "${MT_BIN} train --data ${MT_SMALL} --hidden 8 --epochs 1 --progress off --log m.jsonl && cat m.jsonl")
+
+# --help lists options with defaults.
+mt_expect(NAME train.help EXIT ok WITHIN 20 MATCH "--lr.*default: 0.001"
+  COMMAND ${MT_BIN} train --help)
+
+# ---- errors: every rank ends within seconds, non-zero, with a one-line reason ----
+function(mt_train_error name np regex)
+  mt_expect(NAME train.error.${name} NP ${np} EXIT fail WITHIN 20 MATCH "${regex}" NOMATCH "Segmentation|Aborted"
+    FIXTURES_REQUIRED synth_small synth_tiny bad_data COMMAND ${MT_BIN} train --progress off ${ARGN})
+endfunction()
+mt_train_error(missing_file 3 "error: .*nope\\.h5.*(No such file|cannot open)" --data nope.h5)
+mt_train_error(lr_negative 2 "--lr: expected a number > 0" --data ${MT_SMALL} --lr -1)
+mt_train_error(batch_zero 2 "--batch: expected" --data ${MT_SMALL} --batch 0)
+mt_train_error(hidden_zero 2 "--hidden" --data ${MT_SMALL} --hidden 0)
+mt_train_error(beta1_one 2 "--beta1" --data ${MT_SMALL} --beta1 1)
+mt_train_error(unknown_optimizer 2 "--optimizer: .*adamx.*sgd, momentum, rmsprop, adam" --data ${MT_SMALL} --optimizer adamx)
+mt_train_error(unknown_activation 2 "--activation: .*relux" --data ${MT_SMALL} --activation relux)
+mt_train_error(unknown_option 2 "did you mean --epochs" --data ${MT_SMALL} --epoch 3)
+mt_train_error(missing_config 2 "missing\\.ini" --data ${MT_SMALL} --config missing.ini)
+mt_train_error(bad_ini_key 2 "bad\\.ini:2" --data ${MT_SMALL} --config ${MT_TEST_DATA}/bad.ini)
+file(WRITE ${MT_TEST_DATA}/bad.ini "hidden = 8\nlearning_rate = 0.1\n")
+mt_train_error(more_ranks_than_samples 4 "3 rows but 4 ranks" --data ${MT_TEST_DATA}/tiny.h5)
+mt_train_error(not_hdf5 2 "not_hdf5\\.h5" --data bad/not_hdf5.h5)
+mt_train_error(no_train_y 3 "no_train_y\\.h5.*/train/y" --data bad/no_train_y.h5)
+mt_train_error(label_too_big 3 "label_too_big\\.h5.*label" --data bad/label_too_big.h5)
+mt_train_error(label_negative 2 "label_negative\\.h5.*label" --data bad/label_negative.h5)
+mt_train_error(test_d_mismatch 4 "test_d_mismatch\\.h5" --data bad/test_d_mismatch.h5)
+mt_train_error(x_3d 2 "x_3d\\.h5" --data bad/x_3d.h5)
+mt_train_error(float_labels 2 "float_labels\\.h5" --data bad/float_labels.h5)
+mt_train_error(zero_rows 2 "zero_rows\\.h5" --data bad/zero_rows.h5)
+mt_train_error(huge_rows 2 "huge_rows" --data bad/huge_rows_claim.h5)
+mt_train_error(shards_disagree 2 "bad_shards" --data bad/bad_shards-00000-of-00002.h5)
+mt_train_error(diverged 2 "loss became (NaN|infinite) at step [0-9]+.*--lr" --data ${MT_SMALL} --optimizer sgd --lr 1e30 --hidden 8 --epochs 1)
+
+# Fashion-MNIST itself: one epoch on 2 ranks already clears 80 %.
+if(EXISTS /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz)
+  mt_expect(NAME train.fmnist_one_epoch NP 2 EXIT ok WITHIN 120 FIXTURES_REQUIRED fmnist
+    MATCH "final test accuracy: (8[0-9]|9[0-9])\\."
+    COMMAND ${MT_BIN} train --data ${MT_TEST_DATA}/fmnist.h5 --epochs 1 --progress plain)
+endif()
+
+# The OpenBLAS kernels in use are as good as the CPU allows (mpitrain fixes OpenBLAS 0.3.21's misdetection).
+mt_expect(NAME blas.kernels_not_weak EXIT ok WITHIN 20 MATCH "blas: .*core " NOMATCH "^warning:"
+  COMMAND env -u OPENBLAS_CORETYPE ${MT_BIN} version)
+# ... and when the user forces weak kernels on a CPU that has AVX2, they are told the exact fix.
+file(READ /proc/cpuinfo MT_CPUINFO)
+if(MT_CPUINFO MATCHES " avx2 ")
+  mt_expect(NAME blas.weak_kernels_hint EXIT ok WITHIN 20
+    MATCH "warning: OpenBLAS runs its Prescott .*OPENBLAS_CORETYPE=(Haswell|SkylakeX)"
+    COMMAND env OPENBLAS_CORETYPE=Prescott ${MT_BIN} version)
+endif()
