@@ -589,6 +589,11 @@ int opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int fi
       char src[160];
       snprintf(src, sizeof src, "--%s", o->name);
       if (o->type == OT_BOOL && eq == NULL) {
+        /* "--eval false" would otherwise turn on --eval and leave "false" as a stray argument. */
+        int ignored = 0;
+        if (i + 1 < argc && parse_bool(argv[i + 1], &ignored) == 0)
+          return mt_fail(err, "--%s takes no value; write --%s=%s (or --%s / --no-%s)", o->name, o->name,
+                         argv[i + 1], o->name, o->name);
         *(int *)field(o, dst) = 1;
         continue;
       }
@@ -677,6 +682,11 @@ static void help_line(FILE *f, const char *left, int col, const char *text) {
 }
 
 void opts_print_help(FILE *f, const char *usage, const char *summary, const OptionSpec *table) {
+  opts_print_help_ex(f, usage, summary, table, 0);
+}
+
+void opts_print_help_ex(FILE *f, const char *usage, const char *summary, const OptionSpec *table,
+                        int allow_config) {
   char left[400], text[1400], list[300];
   int col = 0;
   for (const OptionSpec *o = table; o->name != NULL; o++) {
@@ -687,7 +697,14 @@ void opts_print_help(FILE *f, const char *usage, const char *summary, const Opti
   col += 4; /* two of indent, two of gap */
   fprintf(f, "usage: %s\n", usage);
   if (summary != NULL && summary[0] != '\0') fprintf(f, "\n%s\n", summary);
-  if (table[0].name == NULL || table[0].section == NULL) fprintf(f, "\noptions:\n");
+  /* The options every command has come first; under their own heading when the table has sections. */
+  int sections = table[0].name != NULL && table[0].section != NULL;
+  fprintf(f, "\n%s:\n", sections ? "general" : "options");
+  help_line(f, "-h, --help", col, "show this help and exit");
+  if (allow_config)
+    help_line(f, "--config FILE", col,
+              "read options from an INI file first: one \"name = value\" per line, names as below without the "
+              "dashes; [sections] are allowed and ignored; the command line wins");
   for (const OptionSpec *o = table; o->name != NULL; o++) {
     if (o->section != NULL) fprintf(f, "\n%s:\n", o->section);
     help_left(o, left, sizeof left);
@@ -713,7 +730,6 @@ void opts_print_help(FILE *f, const char *usage, const char *summary, const Opti
     if (extra[0] != '\0') snprintf(text + used, sizeof text - (size_t)used, "%s(%s)", used ? " " : "", extra);
     help_line(f, left, col, text);
   }
-  help_line(f, "-h, --help", col, "show this help and exit");
 }
 
 void opts_write_ini(FILE *f, const OptionSpec *table, const void *src) {

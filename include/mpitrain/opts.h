@@ -79,6 +79,9 @@ int opts_set(const OptionSpec *table, void *dst, const char *name, const char *v
 
 /* Help: a usage line, then one line per option with its metavar, help and default. */
 void opts_print_help(FILE *f, const char *usage, const char *summary, const OptionSpec *table);
+/* The same, also listing --config FILE (for commands that pass allow_config to opts_parse). */
+void opts_print_help_ex(FILE *f, const char *usage, const char *summary, const OptionSpec *table,
+                        int allow_config);
 
 /* The value of an option as text (what --help would show as the default, but for the current value). */
 void opts_format_value(const OptionSpec *o, const void *src, char *buf, size_t n);

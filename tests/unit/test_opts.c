@@ -268,6 +268,8 @@ static void test_bool(void **state) {
   assert_int_equal(parse(&t, &err, "--flag", "positional", NULL), 0); /* a bare bool takes no value */
   assert_int_equal(t.flag, 1);
   assert_fails_containing(parse(&t, &err, "--no-flag=1", NULL), &err, "--no-flag takes no value");
+  assert_fails_with(parse(&t, &err, "--flag", "false", NULL), &err,
+                    "--flag takes no value; write --flag=false (or --flag / --no-flag)");
 }
 
 static void test_list(void **state) {
@@ -583,6 +585,16 @@ static void test_help(void **state) {
   const char *l1 = strstr(s, "  --n N"), *h1 = strstr(l1, "batch");
   const char *l2 = strstr(s, "  --lr X"), *h2 = strstr(l2, "learning rate");
   assert_int_equal(h1 - l1, h2 - l2);
+  assert_non_null(strstr(s, "\ngeneral:\n  -h, --help")); /* the table has sections: general options first */
+  assert_null(strstr(s, "--config"));
+  free(s);
+
+  f = tmpfile();
+  assert_non_null(f);
+  opts_print_help_ex(f, "cmd", NULL, table, 1);
+  s = read_all(f);
+  fclose(f);
+  assert_non_null(strstr(s, "  --config FILE "));
   free(s);
 }
 
