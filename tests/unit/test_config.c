@@ -126,6 +126,16 @@ static void test_words(void **state) {
   assert_true(c.batch == 1);
   assert_int_equal(c.hidden.n, 0);
   assert_int_equal(c.check_replicas, 100);
+  assert_int_equal(parse(&c, &err, "--threads", "auto", "--micro-batch", "auto", "--log-every", "auto",
+                         "--check-replicas", "off", "--batch", "1e6", NULL),
+                   0);
+  assert_int_equal(c.threads, 0);
+  assert_int_equal(c.micro_batch, 0);
+  assert_int_equal(c.log_every, 0);
+  assert_int_equal(c.check_replicas, 0);
+  assert_true(c.batch == 1000000);
+  assert_fails_with(parse(&c, &err, "--micro-batch", "0", NULL), &err,
+                    "--micro-batch: expected a whole number >= 1 or 'auto', got '0'");
 }
 
 static void test_beta2(void **state) {
