@@ -45,15 +45,18 @@ typedef struct Config {
 
 extern const OptionSpec config_train_options[];
 
-/* Defaults + --config + command line (argv[first..)). Returns 0, 1 if --help was asked, -1 on error. */
+/* Defaults + --config + command line (argv[first..)), then config_validate. Returns 0, 1 if --help was asked
+ * (nothing printed: call config_print_help; c holds the defaults), -1 on error (positional arguments included). */
 int config_parse(Config *c, int argc, char **argv, int first, MtError *err);
 
-/* Cross-option checks that the table's ranges cannot express. */
+/* Cross-option checks that the table's ranges cannot express (config_parse already calls it; call it again
+ * after changing fields in code): --data non-empty, --log's format known, --log not the dataset. */
 int config_validate(const Config *c, MtError *err);
 
 /* The effective beta2 for the configured optimiser. */
 float config_beta2(const Config *c);
 
+/* --help of `mpitrain <cmd>` on stdout: usage, a summary, the options by section with defaults, an example. */
 void config_print_help(const char *cmd);
 
 #endif

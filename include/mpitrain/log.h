@@ -2,7 +2,16 @@
  *
  * Only rank 0 writes. On a terminal: a progress bar redrawn in place (loss, accuracy, samples/s, ETA); otherwise
  * (a batch job's output file) plain lines at a steady cadence. --log FILE adds machine-readable metrics, CSV or
- * JSONL by extension or --log-format. */
+ * JSONL by extension or --log-format.
+ *
+ * Metrics file: CSV columns (JSONL keys, with non-applicable ones left out)
+ *   kind,epoch,step,samples,loss,acc,lr,samples_per_s,elapsed_s,test_loss,test_acc
+ * kind "step": epoch is 1-based, step global, samples = this step's global batch, loss/acc of that batch
+ *   (acc a fraction), test_* empty. Written every `every` global steps, or with every = 0 for each step of an
+ *   epoch of up to 1000 steps (about 1000 records per epoch beyond that).
+ * kind "epoch": loss/acc over the epoch's batches, lr and elapsed_s of its last step, samples empty, test_* when
+ *   evaluated. Always written, and flushed at once.
+ * Numbers are printed with %.9g; a non-finite value is nan/inf in CSV and null in JSONL. */
 #ifndef MPITRAIN_LOG_H
 #define MPITRAIN_LOG_H
 
@@ -27,7 +36,7 @@ typedef struct StepStats {
 } StepStats;
 
 typedef struct EpochStats {
-  int epoch, epochs;
+  int epoch, epochs;              /* epoch is 0-based, as in StepStats (printed 1-based) */
   int64_t step;
   double train_loss, train_acc;   /* over the epoch's batches */
   double test_loss, test_acc;     /* -1 if not evaluated */
@@ -42,17 +51,20 @@ typedef struct LogOptions {
   int progress;           /* ProgressMode */
   const char *path;       /* metrics file or NULL/"" */
   int format;             /* LogFormat */
-  int every;              /* steps between plain lines / metric lines */
+  int every;              /* steps between plain lines / metric lines (counted in global steps); 0 = auto: about
+                           * 10 plain lines per epoch, and every step in the file (see above) */
 } LogOptions;
 
 /* Collective-free; on rank 0 opens the metrics file. Failure (cannot create the file) is reported in err and
- * must be agreed on by the caller. */
+ * must be agreed on by the caller. On other ranks it only allocates, and every call below is a cheap no-op;
+ * all of them also accept l == NULL. */
 int log_open(Log **out, const LogOptions *o, MtError *err);
 void log_step(Log *l, const StepStats *s);
 void log_epoch(Log *l, const EpochStats *s);
 /* A line of text for the user (rank 0 only; clears the progress bar first). */
 void log_info(Log *l, const char *fmt, ...) MT_PRINTF(2, 3);
-/* Flushes and closes; reports a write error (e.g. disk full) in err. */
+/* Flushes and closes; reports a write error (e.g. disk full) in err. A progress bar still on screen is left
+ * there and its line ended. */
 int log_close(Log *l, MtError *err);
 
 #endif

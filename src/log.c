@@ -1,0 +1,379 @@
+/* log.c — what the user sees while training and what is kept afterwards, written by rank 0 only.
+ *
+ * Screen (stdout): on a terminal, one progress line redrawn in place at most ~10 times a second; elsewhere (a
+ * batch job's output file) plain lines at a steady cadence, flushed at once so `tail -f` shows them. Epoch
+ * summaries always. Metrics file (--log): CSV or JSONL, one record per logged step and per epoch, numbers with
+ * enough digits to read back. A failed write is remembered and reported by log_close rather than ignored, so a
+ * full disk cannot silently truncate the record of a run. */
+#include "mpitrain/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_PATH_MAX 1024
+#define BAR_REDRAW_S 0.1       /* ~10 redraws a second: smooth, yet no measurable cost to a fast step loop */
+#define FILE_FLUSH_S 1.0       /* step records reach the disk within a second; epoch records at once */
+#define FILE_LINES_PER_EPOCH 1000 /* auto cadence of step records: every step unless an epoch has more */
+#define PLAIN_LINES_PER_EPOCH 10
+
+struct Log {
+  int is_root;              /* everything below is used on rank 0 only */
+  int progress;             /* resolved: PROGRESS_BAR, PROGRESS_PLAIN or PROGRESS_OFF */
+  int every;                /* steps between plain lines and step records; 0 = auto */
+  FILE *f;                  /* metrics file, NULL if none */
+  int format;               /* resolved: LOGFMT_CSV or LOGFMT_JSONL */
+  char path[LOG_PATH_MAX];
+  int write_errno;          /* first failure writing the metrics file; later records are dropped */
+  double last_flush;        /* monotonic seconds of the last metrics flush */
+  double last_draw;         /* of the last bar redraw; < 0 forces the next one */
+  int bar_visible;          /* the cursor is on a half-drawn progress line */
+  int have_step;            /* a step has been logged: last_lr / last_elapsed are meaningful */
+  double last_lr, last_elapsed;
+};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ==== Metrics file ==== */
+
+static const char *ext_of(const char *path) {
+  const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+  return (dot != NULL && (slash == NULL || dot > slash)) ? dot : "";
+}
+
+static int ext_is(const char *path, const char *ext) {
+  const char *e = ext_of(path);
+  size_t n = strlen(e);
+  if (n != strlen(ext)) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = e[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    if (c != ext[i]) return 0;
+  }
+  return 1;
+}
+
+static void file_printf(Log *l, const char *fmt, ...) MT_PRINTF(2, 3);
+static void file_printf(Log *l, const char *fmt, ...) {
+  if (l->f == NULL || l->write_errno != 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  errno = 0;
+  int rc = vfprintf(l->f, fmt, ap);
+  va_end(ap);
+  if (rc < 0) l->write_errno = errno ? errno : EIO;
+}
+
+static void file_flush(Log *l) {
+  if (l->f == NULL || l->write_errno != 0) return;
+  errno = 0;
+  if (fflush(l->f) != 0) l->write_errno = errno ? errno : EIO;
+  l->last_flush = now_s();
+}
+
+/* A number that reads back to the same value in 9 significant digits; CSV cells of non-applicable values are
+ * empty, JSON has no NaN/Inf so a diverged loss is null there. */
+static void fmt_num(char *buf, size_t n, double v, int json) {
+  if (isfinite(v))
+    snprintf(buf, n, "%.9g", v);
+  else if (json)
+    snprintf(buf, n, "null");
+  else
+    snprintf(buf, n, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+}
+
+/* One record. Columns (CSV header order) and JSON keys are the same; a NULL cell is not applicable. */
+enum { COL_KIND, COL_EPOCH, COL_STEP, COL_SAMPLES, COL_LOSS, COL_ACC, COL_LR, COL_RATE, COL_ELAPSED, COL_TLOSS,
+       COL_TACC, N_COLS };
+static const char *const col_names[N_COLS] = {"kind", "epoch", "step", "samples", "loss", "acc", "lr",
+                                              "samples_per_s", "elapsed_s", "test_loss", "test_acc"};
+
+static void file_record(Log *l, const char *const cells[N_COLS], const int quoted[N_COLS]) {
+  if (l->format == LOGFMT_CSV) {
+    for (int i = 0; i < N_COLS; i++) file_printf(l, "%s%s", i ? "," : "", cells[i] ? cells[i] : "");
+    file_printf(l, "\n");
+  } else {
+    int first = 1;
+    file_printf(l, "{");
+    for (int i = 0; i < N_COLS; i++) {
+      if (cells[i] == NULL) continue;
+      file_printf(l, quoted[i] ? "%s\"%s\":\"%s\"" : "%s\"%s\":%s", first ? "" : ",", col_names[i], cells[i]);
+      first = 0;
+    }
+    file_printf(l, "}\n");
+  }
+}
+
+/* Steps between step records in the file: --log-every, or every step unless epochs are very long. */
+static int64_t file_every(const Log *l, const StepStats *s) {
+  if (l->every > 0) return l->every;
+  int64_t e = s->steps_per_epoch / FILE_LINES_PER_EPOCH;
+  return e > 1 ? e : 1;
+}
+
+static void file_step(Log *l, const StepStats *s) {
+  int64_t every = file_every(l, s);
+  int64_t at = l->every > 0 ? s->step : s->step_in_epoch;
+  if (at % every != 0) return;
+  int json = l->format == LOGFMT_JSONL;
+  char epoch[24], step[24], samples[24], loss[40], acc[40], lr[40], rate[40], elapsed[40];
+  snprintf(epoch, sizeof epoch, "%d", s->epoch + 1);
+  snprintf(step, sizeof step, "%" PRId64, s->step);
+  snprintf(samples, sizeof samples, "%" PRId64, s->samples);
+  fmt_num(loss, sizeof loss, s->loss, json);
+  fmt_num(acc, sizeof acc, s->acc, json);
+  fmt_num(lr, sizeof lr, s->lr, json);
+  fmt_num(rate, sizeof rate, s->samples_per_s, json);
+  fmt_num(elapsed, sizeof elapsed, s->elapsed_s, json);
+  const char *cells[N_COLS] = {"step", epoch, step, samples, loss, acc, lr, rate, elapsed, NULL, NULL};
+  static const int quoted[N_COLS] = {[COL_KIND] = 1};
+  file_record(l, cells, quoted);
+  if (now_s() - l->last_flush >= FILE_FLUSH_S) file_flush(l);
+}
+
+static void file_epoch(Log *l, const EpochStats *s) {
+  int json = l->format == LOGFMT_JSONL;
+  char epoch[24], step[24], loss[40], acc[40], lr[40], rate[40], elapsed[40], tloss[40], tacc[40];
+  snprintf(epoch, sizeof epoch, "%d", s->epoch + 1);
+  snprintf(step, sizeof step, "%" PRId64, s->step);
+  fmt_num(loss, sizeof loss, s->train_loss, json);
+  fmt_num(acc, sizeof acc, s->train_acc, json);
+  fmt_num(lr, sizeof lr, l->last_lr, json);
+  fmt_num(rate, sizeof rate, s->samples_per_s, json);
+  fmt_num(elapsed, sizeof elapsed, l->last_elapsed, json);
+  fmt_num(tloss, sizeof tloss, s->test_loss, json);
+  fmt_num(tacc, sizeof tacc, s->test_acc, json);
+  /* lr and elapsed_s are those of the epoch's last step: the learning rate it ended with, and the time since
+   * training started when its training steps were done. */
+  const char *cells[N_COLS] = {"epoch", epoch, step, NULL, loss, acc, l->have_step ? lr : NULL, rate,
+                               l->have_step ? elapsed : NULL, s->test_loss >= 0 ? tloss : NULL,
+                               s->test_acc >= 0 ? tacc : NULL};
+  static const int quoted[N_COLS] = {[COL_KIND] = 1};
+  file_record(l, cells, quoted);
+  file_flush(l);
+}
+
+/* ==== Screen ==== */
+
+static void fmt_rate(char *buf, size_t n, double v) {
+  if (!isfinite(v) || v < 0)
+    snprintf(buf, n, "?");
+  else if (v < 1e3)
+    snprintf(buf, n, "%.0f", v);
+  else if (v < 1e6)
+    snprintf(buf, n, "%.1fk", v / 1e3);
+  else
+    snprintf(buf, n, "%.2fM", v / 1e6);
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+  if (!isfinite(s) || s < 0 || s > 1e8) {
+    snprintf(buf, n, "?");
+    return;
+  }
+  long t = (long)(s + 0.5);
+  if (t >= 3600)
+    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else
+    snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+static int term_width(void) {
+  struct winsize ws;
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20) return ws.ws_col;
+  return 80;
+}
+
+static void bar_clear(Log *l) {
+  if (!l->bar_visible) return;
+  fputs("\r\033[K", stdout);
+  l->bar_visible = 0;
+}
+
+static void bar_draw(Log *l, const StepStats *s) {
+  double t = now_s();
+  if (l->last_draw >= 0 && t - l->last_draw < BAR_REDRAW_S) return;
+  l->last_draw = t;
+  char left[40], right[160], rate[24], eta[24], pct[8] = "";
+  snprintf(left, sizeof left, "epoch %d/%d", s->epoch + 1, s->epochs);
+  fmt_rate(rate, sizeof rate, s->samples_per_s);
+  fmt_eta(eta, sizeof eta, s->eta_s);
+  double frac = s->steps_per_epoch > 0 ? (double)s->step_in_epoch / (double)s->steps_per_epoch : -1;
+  if (frac > 1) frac = 1;
+  if (frac >= 0) snprintf(pct, sizeof pct, " %3d%%", (int)(100 * frac));
+  snprintf(right, sizeof right, "%s loss %.4f acc %.1f%% %s samples/s ETA %s", pct, s->loss, 100 * s->acc, rate,
+           eta);
+  /* Never write the last column: some terminals wrap there, and the next \r would then redraw a line too low. */
+  int usable = term_width() - 1;
+  int bar_w = usable - (int)strlen(left) - (int)strlen(right) - 3;
+  if (bar_w > 50) bar_w = 50;
+  char line[512], bar[64] = "";
+  if (frac >= 0 && bar_w >= 10) {
+    int filled = (int)(frac * bar_w);
+    bar[0] = ' ';
+    bar[1] = '[';
+    for (int i = 0; i < bar_w; i++) {
+      char c = i < filled ? '=' : ' ';
+      if (i == filled - 1 && filled < bar_w) c = '>'; /* the head, until the epoch is done */
+      bar[2 + i] = c;
+    }
+    bar[2 + bar_w] = ']';
+    bar[3 + bar_w] = '\0';
+  }
+  snprintf(line, sizeof line, "%s%s%s", left, bar, right);
+  if ((int)strlen(line) > usable && usable > 0) line[usable] = '\0';
+  printf("\r%s\033[K", line);
+  fflush(stdout);
+  l->bar_visible = 1;
+}
+
+/* Plain-line cadence: --log-every, or about PLAIN_LINES_PER_EPOCH lines an epoch (every step in short ones). */
+static void plain_step(Log *l, const StepStats *s) {
+  int64_t every, at;
+  if (l->every > 0) {
+    every = l->every;
+    at = s->step;
+  } else {
+    every = s->steps_per_epoch / PLAIN_LINES_PER_EPOCH;
+    if (every < 1) every = 1;
+    at = s->step_in_epoch;
+  }
+  if (at % every != 0) return;
+  char rate[24], eta[24], pct[16] = "";
+  fmt_rate(rate, sizeof rate, s->samples_per_s);
+  fmt_eta(eta, sizeof eta, s->eta_s);
+  if (s->steps_per_epoch > 0)
+    snprintf(pct, sizeof pct, " (%d%%)", (int)(100.0 * (double)s->step_in_epoch / (double)s->steps_per_epoch));
+  printf("step %" PRId64 "  epoch %d/%d%s  loss %.4f  acc %.1f%%  %s samples/s  ETA %s\n", s->step, s->epoch + 1,
+         s->epochs, pct, s->loss, 100 * s->acc, rate, eta);
+  fflush(stdout);
+}
+
+/* ==== Public ==== */
+
+int log_open(Log **out, const LogOptions *o, MtError *err) {
+  *out = NULL;
+  Log *l = mt_alloc(sizeof *l, "the log", err);
+  if (l == NULL) return -1;
+  l->is_root = o->is_root;
+  l->last_draw = -1;
+  if (!l->is_root) {
+    *out = l;
+    return 0;
+  }
+  l->every = o->every > 0 ? o->every : 0;
+  l->progress = o->progress;
+  if (l->progress == PROGRESS_AUTO) {
+    /* A terminal that cannot move the cursor ("dumb", e.g. an editor's shell) gets plain lines too. */
+    const char *term = getenv("TERM");
+    int smart = term == NULL || strcmp(term, "dumb") != 0;
+    l->progress = isatty(STDOUT_FILENO) && smart ? PROGRESS_BAR : PROGRESS_PLAIN;
+  }
+  const char *path = o->path ? o->path : "";
+  if (path[0] != '\0') {
+    if (strlen(path) >= sizeof l->path) {
+      mt_free(l);
+      return mt_fail(err, "--log: file name is too long (at most %d characters)", LOG_PATH_MAX - 1);
+    }
+    strcpy(l->path, path);
+    l->format = o->format;
+    if (l->format == LOGFMT_AUTO) {
+      if (ext_is(path, ".csv"))
+        l->format = LOGFMT_CSV;
+      else if (ext_is(path, ".jsonl") || ext_is(path, ".json"))
+        l->format = LOGFMT_JSONL;
+      else {
+        mt_free(l);
+        return mt_fail(err, "--log %s: cannot tell the format from the file name; add --log-format csv or "
+                            "--log-format jsonl", path);
+      }
+    }
+    l->f = fopen(path, "w");
+    if (l->f == NULL) {
+      int e = errno;
+      mt_free(l);
+      return mt_fail(err, "cannot create metrics file '%s': %s", path, strerror(e));
+    }
+    if (l->format == LOGFMT_CSV) {
+      for (int i = 0; i < N_COLS; i++) file_printf(l, "%s%s", i ? "," : "", col_names[i]);
+      file_printf(l, "\n");
+    }
+    l->last_flush = now_s();
+  }
+  *out = l;
+  return 0;
+}
+
+void log_step(Log *l, const StepStats *s) {
+  if (l == NULL || !l->is_root) return;
+  l->have_step = 1;
+  l->last_lr = s->lr;
+  l->last_elapsed = s->elapsed_s;
+  if (l->f != NULL) file_step(l, s);
+  if (l->progress == PROGRESS_BAR)
+    bar_draw(l, s);
+  else if (l->progress == PROGRESS_PLAIN)
+    plain_step(l, s);
+}
+
+void log_epoch(Log *l, const EpochStats *s) {
+  if (l == NULL || !l->is_root) return;
+  if (l->f != NULL) file_epoch(l, s);
+  bar_clear(l);
+  char rate[24], test[96] = "";
+  fmt_rate(rate, sizeof rate, s->samples_per_s);
+  if (s->test_loss >= 0 && s->test_acc >= 0)
+    snprintf(test, sizeof test, "  test loss %.4f acc %.1f%%", s->test_loss, 100 * s->test_acc);
+  printf("epoch %d/%d  train loss %.4f acc %.1f%%%s  %.1f s  %s samples/s\n", s->epoch + 1, s->epochs, s->train_loss,
+         100 * s->train_acc, test, s->epoch_s, rate);
+  fflush(stdout);
+  l->last_draw = -1; /* the next epoch's bar appears with its first step */
+}
+
+void log_info(Log *l, const char *fmt, ...) {
+  if (l == NULL || !l->is_root) return;
+  bar_clear(l);
+  va_list ap;
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  size_t n = strlen(fmt);
+  if (n == 0 || fmt[n - 1] != '\n') putchar('\n');
+  fflush(stdout);
+  l->last_draw = -1;
+}
+
+int log_close(Log *l, MtError *err) {
+  if (l == NULL) return 0;
+  int rc = 0;
+  if (l->is_root) {
+    /* Leave the last progress state on screen (the run may have stopped mid-epoch) and end its line. */
+    if (l->bar_visible) {
+      putchar('\n');
+      l->bar_visible = 0;
+    }
+    fflush(stdout);
+    if (l->f != NULL) {
+      file_flush(l);
+      if (l->write_errno == 0 && ferror(l->f)) l->write_errno = EIO;
+      errno = 0;
+      if (fclose(l->f) != 0 && l->write_errno == 0) l->write_errno = errno ? errno : EIO;
+      l->f = NULL;
+      if (l->write_errno != 0)
+        rc = mt_fail(err, "writing metrics file '%s' failed: %s", l->path, strerror(l->write_errno));
+    }
+  }
+  mt_free(l);
+  return rc;
+}
