@@ -11,6 +11,7 @@
 #include "mpitrain/error.h"
 
 #define OPTS_LIST_MAX 16
+#define OPTS_POSITIONAL_MAX 64  /* positional arguments opts_parse collects; more is an error */
 
 typedef enum OptType {
   OT_INT,       /* int */
@@ -46,15 +47,20 @@ typedef struct OptionSpec {
   int flags;
   const char *const *choices;  /* OT_ENUM: NULL-terminated names, index = value */
   const char *word;     /* a word accepted instead of a number ("full", "auto") ... */
-  double word_value;    /* ... and the value it stands for (exempt from the range check) */
+  double word_value;    /* ... and the value it stands for (exempt from the range check); for OT_INT_LIST the
+                         * word means the empty list and word_value is unused */
+  const char *section;  /* if set, --help prints it as a heading (and opts_write_ini as [section]) before this
+                         * option; it holds for the following options until the next one */
 } OptionSpec;
-/* A table ends with an entry whose name is NULL. */
+/* A table ends with an entry whose name is NULL.
+ * Ranges: with OPT_RANGED, a bound at or beyond +-1e300 (e.g. HUGE_VAL) means "no bound on that side". */
 
 typedef struct OptsResult {
-  int help;               /* --help / -h was given */
+  int help;               /* --help / -h was given (nothing else is parsed then: dst holds the defaults) */
   int n_positional;
-  char **positional;      /* points into argv */
+  char **positional;      /* = positional_store; its strings point into argv (argv itself is not reordered) */
   char config_path[1024]; /* --config FILE, if any ("" if none) */
+  char *positional_store[OPTS_POSITIONAL_MAX];
 } OptsResult;
 
 /* Applies every default of the table to dst. */
@@ -73,6 +79,9 @@ int opts_set(const OptionSpec *table, void *dst, const char *name, const char *v
 
 /* Help: a usage line, then one line per option with its metavar, help and default. */
 void opts_print_help(FILE *f, const char *usage, const char *summary, const OptionSpec *table);
+/* The same, also listing --config FILE (for commands that pass allow_config to opts_parse). */
+void opts_print_help_ex(FILE *f, const char *usage, const char *summary, const OptionSpec *table,
+                        int allow_config);
 
 /* The value of an option as text (what --help would show as the default, but for the current value). */
 void opts_format_value(const OptionSpec *o, const void *src, char *buf, size_t n);

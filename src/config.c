@@ -1,0 +1,189 @@
+/* config.c — the options of `mpitrain train` (bench trains with the same ones): the table that the parser,
+ * --help and the INI dump all read, plus the cross-option checks a per-option range cannot express. */
+#include "mpitrain/config.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mpitrain/init.h"
+#include "mpitrain/model.h"
+#include "mpitrain/optim.h"
+
+/* The index of a name is the enum value stored in Config, so each list must stay in the order of its enum:
+ * MemoryMode, ActKind (act_name), InitKind (init_name), OptKind (optim_name), LogFormat, ProgressMode. The counts
+ * are checked below; the order is checked by reading the enums next to these lists. */
+static const char *const memory_choices[] = {"auto", "yes", "no", NULL};
+static const char *const act_choices[] = {"relu", "leaky_relu", "tanh", "sigmoid", NULL};
+static const char *const init_choices[] = {"auto", "small", "xavier", "he", "zero", NULL};
+static const char *const optim_choices[] = {"sgd", "momentum", "rmsprop", "adam", NULL};
+static const char *const logfmt_choices[] = {"auto", "csv", "jsonl", NULL};
+static const char *const progress_choices[] = {"auto", "bar", "plain", "off", NULL};
+
+#define N_CHOICES(a) (sizeof(a) / sizeof((a)[0]) - 1)
+_Static_assert(N_CHOICES(act_choices) == ACT_COUNT, "act_choices must list every ActKind, in order");
+_Static_assert(N_CHOICES(init_choices) == INIT_COUNT, "init_choices must list every InitKind, in order");
+_Static_assert(N_CHOICES(optim_choices) == OPT_COUNT, "optim_choices must list every OptKind, in order");
+_Static_assert(N_CHOICES(memory_choices) == MEMORY_NO + 1, "memory_choices must list every MemoryMode");
+_Static_assert(N_CHOICES(logfmt_choices) == LOGFMT_JSONL + 1, "logfmt_choices must list every LogFormat");
+_Static_assert(N_CHOICES(progress_choices) == PROGRESS_OFF + 1, "progress_choices must list every ProgressMode");
+_Static_assert(OPTS_LIST_MAX <= MODEL_MAX_HIDDEN, "--hidden accepts more layers than a model can hold");
+
+#define NOMAX HUGE_VAL
+#define RANGED OPT_RANGED
+#define GT0 (OPT_RANGED | OPT_MIN_EXCLUSIVE)
+#define UNIT_HALF_OPEN (OPT_RANGED | OPT_MAX_EXCLUSIVE)
+
+/* clang-format off */
+const OptionSpec config_train_options[] = {
+  {.section = "data", .name = "data", .type = OT_STRING, .offset = offsetof(Config, data),
+   .size = sizeof(((Config *)0)->data), .def = "datasets/fashion-mnist.h5", .metavar = "FILE",
+   .help = "dataset (HDF5 from `mpitrain convert` or `mpitrain synth`; one file, one shard or a sharded set's "
+           "base name)"},
+  {.name = "in-memory", .type = OT_ENUM, .offset = offsetof(Config, in_memory), .def = "auto",
+   .choices = memory_choices,
+   .help = "hold the training split in memory (yes), or read each batch's rows from the file (no); auto = yes "
+           "when the split fits in --memory-limit-mb"},
+  {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(Config, memory_limit_mb), .def = "2048",
+   .metavar = "MB", .min = 1, .max = NOMAX, .flags = RANGED,
+   .help = "largest split --in-memory auto loads into memory, in MiB"},
+
+  {.section = "model", .name = "hidden", .type = OT_INT_LIST, .offset = offsetof(Config, hidden),
+   .def = "512,256", .metavar = "LIST", .min = 1, .max = 1048576, .flags = RANGED, .word = "none",
+   .help = "widths of the hidden layers, input side first; none (or \"\") = no hidden layer, i.e. softmax "
+           "regression"},
+  {.name = "activation", .type = OT_ENUM, .offset = offsetof(Config, activation), .def = "relu",
+   .choices = act_choices, .help = "activation after every hidden layer"},
+  {.name = "leaky-slope", .type = OT_FLOAT, .offset = offsetof(Config, leaky_slope), .def = "0.01",
+   .metavar = "X", .min = 0, .max = 1, .flags = RANGED | OPT_MIN_EXCLUSIVE | OPT_MAX_EXCLUSIVE,
+   .help = "slope of leaky_relu for negative inputs, in (0, 1)"},
+  {.name = "init", .type = OT_ENUM, .offset = offsetof(Config, init), .def = "auto", .choices = init_choices,
+   .help = "weight initialisation: auto = he for (leaky_)relu, xavier for tanh and sigmoid; small = N(0,1)*0.01; "
+           "zero = all zero (shows why symmetry must be broken); biases start at zero"},
+
+  {.section = "optimisation", .name = "optimizer", .type = OT_ENUM, .offset = offsetof(Config, optimizer),
+   .def = "adam", .choices = optim_choices,
+   .help = "sgd: w -= lr*g; momentum: v = beta1*v + (1-beta1)*g, w -= lr*v; rmsprop: s = beta2*s + "
+           "(1-beta2)*g^2, w -= lr*g/(sqrt(s)+eps); adam: both moments, bias-corrected"},
+  {.name = "lr", .type = OT_FLOAT, .offset = offsetof(Config, lr), .def = "1e-3", .metavar = "X", .min = 0,
+   .max = NOMAX, .flags = GT0, .help = "learning rate"},
+  {.name = "beta1", .type = OT_FLOAT, .offset = offsetof(Config, beta1), .def = "0.9", .metavar = "X", .min = 0,
+   .max = 1, .flags = UNIT_HALF_OPEN, .help = "decay of the first moment (momentum, adam), in [0, 1)"},
+  {.name = "beta2", .type = OT_FLOAT, .offset = offsetof(Config, beta2), .def = "auto", .metavar = "X",
+   .min = 0, .max = 1, .flags = UNIT_HALF_OPEN, .word = "auto", .word_value = -1,
+   .help = "decay of the second moment (rmsprop, adam), in [0, 1); auto = 0.999 for adam, 0.9 for rmsprop"},
+  {.name = "eps", .type = OT_FLOAT, .offset = offsetof(Config, eps), .def = "1e-8", .metavar = "X", .min = 0,
+   .max = NOMAX, .flags = GT0, .help = "added to the root of the second moment (rmsprop, adam)"},
+  {.name = "batch", .type = OT_INT64, .offset = offsetof(Config, batch), .def = "128", .metavar = "N", .min = 1,
+   .max = NOMAX, .flags = RANGED, .word = "full", .word_value = 0,
+   .help = "global mini-batch size summed over all ranks; 1 = stochastic GD, full = full-batch GD (the whole "
+           "training set every step)"},
+  {.name = "micro-batch", .type = OT_INT, .offset = offsetof(Config, micro_batch), .def = "auto",
+   .metavar = "N", .min = 1, .max = NOMAX, .flags = RANGED, .word = "auto", .word_value = 0,
+   .help = "rows per forward/backward chunk on one rank: bounds activation memory, same gradient; auto = "
+           "chosen by the trainer"},
+  {.name = "epochs", .type = OT_INT, .offset = offsetof(Config, epochs), .def = "15", .metavar = "N", .min = 1,
+   .max = NOMAX, .flags = RANGED, .help = "passes over the training set"},
+  {.name = "max-steps", .type = OT_INT64, .offset = offsetof(Config, max_steps), .def = "0", .metavar = "N",
+   .min = 0, .max = NOMAX, .flags = RANGED,
+   .help = "stop after this many optimisation steps in all, even mid-epoch; 0 = no limit"},
+  {.name = "seed", .type = OT_INT64, .offset = offsetof(Config, seed), .def = "42", .metavar = "N", .min = 0,
+   .max = NOMAX, .flags = RANGED, .help = "seed of the weight initialisation and of each epoch's shuffle"},
+
+  {.section = "system", .name = "threads", .type = OT_INT, .offset = offsetof(Config, threads), .def = "auto",
+   .metavar = "N", .min = 1, .max = 1024, .flags = RANGED, .word = "auto", .word_value = 0,
+   .help = "OpenBLAS threads per rank; auto = the node's cores shared among its ranks"},
+  {.name = "check-replicas", .type = OT_INT, .offset = offsetof(Config, check_replicas), .def = "0",
+   .metavar = "K", .min = 0, .max = NOMAX, .flags = RANGED, .word = "off", .word_value = 0,
+   .help = "every K steps, verify that all ranks hold bit-identical parameters; 0 = off"},
+
+  {.section = "output", .name = "log", .type = OT_STRING, .offset = offsetof(Config, log),
+   .size = sizeof(((Config *)0)->log), .def = "", .metavar = "FILE",
+   .help = "write metrics to FILE: a line per step (see --log-every) and per epoch"},
+  {.name = "log-format", .type = OT_ENUM, .offset = offsetof(Config, log_format), .def = "auto",
+   .choices = logfmt_choices,
+   .help = "format of --log; auto = from its extension (.csv, or .jsonl / .json)"},
+  {.name = "log-every", .type = OT_INT, .offset = offsetof(Config, log_every), .def = "auto", .metavar = "N",
+   .min = 1, .max = NOMAX, .flags = RANGED, .word = "auto", .word_value = 0,
+   .help = "steps between plain progress lines and between step lines of --log; auto = about 10 progress lines "
+           "per epoch, and every step in --log (thinned to about 1000 lines per epoch)"},
+  {.name = "progress", .type = OT_ENUM, .offset = offsetof(Config, progress), .def = "auto",
+   .choices = progress_choices,
+   .help = "bar = one line redrawn in place; plain = a line every --log-every steps (for batch-job output); "
+           "off = epoch summaries only; auto = bar on a terminal, plain otherwise"},
+  {.name = "eval", .type = OT_BOOL, .offset = offsetof(Config, eval), .def = "true",
+   .help = "evaluate on the test split after every epoch"},
+  {.name = NULL},
+};
+/* clang-format on */
+
+/* ==== Parsing and checks ==== */
+
+int config_parse(Config *c, int argc, char **argv, int first, MtError *err) {
+  OptsResult res;
+  if (opts_parse(config_train_options, c, argc, argv, first, 1, &res, err) != 0) return -1;
+  if (res.help) return 1;
+  if (res.n_positional > 0) {
+    const char *a = res.positional[0];
+    size_t n = strlen(a);
+    /* The usual slip is naming the dataset without --data. */
+    if (n > 3 && strcmp(a + n - 3, ".h5") == 0)
+      return mt_fail(err, "unexpected argument '%s': the dataset is given with --data %s", a, a);
+    return mt_fail(err, "unexpected argument '%s': this command takes only --options (see --help)", a);
+  }
+  return config_validate(c, err);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  if (m > n) return 0;
+  for (size_t i = 0; i < m; i++) {
+    char a = s[n - m + i], b = suffix[i];
+    if (a >= 'A' && a <= 'Z') a = (char)(a - 'A' + 'a');
+    if (a != b) return 0;
+  }
+  return 1;
+}
+
+int config_validate(const Config *c, MtError *err) {
+  if (c->data[0] == '\0') return mt_fail(err, "--data: expected a dataset file name, got ''");
+  if (c->hidden.n > MODEL_MAX_HIDDEN)
+    return mt_fail(err, "--hidden: at most %d hidden layers, got %d", MODEL_MAX_HIDDEN, c->hidden.n);
+  if (c->log[0] != '\0') {
+    if (c->log_format == LOGFMT_AUTO && !ends_with(c->log, ".csv") && !ends_with(c->log, ".jsonl") &&
+        !ends_with(c->log, ".json"))
+      return mt_fail(err,
+                     "--log %s: cannot tell the format from the file name; add --log-format csv or "
+                     "--log-format jsonl (or name it .csv or .jsonl)",
+                     c->log);
+    if (strcmp(c->log, c->data) == 0)
+      return mt_fail(err, "--log %s: that is the dataset (--data); writing metrics there would destroy it",
+                     c->log);
+  }
+  return 0;
+}
+
+float config_beta2(const Config *c) {
+  if (c->beta2 >= 0) return c->beta2;
+  /* RMSProp's customary 0.9 (Hinton's lecture) forgets faster than Adam's 0.999 (Kingma & Ba), which can afford
+   * a long memory because of its bias correction. */
+  return c->optimizer == OPT_RMSPROP ? 0.9f : 0.999f;
+}
+
+void config_print_help(const char *cmd) {
+  char usage[160];
+  snprintf(usage, sizeof usage, "mpitrain %s [--config FILE] [options]     (under mpirun -np N for N ranks)",
+           cmd ? cmd : "train");
+  const char *summary =
+      (cmd == NULL || strcmp(cmd, "train") == 0)
+          ? "Trains an MLP classifier (softmax + cross-entropy) on an HDF5 dataset, data-parallel: every rank\n"
+            "holds the whole model and computes the gradient of its slice of each global batch; the gradients\n"
+            "are summed over all ranks, and every rank applies the same update."
+          : "Options shared with `mpitrain train`:";
+  opts_print_help_ex(stdout, usage, summary, config_train_options, 1);
+  printf("\nexample:\n  mpirun -np 4 mpitrain %s --hidden 512,256 --optimizer adam --lr 1e-3 --batch 256 "
+         "--epochs 10 --log metrics.csv\n",
+         cmd ? cmd : "train");
+  fflush(stdout);
+}
