@@ -3,10 +3,15 @@
  * Layout (README "Dataset file"):
  *   /train/x [N, D] uint8 or float32      /train/y [N] integer class ids in [0, num_classes)
  *   /test/x  [M, D] (optional)            /test/y  [M]
- *   root attributes: num_classes (int), scale (float; features are x*scale), source (string),
+ *   root attributes: format = "mpitrain-dataset" (string), format_version = 1 (int), num_classes (int; if missing,
+ *   largest label + 1), scale (float; features are x*scale; missing = 1), source (string),
  *   class_names (string array, optional), mean / std (float [D], optional: features become (x*scale-mean)/std).
- * Shards: NAME-00000-of-00004.h5 ... hold consecutive row ranges of each split; naming any one shard or NAME.h5
- * (when it does not exist itself) opens the whole set.
+ *   Labels may be stored as any integer type (written as int32); strings fixed- or variable-length (h5py's str).
+ * Shards: NAME-00000-of-00004.h5 ... hold consecutive row ranges of each split (rows are concatenated in shard
+ * order) and must agree on D, x type, num_classes, scale and mean/std; naming any one shard or NAME.h5 (when it does
+ * not exist itself) opens the whole set.
+ * Limits: at most 2^31-1 rows per split, 2^24 features. A split whose x is in memory is kept as stored (uint8 stays
+ * uint8); float features are checked finite (in memory at open, streamed rows as they are read).
  *
  * Each rank opens the dataset on its own (no collective calls here); the trainer agrees on errors. */
 #ifndef MPITRAIN_DATA_H
@@ -26,16 +31,19 @@ typedef struct DataInfo {
   int stored_uint8;      /* x stored as uint8 (1) or float32 (0) */
   float scale;           /* features = x * scale ... */
   int has_norm;          /* ... then (· - mean) / std */
-  int n_shards;          /* 1 for a single file */
+  int n_shards;          /* 1 for a single file, 0 for data_open_synthetic */
   int in_memory[2];      /* split held in memory (1) or read from the file(s) per batch (0) */
   char source[256];
   char path[1024];       /* the path as given */
+  int n_classes_inferred;/* the files have no num_classes attribute: n_classes = largest label + 1 */
 } DataInfo;
 
 typedef struct DataOptions {
   int memory;            /* MemoryMode of config.h: 0 auto, 1 always in memory, 2 read per batch */
-  int64_t memory_limit;  /* auto: hold a split in memory if its stored x is at most this many bytes */
-  int max_rows;          /* the most rows one data_read / data_read_range call will ask for (sizes buffers) */
+  int64_t memory_limit;  /* auto: hold a split in memory if its stored x is at most this many bytes (<= 0: 2 GiB;
+                            auto never takes more than half the machine's memory) */
+  int max_rows;          /* the most rows one data_read / data_read_range call will ask for (sizes the staging
+                            buffer; <= 0: 1024). Larger calls still work, with one read per max_rows rows. */
 } DataOptions;
 
 typedef struct Dataset Dataset;
@@ -45,12 +53,19 @@ typedef struct Dataset Dataset;
  * [0, num_classes), at least one training row. Every message names the file and what was expected. */
 int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err);
 
-/* A dataset generated in memory by synth_sample (no file): for benchmarks and tests. */
+/* A dataset generated in memory by synth_sample (no file, n_shards = 0): for benchmarks and tests. */
 int data_open_synthetic(Dataset **out, const SynthSpec *spec, MtError *err);
 
 const DataInfo *data_info(const Dataset *ds);
 /* Class name c, or NULL when the file has none. */
 const char *data_class_name(const Dataset *ds, int c);
+/* All labels of split s [n[s]] (always in memory), or NULL for an empty split. */
+const int32_t *data_labels(const Dataset *ds, Split s);
+/* File k of the set (0 .. n_shards-1), or NULL. */
+const char *data_shard_path(const Dataset *ds, int k);
+/* Per-feature normalisation [d], or NULL when the dataset has none. */
+const float *data_mean(const Dataset *ds);
+const float *data_std(const Dataset *ds);
 
 /* Reads n rows of split s, rows[] sorted ascending (duplicates allowed), as features after scaling and
  * normalisation into x [n, d] and labels into y [n]. Never allocates in memory mode; in streaming mode reads only

@@ -25,12 +25,16 @@ typedef struct DataWriterSpec {
 
 typedef struct DataWriter DataWriter;
 
+/* Creates ".NAME.tmp.<pid>" beside path and writes the root attributes (format = "mpitrain-dataset",
+ * format_version = 1, num_classes, scale, source, and class_names / mean / std when given). */
 int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *spec, MtError *err);
-/* Appends n rows to split s: x [n, d] as uint8 or float32 per spec, y [n]. */
+/* Appends n rows to split s: x [n, d] as uint8 or float32 per spec, y [n]. Labels must lie in [0, n_classes) and
+ * float features must be finite (checked: a file data_open would refuse is never written). */
 int datawriter_append(DataWriter *w, Split s, const void *x, const int32_t *y, int64_t n, MtError *err);
-/* Checks every split received exactly spec.n rows, flushes, closes and renames into place. */
+/* Checks every split received exactly spec.n rows, flushes, closes, fsyncs and renames into place. Frees w whether
+ * it succeeds or not (on failure the temporary is removed and the final name is left untouched). */
 int datawriter_close(DataWriter *w, MtError *err);
-/* Abandons the file (deletes the temporary). */
+/* Abandons the file (deletes the temporary) and frees w. NULL is ignored. */
 void datawriter_abort(DataWriter *w);
 
 #endif

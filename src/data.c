@@ -1,0 +1,1114 @@
+/* data.c — reading datasets (one HDF5 file or a set of shards), validated on open, rows served as scaled floats.
+ *
+ * Open: resolve the shard set, read and cross-check every file's metadata, refuse absurd sizes before allocating
+ * anything, load every split's labels (int32, whatever integer type is stored), then either hold a split's x in
+ * memory as stored (uint8 stays uint8) or keep its datasets open and read requested rows with hyperslab selections
+ * into a staging buffer sized at open. Both paths convert stored rows to features with the same function, so they
+ * give bit-identical results.
+ *
+ * Each rank opens on its own: plain sec2 driver, no MPI-IO, no collectives; the caller agrees on errors. */
+#include "mpitrain/data.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mpitrain/config.h"
+
+#define DATA_PATH_MAX 4096
+#define DATA_MAX_ROWS ((int64_t)INT32_MAX) /* rows per split: row indices and MPI counts stay in int */
+#define DATA_MAX_D (1 << 24)
+#define DATA_MAX_CLASSES (1 << 24)
+#define DATA_MAX_SHARDS 99999                /* five digits in the shard names */
+#define DATA_DEFAULT_MAX_ROWS 1024
+#define DATA_DEFAULT_MEMORY_LIMIT ((int64_t)2 << 30)
+#define DATA_LOAD_BYTES ((size_t)64 << 20)  /* one H5Dread when loading a split or labels into memory */
+#define DATA_STREAM_CACHE ((size_t)32 << 20) /* chunk cache of a compressed split read per batch */
+
+static const char *const split_name[2] = {"train", "test"};
+static const char *const x_path[2] = {"/train/x", "/test/x"};
+static const char *const y_path[2] = {"/train/y", "/test/y"};
+
+/* One file of the set. */
+typedef struct Shard {
+  char path[DATA_PATH_MAX];
+  hid_t file;        /* open while any split streams */
+  hid_t x[2];        /* open only for a split read per batch */
+  int64_t n[2];      /* rows of each split in this file */
+  int64_t first[2];  /* global index of this file's first row of each split */
+} Shard;
+
+/* What one file says about itself; shard 0's is the dataset's, the others' must agree with it. */
+typedef struct Meta {
+  int64_t n[2];
+  int d;
+  int stored_uint8;
+  int64_t n_classes;  /* -1: attribute missing */
+  double scale;
+  float *mean, *std;  /* [d] or NULL */
+  char **names;       /* class_names [n_names] or NULL */
+  int n_names;
+  char source[256];
+} Meta;
+
+struct Dataset {
+  DataInfo info;
+  Shard *shards;        /* [n_shards] */
+  int32_t *y[2];        /* labels [n[s]], always in memory */
+  void *x[2];           /* [n[s], d] as stored, when the split is in memory */
+  float *mean, *std;    /* [d] when info.has_norm */
+  char **names;         /* [n_classes] or NULL */
+  int n_names;
+  void *stage;          /* [max_rows, d] as stored: rows read per batch land here */
+  int max_rows;
+  size_t elem;          /* bytes per stored value (1 or 4) */
+};
+
+/* ==== Small helpers ==== */
+
+static double gib(double bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); }
+
+static int64_t phys_memory(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || size <= 0) return (int64_t)16 << 30; /* unknown: assume a modest machine */
+  return (int64_t)pages * size;
+}
+
+static void type_describe(hid_t t, char *buf, size_t n) {
+  H5T_class_t c = H5Tget_class(t);
+  size_t bits = H5Tget_size(t) * 8;
+  if (c == H5T_INTEGER)
+    snprintf(buf, n, "%zu-bit %s integer", bits, H5Tget_sign(t) == H5T_SGN_NONE ? "unsigned" : "signed");
+  else if (c == H5T_FLOAT)
+    snprintf(buf, n, "%zu-bit floating-point", bits);
+  else if (c == H5T_STRING)
+    snprintf(buf, n, "string");
+  else if (c == H5T_COMPOUND)
+    snprintf(buf, n, "compound");
+  else
+    snprintf(buf, n, "non-numeric (HDF5 class %d)", (int)c);
+}
+
+static void strings_free(char **v, int n) {
+  if (v == NULL) return;
+  for (int i = n - 1; i >= 0; i--) free(v[i]);
+  free(v);
+}
+
+static void meta_free(Meta *m) {
+  strings_free(m->names, m->n_names);
+  free(m->std);
+  free(m->mean);
+  memset(m, 0, sizeof *m);
+}
+
+/* ==== Attributes: any numeric type HDF5 can convert; strings fixed-length or variable-length ==== */
+
+/* 1 and the attribute's class and element count if it exists, 0 if not, -1 on error. */
+static int attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count) {
+  htri_t e = H5Aexists(loc, name);
+  if (e <= 0) return e < 0 ? -1 : 0;
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+  int rc = (t < 0 || sp < 0) ? -1 : 1;
+  if (rc == 1) {
+    *cls = H5Tget_class(t);
+    *count = H5Sget_simple_extent_npoints(sp);
+    if (*count < 0) rc = -1;
+  }
+  if (sp >= 0) H5Sclose(sp);
+  if (t >= 0) H5Tclose(t);
+  H5Aclose(a);
+  return rc;
+}
+
+static int attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf) {
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  herr_t rc = H5Aread(a, mtype, buf);
+  H5Aclose(a);
+  return rc < 0 ? -1 : 0;
+}
+
+/* A numeric scalar (or one-element array) attribute. 0 found, 1 missing, -1 error (message set). */
+static int attr_read_number(hid_t loc, const char *path, const char *name, int integer, double *v, MtError *err) {
+  H5T_class_t cls;
+  hssize_t count;
+  int f = attr_find(loc, name, &cls, &count);
+  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  if (f == 0) return 1;
+  if (count != 1) return mt_fail(err, "%s: attribute %s has %lld values; expected one", path, name, (long long)count);
+  if (integer ? cls != H5T_INTEGER : (cls != H5T_INTEGER && cls != H5T_FLOAT))
+    return mt_fail(err, "%s: attribute %s is not %s", path, name, integer ? "an integer" : "a number");
+  if (integer) {
+    long long i;
+    if (attr_read_raw(loc, name, H5T_NATIVE_LLONG, &i) < 0)
+      return mt_fail(err, "%s: cannot read attribute %s", path, name);
+    *v = (double)i;
+  } else if (attr_read_raw(loc, name, H5T_NATIVE_DOUBLE, v) < 0) {
+    return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  }
+  return 0;
+}
+
+/* A string attribute (scalar or 1-D) as *n malloc'd strings. 0 found, 1 missing, -1 error. */
+static int attr_read_strings(hid_t loc, const char *path, const char *name, char ***out, int *n, MtError *err) {
+  *out = NULL;
+  *n = 0;
+  H5T_class_t cls;
+  hssize_t count;
+  int f = attr_find(loc, name, &cls, &count);
+  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  if (f == 0) return 1;
+  if (cls != H5T_STRING) return mt_fail(err, "%s: attribute %s is not a string", path, name);
+  if (count > DATA_MAX_CLASSES)
+    return mt_fail(err, "%s: attribute %s has %lld strings; expected at most %d", path, name, (long long)count,
+                   DATA_MAX_CLASSES);
+  int rc = -1;
+  hid_t a = -1, ft = -1, mt = -1, sp = -1;
+  char **v = NULL, **raw = NULL;
+  char *fixed = NULL;
+  size_t width = 0;
+  v = calloc((size_t)count + 1, sizeof *v);
+  a = H5Aopen(loc, name, H5P_DEFAULT);
+  ft = a < 0 ? -1 : H5Aget_type(a);
+  sp = a < 0 ? -1 : H5Aget_space(a);
+  mt = H5Tcopy(H5T_C_S1);
+  if (v == NULL || a < 0 || ft < 0 || sp < 0 || mt < 0) goto done;
+  htri_t var = H5Tis_variable_str(ft);
+  if (var < 0) goto done;
+  if (var) {
+    /* h5py's str attributes. HDF5 allocates each string; H5Dvlen_reclaim gives them back. */
+    if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(ft)) < 0) goto done;
+    raw = calloc((size_t)count + 1, sizeof *raw);
+    if (raw == NULL || H5Aread(a, mt, raw) < 0) goto done;
+    for (hssize_t i = 0; i < count; i++) {
+      v[i] = strdup(raw[i] ? raw[i] : "");
+      if (v[i] == NULL) break;
+    }
+    H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
+  } else {
+    /* Fixed-length (numpy 'S' arrays): read one byte wider, null-terminated, so every string ends. */
+    width = H5Tget_size(ft) + 1;
+    if (H5Tset_size(mt, width) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 ||
+        H5Tset_cset(mt, H5Tget_cset(ft)) < 0)
+      goto done;
+    fixed = calloc((size_t)count, width);
+    if (fixed == NULL || H5Aread(a, mt, fixed) < 0) goto done;
+    for (hssize_t i = 0; i < count; i++) {
+      char *s = fixed + (size_t)i * width;
+      s[width - 1] = '\0';
+      size_t len = strlen(s);
+      while (len > 0 && s[len - 1] == ' ') s[--len] = '\0'; /* space-padded strings */
+      v[i] = strdup(s);
+      if (v[i] == NULL) break;
+    }
+  }
+  for (hssize_t i = 0; i < count; i++)
+    if (v[i] == NULL) goto done;
+  rc = 0;
+done:
+  free(fixed);
+  free(raw);
+  if (mt >= 0) H5Tclose(mt);
+  if (sp >= 0) H5Sclose(sp);
+  if (ft >= 0) H5Tclose(ft);
+  if (a >= 0) H5Aclose(a);
+  if (rc != 0) {
+    strings_free(v, (int)count);
+    return mt_fail(err, "%s: cannot read string attribute %s", path, name);
+  }
+  *out = v;
+  *n = (int)count;
+  return 0;
+}
+
+/* A float [d] attribute (mean, std). 0 found, 1 missing, -1 error. */
+static int attr_read_floats(hid_t loc, const char *path, const char *name, int d, float **out, MtError *err) {
+  *out = NULL;
+  H5T_class_t cls;
+  hssize_t count;
+  int f = attr_find(loc, name, &cls, &count);
+  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  if (f == 0) return 1;
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER) return mt_fail(err, "%s: attribute %s is not numeric", path, name);
+  if (count != d)
+    return mt_fail(err, "%s: attribute %s has %lld values but there are %d features; expected one per feature", path,
+                   name, (long long)count, d);
+  float *v = malloc((size_t)d * sizeof *v);
+  if (v == NULL) return mt_fail(err, "%s: out of memory reading attribute %s", path, name);
+  if (attr_read_raw(loc, name, H5T_NATIVE_FLOAT, v) < 0) {
+    free(v);
+    return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  }
+  *out = v;
+  return 0;
+}
+
+/* ==== Shard names ==== */
+
+void data_shard_name(const char *base, int shard, int n_shards, char *out, size_t n) {
+  size_t len = strlen(base);
+  if (len >= 3 && strcmp(base + len - 3, ".h5") == 0) len -= 3;
+  snprintf(out, n, "%.*s-%05d-of-%05d.h5", (int)len, base, shard, n_shards);
+}
+
+/* "NAME-00003-of-00008.h5" -> base "NAME.h5", 8. Returns 1 if path is a shard name. */
+static int shard_name_parse(const char *path, char *base, size_t n, int *n_shards) {
+  size_t len = strlen(path);
+  if (len < 3 || strcmp(path + len - 3, ".h5") != 0) return 0;
+  const char *end = path + len - 3, *p = end;
+  while (p > path && p[-1] >= '0' && p[-1] <= '9') p--;
+  if (p == end || end - p > 9 || p - path < 4 || strncmp(p - 4, "-of-", 4) != 0) return 0;
+  long k = strtol(p, NULL, 10);
+  const char *q = p - 4, *idx_end = q;
+  while (q > path && q[-1] >= '0' && q[-1] <= '9') q--;
+  if (q == idx_end || q == path || q[-1] != '-') return 0;
+  long idx = strtol(q, NULL, 10);
+  if (k < 1 || idx >= k) return 0;
+  snprintf(base, n, "%.*s.h5", (int)(q - 1 - path), path);
+  *n_shards = (int)(k > DATA_MAX_SHARDS ? DATA_MAX_SHARDS + 1 : k);
+  return 1;
+}
+
+/* NAME.h5 does not exist: look for NAME-00000-of-K.h5 beside it. 0 found (*k set), 1 none, -1 error. */
+static int shard_set_find(const char *path, int *k, MtError *err) {
+  size_t len = strlen(path);
+  if (len < 3 || strcmp(path + len - 3, ".h5") != 0) return 1;
+  const char *slash = strrchr(path, '/');
+  char dir[DATA_PATH_MAX], prefix[DATA_PATH_MAX];
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+  const char *name = slash ? slash + 1 : path;
+  snprintf(prefix, sizeof prefix, "%.*s-00000-of-", (int)strlen(name) - 3, name);
+  DIR *dh = opendir(dir);
+  if (dh == NULL) return 1;
+  int found = 0, first_k = 0, other_k = 0;
+  size_t plen = strlen(prefix);
+  for (struct dirent *e; (e = readdir(dh)) != NULL;) {
+    if (strncmp(e->d_name, prefix, plen) != 0) continue;
+    const char *digits = e->d_name + plen;
+    char *stop;
+    long kk = strtol(digits, &stop, 10);
+    if (stop == digits || strcmp(stop, ".h5") != 0 || kk < 1 || kk > DATA_MAX_SHARDS) continue;
+    if (found == 0) first_k = (int)kk;
+    else if ((int)kk != first_k) other_k = (int)kk;
+    found++;
+  }
+  closedir(dh);
+  if (found == 0) return 1;
+  if (other_k != 0)
+    return mt_fail(err, "%s does not exist and there are shard sets of %d and %d files beside it; name one shard "
+                   "of the set you mean", path, first_k, other_k);
+  *k = first_k;
+  return 0;
+}
+
+/* The files of the dataset named by path, in order, into a new ds->shards. */
+static int shards_resolve(Dataset *ds, const char *path, MtError *err) {
+  char base[DATA_PATH_MAX];
+  int k = 1, sharded = shard_name_parse(path, base, sizeof base, &k);
+  if (!sharded) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+      int e = errno;
+      if (e != ENOENT) return mt_fail(err, "cannot open '%s': %s", path, strerror(e));
+      int f = shard_set_find(path, &k, err);
+      if (f < 0) return -1;
+      if (f > 0) return mt_fail(err, "cannot open '%s': %s", path, strerror(e));
+      snprintf(base, sizeof base, "%s", path);
+      sharded = 1;
+    }
+  }
+  if (k > DATA_MAX_SHARDS) return mt_fail(err, "%s: more than %d shards are not supported", path, DATA_MAX_SHARDS);
+  ds->shards = calloc((size_t)k, sizeof *ds->shards);
+  if (ds->shards == NULL) return mt_fail(err, "out of memory opening %s (%d shards)", path, k);
+  ds->info.n_shards = k;
+  for (int i = 0; i < k; i++) {
+    Shard *sh = &ds->shards[i];
+    sh->file = sh->x[0] = sh->x[1] = -1;
+    if (sharded)
+      data_shard_name(base, i, k, sh->path, sizeof sh->path);
+    else
+      snprintf(sh->path, sizeof sh->path, "%s", path);
+  }
+  return 0;
+}
+
+/* ==== One file: open, shapes, types, attributes ==== */
+
+static int file_open(Shard *sh, int k, int n_shards, MtError *err) {
+  int fd = open(sh->path, O_RDONLY);
+  if (fd < 0) {
+    if (n_shards > 1)
+      return mt_fail(err, "cannot open shard %d of %d '%s': %s", k, n_shards, sh->path, strerror(errno));
+    return mt_fail(err, "cannot open '%s': %s", sh->path, strerror(errno));
+  }
+  close(fd);
+  htri_t is = H5Fis_hdf5(sh->path);
+  if (is <= 0)
+    return mt_fail(err, "%s: not an HDF5 file; expected a dataset written by `mpitrain convert` or `mpitrain synth`",
+                   sh->path);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  /* File locking fails on some Lustre/NFS mounts and guards nothing for a reader. */
+  if (fapl < 0 || H5Pset_file_locking(fapl, 0, 1) < 0) {
+    if (fapl >= 0) H5Pclose(fapl);
+    return mt_fail(err, "%s: cannot set up HDF5 file access", sh->path);
+  }
+  sh->file = H5Fopen(sh->path, H5F_ACC_RDONLY, fapl);
+  H5Pclose(fapl);
+  if (sh->file < 0) return mt_fail(err, "%s: HDF5 cannot open the file (truncated or damaged?)", sh->path);
+  return 0;
+}
+
+/* 1 if the link exists (and everything on its way), 0 if not. */
+static int link_exists(hid_t file, const char *path) {
+  char part[64];
+  for (const char *p = strchr(path + 1, '/');; p = strchr(p + 1, '/')) {
+    snprintf(part, sizeof part, "%.*s", p ? (int)(p - path) : (int)strlen(path), path);
+    if (H5Lexists(file, part, H5P_DEFAULT) <= 0) return 0;
+    if (p == NULL) return 1;
+  }
+}
+
+/* Shape and type of split s of one file into m. */
+static int meta_split(hid_t file, const char *path, int s, Meta *m, MtError *err) {
+  int rc = -1;
+  hid_t x = -1, y = -1, xs = -1, ys = -1, xt = -1, yt = -1;
+  char desc[64];
+  x = H5Dopen2(file, x_path[s], H5P_DEFAULT);
+  if (x < 0) {
+    mt_fail(err, "%s: %s is not a dataset", path, x_path[s]);
+    goto done;
+  }
+  y = H5Dopen2(file, y_path[s], H5P_DEFAULT);
+  if (y < 0) {
+    mt_fail(err, "%s: %s is not a dataset", path, y_path[s]);
+    goto done;
+  }
+  xs = H5Dget_space(x);
+  ys = H5Dget_space(y);
+  xt = H5Dget_type(x);
+  yt = H5Dget_type(y);
+  if (xs < 0 || ys < 0 || xt < 0 || yt < 0) {
+    mt_fail(err, "%s: cannot read the shapes of %s and %s", path, x_path[s], y_path[s]);
+    goto done;
+  }
+  int xr = H5Sget_simple_extent_ndims(xs), yr = H5Sget_simple_extent_ndims(ys);
+  if (xr != 2) {
+    mt_fail(err, "%s: %s is %d-D; expected a 2-D array [rows, features]", path, x_path[s], xr);
+    goto done;
+  }
+  if (yr != 1) {
+    mt_fail(err, "%s: %s is %d-D; expected a 1-D array of labels [rows]", path, y_path[s], yr);
+    goto done;
+  }
+  hsize_t xd[2], yd[1];
+  H5Sget_simple_extent_dims(xs, xd, NULL);
+  H5Sget_simple_extent_dims(ys, yd, NULL);
+  H5T_class_t xc = H5Tget_class(xt);
+  int is_u8 = xc == H5T_INTEGER && H5Tget_size(xt) == 1 && H5Tget_sign(xt) == H5T_SGN_NONE;
+  int is_f32 = xc == H5T_FLOAT && H5Tget_size(xt) == 4;
+  if (!is_u8 && !is_f32) {
+    type_describe(xt, desc, sizeof desc);
+    mt_fail(err, "%s: %s is %s; expected uint8 or float32 (e.g. x.astype('float32') in numpy)", path, x_path[s],
+            desc);
+    goto done;
+  }
+  if (H5Tget_class(yt) != H5T_INTEGER) {
+    type_describe(yt, desc, sizeof desc);
+    mt_fail(err, "%s: %s holds %s values; expected integer class ids", path, y_path[s], desc);
+    goto done;
+  }
+  if (yd[0] != xd[0]) {
+    mt_fail(err, "%s: %s has %llu rows but %s has %llu; expected one label per row", path, y_path[s],
+            (unsigned long long)yd[0], x_path[s], (unsigned long long)xd[0]);
+    goto done;
+  }
+  if (xd[0] > (hsize_t)DATA_MAX_ROWS) {
+    mt_fail(err, "%s: %s claims %llu rows; at most %lld rows per split are supported", path, x_path[s],
+            (unsigned long long)xd[0], (long long)DATA_MAX_ROWS);
+    goto done;
+  }
+  if (xd[1] < 1 || xd[1] > (hsize_t)DATA_MAX_D) {
+    mt_fail(err, "%s: %s has %llu features; expected 1 .. %d", path, x_path[s], (unsigned long long)xd[1],
+            DATA_MAX_D);
+    goto done;
+  }
+  if (s == SPLIT_TRAIN) {
+    m->d = (int)xd[1];
+    m->stored_uint8 = is_u8;
+  } else if ((int)xd[1] != m->d) {
+    mt_fail(err, "%s: /test/x has %d features but /train/x has %d; expected the same features in both splits", path,
+            (int)xd[1], m->d);
+    goto done;
+  } else if (is_u8 != m->stored_uint8) {
+    mt_fail(err, "%s: /test/x is %s but /train/x is %s; expected the same type in both splits", path,
+            is_u8 ? "uint8" : "float32", m->stored_uint8 ? "uint8" : "float32");
+    goto done;
+  }
+  m->n[s] = (int64_t)xd[0];
+  rc = 0;
+done:
+  if (yt >= 0) H5Tclose(yt);
+  if (xt >= 0) H5Tclose(xt);
+  if (ys >= 0) H5Sclose(ys);
+  if (xs >= 0) H5Sclose(xs);
+  if (y >= 0) H5Dclose(y);
+  if (x >= 0) H5Dclose(x);
+  return rc;
+}
+
+static int meta_read(hid_t file, const char *path, Meta *m, MtError *err) {
+  memset(m, 0, sizeof *m);
+  m->n_classes = -1;
+  m->scale = 1.0;
+
+  /* Root attributes first: a checkpoint passed as data is named as such, not as "no /train/x". */
+  char **sv = NULL;
+  int ns = 0, f = attr_read_strings(file, path, "format", &sv, &ns, err);
+  if (f < 0) return -1;
+  if (f == 0) {
+    int ok = ns == 1 && strcmp(sv[0], "mpitrain-dataset") == 0;
+    if (!ok)
+      mt_fail(err, "%s: format is '%s'; expected 'mpitrain-dataset'%s", path, ns > 0 ? sv[0] : "",
+              ns > 0 && strstr(sv[0], "checkpoint") ? " (this is a checkpoint, not a dataset)" : "");
+    strings_free(sv, ns);
+    if (!ok) return -1;
+  }
+  double v;
+  f = attr_read_number(file, path, "format_version", 1, &v, err);
+  if (f < 0) return -1;
+  if (f == 0 && v > 1)
+    return mt_fail(err, "%s: format_version %.0f is newer than this mpitrain reads (1); upgrade mpitrain", path, v);
+
+  if (!link_exists(file, "/train/x")) return mt_fail(err, "%s: no dataset /train/x; expected features [rows, features]", path);
+  if (!link_exists(file, "/train/y")) return mt_fail(err, "%s: no dataset /train/y; expected labels [rows]", path);
+  if (meta_split(file, path, SPLIT_TRAIN, m, err) != 0) return -1;
+  int tx = link_exists(file, "/test/x"), ty = link_exists(file, "/test/y");
+  if (tx != ty)
+    return mt_fail(err, "%s: has %s but no %s; a test split needs both", path, tx ? "/test/x" : "/test/y",
+                   tx ? "/test/y" : "/test/x");
+  if (tx && meta_split(file, path, SPLIT_TEST, m, err) != 0) return -1;
+
+  f = attr_read_number(file, path, "num_classes", 1, &v, err);
+  if (f < 0) return -1;
+  if (f == 0) {
+    if (v < 2 || v > DATA_MAX_CLASSES)
+      return mt_fail(err, "%s: num_classes = %.0f; expected 2 .. %d", path, v, DATA_MAX_CLASSES);
+    m->n_classes = (int64_t)v;
+  }
+  f = attr_read_number(file, path, "scale", 0, &m->scale, err);
+  if (f < 0) return -1;
+  if (!isfinite(m->scale) || m->scale == 0.0 || !isfinite((float)m->scale))
+    return mt_fail(err, "%s: scale = %g; expected a finite non-zero number", path, m->scale);
+  f = attr_read_strings(file, path, "source", &sv, &ns, err);
+  if (f < 0) return -1;
+  if (f == 0) {
+    snprintf(m->source, sizeof m->source, "%s", ns > 0 ? sv[0] : "");
+    strings_free(sv, ns);
+  }
+  if (attr_read_strings(file, path, "class_names", &m->names, &m->n_names, err) < 0) return -1;
+  if (m->names && m->n_classes > 0 && m->n_names != m->n_classes)
+    return mt_fail(err, "%s: class_names has %d entries but num_classes = %lld; expected one name per class", path,
+                   m->n_names, (long long)m->n_classes);
+  int fm = attr_read_floats(file, path, "mean", m->d, &m->mean, err);
+  if (fm < 0) return -1;
+  int fs = attr_read_floats(file, path, "std", m->d, &m->std, err);
+  if (fs < 0) return -1;
+  if (fm != fs) return mt_fail(err, "%s: has %s but no %s; normalisation needs both", path, fm == 0 ? "mean" : "std",
+                               fm == 0 ? "std" : "mean");
+  for (int j = 0; m->std && j < m->d; j++)
+    if (!isfinite(m->mean[j]) || !isfinite(m->std[j]) || !(m->std[j] > 0.0f))
+      return mt_fail(err, "%s: mean/std of feature %d are %g/%g; expected finite values and std > 0", path, j,
+                     (double)m->mean[j], (double)m->std[j]);
+  return 0;
+}
+
+/* Shard b must describe the same data as shard 0 (a): same features, type, classes and feature transform. */
+static int meta_agree(const Meta *a, const char *pa, const Meta *b, const char *pb, MtError *err) {
+  if (a->d != b->d)
+    return mt_fail(err, "shard %s has %d features but %s has %d; all shards must agree", pb, b->d, pa, a->d);
+  if (a->stored_uint8 != b->stored_uint8)
+    return mt_fail(err, "shard %s stores x as %s but %s as %s; all shards must agree", pb,
+                   b->stored_uint8 ? "uint8" : "float32", pa, a->stored_uint8 ? "uint8" : "float32");
+  if (a->n_classes != b->n_classes)
+    return mt_fail(err, "shard %s has num_classes %lld but %s has %lld; all shards must agree", pb,
+                   (long long)b->n_classes, pa, (long long)a->n_classes);
+  if ((float)a->scale != (float)b->scale)
+    return mt_fail(err, "shard %s has scale %g but %s has %g; all shards must agree", pb, b->scale, pa, a->scale);
+  if ((a->mean == NULL) != (b->mean == NULL) ||
+      (a->mean && (memcmp(a->mean, b->mean, (size_t)a->d * sizeof(float)) != 0 ||
+                   memcmp(a->std, b->std, (size_t)a->d * sizeof(float)) != 0)))
+    return mt_fail(err, "shard %s has a different mean/std normalisation than %s; all shards must agree", pb, pa);
+  return 0;
+}
+
+/* ==== Loading labels and features ==== */
+
+/* Dataset path of split s in a file, opened with a chunk cache suited to how it will be read. */
+static hid_t x_open(const Shard *sh, int s, int streaming) {
+  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+  if (dapl < 0) return -1;
+  if (streaming) {
+    /* Uncompressed chunks: no cache, so HDF5 reads just the requested rows instead of a whole ~1 MiB chunk per
+     * row. Compressed chunks must be decoded whole: cache enough of them that a batch reuses what it decoded. */
+    hid_t probe = H5Dopen2(sh->file, x_path[s], H5P_DEFAULT), dcpl = -1;
+    int filtered = 0;
+    if (probe >= 0) {
+      dcpl = H5Dget_create_plist(probe);
+      if (dcpl >= 0) filtered = H5Pget_nfilters(dcpl) > 0;
+      if (dcpl >= 0) H5Pclose(dcpl);
+      H5Dclose(probe);
+    }
+    if (H5Pset_chunk_cache(dapl, filtered ? 12421 : 0, filtered ? DATA_STREAM_CACHE : 0, 0.75) < 0) {
+      H5Pclose(dapl);
+      return -1;
+    }
+  }
+  hid_t x = H5Dopen2(sh->file, x_path[s], dapl);
+  H5Pclose(dapl);
+  return x;
+}
+
+/* Rows [first, first+n) of a dataset [rows, cols] (cols = 0: 1-D) into buf as mtype. */
+static int read_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf) {
+  int rank = cols > 0 ? 2 : 1, rc = -1;
+  hsize_t start[2] = {(hsize_t)first, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
+  hid_t fs = H5Dget_space(ds), ms = -1;
+  if (fs < 0) return -1;
+  if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) goto done;
+  ms = H5Screate_simple(rank, count, NULL);
+  if (ms < 0) goto done;
+  if (H5Dread(ds, mtype, ms, fs, H5P_DEFAULT, buf) < 0) goto done;
+  rc = 0;
+done:
+  if (ms >= 0) H5Sclose(ms);
+  H5Sclose(fs);
+  return rc;
+}
+
+/* Rows per read when loading: about DATA_LOAD_BYTES, a whole number of chunks so no chunk is decoded twice. */
+static int64_t load_rows(hid_t ds, size_t row_bytes) {
+  int64_t rows = (int64_t)(DATA_LOAD_BYTES / row_bytes);
+  if (rows < 1) rows = 1;
+  hid_t dcpl = H5Dget_create_plist(ds);
+  if (dcpl >= 0) {
+    hsize_t chunk[2] = {0, 0};
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 2, chunk) >= 1 && chunk[0] > 0)
+      rows = rows < (int64_t)chunk[0] ? (int64_t)chunk[0] : rows / (int64_t)chunk[0] * (int64_t)chunk[0];
+    H5Pclose(dcpl);
+  }
+  return rows;
+}
+
+/* Labels of split s of every shard into ds->y[s]; range-checked when num_classes is known, else the largest
+ * label is returned in *max_label for inference. */
+static int labels_load(Dataset *ds, int s, int64_t n_classes, int64_t *max_label, MtError *err) {
+  for (int k = 0; k < ds->info.n_shards; k++) {
+    Shard *sh = &ds->shards[k];
+    if (sh->n[s] == 0) continue;
+    hid_t y = H5Dopen2(sh->file, y_path[s], H5P_DEFAULT);
+    if (y < 0) return mt_fail(err, "%s: cannot open %s", sh->path, y_path[s]);
+    int32_t *dst = ds->y[s] + sh->first[s];
+    int64_t step = load_rows(y, sizeof(int32_t));
+    for (int64_t r = 0; r < sh->n[s]; r += step) {
+      int64_t cnt = sh->n[s] - r < step ? sh->n[s] - r : step;
+      /* HDF5 converts any stored integer type to int32 (clipping what does not fit, which the range check
+       * below then reports). */
+      if (read_rows(y, H5T_NATIVE_INT32, r, cnt, 0, dst + r) < 0) {
+        H5Dclose(y);
+        return mt_fail(err, "%s: reading %s rows %lld .. %lld failed (truncated or damaged file?)", sh->path,
+                       y_path[s], (long long)r, (long long)(r + cnt - 1));
+      }
+      for (int64_t i = r; i < r + cnt; i++) {
+        int32_t l = dst[i];
+        if (l < 0 || (n_classes > 0 && l >= n_classes)) {
+          H5Dclose(y);
+          if (n_classes > 0)
+            return mt_fail(err, "%s: label %d at %s[%lld] is outside [0, %lld) (num_classes = %lld)", sh->path,
+                           (int)l, y_path[s], (long long)i, (long long)n_classes, (long long)n_classes);
+          return mt_fail(err, "%s: label %d at %s[%lld] is negative; expected class ids 0, 1, ...", sh->path, (int)l,
+                         y_path[s], (long long)i);
+        }
+        if (l > *max_label) *max_label = l;
+      }
+    }
+    H5Dclose(y);
+  }
+  return 0;
+}
+
+/* 0 if every stored float is finite, else names the first bad one (row within the file). */
+static int check_finite(const char *path, int s, const float *v /* [n, d] */, int64_t n, int d, int64_t first_row,
+                        MtError *err) {
+  for (int64_t i = 0; i < n * (int64_t)d; i++)
+    if (!isfinite(v[i]))
+      return mt_fail(err, "%s: %s[%lld] holds %s (feature %d); expected finite features", path, x_path[s],
+                     (long long)(first_row + i / d), isnan(v[i]) ? "NaN" : "Inf", (int)(i % d));
+  return 0;
+}
+
+/* The whole split s, as stored, into ds->x[s]. */
+static int features_load(Dataset *ds, int s, MtError *err) {
+  size_t row_bytes = ds->elem * (size_t)ds->info.d;
+  hid_t mtype = ds->info.stored_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+  for (int k = 0; k < ds->info.n_shards; k++) {
+    Shard *sh = &ds->shards[k];
+    if (sh->n[s] == 0) continue;
+    hid_t x = x_open(sh, s, 0);
+    if (x < 0) return mt_fail(err, "%s: cannot open %s", sh->path, x_path[s]);
+    char *dst = (char *)ds->x[s] + (size_t)sh->first[s] * row_bytes;
+    int64_t step = load_rows(x, row_bytes);
+    for (int64_t r = 0; r < sh->n[s]; r += step) {
+      int64_t cnt = sh->n[s] - r < step ? sh->n[s] - r : step;
+      char *p = dst + (size_t)r * row_bytes;
+      if (read_rows(x, mtype, r, cnt, ds->info.d, p) < 0) {
+        H5Dclose(x);
+        return mt_fail(err, "%s: reading %s rows %lld .. %lld failed (truncated or damaged file?)", sh->path,
+                       x_path[s], (long long)r, (long long)(r + cnt - 1));
+      }
+      if (!ds->info.stored_uint8 && check_finite(sh->path, s, (const float *)p, cnt, ds->info.d, r, err) != 0) {
+        H5Dclose(x);
+        return -1;
+      }
+    }
+    H5Dclose(x);
+  }
+  return 0;
+}
+
+/* ==== Open / close ==== */
+
+static Dataset *dataset_new(const char *path) {
+  Dataset *ds = calloc(1, sizeof *ds);
+  if (ds != NULL) snprintf(ds->info.path, sizeof ds->info.path, "%s", path);
+  return ds;
+}
+
+/* Takes ownership of meta's arrays. */
+static void dataset_adopt(Dataset *ds, Meta *m, int64_t total[2]) {
+  DataInfo *in = &ds->info;
+  in->n[0] = total[0];
+  in->n[1] = total[1];
+  in->d = m->d;
+  in->stored_uint8 = m->stored_uint8;
+  in->n_classes = (int)m->n_classes;
+  in->scale = (float)m->scale;
+  in->has_norm = m->mean != NULL;
+  snprintf(in->source, sizeof in->source, "%s", m->source);
+  ds->mean = m->mean;
+  ds->std = m->std;
+  ds->names = m->names;
+  ds->n_names = m->n_names;
+  ds->elem = m->stored_uint8 ? 1 : sizeof(float);
+  m->mean = m->std = NULL;
+  m->names = NULL;
+  m->n_names = 0;
+}
+
+int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
+  *out = NULL;
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our one-line messages instead of HDF5's error stacks */
+  DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS};
+  if (opt) o = *opt;
+  if (o.memory_limit <= 0) o.memory_limit = DATA_DEFAULT_MEMORY_LIMIT;
+  if (o.max_rows <= 0) o.max_rows = DATA_DEFAULT_MAX_ROWS;
+  Meta m0 = {0}, mk = {0};
+  Dataset *ds = dataset_new(path);
+  if (ds == NULL) return mt_fail(err, "out of memory opening %s", path);
+  if (shards_resolve(ds, path, err) != 0) goto fail;
+
+  int64_t total[2] = {0, 0};
+  for (int k = 0; k < ds->info.n_shards; k++) {
+    Shard *sh = &ds->shards[k];
+    Meta *m = k == 0 ? &m0 : &mk;
+    if (file_open(sh, k, ds->info.n_shards, err) != 0 || meta_read(sh->file, sh->path, m, err) != 0) goto fail;
+    for (int s = 0; s < 2; s++) {
+      sh->n[s] = m->n[s];
+      sh->first[s] = total[s];
+      total[s] += m->n[s];
+    }
+    if (k > 0) {
+      int agree = meta_agree(&m0, ds->shards[0].path, m, sh->path, err);
+      meta_free(&mk);
+      if (agree != 0) goto fail;
+    }
+  }
+  const char *p0 = ds->shards[0].path;
+  for (int s = 0; s < 2; s++)
+    if (total[s] > DATA_MAX_ROWS) {
+      mt_fail(err, "%s: the %s split has %lld rows in all; at most %lld rows per split are supported", path,
+              split_name[s], (long long)total[s], (long long)DATA_MAX_ROWS);
+      goto fail;
+    }
+  if (total[SPLIT_TRAIN] == 0) {
+    mt_fail(err, "%s: /train/x has 0 rows; expected at least one training row", ds->info.n_shards > 1 ? path : p0);
+    goto fail;
+  }
+  dataset_adopt(ds, &m0, total);
+  DataInfo *in = &ds->info;
+
+  /* Sizes before allocating anything big: a header claiming absurd sizes must fail with a message, not an OOM. */
+  int64_t ram = phys_memory();
+  double label_bytes = 4.0 * (double)(total[0] + total[1]);
+  if (label_bytes > ram / 2) {
+    mt_fail(err, "%s: the labels alone need %.1f GiB in memory but this machine has %.1f GiB", path, gib(label_bytes),
+            gib((double)ram));
+    goto fail;
+  }
+  int streams = 0;
+  for (int s = 0; s < 2; s++) {
+    double bytes = (double)in->n[s] * in->d * (double)ds->elem;
+    if (in->n[s] == 0) {
+      in->in_memory[s] = 1; /* nothing to read */
+      continue;
+    }
+    if (o.memory == MEMORY_YES) {
+      if (bytes > 0.75 * (double)ram) {
+        mt_fail(err, "%s: holding the %s split in memory needs %.1f GiB (%lld rows x %d features x %s) but this "
+                "machine has %.1f GiB; use --in-memory no to read each batch from the file", path, split_name[s],
+                gib(bytes), (long long)in->n[s], in->d, in->stored_uint8 ? "uint8" : "float32", gib((double)ram));
+        goto fail;
+      }
+      in->in_memory[s] = 1;
+    } else if (o.memory == MEMORY_NO) {
+      in->in_memory[s] = 0;
+    } else {
+      /* auto never takes more than half of the machine, whatever the limit says */
+      in->in_memory[s] = bytes <= (double)o.memory_limit && bytes <= 0.5 * (double)ram;
+    }
+    if (!in->in_memory[s]) streams = 1;
+  }
+  if (streams) {
+    double stage = (double)o.max_rows * in->d * (double)ds->elem;
+    if (stage > 0.25 * (double)ram) {
+      mt_fail(err, "%s: a read buffer of %d rows x %d features needs %.1f GiB; use smaller batches", path, o.max_rows,
+              in->d, gib(stage));
+      goto fail;
+    }
+  }
+
+  /* Labels of every split, in memory. */
+  int64_t max_label = -1;
+  for (int s = 0; s < 2; s++) {
+    if (in->n[s] == 0) continue;
+    ds->y[s] = mt_alloc((size_t)in->n[s] * sizeof(int32_t), s == 0 ? "training labels" : "test labels", err);
+    if (ds->y[s] == NULL || labels_load(ds, s, in->n_classes > 0 ? in->n_classes : 0, &max_label, err) != 0)
+      goto fail;
+  }
+  if (in->n_classes <= 0) {
+    /* No num_classes attribute: the labels tell. */
+    if (max_label + 1 < 2) {
+      mt_fail(err, "%s: no num_classes attribute and every label is 0; expected at least 2 classes", path);
+      goto fail;
+    }
+    in->n_classes = (int)(max_label + 1);
+    in->n_classes_inferred = 1;
+    if (ds->names && ds->n_names != in->n_classes) {
+      mt_fail(err, "%s: class_names has %d entries but the labels use %d classes; expected one name per class", path,
+              ds->n_names, in->n_classes);
+      goto fail;
+    }
+  }
+
+  /* Features: in memory as stored, or datasets kept open for per-batch reads. */
+  for (int s = 0; s < 2; s++) {
+    if (in->n[s] == 0) continue;
+    if (in->in_memory[s]) {
+      ds->x[s] = mt_alloc((size_t)in->n[s] * (size_t)in->d * ds->elem, s == 0 ? "training features" : "test features",
+                          err);
+      if (ds->x[s] == NULL || features_load(ds, s, err) != 0) goto fail;
+    } else {
+      for (int k = 0; k < in->n_shards; k++) {
+        Shard *sh = &ds->shards[k];
+        if (sh->n[s] == 0) continue;
+        sh->x[s] = x_open(sh, s, 1);
+        if (sh->x[s] < 0) {
+          mt_fail(err, "%s: cannot open %s", sh->path, x_path[s]);
+          goto fail;
+        }
+      }
+    }
+  }
+  if (streams) {
+    ds->max_rows = o.max_rows;
+    ds->stage = mt_alloc((size_t)o.max_rows * (size_t)in->d * ds->elem, "read buffer", err);
+    if (ds->stage == NULL) goto fail;
+  } else {
+    /* Everything is in memory: let go of the files (another job may rewrite them). */
+    for (int k = in->n_shards - 1; k >= 0; k--) {
+      H5Fclose(ds->shards[k].file);
+      ds->shards[k].file = -1;
+    }
+  }
+  *out = ds;
+  return 0;
+fail:
+  meta_free(&mk);
+  meta_free(&m0);
+  data_close(ds);
+  return -1;
+}
+
+int data_open_synthetic(Dataset **out, const SynthSpec *spec, MtError *err) {
+  *out = NULL;
+  if (spec->n_train < 1 || spec->n_train > DATA_MAX_ROWS || spec->n_test < 0 || spec->n_test > DATA_MAX_ROWS)
+    return mt_fail(err, "synthetic data: %lld train / %lld test rows; expected 1 .. %lld train and 0 .. %lld test",
+                   (long long)spec->n_train, (long long)spec->n_test, (long long)DATA_MAX_ROWS,
+                   (long long)DATA_MAX_ROWS);
+  if (spec->d < 1 || spec->d > DATA_MAX_D)
+    return mt_fail(err, "synthetic data: %d features; expected 1 .. %d", spec->d, DATA_MAX_D);
+  if (spec->n_classes < 2 || spec->n_classes > DATA_MAX_CLASSES)
+    return mt_fail(err, "synthetic data: %d classes; expected 2 .. %d", spec->n_classes, DATA_MAX_CLASSES);
+  if (!isfinite(spec->noise) || spec->noise < 0)
+    return mt_fail(err, "synthetic data: noise %g; expected a finite number >= 0", (double)spec->noise);
+  double bytes = 4.0 * (double)(spec->n_train + spec->n_test) * (spec->d + 1) + 4.0 * spec->n_classes * spec->d;
+  int64_t ram = phys_memory();
+  if (bytes > 0.75 * (double)ram)
+    return mt_fail(err, "synthetic data of %lld rows x %d features needs %.1f GiB in memory but this machine has "
+                   "%.1f GiB; write it with `mpitrain synth` and read it from the file instead",
+                   (long long)(spec->n_train + spec->n_test), spec->d, gib(bytes), gib((double)ram));
+  Dataset *ds = dataset_new("(synthetic)");
+  float *centres = NULL;
+  if (ds == NULL) return mt_fail(err, "out of memory creating synthetic data");
+  DataInfo *in = &ds->info;
+  in->n[0] = spec->n_train;
+  in->n[1] = spec->n_test;
+  in->d = spec->d;
+  in->n_classes = spec->n_classes;
+  in->scale = 1.0f;
+  in->n_shards = 0;
+  in->in_memory[0] = in->in_memory[1] = 1;
+  ds->elem = sizeof(float);
+  snprintf(in->source, sizeof in->source, "synthetic: Gaussian clusters, seed %llu, noise %g",
+           (unsigned long long)spec->seed, (double)spec->noise);
+  centres = mt_alloc((size_t)spec->n_classes * (size_t)spec->d * sizeof(float), "synthetic class centres", err);
+  if (centres == NULL) goto fail;
+  synth_centres(spec, centres);
+  for (int s = 0; s < 2; s++) {
+    if (in->n[s] == 0) continue;
+    ds->x[s] = mt_alloc((size_t)in->n[s] * (size_t)in->d * sizeof(float), "synthetic features", err);
+    ds->y[s] = ds->x[s] ? mt_alloc((size_t)in->n[s] * sizeof(int32_t), "synthetic labels", err) : NULL;
+    if (ds->y[s] == NULL) goto fail;
+    synth_rows(spec, centres, s, 0, in->n[s], ds->x[s], ds->y[s]);
+  }
+  mt_free(centres);
+  *out = ds;
+  return 0;
+fail:
+  mt_free(centres);
+  data_close(ds);
+  return -1;
+}
+
+void data_close(Dataset *ds) {
+  if (ds == NULL) return;
+  mt_free(ds->stage);
+  for (int s = 1; s >= 0; s--) {
+    mt_free(ds->x[s]);
+    mt_free(ds->y[s]);
+  }
+  for (int k = ds->info.n_shards - 1; ds->shards && k >= 0; k--) {
+    Shard *sh = &ds->shards[k];
+    for (int s = 1; s >= 0; s--)
+      if (sh->x[s] >= 0) H5Dclose(sh->x[s]);
+    if (sh->file >= 0) H5Fclose(sh->file);
+  }
+  free(ds->shards);
+  strings_free(ds->names, ds->n_names);
+  free(ds->std);
+  free(ds->mean);
+  free(ds);
+}
+
+/* ==== Accessors ==== */
+
+const DataInfo *data_info(const Dataset *ds) { return &ds->info; }
+
+const char *data_class_name(const Dataset *ds, int c) {
+  return ds->names && c >= 0 && c < ds->n_names ? ds->names[c] : NULL;
+}
+
+const int32_t *data_labels(const Dataset *ds, Split s) { return ds->y[s]; }
+
+const char *data_shard_path(const Dataset *ds, int k) {
+  return k >= 0 && k < ds->info.n_shards ? ds->shards[k].path : NULL;
+}
+
+const float *data_mean(const Dataset *ds) { return ds->mean; }
+const float *data_std(const Dataset *ds) { return ds->std; }
+
+/* ==== Reading rows ==== */
+
+/* One stored row to features: x * scale, then (· - mean) / std. The only conversion, so memory and streaming
+ * agree to the bit. */
+static void row_convert(const Dataset *ds, const void *src, float *dst /* [d] */) {
+  const int d = ds->info.d;
+  const float scale = ds->info.scale;
+  if (ds->info.stored_uint8) {
+    const uint8_t *u = src;
+    for (int j = 0; j < d; j++) dst[j] = (float)u[j] * scale;
+  } else {
+    const float *f = src;
+    for (int j = 0; j < d; j++) dst[j] = f[j] * scale;
+  }
+  if (ds->info.has_norm) {
+    const float *mean = ds->mean, *std = ds->std;
+    for (int j = 0; j < d; j++) dst[j] = (dst[j] - mean[j]) / std[j];
+  }
+}
+
+/* Index of the shard holding global row r of split s (rows are in shard order). */
+static int shard_of(const Dataset *ds, int s, int64_t r) {
+  int lo = 0, hi = ds->info.n_shards - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (ds->shards[mid].first[s] <= r)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  /* shards with no rows of this split share first[] with the next one: step over them */
+  while (ds->shards[lo].n[s] == 0 || r >= ds->shards[lo].first[s] + ds->shards[lo].n[s]) lo++;
+  return lo;
+}
+
+static int split_check(const Dataset *ds, Split s, MtError *err) {
+  if (s != SPLIT_TRAIN && s != SPLIT_TEST) return mt_fail(err, "%s: no split %d", ds->info.path, (int)s);
+  if (ds->info.n[s] == 0) return mt_fail(err, "%s: has no %s split", ds->info.path, split_name[s]);
+  return 0;
+}
+
+/* Adds rows [start, start+len) to the selection (the first block replaces whatever was selected). */
+static int select_block(hid_t fs, int first, int64_t start, int64_t len, int d) {
+  hsize_t st[2] = {(hsize_t)start, 0}, cnt[2] = {(hsize_t)len, (hsize_t)d};
+  return H5Sselect_hyperslab(fs, first ? H5S_SELECT_SET : H5S_SELECT_OR, st, NULL, cnt, NULL) < 0 ? -1 : 0;
+}
+
+/* The staged rows [u, d] of shard sh; on failure names the file and the rows. */
+static int stage_read(const Dataset *ds, Shard *sh, int s, hid_t fs, int u, int64_t lo, int64_t hi, MtError *err) {
+  hsize_t dims[2] = {(hsize_t)u, (hsize_t)ds->info.d};
+  hid_t ms = H5Screate_simple(2, dims, NULL);
+  herr_t rc = ms < 0 ? -1
+                     : H5Dread(sh->x[s], ds->info.stored_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, ms, fs,
+                               H5P_DEFAULT, ds->stage);
+  if (ms >= 0) H5Sclose(ms);
+  if (rc < 0)
+    return mt_fail(err, "%s: reading rows %lld .. %lld of %s failed (file changed, truncated or damaged?)", sh->path,
+                   (long long)lo, (long long)hi, x_path[s]);
+  return 0;
+}
+
+int data_read(Dataset *ds, Split s, const int64_t *rows /* [n] */, int n, float *x /* [n, d] */,
+              int32_t *y /* [n] */, MtError *err) {
+  if (split_check(ds, s, err) != 0) return -1;
+  const int d = ds->info.d;
+  const int64_t N = ds->info.n[s];
+  for (int k = 0; k < n; k++)
+    if (rows[k] < 0 || rows[k] >= N || (k > 0 && rows[k] < rows[k - 1]))
+      return mt_fail(err, "%s: data_read: row %lld at position %d; expected rows sorted ascending in [0, %lld) of "
+                     "the %s split", ds->info.path, (long long)rows[k], k, (long long)N, split_name[s]);
+  const size_t row_bytes = ds->elem * (size_t)d;
+  if (ds->info.in_memory[s]) {
+    const char *base = ds->x[s];
+    for (int k = 0; k < n; k++) {
+      row_convert(ds, base + (size_t)rows[k] * row_bytes, x + (size_t)k * d);
+      y[k] = ds->y[s][rows[k]];
+    }
+    return 0;
+  }
+  /* Streaming: per shard touched, consecutive rows merge into blocks, the blocks are OR-ed into one selection and
+   * read with one H5Dread into the staging buffer (several if more than max_rows distinct rows are asked for);
+   * duplicates are read once and copied out again. */
+  int k = 0;
+  while (k < n) {
+    Shard *sh = &ds->shards[shard_of(ds, s, rows[k])];
+    const int64_t off = sh->first[s], end = off + sh->n[s];
+    hid_t fs = H5Dget_space(sh->x[s]);
+    if (fs < 0) return mt_fail(err, "%s: cannot read %s", sh->path, x_path[s]);
+    int u = 0, j = k, nblocks = 0, bad = 0;
+    int64_t bstart = 0, blen = 0;
+    for (; j < n && rows[j] < end; j++) {
+      if (j > k && rows[j] == rows[j - 1]) continue;
+      if (u == ds->max_rows) break;
+      int64_t local = rows[j] - off;
+      if (blen > 0 && local == bstart + blen) {
+        blen++;
+      } else {
+        if (blen > 0 && select_block(fs, nblocks++ == 0, bstart, blen, d) != 0) bad = 1;
+        bstart = local;
+        blen = 1;
+      }
+      u++;
+    }
+    if (select_block(fs, nblocks++ == 0, bstart, blen, d) != 0) bad = 1;
+    if (bad) {
+      H5Sclose(fs);
+      return mt_fail(err, "%s: cannot select rows of %s", sh->path, x_path[s]);
+    }
+    int rc = stage_read(ds, sh, s, fs, u, rows[k] - off, rows[j - 1] - off, err);
+    H5Sclose(fs);
+    if (rc != 0) return -1;
+    const char *stage = ds->stage;
+    int idx = -1;
+    for (int t = k; t < j; t++) {
+      if (t == k || rows[t] != rows[t - 1]) {
+        idx++;
+        /* Rows read per batch are checked as they arrive: a NaN must stop training with the row's name. */
+        if (!ds->info.stored_uint8 &&
+            check_finite(sh->path, s, (const float *)(stage + (size_t)idx * row_bytes), 1, d, rows[t] - off, err))
+          return -1;
+      }
+      row_convert(ds, stage + (size_t)idx * row_bytes, x + (size_t)t * d);
+      y[t] = ds->y[s][rows[t]];
+    }
+    k = j;
+  }
+  return 0;
+}
+
+int data_read_range(Dataset *ds, Split s, int64_t first, int n, float *x /* [n, d] */, int32_t *y /* [n] */,
+                    MtError *err) {
+  if (split_check(ds, s, err) != 0) return -1;
+  const int d = ds->info.d;
+  if (first < 0 || n < 0 || first + n > ds->info.n[s])
+    return mt_fail(err, "%s: data_read_range: rows %lld .. %lld are outside [0, %lld) of the %s split", ds->info.path,
+                   (long long)first, (long long)(first + n - 1), (long long)ds->info.n[s], split_name[s]);
+  const size_t row_bytes = ds->elem * (size_t)d;
+  if (ds->info.in_memory[s]) {
+    const char *base = ds->x[s];
+    for (int k = 0; k < n; k++) row_convert(ds, base + (size_t)(first + k) * row_bytes, x + (size_t)k * d);
+    memcpy(y, ds->y[s] + first, (size_t)n * sizeof *y);
+    return 0;
+  }
+  int k = 0;
+  while (k < n) {
+    int64_t r = first + k;
+    Shard *sh = &ds->shards[shard_of(ds, s, r)];
+    int64_t local = r - sh->first[s], avail = sh->n[s] - local;
+    int cnt = n - k < ds->max_rows ? n - k : ds->max_rows;
+    if (cnt > avail) cnt = (int)avail;
+    hid_t fs = H5Dget_space(sh->x[s]);
+    if (fs < 0 || select_block(fs, 1, local, cnt, d) != 0) {
+      if (fs >= 0) H5Sclose(fs);
+      return mt_fail(err, "%s: cannot select rows of %s", sh->path, x_path[s]);
+    }
+    int rc = stage_read(ds, sh, s, fs, cnt, local, local + cnt - 1, err);
+    H5Sclose(fs);
+    if (rc != 0) return -1;
+    if (!ds->info.stored_uint8 && check_finite(sh->path, s, ds->stage, cnt, d, local, err) != 0) return -1;
+    for (int t = 0; t < cnt; t++)
+      row_convert(ds, (const char *)ds->stage + (size_t)t * row_bytes, x + (size_t)(k + t) * d);
+    memcpy(y + k, ds->y[s] + r, (size_t)cnt * sizeof *y);
+    k += cnt;
+  }
+  return 0;
+}

@@ -1,0 +1,334 @@
+/* datawriter.c — writes one dataset file (or one shard) in the layout of data.h, in appended chunks, atomically.
+ *
+ * The file is created as ".NAME.tmp.<pid>" next to its final name (same directory, so rename(2) is atomic), and
+ * only a complete file — every split holding exactly the rows announced at open, flushed and fsynced — is renamed
+ * into place. Plain HDF5 types (uint8 / float32 / int32, variable-length UTF-8 strings as h5py writes them) keep
+ * the files readable by h5dump and h5py. */
+#include "mpitrain/datawriter.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DW_PATH_MAX 4096
+#define DW_MAX_ROWS ((int64_t)INT32_MAX) /* what data_open accepts */
+#define DW_MAX_D (1 << 24)
+#define DW_CHUNK_BYTES ((size_t)1 << 20) /* ~1 MiB of rows per chunk: big enough for sequential reads and
+                                            compression, small enough that a random row costs little to decode */
+
+struct DataWriter {
+  char path[DW_PATH_MAX];  /* final name */
+  char tmp[DW_PATH_MAX];   /* where it is written until datawriter_close */
+  int64_t n[2];            /* rows announced per split */
+  int64_t done[2];         /* rows appended so far */
+  int d, n_classes, store_uint8;
+  hid_t file;
+  hid_t group[2];          /* /train, /test (test only when n[1] > 0) */
+  hid_t x[2], y[2];
+};
+
+static const char *const split_group[2] = {"/train", "/test"};
+
+/* ==== Attributes ==== */
+
+static int attr_write(hid_t loc, const char *name, hid_t type, hid_t space, const void *buf) {
+  hid_t a = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0) return -1;
+  herr_t rc = H5Awrite(a, type, buf);
+  if (H5Aclose(a) < 0 || rc < 0) return -1;
+  return 0;
+}
+
+static int attr_write_scalar(hid_t loc, const char *name, hid_t type, const void *v) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  if (sp < 0) return -1;
+  int rc = attr_write(loc, name, type, sp, v);
+  if (H5Sclose(sp) < 0) rc = -1;
+  return rc;
+}
+
+/* Variable-length UTF-8 strings: what h5py writes for str, so h5py reads them back as str. */
+static int attr_write_strings(hid_t loc, const char *name, const char *const *v, hsize_t n, int scalar) {
+  int rc = -1;
+  hid_t t = H5Tcopy(H5T_C_S1), sp = -1;
+  if (t < 0) return -1;
+  if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) goto done;
+  sp = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
+  if (sp < 0) goto done;
+  rc = attr_write(loc, name, t, sp, v);
+done:
+  if (sp >= 0 && H5Sclose(sp) < 0) rc = -1;
+  if (H5Tclose(t) < 0) rc = -1;
+  return rc;
+}
+
+static int attr_write_floats(hid_t loc, const char *name, const float *v, hsize_t n) {
+  hid_t sp = H5Screate_simple(1, &n, NULL);
+  if (sp < 0) return -1;
+  int rc = attr_write(loc, name, H5T_IEEE_F32LE, sp, v);
+  if (H5Sclose(sp) < 0) rc = -1;
+  return rc;
+}
+
+/* ==== Datasets ==== */
+
+/* A chunked dataset [rows, cols] (cols = 0: 1-D) of file type ftype. The row extent is unlimited so a split of
+ * zero rows (a shard with no test rows) is still a valid chunked dataset. */
+static hid_t dataset_create(hid_t group, const char *name, hid_t ftype, int64_t rows, int cols, size_t elem,
+                            int gzip) {
+  int rank = cols > 0 ? 2 : 1;
+  hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols}, maxdims[2] = {H5S_UNLIMITED, (hsize_t)cols};
+  size_t row_bytes = elem * (size_t)(cols > 0 ? cols : 1);
+  hsize_t chunk_rows = DW_CHUNK_BYTES / row_bytes;
+  if (chunk_rows < 1) chunk_rows = 1;
+  if (rows > 0 && chunk_rows > (hsize_t)rows) chunk_rows = (hsize_t)rows;
+  hsize_t chunk[2] = {chunk_rows, (hsize_t)cols};
+  hid_t sp = -1, dcpl = -1, ds = -1;
+  sp = H5Screate_simple(rank, dims, maxdims);
+  if (sp < 0) goto done;
+  dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (dcpl < 0 || H5Pset_chunk(dcpl, rank, chunk) < 0) goto done;
+  /* Shuffle groups the bytes of each float/int by significance, which is what makes them compress. */
+  if (gzip > 0 && (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)gzip) < 0)) goto done;
+  ds = H5Dcreate2(group, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+done:
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (sp >= 0) H5Sclose(sp);
+  return ds;
+}
+
+/* Writes rows [first, first+n) of a [rows, cols] (or 1-D) dataset from buf. */
+static int dataset_write_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, const void *buf) {
+  int rank = cols > 0 ? 2 : 1, rc = -1;
+  hsize_t start[2] = {(hsize_t)first, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
+  hid_t fs = H5Dget_space(ds), ms = -1;
+  if (fs < 0) return -1;
+  if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) goto done;
+  ms = H5Screate_simple(rank, count, NULL);
+  if (ms < 0) goto done;
+  if (H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, buf) < 0) goto done;
+  rc = 0;
+done:
+  if (ms >= 0) H5Sclose(ms);
+  H5Sclose(fs);
+  return rc;
+}
+
+/* ==== Open / append / close ==== */
+
+static void close_handles(DataWriter *w) {
+  for (int s = 1; s >= 0; s--) {
+    if (w->y[s] >= 0) H5Dclose(w->y[s]);
+    if (w->x[s] >= 0) H5Dclose(w->x[s]);
+    if (w->group[s] >= 0) H5Gclose(w->group[s]);
+    w->x[s] = w->y[s] = w->group[s] = -1;
+  }
+  if (w->file >= 0) H5Fclose(w->file);
+  w->file = -1;
+}
+
+static int spec_check(const char *path, const DataWriterSpec *sp, MtError *err) {
+  if (sp->n[0] < 0 || sp->n[1] < 0 || sp->n[0] > DW_MAX_ROWS || sp->n[1] > DW_MAX_ROWS)
+    return mt_fail(err, "%s: %lld train / %lld test rows; expected 0 .. %lld per split", path, (long long)sp->n[0],
+                   (long long)sp->n[1], (long long)DW_MAX_ROWS);
+  if (sp->d < 1 || sp->d > DW_MAX_D)
+    return mt_fail(err, "%s: %d features; expected 1 .. %d", path, sp->d, DW_MAX_D);
+  if (sp->n_classes < 2) return mt_fail(err, "%s: %d classes; expected at least 2", path, sp->n_classes);
+  if (!isfinite(sp->scale) || sp->scale == 0.0f)
+    return mt_fail(err, "%s: scale %g; expected a finite non-zero number", path, (double)sp->scale);
+  if (sp->gzip < 0 || sp->gzip > 9) return mt_fail(err, "%s: gzip level %d; expected 0 .. 9", path, sp->gzip);
+  if ((sp->mean == NULL) != (sp->std == NULL))
+    return mt_fail(err, "%s: mean and std must be given together", path);
+  for (int j = 0; sp->std && j < sp->d; j++)
+    if (!isfinite(sp->mean[j]) || !isfinite(sp->std[j]) || !(sp->std[j] > 0.0f))
+      return mt_fail(err, "%s: mean/std of feature %d are %g/%g; expected finite values and std > 0", path, j,
+                     (double)sp->mean[j], (double)sp->std[j]);
+  if (sp->gzip > 0 && H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0)
+    return mt_fail(err, "%s: this HDF5 library has no gzip (deflate) filter; use --gzip 0", path);
+  return 0;
+}
+
+/* ".NAME.tmp.<pid>" in the directory of path: same file system, so the final rename is atomic. */
+static int tmp_name(const char *path, char *out, size_t n) {
+  const char *slash = strrchr(path, '/');
+  int dir_len = slash ? (int)(slash - path + 1) : 0;
+  int len = snprintf(out, n, "%.*s.%s.tmp.%ld", dir_len, path, slash ? slash + 1 : path, (long)getpid());
+  return len < 0 || (size_t)len >= n ? -1 : 0;
+}
+
+int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp, MtError *err) {
+  *out = NULL;
+  if (spec_check(path, sp, err) != 0) return -1;
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages, not HDF5's stack dumps */
+  DataWriter *w = calloc(1, sizeof *w);
+  if (w == NULL) return mt_fail(err, "out of memory opening %s for writing", path);
+  w->file = -1;
+  for (int s = 0; s < 2; s++) w->group[s] = w->x[s] = w->y[s] = -1;
+  w->n[0] = sp->n[0];
+  w->n[1] = sp->n[1];
+  w->d = sp->d;
+  w->n_classes = sp->n_classes;
+  w->store_uint8 = sp->store_uint8 ? 1 : 0;
+  hid_t fapl = -1;
+  if (strlen(path) >= sizeof w->path || tmp_name(path, w->tmp, sizeof w->tmp) != 0) {
+    mt_fail(err, "output path too long: %s", path);
+    goto fail;
+  }
+  strcpy(w->path, path);
+
+  /* Create the file with open(2) first: HDF5 does not say why a create failed, errno does. */
+  int fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    mt_fail(err, "cannot create '%s': %s", path, strerror(errno));
+    w->tmp[0] = '\0'; /* nothing to remove */
+    goto fail;
+  }
+  close(fd);
+  fapl = H5Pcreate(H5P_FILE_ACCESS);
+  /* No file locking: it fails on some Lustre/NFS mounts, and no one else opens a temporary name. */
+  if (fapl < 0 || H5Pset_file_locking(fapl, 0, 1) < 0) {
+    mt_fail(err, "%s: cannot set up the HDF5 file access properties", path);
+    goto fail;
+  }
+  w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (w->file < 0) {
+    mt_fail(err, "cannot create HDF5 file '%s' (temporary for '%s')", w->tmp, path);
+    goto fail;
+  }
+
+  const char *format = "mpitrain-dataset";
+  const char *source = sp->source ? sp->source : "";
+  int32_t version = 1, n_classes = sp->n_classes;
+  float scale = sp->scale;
+  if (attr_write_strings(w->file, "format", &format, 1, 1) < 0 ||
+      attr_write_scalar(w->file, "format_version", H5T_STD_I32LE, &version) < 0 ||
+      attr_write_scalar(w->file, "num_classes", H5T_STD_I32LE, &n_classes) < 0 ||
+      attr_write_scalar(w->file, "scale", H5T_IEEE_F32LE, &scale) < 0 ||
+      attr_write_strings(w->file, "source", &source, 1, 1) < 0 ||
+      (sp->class_names && attr_write_strings(w->file, "class_names", sp->class_names, (hsize_t)sp->n_classes, 0) < 0) ||
+      (sp->mean && (attr_write_floats(w->file, "mean", sp->mean, (hsize_t)sp->d) < 0 ||
+                    attr_write_floats(w->file, "std", sp->std, (hsize_t)sp->d) < 0))) {
+    mt_fail(err, "%s: cannot write the dataset attributes (disk full?)", path);
+    goto fail;
+  }
+
+  for (int s = 0; s < 2; s++) {
+    if (s == 1 && sp->n[1] == 0) break; /* no test split */
+    w->group[s] = H5Gcreate2(w->file, split_group[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (w->group[s] < 0) {
+      mt_fail(err, "%s: cannot create group %s", path, split_group[s]);
+      goto fail;
+    }
+    w->x[s] = dataset_create(w->group[s], "x", w->store_uint8 ? H5T_STD_U8LE : H5T_IEEE_F32LE, sp->n[s], sp->d,
+                             w->store_uint8 ? 1 : 4, sp->gzip);
+    w->y[s] = w->x[s] < 0 ? -1 : dataset_create(w->group[s], "y", H5T_STD_I32LE, sp->n[s], 0, 4, sp->gzip);
+    if (w->x[s] < 0 || w->y[s] < 0) {
+      mt_fail(err, "%s: cannot create %s/x and %s/y", path, split_group[s], split_group[s]);
+      goto fail;
+    }
+  }
+  H5Pclose(fapl);
+  *out = w;
+  return 0;
+fail:
+  if (fapl >= 0) H5Pclose(fapl);
+  datawriter_abort(w);
+  return -1;
+}
+
+int datawriter_append(DataWriter *w, Split s, const void *x, const int32_t *y, int64_t n, MtError *err) {
+  if ((s != SPLIT_TRAIN && s != SPLIT_TEST) || n < 0)
+    return mt_fail(err, "%s: bad append (split %d, %lld rows)", w->path, (int)s, (long long)n);
+  if (n == 0) return 0;
+  const char *g = split_group[s];
+  if (w->done[s] + n > w->n[s])
+    return mt_fail(err, "%s: appending %lld rows to %s would make %lld; the file was opened for %lld", w->path,
+                   (long long)n, g, (long long)(w->done[s] + n), (long long)w->n[s]);
+  /* Check what we are given rather than write a file data_open will refuse. */
+  for (int64_t i = 0; i < n; i++)
+    if (y[i] < 0 || y[i] >= w->n_classes)
+      return mt_fail(err, "%s: label %d of row %lld of %s is outside [0, %d)", w->path, (int)y[i],
+                     (long long)(w->done[s] + i), g, w->n_classes);
+  if (!w->store_uint8) {
+    const float *xf = x;
+    for (int64_t i = 0; i < n * w->d; i++)
+      if (!isfinite(xf[i]))
+        return mt_fail(err, "%s: row %lld of %s holds %g (feature %d); expected finite features", w->path,
+                       (long long)(w->done[s] + i / w->d), g, (double)xf[i], (int)(i % w->d));
+  }
+  if (dataset_write_rows(w->x[s], w->store_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, w->done[s], n, w->d, x) < 0 ||
+      dataset_write_rows(w->y[s], H5T_NATIVE_INT32, w->done[s], n, 0, y) < 0)
+    return mt_fail(err, "%s: writing rows %lld .. %lld of %s failed (disk full?)", w->path, (long long)w->done[s],
+                   (long long)(w->done[s] + n - 1), g);
+  w->done[s] += n;
+  return 0;
+}
+
+/* fsync a file or directory by name; directories may refuse (EINVAL) on some file systems, which is harmless. */
+static int fsync_path(const char *path, int is_dir) {
+  int fd = open(path, is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  if (rc != 0 && is_dir && (errno == EINVAL || errno == EBADF)) rc = 0;
+  close(fd);
+  return rc;
+}
+
+int datawriter_close(DataWriter *w, MtError *err) {
+  for (int s = 0; s < 2; s++)
+    if (w->done[s] != w->n[s]) {
+      mt_fail(err, "%s: %s received %lld rows but the file was opened for %lld", w->path, split_group[s],
+              (long long)w->done[s], (long long)w->n[s]);
+      datawriter_abort(w);
+      return -1;
+    }
+  if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) {
+    mt_fail(err, "%s: flushing the file failed (disk full?)", w->path);
+    datawriter_abort(w);
+    return -1;
+  }
+  int bad = 0;
+  for (int s = 1; s >= 0; s--) {
+    if (w->y[s] >= 0 && H5Dclose(w->y[s]) < 0) bad = 1;
+    if (w->x[s] >= 0 && H5Dclose(w->x[s]) < 0) bad = 1;
+    if (w->group[s] >= 0 && H5Gclose(w->group[s]) < 0) bad = 1;
+    w->x[s] = w->y[s] = w->group[s] = -1;
+  }
+  if (H5Fclose(w->file) < 0) bad = 1;
+  w->file = -1;
+  if (bad) {
+    mt_fail(err, "%s: closing the file failed (disk full?)", w->path);
+    datawriter_abort(w);
+    return -1;
+  }
+  if (fsync_path(w->tmp, 0) != 0) {
+    mt_fail(err, "%s: fsync failed: %s", w->path, strerror(errno));
+    datawriter_abort(w);
+    return -1;
+  }
+  if (rename(w->tmp, w->path) != 0) {
+    mt_fail(err, "cannot rename '%s' to '%s': %s", w->tmp, w->path, strerror(errno));
+    datawriter_abort(w);
+    return -1;
+  }
+  /* The rename itself is durable only once the directory is synced. */
+  char dir[DW_PATH_MAX];
+  const char *slash = strrchr(w->path, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - w->path) + (slash == w->path) : 1, slash ? w->path : ".");
+  fsync_path(dir, 1);
+  free(w);
+  return 0;
+}
+
+void datawriter_abort(DataWriter *w) {
+  if (w == NULL) return;
+  close_handles(w);
+  if (w->tmp[0] != '\0') unlink(w->tmp);
+  free(w);
+}
