@@ -54,24 +54,16 @@ static OptionSpec *bench_table(void) {
   return table;
 }
 
-/* Seconds per call of the GEMM sequence of one step for m rows, best of several timed repetitions. */
-static double time_gemms(const Model *model, int m, float *a, float *b, float *c) {
+/* Seconds for the GEMMs of one forward + backward pass over m rows, best of several timed repetitions. The shadow
+ * model has its own parameters, gradients and activations, laid out like the trained one, so the roofline sees the
+ * same operand sizes and cache footprint as a training step — not a single weight matrix kept hot in cache. */
+static double time_gemms(Model *shadow, const float *x, const float *dlogits, int m) {
   double best = 1e30;
   for (int rep = 0; rep < 7; rep++) {
     int iters = 0;
     double t0 = MPI_Wtime(), t1 = t0;
     do {
-      for (int i = 0; i < model->n_layers; i++) {
-        const Layer *l = &model->layers[i];
-        if (l->kind != LAYER_DENSE) continue;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, l->out, l->in, 1.0f, a, l->in, b, l->in, 1.0f, c,
-                    l->out);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, l->in, m, 1.0f, c, l->out, a, l->in, 0.0f, b,
-                    l->in);
-        if (i > 0)
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, l->in, l->out, 1.0f, c, l->out, b, l->in, 0.0f,
-                      a, l->in);
-      }
+      model_run_gemms(shadow, x, dlogits, m);
       iters++;
       t1 = MPI_Wtime();
     } while (t1 - t0 < 0.1);
@@ -130,31 +122,31 @@ int bench_main(Comm *c, int argc, char **argv) {
   int local = (int)(hi - lo);
   int micro = model->max_batch;
 
-  /* Roofline: the same GEMM sequence per micro-batch chunk the rank runs in a step. */
-  size_t big = (size_t)micro * (size_t)(info->d > model->max_width ? info->d : model->max_width);
-  size_t wmax = 0;
-  for (int i = 0; i < model->n_layers; i++)
-    if ((size_t)model->layers[i].in * model->layers[i].out > wmax) wmax = (size_t)model->layers[i].in * model->layers[i].out;
-  float *a = mt_alloc(sizeof(float) * big, "benchmark buffers", &err);
-  float *b = mt_alloc(sizeof(float) * wmax, "benchmark buffers", &err);
-  float *cc = mt_alloc(sizeof(float) * big, "benchmark buffers", &err);
+  /* Roofline: the GEMMs of the same chunks the rank runs in a step, on a shadow model of the same shape. */
+  Model shadow;
+  float *x = NULL, *dl = NULL;
+  if (model_create(&shadow, &model->spec, micro, &err) == 0) {
+    x = mt_alloc(sizeof(float) * (size_t)micro * (size_t)info->d, "benchmark inputs", &err);
+    dl = mt_alloc(sizeof(float) * (size_t)micro * (size_t)info->n_classes, "benchmark gradients", &err);
+  }
   if (comm_agree(c, &err) != 0) {
     comm_report(c, &err);
     trainer_free(t);
     data_close(ds);
     return 1;
   }
-  for (size_t i = 0; i < big; i++) a[i] = (float)(i % 7) * 0.01f;
-  for (size_t i = 0; i < wmax; i++) b[i] = (float)(i % 5) * 0.01f;
+  memcpy(shadow.params, model->params, sizeof(float) * model->n_params);
+  for (size_t i = 0; i < (size_t)micro * (size_t)info->d; i++) x[i] = (float)(i % 7) * 0.1f;
+  for (size_t i = 0; i < (size_t)micro * (size_t)info->n_classes; i++) dl[i] = (float)(i % 5) * 0.01f - 0.02f;
   double gemm_s = 0, gemm_flops = 0;
   for (int c0 = 0; c0 < local; c0 += micro) {
     int cn = local - c0 < micro ? local - c0 : micro;
-    gemm_s += time_gemms(model, cn, a, b, cc);
+    gemm_s += time_gemms(&shadow, x, dl, cn);
     gemm_flops += model_gemm_flops(model, cn);
   }
-  mt_free(cc);
-  mt_free(b);
-  mt_free(a);
+  mt_free(dl);
+  mt_free(x);
+  model_free(&shadow);
 
   /* Training. */
   for (int i = 0; i < bc.warmup && err.failed == 0; i++) trainer_step(t, NULL, &err);

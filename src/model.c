@@ -141,6 +141,23 @@ void act_backward(ActKind a, float slope, const float *y, float *dy, size_t n) {
   }
 }
 
+/* The GEMMs of a dense layer, shared by training and by the benchmark's roofline so both run exactly the same
+ * calls. Forward: Y += X·Wᵀ (Y holds the broadcast bias). */
+static void dense_forward_gemm(Model *m, const Layer *l, const float *in, int n) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, in, l->in, m->params + l->w_off,
+              l->in, 1.0f, l->y, l->out);
+}
+
+/* Backward: dW (+)= dYᵀ·X, and dX = dY·W unless dx is NULL. */
+static void dense_backward_gemms(Model *m, const Layer *l, const float *in, const float *dy, float *dx, int n,
+                                 float beta) {
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, l->in, n, 1.0f, dy, l->out, in, l->in, beta,
+              m->grads + l->w_off, l->in);
+  if (dx)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->in, l->out, 1.0f, dy, l->out, m->params + l->w_off,
+                l->in, 0.0f, dx, l->in);
+}
+
 const float *model_forward(Model *m, const float *x, int n) {
   const float *in = x;
   for (int i = 0; i < m->n_layers; i++) {
@@ -149,8 +166,7 @@ const float *model_forward(Model *m, const float *x, int n) {
       /* Y = b broadcast, then Y += X·Wᵀ: the bias costs one write pass and no extra read. */
       const float *b = m->params + l->b_off;
       for (int r = 0; r < n; r++) memcpy(l->y + (size_t)r * l->out, b, sizeof(float) * (size_t)l->out);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, in, l->in,
-                  m->params + l->w_off, l->in, 1.0f, l->y, l->out);
+      dense_forward_gemm(m, l, in, n);
     } else {
       act_forward(l->act, l->slope, l->y, (size_t)n * (size_t)l->out);
     }
@@ -167,24 +183,41 @@ void model_backward(Model *m, const float *x, const float *dlogits, int n, int a
     Layer *l = &m->layers[i];
     const float *input = i == 0 ? x : m->layers[i - 1].y;
     if (l->kind == LAYER_DENSE) {
-      float *dW = m->grads + l->w_off, *db = m->grads + l->b_off;
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, l->in, n, 1.0f, dy, l->out, input, l->in, beta,
-                  dW, l->in);
+      /* Nobody needs the gradient w.r.t. the input data: layer 0 computes no dX. */
+      float *dx = i == 0 ? NULL : m->dbuf[cur];
+      dense_backward_gemms(m, l, input, dy, dx, n, beta);
+      float *db = m->grads + l->b_off;
       if (!accumulate) memset(db, 0, sizeof(float) * (size_t)l->out);
       for (int r = 0; r < n; r++) {
         const float *row = dy + (size_t)r * l->out;
         for (int j = 0; j < l->out; j++) db[j] += row[j];
       }
-      if (i == 0) break; /* nobody needs the gradient w.r.t. the input data */
-      float *dx = m->dbuf[cur];
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->in, l->out, 1.0f, dy, l->out,
-                  m->params + l->w_off, l->in, 0.0f, dx, l->in);
       dy = dx;
       cur ^= 1;
     } else {
       /* dy points into dbuf (the layer above an activation is always dense), so it is ours to overwrite. */
       act_backward(l->act, l->slope, l->y, (float *)dy, (size_t)n * (size_t)l->out);
     }
+  }
+}
+
+void model_run_gemms(Model *m, const float *x, const float *dlogits, int n) {
+  const float *in = x;
+  for (int i = 0; i < m->n_layers; i++) {
+    const Layer *l = &m->layers[i];
+    if (l->kind != LAYER_DENSE) continue;
+    dense_forward_gemm(m, l, in, n);
+    in = l->y;
+  }
+  const float *dy = dlogits;
+  int cur = 0;
+  for (int i = m->n_layers - 1; i >= 0; i--) {
+    const Layer *l = &m->layers[i];
+    if (l->kind != LAYER_DENSE) continue;
+    float *dx = i == 0 ? NULL : m->dbuf[cur];
+    dense_backward_gemms(m, l, i == 0 ? x : m->layers[i - 1].y, dy, dx, n, 0.0f);
+    dy = dx;
+    cur ^= 1;
   }
 }
 

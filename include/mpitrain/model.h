@@ -63,6 +63,10 @@ const float *model_forward(Model *m, const float *x, int n);
  * input x must still be valid). accumulate = 0 overwrites grads, 1 adds to them (micro-batches). */
 void model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate);
 
+/* Only the GEMMs of one forward + backward pass over n rows (same calls, shapes and buffers as training, no
+ * bias, activation or loss work): what the benchmark times as the roofline a training step could reach. */
+void model_run_gemms(Model *m, const float *x /* [n, n_inputs] */, const float *dlogits /* [n, n_classes] */, int n);
+
 /* Dense-layer parameter views. */
 float *model_weight(Model *m, const Layer *l);
 float *model_bias(Model *m, const Layer *l);
