@@ -929,6 +929,24 @@ void data_close(Dataset *ds) {
   free(ds);
 }
 
+void data_probe_format(const char *path, char *buf, size_t n) {
+  if (n > 0) buf[0] = '\0';
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || H5Fis_hdf5(path) <= 0) return;
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) return;
+  hid_t f = H5Pset_file_locking(fapl, 0, 1) < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  H5Pclose(fapl);
+  if (f < 0) return;
+  char **v = NULL;
+  int nv = 0;
+  MtError ignored = {0};
+  if (attr_read_strings(f, path, "format", &v, &nv, &ignored) == 0 && nv == 1) snprintf(buf, n, "%s", v[0]);
+  strings_free(v, nv);
+  H5Fclose(f);
+}
+
 /* ==== Accessors ==== */
 
 const DataInfo *data_info(const Dataset *ds) { return &ds->info; }
