@@ -1102,7 +1102,7 @@ int tool_info(Comm *c, int argc, char **argv) {
     for (size_t i = 0; i < sizeof info_kinds / sizeof info_kinds[0]; i++)
       if (strcmp(format, info_kinds[i].format) == 0) fn = info_kinds[i].fn;
     if (fn == NULL)
-      mt_fail(&err, "%s: format '%s' is not one info knows; expected mpitrain-dataset", path, format);
+      mt_fail(&err, "%s: format is '%s'; expected 'mpitrain-dataset'", path, format);
     else
       fn(path, &o, &err);
     fflush(stdout);
