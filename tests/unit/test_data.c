@@ -728,6 +728,44 @@ static void test_foreign_files(void **state) {
   data_close(ds);
 }
 
+/* Files written without chunking (h5py's default) are streamed by the other read path (one OR-ed selection):
+ * it must agree with memory to the bit too. */
+static void test_streaming_contiguous(void **state) {
+  (void)state;
+  enum { N = 500, DD = 9 };
+  static float x[N * DD];
+  static int32_t y[N];
+  for (int i = 0; i < N * DD; i++) x[i] = sinf((float)i);
+  for (int i = 0; i < N; i++) y[i] = i % 4;
+  hid_t f = h5_create("contiguous.h5");
+  hsize_t xd[2] = {N, DD}, yd[1] = {N};
+  hid_t sx = H5Screate_simple(2, xd, NULL), sy = H5Screate_simple(1, yd, NULL);
+  hid_t dx = H5Dcreate2(f, "x", H5T_IEEE_F32BE, sx, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT); /* big-endian too */
+  hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dclose(dx);
+  assert_true(H5Lmove(f, "x", g, "x", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+  dx = H5Dopen2(f, "/train/x", H5P_DEFAULT);
+  hid_t dy = H5Dcreate2(f, "/train/y", H5T_STD_U8LE, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(H5Dwrite(dx, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+  assert_true(H5Dwrite(dy, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) >= 0);
+  H5Dclose(dy);
+  H5Dclose(dx);
+  H5Gclose(g);
+  H5Sclose(sy);
+  H5Sclose(sx);
+  H5Fclose(f);
+  Dataset *mem = open_ok(tpath("contiguous.h5"), MEMORY_YES, 0), *str = open_ok(tpath("contiguous.h5"), MEMORY_NO, 16);
+  compare_reads(mem, str, 0, N, DD, 4242);
+  float row[DD];
+  int32_t label;
+  MtError err = {0};
+  assert_int_equal(data_read_range(str, SPLIT_TRAIN, 123, 1, row, &label, &err), 0);
+  assert_memory_equal(row, x + 123 * DD, sizeof row);
+  assert_int_equal(label, 3);
+  data_close(str);
+  data_close(mem);
+}
+
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
   (void)sb;
   (void)flag;
@@ -749,6 +787,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_streaming_bit_identical),  cmocka_unit_test(test_read_arguments),
       cmocka_unit_test(test_writer_checks),            cmocka_unit_test(test_synth_deterministic),
       cmocka_unit_test(test_bad_files),                cmocka_unit_test(test_foreign_files),
+      cmocka_unit_test(test_streaming_contiguous),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   if (rc == 0) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); /* keep the files of a failed run to look at */
