@@ -355,7 +355,10 @@ static int file_open(Shard *sh, int k, int n_shards, MtError *err) {
       return mt_fail(err, "cannot open shard %d of %d '%s': %s", k, n_shards, sh->path, strerror(errno));
     return mt_fail(err, "cannot open '%s': %s", sh->path, strerror(errno));
   }
+  struct stat st;
+  int is_dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
   close(fd);
+  if (is_dir) return mt_fail(err, "cannot open '%s': Is a directory; expected a dataset file", sh->path);
   htri_t is = H5Fis_hdf5(sh->path);
   if (is <= 0)
     return mt_fail(err, "%s: not an HDF5 file; expected a dataset written by `mpitrain convert` or `mpitrain synth`",
@@ -417,8 +420,10 @@ static int meta_split(hid_t file, const char *path, int s, Meta *m, MtError *err
     goto done;
   }
   hsize_t xd[2], yd[1];
-  H5Sget_simple_extent_dims(xs, xd, NULL);
-  H5Sget_simple_extent_dims(ys, yd, NULL);
+  if (H5Sget_simple_extent_dims(xs, xd, NULL) < 0 || H5Sget_simple_extent_dims(ys, yd, NULL) < 0) {
+    mt_fail(err, "%s: cannot read the shapes of %s and %s", path, x_path[s], y_path[s]);
+    goto done;
+  }
   H5T_class_t xc = H5Tget_class(xt);
   int is_u8 = xc == H5T_INTEGER && H5Tget_size(xt) == 1 && H5Tget_sign(xt) == H5T_SGN_NONE;
   int is_f32 = xc == H5T_FLOAT && H5Tget_size(xt) == 4;

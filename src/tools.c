@@ -1009,7 +1009,9 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
     }
 
   printf("dataset:     %s\n", path);
-  printf("format:      mpitrain-dataset\n");
+  char format[128];
+  data_probe_format(data_shard_path(ds, 0), format, sizeof format);
+  printf("format:      %s\n", format[0] ? format : "(no format attribute: read as mpitrain-dataset)");
   if (in->n_shards > 1)
     printf("files:       %d shards: %s .. %s\n", in->n_shards, data_shard_path(ds, 0),
            data_shard_path(ds, in->n_shards - 1));

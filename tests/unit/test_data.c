@@ -1,7 +1,7 @@
 /* test_data.c — datasets end to end: datawriter -> data_open/data_read round trips, shards, streaming vs memory
  * (bit-identical), synthetic data determinism, and every validation error data_open promises (bad files are made
  * here with the raw HDF5 API). Runs in a fresh directory under the current one, removed at the end. */
-#define _GNU_SOURCE /* mkdtemp, nftw */
+#define _GNU_SOURCE /* mkdtemp, nftw, M_PI */
 #include <ftw.h>
 #include <hdf5.h>
 #include <math.h>
@@ -379,11 +379,49 @@ static void test_synth_deterministic(void **state) {
         assert_true(y1 >= 0 && y1 < 6);
       }
     }
-  /* centres are rng_normal's values, to float rounding */
-  for (int c = 0; c < 6; c++)
-    for (int j = 0; j < 37; j++)
-      assert_true(fabsf(centres[c * 37 + j] - rng_normal(12345, RNG_STREAM_SYNTH, ((uint64_t)1 << 52) | (uint64_t)c,
-                                                         (uint64_t)j)) < 1e-4f);
+  /* the noise is the documented Box–Muller on the row's blocks (checked against libm, to float accuracy) */
+  SynthSpec unit = sp;
+  unit.noise = 1.0f;
+  synth_sample(&unit, 1, 77, one, &y1);
+  for (int j = 0; j < 37; j++) {
+    uint32_t w[4];
+    rng_block(unit.seed, RNG_STREAM_SYNTH, ((uint64_t)4 << 52) | 77u, (uint64_t)j / 4, w);
+    int pair = (j % 4) / 2;
+    double u1 = ((double)(w[2 * pair] >> 8) + 1.0) / 16777216.0;
+    uint32_t v = w[2 * pair + 1];
+    double angle = (double)(v >> 30) * M_PI / 2 + ((double)((v >> 8) & 0x3fffff) / 4194304.0 - 0.5) * M_PI / 2;
+    double z = sqrt(-2.0 * log(u1)) * (j % 2 ? sin(angle) : cos(angle));
+    assert_true(fabs((double)(one[j] - centres[y1 * 37 + j]) - z) < 2e-5 * (1.0 + fabs(z)));
+  }
+  /* ... and standard normal: moments and tails over 200000 draws */
+  {
+    SynthSpec big = {200, 0, 1000, 2, 99, 1.0f};
+    float *cb = malloc(sizeof(float) * 2 * 1000), *xb = malloc(sizeof(float) * 200 * 1000);
+    int32_t *yb = malloc(sizeof(int32_t) * 200);
+    assert_true(cb && xb && yb);
+    synth_centres(&big, cb);
+    synth_rows(&big, cb, 0, 0, 200, xb, yb);
+    double m1 = 0, m2 = 0, m3 = 0, m4 = 0, tail = 0;
+    for (int r = 0; r < 200; r++)
+      for (int j = 0; j < 1000; j++) {
+        double z = (double)xb[r * 1000 + j] - (double)cb[yb[r] * 1000 + j];
+        m1 += z;
+        m2 += z * z;
+        m3 += z * z * z;
+        m4 += z * z * z * z;
+        tail += fabs(z) > 3.0;
+      }
+    const double n = 200000;
+    /* standard errors: mean 0.0022, variance 0.0032, skew 0.0055, 4th moment 0.024, P(|z|>3) 0.00012 */
+    assert_true(fabs(m1 / n) < 0.01);
+    assert_true(fabs(m2 / n - 1.0) < 0.015);
+    assert_true(fabs(m3 / n) < 0.03);
+    assert_true(fabs(m4 / n - 3.0) < 0.12);
+    assert_true(fabs(tail / n - 0.0027) < 0.0006);
+    free(yb);
+    free(xb);
+    free(cb);
+  }
   /* train and test rows differ; another seed differs */
   float a[37], b[37];
   int32_t ya, yb;
