@@ -41,6 +41,8 @@ typedef struct Shard {
   char path[DATA_PATH_MAX];
   hid_t file;        /* open while any split streams */
   hid_t x[2];        /* open only for a split read per batch */
+  hid_t xspace[2];   /* its file dataspace, reused for every selection */
+  int chunked[2];    /* its layout: chunked datasets are read block by block (see data_read) */
   int64_t n[2];      /* rows of each split in this file */
   int64_t first[2];  /* global index of this file's first row of each split */
 } Shard;
@@ -67,6 +69,8 @@ struct Dataset {
   char **names;         /* [n_classes] or NULL */
   int n_names;
   void *stage;          /* [max_rows, d] as stored: rows read per batch land here */
+  hid_t stage_space;    /* dataspace [max_rows, d] of the staging buffer */
+  int64_t *blocks;      /* [max_rows, 2]: (first row in the file, rows) of the runs of one read */
   int max_rows;
   size_t elem;          /* bytes per stored value (1 or 4) */
 };
@@ -333,7 +337,7 @@ static int shards_resolve(Dataset *ds, const char *path, MtError *err) {
   ds->info.n_shards = k;
   for (int i = 0; i < k; i++) {
     Shard *sh = &ds->shards[i];
-    sh->file = sh->x[0] = sh->x[1] = -1;
+    sh->file = sh->x[0] = sh->x[1] = sh->xspace[0] = sh->xspace[1] = -1;
     if (sharded)
       data_shard_name(base, i, k, sh->path, sizeof sh->path);
     else
@@ -351,14 +355,19 @@ static int file_open(Shard *sh, int k, int n_shards, MtError *err) {
       return mt_fail(err, "cannot open shard %d of %d '%s': %s", k, n_shards, sh->path, strerror(errno));
     return mt_fail(err, "cannot open '%s': %s", sh->path, strerror(errno));
   }
+  struct stat st;
+  int is_dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
   close(fd);
+  if (is_dir) return mt_fail(err, "cannot open '%s': Is a directory; expected a dataset file", sh->path);
   htri_t is = H5Fis_hdf5(sh->path);
   if (is <= 0)
     return mt_fail(err, "%s: not an HDF5 file; expected a dataset written by `mpitrain convert` or `mpitrain synth`",
                    sh->path);
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  /* File locking fails on some Lustre/NFS mounts and guards nothing for a reader. */
-  if (fapl < 0 || H5Pset_file_locking(fapl, 0, 1) < 0) {
+  /* File locking fails on some Lustre/NFS mounts and guards nothing for a reader. No sieve buffer: for random rows
+   * of a contiguous dataset it reads 64 KiB around every row (3x slower for Fashion-MNIST batches); large reads
+   * bypass it anyway. */
+  if (fapl < 0 || H5Pset_file_locking(fapl, 0, 1) < 0 || H5Pset_sieve_buf_size(fapl, 0) < 0) {
     if (fapl >= 0) H5Pclose(fapl);
     return mt_fail(err, "%s: cannot set up HDF5 file access", sh->path);
   }
@@ -411,8 +420,10 @@ static int meta_split(hid_t file, const char *path, int s, Meta *m, MtError *err
     goto done;
   }
   hsize_t xd[2], yd[1];
-  H5Sget_simple_extent_dims(xs, xd, NULL);
-  H5Sget_simple_extent_dims(ys, yd, NULL);
+  if (H5Sget_simple_extent_dims(xs, xd, NULL) < 0 || H5Sget_simple_extent_dims(ys, yd, NULL) < 0) {
+    mt_fail(err, "%s: cannot read the shapes of %s and %s", path, x_path[s], y_path[s]);
+    goto done;
+  }
   H5T_class_t xc = H5Tget_class(xt);
   int is_u8 = xc == H5T_INTEGER && H5Tget_size(xt) == 1 && H5Tget_sign(xt) == H5T_SGN_NONE;
   int is_f32 = xc == H5T_FLOAT && H5Tget_size(xt) == 4;
@@ -689,7 +700,9 @@ static int features_load(Dataset *ds, int s, MtError *err) {
 
 static Dataset *dataset_new(const char *path) {
   Dataset *ds = calloc(1, sizeof *ds);
-  if (ds != NULL) snprintf(ds->info.path, sizeof ds->info.path, "%s", path);
+  if (ds == NULL) return NULL;
+  snprintf(ds->info.path, sizeof ds->info.path, "%s", path);
+  ds->stage_space = -1;
   return ds;
 }
 
@@ -831,17 +844,28 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
         Shard *sh = &ds->shards[k];
         if (sh->n[s] == 0) continue;
         sh->x[s] = x_open(sh, s, 1);
-        if (sh->x[s] < 0) {
+        sh->xspace[s] = sh->x[s] < 0 ? -1 : H5Dget_space(sh->x[s]);
+        hid_t dcpl = sh->xspace[s] < 0 ? -1 : H5Dget_create_plist(sh->x[s]);
+        if (dcpl < 0) {
           mt_fail(err, "%s: cannot open %s", sh->path, x_path[s]);
           goto fail;
         }
+        sh->chunked[s] = H5Pget_layout(dcpl) == H5D_CHUNKED;
+        H5Pclose(dcpl);
       }
     }
   }
   if (streams) {
     ds->max_rows = o.max_rows;
     ds->stage = mt_alloc((size_t)o.max_rows * (size_t)in->d * ds->elem, "read buffer", err);
-    if (ds->stage == NULL) goto fail;
+    ds->blocks = ds->stage ? mt_alloc((size_t)o.max_rows * 2 * sizeof(int64_t), "read block list", err) : NULL;
+    if (ds->blocks == NULL) goto fail;
+    hsize_t dims[2] = {(hsize_t)o.max_rows, (hsize_t)in->d};
+    ds->stage_space = H5Screate_simple(2, dims, NULL);
+    if (ds->stage_space < 0) {
+      mt_fail(err, "%s: cannot create the HDF5 dataspace of the read buffer", path);
+      goto fail;
+    }
   } else {
     /* Everything is in memory: let go of the files (another job may rewrite them). */
     for (int k = in->n_shards - 1; k >= 0; k--) {
@@ -911,6 +935,8 @@ fail:
 
 void data_close(Dataset *ds) {
   if (ds == NULL) return;
+  if (ds->stage_space >= 0) H5Sclose(ds->stage_space);
+  mt_free(ds->blocks);
   mt_free(ds->stage);
   for (int s = 1; s >= 0; s--) {
     mt_free(ds->x[s]);
@@ -918,8 +944,10 @@ void data_close(Dataset *ds) {
   }
   for (int k = ds->info.n_shards - 1; ds->shards && k >= 0; k--) {
     Shard *sh = &ds->shards[k];
-    for (int s = 1; s >= 0; s--)
+    for (int s = 1; s >= 0; s--) {
+      if (sh->xspace[s] >= 0) H5Sclose(sh->xspace[s]);
       if (sh->x[s] >= 0) H5Dclose(sh->x[s]);
+    }
     if (sh->file >= 0) H5Fclose(sh->file);
   }
   free(ds->shards);
@@ -927,6 +955,24 @@ void data_close(Dataset *ds) {
   free(ds->std);
   free(ds->mean);
   free(ds);
+}
+
+void data_probe_format(const char *path, char *buf, size_t n) {
+  if (n > 0) buf[0] = '\0';
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || H5Fis_hdf5(path) <= 0) return;
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0) return;
+  hid_t f = H5Pset_file_locking(fapl, 0, 1) < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  H5Pclose(fapl);
+  if (f < 0) return;
+  char **v = NULL;
+  int nv = 0;
+  MtError ignored = {0};
+  if (attr_read_strings(f, path, "format", &v, &nv, &ignored) == 0 && nv == 1) snprintf(buf, n, "%s", v[0]);
+  strings_free(v, nv);
+  H5Fclose(f);
 }
 
 /* ==== Accessors ==== */
@@ -987,23 +1033,38 @@ static int split_check(const Dataset *ds, Split s, MtError *err) {
   return 0;
 }
 
-/* Adds rows [start, start+len) to the selection (the first block replaces whatever was selected). */
-static int select_block(hid_t fs, int first, int64_t start, int64_t len, int d) {
-  hsize_t st[2] = {(hsize_t)start, 0}, cnt[2] = {(hsize_t)len, (hsize_t)d};
-  return H5Sselect_hyperslab(fs, first ? H5S_SELECT_SET : H5S_SELECT_OR, st, NULL, cnt, NULL) < 0 ? -1 : 0;
-}
-
-/* The staged rows [u, d] of shard sh; on failure names the file and the rows. */
-static int stage_read(const Dataset *ds, Shard *sh, int s, hid_t fs, int u, int64_t lo, int64_t hi, MtError *err) {
-  hsize_t dims[2] = {(hsize_t)u, (hsize_t)ds->info.d};
-  hid_t ms = H5Screate_simple(2, dims, NULL);
-  herr_t rc = ms < 0 ? -1
-                     : H5Dread(sh->x[s], ds->info.stored_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, ms, fs,
-                               H5P_DEFAULT, ds->stage);
-  if (ms >= 0) H5Sclose(ms);
-  if (rc < 0)
+/* Reads the runs ds->blocks[0..nb) (rows of shard sh's split s, u rows in all) into the staging buffer, in order.
+ * HDF5 1.10 maps an irregular selection (an OR of runs) onto the chunks of a chunked dataset element by element:
+ * 5.8 ms for 128 random Fashion-MNIST rows, against 0.25 ms for one H5Dread per run. Contiguous datasets take the
+ * OR-ed selection in one H5Dread, which is the faster way there (0.24 ms). */
+static int stage_read(const Dataset *ds, const Shard *sh, int s, int nb, int u, MtError *err) {
+  hid_t fs = sh->xspace[s], ms = ds->stage_space, mtype = ds->info.stored_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+  const hsize_t d = (hsize_t)ds->info.d;
+  const int64_t *b = ds->blocks;
+  int rc = 0;
+  if (sh->chunked[s]) {
+    int64_t at = 0;
+    for (int i = 0; rc == 0 && i < nb; i++) {
+      hsize_t fst[2] = {(hsize_t)b[2 * i], 0}, mst[2] = {(hsize_t)at, 0}, cnt[2] = {(hsize_t)b[2 * i + 1], d};
+      if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, fst, NULL, cnt, NULL) < 0 ||
+          H5Sselect_hyperslab(ms, H5S_SELECT_SET, mst, NULL, cnt, NULL) < 0 ||
+          H5Dread(sh->x[s], mtype, ms, fs, H5P_DEFAULT, ds->stage) < 0)
+        rc = -1;
+      at += b[2 * i + 1];
+    }
+  } else {
+    hsize_t mst[2] = {0, 0}, mcnt[2] = {(hsize_t)u, d};
+    for (int i = 0; rc == 0 && i < nb; i++) {
+      hsize_t fst[2] = {(hsize_t)b[2 * i], 0}, cnt[2] = {(hsize_t)b[2 * i + 1], d};
+      if (H5Sselect_hyperslab(fs, i == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, fst, NULL, cnt, NULL) < 0) rc = -1;
+    }
+    if (rc == 0 && (H5Sselect_hyperslab(ms, H5S_SELECT_SET, mst, NULL, mcnt, NULL) < 0 ||
+                    H5Dread(sh->x[s], mtype, ms, fs, H5P_DEFAULT, ds->stage) < 0))
+      rc = -1;
+  }
+  if (rc != 0)
     return mt_fail(err, "%s: reading rows %lld .. %lld of %s failed (file changed, truncated or damaged?)", sh->path,
-                   (long long)lo, (long long)hi, x_path[s]);
+                   (long long)b[0], (long long)(b[2 * (nb - 1)] + b[2 * nb - 1] - 1), x_path[s]);
   return 0;
 }
 
@@ -1025,38 +1086,28 @@ int data_read(Dataset *ds, Split s, const int64_t *rows /* [n] */, int n, float 
     }
     return 0;
   }
-  /* Streaming: per shard touched, consecutive rows merge into blocks, the blocks are OR-ed into one selection and
-   * read with one H5Dread into the staging buffer (several if more than max_rows distinct rows are asked for);
-   * duplicates are read once and copied out again. */
+  /* Streaming: per shard touched, consecutive rows merge into runs that are read into the staging buffer
+   * (stage_read; again for every max_rows distinct rows); duplicates are read once and copied out again. */
   int k = 0;
   while (k < n) {
-    Shard *sh = &ds->shards[shard_of(ds, s, rows[k])];
+    const Shard *sh = &ds->shards[shard_of(ds, s, rows[k])];
     const int64_t off = sh->first[s], end = off + sh->n[s];
-    hid_t fs = H5Dget_space(sh->x[s]);
-    if (fs < 0) return mt_fail(err, "%s: cannot read %s", sh->path, x_path[s]);
-    int u = 0, j = k, nblocks = 0, bad = 0;
-    int64_t bstart = 0, blen = 0;
+    int64_t *b = ds->blocks;
+    int u = 0, j = k, nb = 0;
     for (; j < n && rows[j] < end; j++) {
       if (j > k && rows[j] == rows[j - 1]) continue;
       if (u == ds->max_rows) break;
       int64_t local = rows[j] - off;
-      if (blen > 0 && local == bstart + blen) {
-        blen++;
+      if (nb > 0 && local == b[2 * (nb - 1)] + b[2 * nb - 1]) {
+        b[2 * nb - 1]++;
       } else {
-        if (blen > 0 && select_block(fs, nblocks++ == 0, bstart, blen, d) != 0) bad = 1;
-        bstart = local;
-        blen = 1;
+        b[2 * nb] = local;
+        b[2 * nb + 1] = 1;
+        nb++;
       }
       u++;
     }
-    if (select_block(fs, nblocks++ == 0, bstart, blen, d) != 0) bad = 1;
-    if (bad) {
-      H5Sclose(fs);
-      return mt_fail(err, "%s: cannot select rows of %s", sh->path, x_path[s]);
-    }
-    int rc = stage_read(ds, sh, s, fs, u, rows[k] - off, rows[j - 1] - off, err);
-    H5Sclose(fs);
-    if (rc != 0) return -1;
+    if (stage_read(ds, sh, s, nb, u, err) != 0) return -1;
     const char *stage = ds->stage;
     int idx = -1;
     for (int t = k; t < j; t++) {
@@ -1092,18 +1143,13 @@ int data_read_range(Dataset *ds, Split s, int64_t first, int n, float *x /* [n, 
   int k = 0;
   while (k < n) {
     int64_t r = first + k;
-    Shard *sh = &ds->shards[shard_of(ds, s, r)];
+    const Shard *sh = &ds->shards[shard_of(ds, s, r)];
     int64_t local = r - sh->first[s], avail = sh->n[s] - local;
     int cnt = n - k < ds->max_rows ? n - k : ds->max_rows;
     if (cnt > avail) cnt = (int)avail;
-    hid_t fs = H5Dget_space(sh->x[s]);
-    if (fs < 0 || select_block(fs, 1, local, cnt, d) != 0) {
-      if (fs >= 0) H5Sclose(fs);
-      return mt_fail(err, "%s: cannot select rows of %s", sh->path, x_path[s]);
-    }
-    int rc = stage_read(ds, sh, s, fs, cnt, local, local + cnt - 1, err);
-    H5Sclose(fs);
-    if (rc != 0) return -1;
+    ds->blocks[0] = local;
+    ds->blocks[1] = cnt;
+    if (stage_read(ds, sh, s, 1, cnt, err) != 0) return -1;
     if (!ds->info.stored_uint8 && check_finite(sh->path, s, ds->stage, cnt, d, local, err) != 0) return -1;
     for (int t = 0; t < cnt; t++)
       row_convert(ds, (const char *)ds->stage + (size_t)t * row_bytes, x + (size_t)(k + t) * d);

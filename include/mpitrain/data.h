@@ -79,6 +79,11 @@ int data_read_range(Dataset *ds, Split s, int64_t first, int n, float *x /* [n, 
 
 void data_close(Dataset *ds);
 
+/* The root attribute `format` of path ("mpitrain-dataset", a checkpoint's, ...) into buf; "" when path is not an
+ * existing HDF5 file or has no such attribute (data_open then says what is wrong). For commands that accept several
+ * kinds of file (info). Not collective. */
+void data_probe_format(const char *path, char *buf, size_t n);
+
 /* Shard file name: base "dir/name.h5", shard 3 of 8 -> "dir/name-00003-of-00008.h5". */
 void data_shard_name(const char *base, int shard, int n_shards, char *out, size_t n);
 

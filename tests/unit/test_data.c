@@ -1,7 +1,7 @@
 /* test_data.c — datasets end to end: datawriter -> data_open/data_read round trips, shards, streaming vs memory
  * (bit-identical), synthetic data determinism, and every validation error data_open promises (bad files are made
  * here with the raw HDF5 API). Runs in a fresh directory under the current one, removed at the end. */
-#define _GNU_SOURCE /* mkdtemp, nftw */
+#define _GNU_SOURCE /* mkdtemp, nftw, M_PI */
 #include <ftw.h>
 #include <hdf5.h>
 #include <math.h>
@@ -379,11 +379,49 @@ static void test_synth_deterministic(void **state) {
         assert_true(y1 >= 0 && y1 < 6);
       }
     }
-  /* centres are rng_normal's values, to float rounding */
-  for (int c = 0; c < 6; c++)
-    for (int j = 0; j < 37; j++)
-      assert_true(fabsf(centres[c * 37 + j] - rng_normal(12345, RNG_STREAM_SYNTH, ((uint64_t)1 << 52) | (uint64_t)c,
-                                                         (uint64_t)j)) < 1e-4f);
+  /* the noise is the documented Box–Muller on the row's blocks (checked against libm, to float accuracy) */
+  SynthSpec unit = sp;
+  unit.noise = 1.0f;
+  synth_sample(&unit, 1, 77, one, &y1);
+  for (int j = 0; j < 37; j++) {
+    uint32_t w[4];
+    rng_block(unit.seed, RNG_STREAM_SYNTH, ((uint64_t)4 << 52) | 77u, (uint64_t)j / 4, w);
+    int pair = (j % 4) / 2;
+    double u1 = ((double)(w[2 * pair] >> 8) + 1.0) / 16777216.0;
+    uint32_t v = w[2 * pair + 1];
+    double angle = (double)(v >> 30) * M_PI / 2 + ((double)((v >> 8) & 0x3fffff) / 4194304.0 - 0.5) * M_PI / 2;
+    double z = sqrt(-2.0 * log(u1)) * (j % 2 ? sin(angle) : cos(angle));
+    assert_true(fabs((double)(one[j] - centres[y1 * 37 + j]) - z) < 2e-5 * (1.0 + fabs(z)));
+  }
+  /* ... and standard normal: moments and tails over 200000 draws */
+  {
+    SynthSpec big = {200, 0, 1000, 2, 99, 1.0f};
+    float *cb = malloc(sizeof(float) * 2 * 1000), *xb = malloc(sizeof(float) * 200 * 1000);
+    int32_t *yb = malloc(sizeof(int32_t) * 200);
+    assert_true(cb && xb && yb);
+    synth_centres(&big, cb);
+    synth_rows(&big, cb, 0, 0, 200, xb, yb);
+    double m1 = 0, m2 = 0, m3 = 0, m4 = 0, tail = 0;
+    for (int r = 0; r < 200; r++)
+      for (int j = 0; j < 1000; j++) {
+        double z = (double)xb[r * 1000 + j] - (double)cb[yb[r] * 1000 + j];
+        m1 += z;
+        m2 += z * z;
+        m3 += z * z * z;
+        m4 += z * z * z * z;
+        tail += fabs(z) > 3.0;
+      }
+    const double n = 200000;
+    /* standard errors: mean 0.0022, variance 0.0032, skew 0.0055, 4th moment 0.024, P(|z|>3) 0.00012 */
+    assert_true(fabs(m1 / n) < 0.01);
+    assert_true(fabs(m2 / n - 1.0) < 0.015);
+    assert_true(fabs(m3 / n) < 0.03);
+    assert_true(fabs(m4 / n - 3.0) < 0.12);
+    assert_true(fabs(tail / n - 0.0027) < 0.0006);
+    free(yb);
+    free(xb);
+    free(cb);
+  }
   /* train and test rows differ; another seed differs */
   float a[37], b[37];
   int32_t ya, yb;
@@ -728,6 +766,44 @@ static void test_foreign_files(void **state) {
   data_close(ds);
 }
 
+/* Files written without chunking (h5py's default) are streamed by the other read path (one OR-ed selection):
+ * it must agree with memory to the bit too. */
+static void test_streaming_contiguous(void **state) {
+  (void)state;
+  enum { N = 500, DD = 9 };
+  static float x[N * DD];
+  static int32_t y[N];
+  for (int i = 0; i < N * DD; i++) x[i] = sinf((float)i);
+  for (int i = 0; i < N; i++) y[i] = i % 4;
+  hid_t f = h5_create("contiguous.h5");
+  hsize_t xd[2] = {N, DD}, yd[1] = {N};
+  hid_t sx = H5Screate_simple(2, xd, NULL), sy = H5Screate_simple(1, yd, NULL);
+  hid_t dx = H5Dcreate2(f, "x", H5T_IEEE_F32BE, sx, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT); /* big-endian too */
+  hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dclose(dx);
+  assert_true(H5Lmove(f, "x", g, "x", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+  dx = H5Dopen2(f, "/train/x", H5P_DEFAULT);
+  hid_t dy = H5Dcreate2(f, "/train/y", H5T_STD_U8LE, sy, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(H5Dwrite(dx, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+  assert_true(H5Dwrite(dy, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) >= 0);
+  H5Dclose(dy);
+  H5Dclose(dx);
+  H5Gclose(g);
+  H5Sclose(sy);
+  H5Sclose(sx);
+  H5Fclose(f);
+  Dataset *mem = open_ok(tpath("contiguous.h5"), MEMORY_YES, 0), *str = open_ok(tpath("contiguous.h5"), MEMORY_NO, 16);
+  compare_reads(mem, str, 0, N, DD, 4242);
+  float row[DD];
+  int32_t label;
+  MtError err = {0};
+  assert_int_equal(data_read_range(str, SPLIT_TRAIN, 123, 1, row, &label, &err), 0);
+  assert_memory_equal(row, x + 123 * DD, sizeof row);
+  assert_int_equal(label, 3);
+  data_close(str);
+  data_close(mem);
+}
+
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
   (void)sb;
   (void)flag;
@@ -749,6 +825,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_streaming_bit_identical),  cmocka_unit_test(test_read_arguments),
       cmocka_unit_test(test_writer_checks),            cmocka_unit_test(test_synth_deterministic),
       cmocka_unit_test(test_bad_files),                cmocka_unit_test(test_foreign_files),
+      cmocka_unit_test(test_streaming_contiguous),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   if (rc == 0) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); /* keep the files of a failed run to look at */
