@@ -955,17 +955,20 @@ int tool_synth(Comm *c, int argc, char **argv) {
 
 typedef struct InfoOptions {
   int scan;
+  int64_t memory_limit_mb;
 } InfoOptions;
 
 /* clang-format off */
 static const OptionSpec info_options[] = {
   {.name = "scan", .type = OT_BOOL, .offset = offsetof(InfoOptions, scan), .def = "false",
-   .help = "also read splits too large to hold in memory (over 1 GiB), to check every feature is finite"},
+   .help = "also read the splits larger than --memory-limit-mb, to check that every feature is finite"},
+  {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(InfoOptions, memory_limit_mb), .def = "1024",
+   .metavar = "MB", .min = 0, .max = NOMAX, .flags = OPT_RANGED,
+   .help = "splits up to this size are loaded, and their float features checked; larger ones only with --scan"},
   {.name = NULL},
 };
 /* clang-format on */
 
-#define INFO_MEMORY_LIMIT ((int64_t)1 << 30)
 #define INFO_SCAN_ROWS 4096
 
 static void print_range(const char *what, const float *v, int n) {
@@ -993,7 +996,7 @@ static int info_scan(Dataset *ds, Split s, MtError *err) {
 }
 
 static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
-  DataOptions dopt = {MEMORY_AUTO, INFO_MEMORY_LIMIT, INFO_SCAN_ROWS};
+  DataOptions dopt = {o->memory_limit_mb > 0 ? MEMORY_AUTO : MEMORY_NO, o->memory_limit_mb << 20, INFO_SCAN_ROWS};
   Dataset *ds = NULL;
   if (data_open(&ds, path, &dopt, err) != 0) return -1;
   const DataInfo *in = data_info(ds);
@@ -1042,7 +1045,7 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
   printf("checked:     shapes, types, labels in [0, %d)", in->n_classes);
   for (int s = 0; s < 2; s++)
     if (in->n[s] > 0 && !in->stored_uint8)
-      printf(scanned[s] ? "; %s features finite" : "; %s features not scanned (over 1 GiB: --scan reads them)",
+      printf(scanned[s] ? "; %s features finite" : "; %s features not scanned (over --memory-limit-mb: --scan reads them)",
              split_names[s]);
   printf("\n");
 
@@ -1087,7 +1090,7 @@ int tool_info(Comm *c, int argc, char **argv) {
   InfoOptions o;
   OptsResult res;
   MtError err = {0};
-  if (tool_parse(c, info_options, &o, argc, argv, "mpitrain info FILE [--scan]",
+  if (tool_parse(c, info_options, &o, argc, argv, "mpitrain info FILE [--scan] [--memory-limit-mb MB]",
                  "Describes a dataset (one file, one shard of a set, or the set's base name): splits, shapes,\n"
                  "types, classes, scaling, source and label counts, after the validation `mpitrain train` does.",
                  "  mpitrain info fmnist.h5\n", &res, &err) != 0)
