@@ -112,7 +112,8 @@ static void shard_range(int64_t n, int k, int K, int64_t *lo, int64_t *hi) {
 
 /* Fills rows [first, first+n) of split s into x [n, d] (stored type) and y [n]. Called in increasing row order
  * within each split for the shards one rank writes. */
-typedef int (*RowFill)(void *ctx, int s, int64_t first, int64_t n, void *x, int32_t *y, MtError *err);
+typedef int (*RowFill)(void *ctx, int s, int64_t first, int64_t n, void *x /* [n, d] */, int32_t *y /* [n] */,
+                       MtError *err);
 
 typedef struct WriteSet {
   const char *out;        /* the set's name: written as is when shards = 1 */
@@ -186,7 +187,8 @@ static int split_names(char *buf, const char **names, int max) {
 }
 
 /* Per-feature mean and std of x*scale over n rows (stored type), std floored at TOOL_STD_FLOOR. */
-static int feature_stats(const void *x, int uint8, int64_t n, int d, float scale, float *mean, float *std,
+static int feature_stats(const void *x /* [n, d] */, int uint8, int64_t n, int d, float scale, float *mean /* [d] */,
+                         float *std /* [d] */,
                          MtError *err) {
   double *sum = mt_alloc(2 * (size_t)d * sizeof(double), "feature statistics", err);
   if (sum == NULL) return -1;
@@ -532,7 +534,8 @@ typedef struct IdxSource {
   int d;
 } IdxSource;
 
-static int idx_fill(void *ctx, int s, int64_t first, int64_t n, void *x, int32_t *y, MtError *err) {
+static int idx_fill(void *ctx, int s, int64_t first, int64_t n, void *x /* [n, d] */, int32_t *y /* [n] */,
+                    MtError *err) {
   (void)err;
   IdxSource *src = ctx;
   memcpy(x, src->img[s].data + first * src->d, (size_t)(n * src->d));
@@ -546,7 +549,8 @@ typedef struct CsvSource {
   int d;
 } CsvSource;
 
-static int csv_fill(void *ctx, int s, int64_t first, int64_t n, void *x, int32_t *y, MtError *err) {
+static int csv_fill(void *ctx, int s, int64_t first, int64_t n, void *x /* [n, d] */, int32_t *y /* [n] */,
+                    MtError *err) {
   CsvSource *src = ctx;
   float *xf = x;
   for (int64_t i = 0; i < n; i++) {
@@ -842,7 +846,8 @@ typedef struct SynthSource {
   float *tmp;      /* uint8: [chunk, d] floats before quantising */
 } SynthSource;
 
-static int synth_fill(void *ctx, int s, int64_t first, int64_t n, void *x, int32_t *y, MtError *err) {
+static int synth_fill(void *ctx, int s, int64_t first, int64_t n, void *x /* [n, d] */, int32_t *y /* [n] */,
+                      MtError *err) {
   (void)err;
   SynthSource *src = ctx;
   int d = src->spec.d;
@@ -971,7 +976,7 @@ static const OptionSpec info_options[] = {
 
 #define INFO_SCAN_ROWS 4096
 
-static void print_range(const char *what, const float *v, int n) {
+static void print_range(const char *what, const float *v /* [n] */, int n) {
   float lo = v[0], hi = v[0];
   for (int j = 1; j < n; j++) {
     if (v[j] < lo) lo = v[j];
@@ -1026,7 +1031,8 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
              in->stored_uint8 ? "uint8" : "float32");
     else
       printf("%-12s none\n", s == 0 ? "train:" : "test:");
-  printf("classes:     %d%s", in->n_classes, in->n_classes_inferred ? " (no num_classes attribute: largest label + 1)" : "");
+  printf("classes:     %d%s", in->n_classes,
+         in->n_classes_inferred ? " (no num_classes attribute: largest label + 1)" : "");
   if (data_class_name(ds, 0)) {
     printf(": ");
     for (int k = 0; k < in->n_classes; k++) printf("%s%s", k ? ", " : "", data_class_name(ds, k));
@@ -1045,7 +1051,8 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
   printf("checked:     shapes, types, labels in [0, %d)", in->n_classes);
   for (int s = 0; s < 2; s++)
     if (in->n[s] > 0 && !in->stored_uint8)
-      printf(scanned[s] ? "; %s features finite" : "; %s features not scanned (over --memory-limit-mb: --scan reads them)",
+      printf(scanned[s] ? "; %s features finite"
+                        : "; %s features not scanned (over --memory-limit-mb: --scan reads them)",
              split_names[s]);
   printf("\n");
 
