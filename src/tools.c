@@ -587,7 +587,7 @@ static int class_names_pick(const ConvertOptions *o, char *buf, const char **nam
   *out = NULL;
   if (o->class_names[0] != '\0') {
     snprintf(buf, sizeof o->class_names, "%s", o->class_names);
-    int n = split_names(buf, names, TOOL_MAX_CLASSES);
+    int n = split_names(buf, names, classes);
     if (n != classes)
       return mt_fail(err, "--class-names gives %d names but there are %d classes; expected one per class", n,
                      classes);
