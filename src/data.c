@@ -500,7 +500,8 @@ static int meta_read(hid_t file, const char *path, Meta *m, MtError *err) {
   if (f == 0 && v > 1)
     return mt_fail(err, "%s: format_version %.0f is newer than this mpitrain reads (1); upgrade mpitrain", path, v);
 
-  if (!link_exists(file, "/train/x")) return mt_fail(err, "%s: no dataset /train/x; expected features [rows, features]", path);
+  if (!link_exists(file, "/train/x"))
+    return mt_fail(err, "%s: no dataset /train/x; expected features [rows, features]", path);
   if (!link_exists(file, "/train/y")) return mt_fail(err, "%s: no dataset /train/y; expected labels [rows]", path);
   if (meta_split(file, path, SPLIT_TRAIN, m, err) != 0) return -1;
   int tx = link_exists(file, "/test/x"), ty = link_exists(file, "/test/y");
@@ -590,7 +591,7 @@ static hid_t x_open(const Shard *sh, int s, int streaming) {
 }
 
 /* Rows [first, first+n) of a dataset [rows, cols] (cols = 0: 1-D) into buf as mtype. */
-static int read_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf) {
+static int read_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf /* [n, cols] */) {
   int rank = cols > 0 ? 2 : 1, rc = -1;
   hsize_t start[2] = {(hsize_t)first, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
   hid_t fs = H5Dget_space(ds), ms = -1;

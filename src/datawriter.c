@@ -68,7 +68,7 @@ done:
   return rc;
 }
 
-static int attr_write_floats(hid_t loc, const char *name, const float *v, hsize_t n) {
+static int attr_write_floats(hid_t loc, const char *name, const float *v /* [n] */, hsize_t n) {
   hid_t sp = H5Screate_simple(1, &n, NULL);
   if (sp < 0) return -1;
   int rc = attr_write(loc, name, H5T_IEEE_F32LE, sp, v);
@@ -104,7 +104,8 @@ done:
 }
 
 /* Writes rows [first, first+n) of a [rows, cols] (or 1-D) dataset from buf. */
-static int dataset_write_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, const void *buf) {
+static int dataset_write_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols,
+                              const void *buf /* [n, cols] */) {
   int rank = cols > 0 ? 2 : 1, rc = -1;
   hsize_t start[2] = {(hsize_t)first, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
   hid_t fs = H5Dget_space(ds), ms = -1;
@@ -242,7 +243,8 @@ fail:
   return -1;
 }
 
-int datawriter_append(DataWriter *w, Split s, const void *x, const int32_t *y, int64_t n, MtError *err) {
+int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const int32_t *y /* [n] */, int64_t n,
+                      MtError *err) {
   if ((s != SPLIT_TRAIN && s != SPLIT_TEST) || n < 0)
     return mt_fail(err, "%s: bad append (split %d, %lld rows)", w->path, (int)s, (long long)n);
   if (n == 0) return 0;

@@ -51,7 +51,7 @@ static inline float log_unit(float u) {
 /* Normals z[0..2n) from words w[0..2n): pair k from (w[2k], w[2k+1]). The angle is uniform on the circle as a
  * quadrant q (2 bits) plus an offset a in [-pi/4, pi/4) (22 bits); sine and cosine of a by Taylor series (errors
  * below 3.2e-7 at |a| = pi/4), rotated by q quarter turns with bit operations. */
-static void box_muller(const uint32_t *w, float *z, int n) {
+static void box_muller(const uint32_t *w /* [2n] */, float *z /* [2n] */, int n) {
   for (int k = 0; k < n; k++) {
     float u1 = ((float)(w[2 * k] >> 8) + 1.0f) * (1.0f / 16777216.0f); /* (0, 1]: the log is finite */
     float r = sqrtf(-2.0f * log_unit(u1));
@@ -70,7 +70,7 @@ static void box_muller(const uint32_t *w, float *z, int n) {
 }
 
 /* Normals first .. first+n-1 (first a multiple of 4) of the sequence (seed, SYNTH, a). */
-static void normals(uint64_t seed, uint64_t a, int first, int n, float *z) {
+static void normals(uint64_t seed, uint64_t a, int first, int n, float *z /* [n] */) {
   uint32_t w[TILE];
   float zt[TILE];
   for (int t = 0; t < n; t += TILE) {
@@ -90,7 +90,7 @@ static int32_t synth_label(const SynthSpec *s, int split, int64_t i) {
 }
 
 /* x[j] = centre[j] + noise * z[j]: one expression for both paths, so synth_sample and synth_rows agree to the bit. */
-static void add_noise(const float *centre, float noise, const float *z, float *x, int n) {
+static void add_noise(const float *centre /* [n] */, float noise, const float *z /* [n] */, float *x /* [n] */, int n) {
   for (int j = 0; j < n; j++) x[j] = centre[j] + noise * z[j];
 }
 

@@ -112,7 +112,8 @@ static void shard_range(int64_t n, int k, int K, int64_t *lo, int64_t *hi) {
 
 /* Fills rows [first, first+n) of split s into x [n, d] (stored type) and y [n]. Called in increasing row order
  * within each split for the shards one rank writes. */
-typedef int (*RowFill)(void *ctx, int s, int64_t first, int64_t n, void *x, int32_t *y, MtError *err);
+typedef int (*RowFill)(void *ctx, int s, int64_t first, int64_t n, void *x /* [n, d] */, int32_t *y /* [n] */,
+                       MtError *err);
 
 typedef struct WriteSet {
   const char *out;        /* the set's name: written as is when shards = 1 */
@@ -186,7 +187,8 @@ static int split_names(char *buf, const char **names, int max) {
 }
 
 /* Per-feature mean and std of x*scale over n rows (stored type), std floored at TOOL_STD_FLOOR. */
-static int feature_stats(const void *x, int uint8, int64_t n, int d, float scale, float *mean, float *std,
+static int feature_stats(const void *x /* [n, d] */, int uint8, int64_t n, int d, float scale, float *mean /* [d] */,
+                         float *std /* [d] */,
                          MtError *err) {
   double *sum = mt_alloc(2 * (size_t)d * sizeof(double), "feature statistics", err);
   if (sum == NULL) return -1;
@@ -532,7 +534,8 @@ typedef struct IdxSource {
   int d;
 } IdxSource;
 
-static int idx_fill(void *ctx, int s, int64_t first, int64_t n, void *x, int32_t *y, MtError *err) {
+static int idx_fill(void *ctx, int s, int64_t first, int64_t n, void *x /* [n, d] */, int32_t *y /* [n] */,
+                    MtError *err) {
   (void)err;
   IdxSource *src = ctx;
   memcpy(x, src->img[s].data + first * src->d, (size_t)(n * src->d));
@@ -546,7 +549,8 @@ typedef struct CsvSource {
   int d;
 } CsvSource;
 
-static int csv_fill(void *ctx, int s, int64_t first, int64_t n, void *x, int32_t *y, MtError *err) {
+static int csv_fill(void *ctx, int s, int64_t first, int64_t n, void *x /* [n, d] */, int32_t *y /* [n] */,
+                    MtError *err) {
   CsvSource *src = ctx;
   float *xf = x;
   for (int64_t i = 0; i < n; i++) {
@@ -583,7 +587,7 @@ static int class_names_pick(const ConvertOptions *o, char *buf, const char **nam
   *out = NULL;
   if (o->class_names[0] != '\0') {
     snprintf(buf, sizeof o->class_names, "%s", o->class_names);
-    int n = split_names(buf, names, TOOL_MAX_CLASSES);
+    int n = split_names(buf, names, classes);
     if (n != classes)
       return mt_fail(err, "--class-names gives %d names but there are %d classes; expected one per class", n,
                      classes);
@@ -842,7 +846,8 @@ typedef struct SynthSource {
   float *tmp;      /* uint8: [chunk, d] floats before quantising */
 } SynthSource;
 
-static int synth_fill(void *ctx, int s, int64_t first, int64_t n, void *x, int32_t *y, MtError *err) {
+static int synth_fill(void *ctx, int s, int64_t first, int64_t n, void *x /* [n, d] */, int32_t *y /* [n] */,
+                      MtError *err) {
   (void)err;
   SynthSource *src = ctx;
   int d = src->spec.d;
@@ -955,20 +960,23 @@ int tool_synth(Comm *c, int argc, char **argv) {
 
 typedef struct InfoOptions {
   int scan;
+  int64_t memory_limit_mb;
 } InfoOptions;
 
 /* clang-format off */
 static const OptionSpec info_options[] = {
   {.name = "scan", .type = OT_BOOL, .offset = offsetof(InfoOptions, scan), .def = "false",
-   .help = "also read splits too large to hold in memory (over 1 GiB), to check every feature is finite"},
+   .help = "also read the splits larger than --memory-limit-mb, to check that every feature is finite"},
+  {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(InfoOptions, memory_limit_mb), .def = "1024",
+   .metavar = "MB", .min = 0, .max = NOMAX, .flags = OPT_RANGED,
+   .help = "splits up to this size are loaded, and their float features checked; larger ones only with --scan"},
   {.name = NULL},
 };
 /* clang-format on */
 
-#define INFO_MEMORY_LIMIT ((int64_t)1 << 30)
 #define INFO_SCAN_ROWS 4096
 
-static void print_range(const char *what, const float *v, int n) {
+static void print_range(const char *what, const float *v /* [n] */, int n) {
   float lo = v[0], hi = v[0];
   for (int j = 1; j < n; j++) {
     if (v[j] < lo) lo = v[j];
@@ -993,7 +1001,7 @@ static int info_scan(Dataset *ds, Split s, MtError *err) {
 }
 
 static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
-  DataOptions dopt = {MEMORY_AUTO, INFO_MEMORY_LIMIT, INFO_SCAN_ROWS};
+  DataOptions dopt = {o->memory_limit_mb > 0 ? MEMORY_AUTO : MEMORY_NO, o->memory_limit_mb << 20, INFO_SCAN_ROWS};
   Dataset *ds = NULL;
   if (data_open(&ds, path, &dopt, err) != 0) return -1;
   const DataInfo *in = data_info(ds);
@@ -1023,7 +1031,8 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
              in->stored_uint8 ? "uint8" : "float32");
     else
       printf("%-12s none\n", s == 0 ? "train:" : "test:");
-  printf("classes:     %d%s", in->n_classes, in->n_classes_inferred ? " (no num_classes attribute: largest label + 1)" : "");
+  printf("classes:     %d%s", in->n_classes,
+         in->n_classes_inferred ? " (no num_classes attribute: largest label + 1)" : "");
   if (data_class_name(ds, 0)) {
     printf(": ");
     for (int k = 0; k < in->n_classes; k++) printf("%s%s", k ? ", " : "", data_class_name(ds, k));
@@ -1042,7 +1051,8 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
   printf("checked:     shapes, types, labels in [0, %d)", in->n_classes);
   for (int s = 0; s < 2; s++)
     if (in->n[s] > 0 && !in->stored_uint8)
-      printf(scanned[s] ? "; %s features finite" : "; %s features not scanned (over 1 GiB: --scan reads them)",
+      printf(scanned[s] ? "; %s features finite"
+                        : "; %s features not scanned (over --memory-limit-mb: --scan reads them)",
              split_names[s]);
   printf("\n");
 
@@ -1087,7 +1097,7 @@ int tool_info(Comm *c, int argc, char **argv) {
   InfoOptions o;
   OptsResult res;
   MtError err = {0};
-  if (tool_parse(c, info_options, &o, argc, argv, "mpitrain info FILE [--scan]",
+  if (tool_parse(c, info_options, &o, argc, argv, "mpitrain info FILE [--scan] [--memory-limit-mb MB]",
                  "Describes a dataset (one file, one shard of a set, or the set's base name): splits, shapes,\n"
                  "types, classes, scaling, source and label counts, after the validation `mpitrain train` does.",
                  "  mpitrain info fmnist.h5\n", &res, &err) != 0)

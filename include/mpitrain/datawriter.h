@@ -30,7 +30,8 @@ typedef struct DataWriter DataWriter;
 int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *spec, MtError *err);
 /* Appends n rows to split s: x [n, d] as uint8 or float32 per spec, y [n]. Labels must lie in [0, n_classes) and
  * float features must be finite (checked: a file data_open would refuse is never written). */
-int datawriter_append(DataWriter *w, Split s, const void *x, const int32_t *y, int64_t n, MtError *err);
+int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const int32_t *y /* [n] */, int64_t n,
+                      MtError *err);
 /* Checks every split received exactly spec.n rows, flushes, closes, fsyncs and renames into place. Frees w whether
  * it succeeds or not (on failure the temporary is removed and the final name is left untouched). */
 int datawriter_close(DataWriter *w, MtError *err);

@@ -66,6 +66,20 @@ mt_expect(NAME data.convert.truncated EXIT fail WITHIN 10 MATCH "train-images-id
           FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} convert --dir bad/idx_truncated --out never.h5)
 mt_expect(NAME data.convert.ragged_csv EXIT fail WITHIN 10 MATCH "ragged.csv:3: 3 fields but line 2 has 4"
           FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} convert --from csv --train bad/ragged.csv --out never.h5)
+mt_test(NAME data.convert.csv FIXTURES_SETUP csv FIXTURES_REQUIRED bad_data
+        COMMAND ${MT_BIN} convert --from csv --train bad/good.csv --test bad/good.csv --label-column last --normalize
+        --class-names low,mid,high --out csv.h5)
+mt_expect(NAME data.info.csv EXIT ok WITHIN 10 MATCH "test: +4 rows x 3 features, float32"
+          FIXTURES_REQUIRED csv COMMAND ${MT_BIN} info csv.h5)
+mt_expect(NAME data.info.csv.norm EXIT ok WITHIN 10 MATCH "normalised: +per feature"
+          FIXTURES_REQUIRED csv COMMAND ${MT_BIN} info csv.h5)
+mt_expect(NAME data.info.csv.names EXIT ok WITHIN 10 MATCH "classes: +3: low, mid, high"
+          FIXTURES_REQUIRED csv COMMAND ${MT_BIN} info csv.h5)
+# splits not loaded are not checked for NaN unless --scan reads them
+mt_expect(NAME data.info.noscan EXIT ok WITHIN 10 MATCH "train features not scanned"
+          FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} info bad/nan_features.h5 --memory-limit-mb 0)
+mt_expect(NAME data.info.scan EXIT fail WITHIN 10 MATCH "bad/nan_features.h5: /train/x.5. holds NaN"
+          FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} info bad/nan_features.h5 --memory-limit-mb 0 --scan)
 mt_expect(NAME data.convert.shards0 EXIT 2 WITHIN 10 MATCH "--shards: expected a whole number in \\[1, 99999\\]"
           COMMAND ${MT_BIN} convert --shards 0 --out never.h5)
 mt_expect(NAME data.convert.unknown_option EXIT 2 WITHIN 10 MATCH "unknown option --shard; did you mean --shards\\?"

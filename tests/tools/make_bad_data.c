@@ -30,6 +30,7 @@
  *   idx_bad_magic/                train-{images,labels} IDX, images magic wrong  bad IDX magic
  *   idx_truncated/                train-{images,labels} IDX, images cut short    truncated
  *   ragged.csv                    line 3 has one field less                      ragged.csv:3: 3 fields but line
+ *   good.csv                      nothing: header, label last, 4 rows x 3 features, 3 classes, a CRLF and a blank line
  */
 #include <errno.h>
 #include <hdf5.h>
@@ -323,6 +324,8 @@ int main(int argc, char **argv) {
 
   const char ragged[] = "label,a,b,c\n1,0.5,0.25,1\n0,1,2\n";
   write_text("ragged.csv", ragged, sizeof ragged - 1);
+  const char good_csv[] = "a,b,c,label\n0.5,0.25,1,1\n1, 2, 3e0 ,0\r\n\n-1,0,2,2\n4,4,4,1\n";
+  write_text("good.csv", good_csv, sizeof good_csv - 1);
 
   MPI_Finalize();
   if (failures) return 1;
