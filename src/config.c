@@ -66,7 +66,7 @@ const OptionSpec config_train_options[] = {
    .def = "adam", .choices = optim_choices,
    .help = "sgd: w -= lr*g; momentum: v = beta1*v + (1-beta1)*g, w -= lr*v; rmsprop: s = beta2*s + "
            "(1-beta2)*g^2, w -= lr*g/(sqrt(s)+eps); adam: both moments, bias-corrected"},
-  {.name = "lr", .type = OT_FLOAT, .offset = offsetof(Config, lr), .def = "1e-3", .metavar = "X", .min = 0,
+  {.name = "lr", .type = OT_FLOAT, .offset = offsetof(Config, lr), .def = "5e-4", .metavar = "X", .min = 0,
    .max = NOMAX, .flags = GT0, .help = "learning rate"},
   {.name = "beta1", .type = OT_FLOAT, .offset = offsetof(Config, beta1), .def = "0.9", .metavar = "X", .min = 0,
    .max = 1, .flags = UNIT_HALF_OPEN, .help = "decay of the first moment (momentum, adam), in [0, 1)"},
@@ -75,7 +75,7 @@ const OptionSpec config_train_options[] = {
    .help = "decay of the second moment (rmsprop, adam), in [0, 1); auto = 0.999 for adam, 0.9 for rmsprop"},
   {.name = "eps", .type = OT_FLOAT, .offset = offsetof(Config, eps), .def = "1e-8", .metavar = "X", .min = 0,
    .max = NOMAX, .flags = GT0, .help = "added to the root of the second moment (rmsprop, adam)"},
-  {.name = "batch", .type = OT_INT64, .offset = offsetof(Config, batch), .def = "128", .metavar = "N", .min = 1,
+  {.name = "batch", .type = OT_INT64, .offset = offsetof(Config, batch), .def = "256", .metavar = "N", .min = 1,
    .max = NOMAX, .flags = RANGED, .word = "full", .word_value = 0,
    .help = "global mini-batch size summed over all ranks; 1 = stochastic GD, full = full-batch GD (the whole "
            "training set every step)"},
@@ -83,7 +83,7 @@ const OptionSpec config_train_options[] = {
    .metavar = "N", .min = 1, .max = NOMAX, .flags = RANGED, .word = "auto", .word_value = 0,
    .help = "rows per forward/backward chunk on one rank: bounds activation memory, same gradient; auto = "
            "chosen by the trainer"},
-  {.name = "epochs", .type = OT_INT, .offset = offsetof(Config, epochs), .def = "15", .metavar = "N", .min = 1,
+  {.name = "epochs", .type = OT_INT, .offset = offsetof(Config, epochs), .def = "20", .metavar = "N", .min = 1,
    .max = NOMAX, .flags = RANGED, .help = "passes over the training set"},
   {.name = "max-steps", .type = OT_INT64, .offset = offsetof(Config, max_steps), .def = "0", .metavar = "N",
    .min = 0, .max = NOMAX, .flags = RANGED,

@@ -32,7 +32,7 @@ endforeach()
 foreach(act relu leaky_relu tanh sigmoid)
   mt_expect(NAME train.act_${act} NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
     MATCH "final test accuracy: ([89][0-9]|100)\\."
-    COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 32,16 --activation ${act} --epochs 2 --batch 32
+    COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 32,16 --activation ${act} --epochs 2 --batch 32 --lr 3e-3
             --progress off)
 endforeach()
 mt_expect(NAME train.full_batch NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
@@ -44,7 +44,7 @@ mt_expect(NAME train.stochastic NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_s
           --progress plain)
 mt_expect(NAME train.micro_batches NP 3 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
   MATCH "final test accuracy: (9[0-9]|100)\\."
-  COMMAND ${MT_BIN} train --data ${MT_SMALL} ${MT_TRAIN_QUICK} --batch 200 --micro-batch 7 --check-replicas 5)
+  COMMAND ${MT_BIN} train --data ${MT_SMALL} ${MT_TRAIN_QUICK} --batch 200 --epochs 6 --micro-batch 7 --check-replicas 5)
 
 # Configuration file: the INI keys are the option names; the command line wins.
 file(WRITE ${MT_TEST_DATA}/small.ini "[model]\nhidden = 8\nactivation = tanh\n[optim]\noptimizer = momentum\nlr = 0.5\nepochs = 1\n")
@@ -61,7 +61,7 @@ mt_expect(NAME train.log_jsonl NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_sm
   COMMAND bash -c "${MT_BIN} train --data ${MT_SMALL} --hidden 8 --epochs 1 --progress off --log m.jsonl && cat m.jsonl")
 
 # --help lists options with defaults.
-mt_expect(NAME train.help EXIT ok WITHIN 20 MATCH "--lr.*default: 0.001"
+mt_expect(NAME train.help EXIT ok WITHIN 20 MATCH "--lr .*default: 5e-4"
   COMMAND ${MT_BIN} train --help)
 
 # ---- errors: every rank ends within seconds, non-zero, with a one-line reason ----

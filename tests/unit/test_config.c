@@ -56,13 +56,13 @@ static void test_defaults(void **state) {
   assert_true(c.leaky_slope == 0.01f);
   assert_int_equal(c.init, INIT_AUTO);
   assert_int_equal(c.optimizer, OPT_ADAM);
-  assert_true(c.lr == 1e-3f);
+  assert_true(c.lr == 5e-4f);
   assert_true(c.beta1 == 0.9f);
   assert_true(c.beta2 == -1.0f);
   assert_true(c.eps == 1e-8f);
-  assert_true(c.batch == 128);
+  assert_true(c.batch == 256);
   assert_int_equal(c.micro_batch, 0);
-  assert_int_equal(c.epochs, 15);
+  assert_int_equal(c.epochs, 20);
   assert_true(c.max_steps == 0);
   assert_true(c.seed == 42);
   assert_int_equal(c.threads, 0);
@@ -286,7 +286,7 @@ static void test_help(void **state) {
       "\noutput:\n",
       "--batch N",
       "1 = stochastic GD, full = full-batch GD",
-      "(default: 128)",
+      "(default: 256)",
       "--activation relu|leaky_relu|tanh|sigmoid",
       "--optimizer sgd|momentum|rmsprop|adam",
       "v = beta1*v + (1-beta1)*g",
