@@ -64,7 +64,8 @@ int comm_agree(Comm *c, MtError *err) {
     fflush(stderr);
   }
   mt_error_clear(err);
-  if (c->size == 1)
+  /* All ranks failing means the input is bad for everyone (an option, a file): say it once, without a rank. */
+  if (n_failed == c->size)
     mt_fail(err, "%s", agreed);
   else if (n_failed == 1)
     mt_fail(err, "rank %d: %s", first, agreed);

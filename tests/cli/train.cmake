@@ -2,18 +2,18 @@
 # user can cause ending all ranks quickly with a one-line reason and a non-zero exit.
 
 # A small generated dataset shared by these tests.
-mt_expect(NAME train.make_synth EXIT ok WITHIN 60 FIXTURES_SETUP synth_small
+mt_expect(NAME train.make_synth EXIT ok WITHIN 60 FIXTURES_SETUP train_small
   COMMAND ${MT_BIN} synth --samples 3000 --test-samples 600 --features 32 --classes 4 --noise 2.0 --seed 5
-          --out ${MT_TEST_DATA}/synth_small.h5)
+          --out ${MT_TEST_DATA}/train_small.h5)
 # Three rows: fewer than the 4 ranks some tests start.
 mt_expect(NAME train.make_tiny EXIT ok WITHIN 60 FIXTURES_SETUP synth_tiny
   COMMAND ${MT_BIN} synth --samples 3 --test-samples 2 --features 4 --classes 2 --out ${MT_TEST_DATA}/tiny.h5)
 
-set(MT_SMALL ${MT_TEST_DATA}/synth_small.h5)
+set(MT_SMALL ${MT_TEST_DATA}/train_small.h5)
 set(MT_TRAIN_QUICK --hidden 32,16 --epochs 2 --batch 50 --lr 3e-3 --progress plain)
 
 foreach(np 1 2 3 4)
-  mt_expect(NAME train.synth_np${np} NP ${np} EXIT ok WITHIN 90 FIXTURES_REQUIRED synth_small
+  mt_expect(NAME train.synth_np${np} NP ${np} EXIT ok WITHIN 90 FIXTURES_REQUIRED train_small
     MATCH "final test accuracy: (9[0-9]|100)\\."
     COMMAND ${MT_BIN} train --data ${MT_SMALL} ${MT_TRAIN_QUICK} --check-replicas 1)
 endforeach()
@@ -24,39 +24,39 @@ foreach(opt sgd momentum rmsprop adam)
   if(opt STREQUAL "sgd" OR opt STREQUAL "momentum")
     set(lr 0.3)
   endif()
-  mt_expect(NAME train.opt_${opt} NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+  mt_expect(NAME train.opt_${opt} NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
     MATCH "final test accuracy: ([89][0-9]|100)\\."
     COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 32 --epochs 2 --batch 32 --optimizer ${opt} --lr ${lr}
             --progress off)
 endforeach()
 foreach(act relu leaky_relu tanh sigmoid)
-  mt_expect(NAME train.act_${act} NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+  mt_expect(NAME train.act_${act} NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
     MATCH "final test accuracy: ([89][0-9]|100)\\."
     COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 32,16 --activation ${act} --epochs 2 --batch 32 --lr 3e-3
             --progress off)
 endforeach()
-mt_expect(NAME train.full_batch NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+mt_expect(NAME train.full_batch NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
   MATCH "batch 3000 \\(1 steps/epoch\\)"
   COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 16 --batch full --epochs 3 --lr 0.01 --progress plain)
-mt_expect(NAME train.stochastic NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+mt_expect(NAME train.stochastic NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
   MATCH "final test accuracy"
   COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 16 --batch 1 --max-steps 500 --optimizer sgd --lr 0.01
           --progress plain)
-mt_expect(NAME train.micro_batches NP 3 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+mt_expect(NAME train.micro_batches NP 3 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
   MATCH "final test accuracy: (9[0-9]|100)\\."
   COMMAND ${MT_BIN} train --data ${MT_SMALL} ${MT_TRAIN_QUICK} --batch 200 --epochs 6 --micro-batch 7 --check-replicas 5)
 
 # Configuration file: the INI keys are the option names; the command line wins.
 file(WRITE ${MT_TEST_DATA}/small.ini "[model]\nhidden = 8\nactivation = tanh\n[optim]\noptimizer = momentum\nlr = 0.5\nepochs = 1\n")
-mt_expect(NAME train.config_file NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+mt_expect(NAME train.config_file NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
   MATCH "model 32-8-4 tanh.*momentum lr 0.5.*batch 64"
   COMMAND ${MT_BIN} train --config ${MT_TEST_DATA}/small.ini --data ${MT_SMALL} --batch 64 --progress plain)
 
 # Metrics log: CSV and JSONL with step and epoch records.
-mt_expect(NAME train.log_csv NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+mt_expect(NAME train.log_csv NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
   MATCH "^kind,.*\nstep,0,1,"
   COMMAND bash -c "${MT_BIN} train --data ${MT_SMALL} --hidden 8 --epochs 1 --progress off --log m.csv && head -c 300 m.csv && grep -c '^epoch,' m.csv")
-mt_expect(NAME train.log_jsonl NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED synth_small
+mt_expect(NAME train.log_jsonl NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
   MATCH "\"kind\": *\"epoch\""
   COMMAND bash -c "${MT_BIN} train --data ${MT_SMALL} --hidden 8 --epochs 1 --progress off --log m.jsonl && cat m.jsonl")
 
@@ -67,7 +67,7 @@ mt_expect(NAME train.help EXIT ok WITHIN 20 MATCH "--lr .*default: 5e-4"
 # ---- errors: every rank ends within seconds, non-zero, with a one-line reason ----
 function(mt_train_error name np regex)
   mt_expect(NAME train.error.${name} NP ${np} EXIT fail WITHIN 20 MATCH "${regex}" NOMATCH "Segmentation|Aborted"
-    FIXTURES_REQUIRED synth_small synth_tiny bad_data COMMAND ${MT_BIN} train --progress off ${ARGN})
+    FIXTURES_REQUIRED train_small synth_tiny bad_data COMMAND ${MT_BIN} train --progress off ${ARGN})
 endfunction()
 mt_train_error(missing_file 3 "error: .*nope\\.h5.*(No such file|cannot open)" --data nope.h5)
 mt_train_error(lr_negative 2 "--lr: expected a number > 0" --data ${MT_SMALL} --lr -1)
