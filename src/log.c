@@ -262,6 +262,20 @@ static void plain_step(Log *l, const StepStats *s) {
 
 /* ==== Public ==== */
 
+/* Is the user looking at a terminal? Under mpirun, isatty() cannot tell: Open MPI hands every local rank a
+ * pseudo-terminal even when mpirun's own output goes to a file, which would fill a batch job's log with bar
+ * redraws. mpirun starts the local ranks itself, so ask where our parent's standard output goes. */
+static int stdout_is_terminal(void) {
+  if (!isatty(STDOUT_FILENO)) return 0;
+  if (getenv("OMPI_COMM_WORLD_SIZE") == NULL) return 1;
+  char link[64], target[256];
+  snprintf(link, sizeof link, "/proc/%ld/fd/1", (long)getppid());
+  ssize_t n = readlink(link, target, sizeof target - 1);
+  if (n <= 0) return 1; /* cannot tell: trust isatty */
+  target[n] = '\0';
+  return strncmp(target, "/dev/pts/", 9) == 0 || strncmp(target, "/dev/tty", 8) == 0;
+}
+
 int log_open(Log **out, const LogOptions *o, MtError *err) {
   *out = NULL;
   Log *l = mt_alloc(sizeof *l, "the log", err);
@@ -278,7 +292,7 @@ int log_open(Log **out, const LogOptions *o, MtError *err) {
     /* A terminal that cannot move the cursor ("dumb", e.g. an editor's shell) gets plain lines too. */
     const char *term = getenv("TERM");
     int smart = term == NULL || strcmp(term, "dumb") != 0;
-    l->progress = isatty(STDOUT_FILENO) && smart ? PROGRESS_BAR : PROGRESS_PLAIN;
+    l->progress = stdout_is_terminal() && smart ? PROGRESS_BAR : PROGRESS_PLAIN;
   }
   const char *path = o->path ? o->path : "";
   if (path[0] != '\0') {

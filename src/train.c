@@ -316,10 +316,10 @@ static void print_banner(Trainer *t) {
            t->comm->size, t->comm->size == 1 ? "" : "s", t->threads, t->threads == 1 ? "" : "s", c->data,
            (long long)t->n_train, (long long)t->info->n[SPLIT_TEST],
            t->info->in_memory[SPLIT_TRAIN] ? "in memory" : "read per batch");
-  log_info(t->log, "model %s %s, %zu parameters, init %s; %s lr %g; batch %lld (%lld steps/epoch), %d epochs",
+  log_info(t->log, "model %s %s, %zu parameters, init %s; %s lr %g; batch %lld (%lld steps/epoch), %d epoch%s",
            arch, act_name((ActKind)c->activation), m->n_params,
            init_name(init_resolve((InitKind)c->init, (ActKind)c->activation)), optim_name((OptKind)c->optimizer),
-           (double)c->lr, (long long)t->batch, (long long)t->steps_per_epoch, c->epochs);
+           (double)c->lr, (long long)t->batch, (long long)t->steps_per_epoch, c->epochs, c->epochs == 1 ? "" : "s");
   char buf[512];
   const char *hint = blas_weak_core_hint(buf, sizeof buf);
   if (hint) log_info(t->log, "warning: %s", hint);
