@@ -5,7 +5,11 @@
  * everything but the GEMMs were free. Then it trains for a fixed number of steps on in-memory synthetic data (or
  * a dataset file) and reports samples/s, GFLOP/s actually achieved in the GEMMs' flop count, its fraction of the
  * roofline, and where a step's time goes. All ranks measure at once, so the roofline sees the same contention for
- * cores and memory bandwidth as training does. */
+ * cores and memory bandwidth as training does.
+ *
+ * Under mpirun with N > 1 ranks it also trains the same model on rank 0 alone (a one-rank communicator, the other
+ * ranks sleeping), in rounds alternating with the N-rank steps, and reports the speed-up over that one-rank run:
+ * on a shared or noisy machine, ratios measured side by side are the only trustworthy ones. */
 #include "mpitrain/bench.h"
 
 #include <cblas.h>
@@ -13,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mpitrain/blas.h"
 #include "mpitrain/config.h"
@@ -21,9 +26,12 @@
 
 typedef struct BenchConfig {
   Config train; /* first member: the train options' offsets apply unchanged */
-  int steps, warmup, json, synthetic, features, classes;
+  int steps, warmup, json, synthetic, features, classes, scaling;
   int64_t samples;
 } BenchConfig;
+
+enum { SCALING_OFF = 0, SCALING_STRONG, SCALING_WEAK };
+static const char *const scaling_choices[] = {"off", "strong", "weak", NULL};
 
 static const OptionSpec bench_options[] = {
     {.name = "steps", .type = OT_INT, .offset = offsetof(BenchConfig, steps), .def = "200", .metavar = "N",
@@ -38,6 +46,10 @@ static const OptionSpec bench_options[] = {
      .help = "synthetic training rows", .min = 1, .max = 1e9, .flags = OPT_RANGED},
     {.name = "features", .type = OT_INT, .offset = offsetof(BenchConfig, features), .def = "784", .metavar = "D",
      .help = "synthetic features per row", .min = 1, .max = 1 << 24, .flags = OPT_RANGED},
+    {.name = "scaling", .type = OT_ENUM, .offset = offsetof(BenchConfig, scaling), .def = "strong",
+     .choices = scaling_choices,
+     .help = "with N > 1 ranks, also time rank 0 training alone, in alternating rounds, and report the speed-up: "
+             "strong = the same global --batch on 1 rank, weak = --batch/N on 1 rank (the same rows per rank)"},
     {.name = "classes", .type = OT_INT, .offset = offsetof(BenchConfig, classes), .def = "10", .metavar = "C",
      .help = "synthetic classes", .min = 2, .max = 1 << 20, .flags = OPT_RANGED},
     {.name = NULL},
@@ -70,6 +82,43 @@ static double time_gemms(Model *shadow, const float *x, const float *dlogits, in
   return (t1 - t0) / iters;
 }
 
+/* The ranks other than 0 wait here, without spinning a core, while rank 0 times its one-rank reference. */
+static void wait_for_rank0(Comm *c) {
+  MPI_Request req;
+  MPI_Ibarrier(c->comm, &req);
+  if (c->rank == 0) {
+    MPI_Wait(&req, MPI_STATUS_IGNORE);
+    return;
+  }
+  int done = 0;
+  const struct timespec nap = {0, 200000};
+  while (MPI_Test(&req, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done) nanosleep(&nap, NULL);
+}
+
+/* Times `steps` training steps; every rank of t's communicator must call it. */
+static double timed_steps(Comm *c, Trainer *t, int steps, MtError *err) {
+  MPI_Barrier(c->comm);
+  double t0 = MPI_Wtime();
+  for (int i = 0; i < steps && err->failed == 0; i++) trainer_step(t, NULL, err);
+  MPI_Barrier(c->comm);
+  return MPI_Wtime() - t0;
+}
+
+static void sort5(double *v, int n) { /* insertion sort of a handful of numbers */
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+      double tmp = v[j];
+      v[j] = v[j - 1];
+      v[j - 1] = tmp;
+    }
+}
+
+static void model_arch(const Config *cfg, const DataInfo *info, char *arch, size_t n) {
+  int p = snprintf(arch, n, "%d", info->d);
+  for (int i = 0; i < cfg->hidden.n && p < (int)n; i++) p += snprintf(arch + p, n - (size_t)p, "-%d", cfg->hidden.v[i]);
+  if (p < (int)n) snprintf(arch + p, n - (size_t)p, "-%d", info->n_classes);
+}
+
 int bench_main(Comm *c, int argc, char **argv) {
   BenchConfig bc;
   MtError err = {0};
@@ -84,8 +133,9 @@ int bench_main(Comm *c, int argc, char **argv) {
   if (res.help) {
     if (c->rank == 0)
       opts_print_help(stdout, "mpirun -np N mpitrain bench [options]",
-                      "Times sgemm on the model's GEMM shapes, then training steps; reports samples/s and the\n"
-                      "fraction of that sgemm roofline reached. Accepts every `mpitrain train` option.",
+                      "Times sgemm on the model's GEMM shapes, then training steps; reports samples/s, the fraction\n"
+                      "of that sgemm roofline reached, and (N > 1) the speed-up over rank 0 training alone, all\n"
+                      "measured in alternating rounds of the same run. Accepts every `mpitrain train` option.",
                       table);
     return 0;
   }
@@ -95,111 +145,114 @@ int bench_main(Comm *c, int argc, char **argv) {
   cfg->log[0] = '\0';
   cfg->epochs = 1 << 30; /* the step count bounds the run */
 
+  enum { ROUNDS = 5 };
   Dataset *ds = NULL;
+  Trainer *t = NULL, *ref = NULL;
+  Comm solo;
+  MPI_Comm solo_comm = MPI_COMM_NULL;
+  Model shadow = {0};
+  float *x = NULL, *dl = NULL;
+  int ret = 1;
+
   if (bc.synthetic) {
     SynthSpec spec = {.n_train = bc.samples, .n_test = 0, .d = bc.features, .n_classes = bc.classes,
                       .seed = (uint64_t)cfg->seed, .noise = 1.0f};
     data_open_synthetic(&ds, &spec, &err);
   }
-  if (comm_agree(c, &err) != 0) {
-    comm_report(c, &err);
-    return 1;
-  }
-  Trainer *t = NULL;
-  if (trainer_create(&t, cfg, c, ds, &err) != 0) {
-    comm_report(c, &err);
-    data_close(ds);
-    return 1;
-  }
+  if (comm_agree(c, &err) != 0) goto done;
+  if (trainer_create(&t, cfg, c, ds, &err) != 0) goto done;
   Model *model = trainer_model(t);
   const DataInfo *info = data_info(trainer_data(t));
   int64_t B = cfg->batch == 0 || cfg->batch > info->n[SPLIT_TRAIN] ? info->n[SPLIT_TRAIN] : cfg->batch;
   int64_t lo, hi;
   trainer_rank_slice(B, c->rank, c->size, &lo, &hi);
-  int local = (int)(hi - lo);
-  int micro = model->max_batch;
+  const int local = (int)(hi - lo), micro = model->max_batch;
+
+  /* The one-rank reference, on rank 0 only. */
+  const int with_ref = c->size > 1 && bc.scaling != SCALING_OFF;
+  int64_t ref_batch = bc.scaling == SCALING_WEAK ? (B + c->size - 1) / c->size : B;
+  if (with_ref) {
+    MPI_Comm_split(c->comm, c->rank == 0 ? 0 : MPI_UNDEFINED, 0, &solo_comm);
+    if (c->rank == 0) {
+      Config rc1 = *cfg;
+      rc1.batch = ref_batch;
+      if (comm_init(&solo, solo_comm, &err) == 0 && trainer_create(&ref, &rc1, &solo, trainer_data(t), &err) == 0)
+        blas_set_threads(blas_get_threads());
+    }
+    if (comm_agree(c, &err) != 0) goto done;
+  }
 
   /* Roofline: the GEMMs of the same chunks the rank runs in a step, on a shadow model of the same shape. */
-  Model shadow;
-  float *x = NULL, *dl = NULL;
   if (model_create(&shadow, &model->spec, micro, &err) == 0) {
     x = mt_alloc(sizeof(float) * (size_t)micro * (size_t)info->d, "benchmark inputs", &err);
     dl = mt_alloc(sizeof(float) * (size_t)micro * (size_t)info->n_classes, "benchmark gradients", &err);
   }
-  if (comm_agree(c, &err) != 0) {
-    comm_report(c, &err);
-    trainer_free(t);
-    data_close(ds);
-    return 1;
-  }
+  if (comm_agree(c, &err) != 0) goto done;
   memcpy(shadow.params, model->params, sizeof(float) * model->n_params);
   for (size_t i = 0; i < (size_t)micro * (size_t)info->d; i++) x[i] = (float)(i % 7) * 0.1f;
   for (size_t i = 0; i < (size_t)micro * (size_t)info->n_classes; i++) dl[i] = (float)(i % 5) * 0.01f - 0.02f;
-  /* Shared machines drift by tens of percent over seconds, so the roofline and the training steps are measured
-   * in alternating rounds, and the fraction reported is the median of the rounds' ratios. */
-  enum { ROUNDS = 5 };
-  double gemm_flops = 0, gemm_total = 0, train_s = 0, frac[ROUNDS];
+
+  /* Shared machines drift by tens of percent over seconds, so the roofline, the N-rank steps and the one-rank
+   * steps are measured in alternating rounds, and each ratio reported is the median of the rounds' ratios. */
+  double gemm_flops = 0, gemm_total = 0, train_s = 0, ref_s = 0, frac[ROUNDS], speedup[ROUNDS];
   for (int c0 = 0; c0 < local; c0 += micro) gemm_flops += model_gemm_flops(model, local - c0 < micro ? local - c0 : micro);
   for (int i = 0; i < bc.warmup && err.failed == 0; i++) trainer_step(t, NULL, &err);
+  if (ref)
+    for (int i = 0; i < bc.warmup && err.failed == 0; i++) trainer_step(ref, NULL, &err);
+  if (with_ref) wait_for_rank0(c);
   trainer_reset_timers(t);
   for (int r = 0; r < ROUNDS && err.failed == 0; r++) {
     double gemm_s = 0;
     for (int c0 = 0; c0 < local; c0 += micro) gemm_s += time_gemms(&shadow, x, dl, local - c0 < micro ? local - c0 : micro);
     int steps = bc.steps / ROUNDS + (r < bc.steps % ROUNDS);
-    MPI_Barrier(c->comm);
-    double t0 = MPI_Wtime();
-    for (int i = 0; i < steps && err.failed == 0; i++) trainer_step(t, NULL, &err);
-    MPI_Barrier(c->comm);
-    double dt = MPI_Wtime() - t0;
+    double dt = timed_steps(c, t, steps, &err);
     train_s += dt;
     gemm_total += gemm_s;
     frac[r] = steps > 0 ? gemm_s * steps / dt : 0;
-  }
-  mt_free(dl);
-  mt_free(x);
-  model_free(&shadow);
-  if (err.failed) {
-    comm_report(c, &err);
-    trainer_free(t);
-    data_close(ds);
-    return 1;
-  }
-  MPI_Allreduce(MPI_IN_PLACE, frac, ROUNDS, MPI_DOUBLE, MPI_SUM, c->comm);
-  for (int r = 0; r < ROUNDS; r++) frac[r] /= c->size;
-  for (int i = 1; i < ROUNDS; i++) /* insertion sort: five numbers */
-    for (int j = i; j > 0 && frac[j] < frac[j - 1]; j--) {
-      double tmp = frac[j];
-      frac[j] = frac[j - 1];
-      frac[j - 1] = tmp;
+    speedup[r] = 0;
+    if (with_ref) {
+      if (ref) {
+        double dr = timed_steps(&solo, ref, steps, &err);
+        ref_s += dr;
+        speedup[r] = ((double)B / dt) / ((double)ref_batch / dr);
+      }
+      wait_for_rank0(c);
     }
-  double wall = train_s;
+  }
+  if (err.failed) goto done; /* a step's error is already agreed (reduced values or comm_agree inside the step) */
+
   const StepTimes *tm = trainer_times(t);
   /* Per-rank figures, averaged over ranks (they differ by at most one row of work). */
-  double v[8] = {gemm_flops * ROUNDS / gemm_total, gemm_flops * bc.steps / wall, tm->data, tm->forward, tm->backward, tm->reduce,
-                 tm->update, 0};
-  MPI_Allreduce(MPI_IN_PLACE, v, 8, MPI_DOUBLE, MPI_SUM, c->comm);
-  for (int i = 0; i < 8; i++) v[i] /= c->size;
+  double v[7] = {gemm_flops * ROUNDS / gemm_total, gemm_flops * bc.steps / train_s, tm->data, tm->forward,
+                 tm->backward, tm->reduce, tm->update};
+  MPI_Allreduce(MPI_IN_PLACE, v, 7, MPI_DOUBLE, MPI_SUM, c->comm);
+  MPI_Allreduce(MPI_IN_PLACE, frac, ROUNDS, MPI_DOUBLE, MPI_SUM, c->comm);
+  for (int i = 0; i < 7; i++) v[i] /= c->size;
+  for (int r = 0; r < ROUNDS; r++) frac[r] /= c->size;
+  sort5(frac, ROUNDS);
+  sort5(speedup, ROUNDS);
   double roof = v[0], achieved = v[1];
-  double samples_per_s = (double)B * bc.steps / wall, step_ms = wall / bc.steps * 1e3;
+  double samples_per_s = (double)B * bc.steps / train_s, step_ms = train_s / bc.steps * 1e3;
+  double ref_sps = ref_s > 0 ? (double)ref_batch * bc.steps / ref_s : 0;
   double ms[5];
   for (int i = 0; i < 5; i++) ms[i] = v[2 + i] / bc.steps * 1e3;
 
   if (c->rank == 0) {
     char arch[256], blas[512];
-    int p = snprintf(arch, sizeof arch, "%d", info->d);
-    for (int i = 0; i < cfg->hidden.n && p < (int)sizeof arch; i++)
-      p += snprintf(arch + p, sizeof arch - (size_t)p, "-%d", cfg->hidden.v[i]);
-    if (p < (int)sizeof arch) snprintf(arch + p, sizeof arch - (size_t)p, "-%d", info->n_classes);
+    model_arch(cfg, info, arch, sizeof arch);
     blas_describe(blas, sizeof blas);
+    const char *scaling = with_ref ? scaling_choices[bc.scaling] : "off";
     if (bc.json) {
-      printf("{\"ranks\": %d, \"threads\": %d, \"model\": \"%s\", \"params\": %zu, \"batch\": %lld, "
-             "\"rows_per_rank\": %d, \"micro_batch\": %d, \"steps\": %d, \"step_ms\": %.4f, \"samples_per_s\": %.1f, "
-             "\"gflops_per_rank\": %.2f, \"sgemm_gflops_per_rank\": %.2f, \"fraction_of_sgemm\": %.4f, "
-             "\"ms_data\": %.4f, \"ms_forward\": %.4f, \"ms_backward\": %.4f, \"ms_allreduce\": %.4f, "
-             "\"ms_update\": %.4f, \"blas_core\": \"%s\"}\n",
-             c->size, blas_get_threads(), arch, model->n_params, (long long)B, local, micro, bc.steps, step_ms,
-             samples_per_s, achieved / 1e9, roof / 1e9, frac[ROUNDS / 2], ms[0], ms[1], ms[2], ms[3], ms[4],
-             openblas_get_corename());
+      printf("{\"ranks\": %d, \"threads\": %d, \"model\": \"%s\", \"params\": %zu, \"optimizer\": \"%s\", "
+             "\"batch\": %lld, \"rows_per_rank\": %d, \"micro_batch\": %d, \"steps\": %d, \"step_ms\": %.4f, "
+             "\"samples_per_s\": %.1f, \"gflops_per_rank\": %.2f, \"sgemm_gflops_per_rank\": %.2f, "
+             "\"fraction_of_sgemm\": %.4f, \"ms_data\": %.4f, \"ms_forward\": %.4f, \"ms_backward\": %.4f, "
+             "\"ms_allreduce\": %.4f, \"ms_update\": %.4f, \"scaling\": \"%s\", \"reference_batch\": %lld, "
+             "\"reference_samples_per_s\": %.1f, \"speedup_vs_1_rank\": %.4f, \"blas_core\": \"%s\"}\n",
+             c->size, blas_get_threads(), arch, model->n_params, optim_name((OptKind)cfg->optimizer), (long long)B,
+             local, micro, bc.steps, step_ms, samples_per_s, achieved / 1e9, roof / 1e9, frac[ROUNDS / 2], ms[0],
+             ms[1], ms[2], ms[3], ms[4], scaling, (long long)(with_ref ? ref_batch : 0), ref_sps,
+             with_ref ? speedup[ROUNDS / 2] : 1.0, openblas_get_corename());
     } else {
       printf("mpitrain bench: model %s (%zu parameters), %s, %d rank%s x %d thread%s\n", arch, model->n_params,
              optim_name((OptKind)cfg->optimizer), c->size, c->size == 1 ? "" : "s", blas_get_threads(),
@@ -214,10 +267,24 @@ int bench_main(Comm *c, int argc, char **argv) {
              100 * frac[ROUNDS / 2], ROUNDS, 100 * frac[0], 100 * frac[ROUNDS - 1]);
       printf("  time per step: data %.3f ms, forward %.3f ms, backward %.3f ms, allreduce %.3f ms, update %.3f ms\n",
              ms[0], ms[1], ms[2], ms[3], ms[4]);
+      if (with_ref)
+        printf("  vs rank 0 alone   %9.2fx  (%s scaling: batch %lld on 1 rank, %.0f samples/s; rounds %.2f .. %.2f)\n",
+               speedup[ROUNDS / 2], scaling, (long long)ref_batch, ref_sps, speedup[0], speedup[ROUNDS - 1]);
     }
     fflush(stdout);
   }
+  ret = 0;
+done:
+  if (err.failed) comm_report(c, &err);
+  mt_free(dl);
+  mt_free(x);
+  model_free(&shadow);
+  trainer_free(ref);
+  if (solo_comm != MPI_COMM_NULL) {
+    comm_free(&solo);
+    MPI_Comm_free(&solo_comm);
+  }
   trainer_free(t);
-  data_close(ds);
-  return 0;
+  if (ds) data_close(ds);
+  return ret;
 }
