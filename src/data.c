@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "h5rows.h"
 #include "mpitrain/config.h"
 
 #define DATA_PATH_MAX 4096
@@ -590,23 +591,6 @@ static hid_t x_open(const Shard *sh, int s, int streaming) {
   return x;
 }
 
-/* Rows [first, first+n) of a dataset [rows, cols] (cols = 0: 1-D) into buf as mtype. */
-static int read_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf /* [n, cols] */) {
-  int rank = cols > 0 ? 2 : 1, rc = -1;
-  hsize_t start[2] = {(hsize_t)first, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
-  hid_t fs = H5Dget_space(ds), ms = -1;
-  if (fs < 0) return -1;
-  if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) goto done;
-  ms = H5Screate_simple(rank, count, NULL);
-  if (ms < 0) goto done;
-  if (H5Dread(ds, mtype, ms, fs, H5P_DEFAULT, buf) < 0) goto done;
-  rc = 0;
-done:
-  if (ms >= 0) H5Sclose(ms);
-  H5Sclose(fs);
-  return rc;
-}
-
 /* Rows per read when loading: about DATA_LOAD_BYTES, a whole number of chunks so no chunk is decoded twice. */
 static int64_t load_rows(hid_t ds, size_t row_bytes) {
   int64_t rows = (int64_t)(DATA_LOAD_BYTES / row_bytes);
@@ -635,7 +619,7 @@ static int labels_load(Dataset *ds, int s, int64_t n_classes, int64_t *max_label
       int64_t cnt = sh->n[s] - r < step ? sh->n[s] - r : step;
       /* HDF5 converts any stored integer type to int32 (clipping what does not fit, which the range check
        * below then reports). */
-      if (read_rows(y, H5T_NATIVE_INT32, r, cnt, 0, dst + r) < 0) {
+      if (h5_rows(y, H5T_NATIVE_INT32, r, cnt, 0, dst + r, 0) < 0) {
         H5Dclose(y);
         return mt_fail(err, "%s: reading %s rows %lld .. %lld failed (truncated or damaged file?)", sh->path,
                        y_path[s], (long long)r, (long long)(r + cnt - 1));
@@ -682,7 +666,7 @@ static int features_load(Dataset *ds, int s, MtError *err) {
     for (int64_t r = 0; r < sh->n[s]; r += step) {
       int64_t cnt = sh->n[s] - r < step ? sh->n[s] - r : step;
       char *p = dst + (size_t)r * row_bytes;
-      if (read_rows(x, mtype, r, cnt, ds->info.d, p) < 0) {
+      if (h5_rows(x, mtype, r, cnt, ds->info.d, p, 0) < 0) {
         H5Dclose(x);
         return mt_fail(err, "%s: reading %s rows %lld .. %lld failed (truncated or damaged file?)", sh->path,
                        x_path[s], (long long)r, (long long)(r + cnt - 1));

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h5rows.h"
+
 #define DW_PATH_MAX 4096
 #define DW_MAX_ROWS ((int64_t)INT32_MAX) /* what data_open accepts */
 #define DW_MAX_D (1 << 24)
@@ -101,24 +103,6 @@ done:
   if (dcpl >= 0) H5Pclose(dcpl);
   if (sp >= 0) H5Sclose(sp);
   return ds;
-}
-
-/* Writes rows [first, first+n) of a [rows, cols] (or 1-D) dataset from buf. */
-static int dataset_write_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols,
-                              const void *buf /* [n, cols] */) {
-  int rank = cols > 0 ? 2 : 1, rc = -1;
-  hsize_t start[2] = {(hsize_t)first, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
-  hid_t fs = H5Dget_space(ds), ms = -1;
-  if (fs < 0) return -1;
-  if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) goto done;
-  ms = H5Screate_simple(rank, count, NULL);
-  if (ms < 0) goto done;
-  if (H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, buf) < 0) goto done;
-  rc = 0;
-done:
-  if (ms >= 0) H5Sclose(ms);
-  H5Sclose(fs);
-  return rc;
 }
 
 /* ==== Open / append / close ==== */
@@ -264,8 +248,8 @@ int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const 
         return mt_fail(err, "%s: row %lld of %s holds %g (feature %d); expected finite features", w->path,
                        (long long)(w->done[s] + i / w->d), g, (double)xf[i], (int)(i % w->d));
   }
-  if (dataset_write_rows(w->x[s], w->store_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, w->done[s], n, w->d, x) < 0 ||
-      dataset_write_rows(w->y[s], H5T_NATIVE_INT32, w->done[s], n, 0, y) < 0)
+  if (h5_rows(w->x[s], w->store_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, w->done[s], n, w->d, (void *)x, 1) < 0 ||
+      h5_rows(w->y[s], H5T_NATIVE_INT32, w->done[s], n, 0, (void *)y, 1) < 0)
     return mt_fail(err, "%s: writing rows %lld .. %lld of %s failed (disk full?)", w->path, (long long)w->done[s],
                    (long long)(w->done[s] + n - 1), g);
   w->done[s] += n;
