@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "h5rows.h"
+#include "h5util.h"
 #include "mpitrain/config.h"
 
 #define DATA_PATH_MAX 4096
@@ -101,162 +101,14 @@ static void type_describe(hid_t t, char *buf, size_t n) {
     snprintf(buf, n, "non-numeric (HDF5 class %d)", (int)c);
 }
 
-static void strings_free(char **v, int n) {
-  if (v == NULL) return;
-  for (int i = n - 1; i >= 0; i--) free(v[i]);
-  free(v);
-}
 
 static void meta_free(Meta *m) {
-  strings_free(m->names, m->n_names);
+  h5_strings_free(m->names, m->n_names);
   free(m->std);
   free(m->mean);
   memset(m, 0, sizeof *m);
 }
 
-/* ==== Attributes: any numeric type HDF5 can convert; strings fixed-length or variable-length ==== */
-
-/* 1 and the attribute's class and element count if it exists, 0 if not, -1 on error. */
-static int attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count) {
-  htri_t e = H5Aexists(loc, name);
-  if (e <= 0) return e < 0 ? -1 : 0;
-  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-  if (a < 0) return -1;
-  hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
-  int rc = (t < 0 || sp < 0) ? -1 : 1;
-  if (rc == 1) {
-    *cls = H5Tget_class(t);
-    *count = H5Sget_simple_extent_npoints(sp);
-    if (*count < 0) rc = -1;
-  }
-  if (sp >= 0) H5Sclose(sp);
-  if (t >= 0) H5Tclose(t);
-  H5Aclose(a);
-  return rc;
-}
-
-static int attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf) {
-  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-  if (a < 0) return -1;
-  herr_t rc = H5Aread(a, mtype, buf);
-  H5Aclose(a);
-  return rc < 0 ? -1 : 0;
-}
-
-/* A numeric scalar (or one-element array) attribute. 0 found, 1 missing, -1 error (message set). */
-static int attr_read_number(hid_t loc, const char *path, const char *name, int integer, double *v, MtError *err) {
-  H5T_class_t cls;
-  hssize_t count;
-  int f = attr_find(loc, name, &cls, &count);
-  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
-  if (f == 0) return 1;
-  if (count != 1) return mt_fail(err, "%s: attribute %s has %lld values; expected one", path, name, (long long)count);
-  if (integer ? cls != H5T_INTEGER : (cls != H5T_INTEGER && cls != H5T_FLOAT))
-    return mt_fail(err, "%s: attribute %s is not %s", path, name, integer ? "an integer" : "a number");
-  if (integer) {
-    long long i;
-    if (attr_read_raw(loc, name, H5T_NATIVE_LLONG, &i) < 0)
-      return mt_fail(err, "%s: cannot read attribute %s", path, name);
-    *v = (double)i;
-  } else if (attr_read_raw(loc, name, H5T_NATIVE_DOUBLE, v) < 0) {
-    return mt_fail(err, "%s: cannot read attribute %s", path, name);
-  }
-  return 0;
-}
-
-/* A string attribute (scalar or 1-D) as *n malloc'd strings. 0 found, 1 missing, -1 error. */
-static int attr_read_strings(hid_t loc, const char *path, const char *name, char ***out, int *n, MtError *err) {
-  *out = NULL;
-  *n = 0;
-  H5T_class_t cls;
-  hssize_t count;
-  int f = attr_find(loc, name, &cls, &count);
-  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
-  if (f == 0) return 1;
-  if (cls != H5T_STRING) return mt_fail(err, "%s: attribute %s is not a string", path, name);
-  if (count > DATA_MAX_CLASSES)
-    return mt_fail(err, "%s: attribute %s has %lld strings; expected at most %d", path, name, (long long)count,
-                   DATA_MAX_CLASSES);
-  int rc = -1;
-  hid_t a = -1, ft = -1, mt = -1, sp = -1;
-  char **v = NULL, **raw = NULL;
-  char *fixed = NULL;
-  size_t width = 0;
-  v = calloc((size_t)count + 1, sizeof *v);
-  a = H5Aopen(loc, name, H5P_DEFAULT);
-  ft = a < 0 ? -1 : H5Aget_type(a);
-  sp = a < 0 ? -1 : H5Aget_space(a);
-  mt = H5Tcopy(H5T_C_S1);
-  if (v == NULL || a < 0 || ft < 0 || sp < 0 || mt < 0) goto done;
-  htri_t var = H5Tis_variable_str(ft);
-  if (var < 0) goto done;
-  if (var) {
-    /* h5py's str attributes. HDF5 allocates each string; H5Dvlen_reclaim gives them back. */
-    if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(ft)) < 0) goto done;
-    raw = calloc((size_t)count + 1, sizeof *raw);
-    if (raw == NULL || H5Aread(a, mt, raw) < 0) goto done;
-    for (hssize_t i = 0; i < count; i++) {
-      v[i] = strdup(raw[i] ? raw[i] : "");
-      if (v[i] == NULL) break;
-    }
-    H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
-  } else {
-    /* Fixed-length (numpy 'S' arrays): read one byte wider, null-terminated, so every string ends. */
-    width = H5Tget_size(ft) + 1;
-    if (H5Tset_size(mt, width) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 ||
-        H5Tset_cset(mt, H5Tget_cset(ft)) < 0)
-      goto done;
-    fixed = calloc((size_t)count, width);
-    if (fixed == NULL || H5Aread(a, mt, fixed) < 0) goto done;
-    for (hssize_t i = 0; i < count; i++) {
-      char *s = fixed + (size_t)i * width;
-      s[width - 1] = '\0';
-      size_t len = strlen(s);
-      while (len > 0 && s[len - 1] == ' ') s[--len] = '\0'; /* space-padded strings */
-      v[i] = strdup(s);
-      if (v[i] == NULL) break;
-    }
-  }
-  for (hssize_t i = 0; i < count; i++)
-    if (v[i] == NULL) goto done;
-  rc = 0;
-done:
-  free(fixed);
-  free(raw);
-  if (mt >= 0) H5Tclose(mt);
-  if (sp >= 0) H5Sclose(sp);
-  if (ft >= 0) H5Tclose(ft);
-  if (a >= 0) H5Aclose(a);
-  if (rc != 0) {
-    strings_free(v, (int)count);
-    return mt_fail(err, "%s: cannot read string attribute %s", path, name);
-  }
-  *out = v;
-  *n = (int)count;
-  return 0;
-}
-
-/* A float [d] attribute (mean, std). 0 found, 1 missing, -1 error. */
-static int attr_read_floats(hid_t loc, const char *path, const char *name, int d, float **out, MtError *err) {
-  *out = NULL;
-  H5T_class_t cls;
-  hssize_t count;
-  int f = attr_find(loc, name, &cls, &count);
-  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
-  if (f == 0) return 1;
-  if (cls != H5T_FLOAT && cls != H5T_INTEGER) return mt_fail(err, "%s: attribute %s is not numeric", path, name);
-  if (count != d)
-    return mt_fail(err, "%s: attribute %s has %lld values but there are %d features; expected one per feature", path,
-                   name, (long long)count, d);
-  float *v = malloc((size_t)d * sizeof *v);
-  if (v == NULL) return mt_fail(err, "%s: out of memory reading attribute %s", path, name);
-  if (attr_read_raw(loc, name, H5T_NATIVE_FLOAT, v) < 0) {
-    free(v);
-    return mt_fail(err, "%s: cannot read attribute %s", path, name);
-  }
-  *out = v;
-  return 0;
-}
 
 /* ==== Shard names ==== */
 
@@ -485,18 +337,18 @@ static int meta_read(hid_t file, const char *path, Meta *m, MtError *err) {
 
   /* Root attributes first: a checkpoint passed as data is named as such, not as "no /train/x". */
   char **sv = NULL;
-  int ns = 0, f = attr_read_strings(file, path, "format", &sv, &ns, err);
+  int ns = 0, f = h5_attr_read_strings(file, path, "format", 1, &sv, &ns, err);
   if (f < 0) return -1;
   if (f == 0) {
     int ok = ns == 1 && strcmp(sv[0], "mpitrain-dataset") == 0;
     if (!ok)
       mt_fail(err, "%s: format is '%s'; expected 'mpitrain-dataset'%s", path, ns > 0 ? sv[0] : "",
               ns > 0 && strstr(sv[0], "checkpoint") ? " (this is a checkpoint, not a dataset)" : "");
-    strings_free(sv, ns);
+    h5_strings_free(sv, ns);
     if (!ok) return -1;
   }
   double v;
-  f = attr_read_number(file, path, "format_version", 1, &v, err);
+  f = h5_attr_read_number(file, path, "format_version", 1, &v, err);
   if (f < 0) return -1;
   if (f == 0 && v > 1)
     return mt_fail(err, "%s: format_version %.0f is newer than this mpitrain reads (1); upgrade mpitrain", path, v);
@@ -511,30 +363,30 @@ static int meta_read(hid_t file, const char *path, Meta *m, MtError *err) {
                    tx ? "/test/y" : "/test/x");
   if (tx && meta_split(file, path, SPLIT_TEST, m, err) != 0) return -1;
 
-  f = attr_read_number(file, path, "num_classes", 1, &v, err);
+  f = h5_attr_read_number(file, path, "num_classes", 1, &v, err);
   if (f < 0) return -1;
   if (f == 0) {
     if (v < 2 || v > DATA_MAX_CLASSES)
       return mt_fail(err, "%s: num_classes = %.0f; expected 2 .. %d", path, v, DATA_MAX_CLASSES);
     m->n_classes = (int64_t)v;
   }
-  f = attr_read_number(file, path, "scale", 0, &m->scale, err);
+  f = h5_attr_read_number(file, path, "scale", 0, &m->scale, err);
   if (f < 0) return -1;
   if (!isfinite(m->scale) || m->scale == 0.0 || !isfinite((float)m->scale))
     return mt_fail(err, "%s: scale = %g; expected a finite non-zero number", path, m->scale);
-  f = attr_read_strings(file, path, "source", &sv, &ns, err);
+  f = h5_attr_read_strings(file, path, "source", 1, &sv, &ns, err);
   if (f < 0) return -1;
   if (f == 0) {
     snprintf(m->source, sizeof m->source, "%s", ns > 0 ? sv[0] : "");
-    strings_free(sv, ns);
+    h5_strings_free(sv, ns);
   }
-  if (attr_read_strings(file, path, "class_names", &m->names, &m->n_names, err) < 0) return -1;
+  if (h5_attr_read_strings(file, path, "class_names", DATA_MAX_CLASSES, &m->names, &m->n_names, err) < 0) return -1;
   if (m->names && m->n_classes > 0 && m->n_names != m->n_classes)
     return mt_fail(err, "%s: class_names has %d entries but num_classes = %lld; expected one name per class", path,
                    m->n_names, (long long)m->n_classes);
-  int fm = attr_read_floats(file, path, "mean", m->d, &m->mean, err);
+  int fm = h5_attr_read_floats(file, path, "mean", m->d, &m->mean, err);
   if (fm < 0) return -1;
-  int fs = attr_read_floats(file, path, "std", m->d, &m->std, err);
+  int fs = h5_attr_read_floats(file, path, "std", m->d, &m->std, err);
   if (fs < 0) return -1;
   if (fm != fs) return mt_fail(err, "%s: has %s but no %s; normalisation needs both", path, fm == 0 ? "mean" : "std",
                                fm == 0 ? "std" : "mean");
@@ -936,7 +788,7 @@ void data_close(Dataset *ds) {
     if (sh->file >= 0) H5Fclose(sh->file);
   }
   free(ds->shards);
-  strings_free(ds->names, ds->n_names);
+  h5_strings_free(ds->names, ds->n_names);
   free(ds->std);
   free(ds->mean);
   free(ds);
@@ -955,8 +807,8 @@ void data_probe_format(const char *path, char *buf, size_t n) {
   char **v = NULL;
   int nv = 0;
   MtError ignored = {0};
-  if (attr_read_strings(f, path, "format", &v, &nv, &ignored) == 0 && nv == 1) snprintf(buf, n, "%s", v[0]);
-  strings_free(v, nv);
+  if (h5_attr_read_strings(f, path, "format", 1, &v, &nv, &ignored) == 0 && nv == 1) snprintf(buf, n, "%s", v[0]);
+  h5_strings_free(v, nv);
   H5Fclose(f);
 }
 

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "h5rows.h"
+#include "h5util.h"
 
 #define DW_PATH_MAX 4096
 #define DW_MAX_ROWS ((int64_t)INT32_MAX) /* what data_open accepts */
@@ -36,47 +36,6 @@ struct DataWriter {
 };
 
 static const char *const split_group[2] = {"/train", "/test"};
-
-/* ==== Attributes ==== */
-
-static int attr_write(hid_t loc, const char *name, hid_t type, hid_t space, const void *buf) {
-  hid_t a = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-  if (a < 0) return -1;
-  herr_t rc = H5Awrite(a, type, buf);
-  if (H5Aclose(a) < 0 || rc < 0) return -1;
-  return 0;
-}
-
-static int attr_write_scalar(hid_t loc, const char *name, hid_t type, const void *v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  if (sp < 0) return -1;
-  int rc = attr_write(loc, name, type, sp, v);
-  if (H5Sclose(sp) < 0) rc = -1;
-  return rc;
-}
-
-/* Variable-length UTF-8 strings: what h5py writes for str, so h5py reads them back as str. */
-static int attr_write_strings(hid_t loc, const char *name, const char *const *v, hsize_t n, int scalar) {
-  int rc = -1;
-  hid_t t = H5Tcopy(H5T_C_S1), sp = -1;
-  if (t < 0) return -1;
-  if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) goto done;
-  sp = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
-  if (sp < 0) goto done;
-  rc = attr_write(loc, name, t, sp, v);
-done:
-  if (sp >= 0 && H5Sclose(sp) < 0) rc = -1;
-  if (H5Tclose(t) < 0) rc = -1;
-  return rc;
-}
-
-static int attr_write_floats(hid_t loc, const char *name, const float *v /* [n] */, hsize_t n) {
-  hid_t sp = H5Screate_simple(1, &n, NULL);
-  if (sp < 0) return -1;
-  int rc = attr_write(loc, name, H5T_IEEE_F32LE, sp, v);
-  if (H5Sclose(sp) < 0) rc = -1;
-  return rc;
-}
 
 /* ==== Datasets ==== */
 
@@ -191,14 +150,14 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
   const char *source = sp->source ? sp->source : "";
   int32_t version = 1, n_classes = sp->n_classes;
   float scale = sp->scale;
-  if (attr_write_strings(w->file, "format", &format, 1, 1) < 0 ||
-      attr_write_scalar(w->file, "format_version", H5T_STD_I32LE, &version) < 0 ||
-      attr_write_scalar(w->file, "num_classes", H5T_STD_I32LE, &n_classes) < 0 ||
-      attr_write_scalar(w->file, "scale", H5T_IEEE_F32LE, &scale) < 0 ||
-      attr_write_strings(w->file, "source", &source, 1, 1) < 0 ||
-      (sp->class_names && attr_write_strings(w->file, "class_names", sp->class_names, (hsize_t)sp->n_classes, 0) < 0) ||
-      (sp->mean && (attr_write_floats(w->file, "mean", sp->mean, (hsize_t)sp->d) < 0 ||
-                    attr_write_floats(w->file, "std", sp->std, (hsize_t)sp->d) < 0))) {
+  if (h5_attr_write_strings(w->file, "format", &format, 1, 1) < 0 ||
+      h5_attr_write_scalar(w->file, "format_version", H5T_STD_I32LE, &version) < 0 ||
+      h5_attr_write_scalar(w->file, "num_classes", H5T_STD_I32LE, &n_classes) < 0 ||
+      h5_attr_write_scalar(w->file, "scale", H5T_IEEE_F32LE, &scale) < 0 ||
+      h5_attr_write_strings(w->file, "source", &source, 1, 1) < 0 ||
+      (sp->class_names && h5_attr_write_strings(w->file, "class_names", sp->class_names, (hsize_t)sp->n_classes, 0) < 0) ||
+      (sp->mean && (h5_attr_write_floats(w->file, "mean", sp->mean, (hsize_t)sp->d) < 0 ||
+                    h5_attr_write_floats(w->file, "std", sp->std, (hsize_t)sp->d) < 0))) {
     mt_fail(err, "%s: cannot write the dataset attributes (disk full?)", path);
     goto fail;
   }

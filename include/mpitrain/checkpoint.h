@@ -1,0 +1,80 @@
+/* checkpoint.h — HDF5 checkpoints: everything needed to resume exactly, written so a crash never leaves a
+ * half-written file under a checkpoint's name, and readable without mpitrain (h5py, h5dump).
+ *
+ * Layout (README "Checkpoint files"):
+ *   /model/<layer>/W [out, in], /model/<layer>/b [out]           float32, one group per dense layer
+ *   /optimizer/m/<layer>/W ..., /optimizer/v/<layer>/W ...        the moments, same names (when the optimiser has them)
+ *   root attributes: format = "mpitrain-checkpoint", format_version, mpitrain_version, created, world_size,
+ *     step, epoch, epoch_pos, seed, n_inputs, n_classes, hidden, activation, leaky_slope, optimizer,
+ *     optimizer_step, beta1, beta2, eps, epoch_loss_sum, epoch_correct, epoch_samples, data, n_train, config,
+ *     crc32 (zlib CRC-32 of the parameter bytes, then the first moments, then the second moments, each in layer
+ *     order W then b, as little-endian float32).
+ *
+ * Nothing here talks to MPI: the trainer decides which rank calls what (rank 0 writes and reads, then
+ * broadcasts), and agrees on the outcome. */
+#ifndef MPITRAIN_CHECKPOINT_H
+#define MPITRAIN_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "mpitrain/error.h"
+#include "mpitrain/model.h"
+#include "mpitrain/optim.h"
+
+#define CHECKPOINT_FORMAT "mpitrain-checkpoint"
+#define CHECKPOINT_VERSION 1
+#define CHECKPOINT_MAX 4096 /* checkpoints considered in one directory */
+
+/* Everything but the arrays. */
+typedef struct CheckpointMeta {
+  int format_version;
+  ModelSpec spec;
+  OptConfig opt;           /* kind, beta1, beta2, eps */
+  int64_t opt_step;        /* the optimiser's t */
+  int64_t step;            /* optimisation steps done */
+  int64_t epoch;           /* current epoch, 0-based */
+  int64_t epoch_pos;       /* rows of the current epoch's permutation already consumed */
+  int64_t seed;
+  int world_size;          /* ranks of the run that wrote it (information; any world size may resume) */
+  double epoch_loss_sum;   /* the current epoch's running sums, so the epoch summary after a resume is whole */
+  double epoch_correct;
+  int64_t epoch_samples;
+  int64_t n_train;         /* training rows of the dataset it was trained on */
+  char data[1024];         /* that dataset's path, as given */
+  char created[32];        /* UTC, ISO 8601 */
+  char version[32];        /* mpitrain version that wrote it */
+  uint32_t crc32;
+  char *config;            /* the run's options as INI text (malloc'd; checkpoint_meta_free) */
+} CheckpointMeta;
+
+void checkpoint_meta_free(CheckpointMeta *meta);
+
+/* Writes dir/ckpt-<step>.h5 atomically: to a temporary name in dir, flushed, fsync'ed, renamed, and the directory
+ * fsync'ed. o may be NULL (eval-only state). On success the final path is copied into path_out [n]. */
+int checkpoint_write(const char *dir, const CheckpointMeta *meta, const Model *m, const Optimizer *o, char *path_out,
+                     size_t n, MtError *err);
+
+/* Deletes the oldest ckpt-*.h5 in dir beyond the newest keep (keep <= 0: none). */
+int checkpoint_prune(const char *dir, int keep, MtError *err);
+
+/* Removes temporaries left in dir by a writer that crashed (".ckpt-*.tmp*"). Returns how many. */
+int checkpoint_clean_temporaries(const char *dir);
+
+/* Checkpoint files in dir, newest (highest step) first, into paths [max][1024]; returns how many (or -1). */
+int checkpoint_list(const char *dir, char (*paths)[1024], int max, MtError *err);
+
+/* Reads the attributes only, checking the format and version (a newer version is refused with a hint). */
+int checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err);
+
+/* Reads the arrays into m (and o, if not NULL) after checking that they fit: the architecture in meta must equal
+ * m->spec, and o's kind must equal the checkpoint's (its moments must exist). Verifies the CRC-32 of everything
+ * read. m and o keep their previous contents on failure only as far as the failure was detected before reading. */
+int checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m, Optimizer *o, MtError *err);
+
+/* Describes a checkpoint (attributes, architecture, arrays, whether the CRC matches) — `mpitrain info FILE`. */
+int checkpoint_describe(const char *path, MtError *err);
+
+/* "784-512-256-10 relu" */
+void checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n);
+
+#endif

@@ -1,0 +1,211 @@
+/* h5util.c — small HDF5 helpers shared by the dataset reader, the dataset writer and checkpoints: row ranges and
+ * attributes (any numeric type HDF5 can convert; strings fixed- or variable-length on read, variable-length UTF-8
+ * on write, which is what h5py writes for str). */
+#include "h5util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int h5_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf, int write) {
+  int rank = cols > 0 ? 2 : 1, rc = -1;
+  hsize_t start[2] = {(hsize_t)first, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
+  hid_t fs = H5Dget_space(ds), ms = -1;
+  if (fs < 0) return -1;
+  if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) goto done;
+  ms = H5Screate_simple(rank, count, NULL);
+  if (ms < 0) goto done;
+  if ((write ? H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, buf) : H5Dread(ds, mtype, ms, fs, H5P_DEFAULT, buf)) < 0)
+    goto done;
+  rc = 0;
+done:
+  if (ms >= 0) H5Sclose(ms);
+  H5Sclose(fs);
+  return rc;
+}
+
+void h5_strings_free(char **v, int n) {
+  if (v == NULL) return;
+  for (int i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+/* 1 and the attribute's class and element count if it exists, 0 if not, -1 on error. */
+int h5_attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count) {
+  htri_t e = H5Aexists(loc, name);
+  if (e <= 0) return e < 0 ? -1 : 0;
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+  int rc = (t < 0 || sp < 0) ? -1 : 1;
+  if (rc == 1) {
+    *cls = H5Tget_class(t);
+    *count = H5Sget_simple_extent_npoints(sp);
+    if (*count < 0) rc = -1;
+  }
+  if (sp >= 0) H5Sclose(sp);
+  if (t >= 0) H5Tclose(t);
+  H5Aclose(a);
+  return rc;
+}
+
+int h5_attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf) {
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  herr_t rc = H5Aread(a, mtype, buf);
+  H5Aclose(a);
+  return rc < 0 ? -1 : 0;
+}
+
+/* A numeric scalar (or one-element array) attribute. 0 found, 1 missing, -1 error (message set). */
+int h5_attr_read_number(hid_t loc, const char *path, const char *name, int integer, double *v, MtError *err) {
+  H5T_class_t cls;
+  hssize_t count;
+  int f = h5_attr_find(loc, name, &cls, &count);
+  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  if (f == 0) return 1;
+  if (count != 1) return mt_fail(err, "%s: attribute %s has %lld values; expected one", path, name, (long long)count);
+  if (integer ? cls != H5T_INTEGER : (cls != H5T_INTEGER && cls != H5T_FLOAT))
+    return mt_fail(err, "%s: attribute %s is not %s", path, name, integer ? "an integer" : "a number");
+  if (integer) {
+    long long i;
+    if (h5_attr_read_raw(loc, name, H5T_NATIVE_LLONG, &i) < 0)
+      return mt_fail(err, "%s: cannot read attribute %s", path, name);
+    *v = (double)i;
+  } else if (h5_attr_read_raw(loc, name, H5T_NATIVE_DOUBLE, v) < 0) {
+    return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  }
+  return 0;
+}
+
+/* A string attribute (scalar or 1-D) as *n malloc'd strings. 0 found, 1 missing, -1 error. */
+int h5_attr_read_strings(hid_t loc, const char *path, const char *name, int max, char ***out, int *n, MtError *err) {
+  *out = NULL;
+  *n = 0;
+  H5T_class_t cls;
+  hssize_t count;
+  int f = h5_attr_find(loc, name, &cls, &count);
+  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  if (f == 0) return 1;
+  if (cls != H5T_STRING) return mt_fail(err, "%s: attribute %s is not a string", path, name);
+  if (count > max)
+    return mt_fail(err, "%s: attribute %s has %lld strings; expected at most %d", path, name, (long long)count, max);
+  int rc = -1;
+  hid_t a = -1, ft = -1, mt = -1, sp = -1;
+  char **v = NULL, **raw = NULL;
+  char *fixed = NULL;
+  size_t width = 0;
+  v = calloc((size_t)count + 1, sizeof *v);
+  a = H5Aopen(loc, name, H5P_DEFAULT);
+  ft = a < 0 ? -1 : H5Aget_type(a);
+  sp = a < 0 ? -1 : H5Aget_space(a);
+  mt = H5Tcopy(H5T_C_S1);
+  if (v == NULL || a < 0 || ft < 0 || sp < 0 || mt < 0) goto done;
+  htri_t var = H5Tis_variable_str(ft);
+  if (var < 0) goto done;
+  if (var) {
+    /* h5py's str attributes. HDF5 allocates each string; H5Dvlen_reclaim gives them back. */
+    if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(ft)) < 0) goto done;
+    raw = calloc((size_t)count + 1, sizeof *raw);
+    if (raw == NULL || H5Aread(a, mt, raw) < 0) goto done;
+    for (hssize_t i = 0; i < count; i++) {
+      v[i] = strdup(raw[i] ? raw[i] : "");
+      if (v[i] == NULL) break;
+    }
+    H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
+  } else {
+    /* Fixed-length (numpy 'S' arrays): read one byte wider, null-terminated, so every string ends. */
+    width = H5Tget_size(ft) + 1;
+    if (H5Tset_size(mt, width) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 ||
+        H5Tset_cset(mt, H5Tget_cset(ft)) < 0)
+      goto done;
+    fixed = calloc((size_t)count, width);
+    if (fixed == NULL || H5Aread(a, mt, fixed) < 0) goto done;
+    for (hssize_t i = 0; i < count; i++) {
+      char *s = fixed + (size_t)i * width;
+      s[width - 1] = '\0';
+      size_t len = strlen(s);
+      while (len > 0 && s[len - 1] == ' ') s[--len] = '\0'; /* space-padded strings */
+      v[i] = strdup(s);
+      if (v[i] == NULL) break;
+    }
+  }
+  for (hssize_t i = 0; i < count; i++)
+    if (v[i] == NULL) goto done;
+  rc = 0;
+done:
+  free(fixed);
+  free(raw);
+  if (mt >= 0) H5Tclose(mt);
+  if (sp >= 0) H5Sclose(sp);
+  if (ft >= 0) H5Tclose(ft);
+  if (a >= 0) H5Aclose(a);
+  if (rc != 0) {
+    h5_strings_free(v, (int)count);
+    return mt_fail(err, "%s: cannot read string attribute %s", path, name);
+  }
+  *out = v;
+  *n = (int)count;
+  return 0;
+}
+
+/* A float [d] attribute (mean, std). 0 found, 1 missing, -1 error. */
+int h5_attr_read_floats(hid_t loc, const char *path, const char *name, int d, float **out, MtError *err) {
+  *out = NULL;
+  H5T_class_t cls;
+  hssize_t count;
+  int f = h5_attr_find(loc, name, &cls, &count);
+  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  if (f == 0) return 1;
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER) return mt_fail(err, "%s: attribute %s is not numeric", path, name);
+  if (count != d)
+    return mt_fail(err, "%s: attribute %s has %lld values but there are %d features; expected one per feature", path,
+                   name, (long long)count, d);
+  float *v = malloc((size_t)d * sizeof *v);
+  if (v == NULL) return mt_fail(err, "%s: out of memory reading attribute %s", path, name);
+  if (h5_attr_read_raw(loc, name, H5T_NATIVE_FLOAT, v) < 0) {
+    free(v);
+    return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  }
+  *out = v;
+  return 0;
+}
+
+int h5_attr_write(hid_t loc, const char *name, hid_t type, hid_t space, const void *buf) {
+  hid_t a = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0) return -1;
+  herr_t rc = H5Awrite(a, type, buf);
+  if (H5Aclose(a) < 0 || rc < 0) return -1;
+  return 0;
+}
+
+int h5_attr_write_scalar(hid_t loc, const char *name, hid_t type, const void *v) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  if (sp < 0) return -1;
+  int rc = h5_attr_write(loc, name, type, sp, v);
+  if (H5Sclose(sp) < 0) rc = -1;
+  return rc;
+}
+
+/* Variable-length UTF-8 strings: what h5py writes for str, so h5py reads them back as str. */
+int h5_attr_write_strings(hid_t loc, const char *name, const char *const *v, hsize_t n, int scalar) {
+  int rc = -1;
+  hid_t t = H5Tcopy(H5T_C_S1), sp = -1;
+  if (t < 0) return -1;
+  if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) goto done;
+  sp = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
+  if (sp < 0) goto done;
+  rc = h5_attr_write(loc, name, t, sp, v);
+done:
+  if (sp >= 0 && H5Sclose(sp) < 0) rc = -1;
+  if (H5Tclose(t) < 0) rc = -1;
+  return rc;
+}
+
+int h5_attr_write_floats(hid_t loc, const char *name, const float *v /* [n] */, hsize_t n) {
+  hid_t sp = H5Screate_simple(1, &n, NULL);
+  if (sp < 0) return -1;
+  int rc = h5_attr_write(loc, name, H5T_IEEE_F32LE, sp, v);
+  if (H5Sclose(sp) < 0) rc = -1;
+  return rc;
+}
+

@@ -1,0 +1,30 @@
+/* h5util.h — internal to the HDF5 edge (data, datawriter, checkpoint): row ranges and attributes. Not a public
+ * header: nothing outside the HDF5 modules includes hdf5.h. */
+#ifndef MPITRAIN_H5UTIL_H
+#define MPITRAIN_H5UTIL_H
+
+#include <hdf5.h>
+#include <stdint.h>
+
+#include "mpitrain/error.h"
+
+/* Reads (write = 0) or writes (write = 1) rows [first, first+n) of a dataset [rows, cols] (cols = 0: 1-D) from or
+ * into buf [n, cols] as memory type mtype. Returns 0, or -1 with HDF5's error left for the caller to word. */
+int h5_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf, int write);
+
+/* Attribute readers: 0 found, 1 missing, -1 error (message naming path and attribute set). */
+int h5_attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count);
+int h5_attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf);
+int h5_attr_read_number(hid_t loc, const char *path, const char *name, int integer, double *v, MtError *err);
+/* A string attribute (scalar or 1-D, at most max strings) as *n malloc'd strings (h5_strings_free). */
+int h5_attr_read_strings(hid_t loc, const char *path, const char *name, int max, char ***out, int *n, MtError *err);
+int h5_attr_read_floats(hid_t loc, const char *path, const char *name, int d, float **out, MtError *err);
+void h5_strings_free(char **v, int n);
+
+/* Attribute writers: 0 or -1. */
+int h5_attr_write(hid_t loc, const char *name, hid_t type, hid_t space, const void *buf);
+int h5_attr_write_scalar(hid_t loc, const char *name, hid_t type, const void *v);
+int h5_attr_write_strings(hid_t loc, const char *name, const char *const *v, hsize_t n, int scalar);
+int h5_attr_write_floats(hid_t loc, const char *name, const float *v /* [n] */, hsize_t n);
+
+#endif
