@@ -94,6 +94,14 @@ void comm_allreduce_sum_double(Comm *c, double *buf, size_t n) {
   MPI_CHECK(c, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm));
 }
 
+void comm_bcast(Comm *c, void *buf, size_t bytes, int root) {
+  const size_t piece = (size_t)1 << 30;
+  for (size_t off = 0; off < bytes; off += piece) {
+    int cnt = (int)(bytes - off < piece ? bytes - off : piece);
+    MPI_CHECK(c, MPI_Bcast((char *)buf + off, cnt, MPI_BYTE, root, c->comm));
+  }
+}
+
 uint64_t comm_hash(const void *buf, size_t bytes) {
   const unsigned char *p = buf;
   uint64_t h = 1469598103934665603ULL;

@@ -114,6 +114,22 @@ const OptionSpec config_train_options[] = {
            "off = epoch summaries only; auto = bar on a terminal, plain otherwise"},
   {.name = "eval", .type = OT_BOOL, .offset = offsetof(Config, eval), .def = "true",
    .help = "evaluate on the test split after every epoch"},
+
+  {.section = "checkpoints", .name = "checkpoint-dir", .type = OT_STRING, .offset = offsetof(Config, checkpoint_dir),
+   .size = sizeof(((Config *)0)->checkpoint_dir), .def = "", .metavar = "DIR",
+   .help = "write checkpoints (ckpt-<step>.h5) into DIR, created if missing: at every epoch end, every "
+           "--checkpoint-every steps, at the end, and when stopped by SIGTERM / SIGUSR1 / SIGINT"},
+  {.name = "checkpoint-every", .type = OT_INT64, .offset = offsetof(Config, checkpoint_every), .def = "0",
+   .metavar = "N", .min = 0, .max = NOMAX, .flags = RANGED, .word = "off", .word_value = 0,
+   .help = "also write a checkpoint every N steps; 0 = off"},
+  {.name = "checkpoint-epochs", .type = OT_BOOL, .offset = offsetof(Config, checkpoint_epochs), .def = "true",
+   .help = "write a checkpoint at the end of every epoch"},
+  {.name = "keep", .type = OT_INT, .offset = offsetof(Config, keep), .def = "3", .metavar = "K", .min = 1,
+   .max = NOMAX, .flags = RANGED, .help = "checkpoints kept in --checkpoint-dir; older ones are deleted"},
+  {.name = "resume", .type = OT_STRING, .offset = offsetof(Config, resume), .size = sizeof(((Config *)0)->resume),
+   .def = "", .metavar = "auto|FILE",
+   .help = "continue from a checkpoint: auto = the newest valid one in --checkpoint-dir (damaged ones are skipped "
+           "with a warning; none = start fresh), or FILE; any number of ranks may resume"},
   {.name = NULL},
 };
 /* clang-format on */
@@ -150,6 +166,11 @@ int config_validate(const Config *c, MtError *err) {
   if (c->data[0] == '\0') return mt_fail(err, "--data: expected a dataset file name, got ''");
   if (c->hidden.n > MODEL_MAX_HIDDEN)
     return mt_fail(err, "--hidden: at most %d hidden layers, got %d", MODEL_MAX_HIDDEN, c->hidden.n);
+  if (c->checkpoint_dir[0] == '\0' && c->checkpoint_every > 0)
+    return mt_fail(err, "--checkpoint-every %lld: checkpoints need a directory; add --checkpoint-dir DIR",
+                   (long long)c->checkpoint_every);
+  if (c->checkpoint_dir[0] == '\0' && strcmp(c->resume, "auto") == 0)
+    return mt_fail(err, "--resume auto: looks for checkpoints in --checkpoint-dir, which is not set");
   if (c->log[0] != '\0') {
     if (c->log_format == LOGFMT_AUTO && !ends_with(c->log, ".csv") && !ends_with(c->log, ".jsonl") &&
         !ends_with(c->log, ".json"))

@@ -33,3 +33,15 @@ void loss_softmax_xent(const float *logits, const int32_t *labels, int n, int C,
   sums->loss += loss;
   sums->correct += correct;
 }
+
+void loss_softmax(const float *logits, int n, int C, float *probs) {
+  for (int r = 0; r < n; r++) {
+    const float *z = logits + (size_t)r * C;
+    float *p = probs + (size_t)r * C;
+    float mx = z[0];
+    for (int j = 1; j < C; j++) mx = z[j] > mx ? z[j] : mx;
+    double sum = 0;
+    for (int j = 0; j < C; j++) sum += exp((double)z[j] - mx);
+    for (int j = 0; j < C; j++) p[j] = (float)(exp((double)z[j] - mx) / sum);
+  }
+}

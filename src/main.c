@@ -6,6 +6,7 @@
 #include "mpitrain/bench.h"
 #include "mpitrain/blas.h"
 #include "mpitrain/comm.h"
+#include "mpitrain/infer.h"
 #include "mpitrain/tools.h"
 #include "mpitrain/train.h"
 
@@ -15,9 +16,11 @@ static void usage(FILE *f) {
           "\n"
           "commands:\n"
           "  train     train an MLP on a dataset (data-parallel over all ranks)\n"
+          "  eval      loss and accuracy of a checkpoint on a dataset\n"
+          "  predict   class probabilities of a checkpoint for every row of a dataset, as CSV\n"
           "  convert   turn IDX (e.g. Fashion-MNIST) or CSV files into an mpitrain dataset\n"
           "  synth     write a generated classification dataset of any size\n"
-          "  info      describe a dataset file\n"
+          "  info      describe a dataset or a checkpoint\n"
           "  bench     measure throughput against the sgemm roofline on the model's shapes\n"
           "  version   print versions and the BLAS kernels in use\n"
           "\n"
@@ -55,7 +58,7 @@ int main(int argc, char **argv) {
     const char *name;
     CommandFn fn;
   } commands[] = {
-      {"train", train_main}, {"convert", tool_convert}, {"synth", tool_synth},   {"info", tool_info},
+      {"train", train_main}, {"eval", eval_main}, {"predict", predict_main}, {"convert", tool_convert}, {"synth", tool_synth},   {"info", tool_info},
       {"bench", bench_main}, {"version", version_main}, {"--version", version_main},
   };
   CommandFn fn = NULL;

@@ -97,6 +97,35 @@ void model_free(Model *m) {
   memset(m, 0, sizeof *m);
 }
 
+int model_tensors(const Model *m, ModelTensor *out, int max) {
+  int n = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const Layer *l = &m->layers[i];
+    if (l->kind != LAYER_DENSE) continue;
+    if (n < max) {
+      ModelTensor *t = &out[n];
+      snprintf(t->name, sizeof t->name, "%s/W", l->name);
+      t->offset = l->w_off;
+      t->count = (size_t)l->out * (size_t)l->in;
+      t->rank = 2;
+      t->dims[0] = l->out;
+      t->dims[1] = l->in;
+    }
+    n++;
+    if (n < max) {
+      ModelTensor *t = &out[n];
+      snprintf(t->name, sizeof t->name, "%s/b", l->name);
+      t->offset = l->b_off;
+      t->count = (size_t)l->out;
+      t->rank = 1;
+      t->dims[0] = l->out;
+      t->dims[1] = 0;
+    }
+    n++;
+  }
+  return n;
+}
+
 float *model_weight(Model *m, const Layer *l) { return m->params + l->w_off; }
 float *model_bias(Model *m, const Layer *l) { return m->params + l->b_off; }
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "mpitrain/checkpoint.h"
 #include "mpitrain/config.h"
 #include "mpitrain/data.h"
 #include "mpitrain/datawriter.h"
@@ -1083,6 +1084,11 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
 
 typedef int (*InfoFn)(const char *path, const InfoOptions *o, MtError *err);
 
+static int info_checkpoint(const char *path, const InfoOptions *o, MtError *err) {
+  (void)o;
+  return checkpoint_describe(path, err);
+}
+
 /* What info can describe, by the root `format` attribute. Files without one are read as datasets (data_open then
  * says what is missing). Checkpoints join here with their own describer. */
 static const struct {
@@ -1090,6 +1096,7 @@ static const struct {
   InfoFn fn;
 } info_kinds[] = {
     {"mpitrain-dataset", info_dataset},
+    {CHECKPOINT_FORMAT, info_checkpoint},
     {"", info_dataset},
 };
 
@@ -1099,11 +1106,12 @@ int tool_info(Comm *c, int argc, char **argv) {
   MtError err = {0};
   if (tool_parse(c, info_options, &o, argc, argv, "mpitrain info FILE [--scan] [--memory-limit-mb MB]",
                  "Describes a dataset (one file, one shard of a set, or the set's base name): splits, shapes,\n"
-                 "types, classes, scaling, source and label counts, after the validation `mpitrain train` does.",
+                 "types, classes, scaling, source and label counts, after the validation `mpitrain train` does;\n"
+                 "or a checkpoint: model, optimiser, progress, arrays, CRC check and the run's options.",
                  "  mpitrain info fmnist.h5\n", &res, &err) != 0)
     return 0;
   if (!err.failed && res.n_positional != 1)
-    mt_fail(&err, "info: expected one FILE (a dataset, one shard of a set, or the set's base name), got %d",
+    mt_fail(&err, "info: expected one FILE (a dataset, one shard of a set, the set's base name, or a checkpoint), got %d",
             res.n_positional);
   if (agree_and_report(c, &err) != 0) return EXIT_USAGE;
   if (c->rank == 0) {
@@ -1114,7 +1122,7 @@ int tool_info(Comm *c, int argc, char **argv) {
     for (size_t i = 0; i < sizeof info_kinds / sizeof info_kinds[0]; i++)
       if (strcmp(format, info_kinds[i].format) == 0) fn = info_kinds[i].fn;
     if (fn == NULL)
-      mt_fail(&err, "%s: format is '%s'; expected 'mpitrain-dataset'", path, format);
+      mt_fail(&err, "%s: format is '%s'; expected 'mpitrain-dataset' or '" CHECKPOINT_FORMAT "'", path, format);
     else
       fn(path, &o, &err);
     fflush(stdout);

@@ -5,18 +5,36 @@
  * failed is known to all ranks in the same call) and, when asked for, the replica check. */
 #include "mpitrain/train.h"
 
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "mpitrain/blas.h"
+#include "mpitrain/checkpoint.h"
 #include "mpitrain/init.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/rng.h"
 
 /* Slots in the gradient buffer's tail (model.h, MODEL_GRAD_TAIL) that ride along in the gradient allreduce. */
-enum { TAIL_LOSS = 0, TAIL_CORRECT, TAIL_FAILED, TAIL_USED };
+enum { TAIL_LOSS = 0, TAIL_CORRECT, TAIL_FAILED, TAIL_STOP, TAIL_USED };
+
+/* Set by SIGTERM / SIGUSR1 / SIGINT (what Slurm, a scheduler or a user sends to stop a job). The handler only sets
+ * it; the ranks agree on it in the next step's gradient allreduce, so all of them stop after the same step. */
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) {
+  if (stop_signal != 0 && sig == SIGINT) { /* a second Ctrl-C: the user means it */
+    signal(SIGINT, SIG_DFL);
+    raise(SIGINT);
+  }
+  stop_signal = sig;
+}
 
 /* Rows per forward/backward chunk when --micro-batch is auto: large enough for sgemm to run near its peak,
  * small enough that full-batch training on a big dataset does not need activations for every row at once. */
@@ -43,8 +61,10 @@ struct Trainer {
   uint32_t *perm;           /* [n_train] this epoch's order */
   int perm_epoch;           /* epoch perm was drawn for, -1 before the first */
   int epoch;                /* current epoch, 0-based */
-  int64_t step_in_epoch;    /* steps done in the current epoch */
+  int64_t epoch_pos;        /* rows of this epoch's permutation consumed (the next batch starts here) */
   int64_t step;             /* steps done in all */
+  int64_t saved_step;       /* step of the last checkpoint written or resumed from (-1: none) */
+  int stop_requested;       /* a rank got a stop signal: agreed in a step's allreduce */
 
   int64_t *rows;            /* [max_local] the rows of this rank's slice of the current batch, sorted */
   int n_rows;               /* how many of them are valid */
@@ -53,8 +73,9 @@ struct Trainer {
   float *dlogits;           /* [micro, C] */
 
   StepTimes times;
-  double epoch_loss, epoch_correct; /* sums over the current epoch's batches */
+  double epoch_loss, epoch_correct; /* sums over the current epoch's batches (restored on resume) */
   int64_t epoch_samples;
+  int64_t session_samples;          /* rows trained on in this epoch by this process (for samples/s) */
   double t_start, t_epoch;
 };
 
@@ -109,6 +130,10 @@ static int check_sizes(Trainer *t, MtError *err) {
   return 0;
 }
 
+static int checkpoint_dir_ready(Trainer *t, MtError *err);
+static int trainer_resume(Trainer *t, MtError *err);
+static double now(void) { return MPI_Wtime(); }
+
 int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err) {
   *out = NULL;
   Trainer *t = calloc(1, sizeof *t);
@@ -120,6 +145,7 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   t->cfg = *cfg;
   t->comm = comm;
   t->perm_epoch = -1;
+  t->saved_step = -1;
   t->beta2 = config_beta2(cfg);
 
   if (config_validate(cfg, err) != 0) goto agree;
@@ -173,26 +199,34 @@ agree:
     trainer_free(t);
     return -1;
   }
+  if ((cfg->checkpoint_dir[0] != '\0' && checkpoint_dir_ready(t, err) != 0) ||
+      (cfg->resume[0] != '\0' && trainer_resume(t, err) != 0)) {
+    trainer_free(t);
+    return -1;
+  }
   *out = t;
   return 0;
 }
 
-static double now(void) { return MPI_Wtime(); }
+static void advance_epoch(Trainer *t) {
+  t->epoch++;
+  t->epoch_pos = 0;
+  t->epoch_loss = t->epoch_correct = 0;
+  t->epoch_samples = t->session_samples = 0;
+  t->t_epoch = now();
+}
 
 int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   Model *m = &t->model;
   const int C = t->info->n_classes;
-  if (t->step_in_epoch >= t->steps_per_epoch) {
-    t->epoch++;
-    t->step_in_epoch = 0;
-  }
+  if (t->epoch_pos >= t->n_train) advance_epoch(t);
   double t0 = now();
   if (t->perm_epoch != t->epoch) {
     /* The same (seed, epoch) gives the same order on every rank and for every rank count. */
     rng_permutation((uint64_t)t->cfg.seed, (uint64_t)t->epoch, t->perm, (size_t)t->n_train);
     t->perm_epoch = t->epoch;
   }
-  int64_t first = t->step_in_epoch * t->batch;
+  int64_t first = t->epoch_pos;
   int64_t Bt = t->n_train - first < t->batch ? t->n_train - first : t->batch;
   int64_t lo, hi;
   trainer_rank_slice(Bt, t->comm->rank, t->comm->size, &lo, &hi);
@@ -226,6 +260,7 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   tail[TAIL_LOSS] = (float)sums.loss;
   tail[TAIL_CORRECT] = (float)sums.correct;
   tail[TAIL_FAILED] = local.failed ? 1.0f : 0.0f;
+  tail[TAIL_STOP] = stop_signal != 0 ? 1.0f : 0.0f;
 
   double r0 = now();
   comm_allreduce_sum(t->comm, m->grads, m->n_params + TAIL_USED);
@@ -245,7 +280,8 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   double u1 = now();
 
   t->step++;
-  t->step_in_epoch++;
+  t->epoch_pos += Bt;
+  if (tail[TAIL_STOP] > 0) t->stop_requested = 1;
   t->times.data += td;
   t->times.forward += tf;
   t->times.backward += tb;
@@ -255,6 +291,7 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   t->epoch_loss += tail[TAIL_LOSS];
   t->epoch_correct += tail[TAIL_CORRECT];
   t->epoch_samples += Bt;
+  t->session_samples += Bt;
 
   if (t->cfg.check_replicas > 0 && t->step % t->cfg.check_replicas == 0 &&
       !comm_replicas_identical(t->comm, m->params, sizeof(float) * m->n_params))
@@ -267,14 +304,14 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
     st->epoch = t->epoch;
     st->epochs = t->cfg.epochs;
     st->step = t->step;
-    st->step_in_epoch = t->step_in_epoch;
+    st->step_in_epoch = (t->epoch_pos + t->batch - 1) / t->batch;
     st->steps_per_epoch = t->steps_per_epoch;
     st->samples = Bt;
     st->loss = loss;
     st->acc = acc;
     st->lr = t->cfg.lr;
     double el = u1 - t->t_epoch;
-    st->samples_per_s = el > 0 ? t->epoch_samples / el : 0;
+    st->samples_per_s = el > 0 ? t->session_samples / el : 0;
     st->elapsed_s = u1 - t->t_start;
   }
   return 0;
@@ -325,59 +362,297 @@ static void print_banner(Trainer *t) {
   if (hint) log_info(t->log, "warning: %s", hint);
 }
 
+/* ==== Checkpoints ==== */
+
+/* The run's options as INI text, stored in every checkpoint so `mpitrain info` shows how it was made. */
+static char *config_text(const Config *c) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (f == NULL) return NULL;
+  opts_write_ini(f, config_train_options, c);
+  fclose(f);
+  return buf;
+}
+
+static void fill_meta(const Trainer *t, CheckpointMeta *meta) {
+  memset(meta, 0, sizeof *meta);
+  meta->format_version = CHECKPOINT_VERSION;
+  meta->spec = t->model.spec;
+  meta->opt = t->opt.cfg;
+  meta->opt_step = t->opt.t;
+  meta->step = t->step;
+  meta->epoch = t->epoch;
+  meta->epoch_pos = t->epoch_pos;
+  meta->seed = t->cfg.seed;
+  meta->world_size = t->comm->size;
+  meta->epoch_loss_sum = t->epoch_loss;
+  meta->epoch_correct = t->epoch_correct;
+  meta->epoch_samples = t->epoch_samples;
+  meta->n_train = t->n_train;
+  snprintf(meta->data, sizeof meta->data, "%s", t->cfg.data);
+  snprintf(meta->version, sizeof meta->version, "%s", MPITRAIN_VERSION);
+  time_t now_t = time(NULL);
+  struct tm tmv;
+  gmtime_r(&now_t, &tmv);
+  strftime(meta->created, sizeof meta->created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+  meta->config = config_text(&t->cfg);
+}
+
+/* Collective. Rank 0 writes (every rank holds the same state), then all agree on the outcome: a checkpoint that
+ * could not be written (disk full, directory gone) stops the run on every rank, the previous one intact. */
+static int trainer_save(Trainer *t, MtError *err) {
+  MtError local = {0};
+  char path[1100] = "";
+  double t0 = now();
+  if (t->comm->rank == 0) {
+    CheckpointMeta meta;
+    fill_meta(t, &meta);
+    if (meta.config == NULL)
+      mt_fail(&local, "out of memory describing the configuration for a checkpoint");
+    else if (checkpoint_write(t->cfg.checkpoint_dir, &meta, &t->model, &t->opt, path, sizeof path, &local) == 0)
+      checkpoint_prune(t->cfg.checkpoint_dir, t->cfg.keep, &local);
+    checkpoint_meta_free(&meta);
+  }
+  if (comm_agree(t->comm, &local) != 0) {
+    *err = local;
+    return -1;
+  }
+  t->saved_step = t->step;
+  if (t->comm->rank == 0) {
+    struct stat st;
+    double mb = stat(path, &st) == 0 ? st.st_size / 1048576.0 : 0;
+    log_info(t->log, "checkpoint %s (%.1f MB in %.0f ms)", path, mb, (now() - t0) * 1e3);
+  }
+  return 0;
+}
+
+/* Rank 0 only: the checkpoint to resume from, loaded into t's model and optimiser. Returns 1 if one was loaded,
+ * 0 if --resume auto found none, -1 on an error (which stops the run: an incompatible checkpoint, a damaged file
+ * named explicitly, every checkpoint in the directory damaged). */
+static int resume_pick(Trainer *t, CheckpointMeta *meta, char *used, size_t used_n, MtError *err) {
+  const Config *c = &t->cfg;
+  int autodir = strcmp(c->resume, "auto") == 0;
+  char (*paths)[1024] = malloc(sizeof(*paths) * (autodir ? CHECKPOINT_MAX : 1));
+  if (paths == NULL) return mt_fail(err, "out of memory listing checkpoints");
+  int n = 1;
+  if (autodir)
+    n = checkpoint_list(c->checkpoint_dir, paths, CHECKPOINT_MAX, err);
+  else
+    snprintf(paths[0], sizeof paths[0], "%s", c->resume);
+  int rc = n < 0 ? -1 : 0, skipped = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    MtError e = {0};
+    if (checkpoint_read_meta(paths[i], meta, &e) == 0) {
+      /* Incompatible is final (every checkpoint of this directory is the same run); damage skips to an older one. */
+      if (checkpoint_check_fits(paths[i], meta, &t->model, &t->opt, &e) != 0) {
+        checkpoint_meta_free(meta);
+        rc = mt_fail(err, "%s", e.msg);
+        break;
+      }
+      if (checkpoint_read_state(paths[i], meta, &t->model, &t->opt, &e) == 0) {
+        snprintf(used, used_n, "%s", paths[i]);
+        rc = 1;
+        break;
+      }
+      checkpoint_meta_free(meta);
+    }
+    if (!autodir) {
+      rc = mt_fail(err, "--resume %s: %s", paths[i], e.msg);
+      break;
+    }
+    fprintf(stderr, "mpitrain: warning: skipping %s: %s\n", paths[i], e.msg);
+    skipped++;
+  }
+  if (rc == 0 && skipped > 0)
+    rc = mt_fail(err, "--resume auto: all %d checkpoints in %s are damaged; remove them to start afresh", skipped,
+                 c->checkpoint_dir);
+  free(paths);
+  return rc;
+}
+
+/* Collective. Rank 0 reads the checkpoint and broadcasts the state: one reader, however many ranks (a parallel
+ * file system does not enjoy 512 ranks opening the same file at once). */
+static int trainer_resume(Trainer *t, MtError *err) {
+  CheckpointMeta meta;
+  memset(&meta, 0, sizeof meta);
+  char used[1024] = "";
+  MtError local = {0};
+  int found = 0;
+  if (t->comm->rank == 0) {
+    found = resume_pick(t, &meta, used, sizeof used, &local);
+    if (found < 0) found = 0;
+  }
+  if (comm_agree(t->comm, &local) != 0) {
+    *err = local;
+    return -1;
+  }
+  /* step, epoch, pos, optimiser t, epoch samples, seed, found | epoch sums */
+  int64_t iv[7] = {meta.step, meta.epoch, meta.epoch_pos, meta.opt_step, meta.epoch_samples, meta.seed, found};
+  double dv[2] = {meta.epoch_loss_sum, meta.epoch_correct};
+  comm_bcast(t->comm, iv, sizeof iv, 0);
+  comm_bcast(t->comm, dv, sizeof dv, 0);
+  if (!iv[6]) {
+    log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
+    return 0;
+  }
+  comm_bcast(t->comm, t->model.params, sizeof(float) * t->model.n_params, 0);
+  if (t->opt.m) comm_bcast(t->comm, t->opt.m, sizeof(float) * t->opt.n, 0);
+  if (t->opt.v) comm_bcast(t->comm, t->opt.v, sizeof(float) * t->opt.n, 0);
+  t->step = t->saved_step = iv[0];
+  t->epoch = (int)iv[1];
+  t->epoch_pos = iv[2];
+  t->opt.t = iv[3];
+  t->epoch_samples = iv[4];
+  t->epoch_loss = dv[0];
+  t->epoch_correct = dv[1];
+  if (t->cfg.seed != iv[5])
+    log_info(t->log, "note: continuing with the checkpoint's seed %lld (not --seed %lld): it fixes the data order",
+             (long long)iv[5], (long long)t->cfg.seed);
+  t->cfg.seed = iv[5];
+  if (t->comm->rank == 0) {
+    if (meta.n_train != t->n_train)
+      log_info(t->log, "warning: %s was trained on %lld rows (%s); this dataset has %lld: the data order differs",
+               used, (long long)meta.n_train, meta.data, (long long)t->n_train);
+    if (t->epoch_pos > t->n_train) t->epoch_pos = t->n_train;
+    log_info(t->log, "resumed from %s: step %lld, epoch %d (%lld of %lld rows done), written at %d rank%s", used,
+             (long long)t->step, t->epoch + 1, (long long)t->epoch_pos, (long long)t->n_train, meta.world_size,
+             meta.world_size == 1 ? "" : "s");
+  }
+  if (t->epoch_pos > t->n_train) t->epoch_pos = t->n_train;
+  checkpoint_meta_free(&meta);
+  return 0;
+}
+
+/* Collective: rank 0 makes the directory and proves it can write there before any training time is spent. */
+static int checkpoint_dir_ready(Trainer *t, MtError *err) {
+  MtError local = {0};
+  const char *dir = t->cfg.checkpoint_dir;
+  if (t->comm->rank == 0) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) /* mkdir -p */
+      if (*p == '/') {
+        *p = '\0';
+        mkdir(path, 0777);
+        *p = '/';
+      }
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+      mt_fail(&local, "--checkpoint-dir %s: cannot create it: %s", dir, strerror(errno));
+    snprintf(path, sizeof path, "%s/.mpitrain-write-test.%ld", dir, (long)getpid());
+    FILE *f = local.failed ? NULL : fopen(path, "w");
+    if (!local.failed && (f == NULL || fclose(f) != 0))
+      mt_fail(&local, "--checkpoint-dir %s: cannot write there: %s", dir, strerror(errno));
+    unlink(path);
+    int stale = local.failed ? 0 : checkpoint_clean_temporaries(dir);
+    if (stale > 0)
+      fprintf(stderr, "mpitrain: removed %d unfinished checkpoint file%s left in %s by an interrupted run\n", stale,
+              stale == 1 ? "" : "s", dir);
+  }
+  if (comm_agree(t->comm, &local) != 0) {
+    *err = local;
+    return -1;
+  }
+  return 0;
+}
+
+/* ==== The loop ==== */
+
+int trainer_stopped(const Trainer *t) { return t->stop_requested; }
+
 int trainer_fit(Trainer *t, MtError *err) {
   const Config *c = &t->cfg;
+  const int ckpt = c->checkpoint_dir[0] != '\0';
   print_banner(t);
-  t->t_start = now();
+  struct sigaction sa, old_term, old_usr1, old_int;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, &old_term);
+  sigaction(SIGUSR1, &sa, &old_usr1);
+  sigaction(SIGINT, &sa, &old_int);
+  int rc = 0;
+  t->t_start = t->t_epoch = now();
   double test_loss = -1, test_acc = -1;
-  int stop = 0;
-  while (t->epoch < c->epochs && !stop) {
-    t->t_epoch = now();
-    t->epoch_loss = t->epoch_correct = 0;
-    t->epoch_samples = 0;
-    int64_t steps_left_total = (int64_t)c->epochs * t->steps_per_epoch;
-    while (t->step_in_epoch < t->steps_per_epoch) {
+  int test_epoch = 0; /* the epoch after which test_* were measured */
+  const int64_t total_steps = (int64_t)c->epochs * t->steps_per_epoch;
+  const int64_t first_step = t->step;
+  while (t->epoch < c->epochs && rc == 0) {
+    int stop = 0;
+    while (t->epoch_pos < t->n_train) {
       StepStats st;
-      if (trainer_step(t, &st, err) != 0) return -1;
-      int64_t done = t->step;
-      double per_step = st.elapsed_s / (double)done;
-      int64_t remaining = steps_left_total - done;
-      if (c->max_steps > 0 && c->max_steps - done < remaining) remaining = c->max_steps - done;
-      st.eta_s = per_step * (double)remaining;
+      if (trainer_step(t, &st, err) != 0) {
+        rc = -1;
+        break;
+      }
+      int64_t end = c->max_steps > 0 && c->max_steps < total_steps ? c->max_steps : total_steps;
+      st.eta_s = (st.elapsed_s / (double)(t->step - first_step)) * (double)(end - t->step);
       log_step(t->log, &st);
-      if (c->max_steps > 0 && t->step >= c->max_steps) {
+      if (t->stop_requested || (c->max_steps > 0 && t->step >= c->max_steps)) {
         stop = 1;
         break;
       }
+      if (ckpt && c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0 && trainer_save(t, err) != 0) {
+        rc = -1;
+        break;
+      }
     }
-    EpochStats es = {.epoch = t->epoch, .epochs = c->epochs, .step = t->step, .test_loss = -1, .test_acc = -1};
-    es.epoch_s = now() - t->t_epoch;
-    es.train_loss = t->epoch_samples ? t->epoch_loss / (double)t->epoch_samples : 0;
-    es.train_acc = t->epoch_samples ? t->epoch_correct / (double)t->epoch_samples : 0;
-    es.samples_per_s = es.epoch_s > 0 ? t->epoch_samples / es.epoch_s : 0;
-    if (c->eval && t->info->n[SPLIT_TEST] > 0) {
-      if (trainer_evaluate(t, SPLIT_TEST, &test_loss, &test_acc, err) != 0) return -1;
-      es.test_loss = test_loss;
-      es.test_acc = test_acc;
+    if (rc != 0) break;
+    if (t->epoch_pos >= t->n_train) { /* a whole epoch: evaluate, report, move on */
+      EpochStats es = {.epoch = t->epoch, .epochs = c->epochs, .step = t->step, .test_loss = -1, .test_acc = -1};
+      es.epoch_s = now() - t->t_epoch;
+      es.train_loss = t->epoch_samples ? t->epoch_loss / (double)t->epoch_samples : 0;
+      es.train_acc = t->epoch_samples ? t->epoch_correct / (double)t->epoch_samples : 0;
+      es.samples_per_s = es.epoch_s > 0 ? t->session_samples / es.epoch_s : 0;
+      if (c->eval && t->info->n[SPLIT_TEST] > 0) {
+        if (trainer_evaluate(t, SPLIT_TEST, &test_loss, &test_acc, err) != 0) {
+          rc = -1;
+          break;
+        }
+        es.test_loss = test_loss;
+        es.test_acc = test_acc;
+        test_epoch = t->epoch + 1;
+      }
+      log_epoch(t->log, &es);
+      advance_epoch(t);
+      if (ckpt && c->checkpoint_epochs && !t->stop_requested && trainer_save(t, err) != 0) {
+        rc = -1;
+        break;
+      }
     }
-    log_epoch(t->log, &es);
-    if (t->step_in_epoch >= t->steps_per_epoch) {
-      t->epoch++;
-      t->step_in_epoch = 0;
-    }
+    if (stop) break;
   }
-  if (c->check_replicas > 0 && !comm_replicas_identical(t->comm, t->model.params, sizeof(float) * t->model.n_params))
-    return mt_fail(err, "replica check failed at the end of training: the parameters differ between ranks");
-  double total = now() - t->t_start;
-  if (test_acc >= 0)
-    log_info(t->log, "final test accuracy: %.2f%% (test loss %.4f) after %lld steps in %.1f s", 100 * test_acc,
-             test_loss, (long long)t->step, total);
-  else
-    log_info(t->log, "done: %lld steps in %.1f s", (long long)t->step, total);
+  if (rc == 0 && ckpt && t->saved_step != t->step) rc = trainer_save(t, err);
+  if (rc == 0 && c->check_replicas > 0 &&
+      !comm_replicas_identical(t->comm, t->model.params, sizeof(float) * t->model.n_params))
+    rc = mt_fail(err, "replica check failed at the end of training: the parameters differ between ranks");
+  if (rc == 0) {
+    double total = now() - t->t_start;
+    if (t->stop_requested)
+      log_info(t->log, "stopped by a signal after step %lld%s; resume with --resume auto", (long long)t->step,
+               ckpt ? ", checkpoint written" : " (no --checkpoint-dir: nothing saved)");
+    else if (test_acc >= 0 && t->epoch_pos == 0)
+      log_info(t->log, "final test accuracy: %.2f%% (test loss %.4f) after %lld steps in %.1f s", 100 * test_acc,
+               test_loss, (long long)t->step, total);
+    else if (test_acc >= 0)
+      log_info(t->log, "stopped at step %lld (--max-steps) in %.1f s; last test accuracy %.2f%% (after epoch %d)",
+               (long long)t->step, total, 100 * test_acc, test_epoch);
+    else
+      log_info(t->log, "done: %lld steps in %.1f s", (long long)t->step, total);
+  }
+  sigaction(SIGTERM, &old_term, NULL);
+  sigaction(SIGUSR1, &old_usr1, NULL);
+  sigaction(SIGINT, &old_int, NULL);
   /* Only rank 0 writes the log, so only it can see a write error (disk full): agree on it. */
-  log_close(t->log, err);
+  MtError lerr = {0};
+  log_close(t->log, &lerr);
   t->log = NULL;
-  return comm_agree(t->comm, err);
+  if (rc != 0) return -1;
+  if (comm_agree(t->comm, &lerr) != 0) {
+    *err = lerr;
+    return -1;
+  }
+  return 0;
 }
 
 int train_main(Comm *c, int argc, char **argv) {

@@ -66,6 +66,11 @@ int checkpoint_list(const char *dir, char (*paths)[1024], int max, MtError *err)
 /* Reads the attributes only, checking the format and version (a newer version is refused with a hint). */
 int checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err);
 
+/* 0 if a checkpoint with meta can be loaded into m (and o): same architecture, classes, inputs, and optimiser kind
+ * (its moments must exist); else -1 with a message saying what differs and how to match it. */
+int checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Model *m, const Optimizer *o,
+                          MtError *err);
+
 /* Reads the arrays into m (and o, if not NULL) after checking that they fit: the architecture in meta must equal
  * m->spec, and o's kind must equal the checkpoint's (its moments must exist). Verifies the CRC-32 of everything
  * read. m and o keep their previous contents on failure only as far as the failure was detected before reading. */

@@ -36,6 +36,9 @@ void comm_report(const Comm *c, const MtError *err);
 void comm_allreduce_sum(Comm *c, float *buf, size_t n);
 void comm_allreduce_sum_double(Comm *c, double *buf, size_t n);
 
+/* Broadcasts bytes from root (in pieces, so any size works). */
+void comm_bcast(Comm *c, void *buf, size_t bytes, int root);
+
 /* 1 if buf[0..n) has the same bits on every rank (64-bit hash, reduced by MIN and MAX), else 0. */
 int comm_replicas_identical(Comm *c, const void *buf, size_t bytes);
 

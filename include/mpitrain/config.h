@@ -41,6 +41,12 @@ typedef struct Config {
   int log_every;          /* steps between metric lines / plain progress lines (0 = auto) */
   int progress;           /* ProgressMode */
   int eval;               /* evaluate on the test split after each epoch */
+  /* checkpoints */
+  char checkpoint_dir[1024]; /* "" = no checkpoints */
+  int64_t checkpoint_every;  /* also every N steps (0 = only at epoch ends / on stop) */
+  int checkpoint_epochs;     /* at the end of every epoch */
+  int keep;                  /* newest checkpoints kept in the directory */
+  char resume[1024];         /* "" = start fresh, "auto" = newest valid checkpoint in checkpoint_dir, or a file */
 } Config;
 
 extern const OptionSpec config_train_options[];

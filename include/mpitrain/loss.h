@@ -18,4 +18,7 @@ typedef struct LossSums {
 void loss_softmax_xent(const float *logits, const int32_t *labels, int n, int C, float grad_scale,
                        float *dlogits, LossSums *sums);
 
+/* Class probabilities: probs [n, C] = softmax(logits [n, C]) per row, stable for any finite logits. */
+void loss_softmax(const float *logits, int n, int C, float *probs);
+
 #endif

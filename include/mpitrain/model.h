@@ -67,6 +67,19 @@ void model_backward(Model *m, const float *x, const float *dlogits, int n, int a
  * bias, activation or loss work): what the benchmark times as the roofline a training step could reach. */
 void model_run_gemms(Model *m, const float *x /* [n, n_inputs] */, const float *dlogits /* [n, n_classes] */, int n);
 
+/* A named parameter tensor: a view into params (and, at the same offset, grads and the optimiser's moments). */
+typedef struct ModelTensor {
+  char name[40];   /* "dense0/W", "dense0/b", ... */
+  size_t offset;   /* into params */
+  size_t count;    /* floats */
+  int rank;        /* 1 or 2 */
+  int dims[2];     /* [out, in] for W, [out] for b */
+} ModelTensor;
+
+/* Lists the parameter tensors in buffer order (so concatenating them gives params). Returns how many; fills at
+ * most max. */
+int model_tensors(const Model *m, ModelTensor *out, int max);
+
 /* Dense-layer parameter views. */
 float *model_weight(Model *m, const Layer *l);
 float *model_bias(Model *m, const Layer *l);

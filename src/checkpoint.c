@@ -1,0 +1,537 @@
+/* checkpoint.c — HDF5 checkpoints (layout in checkpoint.h and README): atomic writes, validated reads.
+ *
+ * Crash safety comes from the order of operations, not from HDF5: the file is complete, flushed and fsync'ed
+ * under a temporary name before rename() gives it a checkpoint's name, and the directory is fsync'ed so the
+ * rename itself survives a power cut. Anything named ckpt-*.h5 is therefore whole — unless the disk lies, which
+ * the CRC-32 over every array catches. */
+#define _GNU_SOURCE /* O_DIRECTORY */
+#include "mpitrain/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "h5util.h"
+
+#define MAX_TENSORS (2 * (MODEL_MAX_HIDDEN + 1))
+
+void checkpoint_meta_free(CheckpointMeta *meta) {
+  free(meta->config);
+  meta->config = NULL;
+}
+
+void checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n) {
+  int p = snprintf(out, n, "%d", spec->n_inputs);
+  for (int i = 0; i < spec->n_hidden && p > 0 && (size_t)p < n; i++) p += snprintf(out + p, n - (size_t)p, "-%d", spec->hidden[i]);
+  if (p > 0 && (size_t)p < n)
+    snprintf(out + p, n - (size_t)p, "-%d %s", spec->n_classes, spec->n_hidden > 0 ? act_name(spec->act) : "(softmax regression)");
+}
+
+/* CRC-32 of the parameters, then the first and second moments (those that exist), in buffer order. */
+static uint32_t state_crc(const Model *m, const float *mom1, const float *mom2) {
+  uLong crc = crc32_z(0L, Z_NULL, 0);
+  size_t bytes = sizeof(float) * m->n_params;
+  crc = crc32_z(crc, (const Bytef *)m->params, bytes);
+  if (mom1) crc = crc32_z(crc, (const Bytef *)mom1, bytes);
+  if (mom2) crc = crc32_z(crc, (const Bytef *)mom2, bytes);
+  return (uint32_t)crc;
+}
+
+/* ==== Writing ==== */
+
+static int write_tensor(hid_t file, const char *group, const ModelTensor *t, const float *base) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/%s", group, t->name);
+  hsize_t dims[2] = {(hsize_t)t->dims[0], (hsize_t)t->dims[1]};
+  hid_t sp = H5Screate_simple(t->rank, dims, NULL), lcpl = H5Pcreate(H5P_LINK_CREATE), ds = -1;
+  int rc = -1;
+  if (sp < 0 || lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) goto done;
+  ds = H5Dcreate2(file, path, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  if (ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, base + t->offset) < 0) goto done;
+  rc = 0;
+done:
+  if (ds >= 0 && H5Dclose(ds) < 0) rc = -1;
+  if (lcpl >= 0) H5Pclose(lcpl);
+  if (sp >= 0) H5Sclose(sp);
+  return rc;
+}
+
+static int write_attrs(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
+  const char *format = CHECKPOINT_FORMAT, *act = act_name(meta->spec.act), *opt = optim_name(meta->opt.kind);
+  const char *version = MPITRAIN_VERSION, *created = meta->created, *data = meta->data;
+  const char *config = meta->config ? meta->config : "";
+  int fv = CHECKPOINT_VERSION, ws = meta->world_size, nin = meta->spec.n_inputs, ncl = meta->spec.n_classes;
+  long long step = meta->step, epoch = meta->epoch, pos = meta->epoch_pos, seed = meta->seed, ot = meta->opt_step,
+            es = meta->epoch_samples, ntr = meta->n_train;
+  double b1 = meta->opt.beta1, b2 = meta->opt.beta2, eps = meta->opt.eps, slope = meta->spec.leaky_slope,
+         el = meta->epoch_loss_sum, ec = meta->epoch_correct;
+  unsigned int c32 = crc;
+  hsize_t nh = (hsize_t)meta->spec.n_hidden;
+  int rc = 0;
+  rc |= h5_attr_write_strings(f, "format", &format, 1, 1);
+  rc |= h5_attr_write_scalar(f, "format_version", H5T_STD_I32LE, &fv);
+  rc |= h5_attr_write_strings(f, "mpitrain_version", &version, 1, 1);
+  rc |= h5_attr_write_strings(f, "created", &created, 1, 1);
+  rc |= h5_attr_write_scalar(f, "world_size", H5T_STD_I32LE, &ws);
+  rc |= h5_attr_write_scalar(f, "step", H5T_STD_I64LE, &step);
+  rc |= h5_attr_write_scalar(f, "epoch", H5T_STD_I64LE, &epoch);
+  rc |= h5_attr_write_scalar(f, "epoch_pos", H5T_STD_I64LE, &pos);
+  rc |= h5_attr_write_scalar(f, "seed", H5T_STD_I64LE, &seed);
+  rc |= h5_attr_write_scalar(f, "n_inputs", H5T_STD_I32LE, &nin);
+  rc |= h5_attr_write_scalar(f, "n_classes", H5T_STD_I32LE, &ncl);
+  if (nh > 0) {
+    hid_t sp = H5Screate_simple(1, &nh, NULL);
+    rc |= sp < 0 ? -1 : h5_attr_write(f, "hidden", H5T_STD_I32LE, sp, meta->spec.hidden);
+    if (sp >= 0) H5Sclose(sp);
+  } else {
+    hid_t sp = H5Screate(H5S_NULL); /* an empty list: no hidden layer */
+    rc |= sp < 0 ? -1 : h5_attr_write(f, "hidden", H5T_STD_I32LE, sp, meta->spec.hidden);
+    if (sp >= 0) H5Sclose(sp);
+  }
+  rc |= h5_attr_write_strings(f, "activation", &act, 1, 1);
+  rc |= h5_attr_write_scalar(f, "leaky_slope", H5T_IEEE_F64LE, &slope);
+  rc |= h5_attr_write_strings(f, "optimizer", &opt, 1, 1);
+  rc |= h5_attr_write_scalar(f, "optimizer_step", H5T_STD_I64LE, &ot);
+  rc |= h5_attr_write_scalar(f, "beta1", H5T_IEEE_F64LE, &b1);
+  rc |= h5_attr_write_scalar(f, "beta2", H5T_IEEE_F64LE, &b2);
+  rc |= h5_attr_write_scalar(f, "eps", H5T_IEEE_F64LE, &eps);
+  rc |= h5_attr_write_scalar(f, "epoch_loss_sum", H5T_IEEE_F64LE, &el);
+  rc |= h5_attr_write_scalar(f, "epoch_correct", H5T_IEEE_F64LE, &ec);
+  rc |= h5_attr_write_scalar(f, "epoch_samples", H5T_STD_I64LE, &es);
+  rc |= h5_attr_write_scalar(f, "n_train", H5T_STD_I64LE, &ntr);
+  rc |= h5_attr_write_strings(f, "data", &data, 1, 1);
+  rc |= h5_attr_write_strings(f, "config", &config, 1, 1);
+  rc |= h5_attr_write_scalar(f, "crc32", H5T_STD_U32LE, &c32);
+  return rc ? -1 : 0;
+}
+
+static int fsync_path(const char *path, int directory) {
+  int fd = open(path, O_RDONLY | (directory ? O_DIRECTORY : 0));
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+int checkpoint_write(const char *dir, const CheckpointMeta *meta, const Model *m, const Optimizer *o, char *path_out,
+                     size_t n, MtError *err) {
+  char final[1100], tmp[1150];
+  snprintf(final, sizeof final, "%s/ckpt-%012lld.h5", dir, (long long)meta->step);
+  snprintf(tmp, sizeof tmp, "%s/.ckpt-%012lld.h5.tmp.%ld", dir, (long long)meta->step, (long)getpid());
+  const float *mom1 = o ? o->m : NULL, *mom2 = o ? o->v : NULL;
+  ModelTensor ts[MAX_TENSORS];
+  int nt = model_tensors(m, ts, MAX_TENSORS);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), f = -1;
+  int rc = -1;
+  errno = 0;
+  /* No HDF5 file locks: on NFS and Lustre they fail for no reason the user can fix; the temporary name makes
+   * concurrent writers impossible anyway. */
+  if (fapl < 0 || H5Pset_file_locking(fapl, 0, 1) < 0) goto done;
+  f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (f < 0) goto done;
+  for (int i = 0; i < nt; i++) {
+    if (write_tensor(f, "/model", &ts[i], m->params) < 0) goto done;
+    if (mom1 && write_tensor(f, "/optimizer/m", &ts[i], mom1) < 0) goto done;
+    if (mom2 && write_tensor(f, "/optimizer/v", &ts[i], mom2) < 0) goto done;
+  }
+  if (write_attrs(f, meta, state_crc(m, mom1, mom2)) < 0) goto done;
+  if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) goto done;
+  herr_t closed = H5Fclose(f);
+  f = -1;
+  if (closed < 0 || fsync_path(tmp, 0) != 0 || rename(tmp, final) != 0) goto done;
+  fsync_path(dir, 1); /* best effort: some file systems refuse fsync on directories */
+  rc = 0;
+done:
+  if (f >= 0) H5Fclose(f);
+  if (fapl >= 0) H5Pclose(fapl);
+  if (rc != 0) {
+    int e = errno;
+    unlink(tmp);
+    return mt_fail(err, "cannot write checkpoint %s: %s (is the disk full or the directory read-only?)", final,
+                   e ? strerror(e) : "HDF5 write failed");
+  }
+  if (path_out) snprintf(path_out, n, "%s", final);
+  return 0;
+}
+
+/* ==== Listing ==== */
+
+/* The step in a name "ckpt-000000001234.h5", or -1 if the name is not a checkpoint's. */
+static long long name_step(const char *name) {
+  if (strncmp(name, "ckpt-", 5) != 0) return -1;
+  const char *p = name + 5;
+  char *end = NULL;
+  if (*p < '0' || *p > '9') return -1;
+  long long s = strtoll(p, &end, 10);
+  return end && strcmp(end, ".h5") == 0 ? s : -1;
+}
+
+typedef struct Entry {
+  long long step;
+  char path[1024];
+} Entry;
+
+static int cmp_entry_desc(const void *a, const void *b) {
+  long long x = ((const Entry *)a)->step, y = ((const Entry *)b)->step;
+  return (x < y) - (x > y);
+}
+
+int checkpoint_list(const char *dir, char (*paths)[1024], int max, MtError *err) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return mt_fail(err, "cannot read checkpoint directory %s: %s", dir, strerror(errno));
+  Entry *e = malloc(sizeof(Entry) * CHECKPOINT_MAX);
+  if (e == NULL) {
+    closedir(d);
+    return mt_fail(err, "out of memory listing %s", dir);
+  }
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL && n < CHECKPOINT_MAX) {
+    long long s = name_step(de->d_name);
+    if (s < 0) continue;
+    e[n].step = s;
+    snprintf(e[n].path, sizeof e[n].path, "%s/%s", dir, de->d_name);
+    n++;
+  }
+  closedir(d);
+  qsort(e, (size_t)n, sizeof *e, cmp_entry_desc);
+  int k = n < max ? n : max;
+  for (int i = 0; i < k; i++) memcpy(paths[i], e[i].path, sizeof paths[i]);
+  free(e);
+  return k;
+}
+
+int checkpoint_prune(const char *dir, int keep, MtError *err) {
+  if (keep <= 0) return 0;
+  char (*paths)[1024] = malloc(sizeof(*paths) * CHECKPOINT_MAX);
+  if (paths == NULL) return mt_fail(err, "out of memory pruning %s", dir);
+  int n = checkpoint_list(dir, paths, CHECKPOINT_MAX, err);
+  int rc = n < 0 ? -1 : 0;
+  for (int i = keep; i < n; i++)
+    if (unlink(paths[i]) != 0 && errno != ENOENT) {
+      rc = mt_fail(err, "cannot delete old checkpoint %s: %s", paths[i], strerror(errno));
+      break;
+    }
+  free(paths);
+  return rc;
+}
+
+int checkpoint_clean_temporaries(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return 0;
+  int n = 0;
+  struct dirent *de;
+  char path[1100];
+  while ((de = readdir(d)) != NULL) {
+    if (strncmp(de->d_name, ".ckpt-", 6) != 0 || strstr(de->d_name, ".tmp") == NULL) continue;
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    if (unlink(path) == 0) n++;
+  }
+  closedir(d);
+  return n;
+}
+
+/* ==== Reading ==== */
+
+static hid_t open_ro(const char *path, MtError *err) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    mt_fail(err, "cannot open checkpoint '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0 || H5Pset_file_locking(fapl, 0, 1) < 0) {
+    if (fapl >= 0) H5Pclose(fapl);
+    mt_fail(err, "cannot open checkpoint '%s': HDF5 error", path);
+    return -1;
+  }
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  H5Pclose(fapl);
+  if (f < 0)
+    mt_fail(err, "cannot open checkpoint '%s': not an HDF5 file, or truncated (%lld bytes)", path,
+            (long long)st.st_size);
+  return f;
+}
+
+static int read_int(hid_t f, const char *path, const char *name, long long *v, MtError *err) {
+  double d = 0;
+  int r = h5_attr_read_number(f, path, name, 1, &d, err);
+  if (r == 1) return mt_fail(err, "checkpoint %s: attribute %s is missing", path, name);
+  if (r < 0) return -1;
+  *v = (long long)d;
+  return 0;
+}
+
+static int read_real(hid_t f, const char *path, const char *name, double *v, MtError *err) {
+  int r = h5_attr_read_number(f, path, name, 0, v, err);
+  if (r == 1) return mt_fail(err, "checkpoint %s: attribute %s is missing", path, name);
+  return r < 0 ? -1 : 0;
+}
+
+static int read_string(hid_t f, const char *path, const char *name, char *out, size_t n, char **dup, MtError *err) {
+  char **v = NULL;
+  int nv = 0, r = h5_attr_read_strings(f, path, name, 1, &v, &nv, err);
+  if (r == 1) return mt_fail(err, "checkpoint %s: attribute %s is missing", path, name);
+  if (r < 0) return -1;
+  if (out) snprintf(out, n, "%s", nv > 0 ? v[0] : "");
+  if (dup) *dup = strdup(nv > 0 ? v[0] : "");
+  h5_strings_free(v, nv);
+  return 0;
+}
+
+static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtError *err) {
+  memset(meta, 0, sizeof *meta);
+  char format[64] = "";
+  char **fv = NULL;
+  int nfv = 0, r = h5_attr_read_strings(f, path, "format", 1, &fv, &nfv, err);
+  if (r < 0) return -1;
+  if (r == 0 && nfv > 0) snprintf(format, sizeof format, "%s", fv[0]);
+  h5_strings_free(fv, nfv);
+  if (strcmp(format, CHECKPOINT_FORMAT) != 0)
+    return mt_fail(err, "%s is not an mpitrain checkpoint (format attribute '%s'; expected '%s')", path,
+                   r == 1 ? "(none)" : format, CHECKPOINT_FORMAT);
+  long long v = 0;
+  if (read_int(f, path, "format_version", &v, err) < 0) return -1;
+  meta->format_version = (int)v;
+  if (v > CHECKPOINT_VERSION || v < 1)
+    return mt_fail(err, "checkpoint %s has format version %lld; this mpitrain (%s) reads version %d: use a newer "
+                        "mpitrain to resume it",
+                   path, v, MPITRAIN_VERSION, CHECKPOINT_VERSION);
+  char act[32], opt[32];
+  double d;
+  long long nin = 0, ncl = 0, ws = 0;
+  if (read_int(f, path, "world_size", &ws, err) < 0 || read_int(f, path, "step", &v, err) < 0) return -1;
+  meta->world_size = (int)ws;
+  meta->step = v;
+  if (read_int(f, path, "epoch", &v, err) < 0) return -1;
+  meta->epoch = v;
+  if (read_int(f, path, "epoch_pos", &v, err) < 0) return -1;
+  meta->epoch_pos = v;
+  if (read_int(f, path, "seed", &v, err) < 0) return -1;
+  meta->seed = v;
+  if (read_int(f, path, "n_inputs", &nin, err) < 0 || read_int(f, path, "n_classes", &ncl, err) < 0) return -1;
+  if (nin < 1 || nin > (1 << 24) || ncl < 2 || ncl > (1 << 24))
+    return mt_fail(err, "checkpoint %s: n_inputs = %lld, n_classes = %lld are out of range", path, nin, ncl);
+  meta->spec.n_inputs = (int)nin;
+  meta->spec.n_classes = (int)ncl;
+  H5T_class_t cls;
+  hssize_t count = 0;
+  if (h5_attr_find(f, "hidden", &cls, &count) != 1 || cls != H5T_INTEGER || count > MODEL_MAX_HIDDEN)
+    return mt_fail(err, "checkpoint %s: attribute hidden is missing or not a list of at most %d integers", path,
+                   MODEL_MAX_HIDDEN);
+  meta->spec.n_hidden = (int)count;
+  if (count > 0 && h5_attr_read_raw(f, "hidden", H5T_NATIVE_INT, meta->spec.hidden) < 0)
+    return mt_fail(err, "checkpoint %s: cannot read attribute hidden", path);
+  for (int i = 0; i < meta->spec.n_hidden; i++)
+    if (meta->spec.hidden[i] < 1 || meta->spec.hidden[i] > (1 << 24))
+      return mt_fail(err, "checkpoint %s: hidden layer %d has width %d", path, i, meta->spec.hidden[i]);
+  if (read_string(f, path, "activation", act, sizeof act, NULL, err) < 0) return -1;
+  int a = act_from_name(act);
+  if (a < 0) return mt_fail(err, "checkpoint %s: unknown activation '%s'", path, act);
+  meta->spec.act = (ActKind)a;
+  if (read_real(f, path, "leaky_slope", &d, err) < 0) return -1;
+  meta->spec.leaky_slope = (float)d;
+  if (read_string(f, path, "optimizer", opt, sizeof opt, NULL, err) < 0) return -1;
+  int k = optim_from_name(opt);
+  if (k < 0) return mt_fail(err, "checkpoint %s: unknown optimizer '%s'", path, opt);
+  meta->opt.kind = (OptKind)k;
+  if (read_int(f, path, "optimizer_step", &v, err) < 0) return -1;
+  meta->opt_step = v;
+  if (read_real(f, path, "beta1", &d, err) < 0) return -1;
+  meta->opt.beta1 = (float)d;
+  if (read_real(f, path, "beta2", &d, err) < 0) return -1;
+  meta->opt.beta2 = (float)d;
+  if (read_real(f, path, "eps", &d, err) < 0) return -1;
+  meta->opt.eps = (float)d;
+  if (read_real(f, path, "epoch_loss_sum", &meta->epoch_loss_sum, err) < 0 ||
+      read_real(f, path, "epoch_correct", &meta->epoch_correct, err) < 0)
+    return -1;
+  if (read_int(f, path, "epoch_samples", &v, err) < 0) return -1;
+  meta->epoch_samples = v;
+  if (read_int(f, path, "n_train", &v, err) < 0) return -1;
+  meta->n_train = v;
+  if (read_int(f, path, "crc32", &v, err) < 0) return -1;
+  meta->crc32 = (uint32_t)v;
+  if (read_string(f, path, "data", meta->data, sizeof meta->data, NULL, err) < 0 ||
+      read_string(f, path, "created", meta->created, sizeof meta->created, NULL, err) < 0 ||
+      read_string(f, path, "mpitrain_version", meta->version, sizeof meta->version, NULL, err) < 0 ||
+      read_string(f, path, "config", NULL, 0, &meta->config, err) < 0)
+    return -1;
+  if (meta->step < 0 || meta->epoch < 0 || meta->epoch_pos < 0 || meta->opt_step < 0)
+    return mt_fail(err, "checkpoint %s: negative step, epoch or position", path);
+  return 0;
+}
+
+int checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err) {
+  memset(meta, 0, sizeof *meta);
+  hid_t f = open_ro(path, err);
+  if (f < 0) return -1;
+  int rc = read_meta_file(f, path, meta, err);
+  H5Fclose(f);
+  if (rc != 0) checkpoint_meta_free(meta);
+  return rc;
+}
+
+static int read_tensor(hid_t file, const char *path, const char *group, const ModelTensor *t, float *base,
+                       MtError *err) {
+  char name[128];
+  snprintf(name, sizeof name, "%s/%s", group, t->name);
+  htri_t ex = H5Lexists(file, group, H5P_DEFAULT) > 0 ? H5Lexists(file, name, H5P_DEFAULT) : 0;
+  if (ex <= 0) return mt_fail(err, "checkpoint %s: dataset %s is missing (truncated or damaged?)", path, name);
+  hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+  if (ds < 0) return mt_fail(err, "checkpoint %s: cannot open %s", path, name);
+  hid_t sp = H5Dget_space(ds);
+  hsize_t dims[2] = {0, 0};
+  int rank = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, dims, NULL);
+  if (sp >= 0) H5Sclose(sp);
+  int rc = 0;
+  if (rank != t->rank || dims[0] != (hsize_t)t->dims[0] || (t->rank == 2 && dims[1] != (hsize_t)t->dims[1]))
+    rc = mt_fail(err, "checkpoint %s: %s has shape %lldx%lld; expected %dx%d", path, name, (long long)dims[0],
+                 (long long)dims[1], t->dims[0], t->dims[1]);
+  else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, base + t->offset) < 0)
+    rc = mt_fail(err, "checkpoint %s: reading %s failed (truncated or damaged?)", path, name);
+  H5Dclose(ds);
+  return rc;
+}
+
+/* The architecture must match exactly: a checkpoint is not a warm start for another model. */
+int checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Model *m, const Optimizer *o,
+                      MtError *err) {
+  const ModelSpec *a = &meta->spec, *b = &m->spec;
+  if (a->n_classes != b->n_classes)
+    return mt_fail(err, "checkpoint %s was trained for %d classes; this dataset has %d", path, a->n_classes,
+                   b->n_classes);
+  if (a->n_inputs != b->n_inputs)
+    return mt_fail(err, "checkpoint %s was trained on %d features; this dataset has %d", path, a->n_inputs,
+                   b->n_inputs);
+  int same = a->n_hidden == b->n_hidden && a->act == b->act &&
+             (a->act != ACT_LEAKY_RELU || a->leaky_slope == b->leaky_slope || a->n_hidden == 0);
+  for (int i = 0; same && i < a->n_hidden; i++) same = a->hidden[i] == b->hidden[i];
+  if (!same) {
+    char x[256], y[256];
+    checkpoint_arch_string(a, x, sizeof x);
+    checkpoint_arch_string(b, y, sizeof y);
+    return mt_fail(err, "checkpoint %s holds a %s model; this run builds %s (set --hidden and --activation to match, "
+                        "or use another --checkpoint-dir)",
+                   path, x, y);
+  }
+  if (o && o->cfg.kind != meta->opt.kind)
+    return mt_fail(err, "checkpoint %s was written with --optimizer %s; this run uses %s, whose state it does not "
+                        "hold (resume with --optimizer %s)",
+                   path, optim_name(meta->opt.kind), optim_name(o->cfg.kind), optim_name(meta->opt.kind));
+  return 0;
+}
+
+int checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m, Optimizer *o, MtError *err) {
+  if (checkpoint_check_fits(path, meta, m, o, err) != 0) return -1;
+  /* The CRC covers the moments too, so they are read even when the caller (evaluation) has no optimiser. */
+  int has_m = meta->opt.kind == OPT_MOMENTUM || meta->opt.kind == OPT_ADAM;
+  int has_v = meta->opt.kind == OPT_RMSPROP || meta->opt.kind == OPT_ADAM;
+  float *mom1 = o ? o->m : NULL, *mom2 = o ? o->v : NULL, *own1 = NULL, *own2 = NULL;
+  if (has_m && mom1 == NULL && (mom1 = own1 = mt_alloc(sizeof(float) * m->n_params, "checkpoint moments", err)) == NULL)
+    return -1;
+  if (has_v && mom2 == NULL && (mom2 = own2 = mt_alloc(sizeof(float) * m->n_params, "checkpoint moments", err)) == NULL) {
+    mt_free(own1);
+    return -1;
+  }
+  int rc = -1;
+  hid_t f = open_ro(path, err);
+  if (f >= 0) {
+    ModelTensor ts[MAX_TENSORS];
+    int nt = model_tensors(m, ts, MAX_TENSORS);
+    rc = 0;
+    for (int i = 0; i < nt && rc == 0; i++) {
+      rc = read_tensor(f, path, "/model", &ts[i], m->params, err);
+      if (rc == 0 && has_m) rc = read_tensor(f, path, "/optimizer/m", &ts[i], mom1, err);
+      if (rc == 0 && has_v) rc = read_tensor(f, path, "/optimizer/v", &ts[i], mom2, err);
+    }
+    H5Fclose(f);
+  }
+  if (rc == 0) {
+    uint32_t crc = state_crc(m, has_m ? mom1 : NULL, has_v ? mom2 : NULL);
+    if (crc != meta->crc32)
+      rc = mt_fail(err, "checkpoint %s fails its CRC-32 check (stored %08x, computed %08x): the file is damaged",
+                   path, meta->crc32, crc);
+  }
+  mt_free(own2);
+  mt_free(own1);
+  if (rc == 0 && o) o->t = meta->opt_step;
+  return rc;
+}
+
+/* ==== Describing ==== */
+
+int checkpoint_describe(const char *path, MtError *err) {
+  CheckpointMeta meta;
+  if (checkpoint_read_meta(path, &meta, err) != 0) return -1;
+  char arch[256];
+  checkpoint_arch_string(&meta.spec, arch, sizeof arch);
+  Model m;
+  Optimizer o;
+  int have_model = model_create(&m, &meta.spec, 1, err) == 0;
+  int have_opt = 0;
+  if (have_model) {
+    OptConfig oc = meta.opt;
+    have_opt = optim_create(&o, &oc, m.n_params, err) == 0;
+  }
+  if (!have_model || !have_opt) {
+    if (have_model) model_free(&m);
+    checkpoint_meta_free(&meta);
+    return -1;
+  }
+  MtError rerr = {0};
+  int ok = checkpoint_read_state(path, &meta, &m, &o, &rerr) == 0;
+  printf("checkpoint:  %s\n", path);
+  printf("format:      %s version %d, written by mpitrain %s on %s\n", CHECKPOINT_FORMAT, meta.format_version,
+         meta.version, meta.created);
+  printf("model:       %s, %zu parameters\n", arch, m.n_params);
+  printf("optimizer:   %s (beta1 %g, beta2 %g, eps %g), %lld steps taken\n", optim_name(meta.opt.kind),
+         (double)meta.opt.beta1, (double)meta.opt.beta2, (double)meta.opt.eps, (long long)meta.opt_step);
+  if (meta.epoch_pos == 0)
+    printf("progress:    step %lld; %lld epoch%s complete\n", (long long)meta.step, (long long)meta.epoch,
+           meta.epoch == 1 ? "" : "s");
+  else
+    printf("progress:    step %lld; in epoch %lld, %lld of %lld training rows consumed\n", (long long)meta.step,
+           (long long)meta.epoch + 1, (long long)meta.epoch_pos, (long long)meta.n_train);
+  printf("written at:  %d rank%s (any number of ranks can resume it)\n", meta.world_size,
+         meta.world_size == 1 ? "" : "s");
+  printf("data:        %s (%lld training rows)\n", meta.data, (long long)meta.n_train);
+  printf("seed:        %lld (weights and data order derive from it; nothing else to restore)\n", (long long)meta.seed);
+  printf("crc32:       %08x, %s\n", meta.crc32, ok ? "matches the arrays" : rerr.msg);
+  printf("arrays:\n");
+  ModelTensor ts[MAX_TENSORS];
+  int nt = model_tensors(&m, ts, MAX_TENSORS);
+  const char *groups[3] = {"/model", "/optimizer/m", "/optimizer/v"};
+  int present[3] = {1, o.m != NULL, o.v != NULL};
+  for (int g = 0; g < 3; g++)
+    for (int i = 0; present[g] && i < nt; i++) {
+      char name[160], shape[48];
+      snprintf(name, sizeof name, "%s/%.40s", groups[g], ts[i].name);
+      if (ts[i].rank == 2)
+        snprintf(shape, sizeof shape, "[%d, %d]", ts[i].dims[0], ts[i].dims[1]);
+      else
+        snprintf(shape, sizeof shape, "[%d]", ts[i].dims[0]);
+      printf("  %-28s %-12s float32\n", name, shape);
+    }
+  printf("config:\n");
+  for (const char *p = meta.config; p && *p;) {
+    const char *nl = strchr(p, '\n');
+    int len = nl ? (int)(nl - p) : (int)strlen(p);
+    if (len > 0) printf("  %.*s\n", len, p);
+    p = nl ? nl + 1 : p + len;
+  }
+  optim_free(&o);
+  model_free(&m);
+  checkpoint_meta_free(&meta);
+  if (!ok) return mt_fail(err, "%s", rerr.msg);
+  return 0;
+}

@@ -1,0 +1,336 @@
+/* infer.c — `mpitrain eval` and `mpitrain predict`: a checkpoint's model on a dataset, on any number of ranks.
+ *
+ * Rank 0 reads the checkpoint (one reader, whatever the rank count) and broadcasts the architecture and the
+ * parameters; every rank then evaluates a contiguous slice of the split. eval reduces the loss and per-class
+ * counts; predict streams every rank's rows, in rank order, to rank 0, which writes the CSV under a temporary name
+ * and renames it into place when complete. */
+#include "mpitrain/infer.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mpitrain/blas.h"
+#include "mpitrain/checkpoint.h"
+#include "mpitrain/config.h"
+#include "mpitrain/data.h"
+#include "mpitrain/loss.h"
+#include "mpitrain/model.h"
+#include "mpitrain/opts.h"
+#include "mpitrain/train.h"
+
+typedef struct InferOptions {
+  char checkpoint[1024];
+  char data[1024];
+  char out[1024];
+  int split;         /* Split */
+  int micro_batch;
+  int threads;
+  int in_memory;     /* MemoryMode */
+  int64_t memory_limit_mb;
+} InferOptions;
+
+static const char *const split_choices[] = {"train", "test", NULL};
+static const char *const memory_choices[] = {"auto", "yes", "no", NULL};
+
+#define INFER_COMMON_OPTIONS                                                                                       \
+  {.name = "checkpoint", .type = OT_STRING, .offset = offsetof(InferOptions, checkpoint),                         \
+   .size = sizeof(((InferOptions *)0)->checkpoint), .def = "", .metavar = "FILE",                                  \
+   .help = "checkpoint to load (required): a ckpt-*.h5 written by mpitrain train"},                                \
+      {.name = "data", .type = OT_STRING, .offset = offsetof(InferOptions, data),                                  \
+       .size = sizeof(((InferOptions *)0)->data), .def = "datasets/fashion-mnist.h5", .metavar = "FILE",           \
+       .help = "dataset (one file, a shard, or a set's base name)"},                                               \
+      {.name = "split", .type = OT_ENUM, .offset = offsetof(InferOptions, split), .def = "test",                   \
+       .choices = split_choices, .help = "which split of the dataset"},                                            \
+      {.name = "micro-batch", .type = OT_INT, .offset = offsetof(InferOptions, micro_batch), .def = "1024",        \
+       .metavar = "N", .min = 1, .max = 1 << 24, .flags = OPT_RANGED, .help = "rows per forward pass on a rank"},  \
+      {.name = "threads", .type = OT_INT, .offset = offsetof(InferOptions, threads), .def = "auto",               \
+       .metavar = "N", .min = 1, .max = 1024, .flags = OPT_RANGED, .word = "auto", .word_value = 0,               \
+       .help = "OpenBLAS threads per rank; auto = the node's cores shared among its ranks"},                       \
+      {.name = "in-memory", .type = OT_ENUM, .offset = offsetof(InferOptions, in_memory), .def = "auto",          \
+       .choices = memory_choices, .help = "hold the split in memory (yes) or read rows per chunk (no)"},           \
+      {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(InferOptions, memory_limit_mb),             \
+       .def = "2048", .metavar = "MB", .min = 1, .max = 1e12, .flags = OPT_RANGED,                                \
+       .help = "largest split --in-memory auto loads"}
+
+static const OptionSpec eval_options[] = {INFER_COMMON_OPTIONS, {.name = NULL}};
+static const OptionSpec predict_options[] = {
+    INFER_COMMON_OPTIONS,
+    {.name = "out", .type = OT_STRING, .offset = offsetof(InferOptions, out), .size = sizeof(((InferOptions *)0)->out),
+     .def = "", .metavar = "FILE.csv",
+     .help = "where to write one line per row: row, label, predicted class, and each class's probability (required)"},
+    {.name = NULL}};
+
+/* Parses and agrees; returns 1 when --help was shown, 0 to go on, -1 after an agreed error (reported). */
+static int parse(Comm *c, const OptionSpec *table, InferOptions *o, int argc, char **argv, const char *usage,
+                 const char *summary) {
+  MtError err = {0};
+  OptsResult res;
+  if (opts_parse(table, o, argc, argv, 1, 1, &res, &err) == 0) {
+    if (res.help) {
+      if (c->rank == 0) opts_print_help_ex(stdout, usage, summary, table, 1);
+      return 1;
+    }
+    if (res.n_positional > 0)
+      mt_fail(&err, "unexpected argument '%s' (the checkpoint is given with --checkpoint)", res.positional[0]);
+    else if (o->checkpoint[0] == '\0')
+      mt_fail(&err, "--checkpoint: which checkpoint? (a ckpt-*.h5 file written by mpitrain train)");
+    else if (table == predict_options && o->out[0] == '\0')
+      mt_fail(&err, "--out: where should the predictions go? (a CSV file name)");
+  }
+  if (comm_agree(c, &err) != 0) {
+    comm_report(c, &err);
+    return -1;
+  }
+  return 0;
+}
+
+/* Collective: the checkpoint's model on every rank, with room for max_batch rows. */
+static int load_model(Comm *c, const char *path, Model *m, int max_batch, MtError *err) {
+  CheckpointMeta meta;
+  memset(&meta, 0, sizeof meta);
+  MtError local = {0};
+  if (c->rank == 0) checkpoint_read_meta(path, &meta, &local);
+  if (comm_agree(c, &local) != 0) goto fail;
+  comm_bcast(c, &meta.spec, sizeof meta.spec, 0);
+  model_create(m, &meta.spec, max_batch, &local);
+  if (comm_agree(c, &local) != 0) goto fail;
+  if (c->rank == 0) checkpoint_read_state(path, &meta, m, NULL, &local);
+  if (comm_agree(c, &local) != 0) {
+    model_free(m);
+    goto fail;
+  }
+  comm_bcast(c, m->params, sizeof(float) * m->n_params, 0);
+  checkpoint_meta_free(&meta);
+  return 0;
+fail:
+  checkpoint_meta_free(&meta);
+  *err = local;
+  return -1;
+}
+
+/* Collective: model, dataset and buffers, all checked against each other. */
+typedef struct Infer {
+  Model model;
+  Dataset *ds;
+  float *x;        /* [micro, d] */
+  int32_t *y;      /* [micro] */
+  int micro;
+  int64_t lo, hi;  /* this rank's rows of the split */
+} Infer;
+
+static void infer_free(Infer *in) {
+  mt_free(in->y);
+  mt_free(in->x);
+  if (in->ds) data_close(in->ds);
+  model_free(&in->model);
+}
+
+static int infer_open(Comm *c, const InferOptions *o, Infer *in, MtError *err) {
+  memset(in, 0, sizeof *in);
+  in->micro = o->micro_batch;
+  if (load_model(c, o->checkpoint, &in->model, in->micro, err) != 0) return -1;
+  MtError local = {0};
+  DataOptions dopt = {.memory = o->in_memory, .memory_limit = o->memory_limit_mb * 1024 * 1024, .max_rows = in->micro};
+  if (data_open(&in->ds, o->data, &dopt, &local) == 0) {
+    const DataInfo *info = data_info(in->ds);
+    const ModelSpec *sp = &in->model.spec;
+    if (info->d != sp->n_inputs)
+      mt_fail(&local, "%s has %d features; the checkpoint %s was trained on %d", o->data, info->d, o->checkpoint,
+              sp->n_inputs);
+    else if (info->n_classes != sp->n_classes)
+      mt_fail(&local, "%s has %d classes; the checkpoint %s predicts %d", o->data, info->n_classes, o->checkpoint,
+              sp->n_classes);
+    else if (info->n[o->split] == 0)
+      mt_fail(&local, "%s has no %s split", o->data, split_choices[o->split]);
+    if (!local.failed) {
+      in->x = mt_alloc(sizeof(float) * (size_t)in->micro * (size_t)info->d, "the input batch", &local);
+      in->y = mt_alloc(sizeof(int32_t) * (size_t)in->micro, "the label batch", &local);
+      trainer_rank_slice(info->n[o->split], c->rank, c->size, &in->lo, &in->hi);
+    }
+  }
+  blas_set_threads(o->threads > 0 ? o->threads : comm_default_threads(c));
+  if (comm_agree(c, &local) != 0) {
+    infer_free(in);
+    *err = local;
+    return -1;
+  }
+  return 0;
+}
+
+int eval_main(Comm *c, int argc, char **argv) {
+  InferOptions o;
+  int p = parse(c, eval_options, &o, argc, argv, "mpitrain eval --checkpoint FILE [--data FILE] [--split test|train]",
+                "Loss and accuracy of a checkpoint's model on a dataset split, overall and per class, computed\n"
+                "data-parallel on any number of ranks.");
+  if (p != 0) return p > 0 ? 0 : 2;
+  Infer in;
+  MtError err = {0};
+  if (infer_open(c, &o, &in, &err) != 0) {
+    comm_report(c, &err);
+    return 1;
+  }
+  const int C = in.model.spec.n_classes;
+  /* loss, correct, failed, then per class: rows, correct */
+  double *v = calloc(3 + 2 * (size_t)C, sizeof(double));
+  MtError local = {0};
+  if (v == NULL) mt_fail(&local, "out of memory");
+  for (int64_t r = in.lo; v && r < in.hi && !local.failed; r += in.micro) {
+    int cn = (int)(in.hi - r < in.micro ? in.hi - r : in.micro);
+    if (data_read_range(in.ds, (Split)o.split, r, cn, in.x, in.y, &local) != 0) break;
+    const float *z = model_forward(&in.model, in.x, cn);
+    for (int i = 0; i < cn; i++) {
+      LossSums s = {0, 0};
+      loss_softmax_xent(z + (size_t)i * C, in.y + i, 1, C, 0.0f, NULL, &s);
+      v[0] += s.loss;
+      v[1] += s.correct;
+      v[3 + 2 * in.y[i]] += 1;
+      v[4 + 2 * in.y[i]] += s.correct;
+    }
+  }
+  if (v) {
+    v[2] = local.failed;
+    comm_allreduce_sum_double(c, v, 3 + 2 * (size_t)C);
+  }
+  if ((v == NULL || v[2] > 0) && comm_agree(c, &local) != 0) {
+    comm_report(c, &local);
+    free(v);
+    infer_free(&in);
+    return 1;
+  }
+  const DataInfo *info = data_info(in.ds);
+  int64_t n = info->n[o.split];
+  if (c->rank == 0) {
+    printf("eval: %s on %s (%s split, %lld rows, %d rank%s)\n", o.checkpoint, o.data, split_choices[o.split],
+           (long long)n, c->size, c->size == 1 ? "" : "s");
+    printf("loss %.4f  accuracy %.2f%%\n", v[0] / (double)n, 100 * v[1] / (double)n);
+    printf("  class  name                  rows   accuracy\n");
+    for (int k = 0; k < C && k < 1000; k++) {
+      const char *name = data_class_name(in.ds, k);
+      double rows = v[3 + 2 * k];
+      printf("  %5d  %-18.18s %8.0f   %s", k, name ? name : "", rows, rows > 0 ? "" : "-\n");
+      if (rows > 0) printf("%6.2f%%\n", 100 * v[4 + 2 * k] / rows);
+    }
+    fflush(stdout);
+  }
+  free(v);
+  infer_free(&in);
+  return 0;
+}
+
+/* One CSV line per row into buf; returns bytes written (buf is large enough: see line_bytes). */
+static size_t format_rows(char *buf, int64_t first, int n, const int32_t *y, const float *probs, int C) {
+  char *p = buf;
+  for (int i = 0; i < n; i++) {
+    const float *pr = probs + (size_t)i * C;
+    int arg = 0;
+    for (int j = 1; j < C; j++)
+      if (pr[j] > pr[arg]) arg = j;
+    p += sprintf(p, "%lld,%d,%d", (long long)(first + i), y[i], arg);
+    for (int j = 0; j < C; j++) p += sprintf(p, ",%.6g", pr[j]);
+    *p++ = '\n';
+  }
+  return (size_t)(p - buf);
+}
+
+int predict_main(Comm *c, int argc, char **argv) {
+  InferOptions o;
+  int p = parse(c, predict_options, &o, argc, argv,
+                "mpitrain predict --checkpoint FILE --out FILE.csv [--data FILE] [--split test|train]",
+                "Class probabilities of a checkpoint's model for every row of a dataset split, computed on any\n"
+                "number of ranks and written by rank 0 as CSV: row,label,predicted,p0,...,p<C-1>.");
+  if (p != 0) return p > 0 ? 0 : 2;
+  Infer in;
+  MtError err = {0};
+  if (infer_open(c, &o, &in, &err) != 0) {
+    comm_report(c, &err);
+    return 1;
+  }
+  const int C = in.model.spec.n_classes;
+  /* Worst case per value: 13 characters for %.6g plus the comma. */
+  const size_t line_bytes = 64 + 14 * (size_t)C;
+  MtError local = {0};
+  float *probs = mt_alloc(sizeof(float) * (size_t)in.micro * (size_t)C, "probabilities", &local);
+  char *text = mt_alloc(line_bytes * (size_t)in.micro, "the output buffer", &local);
+  char tmp[1100] = "";
+  FILE *f = NULL;
+  if (c->rank == 0 && !local.failed) {
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o.out, (long)getpid());
+    f = fopen(tmp, "w");
+    if (f == NULL) {
+      mt_fail(&local, "--out %s: cannot create it: %s", o.out, strerror(errno));
+    } else {
+      fprintf(f, "row,label,predicted");
+      for (int j = 0; j < C; j++) fprintf(f, ",p%d", j);
+      fputc('\n', f);
+    }
+  }
+  if (comm_agree(c, &local) != 0) {
+    comm_report(c, &local);
+    if (f) fclose(f);
+    if (tmp[0]) unlink(tmp);
+    mt_free(text);
+    mt_free(probs);
+    infer_free(&in);
+    return 1;
+  }
+  /* Rank 0 writes its own rows, then each other rank's in rank order: each sends (length, text) chunks and a
+   * length of 0 when done (-1 if its reads failed; the reason is agreed on afterwards). */
+  const int TAG = 7;
+  if (c->rank == 0) {
+    for (int src = 0; src < c->size; src++) {
+      if (src == 0) {
+        for (int64_t r = in.lo; r < in.hi && !local.failed; r += in.micro) {
+          int cn = (int)(in.hi - r < in.micro ? in.hi - r : in.micro);
+          if (data_read_range(in.ds, (Split)o.split, r, cn, in.x, in.y, &local) != 0) break;
+          loss_softmax(model_forward(&in.model, in.x, cn), cn, C, probs);
+          size_t len = format_rows(text, r, cn, in.y, probs, C);
+          if (fwrite(text, 1, len, f) != len) mt_fail(&local, "--out %s: write failed: %s", o.out, strerror(errno));
+        }
+        continue;
+      }
+      for (;;) {
+        long long len = 0;
+        MPI_Recv(&len, 1, MPI_LONG_LONG, src, TAG, c->comm, MPI_STATUS_IGNORE);
+        if (len <= 0) break;
+        MPI_Recv(text, (int)len, MPI_CHAR, src, TAG, c->comm, MPI_STATUS_IGNORE);
+        if (!local.failed && fwrite(text, 1, (size_t)len, f) != (size_t)len)
+          mt_fail(&local, "--out %s: write failed: %s", o.out, strerror(errno));
+      }
+    }
+  } else {
+    for (int64_t r = in.lo; r < in.hi && !local.failed; r += in.micro) {
+      int cn = (int)(in.hi - r < in.micro ? in.hi - r : in.micro);
+      if (data_read_range(in.ds, (Split)o.split, r, cn, in.x, in.y, &local) != 0) break;
+      loss_softmax(model_forward(&in.model, in.x, cn), cn, C, probs);
+      long long len = (long long)format_rows(text, r, cn, in.y, probs, C);
+      MPI_Send(&len, 1, MPI_LONG_LONG, 0, TAG, c->comm);
+      MPI_Send(text, (int)len, MPI_CHAR, 0, TAG, c->comm);
+    }
+    long long end = local.failed ? -1 : 0;
+    MPI_Send(&end, 1, MPI_LONG_LONG, 0, TAG, c->comm);
+  }
+  if (c->rank == 0) {
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+      mt_fail(&local, "--out %s: write failed: %s", o.out, strerror(errno));
+    if (fclose(f) != 0) mt_fail(&local, "--out %s: write failed: %s", o.out, strerror(errno));
+    if (!local.failed && rename(tmp, o.out) != 0)
+      mt_fail(&local, "--out %s: cannot rename %s into place: %s", o.out, tmp, strerror(errno));
+    if (local.failed) unlink(tmp);
+  }
+  int rc = 0;
+  if (comm_agree(c, &local) != 0) {
+    comm_report(c, &local);
+    rc = 1;
+  } else if (c->rank == 0) {
+    printf("predict: wrote %s: %lld rows x %d classes (%s split of %s, %d rank%s)\n", o.out,
+           (long long)data_info(in.ds)->n[o.split], C, split_choices[o.split], o.data, c->size, c->size == 1 ? "" : "s");
+  }
+  mt_free(text);
+  mt_free(probs);
+  infer_free(&in);
+  return rc;
+}
