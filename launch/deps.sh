@@ -10,7 +10,7 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools       # parallel HDF5, h5dump
   zlib1g-dev                           # gzipped IDX files
   libinih-dev                          # INI configuration files
-  libcmocka-dev                        # unit tests
+  libcmocka-dev procps                 # unit tests; pgrep for the checkpoint tests
   dataset-fashion-mnist                # the default dataset, IDX files under /usr/share/datasets/fashion-mnist
 )
 missing=()

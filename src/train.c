@@ -592,7 +592,10 @@ int trainer_fit(Trainer *t, MtError *err) {
         stop = 1;
         break;
       }
-      if (ckpt && c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0 && trainer_save(t, err) != 0) {
+      /* Every N steps — unless this step ended the epoch and the epoch's checkpoint follows anyway. */
+      int epoch_end = t->epoch_pos >= t->n_train && c->checkpoint_epochs;
+      if (ckpt && c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0 && !epoch_end &&
+          trainer_save(t, err) != 0) {
         rc = -1;
         break;
       }

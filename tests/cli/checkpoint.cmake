@@ -1,0 +1,14 @@
+# checkpoint.cmake — checkpoints end to end: bit-exact resume, resume on another world size, a rank killed or
+# SIGTERMed mid-run, damaged / foreign / incompatible checkpoints, and eval / predict / info on a checkpoint.
+add_executable(ckpt_tamper ${CMAKE_CURRENT_LIST_DIR}/../tools/ckpt_tamper.c)
+target_link_libraries(ckpt_tamper PRIVATE mpitrain_lib)
+foreach(scenario exact world_size kill sigterm damaged infer)
+  mt_test(NAME checkpoint.${scenario} FIXTURES_REQUIRED train_small TIMEOUT 180
+    COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/checkpoint.sh ${scenario} ${MT_BIN} $<TARGET_FILE:ckpt_tamper>
+            ${MT_TEST_DATA}/train_small.h5)
+endforeach()
+
+# launch/slurm.sbatch with stand-ins for srun and scontrol: SIGUSR1 before the time limit -> checkpoint, requeue,
+# and the requeued job resumes and finishes.
+mt_test(NAME checkpoint.slurm_requeue TIMEOUT 180
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm.sh ${CMAKE_SOURCE_DIR}/launch/slurm.sbatch ${MT_BIN} unused)

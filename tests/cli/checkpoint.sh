@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# checkpoint.sh — end-to-end checkpoint scenarios for CTest: checkpoint.sh SCENARIO MPITRAIN TAMPER DATA
+# Each scenario works in a fresh directory of its own and exits non-zero (saying why) when an expectation fails.
+set -u
+scenario=$1 bin=$2 tamper=$3 data=$4
+work=ckpt-$scenario
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+mpirun=(mpirun)
+fail() { echo "FAIL: $*"; exit 1; }
+train() { local np=$1; shift; "${mpirun[@]}" -np "$np" "$bin" train --data "$data" --hidden 16 --batch 48 \
+            --progress off --threads 1 "$@"; }
+newest() { ls "$1"/ckpt-*.h5 2>/dev/null | sort | tail -n 1; }
+# bit-identical parameters and optimiser moments
+same_state() {
+  h5diff "$1" "$2" /model >/dev/null || fail "parameters differ: $1 vs $2"
+  h5diff "$1" "$2" /optimizer >/dev/null || fail "optimiser state differs: $1 vs $2"
+}
+# step losses of two CSV metrics files, over the steps both have after $3, agree within relative $4
+same_losses() {
+  awk -F, -v after="$3" -v tol="$4" '
+    FNR == 1 { next }
+    $1 != "step" || $3 <= after { next }
+    NR == FNR { a[$3] = $5; next }
+    ($3 in a) { n++; d = $5 - a[$3]; if (d < 0) d = -d; r = d / ($5 < 0 ? -$5 : $5);
+                if (r > worst) worst = r; if (r > tol) { print "step " $3 ": " a[$3] " vs " $5; bad++ } }
+    END { printf "%d steps compared, largest relative difference %.3g\n", n, worst; exit (bad > 0 || n == 0) }
+  ' "$1" "$2" || fail "losses of $1 and $2 differ"
+}
+# runs "$@" in the background; sets $pid (mpirun) and waits for a checkpoint of step >= $ckpt_min in $dir
+start_and_wait() {
+  "$@" > run.log 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do
+    [ -n "$(ls "$dir" 2>/dev/null | grep -E 'ckpt-0*([5-9][0-9]|[1-9][0-9]{2,})\.h5')" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat run.log; fail "the run ended before it could be interrupted"; }
+    sleep 0.05
+  done
+  fail "no checkpoint appeared"
+}
+one_rank_pid() { pgrep -f "^$bin train .*--checkpoint-dir $dir" | tail -n 1; }
+
+case "$scenario" in
+exact)
+  # 3 epochs straight vs stopped mid-epoch 2 (step 55 of 63 per epoch... here 3000/48 = 63 steps) and resumed.
+  train 2 --epochs 3 --checkpoint-dir A >a.log 2>&1 || { cat a.log; fail "straight run"; }
+  train 2 --epochs 3 --checkpoint-dir B --max-steps 100 >b1.log 2>&1 || { cat b1.log; fail "first half"; }
+  train 2 --epochs 3 --checkpoint-dir B --resume auto >b2.log 2>&1 || { cat b2.log; fail "resumed half"; }
+  grep -q "resumed from B/ckpt-000000000100.h5: step 100, epoch 2" b2.log || { cat b2.log; fail "did not resume at step 100"; }
+  [ "$(basename "$(newest A)")" = "$(basename "$(newest B)")" ] || fail "final steps differ: $(newest A) $(newest B)"
+  same_state "$(newest A)" "$(newest B)"
+  echo "straight and stop-and-resume runs end bit-identical at $(newest A)"
+  ;;
+world_size)
+  # Written at 4 ranks; continued at 4, 1 and 3 ranks from the same checkpoint: the same losses.
+  train 4 --epochs 3 --checkpoint-dir W4 --max-steps 40 >w.log 2>&1 || { cat w.log; fail "np=4 first part"; }
+  cp -r W4 W1 && cp -r W4 W3
+  for np in 4 1 3; do
+    train "$np" --epochs 3 --checkpoint-dir "W$np" --resume auto --max-steps 80 --log "w$np.csv" >"w$np.log" 2>&1 ||
+      { cat "w$np.log"; fail "resume at np=$np"; }
+    grep -q "written at 4 ranks" "w$np.log" || { cat "w$np.log"; fail "np=$np did not resume the np=4 checkpoint"; }
+  done
+  same_losses w4.csv w1.csv 40 1e-5
+  same_losses w4.csv w3.csv 40 1e-5
+  ;;
+kill | sigterm)
+  "$bin" synth --samples 8000 --test-samples 500 --features 256 --classes 4 --noise 3 --out big.h5 >/dev/null || fail synth
+  big=(--data big.h5 --hidden 256,256 --batch 64 --epochs 12 --checkpoint-every 25 --progress off --threads 1)
+  "${mpirun[@]}" -np 2 "$bin" train "${big[@]}" --checkpoint-dir U >u.log 2>&1 || { cat u.log; fail "uninterrupted run"; }
+  dir=R
+  start_and_wait "${mpirun[@]}" -np 2 "$bin" train "${big[@]}" --checkpoint-dir R
+  victim=$(one_rank_pid)
+  [ -n "$victim" ] || fail "no rank process found"
+  t0=$(date +%s%N)
+  if [ "$scenario" = kill ]; then kill -KILL "$victim"; else kill -TERM "$victim"; fi
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid"; fail "the job still runs 15 s after one rank got SIG$scenario"; }
+  wait "$pid"
+  status=$?
+  echo "job ended $(( ($(date +%s%N) - t0) / 1000000 )) ms after the signal, exit status $status"
+  cat run.log | tail -n 3
+  if [ "$scenario" = sigterm ]; then
+    [ "$status" -eq 0 ] || fail "expected exit status 0 after SIGTERM, got $status"
+    step=$(sed -n 's/.*stopped by a signal after step \([0-9]*\).*/\1/p' run.log)
+    [ -n "$step" ] || fail "no 'stopped by a signal' message"
+    [ -f "R/ckpt-$(printf %012d "$step").h5" ] || fail "no checkpoint for step $step"
+  else
+    [ "$status" -ne 0 ] || fail "a killed rank must make the job fail"
+  fi
+  ls R/.ckpt-* 2>/dev/null && echo "(a temporary is left: it is never taken for a checkpoint)"
+  "${mpirun[@]}" -np 2 "$bin" train "${big[@]}" --checkpoint-dir R --resume auto >r.log 2>&1 || { cat r.log; fail "resume"; }
+  grep "resumed from" r.log
+  [ "$(basename "$(newest U)")" = "$(basename "$(newest R)")" ] || fail "final steps differ"
+  same_state "$(newest U)" "$(newest R)"
+  echo "interrupted and resumed run ends bit-identical to the uninterrupted one"
+  ;;
+damaged)
+  train 2 --epochs 3 --checkpoint-dir D --keep 3 >d.log 2>&1 || { cat d.log; fail "run"; }
+  mapfile -t ck < <(ls D/ckpt-*.h5 | sort)
+  [ "${#ck[@]}" -eq 3 ] || fail "expected 3 checkpoints kept, got ${#ck[@]}"
+  # truncated newest: auto skips it with a warning and takes the one before
+  cp -r D T && truncate -s 5000 "T/$(basename "${ck[2]}")" && cp "T/$(basename "${ck[2]}")" truncated.h5
+  train 2 --epochs 4 --checkpoint-dir T --resume auto >t.log 2>&1 || { cat t.log; fail "resume past a truncated checkpoint"; }
+  grep -q "warning: skipping T/$(basename "${ck[2]}")" t.log || { cat t.log; fail "no warning for the truncated checkpoint"; }
+  grep -q "resumed from T/$(basename "${ck[1]}")" t.log || { cat t.log; fail "did not fall back to the previous checkpoint"; }
+  # silently corrupted newest: the CRC catches it
+  cp -r D C && "$tamper" "C/$(basename "${ck[2]}")" flip && cp "C/$(basename "${ck[2]}")" corrupt.h5 || fail tamper
+  train 2 --epochs 4 --checkpoint-dir C --resume auto >c.log 2>&1 || { cat c.log; fail "resume past a corrupt checkpoint"; }
+  grep -q "fails its CRC-32 check" c.log || { cat c.log; fail "CRC mismatch not reported"; }
+  grep -q "resumed from C/$(basename "${ck[1]}")" c.log || { cat c.log; fail "did not fall back past the corrupt one"; }
+  # the same files named explicitly are refused on every rank (copies: the runs above replaced the originals)
+  expect_refusal() { # regex, then train args
+    local regex=$1; shift
+    local t0=$(date +%s)
+    train 3 --epochs 4 "$@" >x.log 2>&1 && { cat x.log; fail "accepted: $*"; }
+    grep -Eq "^mpitrain: error: .*$regex" x.log || { cat x.log; fail "expected /$regex/ for: $*"; }
+    [ $(( $(date +%s) - t0 )) -le 10 ] || fail "took more than 10 s to refuse: $*"
+    echo "refused: $(grep '^mpitrain: error' x.log)"
+  }
+  expect_refusal "truncated|not an HDF5" --resume truncated.h5
+  expect_refusal "fails its CRC-32 check" --resume corrupt.h5
+  cp "${ck[2]}" newer.h5 && "$tamper" newer.h5 version 99 || fail tamper
+  expect_refusal "format version 99.*use a newer mpitrain" --resume newer.h5
+  expect_refusal "not an mpitrain checkpoint" --resume "$data"
+  expect_refusal "holds a 32-16-4 relu model. this run builds 32-8-4 relu" --resume "${ck[2]}" --hidden 8
+  expect_refusal "written with --optimizer adam. this run uses sgd" --resume "${ck[2]}" --optimizer sgd
+  "$bin" synth --samples 200 --features 32 --classes 3 --out three.h5 >/dev/null || fail synth
+  expect_refusal "trained for 4 classes. this dataset has 3" --resume "${ck[2]}" --data three.h5
+  mkdir -p N && cp "$data" N/ckpt-000000999999.h5
+  expect_refusal "all 1 checkpoints in N are damaged" --checkpoint-dir N --resume auto
+  ;;
+infer)
+  train 2 --epochs 2 --checkpoint-dir E >e.log 2>&1 || { cat e.log; fail "run"; }
+  acc=$(sed -n 's/final test accuracy: \([0-9.]*\)%.*/\1/p' e.log)
+  for np in 1 3; do
+    "${mpirun[@]}" -np "$np" "$bin" eval --checkpoint "$(newest E)" --data "$data" >"eval$np.log" 2>&1 || { cat "eval$np.log"; fail eval; }
+    grep -q "accuracy $acc%" "eval$np.log" || { cat "eval$np.log"; fail "eval at np=$np does not give the training's $acc%"; }
+    "${mpirun[@]}" -np "$np" "$bin" predict --checkpoint "$(newest E)" --data "$data" --out "p$np.csv" >/dev/null 2>&1 || fail predict
+  done
+  cmp p1.csv p3.csv || fail "predictions differ between 1 and 3 ranks"
+  [ "$(wc -l < p1.csv)" -eq 601 ] || fail "expected 600 rows and a header"
+  right=$(awk -F, 'NR > 1 && $2 == $3 { n++ } END { print n }' p1.csv)
+  awk -v r="$right" -v a="$acc" 'BEGIN { exit !(r / 600 * 100 - a < 0.01 && a - r / 600 * 100 < 0.01) }' ||
+    fail "predicted classes give $right/600 right; eval said $acc%"
+  "$bin" info "$(newest E)" >info.log 2>&1 || { cat info.log; fail info; }
+  grep -q "crc32: .*matches the arrays" info.log || { cat info.log; fail "info does not verify the CRC"; }
+  echo "eval ($acc%), predict and info agree at 1 and 3 ranks"
+  ;;
+*) fail "unknown scenario $scenario" ;;
+esac
+echo PASS
