@@ -73,6 +73,11 @@ static void test_defaults(void **state) {
   assert_int_equal(c.progress, PROGRESS_AUTO);
   assert_int_equal(c.eval, 1);
   assert_true(config_beta2(&c) == 0.999f);
+  assert_string_equal(c.checkpoint_dir, "");
+  assert_true(c.checkpoint_every == 0);
+  assert_int_equal(c.checkpoint_epochs, 1);
+  assert_int_equal(c.keep, 3);
+  assert_string_equal(c.resume, "");
 }
 
 /* Every default must pass its own option's checks (opts_defaults does not report a bad one). */
@@ -87,7 +92,7 @@ static void test_table_defaults_valid(void **state) {
       fail_msg("default of --%s is rejected: %s", o->name, err.msg);
     assert_non_null(o->help);
   }
-  assert_int_equal(count, 24);
+  assert_int_equal(count, 29);
 }
 
 static void test_choices_follow_enums(void **state) {
@@ -185,6 +190,12 @@ static void test_errors(void **state) {
                     "--eval takes no value; write --eval=false (or --eval / --no-eval)");
   assert_int_equal(parse(&c, &err, "--no-eval", NULL), 0);
   assert_int_equal(c.eval, 0);
+  assert_fails_with(parse(&c, &err, "--checkpoint-every", "100", NULL), &err,
+                    "--checkpoint-every 100: checkpoints need a directory; add --checkpoint-dir DIR");
+  assert_fails_with(parse(&c, &err, "--resume", "auto", NULL), &err,
+                    "--resume auto: looks for checkpoints in --checkpoint-dir, which is not set");
+  assert_fails_containing(parse(&c, &err, "--keep", "0", NULL), &err, "--keep: expected a whole number >= 1");
+  assert_int_equal(parse(&c, &err, "--checkpoint-dir", "ck", "--resume", "auto", "--checkpoint-every", "off", NULL), 0);
 }
 
 static void test_positional_refused(void **state) {
