@@ -1,0 +1,192 @@
+/* test_checkpoint.c — the checkpoint module alone: round trip, CRC, listing, pruning, temporaries, refusals. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <hdf5.h>
+
+#include "mpitrain/checkpoint.h"
+#include "mpitrain/init.h"
+
+static char dir[512];
+
+static void make_model(Model *m, Optimizer *o, int hidden, OptKind kind) {
+  ModelSpec spec = {.n_inputs = 6, .n_classes = 3, .n_hidden = 1, .hidden = {hidden}, .act = ACT_TANH};
+  OptConfig oc = {.kind = kind, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+  MtError err = {0};
+  assert_int_equal(model_create(m, &spec, 4, &err), 0);
+  assert_int_equal(optim_create(o, &oc, m->n_params, &err), 0);
+  init_params(m, INIT_XAVIER, 3);
+  for (size_t i = 0; o->m && i < m->n_params; i++) o->m[i] = 0.001f * (float)i;
+  for (size_t i = 0; o->v && i < m->n_params; i++) o->v[i] = 0.002f * (float)i;
+  o->t = 17;
+}
+
+static void meta_for(const Model *m, const Optimizer *o, int64_t step, CheckpointMeta *meta) {
+  memset(meta, 0, sizeof *meta);
+  meta->spec = m->spec;
+  meta->opt = o->cfg;
+  meta->opt_step = o->t;
+  meta->step = step;
+  meta->epoch = 2;
+  meta->epoch_pos = 40;
+  meta->seed = 99;
+  meta->world_size = 4;
+  meta->n_train = 1000;
+  snprintf(meta->data, sizeof meta->data, "d.h5");
+  meta->config = strdup("lr = 0.1\n");
+}
+
+static void write_at(const Model *m, const Optimizer *o, int64_t step) {
+  CheckpointMeta meta;
+  meta_for(m, o, step, &meta);
+  MtError err = {0};
+  char path[1100];
+  if (checkpoint_write(dir, &meta, m, o, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  checkpoint_meta_free(&meta);
+}
+
+static void test_round_trip(void **s) {
+  (void)s;
+  Model a, b;
+  Optimizer oa, ob;
+  make_model(&a, &oa, 5, OPT_ADAM);
+  make_model(&b, &ob, 5, OPT_ADAM);
+  memset(b.params, 0, sizeof(float) * b.n_params);
+  memset(ob.m, 0, sizeof(float) * b.n_params);
+  write_at(&a, &oa, 7);
+  char path[1100];
+  snprintf(path, sizeof path, "%s/ckpt-000000000007.h5", dir);
+  CheckpointMeta meta;
+  MtError err = {0};
+  assert_int_equal(checkpoint_read_meta(path, &meta, &err), 0);
+  assert_int_equal(meta.step, 7);
+  assert_int_equal(meta.epoch_pos, 40);
+  assert_int_equal(meta.world_size, 4);
+  assert_string_equal(meta.config, "lr = 0.1\n");
+  if (checkpoint_read_state(path, &meta, &b, &ob, &err) != 0) fail_msg("%s", err.msg);
+  assert_memory_equal(a.params, b.params, sizeof(float) * a.n_params);
+  assert_memory_equal(oa.m, ob.m, sizeof(float) * a.n_params);
+  assert_memory_equal(oa.v, ob.v, sizeof(float) * a.n_params);
+  assert_int_equal(ob.t, 17);
+  /* evaluation reads parameters only, still checking the CRC over the moments */
+  memset(b.params, 0, sizeof(float) * b.n_params);
+  assert_int_equal(checkpoint_read_state(path, &meta, &b, NULL, &err), 0);
+  assert_memory_equal(a.params, b.params, sizeof(float) * a.n_params);
+  checkpoint_meta_free(&meta);
+  optim_free(&ob);
+  optim_free(&oa);
+  model_free(&b);
+  model_free(&a);
+}
+
+static void test_refusals(void **s) {
+  (void)s;
+  Model a, other;
+  Optimizer oa, osgd;
+  make_model(&a, &oa, 5, OPT_ADAM);
+  write_at(&a, &oa, 8);
+  char path[1100];
+  snprintf(path, sizeof path, "%s/ckpt-000000000008.h5", dir);
+  CheckpointMeta meta;
+  MtError err = {0};
+  assert_int_equal(checkpoint_read_meta(path, &meta, &err), 0);
+  make_model(&other, &osgd, 4, OPT_SGD);
+  assert_int_equal(checkpoint_read_state(path, &meta, &other, NULL, &err), -1);
+  assert_non_null(strstr(err.msg, "holds a 6-5-3 tanh model; this run builds 6-4-3 tanh"));
+  model_free(&other);
+  optim_free(&osgd);
+  make_model(&other, &osgd, 5, OPT_SGD);
+  mt_error_clear(&err);
+  assert_int_equal(checkpoint_check_fits(path, &meta, &other, &osgd, &err), -1);
+  assert_non_null(strstr(err.msg, "written with --optimizer adam; this run uses sgd"));
+  checkpoint_meta_free(&meta);
+  /* one flipped bit inside the stored weights (found through HDF5, then changed behind its back): the CRC
+   * must catch it */
+  hid_t hf = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t hd = H5Dopen2(hf, "/model/dense0/W", H5P_DEFAULT);
+  haddr_t off = H5Dget_offset(hd);
+  H5Dclose(hd);
+  H5Fclose(hf);
+  assert_true(off != HADDR_UNDEF);
+  FILE *f = fopen(path, "r+b");
+  assert_non_null(f);
+  fseek(f, (long)off + 5, SEEK_SET);
+  int c = fgetc(f);
+  fseek(f, (long)off + 5, SEEK_SET);
+  fputc(c ^ 0x04, f);
+  fclose(f);
+  mt_error_clear(&err);
+  assert_int_equal(checkpoint_read_meta(path, &meta, &err), 0);
+  assert_int_equal(checkpoint_read_state(path, &meta, &a, &oa, &err), -1);
+  assert_non_null(strstr(err.msg, "fails its CRC-32 check"));
+  checkpoint_meta_free(&meta);
+  /* not a checkpoint at all */
+  mt_error_clear(&err);
+  char text[1100];
+  snprintf(text, sizeof text, "%s/notes.txt", dir);
+  f = fopen(text, "w");
+  fputs("hello\n", f);
+  fclose(f);
+  assert_int_equal(checkpoint_read_meta(text, &meta, &err), -1);
+  assert_non_null(strstr(err.msg, "not an HDF5 file"));
+  optim_free(&osgd);
+  model_free(&other);
+  optim_free(&oa);
+  model_free(&a);
+}
+
+static void test_list_prune_temporaries(void **s) {
+  (void)s;
+  Model a;
+  Optimizer oa;
+  make_model(&a, &oa, 5, OPT_MOMENTUM);
+  char sub[256];
+  snprintf(sub, sizeof sub, "%.200s/list", dir);
+  mkdir(sub, 0777);
+  char keep[512];
+  snprintf(keep, sizeof keep, "%s", dir);
+  snprintf(dir, sizeof dir, "%s", sub);
+  for (int64_t step = 5; step <= 1000; step *= 10) write_at(&a, &oa, step); /* 5 50 500 */
+  write_at(&a, &oa, 1000);
+  char tmp[700];
+  snprintf(tmp, sizeof tmp, "%s/.ckpt-000000000077.h5.tmp.123", dir);
+  FILE *f = fopen(tmp, "w");
+  fclose(f);
+  char paths[8][1024];
+  MtError err = {0};
+  int n = checkpoint_list(dir, paths, 8, &err);
+  assert_int_equal(n, 4);
+  assert_non_null(strstr(paths[0], "ckpt-000000001000.h5")); /* newest first, by step */
+  assert_non_null(strstr(paths[3], "ckpt-000000000005.h5"));
+  assert_int_equal(checkpoint_prune(dir, 2, &err), 0);
+  n = checkpoint_list(dir, paths, 8, &err);
+  assert_int_equal(n, 2);
+  assert_non_null(strstr(paths[1], "ckpt-000000000500.h5"));
+  assert_int_equal(checkpoint_clean_temporaries(dir), 1);
+  assert_int_equal(access(tmp, F_OK), -1);
+  snprintf(dir, sizeof dir, "%s", keep);
+  optim_free(&oa);
+  model_free(&a);
+}
+
+int main(void) {
+  snprintf(dir, sizeof dir, "test_checkpoint.%ld", (long)getpid());
+  mkdir(dir, 0777);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_list_prune_temporaries),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) rc = 1;
+  return rc;
+}
