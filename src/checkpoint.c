@@ -88,15 +88,10 @@ static int write_attrs(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
   rc |= h5_attr_write_scalar(f, "seed", H5T_STD_I64LE, &seed);
   rc |= h5_attr_write_scalar(f, "n_inputs", H5T_STD_I32LE, &nin);
   rc |= h5_attr_write_scalar(f, "n_classes", H5T_STD_I32LE, &ncl);
-  if (nh > 0) {
-    hid_t sp = H5Screate_simple(1, &nh, NULL);
-    rc |= sp < 0 ? -1 : h5_attr_write(f, "hidden", H5T_STD_I32LE, sp, meta->spec.hidden);
-    if (sp >= 0) H5Sclose(sp);
-  } else {
-    hid_t sp = H5Screate(H5S_NULL); /* an empty list: no hidden layer */
-    rc |= sp < 0 ? -1 : h5_attr_write(f, "hidden", H5T_STD_I32LE, sp, meta->spec.hidden);
-    if (sp >= 0) H5Sclose(sp);
-  }
+  /* No hidden layer (softmax regression) is an empty list: a null dataspace. */
+  hid_t hsp = nh > 0 ? H5Screate_simple(1, &nh, NULL) : H5Screate(H5S_NULL);
+  rc |= hsp < 0 ? -1 : h5_attr_write(f, "hidden", H5T_STD_I32LE, hsp, meta->spec.hidden);
+  if (hsp >= 0) H5Sclose(hsp);
   rc |= h5_attr_write_strings(f, "activation", &act, 1, 1);
   rc |= h5_attr_write_scalar(f, "leaky_slope", H5T_IEEE_F64LE, &slope);
   rc |= h5_attr_write_strings(f, "optimizer", &opt, 1, 1);

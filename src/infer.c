@@ -161,27 +161,48 @@ static int infer_open(Comm *c, const InferOptions *o, Infer *in, MtError *err) {
   return 0;
 }
 
+/* Options, checkpoint, dataset: returns -1 when the command is over (rc holds its exit code), 0 to go on. */
+static int infer_start(Comm *c, const OptionSpec *table, InferOptions *o, int argc, char **argv, const char *usage,
+                       const char *summary, Infer *in, int *rc) {
+  int p = parse(c, table, o, argc, argv, usage, summary);
+  if (p != 0) {
+    *rc = p > 0 ? 0 : 2;
+    return -1;
+  }
+  MtError err = {0};
+  if (infer_open(c, o, in, &err) != 0) {
+    comm_report(c, &err);
+    *rc = 1;
+    return -1;
+  }
+  return 0;
+}
+
+/* Logits [cn, C] of the rows [r, r+cn) of this rank's slice (cn = up to a micro-batch); labels in in->y. */
+static const float *infer_chunk(Infer *in, const InferOptions *o, int64_t r, int *cn, MtError *err) {
+  *cn = (int)(in->hi - r < in->micro ? in->hi - r : in->micro);
+  if (data_read_range(in->ds, (Split)o->split, r, *cn, in->x, in->y, err) != 0) return NULL;
+  return model_forward(&in->model, in->x, *cn);
+}
+
 int eval_main(Comm *c, int argc, char **argv) {
   InferOptions o;
-  int p = parse(c, eval_options, &o, argc, argv, "mpitrain eval --checkpoint FILE [--data FILE] [--split test|train]",
-                "Loss and accuracy of a checkpoint's model on a dataset split, overall and per class, computed\n"
-                "data-parallel on any number of ranks.");
-  if (p != 0) return p > 0 ? 0 : 2;
   Infer in;
-  MtError err = {0};
-  if (infer_open(c, &o, &in, &err) != 0) {
-    comm_report(c, &err);
-    return 1;
-  }
+  int rc = 0;
+  if (infer_start(c, eval_options, &o, argc, argv, "mpitrain eval --checkpoint FILE [--data FILE] [--split test|train]",
+                  "Loss and accuracy of a checkpoint's model on a dataset split, overall and per class, computed\n"
+                  "data-parallel on any number of ranks.",
+                  &in, &rc) != 0)
+    return rc;
   const int C = in.model.spec.n_classes;
   /* loss, correct, failed, then per class: rows, correct */
   double *v = calloc(3 + 2 * (size_t)C, sizeof(double));
   MtError local = {0};
   if (v == NULL) mt_fail(&local, "out of memory");
   for (int64_t r = in.lo; v && r < in.hi && !local.failed; r += in.micro) {
-    int cn = (int)(in.hi - r < in.micro ? in.hi - r : in.micro);
-    if (data_read_range(in.ds, (Split)o.split, r, cn, in.x, in.y, &local) != 0) break;
-    const float *z = model_forward(&in.model, in.x, cn);
+    int cn;
+    const float *z = infer_chunk(&in, &o, r, &cn, &local);
+    if (z == NULL) break;
     for (int i = 0; i < cn; i++) {
       LossSums s = {0, 0};
       loss_softmax_xent(z + (size_t)i * C, in.y + i, 1, C, 0.0f, NULL, &s);
@@ -238,17 +259,14 @@ static size_t format_rows(char *buf, int64_t first, int n, const int32_t *y, con
 
 int predict_main(Comm *c, int argc, char **argv) {
   InferOptions o;
-  int p = parse(c, predict_options, &o, argc, argv,
-                "mpitrain predict --checkpoint FILE --out FILE.csv [--data FILE] [--split test|train]",
-                "Class probabilities of a checkpoint's model for every row of a dataset split, computed on any\n"
-                "number of ranks and written by rank 0 as CSV: row,label,predicted,p0,...,p<C-1>.");
-  if (p != 0) return p > 0 ? 0 : 2;
   Infer in;
-  MtError err = {0};
-  if (infer_open(c, &o, &in, &err) != 0) {
-    comm_report(c, &err);
-    return 1;
-  }
+  int rc = 0;
+  if (infer_start(c, predict_options, &o, argc, argv,
+                  "mpitrain predict --checkpoint FILE --out FILE.csv [--data FILE] [--split test|train]",
+                  "Class probabilities of a checkpoint's model for every row of a dataset split, computed on any\n"
+                  "number of ranks and written by rank 0 as CSV: row,label,predicted,p0,...,p<C-1>.",
+                  &in, &rc) != 0)
+    return rc;
   const int C = in.model.spec.n_classes;
   /* Worst case per value: 13 characters for %.6g plus the comma. */
   const size_t line_bytes = 64 + 14 * (size_t)C;
@@ -284,9 +302,10 @@ int predict_main(Comm *c, int argc, char **argv) {
     for (int src = 0; src < c->size; src++) {
       if (src == 0) {
         for (int64_t r = in.lo; r < in.hi && !local.failed; r += in.micro) {
-          int cn = (int)(in.hi - r < in.micro ? in.hi - r : in.micro);
-          if (data_read_range(in.ds, (Split)o.split, r, cn, in.x, in.y, &local) != 0) break;
-          loss_softmax(model_forward(&in.model, in.x, cn), cn, C, probs);
+          int cn;
+          const float *z = infer_chunk(&in, &o, r, &cn, &local);
+          if (z == NULL) break;
+          loss_softmax(z, cn, C, probs);
           size_t len = format_rows(text, r, cn, in.y, probs, C);
           if (fwrite(text, 1, len, f) != len) mt_fail(&local, "--out %s: write failed: %s", o.out, strerror(errno));
         }
@@ -303,9 +322,10 @@ int predict_main(Comm *c, int argc, char **argv) {
     }
   } else {
     for (int64_t r = in.lo; r < in.hi && !local.failed; r += in.micro) {
-      int cn = (int)(in.hi - r < in.micro ? in.hi - r : in.micro);
-      if (data_read_range(in.ds, (Split)o.split, r, cn, in.x, in.y, &local) != 0) break;
-      loss_softmax(model_forward(&in.model, in.x, cn), cn, C, probs);
+      int cn;
+      const float *z = infer_chunk(&in, &o, r, &cn, &local);
+      if (z == NULL) break;
+      loss_softmax(z, cn, C, probs);
       long long len = (long long)format_rows(text, r, cn, in.y, probs, C);
       MPI_Send(&len, 1, MPI_LONG_LONG, 0, TAG, c->comm);
       MPI_Send(text, (int)len, MPI_CHAR, 0, TAG, c->comm);
@@ -321,7 +341,6 @@ int predict_main(Comm *c, int argc, char **argv) {
       mt_fail(&local, "--out %s: cannot rename %s into place: %s", o.out, tmp, strerror(errno));
     if (local.failed) unlink(tmp);
   }
-  int rc = 0;
   if (comm_agree(c, &local) != 0) {
     comm_report(c, &local);
     rc = 1;

@@ -143,6 +143,8 @@ infer)
     fail "predicted classes give $right/600 right; eval said $acc%"
   "$bin" info "$(newest E)" >info.log 2>&1 || { cat info.log; fail info; }
   grep -q "crc32: .*matches the arrays" info.log || { cat info.log; fail "info does not verify the CRC"; }
+  # readable without mpitrain
+  h5dump -d /model/dense1/b "$(newest E)" | grep -q "DATASPACE  SIMPLE { ( 4 ) / ( 4 ) }" || fail "h5dump cannot read /model/dense1/b"
   echo "eval ($acc%), predict and info agree at 1 and 3 ranks"
   ;;
 *) fail "unknown scenario $scenario" ;;
