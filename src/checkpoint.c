@@ -22,7 +22,7 @@
 
 #include "h5util.h"
 
-#define MAX_TENSORS (2 * (MODEL_MAX_HIDDEN + 1))
+#define MAX_TENSORS (4 * MODEL_MAX_HIDDEN + 2)
 
 void checkpoint_meta_free(CheckpointMeta *meta) {
   free(meta->config);
@@ -31,18 +31,24 @@ void checkpoint_meta_free(CheckpointMeta *meta) {
 
 void checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n) {
   int p = snprintf(out, n, "%d", spec->n_inputs);
-  for (int i = 0; i < spec->n_hidden && p > 0 && (size_t)p < n; i++) p += snprintf(out + p, n - (size_t)p, "-%d", spec->hidden[i]);
+  for (int i = 0; i < spec->n_hidden && p > 0 && (size_t)p < n; i++)
+    p += snprintf(out + p, n - (size_t)p, "-%d", spec->hidden[i]);
   if (p > 0 && (size_t)p < n)
-    snprintf(out + p, n - (size_t)p, "-%d %s", spec->n_classes, spec->n_hidden > 0 ? act_name(spec->act) : "(softmax regression)");
+    p += snprintf(out + p, n - (size_t)p, "-%d %s", spec->n_classes,
+                  spec->n_hidden > 0 ? act_name(spec->act) : "(softmax regression)");
+  if (p > 0 && (size_t)p < n && spec->n_hidden > 0 && spec->bn != BN_NONE)
+    snprintf(out + p, n - (size_t)p, ", batchnorm %s", bn_place_name(spec->bn));
 }
 
-/* CRC-32 of the parameters, then the first and second moments (those that exist), in buffer order. */
+/* CRC-32 of the parameters, then the first and second moments (those that exist), then the batch-norm running
+ * statistics, in buffer order. */
 static uint32_t state_crc(const Model *m, const float *mom1, const float *mom2) {
   uLong crc = crc32_z(0L, Z_NULL, 0);
   size_t bytes = sizeof(float) * m->n_params;
   crc = crc32_z(crc, (const Bytef *)m->params, bytes);
   if (mom1) crc = crc32_z(crc, (const Bytef *)mom1, bytes);
   if (mom2) crc = crc32_z(crc, (const Bytef *)mom2, bytes);
+  if (m->n_state) crc = crc32_z(crc, (const Bytef *)m->state, sizeof(float) * m->n_state);
   return (uint32_t)crc;
 }
 
@@ -94,6 +100,18 @@ static int write_attrs(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
   if (hsp >= 0) H5Sclose(hsp);
   rc |= h5_attr_write_strings(f, "activation", &act, 1, 1);
   rc |= h5_attr_write_scalar(f, "leaky_slope", H5T_IEEE_F64LE, &slope);
+  const char *bn = bn_place_name(meta->spec.bn);
+  double bnm = meta->spec.bn_momentum, bne = meta->spec.bn_eps, bv = meta->best_val_loss;
+  long long be = meta->best_epoch, sb = meta->since_best;
+  rc |= h5_attr_write_strings(f, "batchnorm", &bn, 1, 1);
+  rc |= h5_attr_write_scalar(f, "bn_momentum", H5T_IEEE_F64LE, &bnm);
+  rc |= h5_attr_write_scalar(f, "bn_eps", H5T_IEEE_F64LE, &bne);
+  hid_t dsp = nh > 0 ? H5Screate_simple(1, &nh, NULL) : H5Screate(H5S_NULL);
+  rc |= dsp < 0 ? -1 : h5_attr_write(f, "dropout", H5T_IEEE_F32LE, dsp, meta->spec.dropout);
+  if (dsp >= 0) H5Sclose(dsp);
+  rc |= h5_attr_write_scalar(f, "best_val_loss", H5T_IEEE_F64LE, &bv);
+  rc |= h5_attr_write_scalar(f, "best_epoch", H5T_STD_I64LE, &be);
+  rc |= h5_attr_write_scalar(f, "since_best", H5T_STD_I64LE, &sb);
   rc |= h5_attr_write_strings(f, "optimizer", &opt, 1, 1);
   rc |= h5_attr_write_scalar(f, "optimizer_step", H5T_STD_I64LE, &ot);
   rc |= h5_attr_write_scalar(f, "beta1", H5T_IEEE_F64LE, &b1);
@@ -117,10 +135,13 @@ static int fsync_path(const char *path, int directory) {
   return rc;
 }
 
-int checkpoint_write(const char *dir, const CheckpointMeta *meta, const Model *m, const Optimizer *o, char *path_out,
-                     size_t n, MtError *err) {
+int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *meta, const Model *m,
+                     const Optimizer *o, char *path_out, size_t n, MtError *err) {
   char final[1100], tmp[1150];
-  snprintf(final, sizeof final, "%s/ckpt-%012lld.h5", dir, (long long)meta->step);
+  if (name)
+    snprintf(final, sizeof final, "%s/%s", dir, name);
+  else
+    snprintf(final, sizeof final, "%s/ckpt-%012lld.h5", dir, (long long)meta->step);
   snprintf(tmp, sizeof tmp, "%s/.ckpt-%012lld.h5.tmp.%ld", dir, (long long)meta->step, (long)getpid());
   const float *mom1 = o ? o->m : NULL, *mom2 = o ? o->v : NULL;
   ModelTensor ts[MAX_TENSORS];
@@ -138,6 +159,10 @@ int checkpoint_write(const char *dir, const CheckpointMeta *meta, const Model *m
     if (mom1 && write_tensor(f, "/optimizer/m", &ts[i], mom1) < 0) goto done;
     if (mom2 && write_tensor(f, "/optimizer/v", &ts[i], mom2) < 0) goto done;
   }
+  ModelTensor ss[MAX_TENSORS];
+  int ns = model_state_tensors(m, ss, MAX_TENSORS);
+  for (int i = 0; i < ns; i++)
+    if (write_tensor(f, "/model", &ss[i], m->state) < 0) goto done;
   if (write_attrs(f, meta, state_crc(m, mom1, mom2)) < 0) goto done;
   if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) goto done;
   herr_t closed = H5Fclose(f);
@@ -335,6 +360,23 @@ static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtErr
   meta->spec.act = (ActKind)a;
   if (read_real(f, path, "leaky_slope", &d, err) < 0) return -1;
   meta->spec.leaky_slope = (float)d;
+  char bn[32];
+  if (read_string(f, path, "batchnorm", bn, sizeof bn, NULL, err) < 0) return -1;
+  int b = bn_place_from_name(bn);
+  if (b < 0) return mt_fail(err, "checkpoint %s: unknown batchnorm placement '%s'", path, bn);
+  meta->spec.bn = (BnPlace)b;
+  if (read_real(f, path, "bn_momentum", &d, err) < 0) return -1;
+  meta->spec.bn_momentum = (float)d;
+  if (read_real(f, path, "bn_eps", &d, err) < 0) return -1;
+  meta->spec.bn_eps = (float)d;
+  if (h5_attr_find(f, "dropout", &cls, &count) != 1 || count != meta->spec.n_hidden ||
+      (count > 0 && h5_attr_read_raw(f, "dropout", H5T_NATIVE_FLOAT, meta->spec.dropout) < 0))
+    return mt_fail(err, "checkpoint %s: attribute dropout is missing or does not have one rate per hidden layer", path);
+  if (read_real(f, path, "best_val_loss", &meta->best_val_loss, err) < 0) return -1;
+  if (read_int(f, path, "best_epoch", &v, err) < 0) return -1;
+  meta->best_epoch = v;
+  if (read_int(f, path, "since_best", &v, err) < 0) return -1;
+  meta->since_best = v;
   if (read_string(f, path, "optimizer", opt, sizeof opt, NULL, err) < 0) return -1;
   int k = optim_from_name(opt);
   if (k < 0) return mt_fail(err, "checkpoint %s: unknown optimizer '%s'", path, opt);
@@ -409,14 +451,15 @@ int checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Mo
     return mt_fail(err, "checkpoint %s was trained on %d features; this dataset has %d", path, a->n_inputs,
                    b->n_inputs);
   int same = a->n_hidden == b->n_hidden && a->act == b->act &&
-             (a->act != ACT_LEAKY_RELU || a->leaky_slope == b->leaky_slope || a->n_hidden == 0);
+             (a->act != ACT_LEAKY_RELU || a->leaky_slope == b->leaky_slope || a->n_hidden == 0) &&
+             (a->n_hidden == 0 || a->bn == b->bn);
   for (int i = 0; same && i < a->n_hidden; i++) same = a->hidden[i] == b->hidden[i];
   if (!same) {
     char x[256], y[256];
     checkpoint_arch_string(a, x, sizeof x);
     checkpoint_arch_string(b, y, sizeof y);
-    return mt_fail(err, "checkpoint %s holds a %s model; this run builds %s (set --hidden and --activation to match, "
-                        "or use another --checkpoint-dir)",
+    return mt_fail(err, "checkpoint %s holds a %s model; this run builds %s (set --hidden, --activation and "
+                        "--batchnorm to match, or use another --checkpoint-dir)",
                    path, x, y);
   }
   if (o && o->cfg.kind != meta->opt.kind)
@@ -449,6 +492,9 @@ int checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m
       if (rc == 0 && has_m) rc = read_tensor(f, path, "/optimizer/m", &ts[i], mom1, err);
       if (rc == 0 && has_v) rc = read_tensor(f, path, "/optimizer/v", &ts[i], mom2, err);
     }
+    ModelTensor ss[MAX_TENSORS];
+    int ns = model_state_tensors(m, ss, MAX_TENSORS);
+    for (int i = 0; i < ns && rc == 0; i++) rc = read_tensor(f, path, "/model", &ss[i], m->state, err);
     H5Fclose(f);
   }
   if (rc == 0) {
@@ -517,6 +563,13 @@ int checkpoint_describe(const char *path, MtError *err) {
         snprintf(shape, sizeof shape, "[%d]", ts[i].dims[0]);
       printf("  %-28s %-12s float32\n", name, shape);
     }
+  ModelTensor ss[MAX_TENSORS];
+  int ns = model_state_tensors(&m, ss, MAX_TENSORS);
+  for (int i = 0; i < ns; i++) {
+    char name[160];
+    snprintf(name, sizeof name, "/model/%.40s", ss[i].name);
+    printf("  %-28s [%d]%*s float32 (running statistics)\n", name, ss[i].dims[0], 1, "");
+  }
   printf("config:\n");
   for (const char *p = meta.config; p && *p;) {
     const char *nl = strchr(p, '\n');

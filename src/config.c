@@ -20,6 +20,8 @@ static const char *const init_choices[] = {"auto", "small", "xavier", "he", "zer
 static const char *const optim_choices[] = {"sgd", "momentum", "rmsprop", "adam", NULL};
 static const char *const logfmt_choices[] = {"auto", "csv", "jsonl", NULL};
 static const char *const progress_choices[] = {"auto", "bar", "plain", "off", NULL};
+static const char *const bn_choices[] = {"none", "before", "after", NULL};
+static const char *const schedule_choices[] = {"constant", "step", "exp", "inv", "cosine", NULL};
 
 #define N_CHOICES(a) (sizeof(a) / sizeof((a)[0]) - 1)
 _Static_assert(N_CHOICES(act_choices) == ACT_COUNT, "act_choices must list every ActKind, in order");
@@ -28,6 +30,8 @@ _Static_assert(N_CHOICES(optim_choices) == OPT_COUNT, "optim_choices must list e
 _Static_assert(N_CHOICES(memory_choices) == MEMORY_NO + 1, "memory_choices must list every MemoryMode");
 _Static_assert(N_CHOICES(logfmt_choices) == LOGFMT_JSONL + 1, "logfmt_choices must list every LogFormat");
 _Static_assert(N_CHOICES(progress_choices) == PROGRESS_OFF + 1, "progress_choices must list every ProgressMode");
+_Static_assert(N_CHOICES(bn_choices) == BN_COUNT, "bn_choices must list every BnPlace, in order");
+_Static_assert(N_CHOICES(schedule_choices) == LR_COUNT, "schedule_choices must list every LrScheduleKind, in order");
 _Static_assert(OPTS_LIST_MAX <= MODEL_MAX_HIDDEN, "--hidden accepts more layers than a model can hold");
 
 #define NOMAX HUGE_VAL
@@ -62,6 +66,20 @@ const OptionSpec config_train_options[] = {
    .help = "weight initialisation: auto = he for (leaky_)relu, xavier for tanh and sigmoid; small = N(0,1)*0.01; "
            "zero = all zero (shows why symmetry must be broken); biases start at zero"},
 
+  {.name = "batchnorm", .type = OT_ENUM, .offset = offsetof(Config, batchnorm), .def = "none",
+   .choices = bn_choices,
+   .help = "batch normalisation in every hidden block: before or after the activation; statistics are those of "
+           "the global batch, summed over all ranks (synchronised BN), so any rank count trains the same model"},
+  {.name = "bn-momentum", .type = OT_FLOAT, .offset = offsetof(Config, bn_momentum), .def = "0.1", .metavar = "X",
+   .min = 0, .max = 1, .flags = GT0,
+   .help = "weight of each batch in the running statistics used at evaluation, in (0, 1]"},
+  {.name = "bn-eps", .type = OT_FLOAT, .offset = offsetof(Config, bn_eps), .def = "1e-5", .metavar = "X", .min = 0,
+   .max = NOMAX, .flags = GT0, .help = "added to the batch variance"},
+  {.name = "dropout", .type = OT_FLOAT, .offset = offsetof(Config, dropout), .def = "0", .metavar = "P", .min = 0,
+   .max = 1, .flags = UNIT_HALF_OPEN,
+   .help = "inverted dropout after every hidden block: each unit is zeroed with probability P during training and "
+           "the others scaled by 1/(1-P); the mask of a sample depends only on (seed, step, sample), not on the rank"},
+
   {.section = "optimisation", .name = "optimizer", .type = OT_ENUM, .offset = offsetof(Config, optimizer),
    .def = "adam", .choices = optim_choices,
    .help = "sgd: w -= lr*g; momentum: v = beta1*v + (1-beta1)*g, w -= lr*v; rmsprop: s = beta2*s + "
@@ -91,6 +109,45 @@ const OptionSpec config_train_options[] = {
   {.name = "seed", .type = OT_INT64, .offset = offsetof(Config, seed), .def = "42", .metavar = "N", .min = 0,
    .max = NOMAX, .flags = RANGED, .help = "seed of the weight initialisation and of each epoch's shuffle"},
 
+  {.section = "regularisation and tuning", .name = "l2", .type = OT_FLOAT, .offset = offsetof(Config, l2),
+   .def = "0", .metavar = "LAMBDA", .min = 0, .max = NOMAX, .flags = RANGED,
+   .help = "L2 regularisation (coupled): adds LAMBDA/(2B)*sum(W^2) to the loss and LAMBDA/B*W to the gradient, B the "
+           "global batch; weights only, not biases or BN's gamma/beta. With adam it is rescaled like the gradient"},
+  {.name = "weight-decay", .type = OT_FLOAT, .offset = offsetof(Config, weight_decay), .def = "0", .metavar = "WD",
+   .min = 0, .max = 1, .flags = RANGED,
+   .help = "decoupled weight decay (AdamW, Loshchilov & Hutter): W -= lr*WD*W every step, outside the gradient and the "
+           "optimiser's moments; weights only"},
+  {.name = "lr-schedule", .type = OT_ENUM, .offset = offsetof(Config, lr_schedule), .def = "constant",
+   .choices = schedule_choices,
+   .help = "with e = epochs done (fractional): step = lr*gamma^floor(e/lr-step); exp = lr*gamma^e; "
+           "inv = lr/(1 + decay-rate*e); cosine = lr-min + (lr-lr-min)*(1+cos(pi*e/epochs))/2"},
+  {.name = "lr-gamma", .type = OT_FLOAT, .offset = offsetof(Config, lr_gamma), .def = "auto", .metavar = "G",
+   .min = 0, .max = 1, .flags = OPT_RANGED | OPT_MIN_EXCLUSIVE, .word = "auto", .word_value = -1,
+   .help = "decay factor of step (auto: 0.1 per lr-step epochs) and exp (auto: 0.95 per epoch)"},
+  {.name = "lr-step", .type = OT_FLOAT, .offset = offsetof(Config, lr_step), .def = "10", .metavar = "EPOCHS",
+   .min = 0, .max = NOMAX, .flags = GT0, .help = "epochs between the decays of the step schedule"},
+  {.name = "lr-decay-rate", .type = OT_FLOAT, .offset = offsetof(Config, lr_decay_rate), .def = "1", .metavar = "K",
+   .min = 0, .max = NOMAX, .flags = RANGED, .help = "K of the inv schedule lr/(1 + K*e)"},
+  {.name = "lr-min", .type = OT_FLOAT, .offset = offsetof(Config, lr_min), .def = "0", .metavar = "X", .min = 0,
+   .max = NOMAX, .flags = RANGED, .help = "the floor of the cosine schedule"},
+  {.name = "warmup-steps", .type = OT_INT64, .offset = offsetof(Config, warmup_steps), .def = "0", .metavar = "N",
+   .min = 0, .max = NOMAX, .flags = RANGED,
+   .help = "linear warm-up: step t (1-based) of the first N uses lr*t/N times the schedule"},
+  {.name = "lr-ref-batch", .type = OT_INT64, .offset = offsetof(Config, lr_ref_batch), .def = "off", .metavar = "B",
+   .min = 1, .max = NOMAX, .flags = RANGED, .word = "off", .word_value = 0,
+   .help = "linear scaling rule (Goyal et al. 2017): use lr*batch/B, so --lr is the rate tuned for batch B"},
+  {.name = "clip-norm", .type = OT_FLOAT, .offset = offsetof(Config, clip_norm), .def = "0", .metavar = "C",
+   .min = 0, .max = NOMAX, .flags = RANGED,
+   .help = "scale the gradient down when its global L2 norm (all layers, after the sum over ranks) exceeds C; 0 = off"},
+  {.name = "val-fraction", .type = OT_FLOAT, .offset = offsetof(Config, val_fraction), .def = "0", .metavar = "F",
+   .min = 0, .max = 0.5, .flags = RANGED,
+   .help = "hold out this share of the training set (a fixed random subset, by --seed) as a validation split, "
+           "evaluated after every epoch"},
+  {.name = "patience", .type = OT_INT, .offset = offsetof(Config, patience), .def = "0", .metavar = "EPOCHS",
+   .min = 0, .max = NOMAX, .flags = RANGED,
+   .help = "early stopping: stop when the validation loss has not improved for this many epochs, and end with the "
+           "best model (restored); needs --val-fraction; 0 = off"},
+
   {.section = "system", .name = "threads", .type = OT_INT, .offset = offsetof(Config, threads), .def = "auto",
    .metavar = "N", .min = 1, .max = 1024, .flags = RANGED, .word = "auto", .word_value = 0,
    .help = "OpenBLAS threads per rank; auto = the node's cores shared among its ranks"},
@@ -114,6 +171,9 @@ const OptionSpec config_train_options[] = {
            "off = epoch summaries only; auto = bar on a terminal, plain otherwise"},
   {.name = "eval", .type = OT_BOOL, .offset = offsetof(Config, eval), .def = "true",
    .help = "evaluate on the test split after every epoch"},
+  {.name = "log-norms", .type = OT_BOOL, .offset = offsetof(Config, log_norms), .def = "false",
+   .help = "add each layer's weight and gradient L2 norms to --log at every step line, to see vanishing or "
+           "exploding gradients"},
 
   {.section = "checkpoints", .name = "checkpoint-dir", .type = OT_STRING, .offset = offsetof(Config, checkpoint_dir),
    .size = sizeof(((Config *)0)->checkpoint_dir), .def = "", .metavar = "DIR",
@@ -166,6 +226,11 @@ int config_validate(const Config *c, MtError *err) {
   if (c->data[0] == '\0') return mt_fail(err, "--data: expected a dataset file name, got ''");
   if (c->hidden.n > MODEL_MAX_HIDDEN)
     return mt_fail(err, "--hidden: at most %d hidden layers, got %d", MODEL_MAX_HIDDEN, c->hidden.n);
+  if (c->patience > 0 && c->val_fraction <= 0)
+    return mt_fail(err, "--patience %d: early stopping watches the validation loss; add --val-fraction (e.g. 0.1)",
+                   c->patience);
+  if (c->log_norms && c->log[0] == '\0')
+    return mt_fail(err, "--log-norms: the norms go to the metrics log; add --log FILE.csv");
   if (c->checkpoint_dir[0] == '\0' && c->checkpoint_every > 0)
     return mt_fail(err, "--checkpoint-every %lld: checkpoints need a directory; add --checkpoint-dir DIR",
                    (long long)c->checkpoint_every);

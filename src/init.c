@@ -39,7 +39,7 @@ void init_params(Model *m, InitKind kind, uint64_t seed) {
       default: std = 0; break;
     }
     for (size_t e = 0; e < nw; e++) W[e] = std == 0 ? 0.0f : (float)(std * rng_normal(seed, RNG_STREAM_INIT, (uint64_t)tensor, e));
-    memset(m->params + l->b_off, 0, sizeof(float) * (size_t)l->out);
+    if (l->has_bias) memset(m->params + l->b_off, 0, sizeof(float) * (size_t)l->out);
     tensor++;
   }
 }

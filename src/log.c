@@ -95,9 +95,11 @@ static void fmt_num(char *buf, size_t n, double v, int json) {
 
 /* One record. Columns (CSV header order) and JSON keys are the same; a NULL cell is not applicable. */
 enum { COL_KIND, COL_EPOCH, COL_STEP, COL_SAMPLES, COL_LOSS, COL_ACC, COL_LR, COL_RATE, COL_ELAPSED, COL_TLOSS,
-       COL_TACC, N_COLS };
-static const char *const col_names[N_COLS] = {"kind", "epoch", "step", "samples", "loss", "acc", "lr",
-                                              "samples_per_s", "elapsed_s", "test_loss", "test_acc"};
+       COL_TACC, COL_VLOSS, COL_VACC, COL_GNORM, COL_LAYER, COL_WNORM, N_COLS };
+static const char *const col_names[N_COLS] = {"kind",      "epoch",    "step",     "samples",  "loss",
+                                              "acc",       "lr",       "samples_per_s", "elapsed_s", "test_loss",
+                                              "test_acc",  "val_loss", "val_acc",  "grad_norm", "layer",
+                                              "weight_norm"};
 
 static void file_record(Log *l, const char *const cells[N_COLS], const int quoted[N_COLS]) {
   if (l->format == LOGFMT_CSV) {
@@ -122,12 +124,17 @@ static int64_t file_every(const Log *l, const StepStats *s) {
   return e > 1 ? e : 1;
 }
 
-static void file_step(Log *l, const StepStats *s) {
+/* Whether step s gets a record in the metrics file. */
+static int file_due(const Log *l, const StepStats *s) {
   int64_t every = file_every(l, s);
   int64_t at = l->every > 0 ? s->step : s->step_in_epoch;
-  if (at % every != 0) return;
+  return at % every == 0;
+}
+
+static void file_step(Log *l, const StepStats *s) {
+  if (!file_due(l, s)) return;
   int json = l->format == LOGFMT_JSONL;
-  char epoch[24], step[24], samples[24], loss[40], acc[40], lr[40], rate[40], elapsed[40];
+  char epoch[24], step[24], samples[24], loss[40], acc[40], lr[40], rate[40], elapsed[40], gnorm[40];
   snprintf(epoch, sizeof epoch, "%d", s->epoch + 1);
   snprintf(step, sizeof step, "%" PRId64, s->step);
   snprintf(samples, sizeof samples, "%" PRId64, s->samples);
@@ -136,7 +143,9 @@ static void file_step(Log *l, const StepStats *s) {
   fmt_num(lr, sizeof lr, s->lr, json);
   fmt_num(rate, sizeof rate, s->samples_per_s, json);
   fmt_num(elapsed, sizeof elapsed, s->elapsed_s, json);
-  const char *cells[N_COLS] = {"step", epoch, step, samples, loss, acc, lr, rate, elapsed, NULL, NULL};
+  fmt_num(gnorm, sizeof gnorm, s->grad_norm, json);
+  const char *cells[N_COLS] = {"step", epoch, step,  samples, loss, acc,  lr, rate, elapsed, NULL, NULL,
+                               NULL,   NULL,  s->grad_norm >= 0 ? gnorm : NULL, NULL, NULL};
   static const int quoted[N_COLS] = {[COL_KIND] = 1};
   file_record(l, cells, quoted);
   if (now_s() - l->last_flush >= FILE_FLUSH_S) file_flush(l);
@@ -144,7 +153,8 @@ static void file_step(Log *l, const StepStats *s) {
 
 static void file_epoch(Log *l, const EpochStats *s) {
   int json = l->format == LOGFMT_JSONL;
-  char epoch[24], step[24], loss[40], acc[40], lr[40], rate[40], elapsed[40], tloss[40], tacc[40];
+  char epoch[24], step[24], loss[40], acc[40], lr[40], rate[40], elapsed[40], tloss[40], tacc[40], vloss[40],
+      vacc[40];
   snprintf(epoch, sizeof epoch, "%d", s->epoch + 1);
   snprintf(step, sizeof step, "%" PRId64, s->step);
   fmt_num(loss, sizeof loss, s->train_loss, json);
@@ -154,14 +164,36 @@ static void file_epoch(Log *l, const EpochStats *s) {
   fmt_num(elapsed, sizeof elapsed, l->last_elapsed, json);
   fmt_num(tloss, sizeof tloss, s->test_loss, json);
   fmt_num(tacc, sizeof tacc, s->test_acc, json);
+  fmt_num(vloss, sizeof vloss, s->val_loss, json);
+  fmt_num(vacc, sizeof vacc, s->val_acc, json);
   /* lr and elapsed_s are those of the epoch's last step: the learning rate it ended with, and the time since
    * training started when its training steps were done. */
   const char *cells[N_COLS] = {"epoch", epoch, step, NULL, loss, acc, l->have_step ? lr : NULL, rate,
                                l->have_step ? elapsed : NULL, s->test_loss >= 0 ? tloss : NULL,
-                               s->test_acc >= 0 ? tacc : NULL};
+                               s->test_acc >= 0 ? tacc : NULL, s->val_loss >= 0 ? vloss : NULL,
+                               s->val_acc >= 0 ? vacc : NULL, NULL, NULL, NULL};
   static const int quoted[N_COLS] = {[COL_KIND] = 1};
   file_record(l, cells, quoted);
   file_flush(l);
+}
+
+int log_step_due(const Log *l, const StepStats *s) {
+  return l != NULL && l->is_root && l->f != NULL && l->write_errno == 0 && file_due(l, s);
+}
+
+void log_layer(Log *l, const StepStats *s, const char *layer, double weight_norm, double grad_norm) {
+  if (!log_step_due(l, s)) return;
+  int json = l->format == LOGFMT_JSONL;
+  char epoch[24], step[24], wn[40], gn[40], name[80];
+  snprintf(epoch, sizeof epoch, "%d", s->epoch + 1);
+  snprintf(step, sizeof step, "%" PRId64, s->step);
+  fmt_num(wn, sizeof wn, weight_norm, json);
+  fmt_num(gn, sizeof gn, grad_norm, json);
+  snprintf(name, sizeof name, "%s", layer); /* layer names are [a-z0-9_/]: nothing to escape */
+  const char *cells[N_COLS] = {"layer", epoch, step, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                               NULL,    NULL,  gn,   name, wn};
+  static const int quoted[N_COLS] = {[COL_KIND] = 1, [COL_LAYER] = 1};
+  file_record(l, cells, quoted);
 }
 
 /* ==== Screen ==== */
@@ -345,12 +377,14 @@ void log_epoch(Log *l, const EpochStats *s) {
   if (l == NULL || !l->is_root) return;
   if (l->f != NULL) file_epoch(l, s);
   bar_clear(l);
-  char rate[24], test[96] = "";
+  char rate[24], test[96] = "", val[96] = "";
   fmt_rate(rate, sizeof rate, s->samples_per_s);
+  if (s->val_loss >= 0 && s->val_acc >= 0)
+    snprintf(val, sizeof val, "  val loss %.4f acc %.1f%%", s->val_loss, 100 * s->val_acc);
   if (s->test_loss >= 0 && s->test_acc >= 0)
     snprintf(test, sizeof test, "  test loss %.4f acc %.1f%%", s->test_loss, 100 * s->test_acc);
-  printf("epoch %d/%d  train loss %.4f acc %.1f%%%s  %.1f s  %s samples/s\n", s->epoch + 1, s->epochs, s->train_loss,
-         100 * s->train_acc, test, s->epoch_s, rate);
+  printf("epoch %d/%d  train loss %.4f acc %.1f%%%s%s  %.1f s  %s samples/s\n", s->epoch + 1, s->epochs,
+         s->train_loss, 100 * s->train_acc, val, test, s->epoch_s, rate);
   fflush(stdout);
   l->last_draw = -1; /* the next epoch's bar appears with its first step */
 }

@@ -1,4 +1,4 @@
-/* model.c — dense layers and activations over flat buffers; forward and backward with cblas_sgemm.
+/* model.c — dense, activation, batch-norm and dropout layers over flat buffers; forward and backward.
  *
  * Row-major throughout: a batch is X [n, in], a dense layer computes Y = X·Wᵀ + b with W [out, in] (PyTorch's
  * layout, so checkpoints read naturally), and backward computes dW = dYᵀ·X, db = Σ_rows dY, dX = dY·W. */
@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mpitrain/rng.h"
+
 static const char *const act_names[ACT_COUNT] = {"relu", "leaky_relu", "tanh", "sigmoid"};
+static const char *const bn_names[BN_COUNT] = {"none", "before", "after"};
 
 const char *act_name(ActKind a) { return a >= 0 && a < ACT_COUNT ? act_names[a] : "?"; }
 
@@ -19,115 +22,182 @@ int act_from_name(const char *s) {
   return -1;
 }
 
+const char *bn_place_name(BnPlace b) { return b >= 0 && b < BN_COUNT ? bn_names[b] : "?"; }
+
+int bn_place_from_name(const char *s) {
+  for (int i = 0; i < BN_COUNT; i++)
+    if (strcmp(s, bn_names[i]) == 0) return i;
+  return -1;
+}
+
+/* ==== Building ==== */
+
+static Layer *add_layer(Model *m, LayerKind kind, int block, int width, const char *name) {
+  Layer *l = &m->layers[m->n_layers++];
+  memset(l, 0, sizeof *l);
+  l->kind = kind;
+  l->block = block;
+  l->in = l->out = width;
+  snprintf(l->name, sizeof l->name, "%s%d", name, block);
+  return l;
+}
+
 int model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err) {
   memset(m, 0, sizeof *m);
   m->spec = *spec;
   if (spec->n_inputs < 1 || spec->n_classes < 2 || spec->n_hidden < 0 || spec->n_hidden > MODEL_MAX_HIDDEN ||
-      max_batch < 1)
+      max_batch < 1 || spec->bn < 0 || spec->bn >= BN_COUNT)
     return mt_fail(err, "invalid model: %d inputs, %d classes, %d hidden layers, batch %d", spec->n_inputs,
                    spec->n_classes, spec->n_hidden, max_batch);
-  m->n_layers = 2 * spec->n_hidden + 1;
+  for (int k = 0; k < spec->n_hidden; k++)
+    if (spec->hidden[k] < 1 || !(spec->dropout[k] >= 0 && spec->dropout[k] < 1))
+      return mt_fail(err, "invalid model: hidden layer %d has width %d and dropout %g", k, spec->hidden[k],
+                     (double)spec->dropout[k]);
   m->max_batch = max_batch;
-  m->layers = mt_alloc(sizeof(Layer) * (size_t)m->n_layers, "the layer list", err);
+  m->layers = mt_alloc(sizeof(Layer) * (size_t)(4 * spec->n_hidden + 1), "the layer list", err);
   if (m->layers == NULL) return -1;
 
-  /* Lay out parameters (W then b per dense layer) and activation storage (one [max_batch, out] block per dense
-   * layer; activations work in place on it: every derivative we need is a function of the output). */
-  size_t off = 0, act_floats = 0;
-  int in = spec->n_inputs, li = 0;
-  m->max_width = 0;
+  /* The layer list, with parameter and state offsets. */
+  size_t off = 0, soff = 0;
+  int in = spec->n_inputs;
   for (int k = 0; k <= spec->n_hidden; k++) {
     int out = k < spec->n_hidden ? spec->hidden[k] : spec->n_classes;
-    if (out < 1) {
-      mt_fail(err, "invalid model: hidden layer %d has width %d", k, out);
-      goto fail;
-    }
-    Layer *d = &m->layers[li++];
-    d->kind = LAYER_DENSE;
-    snprintf(d->name, sizeof d->name, "dense%d", k);
+    Layer *d = add_layer(m, LAYER_DENSE, k, out, "dense");
     d->in = in;
-    d->out = out;
     d->w_off = off;
     off += (size_t)out * (size_t)in;
+    d->has_bias = !(k < spec->n_hidden && spec->bn == BN_BEFORE);
     d->b_off = off;
-    off += (size_t)out;
-    act_floats += (size_t)max_batch * (size_t)out;
+    if (d->has_bias) off += (size_t)out;
     if (out > m->max_width) m->max_width = out;
-    if (k < spec->n_hidden) {
-      Layer *a = &m->layers[li++];
-      a->kind = LAYER_ACT;
-      a->act = spec->act;
-      a->slope = spec->leaky_slope;
-      snprintf(a->name, sizeof a->name, "%s%d", act_name(spec->act), k);
-      a->in = a->out = out;
-    }
     in = out;
+    if (k == spec->n_hidden) break;
+    for (int part = 0; part < 2; part++) {
+      int is_bn = (part == 0 && spec->bn == BN_BEFORE) || (part == 1 && spec->bn == BN_AFTER);
+      if (is_bn) {
+        Layer *b = add_layer(m, LAYER_BN, k, out, "bn");
+        b->w_off = off; /* gamma */
+        off += (size_t)out;
+        b->b_off = off; /* beta */
+        off += (size_t)out;
+        b->s_off = soff;
+        soff += 2 * (size_t)out;
+      }
+      if (part == 0) {
+        Layer *a = add_layer(m, LAYER_ACT, k, out, act_name(spec->act));
+        a->act = spec->act;
+        a->slope = spec->leaky_slope;
+      }
+    }
+    if (spec->dropout[k] > 0) add_layer(m, LAYER_DROPOUT, k, out, "dropout")->p = spec->dropout[k];
   }
   m->n_params = off;
-  m->params = mt_alloc(sizeof(float) * m->n_params, "the parameters", err);
-  m->grads = mt_alloc(sizeof(float) * (m->n_params + MODEL_GRAD_TAIL), "the gradients", err);
-  m->act_mem = mt_alloc(sizeof(float) * act_floats, "the activations", err);
-  m->dbuf[0] = mt_alloc(sizeof(float) * (size_t)max_batch * (size_t)m->max_width, "backward buffers", err);
-  m->dbuf[1] = mt_alloc(sizeof(float) * (size_t)max_batch * (size_t)m->max_width, "backward buffers", err);
-  if (err->failed) goto fail;
+  m->n_state = soff;
 
+  /* Storage: every layer but an activation has its own output (activations work in place: the derivatives
+   * need only their output); BN also keeps x̂ and 1/σ, dropout its mask. */
+  size_t floats = 0, rows = (size_t)max_batch;
+  for (int i = 0; i < m->n_layers; i++) {
+    const Layer *l = &m->layers[i];
+    if (l->kind != LAYER_ACT) floats += rows * (size_t)l->out;
+    if (l->kind == LAYER_BN || l->kind == LAYER_DROPOUT) floats += rows * (size_t)l->out;
+    if (l->kind == LAYER_BN) floats += (size_t)l->out;
+  }
+  m->params = mt_alloc(sizeof(float) * (m->n_params ? m->n_params : 1), "the parameters", err);
+  m->grads = mt_alloc(sizeof(float) * (m->n_params + MODEL_GRAD_TAIL), "the gradients", err);
+  m->state = mt_alloc(sizeof(float) * (m->n_state ? m->n_state : 1), "the batch-norm statistics", err);
+  m->act_mem = mt_alloc(sizeof(float) * floats, "the activations", err);
+  m->dbuf[0] = mt_alloc(sizeof(float) * rows * (size_t)m->max_width, "backward buffers", err);
+  m->dbuf[1] = mt_alloc(sizeof(float) * rows * (size_t)m->max_width, "backward buffers", err);
+  m->red = mt_alloc(sizeof(double) * 2 * (size_t)m->max_width, "batch-norm scratch", err);
+  if (err->failed) {
+    model_free(m);
+    return -1;
+  }
   float *p = m->act_mem;
   for (int i = 0; i < m->n_layers; i++) {
     Layer *l = &m->layers[i];
-    if (l->kind == LAYER_DENSE) {
-      l->y = p;
-      p += (size_t)max_batch * (size_t)l->out;
-    } else {
+    if (l->kind == LAYER_ACT) {
       l->y = m->layers[i - 1].y;
+      continue;
+    }
+    l->y = p;
+    p += rows * (size_t)l->out;
+    if (l->kind == LAYER_BN || l->kind == LAYER_DROPOUT) {
+      l->aux = p;
+      p += rows * (size_t)l->out;
+    }
+    if (l->kind == LAYER_BN) {
+      l->stat = p;
+      p += (size_t)l->out;
+      for (int j = 0; j < l->out; j++) {
+        m->params[l->w_off + j] = 1.0f;                 /* gamma */
+        m->state[l->s_off + (size_t)l->out + j] = 1.0f; /* running variance */
+      }
     }
   }
   return 0;
-fail:
-  model_free(m);
-  return -1;
 }
 
 void model_free(Model *m) {
+  mt_free(m->red);
   mt_free(m->dbuf[1]);
   mt_free(m->dbuf[0]);
   mt_free(m->act_mem);
+  mt_free(m->state);
   mt_free(m->grads);
   mt_free(m->params);
   mt_free(m->layers);
   memset(m, 0, sizeof *m);
 }
 
+int model_has_bn(const Model *m) { return m->spec.bn != BN_NONE && m->spec.n_hidden > 0; }
+
+static void tensor(ModelTensor *t, const Layer *l, const char *what, size_t offset, int rows, int cols, int decay) {
+  snprintf(t->name, sizeof t->name, "%s/%s", l->name, what);
+  t->offset = offset;
+  t->count = (size_t)rows * (size_t)(cols > 0 ? cols : 1);
+  t->rank = cols > 0 ? 2 : 1;
+  t->dims[0] = rows;
+  t->dims[1] = cols;
+  t->decay = decay;
+}
+
 int model_tensors(const Model *m, ModelTensor *out, int max) {
+  int n = 0;
+  ModelTensor t;
+  for (int i = 0; i < m->n_layers; i++) {
+    const Layer *l = &m->layers[i];
+    for (int part = 0; part < 2; part++) {
+      if (l->kind == LAYER_DENSE && part == 1 && !l->has_bias)
+        break;
+      else if (l->kind == LAYER_DENSE)
+        part == 0 ? tensor(&t, l, "W", l->w_off, l->out, l->in, 1) : tensor(&t, l, "b", l->b_off, l->out, 0, 0);
+      else if (l->kind == LAYER_BN)
+        part == 0 ? tensor(&t, l, "gamma", l->w_off, l->out, 0, 0) : tensor(&t, l, "beta", l->b_off, l->out, 0, 0);
+      else
+        break;
+      if (n < max) out[n] = t;
+      n++;
+    }
+  }
+  return n;
+}
+
+int model_state_tensors(const Model *m, ModelTensor *out, int max) {
   int n = 0;
   for (int i = 0; i < m->n_layers; i++) {
     const Layer *l = &m->layers[i];
-    if (l->kind != LAYER_DENSE) continue;
-    if (n < max) {
-      ModelTensor *t = &out[n];
-      snprintf(t->name, sizeof t->name, "%s/W", l->name);
-      t->offset = l->w_off;
-      t->count = (size_t)l->out * (size_t)l->in;
-      t->rank = 2;
-      t->dims[0] = l->out;
-      t->dims[1] = l->in;
-    }
+    if (l->kind != LAYER_BN) continue;
+    if (n < max) tensor(&out[n], l, "running_mean", l->s_off, l->out, 0, 0);
     n++;
-    if (n < max) {
-      ModelTensor *t = &out[n];
-      snprintf(t->name, sizeof t->name, "%s/b", l->name);
-      t->offset = l->b_off;
-      t->count = (size_t)l->out;
-      t->rank = 1;
-      t->dims[0] = l->out;
-      t->dims[1] = 0;
-    }
+    if (n < max) tensor(&out[n], l, "running_var", l->s_off + (size_t)l->out, l->out, 0, 0);
     n++;
   }
   return n;
 }
 
-float *model_weight(Model *m, const Layer *l) { return m->params + l->w_off; }
-float *model_bias(Model *m, const Layer *l) { return m->params + l->b_off; }
+/* ==== Elementwise layers ==== */
 
 /* Comparisons are written so that NaN passes through (NaN < 0 is false): a diverging run must show NaN in
  * the loss, not be silently clamped to 0 by ReLU. */
@@ -170,11 +240,130 @@ void act_backward(ActKind a, float slope, const float *y, float *dy, size_t n) {
   }
 }
 
+float model_dropout_factor(uint64_t seed, int64_t step, int block, int64_t sample, int unit, float p) {
+  uint32_t r[4];
+  rng_block(seed, RNG_STREAM_DROPOUT, (uint64_t)step * 32 + (uint64_t)block,
+            ((uint64_t)sample << 18) | ((uint64_t)unit >> 2), r);
+  return rng_u01(r[unit & 3]) < p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+/* Inverted dropout: y = x · mask, mask = 0 with probability p, else 1/(1-p), so inference needs no rescaling. The
+ * mask of (sample, unit) comes from the counter-based generator, four units per draw. */
+static void dropout_forward(const Model *m, Layer *l, const float *x, int n) {
+  const ModelContext *c = &m->ctx;
+  const size_t w = (size_t)l->out;
+  if (!c->train) {
+    memcpy(l->y, x, sizeof(float) * (size_t)n * w);
+    return;
+  }
+  const float keep = 1.0f / (1.0f - l->p);
+  for (int r = 0; r < n; r++) {
+    float *mask = l->aux + (size_t)r * w;
+    uint64_t sample = c->sample_ids ? (uint64_t)c->sample_ids[r] : (uint64_t)r;
+    uint32_t bits[4];
+    for (size_t u = 0; u < w; u++) {
+      if ((u & 3) == 0)
+        rng_block(c->seed, RNG_STREAM_DROPOUT, (uint64_t)c->step * 32 + (uint64_t)l->block, (sample << 18) | (u >> 2),
+                  bits);
+      mask[u] = rng_u01(bits[u & 3]) < l->p ? 0.0f : keep;
+    }
+    const float *xr = x + (size_t)r * w;
+    float *yr = l->y + (size_t)r * w;
+    for (size_t u = 0; u < w; u++) yr[u] = xr[u] * mask[u];
+  }
+}
+
+/* ==== Batch normalisation ==== */
+
+/* Training: statistics of the whole global batch — the rows of every replica, summed through ctx->reduce — so
+ * that any number of ranks normalise with the same mean and variance (synchronised BN). Inference: the running
+ * statistics. y = gamma·x̂ + beta, x̂ = (x - mean) / sqrt(var + eps). */
+static void bn_forward(Model *m, Layer *l, const float *x, int n) {
+  const ModelContext *c = &m->ctx;
+  const int w = l->out;
+  const float *gamma = m->params + l->w_off, *beta = m->params + l->b_off;
+  float *rmean = m->state + l->s_off, *rvar = rmean + w;
+  if (!c->train) {
+    for (int j = 0; j < w; j++) l->stat[j] = 1.0f / sqrtf(rvar[j] + m->spec.bn_eps);
+    for (int r = 0; r < n; r++) {
+      const float *xr = x + (size_t)r * w;
+      float *yr = l->y + (size_t)r * w;
+      for (int j = 0; j < w; j++) yr[j] = gamma[j] * (xr[j] - rmean[j]) * l->stat[j] + beta[j];
+    }
+    return;
+  }
+  double *sum = m->red, *sumsq = m->red + w;
+  memset(m->red, 0, sizeof(double) * 2 * (size_t)w);
+  for (int r = 0; r < n; r++) {
+    const float *xr = x + (size_t)r * w;
+    for (int j = 0; j < w; j++) {
+      sum[j] += xr[j];
+      sumsq[j] += (double)xr[j] * xr[j];
+    }
+  }
+  if (c->reduce) c->reduce(c->reduce_arg, m->red, 2 * (size_t)w);
+  const double B = (double)c->batch_rows, mom = m->spec.bn_momentum;
+  for (int j = 0; j < w; j++) {
+    double mean = B > 0 ? sum[j] / B : 0, var = B > 0 ? sumsq[j] / B - mean * mean : 0;
+    if (var < 0) var = 0; /* rounding in E[x²] - E[x]² */
+    l->stat[j] = (float)(1.0 / sqrt(var + m->spec.bn_eps));
+    sum[j] = mean; /* kept for the loop below */
+    /* PyTorch's convention: the running variance is the unbiased estimate. */
+    double unbiased = B > 1 ? var * B / (B - 1) : var;
+    rmean[j] = (float)((1 - mom) * rmean[j] + mom * mean);
+    rvar[j] = (float)((1 - mom) * rvar[j] + mom * unbiased);
+  }
+  for (int r = 0; r < n; r++) {
+    const float *xr = x + (size_t)r * w;
+    float *xh = l->aux + (size_t)r * w, *yr = l->y + (size_t)r * w;
+    for (int j = 0; j < w; j++) {
+      xh[j] = (float)(xr[j] - sum[j]) * l->stat[j];
+      yr[j] = gamma[j] * xh[j] + beta[j];
+    }
+  }
+}
+
+/* dgamma = Σ dy·x̂, dbeta = Σ dy (this rank's rows: the gradient allreduce sums them over ranks), and
+ * dx = gamma/σ · (dy - Σ_B dy / B - x̂ · Σ_B dy·x̂ / B) with the sums over the whole global batch (reduced here). */
+static void bn_backward(Model *m, const Layer *l, const float *dy, float *dx, int n, int accumulate) {
+  const ModelContext *c = &m->ctx;
+  const int w = l->out;
+  const float *gamma = m->params + l->w_off;
+  float *dgamma = m->grads + l->w_off, *dbeta = m->grads + l->b_off;
+  double *sdy = m->red, *sdyx = m->red + w;
+  memset(m->red, 0, sizeof(double) * 2 * (size_t)w);
+  for (int r = 0; r < n; r++) {
+    const float *dr = dy + (size_t)r * w, *xh = l->aux + (size_t)r * w;
+    for (int j = 0; j < w; j++) {
+      sdy[j] += dr[j];
+      sdyx[j] += (double)dr[j] * xh[j];
+    }
+  }
+  for (int j = 0; j < w; j++) {
+    dgamma[j] = (accumulate ? dgamma[j] : 0.0f) + (float)sdyx[j];
+    dbeta[j] = (accumulate ? dbeta[j] : 0.0f) + (float)sdy[j];
+  }
+  if (c->reduce) c->reduce(c->reduce_arg, m->red, 2 * (size_t)w);
+  const double B = (double)c->batch_rows;
+  for (int j = 0; j < w; j++) {
+    sdy[j] = B > 0 ? sdy[j] / B : 0;
+    sdyx[j] = B > 0 ? sdyx[j] / B : 0;
+  }
+  for (int r = 0; r < n; r++) {
+    const float *dr = dy + (size_t)r * w, *xh = l->aux + (size_t)r * w;
+    float *out = dx + (size_t)r * w;
+    for (int j = 0; j < w; j++)
+      out[j] = gamma[j] * l->stat[j] * (float)(dr[j] - sdy[j] - xh[j] * sdyx[j]);
+  }
+}
+
+/* ==== Dense layers ==== */
+
 /* The GEMMs of a dense layer, shared by training and by the benchmark's roofline so both run exactly the same
- * calls. Forward: Y += X·Wᵀ (Y holds the broadcast bias). */
+ * calls. Forward: Y += X·Wᵀ (Y holds the broadcast bias), or Y = X·Wᵀ without a bias. */
 static void dense_forward_gemm(Model *m, const Layer *l, const float *in, int n) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, in, l->in, m->params + l->w_off,
-              l->in, 1.0f, l->y, l->out);
+              l->in, l->has_bias ? 1.0f : 0.0f, l->y, l->out);
 }
 
 /* Backward: dW (+)= dYᵀ·X, and dX = dY·W unless dx is NULL. */
@@ -187,21 +376,35 @@ static void dense_backward_gemms(Model *m, const Layer *l, const float *in, cons
                 l->in, 0.0f, dx, l->in);
 }
 
-const float *model_forward(Model *m, const float *x, int n) {
+/* ==== Passes ==== */
+
+const float *model_forward_ctx(Model *m, const float *x, int n, const ModelContext *ctx) {
+  m->ctx = *ctx;
+  if (m->ctx.batch_rows <= 0) m->ctx.batch_rows = n;
   const float *in = x;
   for (int i = 0; i < m->n_layers; i++) {
     Layer *l = &m->layers[i];
-    if (l->kind == LAYER_DENSE) {
-      /* Y = b broadcast, then Y += X·Wᵀ: the bias costs one write pass and no extra read. */
-      const float *b = m->params + l->b_off;
-      for (int r = 0; r < n; r++) memcpy(l->y + (size_t)r * l->out, b, sizeof(float) * (size_t)l->out);
-      dense_forward_gemm(m, l, in, n);
-    } else {
-      act_forward(l->act, l->slope, l->y, (size_t)n * (size_t)l->out);
+    switch (l->kind) {
+      case LAYER_DENSE: {
+        /* Y = b broadcast, then Y += X·Wᵀ: the bias costs one write pass and no extra read. */
+        const float *b = m->params + l->b_off;
+        if (l->has_bias)
+          for (int r = 0; r < n; r++) memcpy(l->y + (size_t)r * l->out, b, sizeof(float) * (size_t)l->out);
+        dense_forward_gemm(m, l, in, n);
+        break;
+      }
+      case LAYER_ACT: act_forward(l->act, l->slope, l->y, (size_t)n * (size_t)l->out); break;
+      case LAYER_BN: bn_forward(m, l, in, n); break;
+      case LAYER_DROPOUT: dropout_forward(m, l, in, n); break;
     }
     in = l->y;
   }
   return in;
+}
+
+const float *model_forward(Model *m, const float *x, int n) {
+  const ModelContext inference = {.train = 0, .batch_rows = n};
+  return model_forward_ctx(m, x, n, &inference);
 }
 
 void model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate) {
@@ -211,21 +414,37 @@ void model_backward(Model *m, const float *x, const float *dlogits, int n, int a
   for (int i = m->n_layers - 1; i >= 0; i--) {
     Layer *l = &m->layers[i];
     const float *input = i == 0 ? x : m->layers[i - 1].y;
-    if (l->kind == LAYER_DENSE) {
-      /* Nobody needs the gradient w.r.t. the input data: layer 0 computes no dX. */
-      float *dx = i == 0 ? NULL : m->dbuf[cur];
-      dense_backward_gemms(m, l, input, dy, dx, n, beta);
-      float *db = m->grads + l->b_off;
-      if (!accumulate) memset(db, 0, sizeof(float) * (size_t)l->out);
-      for (int r = 0; r < n; r++) {
-        const float *row = dy + (size_t)r * l->out;
-        for (int j = 0; j < l->out; j++) db[j] += row[j];
+    const size_t count = (size_t)n * (size_t)l->out;
+    switch (l->kind) {
+      case LAYER_DENSE: {
+        /* Nobody needs the gradient w.r.t. the input data: layer 0 computes no dX. */
+        float *dx = i == 0 ? NULL : m->dbuf[cur];
+        dense_backward_gemms(m, l, input, dy, dx, n, beta);
+        float *db = m->grads + l->b_off;
+        if (l->has_bias && !accumulate) memset(db, 0, sizeof(float) * (size_t)l->out);
+        for (int r = 0; l->has_bias && r < n; r++) {
+          const float *row = dy + (size_t)r * l->out;
+          for (int j = 0; j < l->out; j++) db[j] += row[j];
+        }
+        dy = dx;
+        cur ^= 1;
+        break;
       }
-      dy = dx;
-      cur ^= 1;
-    } else {
-      /* dy points into dbuf (the layer above an activation is always dense), so it is ours to overwrite. */
-      act_backward(l->act, l->slope, l->y, (float *)dy, (size_t)n * (size_t)l->out);
+      case LAYER_ACT:
+        /* dy points into dbuf (the layer above an activation is never the loss), so it is ours to overwrite. */
+        act_backward(l->act, l->slope, l->y, (float *)dy, count);
+        break;
+      case LAYER_BN: {
+        float *dx = m->dbuf[cur];
+        bn_backward(m, l, dy, dx, n, accumulate);
+        dy = dx;
+        cur ^= 1;
+        break;
+      }
+      case LAYER_DROPOUT:
+        if (m->ctx.train)
+          for (size_t e = 0; e < count; e++) ((float *)dy)[e] *= l->aux[e];
+        break;
     }
   }
 }
@@ -243,8 +462,15 @@ void model_run_gemms(Model *m, const float *x, const float *dlogits, int n) {
   for (int i = m->n_layers - 1; i >= 0; i--) {
     const Layer *l = &m->layers[i];
     if (l->kind != LAYER_DENSE) continue;
+    /* The dense layer's input as the GEMM sees it: the previous dense layer's output in this GEMM-only pass. */
+    const float *input = x;
+    for (int j = i - 1; j >= 0; j--)
+      if (m->layers[j].kind == LAYER_DENSE) {
+        input = m->layers[j].y;
+        break;
+      }
     float *dx = i == 0 ? NULL : m->dbuf[cur];
-    dense_backward_gemms(m, l, i == 0 ? x : m->layers[i - 1].y, dy, dx, n, 0.0f);
+    dense_backward_gemms(m, l, input, dy, dx, n, 0.0f);
     dy = dx;
     cur ^= 1;
   }

@@ -83,3 +83,60 @@ void optim_step(Optimizer *o, float *restrict p, const float *restrict g, float 
       break;
   }
 }
+
+/* ==== Learning-rate schedules, clipping ==== */
+
+double lr_at(const LrSchedule *s, int64_t step, int64_t steps_per_epoch) {
+  double e = steps_per_epoch > 0 ? (double)(step - 1) / (double)steps_per_epoch : 0, lr = s->lr;
+  switch (s->kind) {
+    case LR_STEP: lr = s->lr * pow(s->gamma, floor(e / s->step_epochs)); break;
+    case LR_EXP: lr = s->lr * pow(s->gamma, e); break;
+    case LR_INV: lr = s->lr / (1.0 + s->decay_rate * e); break;
+    case LR_COSINE: {
+      double f = s->epochs > 0 ? e / s->epochs : 1;
+      if (f > 1) f = 1;
+      lr = s->lr_min + (s->lr - s->lr_min) * 0.5 * (1.0 + cos(3.141592653589793 * f));
+      break;
+    }
+    default: break;
+  }
+  if (s->warmup_steps > 0 && step < s->warmup_steps) lr *= (double)step / (double)s->warmup_steps;
+  return lr;
+}
+
+double optim_sumsq(const float *p, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)p[i] * p[i];
+  return s;
+}
+
+double optim_clip_norm(float *g, size_t n, double max_norm) {
+  double norm = sqrt(optim_sumsq(g, n));
+  if (max_norm > 0 && norm > max_norm) {
+    const float scale = (float)(max_norm / norm);
+    for (size_t i = 0; i < n; i++) g[i] *= scale;
+  }
+  return norm;
+}
+
+double optim_l2(const ParamRange *r, int n, const float *params, float *grads, double lambda, int64_t B) {
+  if (lambda <= 0 || B <= 0) return 0;
+  double sumsq = 0;
+  const float k = (float)(lambda / (double)B);
+  for (int i = 0; i < n; i++) {
+    const float *w = params + r[i].offset;
+    float *g = grads + r[i].offset;
+    sumsq += optim_sumsq(w, r[i].count);
+    for (size_t e = 0; e < r[i].count; e++) g[e] += k * w[e];
+  }
+  return lambda / (2.0 * (double)B) * sumsq;
+}
+
+void optim_weight_decay(const ParamRange *r, int n, float *params, double lr, double wd) {
+  if (wd <= 0) return;
+  const float keep = (float)(1.0 - lr * wd);
+  for (int i = 0; i < n; i++) {
+    float *w = params + r[i].offset;
+    for (size_t e = 0; e < r[i].count; e++) w[e] *= keep;
+  }
+}

@@ -3,12 +3,14 @@
  *
  * Layout (README "Checkpoint files"):
  *   /model/<layer>/W [out, in], /model/<layer>/b [out]           float32, one group per dense layer
+ *   /model/bn<k>/gamma, beta [out]; /model/bn<k>/running_mean, running_var [out]   batch normalisation
  *   /optimizer/m/<layer>/W ..., /optimizer/v/<layer>/W ...        the moments, same names (when the optimiser has them)
  *   root attributes: format = "mpitrain-checkpoint", format_version, mpitrain_version, created, world_size,
- *     step, epoch, epoch_pos, seed, n_inputs, n_classes, hidden, activation, leaky_slope, optimizer,
- *     optimizer_step, beta1, beta2, eps, epoch_loss_sum, epoch_correct, epoch_samples, data, n_train, config,
- *     crc32 (zlib CRC-32 of the parameter bytes, then the first moments, then the second moments, each in layer
- *     order W then b, as little-endian float32).
+ *     step, epoch, epoch_pos, seed, n_inputs, n_classes, hidden, activation, leaky_slope, batchnorm, bn_momentum,
+ *     bn_eps, dropout, optimizer, optimizer_step, beta1, beta2, eps, epoch_loss_sum, epoch_correct, epoch_samples,
+ *     best_val_loss, best_epoch, since_best, data, n_train, config,
+ *     crc32 (zlib CRC-32 of the parameter bytes, then the first moments, then the second moments, then the
+ *     batch-norm running statistics, each in buffer order, as little-endian float32).
  *
  * Nothing here talks to MPI: the trainer decides which rank calls what (rank 0 writes and reads, then
  * broadcasts), and agrees on the outcome. */
@@ -39,6 +41,9 @@ typedef struct CheckpointMeta {
   double epoch_loss_sum;   /* the current epoch's running sums, so the epoch summary after a resume is whole */
   double epoch_correct;
   int64_t epoch_samples;
+  double best_val_loss;    /* early stopping: the best validation loss so far (< 0: none) ... */
+  int64_t best_epoch;      /* ... the epoch it was reached after (1-based) ... */
+  int64_t since_best;      /* ... and the epochs since */
   int64_t n_train;         /* training rows of the dataset it was trained on */
   char data[1024];         /* that dataset's path, as given */
   char created[32];        /* UTC, ISO 8601 */
@@ -49,10 +54,11 @@ typedef struct CheckpointMeta {
 
 void checkpoint_meta_free(CheckpointMeta *meta);
 
-/* Writes dir/ckpt-<step>.h5 atomically: to a temporary name in dir, flushed, fsync'ed, renamed, and the directory
- * fsync'ed. o may be NULL (eval-only state). On success the final path is copied into path_out [n]. */
-int checkpoint_write(const char *dir, const CheckpointMeta *meta, const Model *m, const Optimizer *o, char *path_out,
-                     size_t n, MtError *err);
+/* Writes dir/ckpt-<step>.h5 (or dir/name when name is not NULL) atomically: to a temporary name in dir, flushed,
+ * fsync'ed, renamed, and the directory fsync'ed. o may be NULL (no optimiser state). On success the final path is
+ * copied into path_out [n]. */
+int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *meta, const Model *m,
+                     const Optimizer *o, char *path_out, size_t n, MtError *err);
 
 /* Deletes the oldest ckpt-*.h5 in dir beyond the newest keep (keep <= 0: none). */
 int checkpoint_prune(const char *dir, int keep, MtError *err);

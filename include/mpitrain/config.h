@@ -22,6 +22,9 @@ typedef struct Config {
   int activation;         /* ActKind */
   float leaky_slope;
   int init;               /* InitKind */
+  int batchnorm;          /* BnPlace */
+  float bn_momentum, bn_eps;
+  float dropout;          /* inverted-dropout rate after every hidden block */
   /* optimisation */
   int optimizer;          /* OptKind */
   float lr;
@@ -32,6 +35,19 @@ typedef struct Config {
   int epochs;
   int64_t max_steps;      /* stop after this many steps in all (0 = no limit) */
   int64_t seed;
+  /* regularisation and tuning */
+  float l2;               /* L2 penalty λ: loss += λ/(2B)·ΣW², gradient += λ/B·W (weights only) */
+  float weight_decay;     /* decoupled (AdamW) decay: W -= lr·wd·W each step, outside the gradient */
+  int lr_schedule;        /* LrScheduleKind */
+  float lr_gamma;         /* step / exp: factor (< 0: the schedule's default) */
+  float lr_step;          /* step: epochs between decays */
+  float lr_decay_rate;    /* inv: lr / (1 + rate·epoch) */
+  float lr_min;           /* cosine: the floor */
+  int64_t warmup_steps;   /* linear warm-up from lr/warmup to lr */
+  int64_t lr_ref_batch;   /* linear scaling rule: lr × batch / ref (0 = off) */
+  float clip_norm;        /* clip the global gradient norm to this (0 = off) */
+  float val_fraction;     /* share of the training set held out for validation */
+  int patience;           /* early stopping: epochs without a better validation loss (0 = off) */
   /* system */
   int threads;            /* OpenBLAS threads per rank; 0 = auto (cores / ranks on the node) */
   int check_replicas;     /* every K steps, verify all replicas are bit-identical (0 = never) */
@@ -41,6 +57,7 @@ typedef struct Config {
   int log_every;          /* steps between metric lines / plain progress lines (0 = auto) */
   int progress;           /* ProgressMode */
   int eval;               /* evaluate on the test split after each epoch */
+  int log_norms;          /* per-layer weight and gradient norms in the metrics log */
   /* checkpoints */
   char checkpoint_dir[1024]; /* "" = no checkpoints */
   int64_t checkpoint_every;  /* also every N steps (0 = only at epoch ends / on stop) */

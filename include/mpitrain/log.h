@@ -5,12 +5,14 @@
  * JSONL by extension or --log-format.
  *
  * Metrics file: CSV columns (JSONL keys, with non-applicable ones left out)
- *   kind,epoch,step,samples,loss,acc,lr,samples_per_s,elapsed_s,test_loss,test_acc
+ *   kind,epoch,step,samples,loss,acc,lr,samples_per_s,elapsed_s,test_loss,test_acc,val_loss,val_acc,grad_norm,
+ *   layer,weight_norm
  * kind "step": epoch is 1-based, step global, samples = this step's global batch, loss/acc of that batch
- *   (acc a fraction), test_* empty. Written every `every` global steps, or with every = 0 for each step of an
- *   epoch of up to 1000 steps (about 1000 records per epoch beyond that).
- * kind "epoch": loss/acc over the epoch's batches, lr and elapsed_s of its last step, samples empty, test_* when
- *   evaluated. Always written, and flushed at once.
+ *   (acc a fraction), grad_norm the global gradient norm when computed. Written every `every` global steps, or with
+ *   every = 0 for each step of an epoch of up to 1000 steps (about 1000 records per epoch beyond that).
+ * kind "epoch": loss/acc over the epoch's batches, lr and elapsed_s of its last step, samples empty, test_* and
+ *   val_* when evaluated. Always written, and flushed at once.
+ * kind "layer": one parameter tensor's weight_norm and grad_norm at a step that has a step record (--log-norms).
  * Numbers are printed with %.9g; a non-finite value is nan/inf in CSV and null in JSONL. */
 #ifndef MPITRAIN_LOG_H
 #define MPITRAIN_LOG_H
@@ -33,6 +35,7 @@ typedef struct StepStats {
   double samples_per_s;   /* training throughput averaged over the recent steps */
   double elapsed_s;       /* since training started */
   double eta_s;           /* estimated time to finish all epochs */
+  double grad_norm;       /* global L2 norm of the gradient before clipping (-1 if not computed) */
 } StepStats;
 
 typedef struct EpochStats {
@@ -40,6 +43,7 @@ typedef struct EpochStats {
   int64_t step;
   double train_loss, train_acc;   /* over the epoch's batches */
   double test_loss, test_acc;     /* -1 if not evaluated */
+  double val_loss, val_acc;       /* -1 without a validation split */
   double epoch_s;                 /* wall time of the epoch's training steps */
   double samples_per_s;
 } EpochStats;
@@ -61,6 +65,11 @@ typedef struct LogOptions {
 int log_open(Log **out, const LogOptions *o, MtError *err);
 void log_step(Log *l, const StepStats *s);
 void log_epoch(Log *l, const EpochStats *s);
+/* Whether step s gets a record in the metrics file (rank 0 with --log only): the trainer computes the per-layer
+ * norms only for those steps. */
+int log_step_due(const Log *l, const StepStats *s);
+/* A "layer" record for step s: one tensor's weight and gradient L2 norms. */
+void log_layer(Log *l, const StepStats *s, const char *layer, double weight_norm, double grad_norm);
 /* A line of text for the user (rank 0 only; clears the progress bar first). */
 void log_info(Log *l, const char *fmt, ...) MT_PRINTF(2, 3);
 /* Flushes and closes; reports a write error (e.g. disk full) in err. A progress bar still on screen is left

@@ -1,8 +1,10 @@
 /* model.h — the multi-layer perceptron: a list of layers over flat parameter and gradient buffers.
  *
- * Memory layout (see docs in README "Design"): all parameters live in one float buffer `params`, all gradients
- * in `grads` with the same offsets. A layer only records offsets into them. Activations are allocated once for
- * `max_batch` rows. Nothing here allocates after model_create, talks to MPI or reads files. */
+ * Memory layout (README "How a training step works"): all parameters live in one float buffer `params`, all
+ * gradients in `grads` with the same offsets, and the non-trainable state (batch-norm running statistics) in
+ * `state`. A layer only records offsets into them. Activations are allocated once for `max_batch` rows. Nothing
+ * here allocates after model_create, talks to MPI or reads files: batch normalisation, which needs statistics of
+ * the whole global batch, gets them through a reduction callback the caller provides. */
 #ifndef MPITRAIN_MODEL_H
 #define MPITRAIN_MODEL_H
 
@@ -17,7 +19,9 @@
 #define MODEL_GRAD_TAIL 16
 
 typedef enum ActKind { ACT_RELU = 0, ACT_LEAKY_RELU, ACT_TANH, ACT_SIGMOID, ACT_COUNT } ActKind;
-typedef enum LayerKind { LAYER_DENSE = 0, LAYER_ACT } LayerKind;
+typedef enum LayerKind { LAYER_DENSE = 0, LAYER_ACT, LAYER_BN, LAYER_DROPOUT } LayerKind;
+/* Where batch normalisation goes in each hidden block: dense → BN → act, or dense → act → BN. */
+typedef enum BnPlace { BN_NONE = 0, BN_BEFORE, BN_AFTER, BN_COUNT } BnPlace;
 
 typedef struct ModelSpec {
   int n_inputs;                    /* D, features per sample */
@@ -26,18 +30,43 @@ typedef struct ModelSpec {
   int hidden[MODEL_MAX_HIDDEN];    /* their widths */
   ActKind act;                     /* activation after every hidden dense layer */
   float leaky_slope;               /* slope for x < 0 with ACT_LEAKY_RELU */
+  BnPlace bn;                      /* batch normalisation in every hidden block, and where */
+  float bn_momentum;               /* running = (1 - momentum)·running + momentum·batch (PyTorch's convention) */
+  float bn_eps;                    /* added to the variance */
+  float dropout[MODEL_MAX_HIDDEN]; /* inverted-dropout rate after hidden block k (0 = none) */
 } ModelSpec;
 
 typedef struct Layer {
   LayerKind kind;
-  char name[24];     /* "dense0", "relu0", ...: names in checkpoints and logs */
-  int in, out;       /* features in and out (equal for activations) */
-  size_t w_off;      /* dense: offset of W [out, in] in params/grads */
-  size_t b_off;      /* dense: offset of b [out] */
+  char name[24];     /* "dense0", "relu0", "bn0", "dropout0": names in checkpoints and logs */
+  int block;         /* the hidden block (or output layer) it belongs to */
+  int in, out;       /* features in and out (equal for all but dense) */
+  size_t w_off;      /* dense: W [out, in]; BN: gamma [out] — offsets in params/grads */
+  size_t b_off;      /* dense: b [out]; BN: beta [out] */
+  int has_bias;      /* dense: 0 when batch normalisation follows directly (its beta is the bias; a bias before
+                      * it would only receive rounding noise, which Adam would amplify into drift) */
+  size_t s_off;      /* BN: running mean [out] then running variance [out], offsets in state */
   ActKind act;       /* activation kind */
   float slope;       /* leaky ReLU slope */
-  float *y;          /* output [max_batch, out]; activations are in place, so y == the previous layer's y */
+  float p;           /* dropout rate */
+  float *y;          /* output [max_batch, out]; activations work in place, so y == the previous layer's y */
+  float *aux;        /* BN: x̂ [max_batch, out]; dropout: the mask's scale factors [max_batch, out] */
+  float *stat;       /* BN: 1/sqrt(var + eps) [out] of the last training forward */
 } Layer;
+
+/* In-place SUM of buf over all replicas that share the global batch (an MPI allreduce in the trainer). */
+typedef void (*ModelReduceFn)(void *arg, double *buf, size_t n);
+
+/* What a forward pass needs to know beyond its rows. */
+typedef struct ModelContext {
+  int train;                  /* 1: batch statistics and dropout; 0: running statistics, no dropout */
+  uint64_t seed;              /* dropout masks: keyed by (seed, step, block, sample id, unit) ... */
+  int64_t step;               /* ... so a sample's mask is the same whichever rank processes it */
+  const int64_t *sample_ids;  /* [n] global ids of the rows */
+  int64_t batch_rows;         /* rows of the whole global batch: batch-norm statistics are over all of them */
+  ModelReduceFn reduce;       /* sums batch-norm statistics over the replicas; NULL: this process holds them all */
+  void *reduce_arg;
+} ModelContext;
 
 typedef struct Model {
   ModelSpec spec;
@@ -46,43 +75,51 @@ typedef struct Model {
   size_t n_params;    /* floats in params and grads */
   float *params;      /* [n_params] */
   float *grads;       /* [n_params + MODEL_GRAD_TAIL] */
+  size_t n_state;     /* floats in state */
+  float *state;       /* [n_state] batch-norm running statistics (not trained by the optimiser) */
   int max_batch;      /* rows the activation buffers hold */
   int max_width;      /* widest layer output */
-  float *act_mem;     /* backing store of every layer's y */
+  float *act_mem;     /* backing store of every layer's y and aux */
   float *dbuf[2];     /* backward ping-pong [max_batch, max_width] */
+  double *red;        /* [2 * max_width] batch-norm reduction scratch */
+  ModelContext ctx;   /* of the last forward pass (backward uses it) */
 } Model;
 
-/* Builds the layer list dense0 act0 dense1 act1 ... denseL (logits) and allocates everything. */
+/* Builds the layer list dense0 [bn0] act0 [bn0] [dropout0] dense1 ... denseL (logits), allocates everything, and
+ * sets batch-norm gamma = 1, beta = 0, running mean 0 and variance 1 (weights are init.h's job). */
 int model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err);
 void model_free(Model *m);
+int model_has_bn(const Model *m);
 
-/* Forward pass for n <= max_batch rows of x [n, n_inputs]; returns the logits [n, n_classes]. */
+/* Inference forward pass for n <= max_batch rows of x [n, n_inputs]; returns the logits [n, n_classes]. */
 const float *model_forward(Model *m, const float *x, int n);
+/* Forward pass in the given context (training: ctx->train = 1). */
+const float *model_forward_ctx(Model *m, const float *x, int n, const ModelContext *ctx);
 
 /* Backward pass given dlogits [n, n_classes] (the loss gradient w.r.t. the logits of the last forward, whose
- * input x must still be valid). accumulate = 0 overwrites grads, 1 adds to them (micro-batches). */
+ * input x must still be valid). accumulate = 0 overwrites grads, 1 adds to them (micro-batches). A training
+ * forward with batch normalisation calls ctx->reduce once per BN layer, and backward once more per BN layer: every
+ * replica must make the same calls. */
 void model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate);
 
 /* Only the GEMMs of one forward + backward pass over n rows (same calls, shapes and buffers as training, no
  * bias, activation or loss work): what the benchmark times as the roofline a training step could reach. */
 void model_run_gemms(Model *m, const float *x /* [n, n_inputs] */, const float *dlogits /* [n, n_classes] */, int n);
 
-/* A named parameter tensor: a view into params (and, at the same offset, grads and the optimiser's moments). */
+/* A named tensor: a view into params (and, at the same offset, grads and the optimiser's moments) or into state. */
 typedef struct ModelTensor {
-  char name[40];   /* "dense0/W", "dense0/b", ... */
-  size_t offset;   /* into params */
+  char name[40];   /* "dense0/W", "dense0/b", "bn0/gamma", "bn0/running_mean", ... */
+  size_t offset;   /* into params (model_tensors) or state (model_state_tensors) */
   size_t count;    /* floats */
   int rank;        /* 1 or 2 */
-  int dims[2];     /* [out, in] for W, [out] for b */
+  int dims[2];     /* [out, in] for W, [out] otherwise */
+  int decay;       /* 1 for weight matrices: what L2 and weight decay apply to (not biases, not gamma/beta) */
 } ModelTensor;
 
-/* Lists the parameter tensors in buffer order (so concatenating them gives params). Returns how many; fills at
- * most max. */
+/* The parameter tensors in buffer order (so concatenating them gives params). Returns how many; fills at most max. */
 int model_tensors(const Model *m, ModelTensor *out, int max);
-
-/* Dense-layer parameter views. */
-float *model_weight(Model *m, const Layer *l);
-float *model_bias(Model *m, const Layer *l);
+/* The state tensors (batch-norm running statistics) in buffer order. */
+int model_state_tensors(const Model *m, ModelTensor *out, int max);
 
 /* Floating-point operations of one forward+backward pass over n rows, counting only the GEMMs
  * (2·m·n·k each); used by the benchmark. The first layer's input gradient is not computed. */
@@ -91,9 +128,15 @@ double model_gemm_flops(const Model *m, int n);
 /* Activation name <-> kind ("relu", "leaky_relu", "tanh", "sigmoid"). act_from_name returns -1 if unknown. */
 const char *act_name(ActKind a);
 int act_from_name(const char *s);
+const char *bn_place_name(BnPlace b); /* "none", "before", "after" */
+int bn_place_from_name(const char *s);
 
 /* Elementwise activation and its derivative written in terms of the output y (exact for all four kinds). */
 void act_forward(ActKind a, float slope, float *y /* [n] in place */, size_t n);
 void act_backward(ActKind a, float slope, const float *y /* [n] */, float *dy /* [n] in place */, size_t n);
+
+/* The inverted-dropout factor of (sample, unit) in hidden block `block` at `step`: 0 (dropped, with probability p)
+ * or 1/(1-p). A pure function of its arguments: the same on every rank and for any rank count. */
+float model_dropout_factor(uint64_t seed, int64_t step, int block, int64_t sample, int unit, float p);
 
 #endif

@@ -36,4 +36,41 @@ void optim_free(Optimizer *o);
 /* One step with learning rate lr: params[0..n) -= update(grads[0..n)). Increments t. */
 void optim_step(Optimizer *o, float *params /* [n] */, const float *grads /* [n] */, float lr);
 
+/* ==== Learning-rate schedules, clipping, decay ==== */
+
+typedef enum LrScheduleKind { LR_CONSTANT = 0, LR_STEP, LR_EXP, LR_INV, LR_COSINE, LR_COUNT } LrScheduleKind;
+
+typedef struct LrSchedule {
+  LrScheduleKind kind;
+  double lr;            /* base rate (after the linear scaling rule, if any) */
+  double gamma;         /* step, exp: factor */
+  double step_epochs;   /* step: epochs between decays */
+  double decay_rate;    /* inv */
+  double lr_min;        /* cosine floor */
+  double epochs;        /* cosine: the length of the run, in epochs */
+  int64_t warmup_steps; /* linear warm-up over the first steps */
+} LrSchedule;
+
+/* The rate of 1-based step `step` (the step about to be taken) when an epoch has steps_per_epoch steps: the
+ * schedule at e = (step - 1) / steps_per_epoch epochs done, times min(1, step / warmup_steps). */
+double lr_at(const LrSchedule *s, int64_t step, int64_t steps_per_epoch);
+
+/* Scales g [n] so its L2 norm is at most max_norm (max_norm <= 0: untouched). Returns the norm before. */
+double optim_clip_norm(float *g, size_t n, double max_norm);
+
+/* Sum of squares of p [n] (in double). */
+double optim_sumsq(const float *p, size_t n);
+
+/* A range of the flat buffers (a weight matrix): what L2 and weight decay apply to. */
+typedef struct ParamRange {
+  size_t offset, count;
+} ParamRange;
+
+/* L2 regularisation of the ranges for a global batch of B rows: adds lambda/B·w to grads and returns the loss
+ * term lambda/(2B)·Σw². */
+double optim_l2(const ParamRange *r, int n, const float *params, float *grads, double lambda, int64_t B);
+
+/* Decoupled weight decay: w *= 1 - lr·wd over the ranges. */
+void optim_weight_decay(const ParamRange *r, int n, float *params, double lr, double wd);
+
 #endif

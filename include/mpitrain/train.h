@@ -39,6 +39,8 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err);
 
 /* Collective. Mean loss and accuracy over a whole split (data-parallel, sums reduced). */
 int trainer_evaluate(Trainer *t, Split s, double *loss, double *acc, MtError *err);
+/* Collective. The same over the validation rows held out by --val-fraction. */
+int trainer_evaluate_validation(Trainer *t, double *loss, double *acc, MtError *err);
 
 Model *trainer_model(Trainer *t);
 Dataset *trainer_data(Trainer *t);

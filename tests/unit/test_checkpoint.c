@@ -48,7 +48,7 @@ static void write_at(const Model *m, const Optimizer *o, int64_t step) {
   meta_for(m, o, step, &meta);
   MtError err = {0};
   char path[1100];
-  if (checkpoint_write(dir, &meta, m, o, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  if (checkpoint_write(dir, NULL, &meta, m, o, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
   checkpoint_meta_free(&meta);
 }
 

@@ -78,6 +78,13 @@ static void test_defaults(void **state) {
   assert_int_equal(c.checkpoint_epochs, 1);
   assert_int_equal(c.keep, 3);
   assert_string_equal(c.resume, "");
+  assert_int_equal(c.batchnorm, 0);
+  assert_true(c.bn_momentum == 0.1f && c.bn_eps == 1e-5f && c.dropout == 0);
+  assert_true(c.l2 == 0 && c.weight_decay == 0 && c.clip_norm == 0);
+  assert_int_equal(c.lr_schedule, 0);
+  assert_true(c.lr_gamma == -1 && c.lr_step == 10 && c.lr_decay_rate == 1 && c.lr_min == 0);
+  assert_true(c.warmup_steps == 0 && c.lr_ref_batch == 0);
+  assert_true(c.val_fraction == 0 && c.patience == 0 && c.log_norms == 0);
 }
 
 /* Every default must pass its own option's checks (opts_defaults does not report a bad one). */
@@ -92,7 +99,7 @@ static void test_table_defaults_valid(void **state) {
       fail_msg("default of --%s is rejected: %s", o->name, err.msg);
     assert_non_null(o->help);
   }
-  assert_int_equal(count, 29);
+  assert_int_equal(count, 46); /* a new option: add its default to test_defaults too */
 }
 
 static void test_choices_follow_enums(void **state) {
@@ -196,6 +203,14 @@ static void test_errors(void **state) {
                     "--resume auto: looks for checkpoints in --checkpoint-dir, which is not set");
   assert_fails_containing(parse(&c, &err, "--keep", "0", NULL), &err, "--keep: expected a whole number >= 1");
   assert_int_equal(parse(&c, &err, "--checkpoint-dir", "ck", "--resume", "auto", "--checkpoint-every", "off", NULL), 0);
+  assert_fails_with(parse(&c, &err, "--patience", "3", NULL), &err,
+                    "--patience 3: early stopping watches the validation loss; add --val-fraction (e.g. 0.1)");
+  assert_fails_with(parse(&c, &err, "--log-norms", NULL), &err,
+                    "--log-norms: the norms go to the metrics log; add --log FILE.csv");
+  assert_fails_containing(parse(&c, &err, "--dropout", "1", NULL), &err, "--dropout: expected a number in [0, 1)");
+  assert_fails_containing(parse(&c, &err, "--val-fraction", "0.9", NULL), &err, "--val-fraction: expected");
+  assert_fails_containing(parse(&c, &err, "--batchnorm", "middle", NULL), &err, "none, before, after");
+  assert_fails_containing(parse(&c, &err, "--lr-schedule", "linear", NULL), &err, "constant, step, exp, inv, cosine");
 }
 
 static void test_positional_refused(void **state) {

@@ -70,14 +70,14 @@ static StepStats make_step(int epoch, int64_t step, int64_t in_epoch, int64_t pe
   StepStats s = {.epoch = epoch, .epochs = 3, .step = step, .step_in_epoch = in_epoch,
                  .steps_per_epoch = per_epoch, .samples = 128, .loss = 0.1234567891 * (double)step,
                  .acc = 0.75, .lr = 1e-3 / (double)step, .samples_per_s = 52123.456, .elapsed_s = 0.5 * (double)step,
-                 .eta_s = 72};
+                 .eta_s = 72, .grad_norm = -1};
   return s;
 }
 
 static EpochStats make_epoch(int epoch, int64_t step, int with_test) {
   EpochStats e = {.epoch = epoch, .epochs = 3, .step = step, .train_loss = 0.30123456789, .train_acc = 0.891,
                   .test_loss = with_test ? 0.33211 : -1, .test_acc = with_test ? 0.88 : -1, .epoch_s = 12.34,
-                  .samples_per_s = 48700};
+                  .samples_per_s = 48700, .val_loss = -1, .val_acc = -1};
   return e;
 }
 
@@ -147,12 +147,13 @@ static void test_csv(void **state) {
   char *save = NULL;
   char *line = strtok_r(text, "\n", &save);
   assert_string_equal(line,
-                      "kind,epoch,step,samples,loss,acc,lr,samples_per_s,elapsed_s,test_loss,test_acc");
+                      "kind,epoch,step,samples,loss,acc,lr,samples_per_s,elapsed_s,test_loss,test_acc,val_loss,val_acc,"
+                      "grad_norm,layer,weight_norm");
   char *f[16];
   for (int64_t t = 1; t <= 3; t++) {
     line = strtok_r(NULL, "\n", &save);
     assert_non_null(line);
-    assert_int_equal(split_csv(line, f, 16), 11);
+    assert_int_equal(split_csv(line, f, 16), 16);
     assert_string_equal(f[0], "step");
     assert_string_equal(f[1], "1");
     assert_int_equal((int64_t)num(f[2]), t);
@@ -166,7 +167,7 @@ static void test_csv(void **state) {
     assert_string_equal(f[10], "");
   }
   line = strtok_r(NULL, "\n", &save);
-  assert_int_equal(split_csv(line, f, 16), 11);
+  assert_int_equal(split_csv(line, f, 16), 16);
   assert_string_equal(f[0], "epoch");
   assert_string_equal(f[1], "1");
   assert_string_equal(f[2], "3");
@@ -179,11 +180,11 @@ static void test_csv(void **state) {
   assert_close(num(f[9]), 0.33211);
   assert_close(num(f[10]), 0.88);
   line = strtok_r(NULL, "\n", &save);
-  assert_int_equal(split_csv(line, f, 16), 11);
+  assert_int_equal(split_csv(line, f, 16), 16);
   assert_string_equal(f[0], "step");
   assert_string_equal(f[1], "2");
   line = strtok_r(NULL, "\n", &save);
-  assert_int_equal(split_csv(line, f, 16), 11);
+  assert_int_equal(split_csv(line, f, 16), 16);
   assert_string_equal(f[0], "epoch");
   assert_string_equal(f[1], "2");
   assert_string_equal(f[9], ""); /* not evaluated */
@@ -440,9 +441,55 @@ static void test_bar(void **state) {
   free(out);
 }
 
+/* Validation metrics, the gradient norm and per-layer norm records. */
+static void test_norms_and_validation(void **state) {
+  (void)state;
+  const char *path = temp_path("n.csv");
+  LogOptions o = {.is_root = 1, .progress = PROGRESS_OFF, .path = path, .format = LOGFMT_AUTO, .every = 2};
+  Log *l = NULL;
+  MtError err = {0};
+  assert_int_equal(log_open(&l, &o, &err), 0);
+  StepStats s1 = make_step(0, 1, 1, 4), s2 = make_step(0, 2, 2, 4);
+  s2.grad_norm = 2.5;
+  assert_false(log_step_due(l, &s1)); /* --log-every 2: step 1 has no record, so no layer records either */
+  assert_true(log_step_due(l, &s2));
+  log_step(l, &s1);
+  log_layer(l, &s1, "dense0/W", 9, 9);
+  log_step(l, &s2);
+  log_layer(l, &s2, "dense0/W", 3.25, 0.125);
+  EpochStats e = make_epoch(0, 4, 1);
+  e.val_loss = 0.5;
+  e.val_acc = 0.8;
+  log_epoch(l, &e);
+  assert_int_equal(log_close(l, &err), 0);
+  char *text = slurp(path);
+  remove(path);
+  char *save = NULL, *f[16];
+  char *line = strtok_r(text, "\n", &save); /* header */
+  line = strtok_r(NULL, "\n", &save);
+  assert_int_equal(split_csv(line, f, 16), 16);
+  assert_string_equal(f[0], "step");
+  assert_close(num(f[13]), 2.5);
+  line = strtok_r(NULL, "\n", &save);
+  assert_int_equal(split_csv(line, f, 16), 16);
+  assert_string_equal(f[0], "layer");
+  assert_string_equal(f[2], "2");
+  assert_string_equal(f[14], "dense0/W");
+  assert_close(num(f[15]), 3.25);
+  assert_close(num(f[13]), 0.125);
+  line = strtok_r(NULL, "\n", &save);
+  assert_int_equal(split_csv(line, f, 16), 16);
+  assert_string_equal(f[0], "epoch");
+  assert_close(num(f[11]), 0.5);
+  assert_close(num(f[12]), 0.8);
+  assert_null(strtok_r(NULL, "\n", &save));
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_csv),          cmocka_unit_test(test_jsonl),
+      cmocka_unit_test(test_norms_and_validation),
       cmocka_unit_test(test_file_cadence), cmocka_unit_test(test_open_errors),
       cmocka_unit_test(test_disk_full),    cmocka_unit_test(test_non_root_silent),
       cmocka_unit_test(test_plain),        cmocka_unit_test(test_bar),

@@ -26,7 +26,10 @@ static double ref_act(ActKind a, double slope, double z) {
   }
 }
 
-/* Mean cross-entropy of the model with parameters theta (double) on x, y; logits_out [N, C] if not NULL. */
+enum { SEED = 5, STEP = 3 };
+
+/* Mean cross-entropy of the model with parameters theta (double) on x, y, in training mode (batch statistics
+ * over these N rows, dropout masks of rows 0..N-1 at step STEP); logits_out [N, C] if not NULL. */
 static double ref_loss(const Model *m, const double *theta, const float *x, const int32_t *y, double *logits_out) {
   double a[N][64], b[N][64];
   int width = D;
@@ -34,14 +37,23 @@ static double ref_loss(const Model *m, const double *theta, const float *x, cons
     for (int j = 0; j < D; j++) a[r][j] = x[r * D + j];
   for (int i = 0; i < m->n_layers; i++) {
     const Layer *l = &m->layers[i];
-    for (int r = 0; r < N; r++) {
-      for (int o = 0; o < l->out; o++) {
+    for (int o = 0; o < l->out; o++) {
+      double mean = 0, var = 0;
+      if (l->kind == LAYER_BN) {
+        for (int r = 0; r < N; r++) mean += a[r][o] / N;
+        for (int r = 0; r < N; r++) var += (a[r][o] - mean) * (a[r][o] - mean) / N;
+      }
+      for (int r = 0; r < N; r++) {
         if (l->kind == LAYER_DENSE) {
-          double s = theta[l->b_off + o];
+          double s = l->has_bias ? theta[l->b_off + o] : 0;
           for (int k = 0; k < l->in; k++) s += theta[l->w_off + (size_t)o * l->in + k] * a[r][k];
           b[r][o] = s;
-        } else {
+        } else if (l->kind == LAYER_ACT) {
           b[r][o] = ref_act(l->act, l->slope, a[r][o]);
+        } else if (l->kind == LAYER_BN) {
+          b[r][o] = theta[l->w_off + o] * (a[r][o] - mean) / sqrt(var + m->spec.bn_eps) + theta[l->b_off + o];
+        } else {
+          b[r][o] = a[r][o] * model_dropout_factor(SEED, STEP, l->block, r, o, l->p);
         }
       }
     }
@@ -60,26 +72,38 @@ static double ref_loss(const Model *m, const double *theta, const float *x, cons
   return loss / N;
 }
 
-static void make_model(Model *m, ActKind act, int n_hidden) {
+static void make_model_ex(Model *m, ActKind act, int n_hidden, BnPlace bn, float dropout) {
   ModelSpec spec = {.n_inputs = D, .n_classes = C, .n_hidden = n_hidden, .hidden = {7, 6}, .act = act,
-                    .leaky_slope = 0.1f};
+                    .leaky_slope = 0.1f, .bn = bn, .bn_momentum = 0.1f, .bn_eps = 1e-5f,
+                    .dropout = {dropout, dropout}};
   MtError err = {0};
   assert_int_equal(model_create(m, &spec, N, &err), 0);
   init_params(m, INIT_XAVIER, 11);
   /* Non-zero biases so their gradients are exercised through the activations. */
   for (int i = 0; i < m->n_layers; i++)
-    if (m->layers[i].kind == LAYER_DENSE)
+    if (m->layers[i].kind == LAYER_DENSE && m->layers[i].has_bias)
       for (int o = 0; o < m->layers[i].out; o++) m->params[m->layers[i].b_off + o] = 0.1f * (float)sin(3.0 * o + i);
+  /* ... and gamma, beta away from 1, 0 so their roles are visible */
+  for (int i = 0; i < m->n_layers; i++)
+    if (m->layers[i].kind == LAYER_BN)
+      for (int o = 0; o < m->layers[i].out; o++) {
+        m->params[m->layers[i].w_off + o] = 1.0f + 0.3f * (float)cos(1.3 * o);
+        m->params[m->layers[i].b_off + o] = 0.2f * (float)sin(0.7 * o + 1);
+      }
 }
 
-static void gradcheck(ActKind act, int n_hidden) {
+static void make_model(Model *m, ActKind act, int n_hidden) { make_model_ex(m, act, n_hidden, BN_NONE, 0); }
+
+static const ModelContext train_ctx = {.train = 1, .seed = SEED, .step = STEP, .batch_rows = N};
+
+static void gradcheck_ex(ActKind act, int n_hidden, BnPlace bn, float dropout) {
   Model m;
-  make_model(&m, act, n_hidden);
+  make_model_ex(&m, act, n_hidden, bn, dropout);
   float x[N * D];
   const int32_t y[N] = {1, 3, 0};
   for (int i = 0; i < N * D; i++) x[i] = (float)cos(0.9 * i) * 1.5f;
 
-  const float *logits = model_forward(&m, x, N);
+  const float *logits = model_forward_ctx(&m, x, N, &train_ctx);
   double *theta = malloc(sizeof(double) * m.n_params);
   for (size_t i = 0; i < m.n_params; i++) theta[i] = m.params[i];
   double ref_logits[N * C];
@@ -110,11 +134,79 @@ static void gradcheck(ActKind act, int n_hidden) {
   model_free(&m);
 }
 
+static void gradcheck(ActKind act, int n_hidden) { gradcheck_ex(act, n_hidden, BN_NONE, 0); }
+
 static void test_grad_relu(void **s) { (void)s; gradcheck(ACT_RELU, 2); }
 static void test_grad_leaky(void **s) { (void)s; gradcheck(ACT_LEAKY_RELU, 2); }
 static void test_grad_tanh(void **s) { (void)s; gradcheck(ACT_TANH, 2); }
 static void test_grad_sigmoid(void **s) { (void)s; gradcheck(ACT_SIGMOID, 2); }
 static void test_grad_softmax_regression(void **s) { (void)s; gradcheck(ACT_RELU, 0); }
+static void test_grad_bn_before(void **s) { (void)s; gradcheck_ex(ACT_TANH, 2, BN_BEFORE, 0); }
+static void test_grad_bn_after(void **s) { (void)s; gradcheck_ex(ACT_SIGMOID, 2, BN_AFTER, 0); }
+static void test_grad_dropout(void **s) { (void)s; gradcheck_ex(ACT_TANH, 2, BN_NONE, 0.4f); }
+static void test_grad_bn_dropout(void **s) { (void)s; gradcheck_ex(ACT_LEAKY_RELU, 2, BN_BEFORE, 0.3f); }
+
+/* Inference uses the running statistics, updated with momentum from the batch statistics (unbiased variance);
+ * dropout is off at inference and is inverted in training (kept units scaled by 1/(1-p)). */
+static void test_bn_running_stats_and_dropout_modes(void **s) {
+  (void)s;
+  Model m;
+  make_model_ex(&m, ACT_RELU, 1, BN_BEFORE, 0.5f);
+  float x[N * D];
+  for (int i = 0; i < N * D; i++) x[i] = (float)sin(0.37 * i) + 0.5f;
+  model_forward_ctx(&m, x, N, &train_ctx);
+  const Layer *dense = &m.layers[0], *bn = &m.layers[1];
+  assert_int_equal(bn->kind, LAYER_BN);
+  for (int o = 0; o < bn->out; o++) {
+    double mean = 0, var = 0;
+    for (int r = 0; r < N; r++) mean += dense->y[r * bn->out + o] / N;
+    for (int r = 0; r < N; r++) var += pow(dense->y[r * bn->out + o] - mean, 2) / (N - 1);
+    assert_true(fabs(m.state[bn->s_off + o] - 0.1 * mean) < 1e-5);
+    assert_true(fabs(m.state[bn->s_off + bn->out + o] - (0.9 + 0.1 * var)) < 1e-5);
+  }
+  const Layer *drop = &m.layers[3];
+  assert_int_equal(drop->kind, LAYER_DROPOUT);
+  int dropped = 0, kept = 0;
+  for (int e = 0; e < N * drop->out; e++) {
+    float f = drop->aux[e];
+    assert_true(f == 0.0f || f == 2.0f);
+    dropped += f == 0.0f;
+    kept += f == 2.0f;
+  }
+  assert_true(dropped > 0 && kept > 0);
+  /* inference: dropout is the identity, BN uses the running statistics */
+  model_forward(&m, x, N);
+  assert_memory_equal(drop->y, m.layers[2].y, sizeof(float) * N * (size_t)drop->out);
+  model_free(&m);
+}
+
+/* A sample's mask depends on (seed, step, block, sample id, unit) only — not on where the row sits in a batch. */
+static void test_dropout_mask_keyed_by_sample(void **s) {
+  (void)s;
+  Model m;
+  make_model_ex(&m, ACT_RELU, 1, BN_NONE, 0.5f);
+  float x[N * D];
+  for (int i = 0; i < N * D; i++) x[i] = 1.0f;
+  const int64_t ids[N] = {900, 17, 5};
+  ModelContext c = train_ctx;
+  c.sample_ids = ids;
+  model_forward_ctx(&m, x, N, &c);
+  const Layer *drop = &m.layers[2];
+  float first[7];
+  memcpy(first, drop->aux + 1 * drop->out, sizeof(float) * (size_t)drop->out); /* sample 17 in row 1 */
+  const int64_t moved[1] = {17};
+  c.sample_ids = moved;
+  c.batch_rows = 1;
+  model_forward_ctx(&m, x, 1, &c); /* now in row 0 of a batch of one */
+  assert_memory_equal(first, drop->aux, sizeof(float) * (size_t)drop->out);
+  for (int u = 0; u < drop->out; u++) assert_true(first[u] == model_dropout_factor(SEED, STEP, 0, 17, u, 0.5f));
+  c.step = STEP + 1; /* another step: another mask */
+  model_forward_ctx(&m, x, 1, &c);
+  int same = 0;
+  for (int u = 0; u < drop->out; u++) same += first[u] == drop->aux[u];
+  assert_true(same < drop->out);
+  model_free(&m);
+}
 
 /* Two micro-batches with accumulate = 1 give the gradient of the whole batch. */
 static void test_accumulate(void **s) {
@@ -211,6 +303,9 @@ int main(void) {
       cmocka_unit_test(test_grad_relu),     cmocka_unit_test(test_grad_leaky),
       cmocka_unit_test(test_grad_tanh),     cmocka_unit_test(test_grad_sigmoid),
       cmocka_unit_test(test_grad_softmax_regression), cmocka_unit_test(test_accumulate),
+      cmocka_unit_test(test_grad_bn_before),  cmocka_unit_test(test_grad_bn_after),
+      cmocka_unit_test(test_grad_dropout),    cmocka_unit_test(test_grad_bn_dropout),
+      cmocka_unit_test(test_bn_running_stats_and_dropout_modes), cmocka_unit_test(test_dropout_mask_keyed_by_sample),
       cmocka_unit_test(test_activation_limits), cmocka_unit_test(test_layout_and_flops),
       cmocka_unit_test(test_init),
   };

@@ -2,7 +2,9 @@
  *
  * Run with 4 ranks. For k = 1..4 the first k ranks form a communicator and train the same model on the same
  * in-memory dataset for a few steps (crossing an epoch boundary, with a short last batch and uneven slices), with
- * the replica check on every step. Then, on world rank 0:
+ * the replica check on every step. Configurations: each optimiser; batch normalisation (statistics of the global
+ * batch, summed over ranks) with dropout (masks keyed by sample, not rank); and L2, weight decay, clipping, a cosine
+ * schedule with warm-up. Then, on world rank 0:
  *  - the per-step loss of every k matches k = 1 within a tight relative tolerance (only the order of float sums
  *    differs), and so do the final parameters;
  *  - over the first epoch, the rows all ranks processed cover every training sample exactly once;
@@ -35,10 +37,12 @@ typedef struct Result {
   double loss[STEPS];
   double test_loss, test_acc;
   float *params;
+  float *state; /* batch-norm running statistics */
+  size_t n_state;
   int *seen; /* [n_train] times each row was processed in epoch 0 */
 } Result;
 
-static void run(int k, const char *optimizer, const char *lr, Dataset *ds, Result *res, size_t *n_params) {
+static void run(int k, char **extra, int n_extra, Dataset *ds, Result *res, size_t *n_params) {
   int wrank;
   MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
   MPI_Comm sub;
@@ -47,10 +51,12 @@ static void run(int k, const char *optimizer, const char *lr, Dataset *ds, Resul
   Comm c;
   MtError err = {0};
   CHECK(comm_init(&c, sub, &err) == 0, "comm_init: %s", err.msg);
-  char *argv[] = {"train", "--hidden", "24,16", "--activation", "tanh", "--optimizer", (char *)optimizer,
-                  "--lr", (char *)lr, "--batch", "64", "--check-replicas", "1", "--progress", "off", "--seed", "7"};
+  char *argv[64] = {"train", "--hidden", "24,16", "--activation", "tanh", "--batch", "64", "--check-replicas", "1",
+                    "--progress", "off", "--seed", "7"};
+  int argc = 13;
+  for (int i = 0; i < n_extra; i++) argv[argc++] = extra[i];
   Config cfg;
-  CHECK(config_parse(&cfg, (int)(sizeof argv / sizeof argv[0]), argv, 1, &err) == 0, "config: %s", err.msg);
+  CHECK(config_parse(&cfg, argc, argv, 1, &err) == 0, "config: %s", err.msg);
   Trainer *t = NULL;
   CHECK(trainer_create(&t, &cfg, &c, ds, &err) == 0, "trainer_create at k=%d: %s", k, err.msg);
   if (t == NULL) return;
@@ -85,6 +91,9 @@ static void run(int k, const char *optimizer, const char *lr, Dataset *ds, Resul
   if (c.rank == 0) {
     res->params = malloc(sizeof(float) * m->n_params);
     memcpy(res->params, m->params, sizeof(float) * m->n_params);
+    res->n_state = m->n_state;
+    res->state = malloc(sizeof(float) * (m->n_state + 1));
+    memcpy(res->state, m->state, sizeof(float) * m->n_state);
   }
   trainer_free(t);
   comm_free(&c);
@@ -107,6 +116,9 @@ static void compare(const char *opt, Result *r, size_t n_params, int64_t n_train
     double maxdiff = 0;
     for (size_t i = 0; i < n_params; i++) maxdiff = fmax(maxdiff, fabs(r[k].params[i] - r[1].params[i]));
     CHECK(maxdiff < 1e-4, "%s k=%d: parameters differ from 1 rank by up to %g", opt, k, maxdiff);
+    double statdiff = 0;
+    for (size_t i = 0; i < r[1].n_state; i++) statdiff = fmax(statdiff, fabs(r[k].state[i] - r[1].state[i]));
+    CHECK(statdiff < 1e-4, "%s k=%d: batch-norm statistics differ from 1 rank by up to %g", opt, k, statdiff);
     CHECK(fabs(r[k].test_loss - r[1].test_loss) < 1e-5 * fabs(r[1].test_loss), "%s k=%d: test loss %.9g vs %.9g",
           opt, k, r[k].test_loss, r[1].test_loss);
   }
@@ -135,18 +147,30 @@ int main(int argc, char **argv) {
     fprintf(stderr, "synthetic data: %s\n", err.msg);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  const char *opts[] = {"sgd", "momentum", "rmsprop", "adam"}, *lrs[] = {"0.2", "0.3", "0.01", "0.01"};
-  for (int o = 0; o < 4; o++) {
+  static char *configs[][20] = {
+      {"sgd", "--optimizer", "sgd", "--lr", "0.2"},
+      {"momentum", "--optimizer", "momentum", "--lr", "0.3"},
+      {"rmsprop", "--optimizer", "rmsprop", "--lr", "0.01"},
+      {"adam", "--optimizer", "adam", "--lr", "0.01"},
+      {"bn+drop", "--optimizer", "adam", "--lr", "0.01", "--batchnorm", "before", "--dropout", "0.3"},
+      {"bn-after", "--optimizer", "momentum", "--lr", "0.3", "--batchnorm", "after", "--l2", "0.5", "--weight-decay",
+       "0.01", "--clip-norm", "0.5", "--lr-schedule", "cosine", "--warmup-steps", "5"},
+  };
+  const int n_configs = (int)(sizeof configs / sizeof configs[0]);
+  for (int o = 0; o < n_configs; o++) {
+    int n_extra = 1;
+    while (n_extra < 20 && configs[o][n_extra] != NULL) n_extra++;
     Result r[MAXK + 1];
     memset(r, 0, sizeof r);
     size_t n_params = 0;
     for (int k = 1; k <= MAXK; k++) {
       r[k].seen = calloc((size_t)spec.n_train, sizeof(int));
-      run(k, opts[o], lrs[o], ds, &r[k], &n_params);
+      run(k, configs[o] + 1, n_extra - 1, ds, &r[k], &n_params);
       MPI_Barrier(MPI_COMM_WORLD);
     }
-    if (wrank == 0) compare(opts[o], r, n_params, spec.n_train);
+    if (wrank == 0) compare(configs[o][0], r, n_params, spec.n_train);
     for (int k = 1; k <= MAXK; k++) {
+      free(r[k].state);
       free(r[k].params);
       free(r[k].seen);
     }
