@@ -40,15 +40,37 @@ start_and_wait() {
 one_rank_pid() { pgrep -f "^$bin train .*--checkpoint-dir $dir" | tail -n 1; }
 
 case "$scenario" in
-exact)
-  # 3 epochs straight vs stopped mid-epoch 2 (step 55 of 63 per epoch... here 3000/48 = 63 steps) and resumed.
-  train 2 --epochs 3 --checkpoint-dir A >a.log 2>&1 || { cat a.log; fail "straight run"; }
-  train 2 --epochs 3 --checkpoint-dir B --max-steps 100 >b1.log 2>&1 || { cat b1.log; fail "first half"; }
-  train 2 --epochs 3 --checkpoint-dir B --resume auto >b2.log 2>&1 || { cat b2.log; fail "resumed half"; }
+exact | exact_bn)
+  # 3 epochs straight vs stopped mid-epoch 2 (3000/48 = 63 steps an epoch: step 100) and resumed. exact_bn adds
+  # what carries extra state: batch-norm running statistics, dropout masks keyed by step, a schedule, L2.
+  extra=()
+  [ "$scenario" = exact_bn ] && extra=(--batchnorm before --dropout 0.2 --l2 0.01 --lr-schedule cosine --warmup-steps 10)
+  train 2 --epochs 3 --checkpoint-dir A "${extra[@]}" >a.log 2>&1 || { cat a.log; fail "straight run"; }
+  train 2 --epochs 3 --checkpoint-dir B --max-steps 100 "${extra[@]}" >b1.log 2>&1 || { cat b1.log; fail "first half"; }
+  train 2 --epochs 3 --checkpoint-dir B --resume auto "${extra[@]}" >b2.log 2>&1 || { cat b2.log; fail "resumed half"; }
   grep -q "resumed from B/ckpt-000000000100.h5: step 100, epoch 2" b2.log || { cat b2.log; fail "did not resume at step 100"; }
   [ "$(basename "$(newest A)")" = "$(basename "$(newest B)")" ] || fail "final steps differ: $(newest A) $(newest B)"
   same_state "$(newest A)" "$(newest B)"
   echo "straight and stop-and-resume runs end bit-identical at $(newest A)"
+  ;;
+early_stop)
+  # A small, noisy training set and a big network overfit within a few epochs: early stopping must stop, end with
+  # the best model (restored: the final test accuracy is that of best.h5), and say so.
+  "$bin" synth --samples 400 --test-samples 600 --features 32 --classes 4 --noise 4 --seed 9 --out over.h5 >/dev/null || fail synth
+  "${mpirun[@]}" -np 2 "$bin" train --data over.h5 --hidden 256,256 --lr 3e-3 --batch 32 --epochs 60 --val-fraction 0.25 \
+    --patience 3 --checkpoint-dir S --progress off --threads 1 >s.log 2>&1 || { cat s.log; fail "run"; }
+  cat s.log | grep -E "early stopping|restored|final"
+  grep -q "early stopping: the validation loss has not improved for 3 epochs" s.log || fail "did not stop early"
+  best=$(sed -n 's/.*restored the model of epoch \([0-9]*\).*/\1/p' s.log)
+  [ -n "$best" ] || fail "the best model was not restored"
+  stopped=$(grep -c "^epoch " s.log)
+  [ "$stopped" -eq $((best + 3)) ] || fail "stopped after $stopped epochs; the best was epoch $best, patience 3"
+  vbest=$(sed -n "s/^epoch $best\/60 .*val loss \([0-9.]*\) .*/\1/p" s.log)
+  grep -q "validation loss $vbest" s.log || fail "restored validation loss is not epoch $best's ($vbest)"
+  acc=$(sed -n 's/final test accuracy: \([0-9.]*\)%.*/\1/p' s.log)
+  "$bin" eval --checkpoint S/best.h5 --data over.h5 >e.log 2>&1 || { cat e.log; fail "eval best.h5"; }
+  grep -q "accuracy $acc%" e.log || { cat e.log; fail "best.h5 does not give the final accuracy $acc%"; }
+  echo "stopped after epoch $stopped, restored epoch $best (val loss $vbest), test accuracy $acc% = best.h5"
   ;;
 world_size)
   # Written at 4 ranks; continued at 4, 1 and 3 ranks from the same checkpoint: the same losses.
