@@ -12,6 +12,7 @@ packages=(
   libinih-dev                          # INI configuration files
   libcmocka-dev procps                 # unit tests; pgrep for the checkpoint tests
   dataset-fashion-mnist                # the default dataset, IDX files under /usr/share/datasets/fashion-mnist
+  gnuplot-nox                          # the lessons' plots (launch/lessons)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,13 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+
+/* OpenBLAS's own hook for fork(): stops its worker threads, which it restarts on the next threaded call. Weak, so a
+ * BLAS without it still links; used to make the workers inherit the floating-point mode set after they started. */
+extern void blas_thread_shutdown_(void) __attribute__((weak));
 
 #define REEXEC_ENV "MPITRAIN_BLAS_REEXEC" /* set on the re-executed process: holds what OpenBLAS picked first */
 
@@ -99,6 +106,18 @@ const char *blas_weak_core_hint(char *buf, size_t n) {
            "OPENBLAS_CORETYPE=%s (mpitrain sets it itself unless OPENBLAS_CORETYPE is set or MPITRAIN_BLAS_AUTOFIX=0)",
            core, level_name(blas_core_level(core)), level_name(cpu), better);
   return buf;
+}
+
+int blas_flush_denormals(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ (bit 15) and DAZ (bit 6) */
+  /* OpenBLAS started its thread pool when the library was loaded, before main(); new threads inherit the creating
+   * thread's floating-point environment, so have it start them again from here. */
+  if (blas_thread_shutdown_) blas_thread_shutdown_();
+  return 1;
+#else
+  return 0;
+#endif
 }
 
 void blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }

@@ -49,6 +49,7 @@ static int version_main(Comm *c, int argc, char **argv) {
 int main(int argc, char **argv) {
   /* Before MPI_Init and before any BLAS call: may re-execute this program with better OpenBLAS kernels. */
   blas_fix_coretype(argv);
+  blas_flush_denormals();
 
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
     usage(argc < 2 ? stderr : stdout);

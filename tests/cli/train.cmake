@@ -110,3 +110,19 @@ if(MT_CPUINFO MATCHES " avx2 ")
     MATCH "warning: OpenBLAS runs its Prescott .*OPENBLAS_CORETYPE=(Haswell|SkylakeX)"
     COMMAND env OPENBLAS_CORETYPE=Prescott ${MT_BIN} version)
 endif()
+
+# Regularisation and tuning options reach the model (the banner says what was built).
+mt_expect(NAME train.tuning_banner NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
+  MATCH "batchnorm after, 1[0-9]+ parameters, init he, dropout 0.25, L2 0.5, weight decay 0.001, clip norm 2. adam lr 0.002 .0.001 x 256/128, linear scaling., step schedule, 20 warm-up steps"
+  COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 32,16 --batchnorm after --dropout 0.25 --l2 0.5 --weight-decay 1e-3
+          --clip-norm 2 --lr 1e-3 --lr-ref-batch 128 --batch 256 --lr-schedule step --warmup-steps 20 --epochs 2
+          --progress off)
+# The recommended configuration parses (its accuracy is measured by hand: README).
+mt_expect(NAME train.recommended_ini NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
+  MATCH "batchnorm before.*dropout 0.2, weight decay 0.0001. adam lr 0.001, cosine schedule. batch 256"
+  COMMAND ${MT_BIN} train --config ${CMAKE_SOURCE_DIR}/launch/fashion-mnist-90.ini --data ${MT_SMALL} --epochs 1
+          --progress off)
+# The lessons' scripts run end to end (QUICK: generated data, a tenth of the steps) and draw their plots.
+mt_test(NAME lessons.quick TIMEOUT 300
+  COMMAND env QUICK=1 NP=2 MT_BUILD=${CMAKE_BINARY_DIR} WORK=${MT_TEST_DATA}/lessons OUTDIR=${MT_TEST_DATA}/lessons
+          bash -c "bash ${CMAKE_SOURCE_DIR}/launch/lessons/lessons.sh && ls ${MT_TEST_DATA}/lessons/*.png | wc -l | grep -qx 5")

@@ -38,12 +38,31 @@ static void test_live_kernels(void **s) {
   assert_null(blas_better_core(core, blas_cpu_level()));
 }
 
+/* After blas_flush_denormals, subnormal results become zero, in this thread and in sgemm on several threads. */
+static void test_flush_denormals(void **s) {
+  (void)s;
+  volatile float tiny = 1e-30f, k = 1e-10f;
+  if (!blas_flush_denormals()) skip();
+  float r = tiny * k; /* 1e-40 is subnormal in float */
+  assert_true(r == 0.0f);
+  enum { N = 64 };
+  static float a[N * N], b[N * N], c[N * N];
+  for (int i = 0; i < N * N; i++) {
+    a[i] = 1e-20f;
+    b[i] = 1e-20f; /* every product 1e-40: subnormal, flushed */
+  }
+  blas_set_threads(2);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
+  for (int i = 0; i < N * N; i++) assert_true(c[i] == 0.0f);
+}
+
 int main(int argc, char **argv) {
   (void)argc;
   blas_fix_coretype(argv);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_decision_table),
       cmocka_unit_test(test_live_kernels),
+      cmocka_unit_test(test_flush_denormals),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
