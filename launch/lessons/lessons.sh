@@ -150,18 +150,24 @@ lesson_d() {
   for r in none l2 dropout bn all; do
     epochs "d_$r" 11 >"$work/d_${r}_test.dat"
     epochs "d_$r" 6 >"$work/d_${r}_train.dat"
+    epochs "d_$r" 10 >"$work/d_${r}_tloss.dat"
   done
-  local p=""
+  local p="" q=""
   local -A title=([none]='no regularisation' [l2]='L2 {/Symbol l} = 0.1' [dropout]='dropout 0.3' [bn]='batch norm'
                   [all]='all three')
   local i=1
   for r in none l2 dropout bn all; do
     p+="'$work/d_${r}_test.dat' u 1:(100*\$2) w lp lw 2 lc $i pt 7 ps 0.6 t '${title[$r]}: test',"
     p+="'$work/d_${r}_train.dat' u 1:(100*\$2) w l lw 1 dt 2 lc $i notitle,"
+    q+="'$work/d_${r}_tloss.dat' w lp lw 2 lc $i pt 7 ps 0.6 t '${title[$r]}',"
     i=$((i + 1))
   done
-  plot d_regularisation.png "set title 'Regularisation on 784-512-256-10, Adam (solid: test accuracy; dashed: training accuracy)';
-    set xlabel 'epoch'; set ylabel 'accuracy (%)'; set yrange [84:100]; set key bottom right; plot ${p%,}"
+  plot d_regularisation.png "set terminal pngcairo size 1200,560 font 'sans,11'; set output '$here/d_regularisation.png';
+    set multiplot layout 1,2 title 'Regularisation on 784-512-256-10, Adam lr 0.001, batch 256';
+    set title 'accuracy (solid: test, dashed: training)'; set xlabel 'epoch'; set ylabel 'accuracy (%)';
+    set yrange [84:100]; set key bottom right; plot ${p%,};
+    set title 'test loss: rises when the model overfits'; set ylabel 'test cross-entropy'; set yrange [0.28:0.45];
+    set key top left; plot ${q%,}; unset multiplot"
 }
 
 for l in "${lessons[@]}"; do "lesson_$l"; done
