@@ -139,3 +139,142 @@ void comm_abort(const Comm *c, const char *fmt, ...) {
   MPI_Abort(c && c->comm != MPI_COMM_NULL ? c->comm : MPI_COMM_WORLD, 1);
   abort(); /* MPI_Abort does not return; keep the compiler and the reader sure of it */
 }
+
+/* ==== Gradient reduction in buckets ==== */
+
+int gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail, const size_t *boundaries, int nb,
+                    size_t bucket_bytes, int shard, MtError *err) {
+  memset(g, 0, sizeof *g);
+  g->c = c;
+  g->grads = grads;
+  g->n = n;
+  g->n_tail = n_tail;
+  g->shard = shard && c->size > 1;
+  const size_t per = bucket_bytes / sizeof(float) > 0 ? bucket_bytes / sizeof(float) : 1;
+  /* From the end: grow a bucket tensor by tensor until it holds at least `per` floats. */
+  size_t *ends = calloc((size_t)nb + 1, sizeof *ends), *starts = calloc((size_t)nb + 1, sizeof *starts);
+  if (ends == NULL || starts == NULL) {
+    free(ends);
+    free(starts);
+    return mt_fail(err, "out of memory planning the gradient buckets");
+  }
+  int k = 0;
+  size_t end = n;
+  for (int i = nb - 2; i >= 0; i--) {
+    if (end - boundaries[i] >= per || i == 0) {
+      starts[k] = boundaries[i];
+      ends[k] = end;
+      k++;
+      end = boundaries[i];
+    }
+  }
+  if (k == 0) { /* n == 0 */
+    starts[0] = ends[0] = 0;
+    k = 1;
+  }
+  g->n_buckets = k;
+  g->start = starts;
+  g->end = ends;
+  g->req = malloc(sizeof(MPI_Request) * (size_t)(k + 1));
+  if (g->req == NULL) return mt_fail(err, "out of memory planning the gradient buckets");
+  for (int b = 0; b <= k; b++) g->req[b] = MPI_REQUEST_NULL;
+  if (!g->shard) return 0;
+
+  const int N = c->size;
+  g->counts = malloc(sizeof(int) * (size_t)k * (size_t)N);
+  g->displs = malloc(sizeof(int) * (size_t)k * (size_t)N);
+  g->own_off = malloc(sizeof(size_t) * (size_t)k);
+  g->own_moff = malloc(sizeof(size_t) * (size_t)k);
+  if (!g->counts || !g->displs || !g->own_off || !g->own_moff) return mt_fail(err, "out of memory planning shards");
+  for (int b = 0; b < k; b++) {
+    size_t len = g->end[b] - g->start[b], q = len / (size_t)N, rem = len % (size_t)N, off = 0;
+    if (len > (size_t)INT32_MAX) return mt_fail(err, "a gradient bucket of %zu floats is too large for MPI", len);
+    for (int r = 0; r < N; r++) {
+      size_t cnt = q + ((size_t)r < rem ? 1 : 0);
+      g->counts[b * N + r] = (int)cnt;
+      g->displs[b * N + r] = (int)off;
+      if (r == c->rank) {
+        g->own_off[b] = g->start[b] + off;
+        g->own_moff[b] = g->n_own;
+        g->n_own += cnt;
+      }
+      off += cnt;
+    }
+  }
+  g->own = mt_alloc(sizeof(float) * (g->n_own ? g->n_own : 1), "this rank's share of the gradient", err);
+  return g->own ? 0 : -1;
+}
+
+void gradsync_free(GradSync *g) {
+  mt_free(g->own);
+  free(g->own_moff);
+  free(g->own_off);
+  free(g->displs);
+  free(g->counts);
+  free(g->req);
+  free(g->end);
+  free(g->start);
+  memset(g, 0, sizeof *g);
+}
+
+static void launch(GradSync *g, int b) {
+  Comm *c = g->c;
+  if (!g->shard) {
+    /* Bucket 0 carries the tail, which sits right after the buffer. */
+    size_t len = g->end[b] - g->start[b] + (b == 0 ? g->n_tail : 0);
+    if (len > 0)
+      MPI_CHECK(c, MPI_Iallreduce(MPI_IN_PLACE, g->grads + g->start[b], (int)len, MPI_FLOAT, MPI_SUM, c->comm,
+                                  &g->req[b]));
+    return;
+  }
+  if (b == 0 && g->n_tail > 0)
+    MPI_CHECK(c, MPI_Iallreduce(MPI_IN_PLACE, g->grads + g->n, (int)g->n_tail, MPI_FLOAT, MPI_SUM, c->comm,
+                                &g->req[g->n_buckets]));
+  const int N = c->size;
+  MPI_CHECK(c, MPI_Ireduce_scatter(g->grads + g->start[b], g->own + g->own_moff[b], g->counts + b * N, MPI_FLOAT,
+                                   MPI_SUM, c->comm, &g->req[b]));
+}
+
+void gradsync_ready(GradSync *g, size_t offset) {
+  if (g->c->size == 1) return;
+  while (g->launched < g->n_buckets && g->start[g->launched] >= offset) launch(g, g->launched++);
+  int done = 0;
+  MPI_CHECK(g->c, MPI_Testall(g->n_buckets + 1, g->req, &done, MPI_STATUSES_IGNORE));
+}
+
+void gradsync_finish(GradSync *g) {
+  if (g->c->size == 1) return;
+  double t0 = MPI_Wtime();
+  while (g->launched < g->n_buckets) launch(g, g->launched++);
+  MPI_CHECK(g->c, MPI_Waitall(g->n_buckets + 1, g->req, MPI_STATUSES_IGNORE));
+  g->launched = 0;
+  g->reduce_wait += MPI_Wtime() - t0;
+}
+
+void gradsync_allgather(GradSync *g, float *params) {
+  if (!g->shard) return;
+  Comm *c = g->c;
+  const int N = c->size;
+  for (int b = 0; b < g->n_buckets; b++)
+    MPI_CHECK(c, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params + g->start[b], g->counts + b * N,
+                                 g->displs + b * N, MPI_FLOAT, c->comm, &g->req[b]));
+  MPI_CHECK(c, MPI_Waitall(g->n_buckets, g->req, MPI_STATUSES_IGNORE));
+}
+
+void gradsync_gather(GradSync *g, const float *own, float *full, int root) {
+  Comm *c = g->c;
+  const int N = c->size;
+  for (int b = 0; b < g->n_buckets; b++)
+    MPI_CHECK(c, MPI_Gatherv(own + g->own_moff[b], g->counts[b * N + c->rank], MPI_FLOAT,
+                             c->rank == root ? full + g->start[b] : NULL, g->counts + b * N, g->displs + b * N,
+                             MPI_FLOAT, root, c->comm));
+}
+
+void gradsync_scatter(GradSync *g, const float *full, float *own, int root) {
+  Comm *c = g->c;
+  const int N = c->size;
+  for (int b = 0; b < g->n_buckets; b++)
+    MPI_CHECK(c, MPI_Scatterv(c->rank == root ? full + g->start[b] : NULL, g->counts + b * N, g->displs + b * N,
+                              MPI_FLOAT, own + g->own_moff[b], g->counts[b * N + c->rank], MPI_FLOAT, root,
+                              c->comm));
+}

@@ -151,6 +151,14 @@ const OptionSpec config_train_options[] = {
   {.section = "system", .name = "threads", .type = OT_INT, .offset = offsetof(Config, threads), .def = "auto",
    .metavar = "N", .min = 1, .max = 1024, .flags = RANGED, .word = "auto", .word_value = 0,
    .help = "OpenBLAS threads per rank; auto = the node's cores shared among its ranks"},
+  {.name = "bucket-mb", .type = OT_FLOAT, .offset = offsetof(Config, bucket_mb), .def = "0.5", .metavar = "MB",
+   .min = 0, .max = NOMAX, .flags = RANGED, .word = "all", .word_value = 0,
+   .help = "gradient bucket size: each bucket's reduction starts as soon as backward has finished its layers "
+           "(last layer first) and overlaps the rest of backward; all = one bucket, reduced after backward"},
+  {.name = "shard-optimizer", .type = OT_BOOL, .offset = offsetof(Config, shard_optimizer), .def = "false",
+   .help = "ZeRO-1: reduce-scatter the gradient, each rank updates its 1/N of the parameters with its 1/N of the "
+           "optimiser state, then all-gather the parameters; same traffic as an allreduce, 1/N of the optimiser "
+           "memory and work"},
   {.name = "check-replicas", .type = OT_INT, .offset = offsetof(Config, check_replicas), .def = "0",
    .metavar = "K", .min = 0, .max = NOMAX, .flags = RANGED, .word = "off", .word_value = 0,
    .help = "every K steps, verify that all ranks hold bit-identical parameters; 0 = off"},

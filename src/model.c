@@ -428,6 +428,7 @@ void model_backward(Model *m, const float *x, const float *dlogits, int n, int a
         }
         dy = dx;
         cur ^= 1;
+        if (m->ctx.grad_ready) m->ctx.grad_ready(m->ctx.grad_ready_arg, l->w_off);
         break;
       }
       case LAYER_ACT:
@@ -439,6 +440,7 @@ void model_backward(Model *m, const float *x, const float *dlogits, int n, int a
         bn_backward(m, l, dy, dx, n, accumulate);
         dy = dx;
         cur ^= 1;
+        if (m->ctx.grad_ready) m->ctx.grad_ready(m->ctx.grad_ready_arg, l->w_off);
         break;
       }
       case LAYER_DROPOUT:

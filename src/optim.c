@@ -45,11 +45,23 @@ void optim_free(Optimizer *o) {
   o->m = o->v = NULL;
 }
 
-void optim_step(Optimizer *o, float *restrict p, const float *restrict g, float lr) {
-  const size_t n = o->n;
-  const float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
-  float *restrict m = o->m, *restrict v = o->v;
+void optim_begin(Optimizer *o, float lr) {
   o->t++;
+  o->lr = lr;
+  if (o->cfg.kind == OPT_ADAM) {
+    /* m̂ = m / (1-β1^t), v̂ = v / (1-β2^t), p -= lr·m̂ / (sqrt(v̂) + ε). The corrections are folded into two
+     * per-step constants (computed in double: β2^t for t ~ 1e6 needs it), leaving one sqrt and one divide per
+     * parameter: sqrt(v̂) = sqrt(v) · (1/sqrt(1-β2^t)). */
+    const double bc1 = 1.0 - pow((double)o->cfg.beta1, (double)o->t);
+    const double bc2 = 1.0 - pow((double)o->cfg.beta2, (double)o->t);
+    o->step_size = (float)(lr / bc1);
+    o->rs = (float)(1.0 / sqrt(bc2));
+  }
+}
+
+void optim_update(Optimizer *o, float *restrict p, const float *restrict g, size_t moff, size_t n) {
+  const float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps, lr = o->lr;
+  float *restrict m = o->m ? o->m + moff : NULL, *restrict v = o->v ? o->v + moff : NULL;
   switch (o->cfg.kind) {
     case OPT_SGD:
       for (size_t i = 0; i < n; i++) p[i] -= lr * g[i];
@@ -67,11 +79,7 @@ void optim_step(Optimizer *o, float *restrict p, const float *restrict g, float 
       }
       break;
     case OPT_ADAM: {
-      /* m̂ = m / (1-β1^t), v̂ = v / (1-β2^t), p -= lr·m̂ / (sqrt(v̂) + ε). The corrections are folded into two
-       * per-step constants (computed in double: β2^t for t ~ 1e6 needs it), leaving one sqrt and one divide per
-       * parameter: sqrt(v̂) = sqrt(v) · (1/sqrt(1-β2^t)). */
-      const double bc1 = 1.0 - pow((double)b1, (double)o->t), bc2 = 1.0 - pow((double)b2, (double)o->t);
-      const float step = (float)(lr / bc1), rs = (float)(1.0 / sqrt(bc2));
+      const float step = o->step_size, rs = o->rs;
       for (size_t i = 0; i < n; i++) {
         m[i] = b1 * m[i] + (1.0f - b1) * g[i];
         v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
@@ -82,6 +90,11 @@ void optim_step(Optimizer *o, float *restrict p, const float *restrict g, float 
     default:
       break;
   }
+}
+
+void optim_step(Optimizer *o, float *p, const float *g, float lr) {
+  optim_begin(o, lr);
+  optim_update(o, p, g, 0, o->n);
 }
 
 /* ==== Learning-rate schedules, clipping ==== */

@@ -57,6 +57,17 @@ struct Trainer {
   int64_t *val_rows;        /* [n_val] the held-out validation rows, sorted (NULL: no validation split) */
   int64_t n_val;
   LrSchedule sched;
+  GradSync gs;              /* the gradient reduction schedule (buckets, replicated or sharded) */
+  int n_tensors;
+  ModelTensor tensors[4 * MODEL_MAX_HIDDEN + 2];
+  /* Sharded optimiser: the pieces of the parameter tensors this rank owns, as (parameter offset, offset in gs.own,
+   * count, tensor index). L2, weight decay and per-layer norms work on these. */
+  struct OwnSeg {
+    size_t poff, goff, n;
+    int tensor;
+  } *own_segs;
+  int n_own_segs;
+  double *norm_sums;        /* [n_tensors] per-tensor sums of squares (sharded: reduced) */
   int n_decay;              /* tensors that L2 and weight decay apply to (the weight matrices) */
   ParamRange decay[MODEL_MAX_HIDDEN + 1];
   double last_l2;           /* the L2 term of the last step's loss */
@@ -107,6 +118,8 @@ Dataset *trainer_data(Trainer *t) { return t->ds; }
 int64_t trainer_steps_done(const Trainer *t) { return t->step; }
 const StepTimes *trainer_times(const Trainer *t) { return &t->times; }
 void trainer_reset_timers(Trainer *t) { memset(&t->times, 0, sizeof t->times); }
+size_t trainer_optimizer_params(const Trainer *t) { return t->opt.n; }
+int trainer_buckets(const Trainer *t) { return t->gs.n_buckets; }
 const int64_t *trainer_last_rows(const Trainer *t, int *n) {
   *n = t->n_rows;
   return t->rows;
@@ -126,6 +139,9 @@ void trainer_free(Trainer *t) {
   mt_free(t->val_rows);
   mt_free(t->train_index);
   optim_free(&t->opt);
+  gradsync_free(&t->gs);
+  free(t->own_segs);
+  free(t->norm_sums);
   model_free(&t->model);
   if (t->owns_ds) data_close(t->ds);
   free(t);
@@ -148,6 +164,37 @@ static int check_sizes(Trainer *t, MtError *err) {
 
 static int checkpoint_dir_ready(Trainer *t, MtError *err);
 static int trainer_resume(Trainer *t, MtError *err);
+
+/* Buckets at tensor boundaries; in sharded mode, the pieces of each tensor this rank owns. */
+static int plan_gradsync(Trainer *t, MtError *err) {
+  const Model *m = &t->model;
+  size_t bounds[4 * MODEL_MAX_HIDDEN + 4];
+  int nb = 0;
+  for (int i = 0; i < t->n_tensors; i++) bounds[nb++] = t->tensors[i].offset;
+  bounds[nb++] = m->n_params;
+  size_t bytes = t->cfg.bucket_mb > 0 ? (size_t)((double)t->cfg.bucket_mb * 1048576.0) : (size_t)-1 / 2;
+  if (gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, t->cfg.shard_optimizer,
+                      err) != 0)
+    return -1;
+  t->norm_sums = calloc((size_t)t->n_tensors + 1, sizeof(double));
+  if (t->norm_sums == NULL) return mt_fail(err, "out of memory");
+  if (!t->gs.shard) return 0;
+  const GradSync *g = &t->gs;
+  int cap = (g->n_buckets + 1) * (t->n_tensors + 1);
+  t->own_segs = calloc((size_t)cap, sizeof *t->own_segs);
+  if (t->own_segs == NULL) return mt_fail(err, "out of memory");
+  for (int b = 0; b < g->n_buckets; b++) {
+    size_t o = g->own_off[b], cnt = (size_t)g->counts[b * t->comm->size + t->comm->rank];
+    for (int i = 0; i < t->n_tensors; i++) {
+      size_t lo = t->tensors[i].offset, hi = lo + t->tensors[i].count;
+      if (lo < o) lo = o;
+      if (hi > o + cnt) hi = o + cnt;
+      if (lo < hi && t->n_own_segs < cap)
+        t->own_segs[t->n_own_segs++] = (struct OwnSeg){lo, g->own_moff[b] + (lo - o), hi - lo, i};
+    }
+  }
+  return 0;
+}
 
 /* --val-fraction: a fixed random subset of the training split (drawn from the seed, independent of the epoch and
  * of the rank count) is held out; the rest is what the epochs permute. */
@@ -240,10 +287,10 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   }
   if (model_create(&t->model, &spec, t->micro, err) != 0) goto agree;
   init_params(&t->model, (InitKind)cfg->init, (uint64_t)cfg->seed);
-  ModelTensor all[4 * MODEL_MAX_HIDDEN + 2];
-  int nt = model_tensors(&t->model, all, 4 * MODEL_MAX_HIDDEN + 2);
-  for (int i = 0; i < nt; i++)
-    if (all[i].decay) t->decay[t->n_decay++] = (ParamRange){all[i].offset, all[i].count};
+  t->n_tensors = model_tensors(&t->model, t->tensors, 4 * MODEL_MAX_HIDDEN + 2);
+  for (int i = 0; i < t->n_tensors; i++)
+    if (t->tensors[i].decay) t->decay[t->n_decay++] = (ParamRange){t->tensors[i].offset, t->tensors[i].count};
+  if (plan_gradsync(t, err) != 0) goto agree;
   t->sched = (LrSchedule){.kind = (LrScheduleKind)cfg->lr_schedule,
                           .lr = cfg->lr_ref_batch > 0 ? (double)cfg->lr * (double)t->batch / (double)cfg->lr_ref_batch
                                                       : (double)cfg->lr,
@@ -260,7 +307,7 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   }
 
   OptConfig oc = {.kind = (OptKind)cfg->optimizer, .beta1 = cfg->beta1, .beta2 = t->beta2, .eps = cfg->eps};
-  if (optim_create(&t->opt, &oc, t->model.n_params, err) != 0) goto agree;
+  if (optim_create(&t->opt, &oc, t->gs.shard ? t->gs.n_own : t->model.n_params, err) != 0) goto agree;
 
   t->perm = mt_alloc(sizeof(uint32_t) * (size_t)t->n_train, "the epoch permutation", err);
   t->rows = mt_alloc(sizeof(int64_t) * (size_t)t->max_local, "the batch's row list", err);
@@ -298,17 +345,32 @@ static void advance_epoch(Trainer *t) {
   t->t_epoch = now();
 }
 
+/* The model's backward hook: gradients [offset, n) are final; start reducing the buckets inside. */
+static void on_grads_ready(void *arg, size_t offset) { gradsync_ready((GradSync *)arg, offset); }
+
 /* The model's reduction hook: batch-norm statistics summed over every rank of the job. */
 static void reduce_over_ranks(void *arg, double *buf, size_t n) { comm_allreduce_sum_double((Comm *)arg, buf, n); }
 
 /* --log-norms: each parameter tensor's weight and gradient norms, for the steps the metrics file records. */
 static void log_norms(Trainer *t, const StepStats *st) {
-  if (!t->cfg.log_norms || !log_step_due(t->log, st)) return;
-  ModelTensor ts[4 * MODEL_MAX_HIDDEN + 2];
-  int n = model_tensors(&t->model, ts, 4 * MODEL_MAX_HIDDEN + 2);
-  for (int i = 0; i < n; i++)
-    log_layer(t->log, st, ts[i].name, sqrt(optim_sumsq(t->model.params + ts[i].offset, ts[i].count)),
-              sqrt(optim_sumsq(t->model.grads + ts[i].offset, ts[i].count)));
+  if (!t->cfg.log_norms) return;
+  const Model *m = &t->model;
+  if (t->gs.shard) {
+    /* Each rank holds parts of the gradient: sum the squares of its parts per tensor, reduce, then rank 0 logs.
+     * Every step (not only logged ones), so that every rank takes part in the reduction. */
+    memset(t->norm_sums, 0, sizeof(double) * (size_t)t->n_tensors);
+    for (int i = 0; i < t->n_own_segs; i++)
+      t->norm_sums[t->own_segs[i].tensor] += optim_sumsq(t->gs.own + t->own_segs[i].goff, t->own_segs[i].n);
+    comm_allreduce_sum_double(t->comm, t->norm_sums, (size_t)t->n_tensors);
+  } else {
+    if (!log_step_due(t->log, st)) return;
+    for (int i = 0; i < t->n_tensors; i++)
+      t->norm_sums[i] = optim_sumsq(m->grads + t->tensors[i].offset, t->tensors[i].count);
+  }
+  if (!log_step_due(t->log, st)) return;
+  for (int i = 0; i < t->n_tensors; i++)
+    log_layer(t->log, st, t->tensors[i].name, sqrt(optim_sumsq(m->params + t->tensors[i].offset, t->tensors[i].count)),
+              sqrt(t->norm_sums[i]));
 }
 
 int trainer_step(Trainer *t, StepStats *st, MtError *err) {
@@ -343,7 +405,7 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
                       .reduce = t->comm->size > 1 ? reduce_over_ranks : NULL, .reduce_arg = t->comm};
   double tf = 0, tb = 0, td = now() - t0;
   /* At least one chunk, even with no rows: with batch normalisation every rank must make the same reductions.
-   * A rank whose read fails carries on with zero rows for the same reason, and reports after the allreduce. */
+   * A rank whose read fails carries on with zero rows for the same reason, and reports after the reduction. */
   for (int c0 = 0; c0 == 0 || c0 < t->n_rows; c0 += t->micro) {
     int cn = t->n_rows - c0 < t->micro ? t->n_rows - c0 : t->micro;
     double a = now();
@@ -353,30 +415,53 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
     ctx.sample_ids = t->rows + c0;
     const float *logits = model_forward_ctx(m, t->x, cn, &ctx);
     loss_softmax_xent(logits, t->y, cn, C, grad_scale, t->dlogits, &sums);
+    const int last = c0 + t->micro >= t->n_rows || local.failed;
+    if (last) {
+      /* The sums and flags are final before backward: they ride in the first bucket, which backward finishes
+       * first; from then on each finished bucket is reduced while backward continues. */
+      tail[TAIL_LOSS] = (float)sums.loss;
+      tail[TAIL_CORRECT] = (float)sums.correct;
+      tail[TAIL_FAILED] = local.failed ? 1.0f : 0.0f;
+      tail[TAIL_STOP] = stop_signal != 0 ? 1.0f : 0.0f;
+      m->ctx.grad_ready = on_grads_ready;
+      m->ctx.grad_ready_arg = &t->gs;
+    }
     double c = now();
     model_backward(m, t->x, t->dlogits, cn, c0 > 0);
     double e = now();
     td += b - a;
     tf += c - b;
     tb += e - c;
-    if (local.failed) break;
+    if (last) break;
   }
-  tail[TAIL_LOSS] = (float)sums.loss;
-  tail[TAIL_CORRECT] = (float)sums.correct;
-  tail[TAIL_FAILED] = local.failed ? 1.0f : 0.0f;
-  tail[TAIL_STOP] = stop_signal != 0 ? 1.0f : 0.0f;
 
   double r0 = now();
-  comm_allreduce_sum(t->comm, m->grads, m->n_params + TAIL_USED);
+  gradsync_finish(&t->gs);
   double r1 = now();
   if (tail[TAIL_FAILED] > 0) { /* every rank saw the count: all enter the agreement together */
     *err = local;
     comm_agree(t->comm, err);
     return -1;
   }
-  /* From here on every rank computes the same thing from the same reduced values. */
-  /* L2 after the sum over ranks, so every rank adds the same λ/B·W. */
-  t->last_l2 = optim_l2(t->decay, t->n_decay, m->params, m->grads, t->cfg.l2, Bt);
+  /* From here on every rank computes the same thing from the same reduced values. The gradient this rank updates
+   * is the whole summed buffer, or with a sharded optimiser its own parts of it. */
+  const int shard = t->gs.shard;
+  float *g = shard ? t->gs.own : m->grads;
+  const size_t ng = shard ? t->gs.n_own : m->n_params;
+  /* L2 after the sum over ranks, so every rank adds the same λ/B·W; the loss term uses the (replicated) weights. */
+  if (!shard) {
+    t->last_l2 = optim_l2(t->decay, t->n_decay, m->params, m->grads, t->cfg.l2, Bt);
+  } else if (t->cfg.l2 > 0) {
+    double sumsq = 0;
+    for (int i = 0; i < t->n_decay; i++) sumsq += optim_sumsq(m->params + t->decay[i].offset, t->decay[i].count);
+    t->last_l2 = t->cfg.l2 / (2.0 * (double)Bt) * sumsq;
+    const float k = (float)(t->cfg.l2 / (double)Bt);
+    for (int i = 0; i < t->n_own_segs; i++) {
+      const struct OwnSeg *sg = &t->own_segs[i];
+      if (!t->tensors[sg->tensor].decay) continue;
+      for (size_t e = 0; e < sg->n; e++) g[sg->goff + e] += k * m->params[sg->poff + e];
+    }
+  }
   double loss = tail[TAIL_LOSS] / (double)Bt + t->last_l2, acc = tail[TAIL_CORRECT] / (double)Bt;
   if (!isfinite(loss)) /* the reduced loss: the same verdict on every rank, no agreement needed */
     return mt_fail(err, "the training loss became %s at step %lld (epoch %d); the run diverged. Try a smaller --lr "
@@ -396,12 +481,38 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   s->acc = acc;
   s->lr = lr;
   s->grad_norm = -1;
-  if (st) log_norms(t, s);
-  if (t->cfg.clip_norm > 0 || (st && log_step_due(t->log, st)))
-    s->grad_norm = optim_clip_norm(m->grads, m->n_params, t->cfg.clip_norm);
+  log_norms(t, s);
+  /* The global gradient norm: when clipping needs it, or for the metrics log. Sharded, each rank holds a part: one
+   * small reduction, decided by the configuration alone so that every rank makes it. */
+  if (shard && (t->cfg.clip_norm > 0 || t->cfg.log_norms)) {
+    double sq = optim_sumsq(g, ng);
+    comm_allreduce_sum_double(t->comm, &sq, 1);
+    s->grad_norm = sqrt(sq);
+    if (t->cfg.clip_norm > 0 && s->grad_norm > t->cfg.clip_norm) {
+      const float scale = (float)(t->cfg.clip_norm / s->grad_norm);
+      for (size_t e = 0; e < ng; e++) g[e] *= scale;
+    }
+  } else if (!shard && (t->cfg.clip_norm > 0 || (st && log_step_due(t->log, st)))) {
+    s->grad_norm = optim_clip_norm(g, ng, t->cfg.clip_norm);
+  }
   /* Decoupled: shrink the weights directly, before and apart from the optimiser's own step (AdamW). */
-  optim_weight_decay(t->decay, t->n_decay, m->params, lr, t->cfg.weight_decay);
-  optim_step(&t->opt, m->params, m->grads, (float)lr);
+  if (!shard) {
+    optim_weight_decay(t->decay, t->n_decay, m->params, lr, t->cfg.weight_decay);
+    optim_step(&t->opt, m->params, m->grads, (float)lr);
+  } else {
+    const float keep = (float)(1.0 - lr * t->cfg.weight_decay);
+    for (int i = 0; i < t->n_own_segs && t->cfg.weight_decay > 0; i++) {
+      const struct OwnSeg *sg = &t->own_segs[i];
+      if (!t->tensors[sg->tensor].decay) continue;
+      for (size_t e = 0; e < sg->n; e++) m->params[sg->poff + e] *= keep;
+    }
+    optim_begin(&t->opt, (float)lr);
+    const GradSync *gs = &t->gs;
+    for (int b = 0; b < gs->n_buckets; b++)
+      optim_update(&t->opt, m->params + gs->own_off[b], gs->own + gs->own_moff[b], gs->own_moff[b],
+                   (size_t)gs->counts[b * t->comm->size + t->comm->rank]);
+    gradsync_allgather(&t->gs, m->params);
+  }
   double u1 = now();
 
   t->step++;
@@ -492,6 +603,12 @@ static void print_banner(Trainer *t) {
            (long long)t->n_train, t->n_val ? " + validation" : "", (long long)t->info->n[SPLIT_TEST],
            t->info->in_memory[SPLIT_TRAIN] ? "in memory" : "read per batch");
   if (t->n_val) log_info(t->log, "validation: %lld rows held out of the training split", (long long)t->n_val);
+  if (t->comm->size > 1)
+    log_info(t->log, "gradients: %d bucket%s reduced during backward%s", t->gs.n_buckets,
+             t->gs.n_buckets == 1 ? "" : "s",
+             t->gs.shard ? "; sharded optimiser (ZeRO-1): each rank updates and keeps state for 1/N of the "
+                           "parameters"
+                         : "");
   log_info(t->log, "model %s, %zu parameters, init %s%s; %s %s; batch %lld (%lld steps/epoch), %d epoch%s", arch,
            m->n_params, init_name(init_resolve((InitKind)c->init, (ActKind)c->activation)), extra,
            optim_name((OptKind)c->optimizer), lr, (long long)t->batch, (long long)t->steps_per_epoch, c->epochs,
@@ -548,16 +665,38 @@ static int trainer_save_as(Trainer *t, const char *name, MtError *err) {
   MtError local = {0};
   char path[1100] = "";
   double t0 = now();
+  /* Checkpoints hold whole moments, whatever the rank count: a sharded optimiser gathers its parts on rank 0. */
+  Optimizer full = t->opt, *o = &t->opt;
+  if (t->gs.shard) {
+    full.n = t->model.n_params;
+    full.m = full.v = NULL;
+    if (t->comm->rank == 0) {
+      if (t->opt.m) full.m = mt_alloc(sizeof(float) * full.n, "the gathered optimiser moments", &local);
+      if (t->opt.v) full.v = mt_alloc(sizeof(float) * full.n, "the gathered optimiser moments", &local);
+    }
+    if (comm_agree(t->comm, &local) != 0) {
+      mt_free(full.m);
+      mt_free(full.v);
+      *err = local;
+      return -1;
+    }
+    if (t->opt.m) gradsync_gather(&t->gs, t->opt.m, full.m, 0);
+    if (t->opt.v) gradsync_gather(&t->gs, t->opt.v, full.v, 0);
+    o = &full;
+  }
   if (t->comm->rank == 0) {
     CheckpointMeta meta;
     fill_meta(t, &meta);
     if (meta.config == NULL)
       mt_fail(&local, "out of memory describing the configuration for a checkpoint");
-    else if (checkpoint_write(t->cfg.checkpoint_dir, name, &meta, &t->model, &t->opt, path, sizeof path, &local) ==
-                 0 &&
+    else if (checkpoint_write(t->cfg.checkpoint_dir, name, &meta, &t->model, o, path, sizeof path, &local) == 0 &&
              name == NULL)
       checkpoint_prune(t->cfg.checkpoint_dir, t->cfg.keep, &local);
     checkpoint_meta_free(&meta);
+  }
+  if (t->gs.shard) {
+    mt_free(full.m);
+    mt_free(full.v);
   }
   if (comm_agree(t->comm, &local) != 0) {
     *err = local;
@@ -577,7 +716,7 @@ static int trainer_save(Trainer *t, MtError *err) { return trainer_save_as(t, NU
 /* Rank 0 only: the checkpoint to resume from, loaded into t's model and optimiser. Returns 1 if one was loaded,
  * 0 if --resume auto found none, -1 on an error (which stops the run: an incompatible checkpoint, a damaged file
  * named explicitly, every checkpoint in the directory damaged). */
-static int resume_pick(Trainer *t, CheckpointMeta *meta, char *used, size_t used_n, MtError *err) {
+static int resume_pick(Trainer *t, Optimizer *opt, CheckpointMeta *meta, char *used, size_t used_n, MtError *err) {
   const Config *c = &t->cfg;
   int autodir = strcmp(c->resume, "auto") == 0;
   char (*paths)[1024] = malloc(sizeof(*paths) * (autodir ? CHECKPOINT_MAX : 1));
@@ -592,12 +731,12 @@ static int resume_pick(Trainer *t, CheckpointMeta *meta, char *used, size_t used
     MtError e = {0};
     if (checkpoint_read_meta(paths[i], meta, &e) == 0) {
       /* Incompatible is final (every checkpoint of this directory is the same run); damage skips to an older one. */
-      if (checkpoint_check_fits(paths[i], meta, &t->model, &t->opt, &e) != 0) {
+      if (checkpoint_check_fits(paths[i], meta, &t->model, opt, &e) != 0) {
         checkpoint_meta_free(meta);
         rc = mt_fail(err, "%s", e.msg);
         break;
       }
-      if (checkpoint_read_state(paths[i], meta, &t->model, &t->opt, &e) == 0) {
+      if (checkpoint_read_state(paths[i], meta, &t->model, opt, &e) == 0) {
         snprintf(used, used_n, "%s", paths[i]);
         rc = 1;
         break;
@@ -661,12 +800,20 @@ static int trainer_resume(Trainer *t, MtError *err) {
   memset(&meta, 0, sizeof meta);
   char used[1024] = "";
   MtError local = {0};
-  int found = 0;
+  int found = 0, have_full = 0;
+  Optimizer full;
+  memset(&full, 0, sizeof full);
   if (t->comm->rank == 0) {
-    found = resume_pick(t, &meta, used, sizeof used, &local);
+    /* Whole moments come off the file; a sharded optimiser then receives its parts. */
+    if (t->gs.shard) {
+      OptConfig oc = t->opt.cfg;
+      if (optim_create(&full, &oc, t->model.n_params, &local) == 0) have_full = 1;
+    }
+    if (!local.failed) found = resume_pick(t, have_full ? &full : &t->opt, &meta, used, sizeof used, &local);
     if (found < 0) found = 0;
   }
   if (comm_agree(t->comm, &local) != 0) {
+    if (have_full) optim_free(&full);
     *err = local;
     return -1;
   }
@@ -677,12 +824,19 @@ static int trainer_resume(Trainer *t, MtError *err) {
   comm_bcast(t->comm, iv, sizeof iv, 0);
   comm_bcast(t->comm, dv, sizeof dv, 0);
   if (!iv[6]) {
+    if (have_full) optim_free(&full);
     log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
     return 0;
   }
   comm_bcast(t->comm, t->model.params, sizeof(float) * t->model.n_params, 0);
-  if (t->opt.m) comm_bcast(t->comm, t->opt.m, sizeof(float) * t->opt.n, 0);
-  if (t->opt.v) comm_bcast(t->comm, t->opt.v, sizeof(float) * t->opt.n, 0);
+  if (t->gs.shard) {
+    if (t->opt.m) gradsync_scatter(&t->gs, have_full ? full.m : NULL, t->opt.m, 0);
+    if (t->opt.v) gradsync_scatter(&t->gs, have_full ? full.v : NULL, t->opt.v, 0);
+  } else {
+    if (t->opt.m) comm_bcast(t->comm, t->opt.m, sizeof(float) * t->opt.n, 0);
+    if (t->opt.v) comm_bcast(t->comm, t->opt.v, sizeof(float) * t->opt.n, 0);
+  }
+  if (have_full) optim_free(&full);
   if (t->model.n_state) comm_bcast(t->comm, t->model.state, sizeof(float) * t->model.n_state, 0);
   t->step = t->saved_step = iv[0];
   t->epoch = (int)iv[1];

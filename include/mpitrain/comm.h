@@ -42,6 +42,57 @@ void comm_bcast(Comm *c, void *buf, size_t bytes, int root);
 /* 1 if buf[0..n) has the same bits on every rank (64-bit hash, reduced by MIN and MAX), else 0. */
 int comm_replicas_identical(Comm *c, const void *buf, size_t bytes);
 
+/* ==== Gradient reduction in buckets ====
+ *
+ * The flat gradient buffer [0, n) is cut into buckets at tensor boundaries, about bucket_bytes each, counted from
+ * the END of the buffer: backward finishes the last layer first, so that is the first bucket it completes. As
+ * backward reports "everything from offset on is final" (gradsync_ready), every bucket inside that range is handed
+ * to a non-blocking reduction at once, and pending ones are kept moving with MPI_Test, overlapping communication with
+ * the rest of backward. gradsync_finish completes them all.
+ *
+ * Two schedules:
+ *  - replicated: MPI_Iallreduce (SUM) of each bucket in place; every rank then holds the whole summed gradient and
+ *    applies the whole optimiser step. The n_tail floats after the buffer (loss sums, flags) ride in bucket 0,
+ *    which ends where the tail begins.
+ *  - sharded (ZeRO-1): MPI_Ireduce_scatter of each bucket: rank r receives the sum of its own part of every bucket
+ *    (parts differ by at most one element, so no padding is needed and no size is refused), updates only those
+ *    parameters with only their optimiser moments (memory ÷ N), then gradsync_allgather shares the updated
+ *    parameters (MPI_Iallgatherv in place). Same bytes on the wire as an allreduce. The tail gets its own small
+ *    allreduce. */
+typedef struct GradSync {
+  Comm *c;
+  float *grads;       /* [n + n_tail] */
+  size_t n, n_tail;
+  int shard;
+  int n_buckets;
+  size_t *start, *end;    /* [n_buckets] bucket b covers [start[b], end[b]); b = 0 ends at n */
+  MPI_Request *req;       /* [n_buckets + 1]: one per bucket, plus the tail's in sharded mode */
+  int launched;           /* buckets handed to MPI so far (in order 0, 1, ...) */
+  /* sharded mode */
+  int *counts, *displs;   /* [n_buckets][size]: each rank's part of each bucket, relative to start[b] */
+  size_t *own_off;        /* [n_buckets]: this rank's part in the buffer: [own_off[b], own_off[b] + counts[b][rank]) */
+  size_t *own_moff;       /* [n_buckets]: where that part starts in the concatenation of this rank's parts */
+  size_t n_own;           /* this rank's parameters: the optimiser's size in sharded mode */
+  float *own;             /* [n_own] the summed gradient of this rank's parts */
+  double reduce_wait;     /* seconds spent waiting in gradsync_finish (communication not hidden) */
+} GradSync;
+
+/* Buckets split at the given tensor boundaries (ascending offsets, 0 and n included: [nb]). */
+int gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail, const size_t *boundaries, int nb,
+                    size_t bucket_bytes, int shard, MtError *err);
+void gradsync_free(GradSync *g);
+/* Gradients [offset, n) are final. The tail must be final before the first call. Not collective by itself, but every
+ * rank must report the same offsets in the same order (they do: backward is the same program on every rank). */
+void gradsync_ready(GradSync *g, size_t offset);
+/* Launches what is left and waits for everything; afterwards grads (replicated) or own (sharded) hold the sums. */
+void gradsync_finish(GradSync *g);
+/* Sharded: after this rank updated its parts of params, share them (params [n], in place). */
+void gradsync_allgather(GradSync *g, float *params);
+/* Sharded: this rank's parts of a full buffer <-> the concatenation of its parts (moments in checkpoints). gather:
+ * root gets full [n] from everyone's own [n_own]; scatter: the reverse. Collective. */
+void gradsync_gather(GradSync *g, const float *own, float *full, int root);
+void gradsync_scatter(GradSync *g, const float *full, float *own, int root);
+
 /* OpenBLAS threads this rank should use so the node's ranks do not oversubscribe its cores:
  * max(1, min(affinity CPUs, online CPUs / ranks on the node)). Not collective. */
 int comm_default_threads(const Comm *c);

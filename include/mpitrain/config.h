@@ -51,6 +51,8 @@ typedef struct Config {
   /* system */
   int threads;            /* OpenBLAS threads per rank; 0 = auto (cores / ranks on the node) */
   int check_replicas;     /* every K steps, verify all replicas are bit-identical (0 = never) */
+  float bucket_mb;        /* gradient buckets reduced while backward goes on (0 = one bucket) */
+  int shard_optimizer;    /* ZeRO-1: reduce-scatter, update 1/N of the parameters, all-gather */
   /* output */
   char log[1024];         /* metrics file ("" = none) */
   int log_format;         /* LogFormat */

@@ -66,6 +66,10 @@ typedef struct ModelContext {
   int64_t batch_rows;         /* rows of the whole global batch: batch-norm statistics are over all of them */
   ModelReduceFn reduce;       /* sums batch-norm statistics over the replicas; NULL: this process holds them all */
   void *reduce_arg;
+  /* Called during backward each time a layer's gradients are complete: params [offset, n_params) are final (the
+   * trainer sets it for the last micro-batch only, to start reducing them while backward goes on). */
+  void (*grad_ready)(void *arg, size_t offset);
+  void *grad_ready_arg;
 } ModelContext;
 
 typedef struct Model {

@@ -25,6 +25,8 @@ typedef struct Optimizer {
   float *m;      /* [n] first moment (momentum, Adam) or NULL */
   float *v;      /* [n] second moment (RMSProp, Adam) or NULL */
   int64_t t;     /* steps taken; Adam's bias correction uses it */
+  float lr;      /* of the current step (optim_begin) */
+  float step_size, rs; /* Adam: lr/(1-β1^t) and 1/sqrt(1-β2^t) of the current step */
 } Optimizer;
 
 const char *optim_name(OptKind k);
@@ -35,6 +37,12 @@ void optim_free(Optimizer *o);
 
 /* One step with learning rate lr: params[0..n) -= update(grads[0..n)). Increments t. */
 void optim_step(Optimizer *o, float *params /* [n] */, const float *grads /* [n] */, float lr);
+
+/* The same step in pieces, for a sharded optimiser (each rank updates the ranges it owns) or per gradient bucket:
+ * optim_begin once per step (increments t, fixes the rate and Adam's corrections), then optim_update for each
+ * range: params [count] and grads [count] use the moments at moff .. moff+count. */
+void optim_begin(Optimizer *o, float lr);
+void optim_update(Optimizer *o, float *params, const float *grads, size_t moff, size_t count);
 
 /* ==== Learning-rate schedules, clipping, decay ==== */
 

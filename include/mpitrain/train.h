@@ -47,6 +47,10 @@ Dataset *trainer_data(Trainer *t);
 int64_t trainer_steps_done(const Trainer *t);
 const StepTimes *trainer_times(const Trainer *t);
 void trainer_reset_timers(Trainer *t);
+/* Parameters this rank's optimiser updates (all of them, or its 1/N with --shard-optimizer), and the gradient
+ * buckets of a step. */
+size_t trainer_optimizer_params(const Trainer *t);
+int trainer_buckets(const Trainer *t);
 /* The training rows this rank processed in its last step (sorted), for coverage tests. */
 const int64_t *trainer_last_rows(const Trainer *t, int *n);
 void trainer_free(Trainer *t);

@@ -40,11 +40,12 @@ start_and_wait() {
 one_rank_pid() { pgrep -f "^$bin train .*--checkpoint-dir $dir" | tail -n 1; }
 
 case "$scenario" in
-exact | exact_bn)
+exact | exact_bn | exact_shard)
   # 3 epochs straight vs stopped mid-epoch 2 (3000/48 = 63 steps an epoch: step 100) and resumed. exact_bn adds
   # what carries extra state: batch-norm running statistics, dropout masks keyed by step, a schedule, L2.
   extra=()
   [ "$scenario" = exact_bn ] && extra=(--batchnorm before --dropout 0.2 --l2 0.01 --lr-schedule cosine --warmup-steps 10)
+  [ "$scenario" = exact_shard ] && extra=(--shard-optimizer --bucket-mb 0.001)
   train 2 --epochs 3 --checkpoint-dir A "${extra[@]}" >a.log 2>&1 || { cat a.log; fail "straight run"; }
   train 2 --epochs 3 --checkpoint-dir B --max-steps 100 "${extra[@]}" >b1.log 2>&1 || { cat b1.log; fail "first half"; }
   train 2 --epochs 3 --checkpoint-dir B --resume auto "${extra[@]}" >b2.log 2>&1 || { cat b2.log; fail "resumed half"; }
@@ -72,12 +73,15 @@ early_stop)
   grep -q "accuracy $acc%" e.log || { cat e.log; fail "best.h5 does not give the final accuracy $acc%"; }
   echo "stopped after epoch $stopped, restored epoch $best (val loss $vbest), test accuracy $acc% = best.h5"
   ;;
-world_size)
-  # Written at 4 ranks; continued at 4, 1 and 3 ranks from the same checkpoint: the same losses.
-  train 4 --epochs 3 --checkpoint-dir W4 --max-steps 40 >w.log 2>&1 || { cat w.log; fail "np=4 first part"; }
+world_size | world_size_shard)
+  # Written at 4 ranks; continued at 4, 1 and 3 ranks from the same checkpoint: the same losses. With a sharded
+  # optimiser the moments are gathered into the checkpoint and re-cut for the new rank count.
+  extra=()
+  [ "$scenario" = world_size_shard ] && extra=(--shard-optimizer --bucket-mb 0.001)
+  train 4 --epochs 3 --checkpoint-dir W4 --max-steps 40 "${extra[@]}" >w.log 2>&1 || { cat w.log; fail "np=4 first part"; }
   cp -r W4 W1 && cp -r W4 W3
   for np in 4 1 3; do
-    train "$np" --epochs 3 --checkpoint-dir "W$np" --resume auto --max-steps 80 --log "w$np.csv" >"w$np.log" 2>&1 ||
+    train "$np" --epochs 3 --checkpoint-dir "W$np" --resume auto --max-steps 80 --log "w$np.csv" "${extra[@]}" >"w$np.log" 2>&1 ||
       { cat "w$np.log"; fail "resume at np=$np"; }
     grep -q "written at 4 ranks" "w$np.log" || { cat "w$np.log"; fail "np=$np did not resume the np=4 checkpoint"; }
   done

@@ -62,6 +62,13 @@ static void run(int k, char **extra, int n_extra, Dataset *ds, Result *res, size
   if (t == NULL) return;
   const DataInfo *info = data_info(ds);
   int64_t spe = (info->n[SPLIT_TRAIN] + 63) / 64;
+  if (cfg.shard_optimizer && k > 1) { /* each rank updates (and keeps moments for) its share only */
+    size_t n = trainer_model(t)->n_params, own = trainer_optimizer_params(t);
+    CHECK(own <= n / (size_t)k + 1, "k=%d: sharded optimiser holds %zu of %zu parameters", k, own, n);
+  }
+  if (cfg.bucket_mb > 0 && cfg.bucket_mb < 0.01f)
+    CHECK(trainer_buckets(t) > 1, "--bucket-mb %g: expected several buckets, got %d", (double)cfg.bucket_mb,
+          trainer_buckets(t));
   for (int s = 0; s < STEPS; s++) {
     StepStats st;
     CHECK(trainer_step(t, &st, &err) == 0, "step %d at k=%d: %s", s, k, err.msg);
@@ -155,6 +162,13 @@ int main(int argc, char **argv) {
       {"bn+drop", "--optimizer", "adam", "--lr", "0.01", "--batchnorm", "before", "--dropout", "0.3"},
       {"bn-after", "--optimizer", "momentum", "--lr", "0.3", "--batchnorm", "after", "--l2", "0.5", "--weight-decay",
        "0.01", "--clip-norm", "0.5", "--lr-schedule", "cosine", "--warmup-steps", "5"},
+      /* Many small buckets, reduced while backward runs; and one bucket after backward. */
+      {"buckets", "--optimizer", "adam", "--lr", "0.01", "--bucket-mb", "0.001"},
+      {"1bucket", "--optimizer", "rmsprop", "--lr", "0.01", "--bucket-mb", "all"},
+      /* ZeRO-1: uneven parts at 3 ranks, several buckets, and everything that touches the gradient after the sum. */
+      {"zero1", "--optimizer", "adam", "--lr", "0.01", "--shard-optimizer", "--bucket-mb", "0.001"},
+      {"zero1+", "--optimizer", "adam", "--lr", "0.01", "--shard-optimizer", "--batchnorm", "before", "--dropout", "0.2",
+       "--l2", "0.5", "--weight-decay", "0.01", "--clip-norm", "0.5", "--bucket-mb", "0.001"},
   };
   const int n_configs = (int)(sizeof configs / sizeof configs[0]);
   for (int o = 0; o < n_configs; o++) {
