@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "mpitrain/blas.h"
@@ -221,6 +222,48 @@ int bench_main(Comm *c, int argc, char **argv) {
   }
   if (err.failed) goto done; /* a step's error is already agreed (reduced values or comm_agree inside the step) */
 
+  /* The gradient reduction alone, by the trainer's schedule (buckets, sharding), against one bare MPI_Allreduce
+   * of a buffer of the same size, alternating, median of each. Bus bandwidth = 2(N-1)/N · bytes / time, the
+   * convention of NCCL's and OSU's benchmarks: what each link carries in a ring allreduce. */
+  enum { REPS = 21 };
+  double red[REPS], bare[REPS];
+  const size_t nred = model->n_params + 4;
+  float *scratch = c->size > 1 ? calloc(nred, sizeof(float)) : NULL;
+  for (int i = 0; c->size > 1 && i < REPS; i++) {
+    red[i] = trainer_bench_reduction(t);
+    MPI_Barrier(c->comm);
+    double t0 = MPI_Wtime();
+    if (scratch) MPI_Allreduce(MPI_IN_PLACE, scratch, (int)nred, MPI_FLOAT, MPI_SUM, c->comm);
+    bare[i] = MPI_Wtime() - t0;
+  }
+  free(scratch);
+  double red_ms = 0, bare_ms = 0, red_bw = 0, bare_bw = 0;
+  if (c->size > 1) {
+    for (int i = 1; i < REPS; i++) /* insertion sorts: a handful of numbers */
+      for (int j = i; j > 0 && red[j] < red[j - 1]; j--) {
+        double tmp = red[j];
+        red[j] = red[j - 1];
+        red[j - 1] = tmp;
+      }
+    for (int i = 1; i < REPS; i++)
+      for (int j = i; j > 0 && bare[j] < bare[j - 1]; j--) {
+        double tmp = bare[j];
+        bare[j] = bare[j - 1];
+        bare[j - 1] = tmp;
+      }
+    const double bytes = (double)nred * sizeof(float), factor = 2.0 * (c->size - 1) / c->size;
+    red_ms = red[REPS / 2] * 1e3;
+    bare_ms = bare[REPS / 2] * 1e3;
+    red_bw = factor * bytes / red[REPS / 2] / 1e9;
+    bare_bw = factor * bytes / bare[REPS / 2] / 1e9;
+  }
+  /* Memory: the peak resident set, against what the model itself needs. */
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double rss_mb = (double)ru.ru_maxrss / 1024.0, max_rss = rss_mb;
+  MPI_Allreduce(MPI_IN_PLACE, &max_rss, 1, MPI_DOUBLE, MPI_MAX, c->comm);
+  size_t opt_bytes = 0, model_bytes = trainer_model_bytes(t, &opt_bytes);
+
   const StepTimes *tm = trainer_times(t);
   /* Per-rank figures, averaged over ranks (they differ by at most one row of work). */
   double v[7] = {gemm_flops * ROUNDS / gemm_total, gemm_flops * bc.steps / train_s, tm->data, tm->forward,
@@ -248,11 +291,16 @@ int bench_main(Comm *c, int argc, char **argv) {
              "\"samples_per_s\": %.1f, \"gflops_per_rank\": %.2f, \"sgemm_gflops_per_rank\": %.2f, "
              "\"fraction_of_sgemm\": %.4f, \"ms_data\": %.4f, \"ms_forward\": %.4f, \"ms_backward\": %.4f, "
              "\"ms_allreduce\": %.4f, \"ms_update\": %.4f, \"scaling\": \"%s\", \"reference_batch\": %lld, "
-             "\"reference_samples_per_s\": %.1f, \"speedup_vs_1_rank\": %.4f, \"blas_core\": \"%s\"}\n",
+             "\"reference_samples_per_s\": %.1f, \"speedup_vs_1_rank\": %.4f, \"buckets\": %d, \"sharded\": %d, "
+             "\"grad_reduce_ms\": %.4f, \"bare_allreduce_ms\": %.4f, \"grad_busbw_gbs\": %.3f, "
+             "\"bare_busbw_gbs\": %.3f, \"peak_rss_mb\": %.1f, \"model_mb\": %.2f, \"optimizer_mb\": %.2f, "
+             "\"blas_core\": \"%s\"}\n",
              c->size, blas_get_threads(), arch, model->n_params, optim_name((OptKind)cfg->optimizer), (long long)B,
              local, micro, bc.steps, step_ms, samples_per_s, achieved / 1e9, roof / 1e9, frac[ROUNDS / 2], ms[0],
              ms[1], ms[2], ms[3], ms[4], scaling, (long long)(with_ref ? ref_batch : 0), ref_sps,
-             with_ref ? speedup[ROUNDS / 2] : 1.0, openblas_get_corename());
+             with_ref ? speedup[ROUNDS / 2] : 1.0, trainer_buckets(t), cfg->shard_optimizer && c->size > 1, red_ms,
+             bare_ms, red_bw, bare_bw, max_rss, model_bytes / 1048576.0, opt_bytes / 1048576.0,
+             openblas_get_corename());
     } else {
       printf("mpitrain bench: model %s (%zu parameters), %s, %d rank%s x %d thread%s\n", arch, model->n_params,
              optim_name((OptKind)cfg->optimizer), c->size, c->size == 1 ? "" : "s", blas_get_threads(),
@@ -267,6 +315,15 @@ int bench_main(Comm *c, int argc, char **argv) {
              100 * frac[ROUNDS / 2], ROUNDS, 100 * frac[0], 100 * frac[ROUNDS - 1]);
       printf("  time per step: data %.3f ms, forward %.3f ms, backward %.3f ms, allreduce %.3f ms, update %.3f ms\n",
              ms[0], ms[1], ms[2], ms[3], ms[4]);
+      if (c->size > 1)
+        printf("  gradient reduction %9.3f ms  (%d bucket%s%s; bus bandwidth %.2f GB/s = %.0f %% of a bare "
+               "MPI_Allreduce of the same %.1f MB: %.3f ms, %.2f GB/s)\n",
+               red_ms, trainer_buckets(t), trainer_buckets(t) == 1 ? "" : "s",
+               cfg->shard_optimizer ? ", reduce-scatter + all-gather" : "", red_bw, 100 * red_bw / bare_bw,
+               nred * 4 / 1048576.0, bare_ms, bare_bw);
+      printf("  memory per rank    %9.1f MB peak resident (largest rank); model %.1f MB of which optimiser state "
+             "%.1f MB\n",
+             max_rss, model_bytes / 1048576.0, opt_bytes / 1048576.0);
       if (with_ref)
         printf("  vs rank 0 alone   %9.2fx  (%s scaling: batch %lld on 1 rank, %.0f samples/s; rounds %.2f .. %.2f)\n",
                speedup[ROUNDS / 2], scaling, (long long)ref_batch, ref_sps, speedup[0], speedup[ROUNDS - 1]);

@@ -278,3 +278,37 @@ void gradsync_scatter(GradSync *g, const float *full, float *own, int root) {
                               MPI_FLOAT, own + g->own_moff[b], g->counts[b * N + c->rank], MPI_FLOAT, root,
                               c->comm));
 }
+
+/* ==== Memory shared by the ranks of a node ==== */
+
+int comm_shared_alloc(Comm *c, size_t bytes, CommShared *sh, int *owner, MtError *err) {
+  memset(sh, 0, sizeof *sh);
+  sh->win = MPI_WIN_NULL;
+  *owner = c->node_rank == 0;
+  MPI_Aint size = *owner ? (MPI_Aint)bytes : 0;
+  void *mine = NULL;
+  if (MPI_Win_allocate_shared(size, 1, MPI_INFO_NULL, c->node, &mine, &sh->win) != MPI_SUCCESS)
+    return mt_fail(err, "cannot allocate %.1f MiB of node-shared memory (MPI_Win_allocate_shared)",
+                   bytes / 1048576.0);
+  MPI_Aint got = 0;
+  int disp = 0;
+  MPI_CHECK(c, MPI_Win_shared_query(sh->win, 0, &got, &disp, &sh->base));
+  sh->bytes = bytes;
+  return 0;
+}
+
+void comm_shared_sync(Comm *c, CommShared *sh) {
+  /* The formal recipe for shared windows (MPI-3.1 §11.8): a passive epoch, MPI_Win_sync on both sides of a barrier,
+   * so the owner's stores are complete and visible before anyone loads. */
+  MPI_CHECK(c, MPI_Win_lock_all(MPI_MODE_NOCHECK, sh->win));
+  MPI_CHECK(c, MPI_Win_sync(sh->win));
+  MPI_CHECK(c, MPI_Barrier(c->node));
+  MPI_CHECK(c, MPI_Win_sync(sh->win));
+  MPI_CHECK(c, MPI_Win_unlock_all(sh->win));
+}
+
+void comm_shared_free(CommShared *sh) {
+  if (sh->win != MPI_WIN_NULL) MPI_Win_free(&sh->win);
+  memset(sh, 0, sizeof *sh);
+  sh->win = MPI_WIN_NULL;
+}

@@ -66,6 +66,8 @@ struct Dataset {
   Shard *shards;        /* [n_shards] */
   int32_t *y[2];        /* labels [n[s]], always in memory */
   void *x[2];           /* [n[s], d] as stored, when the split is in memory */
+  int x_shared[2];      /* x[s] is memory the caller provided (shared by a node's ranks): not ours to free */
+  int x_pending[2];     /* in memory, but deferred: waiting for data_load_features / data_attach_features */
   float *mean, *std;    /* [d] when info.has_norm */
   char **names;         /* [n_classes] or NULL */
   int n_names;
@@ -507,6 +509,7 @@ static int check_finite(const char *path, int s, const float *v /* [n, d] */, in
 /* The whole split s, as stored, into ds->x[s]. */
 static int features_load(Dataset *ds, int s, MtError *err) {
   size_t row_bytes = ds->elem * (size_t)ds->info.d;
+  if (ds->x[s] == NULL) return mt_fail(err, "%s: no memory to load %s into", ds->info.path, x_path[s]);
   hid_t mtype = ds->info.stored_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
   for (int k = 0; k < ds->info.n_shards; k++) {
     Shard *sh = &ds->shards[k];
@@ -567,7 +570,7 @@ static void dataset_adopt(Dataset *ds, Meta *m, int64_t total[2]) {
 int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
   *out = NULL;
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our one-line messages instead of HDF5's error stacks */
-  DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS};
+  DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS, 0};
   if (opt) o = *opt;
   if (o.memory_limit <= 0) o.memory_limit = DATA_DEFAULT_MEMORY_LIMIT;
   if (o.max_rows <= 0) o.max_rows = DATA_DEFAULT_MAX_ROWS;
@@ -672,7 +675,9 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
   /* Features: in memory as stored, or datasets kept open for per-batch reads. */
   for (int s = 0; s < 2; s++) {
     if (in->n[s] == 0) continue;
-    if (in->in_memory[s]) {
+    if (in->in_memory[s] && o.defer_features) {
+      ds->x_pending[s] = 1;
+    } else if (in->in_memory[s]) {
       ds->x[s] = mt_alloc((size_t)in->n[s] * (size_t)in->d * ds->elem, s == 0 ? "training features" : "test features",
                           err);
       if (ds->x[s] == NULL || features_load(ds, s, err) != 0) goto fail;
@@ -703,7 +708,7 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
       mt_fail(err, "%s: cannot create the HDF5 dataspace of the read buffer", path);
       goto fail;
     }
-  } else {
+  } else if (!ds->x_pending[0] && !ds->x_pending[1]) {
     /* Everything is in memory: let go of the files (another job may rewrite them). */
     for (int k = in->n_shards - 1; k >= 0; k--) {
       H5Fclose(ds->shards[k].file);
@@ -776,7 +781,7 @@ void data_close(Dataset *ds) {
   mt_free(ds->blocks);
   mt_free(ds->stage);
   for (int s = 1; s >= 0; s--) {
-    mt_free(ds->x[s]);
+    if (!ds->x_shared[s]) mt_free(ds->x[s]);
     mt_free(ds->y[s]);
   }
   for (int k = ds->info.n_shards - 1; ds->shards && k >= 0; k--) {
@@ -792,6 +797,26 @@ void data_close(Dataset *ds) {
   free(ds->std);
   free(ds->mean);
   free(ds);
+}
+
+size_t data_pending_bytes(const Dataset *ds, Split s) {
+  if (s != SPLIT_TRAIN && s != SPLIT_TEST) return 0;
+  return ds->x_pending[s] ? (size_t)ds->info.n[s] * (size_t)ds->info.d * ds->elem : 0;
+}
+
+int data_load_features(Dataset *ds, Split s, void *dst, MtError *err) {
+  if (data_pending_bytes(ds, s) == 0) return 0;
+  ds->x[s] = dst;
+  int rc = features_load(ds, (int)s, err);
+  ds->x[s] = NULL;
+  return rc;
+}
+
+void data_attach_features(Dataset *ds, Split s, void *shared) {
+  if (data_pending_bytes(ds, s) == 0) return;
+  ds->x[s] = shared;
+  ds->x_shared[s] = 1;
+  ds->x_pending[s] = 0;
 }
 
 void data_probe_format(const char *path, char *buf, size_t n) {

@@ -1002,7 +1002,8 @@ static int info_scan(Dataset *ds, Split s, MtError *err) {
 }
 
 static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
-  DataOptions dopt = {o->memory_limit_mb > 0 ? MEMORY_AUTO : MEMORY_NO, o->memory_limit_mb << 20, INFO_SCAN_ROWS};
+  DataOptions dopt = {.memory = o->memory_limit_mb > 0 ? MEMORY_AUTO : MEMORY_NO,
+                      .memory_limit = o->memory_limit_mb << 20, .max_rows = INFO_SCAN_ROWS};
   Dataset *ds = NULL;
   if (data_open(&ds, path, &dopt, err) != 0) return -1;
   const DataInfo *in = data_info(ds);

@@ -36,6 +36,8 @@ static void on_stop_signal(int sig) {
   stop_signal = sig;
 }
 
+static double now(void) { return MPI_Wtime(); }
+
 /* Rows per forward/backward chunk when --micro-batch is auto: large enough for sgemm to run near its peak,
  * small enough that full-batch training on a big dataset does not need activations for every row at once. */
 #define AUTO_MICRO_BATCH 1024
@@ -58,6 +60,7 @@ struct Trainer {
   int64_t n_val;
   LrSchedule sched;
   GradSync gs;              /* the gradient reduction schedule (buckets, replicated or sharded) */
+  CommShared shared[2];     /* the in-memory splits' features, one copy per node */
   int n_tensors;
   ModelTensor tensors[4 * MODEL_MAX_HIDDEN + 2];
   /* Sharded optimiser: the pieces of the parameter tensors this rank owns, as (parameter offset, offset in gs.own,
@@ -119,6 +122,29 @@ int64_t trainer_steps_done(const Trainer *t) { return t->step; }
 const StepTimes *trainer_times(const Trainer *t) { return &t->times; }
 void trainer_reset_timers(Trainer *t) { memset(&t->times, 0, sizeof t->times); }
 size_t trainer_optimizer_params(const Trainer *t) { return t->opt.n; }
+
+double trainer_bench_reduction(Trainer *t) {
+  MPI_Barrier(t->comm->comm);
+  double t0 = now();
+  gradsync_ready(&t->gs, 0);
+  gradsync_finish(&t->gs);
+  return now() - t0;
+}
+
+size_t trainer_model_bytes(const Trainer *t, size_t *optimizer_bytes) {
+  const Model *m = &t->model;
+  size_t acts = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const Layer *l = &m->layers[i];
+    size_t per = (size_t)m->max_batch * (size_t)l->out;
+    if (l->kind != LAYER_ACT) acts += per;
+    if (l->kind == LAYER_BN || l->kind == LAYER_DROPOUT) acts += per;
+  }
+  size_t moments = (t->opt.m ? t->opt.n : 0) + (t->opt.v ? t->opt.n : 0);
+  if (optimizer_bytes) *optimizer_bytes = sizeof(float) * moments;
+  return sizeof(float) * (2 * m->n_params + m->n_state + moments + acts + 2 * (size_t)m->max_batch * m->max_width) +
+         (t->gs.shard ? sizeof(float) * t->gs.n_own : 0);
+}
 int trainer_buckets(const Trainer *t) { return t->gs.n_buckets; }
 const int64_t *trainer_last_rows(const Trainer *t, int *n) {
   *n = t->n_rows;
@@ -144,6 +170,7 @@ void trainer_free(Trainer *t) {
   free(t->norm_sums);
   model_free(&t->model);
   if (t->owns_ds) data_close(t->ds);
+  for (int s = 1; s >= 0; s--) comm_shared_free(&t->shared[s]); /* collective over the node, after data_close */
   free(t);
 }
 
@@ -164,6 +191,30 @@ static int check_sizes(Trainer *t, MtError *err) {
 
 static int checkpoint_dir_ready(Trainer *t, MtError *err);
 static int trainer_resume(Trainer *t, MtError *err);
+
+/* Collective. The features of the in-memory splits, when data_open deferred them: one copy per node in shared
+ * memory, read by the node's first rank, mapped by the others — N ranks on a node, 1/N of the memory. */
+static int share_features(Trainer *t, MtError *err) {
+  for (int s = 0; s < 2 && t->ds; s++) {
+    size_t bytes = data_pending_bytes(t->ds, (Split)s);
+    if (bytes == 0) continue;
+    MtError local = {0};
+    int owner = 0;
+    comm_shared_alloc(t->comm, bytes, &t->shared[s], &owner, &local);
+    if (comm_agree(t->comm, &local) != 0) {
+      *err = local;
+      return -1;
+    }
+    if (owner) data_load_features(t->ds, (Split)s, t->shared[s].base, &local);
+    comm_shared_sync(t->comm, &t->shared[s]); /* every rank of the node, loaded or not */
+    if (comm_agree(t->comm, &local) != 0) {
+      *err = local;
+      return -1;
+    }
+    data_attach_features(t->ds, (Split)s, t->shared[s].base);
+  }
+  return 0;
+}
 
 /* Buckets at tensor boundaries; in sharded mode, the pieces of each tensor this rank owns. */
 static int plan_gradsync(Trainer *t, MtError *err) {
@@ -227,8 +278,6 @@ static int split_validation(Trainer *t, MtError *err) {
   t->n_train = total - n_val;
   return 0;
 }
-static double now(void) { return MPI_Wtime(); }
-
 int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err) {
   *out = NULL;
   Trainer *t = calloc(1, sizeof *t);
@@ -239,6 +288,7 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   }
   t->cfg = *cfg;
   t->comm = comm;
+  t->shared[0].win = t->shared[1].win = MPI_WIN_NULL;
   t->perm_epoch = -1;
   t->saved_step = -1;
   t->beta2 = config_beta2(cfg);
@@ -248,8 +298,10 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   if (ds != NULL) {
     t->ds = ds;
   } else {
+    /* Several ranks on a node: one copy of the in-memory data for all of them (share_features). */
     DataOptions dopt = {.memory = cfg->in_memory, .memory_limit = cfg->memory_limit_mb * 1024 * 1024,
-                        .max_rows = cfg->micro_batch > 0 ? cfg->micro_batch : AUTO_MICRO_BATCH};
+                        .max_rows = cfg->micro_batch > 0 ? cfg->micro_batch : AUTO_MICRO_BATCH,
+                        .defer_features = comm->node_size > 1};
     if (data_open(&t->ds, cfg->data, &dopt, err) != 0) goto agree;
     t->owns_ds = 1;
   }
@@ -328,7 +380,7 @@ agree:
     trainer_free(t);
     return -1;
   }
-  if ((cfg->checkpoint_dir[0] != '\0' && checkpoint_dir_ready(t, err) != 0) ||
+  if (share_features(t, err) != 0 || (cfg->checkpoint_dir[0] != '\0' && checkpoint_dir_ready(t, err) != 0) ||
       (cfg->resume[0] != '\0' && trainer_resume(t, err) != 0)) {
     trainer_free(t);
     return -1;
@@ -598,10 +650,16 @@ static void print_banner(Trainer *t) {
   if (c->lr_schedule != LR_CONSTANT) n += snprintf(lr + n, sizeof lr - (size_t)n, ", %s schedule", sched[c->lr_schedule]);
   if (c->warmup_steps > 0)
     snprintf(lr + n, sizeof lr - (size_t)n, ", %lld warm-up steps", (long long)c->warmup_steps);
+  char where[96];
+  if (!t->info->in_memory[SPLIT_TRAIN])
+    snprintf(where, sizeof where, "read per batch");
+  else if (t->shared[SPLIT_TRAIN].base)
+    snprintf(where, sizeof where, "in memory, one copy per node shared by its %d ranks", t->comm->node_size);
+  else
+    snprintf(where, sizeof where, "in memory");
   log_info(t->log, "mpitrain: %d rank%s x %d BLAS thread%s; data %s (%lld train%s / %lld test rows, %s)",
            t->comm->size, t->comm->size == 1 ? "" : "s", t->threads, t->threads == 1 ? "" : "s", c->data,
-           (long long)t->n_train, t->n_val ? " + validation" : "", (long long)t->info->n[SPLIT_TEST],
-           t->info->in_memory[SPLIT_TRAIN] ? "in memory" : "read per batch");
+           (long long)t->n_train, t->n_val ? " + validation" : "", (long long)t->info->n[SPLIT_TEST], where);
   if (t->n_val) log_info(t->log, "validation: %lld rows held out of the training split", (long long)t->n_val);
   if (t->comm->size > 1)
     log_info(t->log, "gradients: %d bucket%s reduced during backward%s", t->gs.n_buckets,

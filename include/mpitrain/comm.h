@@ -93,6 +93,21 @@ void gradsync_allgather(GradSync *g, float *params);
 void gradsync_gather(GradSync *g, const float *own, float *full, int root);
 void gradsync_scatter(GradSync *g, const float *full, float *own, int root);
 
+/* ==== Memory shared by the ranks of a node (MPI-3 shared windows) ==== */
+
+typedef struct CommShared {
+  MPI_Win win;
+  void *base;      /* the node's one copy (the same bytes on every rank of the node) */
+  size_t bytes;
+} CommShared;
+
+/* Collective over the node's ranks (and, in practice, called by every rank): node rank 0 allocates bytes, every
+ * rank of the node maps them. *owner = 1 on the rank that should fill them. */
+int comm_shared_alloc(Comm *c, size_t bytes, CommShared *sh, int *owner, MtError *err);
+/* Collective over the node: the owner's writes become visible to the node's other ranks. */
+void comm_shared_sync(Comm *c, CommShared *sh);
+void comm_shared_free(CommShared *sh);
+
 /* OpenBLAS threads this rank should use so the node's ranks do not oversubscribe its cores:
  * max(1, min(affinity CPUs, online CPUs / ranks on the node)). Not collective. */
 int comm_default_threads(const Comm *c);

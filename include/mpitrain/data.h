@@ -44,6 +44,8 @@ typedef struct DataOptions {
                             auto never takes more than half the machine's memory) */
   int max_rows;          /* the most rows one data_read / data_read_range call will ask for (sizes the staging
                             buffer; <= 0: 1024). Larger calls still work, with one read per max_rows rows. */
+  int defer_features;    /* 1: leave the features of the in-memory splits unloaded; the caller provides the memory
+                            (shared by a node's ranks) and loads them with data_load_features */
 } DataOptions;
 
 typedef struct Dataset Dataset;
@@ -78,6 +80,15 @@ int data_read_range(Dataset *ds, Split s, int64_t first, int n, float *x /* [n, 
                     MtError *err);
 
 void data_close(Dataset *ds);
+
+/* With DataOptions.defer_features: the bytes the features of split s need in memory (0 when there is nothing to
+ * load: the split is empty, read per batch, or already loaded). */
+size_t data_pending_bytes(const Dataset *ds, Split s);
+/* Reads the features of split s into dst [n, d] (as stored), validating them like data_open would. One rank per
+ * node does this into memory the node's ranks share ... */
+int data_load_features(Dataset *ds, Split s, void *dst, MtError *err);
+/* ... and then every rank uses it: ds reads split s from shared [n, d] (not freed by data_close). */
+void data_attach_features(Dataset *ds, Split s, void *shared);
 
 /* The root attribute `format` of path ("mpitrain-dataset", a checkpoint's, ...) into buf; "" when path is not an
  * existing HDF5 file or has no such attribute (data_open then says what is wrong). For commands that accept several

@@ -51,6 +51,11 @@ void trainer_reset_timers(Trainer *t);
  * buckets of a step. */
 size_t trainer_optimizer_params(const Trainer *t);
 int trainer_buckets(const Trainer *t);
+/* Benchmark only: one reduction of the gradient buffer by the trainer's own schedule (all buckets at once, nothing to
+ * overlap with), returning its seconds. Collective; leaves the gradients summed (meaningless for training). */
+double trainer_bench_reduction(Trainer *t);
+/* Bytes this rank holds for the model: parameters, gradients, optimiser state, activations. */
+size_t trainer_model_bytes(const Trainer *t, size_t *optimizer_bytes);
 /* The training rows this rank processed in its last step (sorted), for coverage tests. */
 const int64_t *trainer_last_rows(const Trainer *t, int *n);
 void trainer_free(Trainer *t);

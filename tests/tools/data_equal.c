@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
   float *xa = NULL, *xb = NULL;
   int32_t *ya = NULL, *yb = NULL;
   MtError err = {0};
-  DataOptions oa = {MEMORY_YES, 0, BLOCK}, ob = {MEMORY_NO, 0, BLOCK};
+  DataOptions oa = {.memory = MEMORY_YES, .max_rows = BLOCK}, ob = {.memory = MEMORY_NO, .max_rows = BLOCK};
   if (data_open(&a, argv[1], &oa, &err) != 0 || data_open(&b, argv[2], &ob, &err) != 0) {
     fprintf(stderr, "data_equal: %s\n", err.msg);
     goto done;

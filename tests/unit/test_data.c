@@ -113,7 +113,7 @@ static void gen_write(const Gen *g, const char *base, int k) {
 }
 
 static Dataset *open_ok(const char *path, int memory, int max_rows) {
-  DataOptions o = {memory, 0, max_rows};
+  DataOptions o = {.memory = memory, .max_rows = max_rows};
   Dataset *ds = NULL;
   MtError err = {0};
   if (data_open(&ds, path, &o, &err) != 0) fail_msg("data_open %s: %s", path, err.msg);
@@ -273,7 +273,7 @@ static void test_streaming_bit_identical(void **state) {
     compare_reads(mem, str4, s, g.n[s], g.d, 70 + (uint64_t)s);
   }
   /* auto: a tiny limit streams, a large one holds in memory */
-  DataOptions o = {MEMORY_AUTO, 100, 0};
+  DataOptions o = {.memory = MEMORY_AUTO, .memory_limit = 100};
   Dataset *a = NULL;
   MtError err = {0};
   assert_int_equal(data_open(&a, tpath("stream.h5"), &o, &err), 0);
@@ -700,7 +700,7 @@ static void test_bad_files(void **state) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     Dataset *ds = NULL;
     MtError err = {0};
-    DataOptions o = {MEMORY_AUTO, 0, 0};
+    DataOptions o = {.memory = MEMORY_AUTO};
     int rc = data_open(&ds, tpath(bad[i].name), &o, &err);
     if (rc == 0) fail_msg("%s: data_open succeeded", bad[i].name);
     assert_null(ds);
@@ -713,7 +713,7 @@ static void test_bad_files(void **state) {
     if (strstr(err.msg, want) == NULL) fail_msg("%s: message '%s' does not name the file", bad[i].name, err.msg);
   }
   /* a NaN in a streamed split is caught when its row is read, naming the row */
-  DataOptions o = {MEMORY_NO, 0, 0};
+  DataOptions o = {.memory = MEMORY_NO};
   Dataset *ds = NULL;
   MtError err = {0};
   assert_int_equal(data_open(&ds, tpath("nan_features.h5"), &o, &err), 0);
