@@ -21,6 +21,7 @@ static const char *const optim_choices[] = {"sgd", "momentum", "rmsprop", "adam"
 static const char *const logfmt_choices[] = {"auto", "csv", "jsonl", NULL};
 static const char *const progress_choices[] = {"auto", "bar", "plain", "off", NULL};
 static const char *const bn_choices[] = {"none", "before", "after", NULL};
+static const char *const nonfinite_choices[] = {"stop", "skip", NULL};
 static const char *const schedule_choices[] = {"constant", "step", "exp", "inv", "cosine", NULL};
 
 #define N_CHOICES(a) (sizeof(a) / sizeof((a)[0]) - 1)
@@ -139,6 +140,11 @@ const OptionSpec config_train_options[] = {
   {.name = "clip-norm", .type = OT_FLOAT, .offset = offsetof(Config, clip_norm), .def = "0", .metavar = "C",
    .min = 0, .max = NOMAX, .flags = RANGED,
    .help = "scale the gradient down when its global L2 norm (all layers, after the sum over ranks) exceeds C; 0 = off"},
+  {.name = "on-nonfinite", .type = OT_ENUM, .offset = offsetof(Config, on_nonfinite), .def = "stop",
+   .choices = nonfinite_choices,
+   .help = "a NaN or infinite loss or gradient (the summed values, so every rank sees it at once): stop = end the "
+           "run with the step and a hint, the last checkpoint intact; skip = drop that step's update and go on, "
+           "counting them (100 in a row still stop)"},
   {.name = "val-fraction", .type = OT_FLOAT, .offset = offsetof(Config, val_fraction), .def = "0", .metavar = "F",
    .min = 0, .max = 0.5, .flags = RANGED,
    .help = "hold out this share of the training set (a fixed random subset, by --seed) as a validation split, "

@@ -91,6 +91,9 @@ struct Trainer {
   int64_t step;             /* steps done in all */
   int64_t saved_step;       /* step of the last checkpoint written or resumed from (-1: none) */
   int stop_requested;       /* a rank got a stop signal: agreed in a step's allreduce */
+  int64_t skipped;          /* --on-nonfinite skip: steps dropped so far ... */
+  int skipped_in_row;       /* ... and in a row */
+  float *state_snapshot;    /* [n_state] batch-norm statistics before the step (skip mode restores them) */
 
   int64_t *rows;            /* [max_local] the rows of this rank's slice of the current batch, sorted */
   int n_rows;               /* how many of them are valid */
@@ -161,6 +164,7 @@ void trainer_free(Trainer *t) {
   mt_free(t->rows);
   mt_free(t->perm);
   mt_free(t->best_state);
+  mt_free(t->state_snapshot);
   mt_free(t->best_params);
   mt_free(t->val_rows);
   mt_free(t->train_index);
@@ -352,6 +356,8 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
                           .lr_min = cfg->lr_min,
                           .epochs = cfg->epochs,
                           .warmup_steps = cfg->warmup_steps};
+  if (cfg->on_nonfinite == NONFINITE_SKIP && t->model.n_state)
+    t->state_snapshot = mt_alloc(sizeof(float) * t->model.n_state, "a copy of the batch-norm statistics", err);
   t->best_val = -1;
   if (cfg->patience > 0) {
     t->best_params = mt_alloc(sizeof(float) * t->model.n_params, "the best model", err);
@@ -456,6 +462,7 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   ModelContext ctx = {.train = 1, .seed = (uint64_t)t->cfg.seed, .step = t->step, .batch_rows = Bt,
                       .reduce = t->comm->size > 1 ? reduce_over_ranks : NULL, .reduce_arg = t->comm};
   double tf = 0, tb = 0, td = now() - t0;
+  if (t->state_snapshot) memcpy(t->state_snapshot, m->state, sizeof(float) * m->n_state);
   /* At least one chunk, even with no rows: with batch normalisation every rank must make the same reductions.
    * A rank whose read fails carries on with zero rows for the same reason, and reports after the reduction. */
   for (int c0 = 0; c0 == 0 || c0 < t->n_rows; c0 += t->micro) {
@@ -515,11 +522,47 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
     }
   }
   double loss = tail[TAIL_LOSS] / (double)Bt + t->last_l2, acc = tail[TAIL_CORRECT] / (double)Bt;
-  if (!isfinite(loss)) /* the reduced loss: the same verdict on every rank, no agreement needed */
+  /* Non-finite values: the loss is a reduced value, the same on every rank; skip mode also checks the gradient
+   * (sharded: each rank holds a part, so the verdict is reduced too). */
+  const int skip_mode = t->cfg.on_nonfinite == NONFINITE_SKIP;
+  int bad_loss = !isfinite(loss), bad_grad = 0;
+  if (skip_mode && !bad_loss) {
+    double sq = optim_sumsq(shard ? g : m->grads, ng);
+    if (shard) comm_allreduce_sum_double(t->comm, &sq, 1);
+    bad_grad = !isfinite(sq);
+  }
+  if ((bad_loss || bad_grad) && !skip_mode)
     return mt_fail(err, "the training loss became %s at step %lld (epoch %d); the run diverged. Try a smaller --lr "
-                        "(now %g)%s",
+                        "(now %g)%s, or --on-nonfinite skip",
                    isnan(loss) ? "NaN" : "infinite", (long long)t->step + 1, t->epoch + 1, (double)t->cfg.lr,
                    t->cfg.clip_norm > 0 ? "" : " or --clip-norm");
+  if (bad_loss || bad_grad) {
+    t->skipped++;
+    if (++t->skipped_in_row >= 100)
+      return mt_fail(err, "%d steps in a row had a non-finite %s (the last at step %lld): the run has diverged for "
+                          "good; restart from a checkpoint with a smaller --lr",
+                     t->skipped_in_row, bad_loss ? "loss" : "gradient", (long long)t->step + 1);
+    if (t->state_snapshot) memcpy(m->state, t->state_snapshot, sizeof(float) * m->n_state);
+    log_info(t->log, "step %lld: non-finite %s, update skipped (%lld so far)", (long long)t->step + 1,
+             bad_loss ? "loss" : "gradient", (long long)t->skipped);
+    t->step++;
+    t->epoch_pos += Bt;
+    if (tail[TAIL_STOP] > 0) t->stop_requested = 1;
+    if (st) {
+      memset(st, 0, sizeof *st);
+      st->epoch = t->epoch;
+      st->epochs = t->cfg.epochs;
+      st->step = t->step;
+      st->step_in_epoch = (t->epoch_pos + t->batch - 1) / t->batch;
+      st->steps_per_epoch = t->steps_per_epoch;
+      st->samples = Bt;
+      st->loss = loss;
+      st->grad_norm = -1;
+      st->elapsed_s = now() - t->t_start;
+    }
+    return 0;
+  }
+  t->skipped_in_row = 0;
   const double lr = lr_at(&t->sched, t->step + 1, t->steps_per_epoch);
   StepStats local_st, *s = st ? st : &local_st;
   memset(s, 0, sizeof *s);
@@ -716,6 +759,16 @@ static void fill_meta(const Trainer *t, CheckpointMeta *meta) {
   meta->config = config_text(&t->cfg);
 }
 
+/* The parameters are the same on every rank, so is this verdict. */
+static int check_params_finite(const Trainer *t, MtError *err) {
+  for (size_t i = 0; i < t->model.n_params; i++)
+    if (!isfinite(t->model.params[i]))
+      return mt_fail(err, "the parameters are not finite after step %lld (parameter %zu): the run diverged; the last "
+                          "checkpoint (if any) is intact. Try a smaller --lr%s",
+                     (long long)t->step, i, t->cfg.clip_norm > 0 ? "" : " or --clip-norm");
+  return 0;
+}
+
 /* Collective. Rank 0 writes (every rank holds the same state), then all agree on the outcome: a checkpoint that
  * could not be written (disk full, directory gone) stops the run on every rank, the previous one intact. name NULL:
  * ckpt-<step>.h5, kept K at a time; else that file (best.h5). */
@@ -723,6 +776,9 @@ static int trainer_save_as(Trainer *t, const char *name, MtError *err) {
   MtError local = {0};
   char path[1100] = "";
   double t0 = now();
+  /* Never replace a good checkpoint with a diverged model (a gradient can overflow while the loss is still finite;
+   * the next step's loss would tell, but a checkpoint may come first). */
+  if (check_params_finite(t, err) != 0) return -1;
   /* Checkpoints hold whole moments, whatever the rank count: a sharded optimiser gathers its parts on rank 0. */
   Optimizer full = t->opt, *o = &t->opt;
   if (t->gs.shard) {
@@ -1033,6 +1089,10 @@ int trainer_fit(Trainer *t, MtError *err) {
       }
     }
     if (rc != 0) break;
+    if (t->epoch_pos >= t->n_train && check_params_finite(t, err) != 0) {
+      rc = -1;
+      break;
+    }
     if (t->epoch_pos >= t->n_train) { /* a whole epoch: evaluate, report, move on */
       EpochStats es = {.epoch = t->epoch, .epochs = c->epochs, .step = t->step, .test_loss = -1, .test_acc = -1,
                        .val_loss = -1, .val_acc = -1};

@@ -11,6 +11,7 @@
 typedef enum LogFormat { LOGFMT_AUTO = 0, LOGFMT_CSV, LOGFMT_JSONL } LogFormat;
 typedef enum ProgressMode { PROGRESS_AUTO = 0, PROGRESS_BAR, PROGRESS_PLAIN, PROGRESS_OFF } ProgressMode;
 typedef enum MemoryMode { MEMORY_AUTO = 0, MEMORY_YES, MEMORY_NO } MemoryMode;
+typedef enum NonfiniteMode { NONFINITE_STOP = 0, NONFINITE_SKIP } NonfiniteMode;
 
 typedef struct Config {
   /* data */
@@ -46,6 +47,7 @@ typedef struct Config {
   int64_t warmup_steps;   /* linear warm-up from lr/warmup to lr */
   int64_t lr_ref_batch;   /* linear scaling rule: lr × batch / ref (0 = off) */
   float clip_norm;        /* clip the global gradient norm to this (0 = off) */
+  int on_nonfinite;       /* NonfiniteMode: what a NaN/Inf loss or gradient does */
   float val_fraction;     /* share of the training set held out for validation */
   int patience;           /* early stopping: epochs without a better validation loss (0 = off) */
   /* system */

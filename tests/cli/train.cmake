@@ -95,6 +95,33 @@ mt_train_error(float_labels 2 "float_labels\\.h5" --data bad/float_labels.h5)
 mt_train_error(zero_rows 2 "zero_rows\\.h5" --data bad/zero_rows.h5)
 mt_train_error(huge_rows 2 "huge_rows" --data bad/huge_rows_claim.h5)
 mt_train_error(shards_disagree 2 "bad_shards" --data bad/bad_shards-00000-of-00002.h5)
+# NaN features are refused even when rows are streamed rather than checked at open.
+mt_train_error(nan_streamed 2 "nan_features.h5: /train/x.5. holds NaN" --data bad/nan_features.h5 --in-memory no
+  --batch 1 --epochs 1 --hidden 4)
+# One sample with a finite but huge feature overflows its step's loss to NaN: stop names the step; skip drops that
+# step's update and goes on; a run that only ever produces NaN still stops.
+set(rows "")
+foreach(i RANGE 0 199)
+  math(EXPR label "${i} % 2")
+  if(i EQUAL 17)
+    string(APPEND rows "${label},3e38,3e38,3e38,3e38\n")
+  else()
+    math(EXPR a "${i} % 7")
+    string(APPEND rows "${label},${a},1,${label},2\n")
+  endif()
+endforeach()
+file(WRITE ${MT_TEST_DATA}/overflow.csv "${rows}")
+mt_expect(NAME train.make_overflow EXIT ok WITHIN 30 FIXTURES_SETUP overflow
+  COMMAND ${MT_BIN} convert --from csv --train ${MT_TEST_DATA}/overflow.csv --out ${MT_TEST_DATA}/overflow.h5)
+function(mt_overflow name exit regex)
+  mt_expect(NAME train.${name} NP 2 EXIT ${exit} WITHIN 30 MATCH "${regex}" FIXTURES_REQUIRED overflow
+    COMMAND ${MT_BIN} train --data ${MT_TEST_DATA}/overflow.h5 --hidden 4 --batch 1 --epochs 2 --optimizer sgd
+            --lr 0.01 --progress off ${ARGN})
+endfunction()
+mt_overflow(overflow_stops fail "error: the training loss became (NaN|infinite) at step [0-9]+ .epoch 1.")
+mt_overflow(overflow_skipped ok "non-finite loss, update skipped .2 so far" --on-nonfinite skip)
+mt_train_error(skip_forever 2 "100 steps in a row had a non-finite" --data ${MT_SMALL} --optimizer sgd --lr 1e30
+  --hidden 8 --epochs 20 --on-nonfinite skip)
 mt_train_error(diverged 2 "loss became (NaN|infinite) at step [0-9]+.*--lr" --data ${MT_SMALL} --optimizer sgd --lr 1e30 --hidden 8 --epochs 1)
 
 # Fashion-MNIST itself: one epoch on 2 ranks already clears 80 %.
