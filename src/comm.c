@@ -2,11 +2,14 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "mpitrain/comm.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A failed MPI call inside a collective leaves the other ranks in an unknown state: abort the job with a message
@@ -20,6 +23,17 @@
       MPI_Error_string(rc_, s_, &l_);                                                        \
       comm_abort((c), "%s failed at %s:%d: %s", #call, __FILE__, __LINE__, s_);              \
     }                                                                                        \
+  } while (0)
+
+static void wd_enter(Comm *c, const char *what);
+static void wd_leave(Comm *c);
+
+/* A blocking collective, visible to the stall inspector while it waits. */
+#define COLL(c, what, call)  \
+  do {                       \
+    wd_enter((c), (what));   \
+    MPI_CHECK((c), call);    \
+    wd_leave((c));           \
   } while (0)
 
 int comm_init(Comm *c, MPI_Comm parent, MtError *err) {
@@ -42,6 +56,7 @@ int comm_init(Comm *c, MPI_Comm parent, MtError *err) {
 }
 
 void comm_free(Comm *c) {
+  comm_watchdog_stop(c);
   if (c->node != MPI_COMM_NULL) MPI_Comm_free(&c->node);
   if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
 }
@@ -51,7 +66,7 @@ int comm_agree(Comm *c, MtError *err) {
    * gives the rank; the count needs a SUM, so a second small reduction. Start-up phases only. */
   int mine = err->failed ? c->rank : c->size;
   int first = c->size;
-  MPI_CHECK(c, MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->comm));
+  COLL(c, "error agreement", MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->comm));
   if (first == c->size) return 0;
   int failed = err->failed ? 1 : 0, n_failed = 0;
   MPI_CHECK(c, MPI_Allreduce(&failed, &n_failed, 1, MPI_INT, MPI_SUM, c->comm));
@@ -86,19 +101,19 @@ void comm_allreduce_sum(Comm *c, float *buf, size_t n) {
   const size_t piece = (size_t)1 << 30;
   for (size_t off = 0; off < n; off += piece) {
     int cnt = (int)(n - off < piece ? n - off : piece);
-    MPI_CHECK(c, MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_FLOAT, MPI_SUM, c->comm));
+    COLL(c, "allreduce", MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_FLOAT, MPI_SUM, c->comm));
   }
 }
 
 void comm_allreduce_sum_double(Comm *c, double *buf, size_t n) {
-  MPI_CHECK(c, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm));
+  COLL(c, "allreduce", MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm));
 }
 
 void comm_bcast(Comm *c, void *buf, size_t bytes, int root) {
   const size_t piece = (size_t)1 << 30;
   for (size_t off = 0; off < bytes; off += piece) {
     int cnt = (int)(bytes - off < piece ? bytes - off : piece);
-    MPI_CHECK(c, MPI_Bcast((char *)buf + off, cnt, MPI_BYTE, root, c->comm));
+    COLL(c, "broadcast", MPI_Bcast((char *)buf + off, cnt, MPI_BYTE, root, c->comm));
   }
 }
 
@@ -114,7 +129,7 @@ uint64_t comm_hash(const void *buf, size_t bytes) {
 
 int comm_replicas_identical(Comm *c, const void *buf, size_t bytes) {
   unsigned long long h = comm_hash(buf, bytes), lo = 0, hi = 0;
-  MPI_CHECK(c, MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, c->comm));
+  COLL(c, "replica check", MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, c->comm));
   MPI_CHECK(c, MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, c->comm));
   return lo == hi;
 }
@@ -246,7 +261,7 @@ void gradsync_finish(GradSync *g) {
   if (g->c->size == 1) return;
   double t0 = MPI_Wtime();
   while (g->launched < g->n_buckets) launch(g, g->launched++);
-  MPI_CHECK(g->c, MPI_Waitall(g->n_buckets + 1, g->req, MPI_STATUSES_IGNORE));
+  COLL(g->c, "gradient reduction", MPI_Waitall(g->n_buckets + 1, g->req, MPI_STATUSES_IGNORE));
   g->launched = 0;
   g->reduce_wait += MPI_Wtime() - t0;
 }
@@ -258,7 +273,7 @@ void gradsync_allgather(GradSync *g, float *params) {
   for (int b = 0; b < g->n_buckets; b++)
     MPI_CHECK(c, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params + g->start[b], g->counts + b * N,
                                  g->displs + b * N, MPI_FLOAT, c->comm, &g->req[b]));
-  MPI_CHECK(c, MPI_Waitall(g->n_buckets, g->req, MPI_STATUSES_IGNORE));
+  COLL(c, "parameter all-gather", MPI_Waitall(g->n_buckets, g->req, MPI_STATUSES_IGNORE));
 }
 
 void gradsync_gather(GradSync *g, const float *own, float *full, int root) {
@@ -302,7 +317,7 @@ void comm_shared_sync(Comm *c, CommShared *sh) {
    * so the owner's stores are complete and visible before anyone loads. */
   MPI_CHECK(c, MPI_Win_lock_all(MPI_MODE_NOCHECK, sh->win));
   MPI_CHECK(c, MPI_Win_sync(sh->win));
-  MPI_CHECK(c, MPI_Barrier(c->node));
+  COLL(c, "node barrier", MPI_Barrier(c->node));
   MPI_CHECK(c, MPI_Win_sync(sh->win));
   MPI_CHECK(c, MPI_Win_unlock_all(sh->win));
 }
@@ -311,4 +326,245 @@ void comm_shared_free(CommShared *sh) {
   if (sh->win != MPI_WIN_NULL) MPI_Win_free(&sh->win);
   memset(sh, 0, sizeof *sh);
   sh->win = MPI_WIN_NULL;
+}
+
+/* ==== Stall inspector ==== */
+
+enum { WD_QUERY = 1, WD_STATE = 2 };
+
+struct Watchdog {
+  pthread_t thread;
+  MPI_Comm comm;                  /* a duplicate: the inspector's messages never meet the application's */
+  double timeout;
+  atomic_int stop;
+  _Atomic(const char *) phase;    /* set by the main thread ... */
+  atomic_llong phase_since_us;
+  atomic_llong step;
+  _Atomic(const char *) coll;     /* ... the collective it waits in, or NULL */
+  atomic_llong coll_since_us;
+};
+
+/* What one rank tells the inspector. */
+typedef struct WdState {
+  int rank, in_coll;
+  double coll_s, phase_s;
+  long long step;
+  char phase[40], coll[40];
+} WdState;
+
+static long long now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void wd_enter(Comm *c, const char *what) {
+  if (c->wd == NULL) return;
+  atomic_store(&c->wd->coll_since_us, now_us());
+  atomic_store(&c->wd->coll, what);
+}
+
+static void wd_leave(Comm *c) {
+  if (c->wd == NULL) return;
+  atomic_store(&c->wd->coll, (const char *)NULL);
+}
+
+void comm_phase(Comm *c, const char *phase, int64_t step) {
+  if (c->wd == NULL) return;
+  if (atomic_load(&c->wd->phase) != phase) {
+    atomic_store(&c->wd->phase_since_us, now_us());
+    atomic_store(&c->wd->phase, phase);
+  }
+  atomic_store(&c->wd->step, (long long)step);
+}
+
+static WdState wd_state(const Comm *c) {
+  Watchdog *w = c->wd;
+  WdState s;
+  memset(&s, 0, sizeof s);
+  long long t = now_us();
+  const char *coll = atomic_load(&w->coll), *phase = atomic_load(&w->phase);
+  s.rank = c->rank;
+  s.in_coll = coll != NULL;
+  s.coll_s = coll ? (t - atomic_load(&w->coll_since_us)) / 1e6 : 0;
+  s.phase_s = (t - atomic_load(&w->phase_since_us)) / 1e6;
+  s.step = atomic_load(&w->step);
+  snprintf(s.phase, sizeof s.phase, "%s", phase ? phase : "?");
+  snprintf(s.coll, sizeof s.coll, "%s", coll ? coll : "");
+  return s;
+}
+
+/* Answers every pending query. */
+static void wd_serve(Comm *c) {
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, WD_QUERY, c->wd->comm, &flag, &st) != MPI_SUCCESS || !flag) return;
+    int who = 0;
+    MPI_Recv(&who, 1, MPI_INT, st.MPI_SOURCE, WD_QUERY, c->wd->comm, MPI_STATUS_IGNORE);
+    WdState s = wd_state(c);
+    MPI_Send(&s, (int)sizeof s, MPI_BYTE, st.MPI_SOURCE, WD_STATE, c->wd->comm);
+  }
+}
+
+static void nap(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  nanosleep(&ts, NULL);
+}
+
+/* "0-3,5,7-9" from a sorted list. */
+static void ranges(const int *r, int n, char *buf, size_t len) {
+  size_t p = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < n && p < len; i++) {
+    int j = i;
+    while (j + 1 < n && r[j + 1] == r[j] + 1) j++;
+    p += (size_t)snprintf(buf + p, len - p, "%s%d", i ? "," : "", r[i]);
+    if (j > i && p < len) p += (size_t)snprintf(buf + p, len - p, "-%d", r[j]);
+    i = j;
+  }
+}
+
+/* This rank has waited too long: ask everyone, and let the lowest waiting rank say what is going on. */
+static void wd_report(Comm *c, WdState me) {
+  Watchdog *w = c->wd;
+  const int N = c->size;
+  WdState *all = calloc((size_t)N, sizeof *all);
+  char *got = calloc((size_t)N, 1);
+  int *waiting = calloc((size_t)N, sizeof(int)), *late = calloc((size_t)N, sizeof(int));
+  if (!all || !got || !waiting || !late) MPI_Abort(MPI_COMM_WORLD, 1);
+  all[c->rank] = me;
+  got[c->rank] = 1;
+  for (int r = 0; r < N; r++)
+    if (r != c->rank) {
+      MPI_Request q;
+      MPI_Isend(&c->rank, 1, MPI_INT, r, WD_QUERY, w->comm, &q);
+      MPI_Request_free(&q);
+    }
+  /* Replies for up to 5 s; keep answering others' questions meanwhile. */
+  long long deadline = now_us() + 5000000;
+  int have = 1;
+  while (have < N && now_us() < deadline) {
+    wd_serve(c);
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, WD_STATE, w->comm, &flag, &st);
+    if (!flag) {
+      nap(0.01);
+      continue;
+    }
+    WdState s;
+    MPI_Recv(&s, (int)sizeof s, MPI_BYTE, st.MPI_SOURCE, WD_STATE, w->comm, MPI_STATUS_IGNORE);
+    if (s.rank >= 0 && s.rank < N && !got[s.rank]) {
+      all[s.rank] = s;
+      got[s.rank] = 1;
+      have++;
+    }
+  }
+  if (atomic_load(&w->coll) == NULL) goto out; /* it moved on while we asked: a slow step, not a stall */
+  int nw = 0, nl = 0, lowest_waiting = -1;
+  for (int r = 0; r < N; r++) {
+    if (!got[r]) continue;
+    if (all[r].in_coll) {
+      waiting[nw++] = r;
+      if (lowest_waiting < 0) lowest_waiting = r;
+    } else {
+      late[nl++] = r;
+    }
+  }
+  if (lowest_waiting != c->rank) {
+    /* A lower rank reports; if it cannot (it died before printing), this one does after a while. */
+    long long until = now_us() + 10000000;
+    while (now_us() < until && !atomic_load(&w->stop)) {
+      wd_serve(c);
+      nap(0.05);
+    }
+  }
+  char line[2048], list[512];
+  int p = snprintf(line, sizeof line, "mpitrain: stall: no progress for %.0f s in the %s of step %lld", me.coll_s,
+                   me.coll, me.step);
+  ranges(waiting, nw, list, sizeof list);
+  p += snprintf(line + p, sizeof line - (size_t)p, "; waiting there: rank%s %s", nw == 1 ? "" : "s", list);
+  for (int i = 0; i < nl && p < (int)sizeof line; i++) {
+    const WdState *s = &all[late[i]];
+    p += snprintf(line + p, sizeof line - (size_t)p, "; rank %d has not arrived: in phase '%s' for %.0f s (step %lld)",
+                  s->rank, s->phase, s->phase_s, s->step);
+  }
+  int nm = 0;
+  for (int r = 0; r < N; r++)
+    if (!got[r]) late[nm++] = r;
+  if (nm > 0 && p < (int)sizeof line) {
+    ranges(late, nm, list, sizeof list);
+    p += snprintf(line + p, sizeof line - (size_t)p, "; rank%s %s did not answer (stopped, or hung in the kernel?)",
+                  nm == 1 ? "" : "s", list);
+  }
+  if (p < (int)sizeof line) snprintf(line + p, sizeof line - (size_t)p, ". Aborting the job (--stall-timeout %g).",
+                                     w->timeout);
+  fprintf(stderr, "%s\n", line);
+  fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 3);
+out:
+  free(late);
+  free(waiting);
+  free(got);
+  free(all);
+}
+
+static void *wd_main(void *arg) {
+  Comm *c = arg;
+  Watchdog *w = c->wd;
+  while (!atomic_load(&w->stop)) {
+    wd_serve(c);
+    const char *coll = atomic_load(&w->coll);
+    if (coll != NULL && (now_us() - atomic_load(&w->coll_since_us)) / 1e6 > w->timeout) {
+      WdState me = wd_state(c);
+      if (me.in_coll) wd_report(c, me);
+    }
+    nap(0.1);
+  }
+  return NULL;
+}
+
+int comm_watchdog_start(Comm *c, double timeout_s, MtError *err) {
+  if (timeout_s <= 0 || c->wd != NULL) return 0;
+  int level = 0;
+  MPI_Query_thread(&level);
+  if (level < MPI_THREAD_MULTIPLE)
+    return 0; /* the MPI library cannot host the inspector's thread: go on without it (README says so) */
+  Watchdog *w = calloc(1, sizeof *w);
+  if (w == NULL) return mt_fail(err, "out of memory starting the stall inspector");
+  w->timeout = timeout_s;
+  atomic_store(&w->phase, "startup");
+  atomic_store(&w->phase_since_us, now_us());
+  if (MPI_Comm_dup(c->comm, &w->comm) != MPI_SUCCESS) {
+    free(w);
+    return mt_fail(err, "MPI_Comm_dup failed starting the stall inspector");
+  }
+  c->wd = w;
+  if (pthread_create(&w->thread, NULL, wd_main, c) != 0) {
+    c->wd = NULL;
+    MPI_Comm_free(&w->comm);
+    free(w);
+    return mt_fail(err, "cannot start the stall inspector's thread");
+  }
+  return 0;
+}
+
+void comm_watchdog_stop(Comm *c) {
+  Watchdog *w = c->wd;
+  if (w == NULL) return;
+  atomic_store(&w->stop, 1);
+  pthread_join(w->thread, NULL);
+  c->wd = NULL;
+  /* Every rank stops its thread before freeing the communicator, so no query is left in flight to a rank whose
+   * inspector has gone; a barrier on the inspector's own communicator makes sure of it. */
+  MPI_Barrier(w->comm);
+  int flag = 0;
+  MPI_Status st;
+  while (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, w->comm, &flag, &st) == MPI_SUCCESS && flag) {
+    char junk[sizeof(WdState)];
+    MPI_Recv(junk, (int)sizeof junk, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, w->comm, MPI_STATUS_IGNORE);
+  }
+  MPI_Comm_free(&w->comm);
+  free(w);
 }

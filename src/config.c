@@ -165,6 +165,10 @@ const OptionSpec config_train_options[] = {
    .help = "ZeRO-1: reduce-scatter the gradient, each rank updates its 1/N of the parameters with its 1/N of the "
            "optimiser state, then all-gather the parameters; same traffic as an allreduce, 1/N of the optimiser "
            "memory and work"},
+  {.name = "stall-timeout", .type = OT_FLOAT, .offset = offsetof(Config, stall_timeout), .def = "600",
+   .metavar = "SECONDS", .min = 0, .max = NOMAX, .flags = RANGED, .word = "off", .word_value = 0,
+   .help = "stall inspector: when a rank has waited this long in a collective, find out which ranks have not "
+           "arrived and what they are doing, print it and abort the job instead of hanging; off = never"},
   {.name = "check-replicas", .type = OT_INT, .offset = offsetof(Config, check_replicas), .def = "0",
    .metavar = "K", .min = 0, .max = NOMAX, .flags = RANGED, .word = "off", .word_value = 0,
    .help = "every K steps, verify that all ranks hold bit-identical parameters; 0 = off"},

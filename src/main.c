@@ -71,7 +71,9 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  MPI_Init(&argc, &argv);
+  /* THREAD_MULTIPLE for the stall inspector's thread (comm.h); without it the inspector stays off. */
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   Comm comm;
   MtError err = {0};
   if (comm_init(&comm, MPI_COMM_WORLD, &err) != 0) {

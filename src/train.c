@@ -431,10 +431,29 @@ static void log_norms(Trainer *t, const StepStats *st) {
               sqrt(t->norm_sums[i]));
 }
 
+/* Fault injection for the stall inspector's tests: MPITRAIN_TEST_STALL=RANK:STEP:SECONDS makes that rank sleep
+ * in the data phase of that step, the way a hung file system would. Read once; costs nothing otherwise. */
+static void fault_inject(Trainer *t) {
+  static int parsed = 0, rank = -1;
+  static long long at = -1;
+  static double secs = 0;
+  if (!parsed) {
+    parsed = 1;
+    const char *e = getenv("MPITRAIN_TEST_STALL");
+    if (e == NULL || sscanf(e, "%d:%lld:%lf", &rank, &at, &secs) != 3) rank = -1;
+  }
+  if (rank == t->comm->rank && at == t->step + 1) {
+    struct timespec ts = {(time_t)secs, 0};
+    nanosleep(&ts, NULL);
+  }
+}
+
 int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   Model *m = &t->model;
   const int C = t->info->n_classes;
   if (t->epoch_pos >= t->n_train) advance_epoch(t);
+  comm_phase(t->comm, "data", t->step + 1);
+  fault_inject(t);
   double t0 = now();
   if (t->perm_epoch != t->epoch) {
     /* The same (seed, epoch) gives the same order on every rank and for every rank count. */
@@ -471,6 +490,7 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
     if (!local.failed && data_read(t->ds, SPLIT_TRAIN, t->rows + c0, cn, t->x, t->y, &local) != 0) cn = 0;
     if (local.failed) cn = 0;
     double b = now();
+    comm_phase(t->comm, "forward", t->step + 1);
     ctx.sample_ids = t->rows + c0;
     const float *logits = model_forward_ctx(m, t->x, cn, &ctx);
     loss_softmax_xent(logits, t->y, cn, C, grad_scale, t->dlogits, &sums);
@@ -486,6 +506,7 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
       m->ctx.grad_ready_arg = &t->gs;
     }
     double c = now();
+    comm_phase(t->comm, "backward", t->step + 1);
     model_backward(m, t->x, t->dlogits, cn, c0 > 0);
     double e = now();
     td += b - a;
@@ -495,7 +516,9 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   }
 
   double r0 = now();
+  comm_phase(t->comm, "gradient reduction", t->step + 1);
   gradsync_finish(&t->gs);
+  comm_phase(t->comm, "update", t->step + 1);
   double r1 = now();
   if (tail[TAIL_FAILED] > 0) { /* every rank saw the count: all enter the agreement together */
     *err = local;
@@ -640,6 +663,7 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
 static int evaluate_rows(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc,
                          MtError *err) {
   Model *m = &t->model;
+  comm_phase(t->comm, "eval", t->step);
   int64_t lo, hi;
   trainer_rank_slice(n, t->comm->rank, t->comm->size, &lo, &hi);
   LossSums sums = {0, 0};
@@ -773,6 +797,7 @@ static int check_params_finite(const Trainer *t, MtError *err) {
  * could not be written (disk full, directory gone) stops the run on every rank, the previous one intact. name NULL:
  * ckpt-<step>.h5, kept K at a time; else that file (best.h5). */
 static int trainer_save_as(Trainer *t, const char *name, MtError *err) {
+  comm_phase(t->comm, "checkpoint", t->step);
   MtError local = {0};
   char path[1100] = "";
   double t0 = now();
@@ -1186,14 +1211,20 @@ int train_main(Comm *c, int argc, char **argv) {
     if (c->rank == 0) config_print_help("train");
     return 0;
   }
+  if (comm_watchdog_start(c, cfg.stall_timeout, &err) != 0 || comm_agree(c, &err) != 0) {
+    comm_report(c, &err);
+    return 1;
+  }
   Trainer *t = NULL;
   if (trainer_create(&t, &cfg, c, NULL, &err) != 0) {
     comm_report(c, &err);
+    comm_watchdog_stop(c);
     return 1;
   }
   int ok = trainer_fit(t, &err);
   /* Errors inside fit are already the same on every rank (agreed, or derived from reduced values). */
   trainer_free(t);
+  comm_watchdog_stop(c);
   if (ok != 0) {
     comm_report(c, &err);
     return 1;

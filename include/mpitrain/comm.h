@@ -12,12 +12,15 @@
 
 #include "mpitrain/error.h"
 
+typedef struct Watchdog Watchdog;
+
 typedef struct Comm {
   MPI_Comm comm;      /* our duplicate of the communicator we were given */
   int rank, size;
   MPI_Comm node;      /* ranks sharing this node's memory */
   int node_rank, node_size;
   int node_cores;     /* CPUs this process may run on (affinity mask), at least 1 */
+  Watchdog *wd;       /* the stall inspector, when running */
 } Comm;
 
 int comm_init(Comm *c, MPI_Comm parent, MtError *err);
@@ -114,6 +117,20 @@ int comm_default_threads(const Comm *c);
 
 /* Prints "mpitrain: rank R: fatal: <msg>" and MPI_Aborts the job. For errors that cannot be agreed on. */
 void comm_abort(const Comm *c, const char *fmt, ...) MT_PRINTF(2, 3);
+
+/* ==== Stall inspector ====
+ *
+ * In MPI a rank that stops (hangs in I/O, livelocks, is SIGSTOPped, or simply took a different path) leaves every
+ * other rank waiting in the next collective, forever. The inspector is a thread per rank (it needs
+ * MPI_THREAD_MULTIPLE) on a communicator of its own: when this rank has waited in a collective for longer than the
+ * timeout, it asks every rank where it is — the phase (startup, data, forward, backward, gradient reduction,
+ * update, eval, checkpoint), whether it waits in a collective and which, the step — and the lowest waiting rank
+ * prints one line naming the ranks that have not arrived and what they are doing, then aborts the job: a clean end
+ * with a reason instead of a job that burns its allocation. */
+int comm_watchdog_start(Comm *c, double timeout_s, MtError *err); /* collective; 0 timeout = off */
+void comm_watchdog_stop(Comm *c);                                  /* collective */
+/* What this rank is doing now (a string with static lifetime) and the step: cheap, call freely. */
+void comm_phase(Comm *c, const char *phase, int64_t step);
 
 /* 64-bit FNV-1a of a byte buffer (used for replica checks; exposed for tests). Not collective. */
 uint64_t comm_hash(const void *buf, size_t bytes);

@@ -157,3 +157,11 @@ mt_expect(NAME train.recommended_ini NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED tr
 mt_test(NAME lessons.quick TIMEOUT 300
   COMMAND env QUICK=1 NP=2 MT_BUILD=${CMAKE_BINARY_DIR} WORK=${MT_TEST_DATA}/lessons OUTDIR=${MT_TEST_DATA}/lessons
           bash -c "bash ${CMAKE_SOURCE_DIR}/launch/lessons/lessons.sh && ls ${MT_TEST_DATA}/lessons/*.png | wc -l | grep -qx 5")
+
+# Stall inspector: a rank stuck in the data phase (fault injection: it sleeps there) is named with its phase; a rank
+# frozen with SIGSTOP (its inspector too) is named as silent; either way the job ends within seconds, non-zero.
+mt_expect(NAME train.stall_injected EXIT fail WITHIN 40 FIXTURES_REQUIRED train_small
+  MATCH "^mpitrain: stall: no progress for [0-9]+ s in the gradient reduction of step 5. waiting there: ranks 0-1,3. rank 2 has not arrived: in phase 'data'"
+  COMMAND env MPITRAIN_TEST_STALL=2:5:120 ${MT_MPIRUN} -np 4 ${MT_BIN} train --data ${MT_SMALL} --hidden 16
+          --batch 32 --epochs 2 --stall-timeout 2 --progress off)
+mt_test(NAME train.stall_sigstop TIMEOUT 90 COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/stall.sh ${MT_BIN})

@@ -87,6 +87,7 @@ static void test_defaults(void **state) {
   assert_true(c.val_fraction == 0 && c.patience == 0 && c.log_norms == 0);
   assert_true(c.bucket_mb == 0.5f && c.shard_optimizer == 0);
   assert_int_equal(c.on_nonfinite, NONFINITE_STOP);
+  assert_true(c.stall_timeout == 600);
 }
 
 /* Every default must pass its own option's checks (opts_defaults does not report a bad one). */
@@ -101,7 +102,7 @@ static void test_table_defaults_valid(void **state) {
       fail_msg("default of --%s is rejected: %s", o->name, err.msg);
     assert_non_null(o->help);
   }
-  assert_int_equal(count, 49); /* a new option: add its default to test_defaults too */
+  assert_int_equal(count, 50); /* a new option: add its default to test_defaults too */
 }
 
 static void test_choices_follow_enums(void **state) {
