@@ -165,3 +165,11 @@ mt_expect(NAME train.stall_injected EXIT fail WITHIN 40 FIXTURES_REQUIRED train_
   COMMAND env MPITRAIN_TEST_STALL=2:5:120 ${MT_MPIRUN} -np 4 ${MT_BIN} train --data ${MT_SMALL} --hidden 16
           --batch 32 --epochs 2 --stall-timeout 2 --progress off)
 mt_test(NAME train.stall_sigstop TIMEOUT 90 COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/stall.sh ${MT_BIN})
+
+# The environment fails the run: full disk during a checkpoint, a metrics log on a full device, an impossible
+# checkpoint directory.
+foreach(scenario disk_full log_full ckpt_dir)
+  mt_test(NAME train.environment.${scenario} TIMEOUT 60 FIXTURES_REQUIRED train_small
+    COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/environment.sh ${scenario} ${MT_BIN} ${MT_SMALL})
+  set_tests_properties(train.environment.${scenario} PROPERTIES SKIP_RETURN_CODE 77)
+endforeach()
