@@ -139,6 +139,18 @@ int model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err) {
   return 0;
 }
 
+double model_plan_bytes(const ModelSpec *spec, int max_batch) {
+  double params = 0, acts = 0, in = spec->n_inputs, widest = spec->n_classes;
+  for (int k = 0; k <= spec->n_hidden && k <= MODEL_MAX_HIDDEN; k++) {
+    double out = k < spec->n_hidden ? spec->hidden[k] : spec->n_classes;
+    params += out * in + out + (k < spec->n_hidden && spec->bn != BN_NONE ? 2 * out : 0);
+    acts += (double)max_batch * out * (k < spec->n_hidden ? 4 : 1); /* output, BN x̂ and y, dropout mask */
+    if (out > widest) widest = out;
+    in = out;
+  }
+  return 4.0 * (2 * params + acts + 2.0 * max_batch * widest);
+}
+
 void model_free(Model *m) {
   mt_free(m->red);
   mt_free(m->dbuf[1]);

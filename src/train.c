@@ -341,6 +341,15 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
     spec.hidden[i] = cfg->hidden.v[i];
     spec.dropout[i] = cfg->dropout;
   }
+  /* Before asking for the memory: an absurd model fails with a message, not with the OOM killer. The optimiser
+   * adds up to two more copies of the parameters. */
+  double need = model_plan_bytes(&spec, t->micro) * 2, ram = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+  if (ram > 0 && need > 0.75 * ram) {
+    mt_fail(err, "the model (--hidden %s) needs about %.1f GiB per rank with its optimiser state and activations; "
+                 "this machine has %.1f GiB",
+            cfg->hidden.n ? "as given" : "none", need / 1073741824.0, ram / 1073741824.0);
+    goto agree;
+  }
   if (model_create(&t->model, &spec, t->micro, err) != 0) goto agree;
   init_params(&t->model, (InitKind)cfg->init, (uint64_t)cfg->seed);
   t->n_tensors = model_tensors(&t->model, t->tensors, 4 * MODEL_MAX_HIDDEN + 2);

@@ -92,6 +92,9 @@ typedef struct Model {
 /* Builds the layer list dense0 [bn0] act0 [bn0] [dropout0] dense1 ... denseL (logits), allocates everything, and
  * sets batch-norm gamma = 1, beta = 0, running mean 0 and variance 1 (weights are init.h's job). */
 int model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err);
+/* Bytes model_create would allocate (parameters, gradients, statistics, activations), computed without allocating:
+ * to refuse an absurd model with a message before asking for the memory. */
+double model_plan_bytes(const ModelSpec *spec, int max_batch);
 void model_free(Model *m);
 int model_has_bn(const Model *m);
 

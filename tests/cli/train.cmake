@@ -70,13 +70,15 @@ mt_expect(NAME train.help EXIT ok WITHIN 20 MATCH "--lr .*default: 5e-4"
 
 # ---- errors: every rank ends within seconds, non-zero, with a one-line reason ----
 function(mt_train_error name np regex)
-  mt_expect(NAME train.error.${name} NP ${np} EXIT fail WITHIN 20 MATCH "${regex}" NOMATCH "Segmentation|Aborted"
+  mt_expect(NAME train.error.${name} NP ${np} EXIT fail WITHIN 10 MATCH "${regex}" NOMATCH "Segmentation|Aborted"
     FIXTURES_REQUIRED train_small synth_tiny bad_data COMMAND ${MT_BIN} train --progress off ${ARGN})
 endfunction()
 mt_train_error(missing_file 3 "error: .*nope\\.h5.*(No such file|cannot open)" --data nope.h5)
 mt_train_error(lr_negative 2 "--lr: expected a number > 0" --data ${MT_SMALL} --lr -1)
 mt_train_error(batch_zero 2 "--batch: expected" --data ${MT_SMALL} --batch 0)
 mt_train_error(hidden_zero 2 "--hidden" --data ${MT_SMALL} --hidden 0)
+mt_train_error(hidden_huge 2 "--hidden: expected a comma-separated list of whole numbers in .1, 1048576." --data ${MT_SMALL} --hidden 1099511627776)
+mt_train_error(model_too_big 2 "the model .--hidden as given. needs about [0-9.]+ GiB per rank" --data ${MT_SMALL} --hidden 1048576,1048576)
 mt_train_error(beta1_one 2 "--beta1" --data ${MT_SMALL} --beta1 1)
 mt_train_error(unknown_optimizer 2 "--optimizer: .*adamx.*sgd, momentum, rmsprop, adam" --data ${MT_SMALL} --optimizer adamx)
 mt_train_error(unknown_activation 2 "--activation: .*relux" --data ${MT_SMALL} --activation relux)
