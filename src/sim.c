@@ -69,7 +69,18 @@ double sim_gemm_seconds(const Model *m, int rows) {
   return model_gemm_flops(m, rows) / sg_host_get_speed(sg_host_self());
 }
 
+int sim_iallreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
+                   MPI_Request *req) {
+  *req = MPI_REQUEST_NULL;
+  return MPI_Allreduce(sendbuf, recvbuf, count, type, op, comm);
+}
+
 #else /* the Open MPI build: real compute, always */
+
+int sim_iallreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
+                   MPI_Request *req) {
+  return MPI_Iallreduce(sendbuf, recvbuf, count, type, op, comm, req);
+}
 
 SimMode sim_mode(void) { return SIM_REAL; }
 int sim_step_begin(Model *m, int rows, int micro) {

@@ -18,6 +18,8 @@
 #ifndef MPITRAIN_SIM_H
 #define MPITRAIN_SIM_H
 
+#include <mpi.h>
+
 #include "mpitrain/model.h"
 
 typedef enum SimMode { SIM_REAL = 0, SIM_MODEL, SIM_SAMPLE } SimMode;
@@ -34,5 +36,15 @@ void sim_step_end(int skipped);
 /* Hook for the benchmark's sgemm roofline: the simulated seconds of the GEMMs of one forward+backward over `rows`
  * rows in model mode (flops / host speed), 0 otherwise (then time them for real). */
 double sim_gemm_seconds(const Model *m, int rows);
+
+/* MPI_Iallreduce for the SMPI build. SimGrid 3.32's non-blocking collectives ignore the collective algorithm
+ * settings and send the whole buffer from every rank to every other (n-1 full copies per rank, n-1 temporary
+ * buffers): at 256 ranks and 4 MB that is 1 GB per rank, and nothing like the ring or Rabenseifner algorithm Open
+ * MPI runs. Under SMPI this runs the blocking MPI_Allreduce (the configured algorithm) at once and returns
+ * MPI_REQUEST_NULL: each bucket's time is right, but the simulation shows no overlap (an upper bound on the step
+ * time). In the Open MPI build it is MPI_Iallreduce. To use it: #define MPI_Iallreduce sim_iallreduce in comm.c
+ * under #ifdef MPITRAIN_SMPI. */
+int sim_iallreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
+                   MPI_Request *req);
 
 #endif
