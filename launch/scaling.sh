@@ -65,7 +65,8 @@ out=$(mkdir -p "${out:-$MT_BUILD_SMPI/scaling}" && cd "${out:-$MT_BUILD_SMPI/sca
 csv="$out/scaling.csv"
 log="$out/runs.log"
 : > "$log"
-echo "kind,series,platform,allreduce,ranks,batch,rows_per_rank,samples_per_s,step_ms,compute_ms,comm_ms,comm_fraction,efficiency" > "$csv"
+echo "kind,series,platform,allreduce,ranks,batch,rows_per_rank,samples_per_s,step_ms,compute_ms,comm_ms,\
+comm_fraction,efficiency" > "$csv"
 
 field() { sed -n "s/.*\"$1\": \"\{0,1\}\([^,\"}]*\).*/\1/p"; }
 # Appends one CSV row from a bench JSON line, given the 1-rank samples/s of the series (empty: this is it).
@@ -77,7 +78,9 @@ record() { # kind series platform alg json base_sps [efficiency_override]
       if (eff == "") eff = (base > 0 ? sps / (n * base) : 1);
       printf "%s,%s,%s,%s,%d,%d,%d,%.1f,%.4f,%.4f,%.4f,%.4f,%.4f\n", k, s, p, a, n, b, r, sps, st, st - ar, ar, ar / st, eff
     }' >> "$csv"
-  tail -1 "$csv" | awk -F, '{ printf "  %-4s %-6s %5d ranks  batch %7d (%5d/rank)  step %8.3f ms = compute %8.3f + communication %7.3f ms (%4.1f%%)  %10.0f samples/s  efficiency %5.1f%%\n", $1, $2, $5, $6, $7, $9, $10, $11, 100 * $12, $8, 100 * $13 }'
+  tail -1 "$csv" | awk -F, '{ printf "  %-4s %-6s %5d ranks  batch %7d (%5d/rank)  step %8.3f ms = compute %8.3f", \
+    $1, $2, $5, $6, $7, $9, $10; printf " + communication %7.3f ms (%4.1f%%)  %10.0f samples/s  efficiency %5.1f%%\n", \
+    $11, 100 * $12, $8, 100 * $13 }'
 }
 
 series_batch() { # series n -> global batch
