@@ -16,3 +16,11 @@ mt_build() {
   cmake -S "$MT_ROOT" -B "$MT_BUILD" -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" "$@" >/dev/null
   cmake --build "$MT_BUILD" -j "$(nproc)"
 }
+
+# The SimGrid SMPI build (simulated clusters, launch/scaling.sh) lives in its own directory.
+MT_BUILD_SMPI=${MT_BUILD_SMPI:-$MT_ROOT/build-smpi}
+mt_build_smpi() {
+  cmake -S "$MT_ROOT" -B "$MT_BUILD_SMPI" -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-Release}" -DMPITRAIN_SMPI=ON "$@" \
+    >/dev/null
+  cmake --build "$MT_BUILD_SMPI" -j "$(nproc)"
+}

@@ -12,7 +12,9 @@ packages=(
   libinih-dev                          # INI configuration files
   libcmocka-dev procps                 # unit tests; pgrep for the checkpoint tests
   dataset-fashion-mnist                # the default dataset, IDX files under /usr/share/datasets/fashion-mnist
-  gnuplot-nox                          # the lessons' plots (launch/lessons)
+  gnuplot-nox                          # the lessons' and launch/scaling.sh's plots
+  libsimgrid-dev libhdf5-dev           # the SMPI build (simulated clusters): SimGrid, serial HDF5 (the normal
+                                       # build still finds the parallel HDF5: h5pcc and hdf5.pc stay Open MPI's)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -67,6 +67,11 @@ static const char *level_name(int level) {
 }
 
 void blas_fix_coretype(char **argv) {
+#ifdef MPITRAIN_SMPI
+  /* Under smpirun /proc/self/exe is SimGrid's launcher, not this program: set OPENBLAS_CORETYPE outside. */
+  (void)argv;
+  return;
+#endif
   const char *off = getenv("MPITRAIN_BLAS_AUTOFIX");
   if (off && strcmp(off, "0") == 0) return;
   if (getenv("OPENBLAS_CORETYPE") != NULL) return; /* the user's explicit choice wins */
@@ -120,5 +125,10 @@ int blas_flush_denormals(void) {
 #endif
 }
 
-void blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+void blas_set_threads(int n) {
+#ifdef MPITRAIN_SMPI
+  n = 1; /* SMPI charges the CPU time of the calling thread only; OpenBLAS's workers would go unaccounted */
+#endif
+  openblas_set_num_threads(n < 1 ? 1 : n);
+}
 int blas_get_threads(void) { return openblas_get_num_threads(); }

@@ -12,6 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef MPITRAIN_SMPI
+#include "mpitrain/sim.h"
+/* SimGrid 3.32 models non-blocking allreduce as all-to-all copies of the whole buffer (sim.h): use the blocking,
+ * correctly modelled one there. The simulation then shows no overlap: an upper bound on the step time. */
+#define MPI_Iallreduce sim_iallreduce
+#endif
+
 /* A failed MPI call inside a collective leaves the other ranks in an unknown state: abort the job with a message
  * that names the call and the rank rather than return something no one can agree on. */
 #define MPI_CHECK(c, call)                                                                   \
@@ -527,6 +534,9 @@ static void *wd_main(void *arg) {
 
 int comm_watchdog_start(Comm *c, double timeout_s, MtError *err) {
   if (timeout_s <= 0 || c->wd != NULL) return 0;
+#ifdef MPITRAIN_SMPI
+  return 0; /* simulated ranks are threads of one process already; a simulated stall is not a real one */
+#endif
   int level = 0;
   MPI_Query_thread(&level);
   if (level < MPI_THREAD_MULTIPLE)

@@ -20,6 +20,7 @@
 #include "mpitrain/init.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/rng.h"
+#include "mpitrain/sim.h"
 
 /* Slots in the gradient buffer's tail (model.h, MODEL_GRAD_TAIL) that ride along in the gradient allreduce. */
 enum { TAIL_LOSS = 0, TAIL_CORRECT, TAIL_FAILED, TAIL_STOP, TAIL_USED };
@@ -491,9 +492,13 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
                       .reduce = t->comm->size > 1 ? reduce_over_ranks : NULL, .reduce_arg = t->comm};
   double tf = 0, tb = 0, td = now() - t0;
   if (t->state_snapshot) memcpy(t->state_snapshot, m->state, sizeof(float) * m->n_state);
+  /* ==== SimGrid SMPI hook (sim.h): in a simulated run with modelled compute, the simulator charges this step's
+   * forward/backward to the clock instead (counted as backward time) and zeroes the gradients. ==== */
+  const int simulated = sim_step_begin(m, t->n_rows, t->micro);
+  if (simulated) tb = now() - t0 - td;
   /* At least one chunk, even with no rows: with batch normalisation every rank must make the same reductions.
    * A rank whose read fails carries on with zero rows for the same reason, and reports after the reduction. */
-  for (int c0 = 0; c0 == 0 || c0 < t->n_rows; c0 += t->micro) {
+  for (int c0 = 0; !simulated && (c0 == 0 || c0 < t->n_rows); c0 += t->micro) {
     int cn = t->n_rows - c0 < t->micro ? t->n_rows - c0 : t->micro;
     double a = now();
     if (!local.failed && data_read(t->ds, SPLIT_TRAIN, t->rows + c0, cn, t->x, t->y, &local) != 0) cn = 0;
@@ -522,6 +527,12 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
     tf += c - b;
     tb += e - c;
     if (last) break;
+  }
+  sim_step_end(simulated); /* SMPI hook (sim.h) */
+  if (simulated) { /* no chunk ran: the sums are zero, the flags still count */
+    tail[TAIL_LOSS] = tail[TAIL_CORRECT] = 0.0f;
+    tail[TAIL_FAILED] = 0.0f;
+    tail[TAIL_STOP] = stop_signal != 0 ? 1.0f : 0.0f;
   }
 
   double r0 = now();
