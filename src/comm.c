@@ -258,7 +258,7 @@ static void launch(GradSync *g, int b) {
 }
 
 void gradsync_ready(GradSync *g, size_t offset) {
-  if (g->c->size == 1) return;
+  if (g->c->size == 1 || g->n_buckets == 1) return; /* one bucket: fused, blocking, in gradsync_finish */
   while (g->launched < g->n_buckets && g->start[g->launched] >= offset) launch(g, g->launched++);
   int done = 0;
   MPI_CHECK(g->c, MPI_Testall(g->n_buckets + 1, g->req, &done, MPI_STATUSES_IGNORE));
@@ -267,6 +267,23 @@ void gradsync_ready(GradSync *g, size_t offset) {
 void gradsync_finish(GradSync *g) {
   if (g->c->size == 1) return;
   double t0 = MPI_Wtime();
+  if (g->n_buckets == 1) {
+    /* One fused bucket: nothing to overlap with, so the blocking collective, whose tuned algorithms Open MPI runs
+     * 1.5-2.5x faster than the non-blocking ones of the same size (measured: bench). */
+    Comm *c = g->c;
+    if (!g->shard) {
+      COLL(c, "gradient reduction", MPI_Allreduce(MPI_IN_PLACE, g->grads, (int)(g->n + g->n_tail), MPI_FLOAT,
+                                                  MPI_SUM, c->comm));
+    } else {
+      if (g->n_tail > 0)
+        COLL(c, "gradient reduction",
+             MPI_Allreduce(MPI_IN_PLACE, g->grads + g->n, (int)g->n_tail, MPI_FLOAT, MPI_SUM, c->comm));
+      COLL(c, "gradient reduction",
+           MPI_Reduce_scatter(g->grads, g->own, g->counts, MPI_FLOAT, MPI_SUM, c->comm));
+    }
+    g->reduce_wait += MPI_Wtime() - t0;
+    return;
+  }
   while (g->launched < g->n_buckets) launch(g, g->launched++);
   COLL(g->c, "gradient reduction", MPI_Waitall(g->n_buckets + 1, g->req, MPI_STATUSES_IGNORE));
   g->launched = 0;
@@ -277,6 +294,11 @@ void gradsync_allgather(GradSync *g, float *params) {
   if (!g->shard) return;
   Comm *c = g->c;
   const int N = c->size;
+  if (g->n_buckets == 1) {
+    COLL(c, "parameter all-gather", MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params, g->counts, g->displs,
+                                                   MPI_FLOAT, c->comm));
+    return;
+  }
   for (int b = 0; b < g->n_buckets; b++)
     MPI_CHECK(c, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params + g->start[b], g->counts + b * N,
                                  g->displs + b * N, MPI_FLOAT, c->comm, &g->req[b]));

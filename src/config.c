@@ -157,10 +157,12 @@ const OptionSpec config_train_options[] = {
   {.section = "system", .name = "threads", .type = OT_INT, .offset = offsetof(Config, threads), .def = "auto",
    .metavar = "N", .min = 1, .max = 1024, .flags = RANGED, .word = "auto", .word_value = 0,
    .help = "OpenBLAS threads per rank; auto = the node's cores shared among its ranks"},
-  {.name = "bucket-mb", .type = OT_FLOAT, .offset = offsetof(Config, bucket_mb), .def = "0.5", .metavar = "MB",
-   .min = 0, .max = NOMAX, .flags = RANGED, .word = "all", .word_value = 0,
-   .help = "gradient bucket size: each bucket's reduction starts as soon as backward has finished its layers "
-           "(last layer first) and overlaps the rest of backward; all = one bucket, reduced after backward"},
+  {.name = "bucket-mb", .type = OT_FLOAT, .offset = offsetof(Config, bucket_mb), .def = "auto", .metavar = "MB",
+   .min = 0, .max = NOMAX, .flags = RANGED, .word = "auto", .word_value = -1,
+   .help = "gradient buckets: each bucket's non-blocking reduction starts as soon as backward has finished its "
+           "layers (last layer first) and overlaps the rest of backward; 0 = one fused bucket, reduced after "
+           "backward by the blocking collective; auto = 0 when all ranks share one node (the cores that would "
+           "overlap are busy computing, and Open MPI's blocking allreduce is faster), else 2"},
   {.name = "shard-optimizer", .type = OT_BOOL, .offset = offsetof(Config, shard_optimizer), .def = "false",
    .help = "ZeRO-1: reduce-scatter the gradient, each rank updates its 1/N of the parameters with its 1/N of the "
            "optimiser state, then all-gather the parameters; same traffic as an allreduce, 1/N of the optimiser "

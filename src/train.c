@@ -228,7 +228,9 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   int nb = 0;
   for (int i = 0; i < t->n_tensors; i++) bounds[nb++] = t->tensors[i].offset;
   bounds[nb++] = m->n_params;
-  size_t bytes = t->cfg.bucket_mb > 0 ? (size_t)((double)t->cfg.bucket_mb * 1048576.0) : (size_t)-1 / 2;
+  double mb = t->cfg.bucket_mb;
+  if (mb < 0) mb = t->comm->node_size == t->comm->size ? 0 : 2; /* auto: see --bucket-mb's help */
+  size_t bytes = mb > 0 ? (size_t)(mb * 1048576.0) : (size_t)-1 / 2;
   if (gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, t->cfg.shard_optimizer,
                       err) != 0)
     return -1;
@@ -749,11 +751,12 @@ static void print_banner(Trainer *t) {
            (long long)t->n_train, t->n_val ? " + validation" : "", (long long)t->info->n[SPLIT_TEST], where);
   if (t->n_val) log_info(t->log, "validation: %lld rows held out of the training split", (long long)t->n_val);
   if (t->comm->size > 1)
-    log_info(t->log, "gradients: %d bucket%s reduced during backward%s", t->gs.n_buckets,
-             t->gs.n_buckets == 1 ? "" : "s",
+    log_info(t->log, "gradients: %s%s", t->gs.n_buckets == 1 ? "one fused bucket, reduced after backward" : "",
              t->gs.shard ? "; sharded optimiser (ZeRO-1): each rank updates and keeps state for 1/N of the "
                            "parameters"
                          : "");
+  if (t->comm->size > 1 && t->gs.n_buckets > 1)
+    log_info(t->log, "           %d buckets, each reduced while backward goes on", t->gs.n_buckets);
   log_info(t->log, "model %s, %zu parameters, init %s%s; %s %s; batch %lld (%lld steps/epoch), %d epoch%s", arch,
            m->n_params, init_name(init_resolve((InitKind)c->init, (ActKind)c->activation)), extra,
            optim_name((OptKind)c->optimizer), lr, (long long)t->batch, (long long)t->steps_per_epoch, c->epochs,

@@ -85,7 +85,7 @@ static void test_defaults(void **state) {
   assert_true(c.lr_gamma == -1 && c.lr_step == 10 && c.lr_decay_rate == 1 && c.lr_min == 0);
   assert_true(c.warmup_steps == 0 && c.lr_ref_batch == 0);
   assert_true(c.val_fraction == 0 && c.patience == 0 && c.log_norms == 0);
-  assert_true(c.bucket_mb == 0.5f && c.shard_optimizer == 0);
+  assert_true(c.bucket_mb == -1 && c.shard_optimizer == 0);
   assert_int_equal(c.on_nonfinite, NONFINITE_STOP);
   assert_true(c.stall_timeout == 600);
 }

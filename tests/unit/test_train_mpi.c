@@ -164,7 +164,8 @@ int main(int argc, char **argv) {
        "0.01", "--clip-norm", "0.5", "--lr-schedule", "cosine", "--warmup-steps", "5"},
       /* Many small buckets, reduced while backward runs; and one bucket after backward. */
       {"buckets", "--optimizer", "adam", "--lr", "0.01", "--bucket-mb", "0.001"},
-      {"1bucket", "--optimizer", "rmsprop", "--lr", "0.01", "--bucket-mb", "all"},
+      {"1bucket", "--optimizer", "rmsprop", "--lr", "0.01", "--bucket-mb", "0"},
+      {"zero1-1b", "--optimizer", "adam", "--lr", "0.01", "--shard-optimizer", "--bucket-mb", "0"},
       /* ZeRO-1: uneven parts at 3 ranks, several buckets, and everything that touches the gradient after the sum. */
       {"zero1", "--optimizer", "adam", "--lr", "0.01", "--shard-optimizer", "--bucket-mb", "0.001"},
       {"zero1+", "--optimizer", "adam", "--lr", "0.01", "--shard-optimizer", "--batchnorm", "before", "--dropout", "0.2",
