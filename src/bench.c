@@ -108,7 +108,7 @@ static double timed_steps(Comm *c, Trainer *t, int steps, MtError *err) {
   return MPI_Wtime() - t0;
 }
 
-static void sort5(double *v, int n) { /* insertion sort of a handful of numbers */
+static void sort_small(double *v, int n) { /* insertion sort of a handful of numbers */
   for (int i = 1; i < n; i++)
     for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
       double tmp = v[j];
@@ -242,18 +242,8 @@ int bench_main(Comm *c, int argc, char **argv) {
   free(scratch);
   double red_ms = 0, bare_ms = 0, red_bw = 0, bare_bw = 0;
   if (c->size > 1) {
-    for (int i = 1; i < REPS; i++) /* insertion sorts: a handful of numbers */
-      for (int j = i; j > 0 && red[j] < red[j - 1]; j--) {
-        double tmp = red[j];
-        red[j] = red[j - 1];
-        red[j - 1] = tmp;
-      }
-    for (int i = 1; i < REPS; i++)
-      for (int j = i; j > 0 && bare[j] < bare[j - 1]; j--) {
-        double tmp = bare[j];
-        bare[j] = bare[j - 1];
-        bare[j - 1] = tmp;
-      }
+    sort_small(red, REPS);
+    sort_small(bare, REPS);
     const double bytes = (double)nred * sizeof(float), factor = 2.0 * (c->size - 1) / c->size;
     red_ms = red[REPS / 2] * 1e3;
     bare_ms = bare[REPS / 2] * 1e3;
@@ -275,8 +265,8 @@ int bench_main(Comm *c, int argc, char **argv) {
   MPI_Allreduce(MPI_IN_PLACE, frac, ROUNDS, MPI_DOUBLE, MPI_SUM, c->comm);
   for (int i = 0; i < 7; i++) v[i] /= c->size;
   for (int r = 0; r < ROUNDS; r++) frac[r] /= c->size;
-  sort5(frac, ROUNDS);
-  sort5(speedup, ROUNDS);
+  sort_small(frac, ROUNDS);
+  sort_small(speedup, ROUNDS);
   double roof = v[0], achieved = v[1];
   double samples_per_s = (double)B * bc.steps / train_s, step_ms = train_s / bc.steps * 1e3;
   double ref_sps = ref_s > 0 ? (double)ref_batch * bc.steps / ref_s : 0;
