@@ -9,10 +9,11 @@
 # "Prescott" kernels on CPUs it does not recognise, which mpitrain corrects for itself (README, Performance). When
 # PyTorch's own pick differs, a row "PyTorch with OpenBLAS's own pick" shows what an unmodified PyTorch gets.
 #
-# Environment: BATCHES (default "128 32"), NP (2), REPS (3), OPTIMIZER (adam; or sgd), STEPS (200), WARMUP (20),
-# WEAK=1 adds NP processes with each batch per process (weak scaling), PYTHON (/usr/bin/python3: Debian's packages
-# belong to it, not to another python3 first on PATH). python3-torch is optional, not in launch/deps.sh: this
-# script installs it (apt-get, as root or with password-less sudo) or says how.
+# Environment: BATCHES (default "128 32"), NP (2), REPS (3), OPTIMIZER (adam; or sgd), STEPS (200), WARMUP (20);
+# WEAK=1 adds NP processes with each batch per process (weak scaling); PYTORCH_ARGS: more options for every
+# compare_pytorch.py run (e.g. --foreach: PyTorch's multi-tensor Adam, not its default in 1.13); PYTHON
+# (/usr/bin/python3: Debian's packages belong to it, not to another python3 first on PATH). python3-torch is
+# optional, not in launch/deps.sh: this script installs it (apt-get, as root or with password-less sudo) or says how.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PY=${PYTHON:-/usr/bin/python3}
@@ -54,8 +55,10 @@ field() { sed -n "s/.*\"$1\": \"\{0,1\}\([^,\"}]*\).*/\1/p"; }
 # OpenBLAS kernels: mpitrain's (`mpitrain version`: "...; core SkylakeX (...)") and what PyTorch gets on its own.
 mt_core=$("$MT_BUILD/mpitrain" version | sed -n 's/^blas:.*; core \([A-Za-z0-9_]*\).*/\1/p')
 pt_core=$("$PY" "$COMPARE" --print-blas-core)
-pt_own=(--optimizer "$OPT" --steps "$STEPS" --warmup "$WARMUP" --threads 1 --json) # OpenBLAS's own pick
-pt_args=("${pt_own[@]}")                                                           # mpitrain's kernels
+# pt_own: PyTorch with the kernels OpenBLAS picks for it; pt_args: with mpitrain's.
+# shellcheck disable=SC2206 # PYTORCH_ARGS is a word list
+pt_own=(--optimizer "$OPT" --steps "$STEPS" --warmup "$WARMUP" --threads 1 --json ${PYTORCH_ARGS:-})
+pt_args=("${pt_own[@]}")
 if [ -n "$mt_core" ]; then pt_args+=(--openblas-coretype "$mt_core"); fi
 torch_version=$("$PY" -c 'import torch; print(torch.__version__)')
 
@@ -82,7 +85,8 @@ done
 
 echo "mpitrain $("$MT_BUILD/mpitrain" version | sed -n 's/^mpitrain //p') vs PyTorch $torch_version: 784-512-256-10 relu," \
   "$OPT lr 1e-3, $STEPS timed steps after $WARMUP warm-up, one thread per process, $REPS interleaved repetitions"
-echo "OpenBLAS kernels: mpitrain ${mt_core:-?}; PyTorch ${mt_core:-$pt_core} (on its own: $pt_core)"
+opts=${PYTORCH_ARGS:+; PyTorch options: $PYTORCH_ARGS}
+echo "OpenBLAS kernels: mpitrain ${mt_core:-?}; PyTorch ${mt_core:-$pt_core} (on its own: $pt_core)$opts"
 
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 load0=$(loadavg)
@@ -114,12 +118,13 @@ summary() { # "a1 a2 ..." "b1 b2 ..."
       ra = rb = ""; for (i = 1; i <= n; i++) { r[i] = a[i] / b[i]; ra = ra sprintf(" %.0f", a[i]); rb = rb sprintf(" %.0f", b[i]) }
       for (i = 1; i <= n; i++) { aa[i] = a[i]; bb[i] = b[i]; rr[i] = r[i] }
       ma = med(aa, n); mb = med(bb, n); mr = med(rr, n)
-      printf "%7.0f (%s)  %7.0f (%s)  %5.2fx (%.2f-%.2f)\n", ma, substr(ra, 2), mb, substr(rb, 2), mr, rr[1], rr[n] }'
+      printf "%7.0f %-24s %7.0f %-24s %5.2fx (%.2f-%.2f)\n", ma, "(" substr(ra, 2) ")", mb, "(" substr(rb, 2) ")", mr, rr[1], rr[n] }'
 }
 echo
-printf "%-6s %-44s %s\n" batch setup "mpitrain samples/s (runs)   PyTorch samples/s (runs)   mpitrain/PyTorch (range)"
+printf "%-6s %-46s %-32s %-32s %s\n" batch setup "mpitrain samples/s (runs)" "PyTorch samples/s (runs)" \
+  "mpitrain/PyTorch (range)"
 for i in "${!rows[@]}"; do
   IFS='|' read -r batch setup _ _ _ <<<"${rows[$i]}"
-  printf "%-6s %-44s %s\n" "$batch" "$setup" "$(summary "${mt[$i]}" "${pt[$i]}")"
+  printf "%-6s %-46s %s\n" "$batch" "$setup" "$(summary "${mt[$i]}" "${pt[$i]}")"
 done
 echo "load average (1 min) at the start $load0, at the end $(loadavg) on $(nproc) cores"
