@@ -488,10 +488,9 @@ static int opts_ini_on_key(void *user, const char *section, const char *name, co
   return 1;
 }
 
-static int opts_load_ini(const OptionSpec *table, void *dst, const char *path, MtError *err) {
-  IniCtx c = {.table = table, .dst = dst, .path = path};
-  c.f = fopen(path, "r");
-  if (c.f == NULL) return mt_fail(err, "cannot open config file '%s': %s", path, strerror(errno));
+/* Applies the INI text read from f (named path in messages) to dst, and closes f. */
+static int opts_load_ini_stream(const OptionSpec *table, void *dst, FILE *f, const char *path, MtError *err) {
+  IniCtx c = {.table = table, .dst = dst, .path = path, .f = f};
   int rc = ini_parse_stream(opts_ini_read_line, &c, opts_ini_on_key, &c);
   int closed = fclose(c.f);
   free(c.buf);
@@ -503,6 +502,21 @@ static int opts_load_ini(const OptionSpec *table, void *dst, const char *path, M
   if (rc != 0) return mt_fail(err, "cannot parse config file '%s' (inih error %d)", path, rc);
   if (closed != 0) return mt_fail(err, "cannot read config file '%s': %s", path, strerror(errno));
   return 0;
+}
+
+static int opts_load_ini(const OptionSpec *table, void *dst, const char *path, MtError *err) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return mt_fail(err, "cannot open config file '%s': %s", path, strerror(errno));
+  return opts_load_ini_stream(table, dst, f, path, err);
+}
+
+int opts_parse_ini_string(const OptionSpec *table, void *dst, const char *text, size_t len, const char *name,
+                          MtError *err) {
+  if (len == 0) return 0; /* nothing to apply (and fmemopen refuses an empty buffer on older C libraries) */
+  /* Through a memory stream, so text takes exactly the path a file does: the same line reader and messages. */
+  FILE *f = fmemopen((void *)text, len, "r");
+  if (f == NULL) return mt_fail(err, "cannot read configuration text '%s': %s", name, strerror(errno));
+  return opts_load_ini_stream(table, dst, f, name, err);
 }
 
 /* ==== The command line ==== */

@@ -472,6 +472,28 @@ static void test_ini_errors(void **state) {
   remove(path);
 }
 
+/* INI text from memory takes the file's path: same keys, same FILE:LINE messages (here NAME:LINE). */
+static void test_ini_string(void **state) {
+  (void)state;
+  T t;
+  MtError err = {0};
+  opts_defaults(table, &t);
+  static const char text[] = "n = 32\n[model]\n  hidden = 7,6\nflag = off"; /* no final newline */
+  assert_int_equal(opts_parse_ini_string(table, &t, text, strlen(text), "mem.ini", &err), 0);
+  assert_int_equal(t.n, 32);
+  assert_int_equal(t.hidden.n, 2);
+  assert_int_equal(t.hidden.v[1], 6);
+  assert_int_equal(t.flag, 0);
+  assert_true(t.lr == 1e-3f); /* untouched */
+  /* only len bytes count: the rest of the buffer is not read */
+  assert_int_equal(opts_parse_ini_string(table, &t, "small = 3\nsmall = 99\n", 10, "mem.ini", &err), 0);
+  assert_int_equal(t.small, 3);
+  assert_int_equal(opts_parse_ini_string(table, &t, "", 0, "mem.ini", &err), 0);
+  static const char bad[] = "n = 4\nlr = -1\n";
+  assert_fails_with(opts_parse_ini_string(table, &t, bad, strlen(bad), "mem.ini", &err), &err,
+                    "mem.ini:2: lr: expected a number > 0, got '-1'");
+}
+
 /* ==== Output ==== */
 
 static char *read_all(FILE *f) {
@@ -607,7 +629,8 @@ int main(void) {
       cmocka_unit_test(test_list),          cmocka_unit_test(test_forms),
       cmocka_unit_test(test_missing_value), cmocka_unit_test(test_unknown),
       cmocka_unit_test(test_positional_and_help), cmocka_unit_test(test_ini_good),
-      cmocka_unit_test(test_ini_errors),    cmocka_unit_test(test_format_value),
+      cmocka_unit_test(test_ini_errors),    cmocka_unit_test(test_ini_string),
+      cmocka_unit_test(test_format_value),
       cmocka_unit_test(test_ini_round_trip), cmocka_unit_test(test_help),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
