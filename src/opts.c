@@ -268,6 +268,21 @@ static int assign_list(const OptionSpec *o, void *dst, const char *s, const char
   return 0;
 }
 
+/* What an INI file cannot hold of a text value, or NULL. Every option can come from an INI file, and the effective
+ * configuration is written back out as INI (opts_write_ini: checkpoints keep it): a value that would read back
+ * differently — or, with a line break, as further options — is refused where it is given. inih trims white space
+ * around a value and takes a ';' after white space (or at its start) as the start of a comment. */
+static const char *ini_unsafe(const char *v) {
+  size_t len = strlen(v);
+  for (size_t i = 0; i < len; i++) {
+    if (v[i] == '\n' || v[i] == '\r') return "a line break";
+    if (v[i] == ';' && (i == 0 || isspace((unsigned char)v[i - 1]))) return "a ';' at its start or after a space";
+  }
+  if (len > 0 && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[len - 1])))
+    return "white space at its start or end";
+  return NULL;
+}
+
 /* The core of opts_set: value text -> field, with range and type checks. src names the origin in messages. */
 static int opt_assign(const OptionSpec *o, void *dst, const char *value, const char *src, MtError *err) {
   if (value == NULL) value = "";
@@ -276,6 +291,9 @@ static int opt_assign(const OptionSpec *o, void *dst, const char *value, const c
     if (len >= o->size)
       return mt_fail(err, "%s: value is too long (%zu characters; at most %zu)", src, len,
                      o->size ? o->size - 1 : 0);
+    const char *why = ini_unsafe(value);
+    if (why != NULL)
+      return mt_fail(err, "%s: the value has %s, which a configuration file cannot hold", src, why);
     memcpy(field(o, dst), value, len + 1);
     return 0;
   }

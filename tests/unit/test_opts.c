@@ -227,6 +227,20 @@ static void test_string(void **state) {
   assert_string_equal(t.name, "1234567");
   assert_int_equal(set(&t, &err, "name", ""), 0);
   assert_string_equal(t.name, "");
+  /* What an INI file cannot hold is refused (fuzz_opts found a line break injecting options into the INI dump). */
+  assert_fails_with(set(&t, &err, "name", "a\nlr=1"), &err,
+                    "--name: the value has a line break, which a configuration file cannot hold");
+  assert_fails_with(set(&t, &err, "name", " a"), &err,
+                    "--name: the value has white space at its start or end, which a configuration file cannot hold");
+  assert_fails_with(set(&t, &err, "name", "a\t"), &err,
+                    "--name: the value has white space at its start or end, which a configuration file cannot hold");
+  assert_fails_with(set(&t, &err, "name", "a ;b"), &err,
+                    "--name: the value has a ';' at its start or after a space, which a configuration file cannot hold");
+  assert_fails_with(set(&t, &err, "name", ";b"), &err,
+                    "--name: the value has a ';' at its start or after a space, which a configuration file cannot hold");
+  assert_string_equal(t.name, "");
+  assert_int_equal(set(&t, &err, "name", "a;b c"), 0); /* inside a word, ';' and spaces are kept */
+  assert_string_equal(t.name, "a;b c");
 }
 
 static void test_enum(void **state) {
