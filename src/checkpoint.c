@@ -282,12 +282,14 @@ static hid_t open_ro(const char *path, MtError *err) {
   return f;
 }
 
+/* Exactly, not through double: a seed or step above 2^53 must come back as written (a resumed run that read a
+ * rounded seed would shuffle differently from the run it continues). */
 static int read_int(hid_t f, const char *path, const char *name, long long *v, MtError *err) {
-  double d = 0;
-  int r = h5_attr_read_number(f, path, name, 1, &d, err);
+  int64_t i = 0;
+  int r = h5_attr_read_int64(f, path, name, &i, err);
   if (r == 1) return mt_fail(err, "checkpoint %s: attribute %s is missing", path, name);
   if (r < 0) return -1;
-  *v = (long long)d;
+  *v = (long long)i;
   return 0;
 }
 
