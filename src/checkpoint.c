@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,6 +408,15 @@ static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtErr
     return -1;
   if (meta->step < 0 || meta->epoch < 0 || meta->epoch_pos < 0 || meta->opt_step < 0)
     return mt_fail(err, "checkpoint %s: negative step, epoch or position", path);
+  /* The attributes are outside the CRC: counters no run can reach are damage, refused here rather than wrapped by
+   * the trainer (which counts epochs in int) or overflowed by `info` (fuzz_checkpoint: epoch 2^63-1). */
+  if (meta->epoch > INT_MAX || meta->best_epoch < 0 || meta->best_epoch > INT_MAX || meta->since_best < 0 ||
+      meta->since_best > INT_MAX || ws < 1 || ws > INT_MAX || meta->n_train < 1 || meta->epoch_pos > meta->n_train ||
+      meta->epoch_samples < 0)
+    return mt_fail(err, "checkpoint %s: epoch %lld, best epoch %lld, epochs since %lld, world size %lld, position "
+                   "%lld of %lld rows or epoch samples %lld out of range (damaged?)", path, (long long)meta->epoch,
+                   (long long)meta->best_epoch, (long long)meta->since_best, ws, (long long)meta->epoch_pos,
+                   (long long)meta->n_train, (long long)meta->epoch_samples);
   return 0;
 }
 

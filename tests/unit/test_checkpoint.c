@@ -107,6 +107,12 @@ static void test_big_counters(void **s) {
   assert_true(back.n_train == meta.n_train);
   assert_true(back.step == 12);
   checkpoint_meta_free(&back);
+  /* counters no run reaches are damage (fuzz_checkpoint: `info` computed epoch + 1 of 2^63-1) */
+  meta.epoch = INT64_MAX;
+  if (checkpoint_write(dir, "big.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), -1);
+  assert_non_null(strstr(err.msg, "epoch 9223372036854775807, best epoch 0"));
+  assert_non_null(strstr(err.msg, "out of range (damaged?)"));
   checkpoint_meta_free(&meta);
   optim_free(&oa);
   model_free(&a);
