@@ -13,6 +13,8 @@ packages=(
   libcmocka-dev procps                 # unit tests; pgrep for the checkpoint tests
   dataset-fashion-mnist                # the default dataset, IDX files under /usr/share/datasets/fashion-mnist
   gnuplot-nox                          # the lessons' plots (launch/lessons)
+  clang libclang-rt-14-dev             # libFuzzer targets (launch/fuzz.sh)
+  valgrind                             # memcheck on a short run (launch/valgrind.sh)
 )
 missing=()
 for p in "${packages[@]}"; do
