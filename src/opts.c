@@ -453,8 +453,7 @@ typedef struct IniCtx {
   const char *path;
   FILE *f;
   int line;          /* of the line inih is processing: it handles each line before reading the next */
-  char *buf;         /* getline buffer */
-  size_t cap;
+  char buf[1024];    /* one line: longer than any inih accepts, so a longer one is reported, never grown into */
   int read_errno;    /* a read failure (e.g. a directory), reported as such rather than as a syntax error */
   MtError err;       /* first error found by the reader or handler ... */
   int err_line;      /* ... and its line, to order it against inih's own syntax errors */
@@ -466,17 +465,25 @@ typedef struct IniCtx {
 static char *opts_ini_read_line(char *str, int num, void *stream) {
   IniCtx *c = stream;
   if (c->err.failed) return NULL;  /* stop at the first error: it is the one reported */
+  /* A fixed buffer, not getline: `--config /dev/zero` (or a binary file) grew getline's buffer until memory ran
+   * out, and then its failure read as a clean end of file. */
   errno = 0;
-  ssize_t len = getline(&c->buf, &c->cap, c->f);
-  if (len < 0) {
+  if (fgets(c->buf, sizeof c->buf, c->f) == NULL) {
     if (ferror(c->f)) c->read_errno = errno ? errno : EIO;
     return NULL;
   }
   c->line++;
+  size_t got = strlen(c->buf);
+  int whole = (got > 0 && c->buf[got - 1] == '\n') || feof(c->f); /* else the line goes on, or holds a NUL */
+  if (!whole && got + 1 < sizeof c->buf) {
+    mt_fail(&c->err, "%s:%d: the line holds a NUL byte; expected a text file", c->path, c->line);
+    c->err_line = c->line;
+    return NULL;
+  }
   const char *p = c->buf;
   while (*p == ' ' || *p == '\t') p++;
   size_t n = strlen(p);
-  if (n + 1 > (size_t)num) {
+  if (!whole || n + 1 > (size_t)num) {
     mt_fail(&c->err, "%s:%d: line is too long (at most %d characters)", c->path, c->line, num - 3);
     c->err_line = c->line;
     return NULL;
@@ -511,7 +518,6 @@ static int opts_load_ini_stream(const OptionSpec *table, void *dst, FILE *f, con
   IniCtx c = {.table = table, .dst = dst, .path = path, .f = f};
   int rc = ini_parse_stream(opts_ini_read_line, &c, opts_ini_on_key, &c);
   int closed = fclose(c.f);
-  free(c.buf);
   if (c.read_errno != 0) return mt_fail(err, "cannot read config file '%s': %s", path, strerror(c.read_errno));
   if (rc == -2) return mt_fail(err, "out of memory reading config file '%s'", path);
   if (rc > 0 && (!c.err.failed || rc < c.err_line))

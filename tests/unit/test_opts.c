@@ -480,6 +480,9 @@ static void test_ini_errors(void **state) {
   assert_fails_with(parse(&t, &err, "--config", "/nonexistent/dir/x.ini", NULL), &err,
                     "cannot open config file '/nonexistent/dir/x.ini': No such file or directory");
   assert_fails_containing(parse(&t, &err, "--config", "/tmp", NULL), &err, "cannot read config file '/tmp'");
+  /* not text: refused at once with bounded memory (getline grew its buffer through all of /dev/zero) */
+  assert_fails_with(parse(&t, &err, "--config", "/dev/zero", NULL), &err,
+                    "/dev/zero:1: the line holds a NUL byte; expected a text file");
   /* a bad config is reported before (not instead of) the command line being parsed */
   path = write_temp(1, "lr = 0.1\n");
   assert_fails_containing(parse(&t, &err, "--config", path, "--lr", "x", NULL), &err, "--lr: expected");
