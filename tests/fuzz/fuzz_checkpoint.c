@@ -86,7 +86,7 @@ static void damage(hid_t file, char (*arrays)[96], int n_arrays, FuzzIn *f) {
   } else if (op == 1 || op == 2) {
     /* hidden or dropout: a list of any length, integers or floats */
     const char *name = op == 1 ? "hidden" : "dropout";
-    FH5_OK(H5Adelete(file, name));
+    if (H5Aexists(file, name) > 0) FH5_OK(H5Adelete(file, name)); /* an earlier damage may have */
     int n = fz_pick(f, MODEL_MAX_HIDDEN + 4);
     if (fz_pick(f, 2)) {
       int v[MODEL_MAX_HIDDEN + 4];
@@ -102,7 +102,7 @@ static void damage(hid_t file, char (*arrays)[96], int n_arrays, FuzzIn *f) {
     const char *name = strs[fz_pick(f, 6)];
     char s[80];
     fz_string(f, s, sizeof s);
-    FH5_OK(H5Adelete(file, name));
+    if (H5Aexists(file, name) > 0) FH5_OK(H5Adelete(file, name)); /* an earlier damage may have */
     fh5_attr_string(file, name, s, fz_u8(f) & 1);
   } else if (n_arrays > 0) {
     const char *path = arrays[fz_pick(f, n_arrays)];
