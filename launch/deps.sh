@@ -15,6 +15,8 @@ packages=(
   gnuplot-nox                          # the lessons' and launch/scaling.sh's plots
   libsimgrid-dev libhdf5-dev           # the SMPI build (simulated clusters): SimGrid, serial HDF5 (the normal
                                        # build still finds the parallel HDF5: h5pcc and hdf5.pc stay Open MPI's)
+  clang libclang-rt-14-dev             # libFuzzer targets (launch/fuzz.sh)
+  valgrind                             # memcheck on a short run (launch/valgrind.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,12 +283,14 @@ static hid_t open_ro(const char *path, MtError *err) {
   return f;
 }
 
+/* Exactly, not through double: a seed or step above 2^53 must come back as written (a resumed run that read a
+ * rounded seed would shuffle differently from the run it continues). */
 static int read_int(hid_t f, const char *path, const char *name, long long *v, MtError *err) {
-  double d = 0;
-  int r = h5_attr_read_number(f, path, name, 1, &d, err);
+  int64_t i = 0;
+  int r = h5_attr_read_int64(f, path, name, &i, err);
   if (r == 1) return mt_fail(err, "checkpoint %s: attribute %s is missing", path, name);
   if (r < 0) return -1;
-  *v = (long long)d;
+  *v = (long long)i;
   return 0;
 }
 
@@ -405,6 +408,15 @@ static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtErr
     return -1;
   if (meta->step < 0 || meta->epoch < 0 || meta->epoch_pos < 0 || meta->opt_step < 0)
     return mt_fail(err, "checkpoint %s: negative step, epoch or position", path);
+  /* The attributes are outside the CRC: counters no run can reach are damage, refused here rather than wrapped by
+   * the trainer (which counts epochs in int) or overflowed by `info` (fuzz_checkpoint: epoch 2^63-1). */
+  if (meta->epoch > INT_MAX || meta->best_epoch < 0 || meta->best_epoch > INT_MAX || meta->since_best < 0 ||
+      meta->since_best > INT_MAX || ws < 1 || ws > INT_MAX || meta->n_train < 1 || meta->epoch_pos > meta->n_train ||
+      meta->epoch_samples < 0)
+    return mt_fail(err, "checkpoint %s: epoch %lld, best epoch %lld, epochs since %lld, world size %lld, position "
+                   "%lld of %lld rows or epoch samples %lld out of range (damaged?)", path, (long long)meta->epoch,
+                   (long long)meta->best_epoch, (long long)meta->since_best, ws, (long long)meta->epoch_pos,
+                   (long long)meta->n_train, (long long)meta->epoch_samples);
   return 0;
 }
 

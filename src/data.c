@@ -663,6 +663,13 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
       mt_fail(err, "%s: no num_classes attribute and every label is 0; expected at least 2 classes", path);
       goto fail;
     }
+    /* The bound num_classes has when it is given: a stray huge label must not size the model (or, past 2^31, wrap
+     * the class count negative). Labels beyond int32 are read clipped to 2147483647. */
+    if (max_label + 1 > DATA_MAX_CLASSES) {
+      mt_fail(err, "%s: no num_classes attribute and the largest label is %lld; expected class ids below %d (a "
+              "damaged label? else set num_classes)", path, (long long)max_label, DATA_MAX_CLASSES);
+      goto fail;
+    }
     in->n_classes = (int)(max_label + 1);
     in->n_classes_inferred = 1;
     if (ds->names && ds->n_names != in->n_classes) {

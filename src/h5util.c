@@ -77,6 +77,22 @@ int h5_attr_read_number(hid_t loc, const char *path, const char *name, int integ
   return 0;
 }
 
+/* An integer scalar (or one-element array) attribute, exactly: 64-bit counters and seeds do not survive a trip
+ * through double. 0 found, 1 missing, -1 error (message set). */
+int h5_attr_read_int64(hid_t loc, const char *path, const char *name, int64_t *v, MtError *err) {
+  H5T_class_t cls;
+  hssize_t count;
+  int f = h5_attr_find(loc, name, &cls, &count);
+  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  if (f == 0) return 1;
+  if (count != 1) return mt_fail(err, "%s: attribute %s has %lld values; expected one", path, name, (long long)count);
+  if (cls != H5T_INTEGER) return mt_fail(err, "%s: attribute %s is not an integer", path, name);
+  /* HDF5 clips an unsigned value beyond INT64_MAX to INT64_MAX: the callers' range checks then refuse it. */
+  if (h5_attr_read_raw(loc, name, H5T_NATIVE_INT64, v) < 0)
+    return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  return 0;
+}
+
 /* A string attribute (scalar or 1-D) as *n malloc'd strings. 0 found, 1 missing, -1 error. */
 int h5_attr_read_strings(hid_t loc, const char *path, const char *name, int max, char ***out, int *n, MtError *err) {
   *out = NULL;

@@ -16,6 +16,8 @@ int h5_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf
 int h5_attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count);
 int h5_attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf);
 int h5_attr_read_number(hid_t loc, const char *path, const char *name, int integer, double *v, MtError *err);
+/* An integer attribute read exactly (int64: step counters, seeds). 0 found, 1 missing, -1 error. */
+int h5_attr_read_int64(hid_t loc, const char *path, const char *name, int64_t *v, MtError *err);
 /* A string attribute (scalar or 1-D, at most max strings) as *n malloc'd strings (h5_strings_free). */
 int h5_attr_read_strings(hid_t loc, const char *path, const char *name, int max, char ***out, int *n, MtError *err);
 int h5_attr_read_floats(hid_t loc, const char *path, const char *name, int d, float **out, MtError *err);

@@ -268,6 +268,21 @@ static int assign_list(const OptionSpec *o, void *dst, const char *s, const char
   return 0;
 }
 
+/* What an INI file cannot hold of a text value, or NULL. Every option can come from an INI file, and the effective
+ * configuration is written back out as INI (opts_write_ini: checkpoints keep it): a value that would read back
+ * differently — or, with a line break, as further options — is refused where it is given. inih trims white space
+ * around a value and takes a ';' after white space (or at its start) as the start of a comment. */
+static const char *ini_unsafe(const char *v) {
+  size_t len = strlen(v);
+  for (size_t i = 0; i < len; i++) {
+    if (v[i] == '\n' || v[i] == '\r') return "a line break";
+    if (v[i] == ';' && (i == 0 || isspace((unsigned char)v[i - 1]))) return "a ';' at its start or after a space";
+  }
+  if (len > 0 && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[len - 1])))
+    return "white space at its start or end";
+  return NULL;
+}
+
 /* The core of opts_set: value text -> field, with range and type checks. src names the origin in messages. */
 static int opt_assign(const OptionSpec *o, void *dst, const char *value, const char *src, MtError *err) {
   if (value == NULL) value = "";
@@ -276,6 +291,9 @@ static int opt_assign(const OptionSpec *o, void *dst, const char *value, const c
     if (len >= o->size)
       return mt_fail(err, "%s: value is too long (%zu characters; at most %zu)", src, len,
                      o->size ? o->size - 1 : 0);
+    const char *why = ini_unsafe(value);
+    if (why != NULL)
+      return mt_fail(err, "%s: the value has %s, which a configuration file cannot hold", src, why);
     memcpy(field(o, dst), value, len + 1);
     return 0;
   }
@@ -435,8 +453,7 @@ typedef struct IniCtx {
   const char *path;
   FILE *f;
   int line;          /* of the line inih is processing: it handles each line before reading the next */
-  char *buf;         /* getline buffer */
-  size_t cap;
+  char buf[1024];    /* one line: longer than any inih accepts, so a longer one is reported, never grown into */
   int read_errno;    /* a read failure (e.g. a directory), reported as such rather than as a syntax error */
   MtError err;       /* first error found by the reader or handler ... */
   int err_line;      /* ... and its line, to order it against inih's own syntax errors */
@@ -448,17 +465,25 @@ typedef struct IniCtx {
 static char *opts_ini_read_line(char *str, int num, void *stream) {
   IniCtx *c = stream;
   if (c->err.failed) return NULL;  /* stop at the first error: it is the one reported */
+  /* A fixed buffer, not getline: `--config /dev/zero` (or a binary file) grew getline's buffer until memory ran
+   * out, and then its failure read as a clean end of file. */
   errno = 0;
-  ssize_t len = getline(&c->buf, &c->cap, c->f);
-  if (len < 0) {
+  if (fgets(c->buf, sizeof c->buf, c->f) == NULL) {
     if (ferror(c->f)) c->read_errno = errno ? errno : EIO;
     return NULL;
   }
   c->line++;
+  size_t got = strlen(c->buf);
+  int whole = (got > 0 && c->buf[got - 1] == '\n') || feof(c->f); /* else the line goes on, or holds a NUL */
+  if (!whole && got + 1 < sizeof c->buf) {
+    mt_fail(&c->err, "%s:%d: the line holds a NUL byte; expected a text file", c->path, c->line);
+    c->err_line = c->line;
+    return NULL;
+  }
   const char *p = c->buf;
   while (*p == ' ' || *p == '\t') p++;
   size_t n = strlen(p);
-  if (n + 1 > (size_t)num) {
+  if (!whole || n + 1 > (size_t)num) {
     mt_fail(&c->err, "%s:%d: line is too long (at most %d characters)", c->path, c->line, num - 3);
     c->err_line = c->line;
     return NULL;
@@ -488,13 +513,11 @@ static int opts_ini_on_key(void *user, const char *section, const char *name, co
   return 1;
 }
 
-static int opts_load_ini(const OptionSpec *table, void *dst, const char *path, MtError *err) {
-  IniCtx c = {.table = table, .dst = dst, .path = path};
-  c.f = fopen(path, "r");
-  if (c.f == NULL) return mt_fail(err, "cannot open config file '%s': %s", path, strerror(errno));
+/* Applies the INI text read from f (named path in messages) to dst, and closes f. */
+static int opts_load_ini_stream(const OptionSpec *table, void *dst, FILE *f, const char *path, MtError *err) {
+  IniCtx c = {.table = table, .dst = dst, .path = path, .f = f};
   int rc = ini_parse_stream(opts_ini_read_line, &c, opts_ini_on_key, &c);
   int closed = fclose(c.f);
-  free(c.buf);
   if (c.read_errno != 0) return mt_fail(err, "cannot read config file '%s': %s", path, strerror(c.read_errno));
   if (rc == -2) return mt_fail(err, "out of memory reading config file '%s'", path);
   if (rc > 0 && (!c.err.failed || rc < c.err_line))
@@ -503,6 +526,21 @@ static int opts_load_ini(const OptionSpec *table, void *dst, const char *path, M
   if (rc != 0) return mt_fail(err, "cannot parse config file '%s' (inih error %d)", path, rc);
   if (closed != 0) return mt_fail(err, "cannot read config file '%s': %s", path, strerror(errno));
   return 0;
+}
+
+static int opts_load_ini(const OptionSpec *table, void *dst, const char *path, MtError *err) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return mt_fail(err, "cannot open config file '%s': %s", path, strerror(errno));
+  return opts_load_ini_stream(table, dst, f, path, err);
+}
+
+int opts_parse_ini_string(const OptionSpec *table, void *dst, const char *text, size_t len, const char *name,
+                          MtError *err) {
+  if (len == 0) return 0; /* nothing to apply (and fmemopen refuses an empty buffer on older C libraries) */
+  /* Through a memory stream, so text takes exactly the path a file does: the same line reader and messages. */
+  FILE *f = fmemopen((void *)text, len, "r");
+  if (f == NULL) return mt_fail(err, "cannot read configuration text '%s': %s", name, strerror(errno));
+  return opts_load_ini_stream(table, dst, f, name, err);
 }
 
 /* ==== The command line ==== */

@@ -73,6 +73,12 @@ void opts_defaults(const OptionSpec *table, void *dst);
 int opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int first, int allow_config,
                OptsResult *res, MtError *err);
 
+/* Applies INI text [len] (need not be NUL-terminated) to dst exactly as --config FILE would, on top of what dst
+ * holds (call opts_defaults first for a fresh start); name stands for the file name in messages ("NAME:LINE: ...").
+ * Returns 0, or -1 with err set. */
+int opts_parse_ini_string(const OptionSpec *table, void *dst, const char *text, size_t len, const char *name,
+                          MtError *err);
+
 /* Sets one option from text, as the command line would (source is used in messages, e.g. "--lr" or "a.ini:3"). */
 int opts_set(const OptionSpec *table, void *dst, const char *name, const char *value, const char *source,
              MtError *err);

@@ -35,6 +35,7 @@ set(MT_BAD_FILES
   "huge_rows_claim.h5|/train/x claims 1099511627776 rows. at most 2147483647 rows per split"
   "num_classes_one.h5|num_classes = 1. expected 2"
   "wrong_format.h5|format is 'some-other-format'. expected 'mpitrain-dataset'"
+  "label_huge_no_classes.h5|no num_classes attribute and the largest label is 2147483647. expected class ids below 16777216"
   "bad_shards-00000-of-00002.h5|bad_shards-00001-of-00002.h5 has 12 features but .*all shards must agree"
   "bad_shards.h5|all shards must agree"
   "gap-00002-of-00003.h5|cannot open shard 1 of 3 '.*bad/gap-00001-of-00003.h5': No such file"

@@ -38,8 +38,8 @@ fi
 if [ -n "$nomatch" ] && grep -Eq -- "$nomatch" "$out"; then
   echo "FAIL: output matches what it must not: $nomatch"; fail=1
 fi
-# A crash must never pass for a clean error.
-if grep -Eq 'Segmentation fault|core dumped|Aborted|signal 11|signal 6|AddressSanitizer' "$out"; then
+# A crash must never pass for a clean error, nor a sanitizer report (MPITRAIN_SANITIZE) for an expected failure.
+if grep -Eq 'Segmentation fault|core dumped|Aborted|signal 11|signal 6|AddressSanitizer|LeakSanitizer|runtime error:' "$out"; then
   echo "FAIL: the program crashed"; fail=1
 fi
 exit $fail

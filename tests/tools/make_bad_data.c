@@ -25,6 +25,7 @@
  *   huge_rows_claim.h5            header claims 2^40 rows (unlimited, no data)   claims 1099511627776 rows
  *   num_classes_one.h5            num_classes = 1                                num_classes = 1; expected 2
  *   wrong_format.h5               format = "some-other-format"                   expected 'mpitrain-dataset'
+ *   label_huge_no_classes.h5      no num_classes, a label of 5e9 (int64)          the largest label is 2147483647
  *   bad_shards-0000{0,1}-of-00002.h5   shard 1 has 12 features, shard 0 has 10   all shards must agree
  *   gap-0000{0,2}-of-00003.h5     shard 1 of 3 missing                           cannot open shard 1 of 3
  *   idx_bad_magic/                train-{images,labels} IDX, images magic wrong  bad IDX magic
@@ -302,6 +303,15 @@ int main(int argc, char **argv) {
   f = create("wrong_format.h5");
   attr_string(f, "format", "some-other-format");
   split(f, "train", ROWS, D, NULL);
+  H5Fclose(f);
+
+  /* fuzz_data: without num_classes the class count came from the largest label, unbounded; 5e9 (read clipped to
+   * 2^31-1) wrapped it to -2147483648. */
+  f = create("label_huge_no_classes.h5");
+  attr_string(f, "format", "mpitrain-dataset");
+  long long yh[ROWS] = {0, 1, 2, 3, 4, 5, 6, 5000000000LL};
+  dataset(f, "/train/x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, xd, x0);
+  dataset(f, "/train/y", H5T_STD_I64LE, H5T_NATIVE_LLONG, 1, yd, yh);
   H5Fclose(f);
 
   f = create_dataset("bad_shards-00000-of-00002.h5");

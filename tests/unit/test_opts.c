@@ -227,6 +227,20 @@ static void test_string(void **state) {
   assert_string_equal(t.name, "1234567");
   assert_int_equal(set(&t, &err, "name", ""), 0);
   assert_string_equal(t.name, "");
+  /* What an INI file cannot hold is refused (fuzz_opts found a line break injecting options into the INI dump). */
+  assert_fails_with(set(&t, &err, "name", "a\nlr=1"), &err,
+                    "--name: the value has a line break, which a configuration file cannot hold");
+  assert_fails_with(set(&t, &err, "name", " a"), &err,
+                    "--name: the value has white space at its start or end, which a configuration file cannot hold");
+  assert_fails_with(set(&t, &err, "name", "a\t"), &err,
+                    "--name: the value has white space at its start or end, which a configuration file cannot hold");
+  assert_fails_with(set(&t, &err, "name", "a ;b"), &err,
+                    "--name: the value has a ';' at its start or after a space, which a configuration file cannot hold");
+  assert_fails_with(set(&t, &err, "name", ";b"), &err,
+                    "--name: the value has a ';' at its start or after a space, which a configuration file cannot hold");
+  assert_string_equal(t.name, "");
+  assert_int_equal(set(&t, &err, "name", "a;b c"), 0); /* inside a word, ';' and spaces are kept */
+  assert_string_equal(t.name, "a;b c");
 }
 
 static void test_enum(void **state) {
@@ -466,10 +480,35 @@ static void test_ini_errors(void **state) {
   assert_fails_with(parse(&t, &err, "--config", "/nonexistent/dir/x.ini", NULL), &err,
                     "cannot open config file '/nonexistent/dir/x.ini': No such file or directory");
   assert_fails_containing(parse(&t, &err, "--config", "/tmp", NULL), &err, "cannot read config file '/tmp'");
+  /* not text: refused at once with bounded memory (getline grew its buffer through all of /dev/zero) */
+  assert_fails_with(parse(&t, &err, "--config", "/dev/zero", NULL), &err,
+                    "/dev/zero:1: the line holds a NUL byte; expected a text file");
   /* a bad config is reported before (not instead of) the command line being parsed */
   path = write_temp(1, "lr = 0.1\n");
   assert_fails_containing(parse(&t, &err, "--config", path, "--lr", "x", NULL), &err, "--lr: expected");
   remove(path);
+}
+
+/* INI text from memory takes the file's path: same keys, same FILE:LINE messages (here NAME:LINE). */
+static void test_ini_string(void **state) {
+  (void)state;
+  T t;
+  MtError err = {0};
+  opts_defaults(table, &t);
+  static const char text[] = "n = 32\n[model]\n  hidden = 7,6\nflag = off"; /* no final newline */
+  assert_int_equal(opts_parse_ini_string(table, &t, text, strlen(text), "mem.ini", &err), 0);
+  assert_int_equal(t.n, 32);
+  assert_int_equal(t.hidden.n, 2);
+  assert_int_equal(t.hidden.v[1], 6);
+  assert_int_equal(t.flag, 0);
+  assert_true(t.lr == 1e-3f); /* untouched */
+  /* only len bytes count: the rest of the buffer is not read */
+  assert_int_equal(opts_parse_ini_string(table, &t, "small = 3\nsmall = 99\n", 10, "mem.ini", &err), 0);
+  assert_int_equal(t.small, 3);
+  assert_int_equal(opts_parse_ini_string(table, &t, "", 0, "mem.ini", &err), 0);
+  static const char bad[] = "n = 4\nlr = -1\n";
+  assert_fails_with(opts_parse_ini_string(table, &t, bad, strlen(bad), "mem.ini", &err), &err,
+                    "mem.ini:2: lr: expected a number > 0, got '-1'");
 }
 
 /* ==== Output ==== */
@@ -607,7 +646,8 @@ int main(void) {
       cmocka_unit_test(test_list),          cmocka_unit_test(test_forms),
       cmocka_unit_test(test_missing_value), cmocka_unit_test(test_unknown),
       cmocka_unit_test(test_positional_and_help), cmocka_unit_test(test_ini_good),
-      cmocka_unit_test(test_ini_errors),    cmocka_unit_test(test_format_value),
+      cmocka_unit_test(test_ini_errors),    cmocka_unit_test(test_ini_string),
+      cmocka_unit_test(test_format_value),
       cmocka_unit_test(test_ini_round_trip), cmocka_unit_test(test_help),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,301 @@
+/* fuzz_checkpoint.c — libFuzzer target: the checkpoint reader (checkpoint_read_meta, checkpoint_read_state,
+ * checkpoint_describe).
+ *
+ * Structure-aware, like fuzz_data: the input describes a model (architecture, optimiser, every parameter and
+ * moment, the progress counters), which checkpoint_write writes; then up to a few damages the input picks are done
+ * to the file with the HDF5 API — an attribute deleted or replaced by one of another type, shape or value, the
+ * hidden list or dropout rewritten, a string attribute changed, an array deleted, reshaped, retyped, replaced by a
+ * group, or one of its values changed — and the file is read back as `train --resume`, `eval` and `info` do.
+ *
+ * Invariants, beyond "no sanitizer report":
+ *  - an undamaged checkpoint reads back exactly: every attribute as written, every parameter, moment and running
+ *    statistic bit for bit, the CRC matching;
+ *  - a damaged one is read or refused with a one-line message; when the state is read, the CRC matched.
+ *
+ * MT_FUZZ_CORRUPT=1 also overwrites raw bytes of the file (HDF5's parser then sees damage; its crashes are HDF5's).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fuzz.h"
+#include "fuzz_h5.h"
+#include "mpitrain/checkpoint.h"
+
+#define MAX_TENSORS (4 * MODEL_MAX_HIDDEN + 2)
+
+static const char *const attr_names[] = {
+    "format", "format_version", "mpitrain_version", "created", "world_size", "step", "epoch", "epoch_pos", "seed",
+    "n_inputs", "n_classes", "hidden", "activation", "leaky_slope", "batchnorm", "bn_momentum", "bn_eps", "dropout",
+    "best_val_loss", "best_epoch", "since_best", "optimizer", "optimizer_step", "beta1", "beta2", "eps",
+    "epoch_loss_sum", "epoch_correct", "epoch_samples", "n_train", "data", "config", "crc32"};
+enum { N_ATTRS = sizeof attr_names / sizeof attr_names[0] };
+
+static float value(FuzzIn *f) {
+  return fz_chance(f, 240) ? (float)((int)fz_u8(f) - 128) / 64.0f : fz_f32_raw(f);
+}
+
+/* A progress counter as a run writes it: 0 .. 2^63-1. */
+/* A value in (0, 1), as the options allow for slopes and decays. */
+static float unit(FuzzIn *f) { return (float)(1 + fz_u8(f)) / 257.0f; }
+
+static int64_t counter(FuzzIn *f) { return fz_chance(f, 220) ? fz_u16(f) : (int64_t)(fz_u64(f) >> 1); }
+
+static void spec_read(FuzzIn *f, ModelSpec *s, OptConfig *oc) {
+  memset(s, 0, sizeof *s);
+  s->n_inputs = 1 + fz_pick(f, 6);
+  s->n_classes = 2 + fz_pick(f, 4);
+  s->n_hidden = fz_chance(f, 250) ? fz_pick(f, 4) : MODEL_MAX_HIDDEN;
+  for (int k = 0; k < s->n_hidden; k++) {
+    s->hidden[k] = 1 + fz_pick(f, 6);
+    s->dropout[k] = fz_chance(f, 200) ? 0.0f : (float)fz_pick(f, 100) / 100.0f;
+  }
+  /* hyperparameters within the ranges `train` accepts (config.c) */
+  s->act = (ActKind)fz_pick(f, ACT_COUNT);
+  s->leaky_slope = unit(f);
+  s->bn = (BnPlace)fz_pick(f, BN_COUNT);
+  s->bn_momentum = unit(f);
+  s->bn_eps = unit(f) * 1e-3f;
+  oc->kind = (OptKind)fz_pick(f, OPT_COUNT);
+  oc->beta1 = unit(f);
+  oc->beta2 = unit(f);
+  oc->eps = unit(f) * 1e-6f;
+}
+
+/* The HDF5 paths of every array the checkpoint of m (and o) holds. */
+static int array_paths(const Model *m, const Optimizer *o, char (*out)[96], int max) {
+  ModelTensor ts[MAX_TENSORS], ss[MAX_TENSORS];
+  int nt = model_tensors(m, ts, MAX_TENSORS), ns = model_state_tensors(m, ss, MAX_TENSORS), n = 0;
+  for (int i = 0; i < nt && n < max; i++) {
+    snprintf(out[n++], 96, "/model/%.40s", ts[i].name);
+    if (o->m && n < max) snprintf(out[n++], 96, "/optimizer/m/%.40s", ts[i].name);
+    if (o->v && n < max) snprintf(out[n++], 96, "/optimizer/v/%.40s", ts[i].name);
+  }
+  for (int i = 0; i < ns && n < max; i++) snprintf(out[n++], 96, "/model/%.40s", ss[i].name);
+  return n;
+}
+
+/* One damage to the file, picked by the input. */
+static void damage(hid_t file, char (*arrays)[96], int n_arrays, FuzzIn *f) {
+  int op = fz_pick(f, 7);
+  if (op == 0) {
+    fh5_attr_wrong(file, attr_names[fz_pick(f, N_ATTRS)], f);
+  } else if (op == 1 || op == 2) {
+    /* hidden or dropout: a list of any length, integers or floats */
+    const char *name = op == 1 ? "hidden" : "dropout";
+    if (H5Aexists(file, name) > 0) FH5_OK(H5Adelete(file, name)); /* an earlier damage may have */
+    int n = fz_pick(f, MODEL_MAX_HIDDEN + 4);
+    if (fz_pick(f, 2)) {
+      int v[MODEL_MAX_HIDDEN + 4];
+      for (int i = 0; i < n; i++) v[i] = fz_chance(f, 200) ? 1 + fz_pick(f, 8) : (int)fz_u32(f);
+      fh5_attr_numbers(file, name, H5T_STD_I32LE, H5T_NATIVE_INT, v, n, 0);
+    } else {
+      float v[MODEL_MAX_HIDDEN + 4];
+      for (int i = 0; i < n; i++) v[i] = value(f);
+      fh5_attr_numbers(file, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, v, n, 0);
+    }
+  } else if (op == 3) {
+    static const char *const strs[] = {"activation", "batchnorm", "optimizer", "format", "config", "data"};
+    const char *name = strs[fz_pick(f, 6)];
+    char s[80];
+    fz_string(f, s, sizeof s);
+    if (H5Aexists(file, name) > 0) FH5_OK(H5Adelete(file, name)); /* an earlier damage may have */
+    fh5_attr_string(file, name, s, fz_u8(f) & 1);
+  } else if (n_arrays > 0) {
+    const char *path = arrays[fz_pick(f, n_arrays)];
+    if (H5Lexists(file, path, H5P_DEFAULT) <= 0) return;
+    if (op == 6) {
+      /* one value changed in place: only the CRC can tell */
+      hid_t ds = H5Dopen2(file, path, H5P_DEFAULT), sp;
+      if (ds < 0) return; /* an earlier damage made it a group */
+      FH5_OK(sp = H5Dget_space(ds));
+      hssize_t n = H5Sget_simple_extent_npoints(sp);
+      float *v = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+      FZ_CHECK(v != NULL, "out of memory");
+      if (n > 0) {
+        FH5_OK(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v));
+        v[fz_u16(f) % n] = value(f);
+        FH5_OK(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v));
+      }
+      free(v);
+      FH5_OK(H5Sclose(sp));
+      FH5_OK(H5Dclose(ds));
+      return;
+    }
+    FH5_OK(H5Ldelete(file, path, H5P_DEFAULT));
+    if (op == 4) {
+      /* another shape and type */
+      int rank = 1 + fz_pick(f, 3);
+      hsize_t dims[3] = {(hsize_t)fz_pick(f, 8), (hsize_t)fz_pick(f, 8), (hsize_t)(1 + fz_pick(f, 2))};
+      double buf[8 * 8 * 2] = {0};
+      hid_t types[3] = {H5T_IEEE_F32LE, H5T_IEEE_F64LE, H5T_STD_I32LE};
+      fh5_dataset(file, path, types[fz_pick(f, 3)], H5T_NATIVE_DOUBLE, rank, dims, buf, fz_pick(f, 2), 1);
+    } else if (op == 5) {
+      hid_t g = H5Gcreate2(file, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      FH5_OK(g);
+      FH5_OK(H5Gclose(g));
+    }
+  }
+}
+
+static void corrupt(const char *path, FuzzIn *f) {
+  FILE *fp = fopen(path, "r+b");
+  if (fp == NULL) return;
+  fseek(fp, 0, SEEK_END);
+  long size = ftell(fp);
+  for (int k = 0, n = 1 + fz_pick(f, 4); k < n && size > 0; k++) {
+    long at = (long)(fz_u32(f) % (uint32_t)size);
+    uint8_t b = fz_u8(f);
+    if (fseek(fp, at, SEEK_SET) == 0) fwrite(&b, 1, 1, fp);
+  }
+  fclose(fp);
+}
+
+static void check_message(const MtError *err) {
+  FZ_CHECK(err->failed && err->msg[0] != '\0' && strchr(err->msg, '\n') == NULL, "bad message '%s'", err->msg);
+}
+
+/* Parameters a model of spec would have (in double: a damaged spec can describe an absurd model). */
+static double params_of(const ModelSpec *s) {
+  double n = 0, in = s->n_inputs;
+  for (int k = 0; k <= s->n_hidden && k <= MODEL_MAX_HIDDEN; k++) {
+    double out = k < s->n_hidden ? s->hidden[k] : s->n_classes;
+    n += in * out + 3 * out;
+    in = out;
+  }
+  return n;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static int corrupt_files = -1;
+  if (corrupt_files < 0) {
+    const char *e = getenv("MT_FUZZ_CORRUPT");
+    corrupt_files = e != NULL && strcmp(e, "1") == 0;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* checkpoint_describe prints what `mpitrain info` shows: not needed here */
+    if (freopen("/dev/null", "w", stdout) == NULL) abort();
+  }
+  FuzzIn in = {data, size, 0}, *f = &in;
+  const char *dir = fz_scratch_dir();
+  char path[700];
+  snprintf(path, sizeof path, "%s/c.h5", dir);
+
+  /* The model and optimiser as a run would hold them. */
+  ModelSpec spec;
+  OptConfig oc;
+  spec_read(f, &spec, &oc);
+  Model m;
+  Optimizer o;
+  MtError err = {0};
+  FZ_CHECK(model_create(&m, &spec, 1, &err) == 0, "%s", err.msg);
+  FZ_CHECK(optim_create(&o, &oc, m.n_params, &err) == 0, "%s", err.msg);
+  for (size_t i = 0; i < m.n_params; i++) m.params[i] = value(f);
+  for (size_t i = 0; o.m && i < m.n_params; i++) o.m[i] = value(f);
+  for (size_t i = 0; o.v && i < m.n_params; i++) o.v[i] = value(f);
+  for (size_t i = 0; i < m.n_state; i++) m.state[i] = value(f);
+  o.t = counter(f);
+
+  CheckpointMeta w;
+  memset(&w, 0, sizeof w);
+  w.format_version = CHECKPOINT_VERSION;
+  w.spec = spec;
+  w.opt = oc;
+  w.opt_step = o.t;
+  w.step = counter(f);
+  w.epoch = counter(f) & INT32_MAX; /* the trainer counts epochs in int */
+  w.n_train = 1 + (counter(f) & ((INT64_C(1) << 62) - 1));
+  w.epoch_pos = counter(f) % (w.n_train + 1);
+  w.seed = (int64_t)(fz_chance(f, 128) ? fz_u16(f) : fz_u64(f) >> 1); /* --seed takes 0 .. 2^63-1 */
+  w.world_size = 1 + fz_pick(f, 64);
+  w.epoch_loss_sum = value(f);
+  w.epoch_correct = value(f);
+  w.epoch_samples = counter(f);
+  w.best_val_loss = value(f);
+  w.best_epoch = counter(f) & INT32_MAX;
+  w.since_best = counter(f) & INT32_MAX;
+  fz_string(f, w.data, sizeof w.data);
+  snprintf(w.created, sizeof w.created, "2024-01-01T00:00:00Z");
+  char config[200];
+  fz_string(f, config, sizeof config);
+  w.config = config;
+  char written[1100];
+  int wrc = checkpoint_write(dir, "c.h5", &w, &m, &o, written, sizeof written, &err);
+  FZ_CHECK(wrc == 0, "checkpoint_write: %s", err.msg);
+
+  /* Damage. */
+  int damages = fz_chance(f, 64) ? 0 : 1 + fz_pick(f, 3);
+  if (damages > 0) {
+    char arrays[3 * MAX_TENSORS + 2 * MODEL_MAX_HIDDEN][96];
+    int n_arrays = array_paths(&m, &o, arrays, 3 * MAX_TENSORS + 2 * MODEL_MAX_HIDDEN);
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    FH5_OK(file);
+    for (int i = 0; i < damages; i++) damage(file, arrays, n_arrays, f);
+    FH5_OK(H5Fclose(file));
+  }
+  if (corrupt_files) {
+    corrupt(path, f);
+    damages++;
+  }
+
+  /* Read back, as resume / eval / info do. */
+  CheckpointMeta r;
+  mt_error_clear(&err);
+  int rc = checkpoint_read_meta(path, &r, &err);
+  if (damages == 0) {
+    FZ_CHECK(rc == 0, "an undamaged checkpoint was refused: %s", err.msg);
+    FZ_CHECK(r.spec.n_inputs == spec.n_inputs && r.spec.n_classes == spec.n_classes &&
+                 r.spec.n_hidden == spec.n_hidden && r.spec.act == spec.act && r.spec.bn == spec.bn,
+             "the architecture changed");
+    for (int k = 0; k < spec.n_hidden; k++)
+      FZ_CHECK(r.spec.hidden[k] == spec.hidden[k] && r.spec.dropout[k] == spec.dropout[k], "hidden layer %d", k);
+    FZ_CHECK(r.opt.kind == oc.kind && r.opt_step == w.opt_step, "optimizer %d/%d, t %lld/%lld", r.opt.kind, oc.kind,
+             (long long)r.opt_step, (long long)w.opt_step);
+    FZ_CHECK(r.step == w.step && r.epoch == w.epoch && r.epoch_pos == w.epoch_pos && r.seed == w.seed &&
+                 r.epoch_samples == w.epoch_samples && r.n_train == w.n_train && r.best_epoch == w.best_epoch &&
+                 r.since_best == w.since_best && r.world_size == w.world_size,
+             "a counter changed: step %lld/%lld epoch %lld/%lld pos %lld/%lld seed %lld/%lld", (long long)r.step,
+             (long long)w.step, (long long)r.epoch, (long long)w.epoch, (long long)r.epoch_pos,
+             (long long)w.epoch_pos, (long long)r.seed, (long long)w.seed);
+    FZ_CHECK(strcmp(r.data, w.data) == 0 && strcmp(r.config, w.config) == 0, "a string changed");
+  }
+  if (rc != 0) {
+    check_message(&err);
+  } else if (params_of(&r.spec) < 1e6) {
+    /* the model the reader would build from the checkpoint's own description (eval, info) */
+    Model rm;
+    Optimizer ro;
+    int kind = damages == 0 ? (int)r.opt.kind : fz_pick(f, OPT_COUNT + 1); /* OPT_COUNT: no optimiser (eval) */
+    MtError e2 = {0};
+    if (model_create(&rm, &r.spec, 1, &e2) == 0) {
+      OptConfig roc = r.opt;
+      roc.kind = kind < OPT_COUNT ? (OptKind)kind : OPT_SGD;
+      FZ_CHECK(optim_create(&ro, &roc, rm.n_params, &e2) == 0, "%s", e2.msg);
+      int src = checkpoint_read_state(path, &r, &rm, kind < OPT_COUNT ? &ro : NULL, &e2);
+      if (damages == 0) {
+        FZ_CHECK(src == 0, "the state of an undamaged checkpoint was refused: %s", e2.msg);
+        FZ_CHECK(memcmp(rm.params, m.params, sizeof(float) * m.n_params) == 0, "parameters differ");
+        FZ_CHECK(!o.m || memcmp(ro.m, o.m, sizeof(float) * m.n_params) == 0, "first moments differ");
+        FZ_CHECK(!o.v || memcmp(ro.v, o.v, sizeof(float) * m.n_params) == 0, "second moments differ");
+        FZ_CHECK(m.n_state == 0 || memcmp(rm.state, m.state, sizeof(float) * m.n_state) == 0, "statistics differ");
+        FZ_CHECK(ro.t == o.t, "optimiser step %lld, wrote %lld", (long long)ro.t, (long long)o.t);
+      } else if (src != 0) {
+        check_message(&e2);
+      }
+      optim_free(&ro);
+      model_free(&rm);
+    } else {
+      FZ_CHECK(damages > 0, "an undamaged checkpoint describes a model that cannot be built: %s", e2.msg);
+      check_message(&e2);
+    }
+    MtError e3 = {0};
+    if (checkpoint_describe(path, &e3) != 0) check_message(&e3);
+  }
+  if (rc == 0) checkpoint_meta_free(&r);
+  optim_free(&o);
+  model_free(&m);
+  unlink(path);
+  return 0;
+}
