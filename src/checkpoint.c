@@ -124,6 +124,12 @@ static int write_attrs(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
   rc |= h5_attr_write_scalar(f, "n_train", H5T_STD_I64LE, &ntr);
   rc |= h5_attr_write_strings(f, "data", &data, 1, 1);
   rc |= h5_attr_write_strings(f, "config", &config, 1, 1);
+  if (meta->det_n > 0) {
+    hsize_t nd = (hsize_t)meta->det_n;
+    hid_t sp = H5Screate_simple(1, &nd, NULL);
+    rc |= sp < 0 ? -1 : h5_attr_write(f, "det_scale", H5T_STD_I32LE, sp, meta->det_exp);
+    if (sp >= 0) H5Sclose(sp);
+  }
   rc |= h5_attr_write_scalar(f, "crc32", H5T_STD_U32LE, &c32);
   return rc ? -1 : 0;
 }
@@ -397,6 +403,20 @@ static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtErr
     return -1;
   if (read_int(f, path, "epoch_samples", &v, err) < 0) return -1;
   meta->epoch_samples = v;
+  /* Optional: written by deterministic runs only. */
+  meta->det_n = 0;
+  int has_det = h5_attr_find(f, "det_scale", &cls, &count); /* 1 found, 0 missing */
+  if (has_det < 0) return mt_fail(err, "checkpoint %s: cannot read attribute det_scale", path);
+  if (has_det == 1) {
+    const int cap = (int)(sizeof meta->det_exp / sizeof meta->det_exp[0]);
+    if (cls != H5T_INTEGER || count < 1 || count > cap ||
+        h5_attr_read_raw(f, "det_scale", H5T_NATIVE_INT32, meta->det_exp) < 0)
+      return mt_fail(err, "checkpoint %s: attribute det_scale is not a list of at most %d integers", path, cap);
+    for (int i = 0; i < (int)count; i++)
+      if (meta->det_exp[i] < -2000 || meta->det_exp[i] > 2000)
+        return mt_fail(err, "checkpoint %s: det_scale[%d] = %d is out of range", path, i, (int)meta->det_exp[i]);
+    meta->det_n = (int)count;
+  }
   if (read_int(f, path, "n_train", &v, err) < 0) return -1;
   meta->n_train = v;
   if (read_int(f, path, "crc32", &v, err) < 0) return -1;

@@ -305,15 +305,32 @@ static void bn_forward(Model *m, Layer *l, const float *x, int n) {
     return;
   }
   double *sum = m->red, *sumsq = m->red + w;
-  memset(m->red, 0, sizeof(double) * 2 * (size_t)w);
-  for (int r = 0; r < n; r++) {
-    const float *xr = x + (size_t)r * w;
-    for (int j = 0; j < w; j++) {
-      sum[j] += xr[j];
-      sumsq[j] += (double)xr[j] * xr[j];
+  if (c->group > 0) {
+    /* One partial vector per group, added over all groups in group order (det.h). */
+    int gi = 0;
+    for (int g0 = 0; g0 < n; g0 += c->group, gi++) {
+      double *ps = c->group_parts + (size_t)gi * 2 * (size_t)w, *pq = ps + w;
+      memset(ps, 0, sizeof(double) * 2 * (size_t)w);
+      for (int r = g0; r < n && r < g0 + c->group; r++) {
+        const float *xr = x + (size_t)r * w;
+        for (int j = 0; j < w; j++) {
+          ps[j] += xr[j];
+          pq[j] += (double)xr[j] * xr[j];
+        }
+      }
     }
+    c->reduce_groups(c->group_arg, c->group_parts, 2 * (size_t)w, m->red);
+  } else {
+    memset(m->red, 0, sizeof(double) * 2 * (size_t)w);
+    for (int r = 0; r < n; r++) {
+      const float *xr = x + (size_t)r * w;
+      for (int j = 0; j < w; j++) {
+        sum[j] += xr[j];
+        sumsq[j] += (double)xr[j] * xr[j];
+      }
+    }
+    if (c->reduce) c->reduce(c->reduce_arg, m->red, 2 * (size_t)w);
   }
-  if (c->reduce) c->reduce(c->reduce_arg, m->red, 2 * (size_t)w);
   const double B = (double)c->batch_rows, mom = m->spec.bn_momentum;
   for (int j = 0; j < w; j++) {
     double mean = B > 0 ? sum[j] / B : 0, var = B > 0 ? sumsq[j] / B - mean * mean : 0;
@@ -343,19 +360,41 @@ static void bn_backward(Model *m, const Layer *l, const float *dy, float *dx, in
   const float *gamma = m->params + l->w_off;
   float *dgamma = m->grads + l->w_off, *dbeta = m->grads + l->b_off;
   double *sdy = m->red, *sdyx = m->red + w;
-  memset(m->red, 0, sizeof(double) * 2 * (size_t)w);
-  for (int r = 0; r < n; r++) {
-    const float *dr = dy + (size_t)r * w, *xh = l->aux + (size_t)r * w;
-    for (int j = 0; j < w; j++) {
-      sdy[j] += dr[j];
-      sdyx[j] += (double)dr[j] * xh[j];
+  if (c->group > 0) {
+    /* Each group's dgamma and dbeta go to the fixed-point sum; its partial sums to the group-ordered one. */
+    int gi = 0;
+    for (int g0 = 0; g0 < n; g0 += c->group, gi++) {
+      double *py = c->group_parts + (size_t)gi * 2 * (size_t)w, *pyx = py + w;
+      memset(py, 0, sizeof(double) * 2 * (size_t)w);
+      for (int r = g0; r < n && r < g0 + c->group; r++) {
+        const float *dr = dy + (size_t)r * w, *xh = l->aux + (size_t)r * w;
+        for (int j = 0; j < w; j++) {
+          py[j] += dr[j];
+          pyx[j] += (double)dr[j] * xh[j];
+        }
+      }
+      for (int j = 0; j < w; j++) {
+        dgamma[j] = (float)pyx[j];
+        dbeta[j] = (float)py[j];
+      }
+      c->group_grads(c->group_arg, m->grads, l->w_off, 2 * (size_t)w); /* gamma, then beta */
     }
+    c->reduce_groups(c->group_arg, c->group_parts, 2 * (size_t)w, m->red);
+  } else {
+    memset(m->red, 0, sizeof(double) * 2 * (size_t)w);
+    for (int r = 0; r < n; r++) {
+      const float *dr = dy + (size_t)r * w, *xh = l->aux + (size_t)r * w;
+      for (int j = 0; j < w; j++) {
+        sdy[j] += dr[j];
+        sdyx[j] += (double)dr[j] * xh[j];
+      }
+    }
+    for (int j = 0; j < w; j++) {
+      dgamma[j] = (accumulate ? dgamma[j] : 0.0f) + (float)sdyx[j];
+      dbeta[j] = (accumulate ? dbeta[j] : 0.0f) + (float)sdy[j];
+    }
+    if (c->reduce) c->reduce(c->reduce_arg, m->red, 2 * (size_t)w);
   }
-  for (int j = 0; j < w; j++) {
-    dgamma[j] = (accumulate ? dgamma[j] : 0.0f) + (float)sdyx[j];
-    dbeta[j] = (accumulate ? dbeta[j] : 0.0f) + (float)sdy[j];
-  }
-  if (c->reduce) c->reduce(c->reduce_arg, m->red, 2 * (size_t)w);
   const double B = (double)c->batch_rows;
   for (int j = 0; j < w; j++) {
     sdy[j] = B > 0 ? sdy[j] / B : 0;
@@ -373,9 +412,12 @@ static void bn_backward(Model *m, const Layer *l, const float *dy, float *dx, in
 
 /* The GEMMs of a dense layer, shared by training and by the benchmark's roofline so both run exactly the same
  * calls. Forward: Y += X·Wᵀ (Y holds the broadcast bias), or Y = X·Wᵀ without a bias. */
-static void dense_forward_gemm(Model *m, const Layer *l, const float *in, int n) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, in, l->in, m->params + l->w_off,
-              l->in, l->has_bias ? 1.0f : 0.0f, l->y, l->out);
+static void dense_forward_gemm(Model *m, const Layer *l, const float *in, int n, int G /* rows per GEMM */) {
+  for (int g0 = 0; g0 < n; g0 += G) {
+    const int gn = n - g0 < G ? n - g0 : G;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, gn, l->out, l->in, 1.0f, in + (size_t)g0 * l->in, l->in,
+                m->params + l->w_off, l->in, l->has_bias ? 1.0f : 0.0f, l->y + (size_t)g0 * l->out, l->out);
+  }
 }
 
 /* Backward: dW (+)= dYᵀ·X, and dX = dY·W unless dx is NULL. */
@@ -402,7 +444,7 @@ const float *model_forward_ctx(Model *m, const float *x, int n, const ModelConte
         const float *b = m->params + l->b_off;
         if (l->has_bias)
           for (int r = 0; r < n; r++) memcpy(l->y + (size_t)r * l->out, b, sizeof(float) * (size_t)l->out);
-        dense_forward_gemm(m, l, in, n);
+        dense_forward_gemm(m, l, in, n, m->ctx.group > 0 ? m->ctx.group : n); /* group mode: fixed shapes */
         break;
       }
       case LAYER_ACT: act_forward(l->act, l->slope, l->y, (size_t)n * (size_t)l->out); break;
@@ -431,12 +473,22 @@ void model_backward(Model *m, const float *x, const float *dlogits, int n, int a
       case LAYER_DENSE: {
         /* Nobody needs the gradient w.r.t. the input data: layer 0 computes no dX. */
         float *dx = i == 0 ? NULL : m->dbuf[cur];
-        dense_backward_gemms(m, l, input, dy, dx, n, beta);
         float *db = m->grads + l->b_off;
-        if (l->has_bias && !accumulate) memset(db, 0, sizeof(float) * (size_t)l->out);
-        for (int r = 0; l->has_bias && r < n; r++) {
-          const float *row = dy + (size_t)r * l->out;
-          for (int j = 0; j < l->out; j++) db[j] += row[j];
+        /* Group mode: each group's dW and db on their own, handed over before the next group overwrites them. */
+        const int G = m->ctx.group > 0 ? m->ctx.group : (n > 0 ? n : 1);
+        for (int g0 = 0; g0 < n || (g0 == 0 && m->ctx.group == 0); g0 += G) {
+          const int gn = n - g0 < G ? n - g0 : G;
+          const size_t ro = (size_t)g0;
+          dense_backward_gemms(m, l, input + ro * l->in, dy + ro * l->out, dx ? dx + ro * l->in : NULL, gn,
+                               m->ctx.group > 0 ? 0.0f : beta);
+          if (l->has_bias && (!accumulate || m->ctx.group > 0)) memset(db, 0, sizeof(float) * (size_t)l->out);
+          for (int r = 0; l->has_bias && r < gn; r++) {
+            const float *row = dy + (ro + (size_t)r) * l->out;
+            for (int j = 0; j < l->out; j++) db[j] += row[j];
+          }
+          if (m->ctx.group > 0)
+            m->ctx.group_grads(m->ctx.group_arg, m->grads, l->w_off,
+                               (size_t)l->out * (size_t)l->in + (l->has_bias ? (size_t)l->out : 0));
         }
         dy = dx;
         cur ^= 1;
@@ -468,7 +520,7 @@ void model_run_gemms(Model *m, const float *x, const float *dlogits, int n) {
   for (int i = 0; i < m->n_layers; i++) {
     const Layer *l = &m->layers[i];
     if (l->kind != LAYER_DENSE) continue;
-    dense_forward_gemm(m, l, in, n);
+    dense_forward_gemm(m, l, in, n, n);
     in = l->y;
   }
   const float *dy = dlogits;

@@ -17,6 +17,7 @@
 
 #include "mpitrain/blas.h"
 #include "mpitrain/checkpoint.h"
+#include "mpitrain/det.h"
 #include "mpitrain/init.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/rng.h"
@@ -94,7 +95,14 @@ struct Trainer {
   int stop_requested;       /* a rank got a stop signal: agreed in a step's allreduce */
   int64_t skipped;          /* --on-nonfinite skip: steps dropped so far ... */
   int skipped_in_row;       /* ... and in a row */
-  float *state_snapshot;    /* [n_state] batch-norm statistics before the step (skip mode restores them) */
+  float *state_snapshot;    /* [n_state] batch-norm statistics before the step (skip mode and a deterministic step
+                               computed again restore them) */
+  /* --deterministic (det.h) */
+  int det;
+  Det dt;
+  int *det_groups;          /* [size] groups each rank holds in the current step */
+  double *det_parts;        /* [groups per chunk][2 · max width] per-group batch-norm sums */
+  double *det_scratch;      /* [groups per batch][2 · max width] every group's, gathered */
 
   int64_t *rows;            /* [max_local] the rows of this rank's slice of the current batch, sorted */
   int n_rows;               /* how many of them are valid */
@@ -166,6 +174,10 @@ void trainer_free(Trainer *t) {
   mt_free(t->perm);
   mt_free(t->best_state);
   mt_free(t->state_snapshot);
+  mt_free(t->det_scratch);
+  mt_free(t->det_parts);
+  mt_free(t->det_groups);
+  det_free(&t->dt);
   mt_free(t->best_params);
   mt_free(t->val_rows);
   mt_free(t->train_index);
@@ -323,6 +335,15 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
    * takes ceil(B / N). */
   t->max_local = (t->batch + comm->size - 1) / comm->size;
   int64_t micro = cfg->micro_batch > 0 ? cfg->micro_batch : AUTO_MICRO_BATCH;
+  t->det = cfg->deterministic;
+  const int64_t G = cfg->det_group;
+  if (t->det) {
+    /* Whole groups per rank, and chunks of whole groups. */
+    int64_t groups = (t->batch + G - 1) / G, per_rank = (groups + comm->size - 1) / comm->size;
+    t->max_local = per_rank * G < t->batch ? per_rank * G : t->batch;
+    micro = micro / G * G;
+    if (micro < G) micro = G;
+  }
   const int bn = cfg->batchnorm != BN_NONE && cfg->hidden.n > 0;
   if (bn) {
     /* Batch statistics need every row of the rank's slice in one forward pass: no micro-batches. */
@@ -368,7 +389,19 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
                           .lr_min = cfg->lr_min,
                           .epochs = cfg->epochs,
                           .warmup_steps = cfg->warmup_steps};
-  if (cfg->on_nonfinite == NONFINITE_SKIP && t->model.n_state)
+  if (t->det) {
+    size_t bounds[4 * MODEL_MAX_HIDDEN + 3];
+    for (int i = 0; i < t->n_tensors; i++) bounds[i] = t->tensors[i].offset;
+    bounds[t->n_tensors] = t->model.n_params;
+    const size_t w2 = 2 * (size_t)t->model.max_width;
+    const int64_t groups = (t->batch + G - 1) / G, chunk_groups = (t->micro + G - 1) / G;
+    if (det_create(&t->dt, (int)G, bounds, t->n_tensors, comm->size, err) != 0) goto agree;
+    t->det_groups = mt_alloc(sizeof(int) * (size_t)comm->size, "the deterministic-mode group counts", err);
+    t->det_parts = mt_alloc(sizeof(double) * w2 * (size_t)chunk_groups, "per-group batch-norm sums", err);
+    t->det_scratch = mt_alloc(sizeof(double) * w2 * (size_t)groups, "per-group batch-norm sums", err);
+    if (err->failed) goto agree;
+  }
+  if ((cfg->on_nonfinite == NONFINITE_SKIP || t->det) && t->model.n_state)
     t->state_snapshot = mt_alloc(sizeof(float) * t->model.n_state, "a copy of the batch-norm statistics", err);
   t->best_val = -1;
   if (cfg->patience > 0) {
@@ -390,7 +423,10 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
                    .format = cfg->log_format, .every = cfg->log_every};
   if (log_open(&t->log, &lo, err) != 0) goto agree;
 
-  t->threads = cfg->threads > 0 ? cfg->threads : comm_default_threads(comm);
+  /* Deterministic mode: one OpenBLAS thread, always. OpenBLAS 0.3.21 blocks the K dimension of a GEMM differently
+   * with several threads, which changes the order of the additions (measured: the same run with 1 and 2 threads
+   * differs in most weights after 30 steps). Start one rank per core instead. */
+  t->threads = t->det ? 1 : cfg->threads > 0 ? cfg->threads : comm_default_threads(comm);
   blas_set_threads(t->threads);
 
 agree:
@@ -460,9 +496,173 @@ static void fault_inject(Trainer *t) {
   }
 }
 
-int trainer_step(Trainer *t, StepStats *st, MtError *err) {
+/* ==== --deterministic (det.h) ==== */
+
+static void det_grads_cb(void *arg, const float *grads, size_t off, size_t n) {
+  det_add(&((Trainer *)arg)->dt, grads, off, n);
+}
+
+static void det_reduce_cb(void *arg, const double *parts, size_t len, double *out) {
+  Trainer *t = arg;
+  det_reduce_groups(&t->dt, t->comm, parts, len, t->det_groups, t->det_scratch, out);
+}
+
+/* The forward and backward passes of one step in deterministic mode: this rank's whole groups of the batch (the
+ * rows at positions [first, first + Bt) of the epoch's order), every group on its own, the sums exact. Fills the
+ * gradient buffer and its tail like the default path. tm: data, forward, backward, reduction seconds. */
+static void det_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, double tm[4]) {
+  Model *m = &t->model;
+  const int C = t->info->n_classes, D = t->info->d;
+  const int64_t G = t->cfg.det_group, ng = (Bt + G - 1) / G;
+  int64_t g0, g1;
+  for (int r = 0; r < t->comm->size; r++) {
+    det_rank_groups(ng, r, t->comm->size, &g0, &g1);
+    t->det_groups[r] = (int)(g1 - g0);
+  }
+  det_rank_groups(ng, t->comm->rank, t->comm->size, &g0, &g1);
+  const int64_t lo = g0 * G < Bt ? g0 * G : Bt, hi = g1 * G < Bt ? g1 * G : Bt; /* no groups: lo = hi */
+  t->n_rows = (int)(hi - lo);
+  for (int i = 0; i < t->n_rows; i++) {
+    uint32_t k = t->perm[first + lo + i];
+    t->rows[i] = t->train_index ? t->train_index[k] : k;
+  }
+  /* Sorted within each group (the reader wants ascending rows): a group's rows, in the same order, whatever the
+   * rank count. */
+  for (int64_t i = 0; i < t->n_rows; i += G)
+    qsort(t->rows + i, (size_t)(t->n_rows - i < G ? t->n_rows - i : G), sizeof(int64_t), cmp_i64);
+  const float grad_scale = 1.0f / (float)Bt;
+  ModelContext ctx = {.train = 1, .seed = (uint64_t)t->cfg.seed, .step = t->step, .batch_rows = Bt,
+                      .group = (int)G, .group_grads = det_grads_cb, .reduce_groups = det_reduce_cb,
+                      .group_arg = t, .group_parts = t->det_parts};
+  double out[DET_TAIL];
+  for (;;) {
+    det_begin(&t->dt, ng);
+    for (int c0 = 0; c0 == 0 || c0 < t->n_rows; c0 += t->micro) {
+      int cn = t->n_rows - c0 < t->micro ? t->n_rows - c0 : t->micro;
+      double a = now();
+      for (int j = 0; j < cn && !local->failed; j += (int)G)
+        data_read(t->ds, SPLIT_TRAIN, t->rows + c0 + j, cn - j < G ? cn - j : (int)G, t->x + (size_t)j * D,
+                  t->y + j, local);
+      if (local->failed) cn = 0; /* still through the passes: batch normalisation's collectives */
+      double b = now();
+      comm_phase(t->comm, "forward", t->step + 1);
+      ctx.sample_ids = t->rows + c0;
+      const float *logits = model_forward_ctx(m, t->x, cn, &ctx);
+      for (int j = 0; j < cn; j += (int)G) {
+        LossSums gs = {0, 0};
+        loss_softmax_xent(logits + (size_t)j * C, t->y + j, cn - j < G ? cn - j : (int)G, C, grad_scale,
+                          t->dlogits + (size_t)j * C, &gs);
+        det_add_loss(&t->dt, gs.loss, (int64_t)gs.correct);
+      }
+      double c = now();
+      comm_phase(t->comm, "backward", t->step + 1);
+      model_backward(m, t->x, t->dlogits, cn, 0);
+      double e = now();
+      tm[0] += b - a;
+      tm[1] += c - b;
+      tm[2] += e - c;
+      if (local->failed) break;
+    }
+    double r0 = now();
+    comm_phase(t->comm, "gradient reduction", t->step + 1);
+    int again = det_finish(&t->dt, t->comm, m->grads, local->failed, stop_signal != 0, out);
+    tm[3] += now() - r0;
+    if (!again) break;
+    /* A group overflowed its fixed-point scale (or the scales were not known yet): every rank computes the step
+     * again with scales from this step's maxima, from the same batch-norm statistics. */
+    if (t->state_snapshot) memcpy(m->state, t->state_snapshot, sizeof(float) * m->n_state);
+  }
+  float *tail = m->grads + m->n_params;
+  tail[TAIL_LOSS] = (float)out[DET_LOSS];
+  tail[TAIL_CORRECT] = (float)out[DET_CORRECT];
+  tail[TAIL_FAILED] = (float)out[DET_FAILED];
+  tail[TAIL_STOP] = (float)out[DET_STOP];
+}
+
+/* Deterministic mode with the sharded optimiser: every rank has the whole sum; the optimiser takes its parts. */
+static void det_take_own(Trainer *t) {
+  const GradSync *gs = &t->gs;
+  for (int b = 0; b < gs->n_buckets; b++)
+    memcpy(gs->own + gs->own_moff[b], t->model.grads + gs->own_off[b],
+           sizeof(float) * (size_t)gs->counts[b * t->comm->size + t->comm->rank]);
+}
+
+/* The forward and backward passes of one step in the default mode: this rank's contiguous slice of the batch (the
+ * rows at positions [first, first + Bt) of the epoch's order), in chunks of --micro-batch rows, each finished
+ * bucket of gradients reduced while backward goes on. tm: data, forward, backward, reduction seconds. */
+static void default_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, double tm[4]) {
   Model *m = &t->model;
   const int C = t->info->n_classes;
+  const double t0 = now();
+  int64_t lo, hi;
+  trainer_rank_slice(Bt, t->comm->rank, t->comm->size, &lo, &hi);
+  t->n_rows = (int)(hi - lo);
+  for (int i = 0; i < t->n_rows; i++) {
+    uint32_t k = t->perm[first + lo + i];
+    t->rows[i] = t->train_index ? t->train_index[k] : k;
+  }
+  /* Sorted: the reader touches the file (or memory) in order, and the order of rows within a rank's slice does not
+   * change the gradient sum beyond rounding. */
+  qsort(t->rows, (size_t)t->n_rows, sizeof(int64_t), cmp_i64);
+  tm[0] += now() - t0;
+
+  /* Each rank's gradient is Σ over its rows of ∂loss/∂θ / Bt: the SUM over ranks is the mean over the batch. */
+  const float grad_scale = 1.0f / (float)Bt;
+  LossSums sums = {0, 0};
+  float *tail = m->grads + m->n_params;
+  ModelContext ctx = {.train = 1, .seed = (uint64_t)t->cfg.seed, .step = t->step, .batch_rows = Bt,
+                      .reduce = t->comm->size > 1 ? reduce_over_ranks : NULL, .reduce_arg = t->comm};
+  /* ==== SimGrid SMPI hook (sim.h): in a simulated run with modelled compute, the simulator charges this step's
+   * forward/backward to the clock instead (counted as backward time) and zeroes the gradients. ==== */
+  const double s0 = now();
+  const int simulated = sim_step_begin(m, t->n_rows, t->micro);
+  if (simulated) tm[2] += now() - s0;
+  /* At least one chunk, even with no rows: with batch normalisation every rank must make the same reductions.
+   * A rank whose read fails carries on with zero rows for the same reason, and reports after the reduction. */
+  for (int c0 = 0; !simulated && (c0 == 0 || c0 < t->n_rows); c0 += t->micro) {
+    int cn = t->n_rows - c0 < t->micro ? t->n_rows - c0 : t->micro;
+    double a = now();
+    if (!local->failed && data_read(t->ds, SPLIT_TRAIN, t->rows + c0, cn, t->x, t->y, local) != 0) cn = 0;
+    if (local->failed) cn = 0;
+    double b = now();
+    comm_phase(t->comm, "forward", t->step + 1);
+    ctx.sample_ids = t->rows + c0;
+    const float *logits = model_forward_ctx(m, t->x, cn, &ctx);
+    loss_softmax_xent(logits, t->y, cn, C, grad_scale, t->dlogits, &sums);
+    const int last = c0 + t->micro >= t->n_rows || local->failed;
+    if (last) {
+      /* The sums and flags are final before backward: they ride in the first bucket, which backward finishes
+       * first; from then on each finished bucket is reduced while backward continues. */
+      tail[TAIL_LOSS] = (float)sums.loss;
+      tail[TAIL_CORRECT] = (float)sums.correct;
+      tail[TAIL_FAILED] = local->failed ? 1.0f : 0.0f;
+      tail[TAIL_STOP] = stop_signal != 0 ? 1.0f : 0.0f;
+      m->ctx.grad_ready = on_grads_ready;
+      m->ctx.grad_ready_arg = &t->gs;
+    }
+    double c = now();
+    comm_phase(t->comm, "backward", t->step + 1);
+    model_backward(m, t->x, t->dlogits, cn, c0 > 0);
+    double e = now();
+    tm[0] += b - a;
+    tm[1] += c - b;
+    tm[2] += e - c;
+    if (last) break;
+  }
+  sim_step_end(simulated); /* SMPI hook (sim.h) */
+  if (simulated) { /* no chunk ran: the sums are zero, the flags still count */
+    tail[TAIL_LOSS] = tail[TAIL_CORRECT] = 0.0f;
+    tail[TAIL_FAILED] = 0.0f;
+    tail[TAIL_STOP] = stop_signal != 0 ? 1.0f : 0.0f;
+  }
+  const double r0 = now();
+  comm_phase(t->comm, "gradient reduction", t->step + 1);
+  gradsync_finish(&t->gs);
+  tm[3] += now() - r0;
+}
+
+int trainer_step(Trainer *t, StepStats *st, MtError *err) {
+  Model *m = &t->model;
   if (t->epoch_pos >= t->n_train) advance_epoch(t);
   comm_phase(t->comm, "data", t->step + 1);
   fault_inject(t);
@@ -474,74 +674,16 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   }
   int64_t first = t->epoch_pos;
   int64_t Bt = t->n_train - first < t->batch ? t->n_train - first : t->batch;
-  int64_t lo, hi;
-  trainer_rank_slice(Bt, t->comm->rank, t->comm->size, &lo, &hi);
-  t->n_rows = (int)(hi - lo);
-  for (int i = 0; i < t->n_rows; i++) {
-    uint32_t k = t->perm[first + lo + i];
-    t->rows[i] = t->train_index ? t->train_index[k] : k;
-  }
-  /* Sorted: the reader touches the file (or memory) in order, and the order of rows within a rank's slice does not
-   * change the gradient sum beyond rounding. */
-  qsort(t->rows, (size_t)t->n_rows, sizeof(int64_t), cmp_i64);
-
-  /* Each rank's gradient is Σ over its rows of ∂loss/∂θ / Bt: the SUM over ranks is the mean over the batch. */
-  const float grad_scale = 1.0f / (float)Bt;
-  LossSums sums = {0, 0};
   MtError local = {0};
   float *tail = m->grads + m->n_params;
-  ModelContext ctx = {.train = 1, .seed = (uint64_t)t->cfg.seed, .step = t->step, .batch_rows = Bt,
-                      .reduce = t->comm->size > 1 ? reduce_over_ranks : NULL, .reduce_arg = t->comm};
-  double tf = 0, tb = 0, td = now() - t0;
   if (t->state_snapshot) memcpy(t->state_snapshot, m->state, sizeof(float) * m->n_state);
-  /* ==== SimGrid SMPI hook (sim.h): in a simulated run with modelled compute, the simulator charges this step's
-   * forward/backward to the clock instead (counted as backward time) and zeroes the gradients. ==== */
-  const int simulated = sim_step_begin(m, t->n_rows, t->micro);
-  if (simulated) tb = now() - t0 - td;
-  /* At least one chunk, even with no rows: with batch normalisation every rank must make the same reductions.
-   * A rank whose read fails carries on with zero rows for the same reason, and reports after the reduction. */
-  for (int c0 = 0; !simulated && (c0 == 0 || c0 < t->n_rows); c0 += t->micro) {
-    int cn = t->n_rows - c0 < t->micro ? t->n_rows - c0 : t->micro;
-    double a = now();
-    if (!local.failed && data_read(t->ds, SPLIT_TRAIN, t->rows + c0, cn, t->x, t->y, &local) != 0) cn = 0;
-    if (local.failed) cn = 0;
-    double b = now();
-    comm_phase(t->comm, "forward", t->step + 1);
-    ctx.sample_ids = t->rows + c0;
-    const float *logits = model_forward_ctx(m, t->x, cn, &ctx);
-    loss_softmax_xent(logits, t->y, cn, C, grad_scale, t->dlogits, &sums);
-    const int last = c0 + t->micro >= t->n_rows || local.failed;
-    if (last) {
-      /* The sums and flags are final before backward: they ride in the first bucket, which backward finishes
-       * first; from then on each finished bucket is reduced while backward continues. */
-      tail[TAIL_LOSS] = (float)sums.loss;
-      tail[TAIL_CORRECT] = (float)sums.correct;
-      tail[TAIL_FAILED] = local.failed ? 1.0f : 0.0f;
-      tail[TAIL_STOP] = stop_signal != 0 ? 1.0f : 0.0f;
-      m->ctx.grad_ready = on_grads_ready;
-      m->ctx.grad_ready_arg = &t->gs;
-    }
-    double c = now();
-    comm_phase(t->comm, "backward", t->step + 1);
-    model_backward(m, t->x, t->dlogits, cn, c0 > 0);
-    double e = now();
-    td += b - a;
-    tf += c - b;
-    tb += e - c;
-    if (last) break;
-  }
-  sim_step_end(simulated); /* SMPI hook (sim.h) */
-  if (simulated) { /* no chunk ran: the sums are zero, the flags still count */
-    tail[TAIL_LOSS] = tail[TAIL_CORRECT] = 0.0f;
-    tail[TAIL_FAILED] = 0.0f;
-    tail[TAIL_STOP] = stop_signal != 0 ? 1.0f : 0.0f;
-  }
-
-  double r0 = now();
-  comm_phase(t->comm, "gradient reduction", t->step + 1);
-  gradsync_finish(&t->gs);
+  double tm[4] = {now() - t0, 0, 0, 0}; /* data, forward, backward, reduction */
+  if (t->det)
+    det_step(t, first, Bt, &local, tm);
+  else
+    default_step(t, first, Bt, &local, tm);
   comm_phase(t->comm, "update", t->step + 1);
-  double r1 = now();
+  const double td = tm[0], tf = tm[1], tb = tm[2], r1 = now(), r0 = r1 - tm[3];
   if (tail[TAIL_FAILED] > 0) { /* every rank saw the count: all enter the agreement together */
     *err = local;
     comm_agree(t->comm, err);
@@ -553,8 +695,10 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   float *g = shard ? t->gs.own : m->grads;
   const size_t ng = shard ? t->gs.n_own : m->n_params;
   /* L2 after the sum over ranks, so every rank adds the same λ/B·W; the loss term uses the (replicated) weights. */
-  if (!shard) {
+  if (!shard || t->det) {
+    /* Deterministic and sharded: L2 on the whole sum, as unsharded, so that the gradient norm below is too. */
     t->last_l2 = optim_l2(t->decay, t->n_decay, m->params, m->grads, t->cfg.l2, Bt);
+    if (shard) det_take_own(t);
   } else if (t->cfg.l2 > 0) {
     double sumsq = 0;
     for (int i = 0; i < t->n_decay; i++) sumsq += optim_sumsq(m->params + t->decay[i].offset, t->decay[i].count);
@@ -572,8 +716,8 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   const int skip_mode = t->cfg.on_nonfinite == NONFINITE_SKIP;
   int bad_loss = !isfinite(loss), bad_grad = 0;
   if (skip_mode && !bad_loss) {
-    double sq = optim_sumsq(shard ? g : m->grads, ng);
-    if (shard) comm_allreduce_sum_double(t->comm, &sq, 1);
+    double sq = optim_sumsq(shard && !t->det ? g : m->grads, shard && !t->det ? ng : m->n_params);
+    if (shard && !t->det) comm_allreduce_sum_double(t->comm, &sq, 1);
     bad_grad = !isfinite(sq);
   }
   if ((bad_loss || bad_grad) && !skip_mode)
@@ -625,8 +769,9 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   /* The global gradient norm: when clipping needs it, or for the metrics log. Sharded, each rank holds a part: one
    * small reduction, decided by the configuration alone so that every rank makes it. */
   if (shard && (t->cfg.clip_norm > 0 || t->cfg.log_norms)) {
-    double sq = optim_sumsq(g, ng);
-    comm_allreduce_sum_double(t->comm, &sq, 1);
+    /* Deterministic mode holds the whole sum on every rank: the norm as the unsharded optimiser computes it. */
+    double sq = optim_sumsq(t->det ? m->grads : g, t->det ? m->n_params : ng);
+    if (!t->det) comm_allreduce_sum_double(t->comm, &sq, 1);
     s->grad_norm = sqrt(sq);
     if (t->cfg.clip_norm > 0 && s->grad_norm > t->cfg.clip_norm) {
       const float scale = (float)(t->cfg.clip_norm / s->grad_norm);
@@ -680,6 +825,50 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
   return 0;
 }
 
+/* evaluate_rows in deterministic mode: the rows in fixed groups (det.h) — whole groups per rank, one GEMM per
+ * group, each group's loss sum rounded to 2^-DET_LOSS_BITS and added as an integer — so the result has the same
+ * bits on any number of ranks (early stopping then decides the same way). */
+static int evaluate_rows_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc,
+                             MtError *err) {
+  Model *m = &t->model;
+  const int C = t->info->n_classes;
+  /* Groups of --det-group rows, or fewer when the model holds fewer (batch < --det-group): the same on any N. */
+  const int G = t->cfg.det_group < t->micro ? t->cfg.det_group : t->micro, chunk = t->micro / G * G;
+  int64_t g0, g1;
+  det_rank_groups((n + G - 1) / G, t->comm->rank, t->comm->size, &g0, &g1);
+  const int64_t lo = g0 * G < n ? g0 * G : n, hi = g1 * G < n ? g1 * G : n;
+  MtError local = {0};
+  int64_t v[4] = {0, 0, 0, 0}; /* loss in fixed point, correct, failed, non-finite */
+  const ModelContext ctx = {.train = 0, .group = G};
+  for (int64_t r = lo; r < hi; r += chunk) {
+    int cn = (int)(hi - r < chunk ? hi - r : chunk);
+    if ((rows ? data_read(t->ds, s, rows + r, cn, t->x, t->y, &local)
+              : data_read_range(t->ds, s, r, cn, t->x, t->y, &local)) != 0)
+      break;
+    const float *logits = model_forward_ctx(m, t->x, cn, &ctx);
+    for (int j = 0; j < cn; j += G) {
+      LossSums gs = {0, 0};
+      loss_softmax_xent(logits + (size_t)j * C, t->y + j, cn - j < G ? cn - j : G, C, 0.0f, NULL, &gs);
+      double q = ldexp(gs.loss, DET_LOSS_BITS);
+      if (isfinite(q) && fabs(q) < 0x1p62 / (double)(n / G + 1))
+        v[0] += llrint(q);
+      else
+        v[3] = 1;
+      v[1] += (int64_t)gs.correct;
+    }
+  }
+  v[2] = local.failed;
+  if (t->comm->size > 1) MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_INT64_T, MPI_SUM, t->comm->comm);
+  if (v[2] > 0) {
+    *err = local;
+    comm_agree(t->comm, err);
+    return -1;
+  }
+  *loss = v[3] > 0 ? NAN : n > 0 ? ldexp((double)v[0], -DET_LOSS_BITS) / (double)n : 0;
+  *acc = n > 0 ? (double)v[1] / (double)n : 0;
+  return 0;
+}
+
 /* Mean loss and accuracy over n rows of split s: rows [0, n) when rows is NULL, else the sorted list rows [n]. Each
  * rank takes a contiguous part; the sums are reduced. */
 static int evaluate_rows(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc,
@@ -690,6 +879,7 @@ static int evaluate_rows(Trainer *t, Split s, const int64_t *rows, int64_t n, do
   trainer_rank_slice(n, t->comm->rank, t->comm->size, &lo, &hi);
   LossSums sums = {0, 0};
   MtError local = {0};
+  if (t->det) return evaluate_rows_det(t, s, rows, n, loss, acc, err);
   for (int64_t r = lo; r < hi; r += t->micro) {
     int cn = (int)(hi - r < t->micro ? hi - r : t->micro);
     if ((rows ? data_read(t->ds, s, rows + r, cn, t->x, t->y, &local)
@@ -795,6 +985,10 @@ static void fill_meta(const Trainer *t, CheckpointMeta *meta) {
   meta->epoch_samples = t->epoch_samples;
   meta->best_val_loss = t->best_val;
   meta->best_epoch = t->best_epoch;
+  if (t->det && t->dt.known) {
+    meta->det_n = t->n_tensors;
+    for (int i = 0; i < t->n_tensors; i++) meta->det_exp[i] = t->dt.exp[i];
+  }
   meta->since_best = t->since_best;
   meta->n_train = t->info->n[SPLIT_TRAIN];
   snprintf(meta->data, sizeof meta->data, "%s", t->cfg.data);
@@ -985,6 +1179,9 @@ static int trainer_resume(Trainer *t, MtError *err) {
   double dv[3] = {meta.epoch_loss_sum, meta.epoch_correct, meta.best_val_loss};
   comm_bcast(t->comm, iv, sizeof iv, 0);
   comm_bcast(t->comm, dv, sizeof dv, 0);
+  int32_t det[1 + sizeof meta.det_exp / sizeof meta.det_exp[0]] = {meta.det_n};
+  memcpy(det + 1, meta.det_exp, sizeof meta.det_exp);
+  comm_bcast(t->comm, det, sizeof det, 0);
   if (!iv[6]) {
     if (have_full) optim_free(&full);
     log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
@@ -1024,6 +1221,14 @@ static int trainer_resume(Trainer *t, MtError *err) {
       split_validation(t, &e); /* cannot fail where it succeeded before with the same sizes */
       t->perm_epoch = -1;
     }
+  }
+  if (t->det) {
+    /* The next step's fixed-point scales: with them the resumed run has the same bits as one never stopped. */
+    t->dt.known = det[0] == t->n_tensors;
+    for (int i = 0; t->dt.known && i < t->n_tensors; i++) t->dt.exp[i] = det[1 + i];
+    if (!t->dt.known)
+      log_info(t->log, "note: %s was not written by a --deterministic run: from here on every rank count gives "
+                       "the same bits, but not the same as a run that was never stopped", used);
   }
   if (t->best_params && t->best_val >= 0 && t->cfg.checkpoint_dir[0] == '\0') t->best_val = -1;
   if (t->best_params && t->best_val >= 0 && load_best(t, err) != 0) {

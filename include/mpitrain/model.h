@@ -70,6 +70,16 @@ typedef struct ModelContext {
    * trainer sets it for the last micro-batch only, to start reducing them while backward goes on). */
   void (*grad_ready)(void *arg, size_t offset);
   void *grad_ready_arg;
+  /* --deterministic (det.h): every GEMM and every sum over rows runs on one group of `group` rows at a time (rows
+   * 0..group-1, group.., the last one shorter), so its bits do not depend on how many groups a rank holds (0: all n
+   * rows at once). Backward then writes each group's own gradient of a layer into grads (no accumulation) and
+   * hands it to group_grads; batch-norm sums over the global batch go through reduce_groups, one partial vector per
+   * group, instead of reduce. group_parts: scratch [ceil(max_batch / group)][2 · max_width]. */
+  int group;
+  void (*group_grads)(void *arg, const float *grads, size_t offset, size_t count);
+  void (*reduce_groups)(void *arg, const double *parts, size_t len, double *out);
+  void *group_arg;
+  double *group_parts;
 } ModelContext;
 
 typedef struct Model {
@@ -104,7 +114,8 @@ const float *model_forward(Model *m, const float *x, int n);
 const float *model_forward_ctx(Model *m, const float *x, int n, const ModelContext *ctx);
 
 /* Backward pass given dlogits [n, n_classes] (the loss gradient w.r.t. the logits of the last forward, whose
- * input x must still be valid). accumulate = 0 overwrites grads, 1 adds to them (micro-batches). A training
+ * input x must still be valid). accumulate = 0 overwrites grads, 1 adds to them (micro-batches; not in group
+ * mode, where grads holds one group's gradient at a time). A training
  * forward with batch normalisation calls ctx->reduce once per BN layer, and backward once more per BN layer: every
  * replica must make the same calls. */
 void model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate);

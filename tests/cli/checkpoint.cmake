@@ -2,7 +2,8 @@
 # SIGTERMed mid-run, damaged / foreign / incompatible checkpoints, and eval / predict / info on a checkpoint.
 add_executable(ckpt_tamper ${CMAKE_CURRENT_LIST_DIR}/../tools/ckpt_tamper.c)
 target_link_libraries(ckpt_tamper PRIVATE mpitrain_lib)
-foreach(scenario exact exact_bn exact_shard world_size world_size_shard kill sigterm damaged infer early_stop)
+foreach(scenario exact exact_bn exact_shard world_size world_size_shard kill sigterm damaged infer early_stop
+                 deterministic deterministic_shard)
   mt_test(NAME checkpoint.${scenario} FIXTURES_REQUIRED train_small TIMEOUT 180
     COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/checkpoint.sh ${scenario} ${MT_BIN} $<TARGET_FILE:ckpt_tamper>
             ${MT_TEST_DATA}/train_small.h5)

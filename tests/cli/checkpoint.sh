@@ -54,6 +54,37 @@ exact | exact_bn | exact_shard)
   same_state "$(newest A)" "$(newest B)"
   echo "straight and stop-and-resume runs end bit-identical at $(newest A)"
   ;;
+deterministic | deterministic_shard)
+  # --deterministic: straight runs at 1, 2, 3 and 4 ranks end with the same bits (parameters, moments, batch-norm
+  # statistics, every logged loss, the test accuracy), and so does a run stopped at 4 ranks and resumed at 3.
+  det=(--deterministic --det-group 8 --batchnorm before --dropout 0.2 --l2 0.01 --clip-norm 1 --epochs 2 --threads auto
+       --log-every 1)
+  [ "$scenario" = deterministic_shard ] && det+=(--shard-optimizer --bucket-mb 0.001)
+  for np in 1 2 3 4; do
+    train "$np" "${det[@]}" --checkpoint-dir "D$np" --log "d$np.csv" >"d$np.log" 2>&1 || { cat "d$np.log"; fail "np=$np"; }
+  done
+  train 4 "${det[@]}" --checkpoint-dir R --max-steps 70 >r1.log 2>&1 || { cat r1.log; fail "np=4 first part"; }
+  train 3 "${det[@]}" --checkpoint-dir R --resume auto --log r.csv >r2.log 2>&1 || { cat r2.log; fail "resume at np=3"; }
+  grep -q "written at 4 ranks" r2.log || { cat r2.log; fail "np=3 did not resume the np=4 checkpoint"; }
+  final=$(basename "$(newest D1)")
+  for d in D2 D3 D4 R; do
+    [ "$(basename "$(newest $d)")" = "$final" ] || fail "$d ends at $(newest $d), D1 at $final"
+    same_state "D1/$final" "$d/$final"
+    h5diff "D1/$final" "$d/$final" /model/bn0/running_mean >/dev/null || fail "batch-norm statistics differ: $d"
+  done
+  # Every step's loss as logged (columns step, epoch, loss...: the whole line but the timing columns).
+  steps() { awk -F, '$1 == "step" { print $3, $5, $6, $7 }' "$1"; }
+  for np in 2 3 4; do
+    cmp -s <(steps d1.csv) <(steps "d$np.csv") || { diff <(steps d1.csv) <(steps "d$np.csv") | head; fail "losses differ at np=$np"; }
+  done
+  cmp -s <(steps d1.csv | awk '$1 > 70') <(steps r.csv) || fail "losses after the resume differ"
+  acc() { grep -o 'final test accuracy: [0-9.]*% (test loss [0-9.]*)' "$1"; }
+  for np in 2 3 4; do
+    [ -n "$(acc d1.log)" ] && [ "$(acc d1.log)" = "$(acc "d$np.log")" ] || fail "test accuracy differs at np=$np"
+  done
+  crc=$(h5dump -a /crc32 "D1/$final" | sed -n 's/^ *(0): //p')
+  echo "np=1,2,3,4 and np=4 -> 3 resumed: bit-identical at $final (CRC-32 of the state $crc)"
+  ;;
 early_stop)
   # A small, noisy training set and a big network overfit within a few epochs: early stopping must stop, end with
   # the best model (restored: the final test accuracy is that of best.h5), and say so.

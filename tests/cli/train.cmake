@@ -122,6 +122,13 @@ function(mt_overflow name exit regex)
 endfunction()
 mt_overflow(overflow_stops fail "error: the training loss became (NaN|infinite) at step [0-9]+ .epoch 1.")
 mt_overflow(overflow_skipped ok "non-finite loss, update skipped .2 so far" --on-nonfinite skip)
+# The same in deterministic mode, where the NaN shows in the fixed-point conversion instead.
+mt_overflow(overflow_det_stops fail "error: the training loss became (NaN|infinite) at step [0-9]+ .epoch 1." --deterministic)
+mt_overflow(overflow_det_skipped ok "non-finite loss, update skipped .2 so far" --deterministic --on-nonfinite skip)
+mt_train_error(det_threads 2 "--threads 2 with --deterministic: .*one thread per rank" --data ${MT_SMALL}
+  --deterministic --threads 2)
+mt_train_error(det_micro 2 "--micro-batch 4 with --deterministic: .*--det-group .8." --data ${MT_SMALL}
+  --deterministic --det-group 8 --micro-batch 4)
 mt_train_error(skip_forever 2 "100 steps in a row had a non-finite" --data ${MT_SMALL} --optimizer sgd --lr 1e30
   --hidden 8 --epochs 20 --on-nonfinite skip)
 mt_train_error(diverged 2 "loss became (NaN|infinite) at step [0-9]+.*--lr" --data ${MT_SMALL} --optimizer sgd --lr 1e30 --hidden 8 --epochs 1)

@@ -86,6 +86,7 @@ static void test_defaults(void **state) {
   assert_true(c.warmup_steps == 0 && c.lr_ref_batch == 0);
   assert_true(c.val_fraction == 0 && c.patience == 0 && c.log_norms == 0);
   assert_true(c.bucket_mb == -1 && c.shard_optimizer == 0);
+  assert_true(c.deterministic == 0 && c.det_group == 64);
   assert_int_equal(c.on_nonfinite, NONFINITE_STOP);
   assert_true(c.stall_timeout == 600);
 }
@@ -102,7 +103,7 @@ static void test_table_defaults_valid(void **state) {
       fail_msg("default of --%s is rejected: %s", o->name, err.msg);
     assert_non_null(o->help);
   }
-  assert_int_equal(count, 50); /* a new option: add its default to test_defaults too */
+  assert_int_equal(count, 52); /* a new option: add its default to test_defaults too */
 }
 
 static void test_choices_follow_enums(void **state) {

@@ -2,7 +2,8 @@
  *
  * Run with 4 ranks. For k = 1..4 the first k ranks form a communicator and train the same model on the same
  * in-memory dataset for a few steps (crossing an epoch boundary, with a short last batch and uneven slices), with
- * the replica check on every step. Configurations: each optimiser; batch normalisation (statistics of the global
+ * the replica check on every step. With --deterministic the runs must agree bit for bit instead. Configurations:
+ * each optimiser; batch normalisation (statistics of the global
  * batch, summed over ranks) with dropout (masks keyed by sample, not rank); and L2, weight decay, clipping, a cosine
  * schedule with warm-up. Then, on world rank 0:
  *  - the per-step loss of every k matches k = 1 within a tight relative tolerance (only the order of float sums
@@ -107,11 +108,34 @@ static void run(int k, char **extra, int n_extra, Dataset *ds, Result *res, size
   MPI_Comm_free(&sub);
 }
 
+/* FNV-1a over the parameter bytes: what "bit-identical" is checked with (and printed). */
+static uint64_t hash_bytes(const void *p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+  return h;
+}
+
 static void compare(const char *opt, Result *r, size_t n_params, int64_t n_train) {
+  /* --deterministic: not close but equal — every step's loss, the parameters, the statistics, the evaluation. */
+  const int exact = strncmp(opt, "det", 3) == 0;
   for (int k = 1; k <= MAXK; k++) {
     for (int i = 0; i < n_train; i++)
       CHECK(r[k].seen[i] == 1, "%s k=%d: row %d processed %d times in epoch 0", opt, k, i, r[k].seen[i]);
     if (k == 1) continue;
+    if (exact) {
+      for (int s = 0; s < STEPS; s++)
+        CHECK(r[k].loss[s] == r[1].loss[s], "%s k=%d step %d: loss %.17g vs %.17g at 1 rank", opt, k, s,
+              r[k].loss[s], r[1].loss[s]);
+      uint64_t h1 = hash_bytes(r[1].params, sizeof(float) * n_params), hk = hash_bytes(r[k].params, sizeof(float) * n_params);
+      CHECK(hk == h1, "%s k=%d: parameter hash %016llx, at 1 rank %016llx", opt, k, (unsigned long long)hk,
+            (unsigned long long)h1);
+      CHECK(r[1].n_state == 0 || memcmp(r[k].state, r[1].state, sizeof(float) * r[1].n_state) == 0,
+            "%s k=%d: batch-norm statistics differ from 1 rank", opt, k);
+      CHECK(r[k].test_loss == r[1].test_loss && r[k].test_acc == r[1].test_acc,
+            "%s k=%d: test loss %.17g vs %.17g at 1 rank", opt, k, r[k].test_loss, r[1].test_loss);
+      if (k == MAXK) printf("%-8s k=1..%d: parameter hash %016llx at every rank count\n", opt, MAXK, (unsigned long long)h1);
+      continue;
+    }
     for (int s = 0; s < STEPS; s++) {
       double rel = fabs(r[k].loss[s] - r[1].loss[s]) / fabs(r[1].loss[s]);
       CHECK(rel < 2e-6, "%s k=%d step %d: loss %.9g vs %.9g at 1 rank (rel %.2g)", opt, k, s, r[k].loss[s],
@@ -154,7 +178,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "synthetic data: %s\n", err.msg);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  static char *configs[][20] = {
+  static char *configs[][24] = {
       {"sgd", "--optimizer", "sgd", "--lr", "0.2"},
       {"momentum", "--optimizer", "momentum", "--lr", "0.3"},
       {"rmsprop", "--optimizer", "rmsprop", "--lr", "0.01"},
@@ -170,11 +194,22 @@ int main(int argc, char **argv) {
       {"zero1", "--optimizer", "adam", "--lr", "0.01", "--shard-optimizer", "--bucket-mb", "0.001"},
       {"zero1+", "--optimizer", "adam", "--lr", "0.01", "--shard-optimizer", "--batchnorm", "before", "--dropout", "0.2",
        "--l2", "0.5", "--weight-decay", "0.01", "--clip-norm", "0.5", "--bucket-mb", "0.001"},
+      /* --deterministic: bit-identical at k = 1..4. Groups of 16 rows: 4 per batch of 64, 3 in the last (43 rows);
+       * at 3 ranks 2+1+1, at 4 one each. Then batch norm with dropout and everything after the sum; chunks of
+       * several groups (--micro-batch); and the sharded optimiser, whose rank count changes who updates what. */
+      {"det-adam", "--deterministic", "--det-group", "16", "--optimizer", "adam", "--lr", "0.01"},
+      {"det-bn", "--deterministic", "--det-group", "8", "--optimizer", "momentum", "--lr", "0.3", "--batchnorm",
+       "before", "--dropout", "0.3", "--l2", "0.5", "--weight-decay", "0.01", "--clip-norm", "0.5", "--lr-schedule",
+       "cosine", "--warmup-steps", "5"},
+      {"det-micro", "--deterministic", "--det-group", "8", "--micro-batch", "16", "--optimizer", "rmsprop", "--lr",
+       "0.01"},
+      {"det-zero1", "--deterministic", "--det-group", "16", "--optimizer", "adam", "--lr", "0.01",
+       "--shard-optimizer", "--bucket-mb", "0.001", "--batchnorm", "after", "--clip-norm", "0.5", "--l2", "0.5"},
   };
   const int n_configs = (int)(sizeof configs / sizeof configs[0]);
   for (int o = 0; o < n_configs; o++) {
     int n_extra = 1;
-    while (n_extra < 20 && configs[o][n_extra] != NULL) n_extra++;
+    while (n_extra < 24 && configs[o][n_extra] != NULL) n_extra++;
     Result r[MAXK + 1];
     memset(r, 0, sizeof r);
     size_t n_params = 0;
