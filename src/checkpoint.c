@@ -127,7 +127,7 @@ static int write_attrs(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
   if (meta->det_n > 0) {
     hsize_t nd = (hsize_t)meta->det_n;
     hid_t sp = H5Screate_simple(1, &nd, NULL);
-    rc |= sp < 0 ? -1 : h5_attr_write(f, "det_scale", H5T_STD_I32LE, sp, meta->det_exp);
+    rc |= sp < 0 ? -1 : h5_attr_write(f, "det_max", H5T_IEEE_F32LE, sp, meta->det_max);
     if (sp >= 0) H5Sclose(sp);
   }
   rc |= h5_attr_write_scalar(f, "crc32", H5T_STD_U32LE, &c32);
@@ -405,16 +405,17 @@ static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtErr
   meta->epoch_samples = v;
   /* Optional: written by deterministic runs only. */
   meta->det_n = 0;
-  int has_det = h5_attr_find(f, "det_scale", &cls, &count); /* 1 found, 0 missing */
-  if (has_det < 0) return mt_fail(err, "checkpoint %s: cannot read attribute det_scale", path);
+  int has_det = h5_attr_find(f, "det_max", &cls, &count); /* 1 found, 0 missing */
+  if (has_det < 0) return mt_fail(err, "checkpoint %s: cannot read attribute det_max", path);
   if (has_det == 1) {
-    const int cap = (int)(sizeof meta->det_exp / sizeof meta->det_exp[0]);
-    if (cls != H5T_INTEGER || count < 1 || count > cap ||
-        h5_attr_read_raw(f, "det_scale", H5T_NATIVE_INT32, meta->det_exp) < 0)
-      return mt_fail(err, "checkpoint %s: attribute det_scale is not a list of at most %d integers", path, cap);
+    const int cap = (int)(sizeof meta->det_max / sizeof meta->det_max[0]);
+    if (cls != H5T_FLOAT || count < 1 || count > cap ||
+        h5_attr_read_raw(f, "det_max", H5T_NATIVE_FLOAT, meta->det_max) < 0)
+      return mt_fail(err, "checkpoint %s: attribute det_max is not a list of at most %d numbers", path, cap);
     for (int i = 0; i < (int)count; i++)
-      if (meta->det_exp[i] < -2000 || meta->det_exp[i] > 2000)
-        return mt_fail(err, "checkpoint %s: det_scale[%d] = %d is out of range", path, i, (int)meta->det_exp[i]);
+      if (!(meta->det_max[i] >= 0 && isfinite(meta->det_max[i])))
+        return mt_fail(err, "checkpoint %s: det_max[%d] = %g; expected a finite value >= 0", path, i,
+                       (double)meta->det_max[i]);
     meta->det_n = (int)count;
   }
   if (read_int(f, path, "n_train", &v, err) < 0) return -1;

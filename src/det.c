@@ -9,7 +9,6 @@
  * and the reverse holds for an int64 q with |q| < 2^51. Plain adds, so the loops vectorise (SSE2 has no packed
  * double <-> int64 conversion). */
 #define MAGIC 6755399441055744.0
-#define TWO51 2251799813685248.0
 
 static int64_t magic_bits(void) {
   double m = MAGIC;
@@ -18,42 +17,77 @@ static int64_t magic_bits(void) {
   return b;
 }
 
+/* Compiled for AVX2 as well where the CPU has it (picked at load time): the same IEEE operations on wider vectors,
+ * so the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DET_VECTOR __attribute__((target_clones("avx2", "default")))
+#else
+#define DET_VECTOR
+#endif
+
+/* The small collective: sums over the tail, maxima over the rest (both exact, so any order gives the same). */
+static void sum_then_max(void *in, void *inout, int *len, MPI_Datatype *type) {
+  (void)type;
+  const int64_t *a = in;
+  int64_t *b = inout;
+  for (int i = 0; i < *len; i++) b[i] = i < DET_TAIL ? b[i] + a[i] : (a[i] > b[i] ? a[i] : b[i]);
+}
+
 int det_create(Det *d, int group, const size_t *bounds, int n_tensors, int comm_size, MtError *err) {
   memset(d, 0, sizeof *d);
-  if (n_tensors > DET_MAX_TENSORS) return mt_fail(err, "--deterministic: %d tensors, at most %d", n_tensors, DET_MAX_TENSORS);
+  if (n_tensors > DET_MAX_TENSORS)
+    return mt_fail(err, "--deterministic: %d tensors, at most %d", n_tensors, DET_MAX_TENSORS);
   d->group = group;
   d->n_tensors = n_tensors;
   memcpy(d->off, bounds, sizeof(size_t) * (size_t)(n_tensors + 1));
   d->n = bounds[n_tensors];
-  d->acc = mt_alloc(sizeof(int64_t) * (d->n + DET_TAIL), "the deterministic-mode accumulator", err);
+  d->acc = mt_alloc(sizeof(int64_t) * (d->n ? d->n : 1), "the deterministic-mode accumulator", err);
   d->counts = mt_alloc(sizeof(int) * 2 * (size_t)comm_size, "the deterministic-mode group counts", err);
   return err->failed ? -1 : 0;
 }
 
 void det_free(Det *d) {
+  if (d->have_op) MPI_Op_free(&d->op);
+  d->have_op = 0;
   mt_free(d->acc);
   mt_free(d->counts);
   d->acc = NULL;
   d->counts = NULL;
 }
 
+/* The exponent e with max · headroom · 2^e < limit (limit a power of two). */
+static int scale_for(uint32_t maxbits, double limit, double headroom) {
+  float max;
+  memcpy(&max, &maxbits, sizeof max);
+  if (!(max > 0)) return 0; /* an all-zero tensor: any scale is exact */
+  int e, x;
+  frexp((double)max * headroom, &e); /* max · headroom < 2^e */
+  frexp(limit, &x);                  /* limit = 2^(x-1) */
+  return (x - 1) - e;
+}
+
 void det_begin(Det *d, int64_t groups_per_step) {
   if (groups_per_step < 1) groups_per_step = 1;
-  /* A power of two at most 2^50 / groups, so that the sum of all groups' values stays below 2^51 (rounding may
-   * take a value to the limit itself). */
   int k = 0;
   while (((int64_t)1 << k) < groups_per_step) k++;
-  d->limit = ldexp(1.0, 50 - k);
+  /* The sum of all groups stays below 2^31 (int32) or 2^51 (int64: where the double conversion is exact); a
+   * value that rounds up to the limit itself still fits. */
+  d->wide = groups_per_step > DET_NARROW_GROUPS;
+  d->limit = ldexp(1.0, (d->wide ? 50 : 30) - k);
   d->loss_limit = ldexp(1.0, 62 - k);
+  for (int t = 0; t < d->n_tensors; t++)
+    d->exp[t] = d->known ? scale_for(d->prev[t], d->limit, d->wide ? 256.0 : 16.0) : 0;
   memset(d->maxbits, 0, sizeof d->maxbits);
   memset(d->written, 0, sizeof d->written);
-  memset(d->acc + d->n, 0, sizeof(int64_t) * DET_TAIL);
+  memset(d->red, 0, sizeof d->red);
   d->overflow = 0;
 }
 
 /* acc (+)= round(x · scale), and the largest |x| as float bits (for non-negative floats the bit patterns order
- * like the values, with Inf and NaN above every finite value: integer max, which vectorises, finds them too). */
-static uint32_t quantise(const float *restrict x, int64_t *restrict acc, size_t n, double scale, int add) {
+ * like the values, with Inf and NaN above every finite value: an integer max, which vectorises, finds them too).
+ * Adds are unsigned (wrapping) so that values beyond the limit, which force a retry anyway, are not undefined. */
+DET_VECTOR static uint32_t quantise64(const float *restrict x, uint64_t *restrict acc, size_t n, double scale,
+                                      int add) {
   const int64_t mb = magic_bits();
   uint32_t top = 0;
   for (size_t i = 0; i < n; i++) {
@@ -64,10 +98,43 @@ static uint32_t quantise(const float *restrict x, int64_t *restrict acc, size_t 
     double v = (double)x[i] * scale + MAGIC;
     int64_t q;
     memcpy(&q, &v, sizeof q);
-    q -= mb;
-    acc[i] = add ? acc[i] + q : q;
+    const uint64_t u = (uint64_t)(q - mb);
+    acc[i] = add ? acc[i] + u : u;
   }
   return top;
+}
+
+DET_VECTOR static uint32_t quantise32(const float *restrict x, uint32_t *restrict acc, size_t n, double scale,
+                                      int add) {
+  const int64_t mb = magic_bits();
+  uint32_t top = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t bits;
+    memcpy(&bits, &x[i], sizeof bits);
+    bits &= 0x7fffffffu;
+    top = bits > top ? bits : top;
+    double v = (double)x[i] * scale + MAGIC;
+    int64_t q;
+    memcpy(&q, &v, sizeof q);
+    const uint32_t u = (uint32_t)(uint64_t)(q - mb);
+    acc[i] = add ? acc[i] + u : u;
+  }
+  return top;
+}
+
+/* g = q · inv as float. */
+DET_VECTOR static void dequantise64(const int64_t *restrict acc, float *restrict g, size_t n, double inv) {
+  const int64_t mb = magic_bits();
+  for (size_t i = 0; i < n; i++) {
+    int64_t q = acc[i] + mb; /* |acc| < 2^51 */
+    double v;
+    memcpy(&v, &q, sizeof v);
+    g[i] = (float)((v - MAGIC) * inv);
+  }
+}
+
+DET_VECTOR static void dequantise32(const int32_t *restrict acc, float *restrict g, size_t n, double inv) {
+  for (size_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * inv);
 }
 
 void det_add(Det *d, const float *grads, size_t off, size_t n) {
@@ -76,7 +143,8 @@ void det_add(Det *d, const float *grads, size_t off, size_t n) {
     if (hi <= off || lo >= off + n) continue;
     /* Callers pass whole tensors. */
     const double scale = ldexp(1.0, d->exp[t]);
-    uint32_t top = quantise(grads + lo, d->acc + lo, hi - lo, scale, d->written[t]);
+    uint32_t top = d->wide ? quantise64(grads + lo, (uint64_t *)d->acc + lo, hi - lo, scale, d->written[t])
+                           : quantise32(grads + lo, (uint32_t *)d->acc + lo, hi - lo, scale, d->written[t]);
     d->written[t] = 1;
     if (top > d->maxbits[t]) d->maxbits[t] = top;
     float fmax;
@@ -89,68 +157,54 @@ void det_add(Det *d, const float *grads, size_t off, size_t n) {
 void det_add_loss(Det *d, double loss, int64_t correct) {
   double v = ldexp(loss, DET_LOSS_BITS);
   if (isfinite(v) && fabs(v) < d->loss_limit)
-    d->acc[d->n + DET_LOSS] += llrint(v);
+    d->red[DET_LOSS] += llrint(v);
   else
-    d->acc[d->n + DET_NONFINITE] = 1;
-  d->acc[d->n + DET_CORRECT] += correct;
-}
-
-/* The exponent that puts max · 256 just below limit. */
-static int scale_for(float max, double limit) {
-  if (!(max > 0)) return 0; /* an all-zero tensor: any scale is exact */
-  int e;
-  frexp((double)max * 256.0, &e); /* max · 256 < 2^e */
-  int x;
-  frexp(limit, &x);                /* limit = 2^(x-1) */
-  return (x - 1) - e;
+    d->red[DET_NONFINITE] = 1;
+  d->red[DET_CORRECT] += correct;
 }
 
 int det_finish(Det *d, Comm *c, float *grads, int64_t failed, int64_t stop, double out[DET_TAIL]) {
-  int64_t *tail = d->acc + d->n;
+  const size_t width = d->wide ? sizeof(int64_t) : sizeof(int32_t);
   for (int t = 0; t < d->n_tensors; t++) /* a rank with no rows wrote nothing */
-    if (!d->written[t]) memset(d->acc + d->off[t], 0, sizeof(int64_t) * (d->off[t + 1] - d->off[t]));
+    if (!d->written[t]) memset((char *)d->acc + d->off[t] * width, 0, (d->off[t + 1] - d->off[t]) * width);
+  int64_t *tail = d->red, *maxima = d->red + DET_TAIL;
   tail[DET_FAILED] = failed;
   tail[DET_STOP] = stop;
   tail[DET_OVERFLOW] = d->overflow || !d->known;
+  for (int t = 0; t < d->n_tensors; t++) maxima[t] = d->maxbits[t];
   if (c->size > 1) {
-    /* int64 sums with wrap-around would still be exact, but none happens: |sum| < 2^51 by the scales' choice. */
-    MPI_Allreduce(MPI_IN_PLACE, d->acc, (int)(d->n + DET_TAIL), MPI_INT64_T, MPI_SUM, c->comm);
-    MPI_Allreduce(MPI_IN_PLACE, d->maxbits, d->n_tensors, MPI_UINT32_T, MPI_MAX, c->comm);
+    /* Integer sums: exact, so MPI's order of additions cannot matter; |sum| < 2^31 or 2^51 by the scales. */
+    MPI_Allreduce(MPI_IN_PLACE, d->acc, (int)d->n, d->wide ? MPI_INT64_T : MPI_INT32_T, MPI_SUM, c->comm);
+    if (!d->have_op) {
+      MPI_Op_create(sum_then_max, 1, &d->op);
+      d->have_op = 1;
+    }
+    MPI_Allreduce(MPI_IN_PLACE, d->red, DET_TAIL + d->n_tensors, MPI_INT64_T, d->op, c->comm);
   }
   for (int k = 0; k < DET_TAIL; k++) out[k] = (double)tail[k];
   out[DET_LOSS] = ldexp((double)tail[DET_LOSS], -DET_LOSS_BITS);
   int nonfinite = tail[DET_NONFINITE] > 0;
-  for (int t = 0; t < d->n_tensors; t++)
-    if (d->maxbits[t] >= 0x7f800000u) nonfinite = 1;
+  for (int t = 0; t < d->n_tensors; t++) {
+    if (maxima[t] >= 0x7f800000) nonfinite = 1;
+    d->prev[t] = (uint32_t)maxima[t]; /* the next step's scales (or this step's, again) */
+  }
   if (nonfinite) {
     out[DET_NONFINITE] = 1;
     out[DET_LOSS] = NAN;
     return 0;
   }
-  if (tail[DET_OVERFLOW] > 0 && !tail[DET_FAILED]) {
-    /* Every rank has the same maxima: the same new scales everywhere, and this step again. */
-    for (int t = 0; t < d->n_tensors; t++) {
-      float mx;
-      memcpy(&mx, &d->maxbits[t], sizeof mx);
-      d->exp[t] = scale_for(mx, d->limit);
-    }
-    d->known = 1;
+  const int again = tail[DET_OVERFLOW] > 0 && !tail[DET_FAILED];
+  d->known = 1;
+  if (again) { /* every rank has the same maxima: the same new scales everywhere, and this step again */
     d->retries++;
     return 1;
   }
-  const int64_t mb = magic_bits();
   for (int t = 0; t < d->n_tensors; t++) {
-    const double inv = ldexp(1.0, -d->exp[t]);
-    for (size_t i = d->off[t]; i < d->off[t + 1]; i++) {
-      int64_t q = d->acc[i] + mb;
-      double v;
-      memcpy(&v, &q, sizeof v);
-      grads[i] = (float)((v - MAGIC) * inv);
-    }
-    /* The next step's scale, from this step's largest group value. */
-    float mx;
-    memcpy(&mx, &d->maxbits[t], sizeof mx);
-    d->exp[t] = scale_for(mx, d->limit);
+    const size_t o = d->off[t], cnt = d->off[t + 1] - o;
+    if (d->wide)
+      dequantise64((const int64_t *)d->acc + o, grads + o, cnt, ldexp(1.0, -d->exp[t]));
+    else
+      dequantise32((const int32_t *)d->acc + o, grads + o, cnt, ldexp(1.0, -d->exp[t]));
   }
   return 0;
 }

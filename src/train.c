@@ -987,7 +987,7 @@ static void fill_meta(const Trainer *t, CheckpointMeta *meta) {
   meta->best_epoch = t->best_epoch;
   if (t->det && t->dt.known) {
     meta->det_n = t->n_tensors;
-    for (int i = 0; i < t->n_tensors; i++) meta->det_exp[i] = t->dt.exp[i];
+    for (int i = 0; i < t->n_tensors; i++) memcpy(&meta->det_max[i], &t->dt.prev[i], sizeof(float));
   }
   meta->since_best = t->since_best;
   meta->n_train = t->info->n[SPLIT_TRAIN];
@@ -1179,9 +1179,11 @@ static int trainer_resume(Trainer *t, MtError *err) {
   double dv[3] = {meta.epoch_loss_sum, meta.epoch_correct, meta.best_val_loss};
   comm_bcast(t->comm, iv, sizeof iv, 0);
   comm_bcast(t->comm, dv, sizeof dv, 0);
-  int32_t det[1 + sizeof meta.det_exp / sizeof meta.det_exp[0]] = {meta.det_n};
-  memcpy(det + 1, meta.det_exp, sizeof meta.det_exp);
-  comm_bcast(t->comm, det, sizeof det, 0);
+  float det_max[sizeof meta.det_max / sizeof meta.det_max[0]];
+  int det_n = meta.det_n;
+  memcpy(det_max, meta.det_max, sizeof det_max);
+  comm_bcast(t->comm, &det_n, sizeof det_n, 0);
+  comm_bcast(t->comm, det_max, sizeof det_max, 0);
   if (!iv[6]) {
     if (have_full) optim_free(&full);
     log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
@@ -1224,8 +1226,8 @@ static int trainer_resume(Trainer *t, MtError *err) {
   }
   if (t->det) {
     /* The next step's fixed-point scales: with them the resumed run has the same bits as one never stopped. */
-    t->dt.known = det[0] == t->n_tensors;
-    for (int i = 0; t->dt.known && i < t->n_tensors; i++) t->dt.exp[i] = det[1 + i];
+    t->dt.known = det_n == t->n_tensors;
+    for (int i = 0; t->dt.known && i < t->n_tensors; i++) memcpy(&t->dt.prev[i], &det_max[i], sizeof(float));
     if (!t->dt.known)
       log_info(t->log, "note: %s was not written by a --deterministic run: from here on every rank count gives "
                        "the same bits, but not the same as a run that was never stopped", used);

@@ -8,7 +8,7 @@
  *   root attributes: format = "mpitrain-checkpoint", format_version, mpitrain_version, created, world_size,
  *     step, epoch, epoch_pos, seed, n_inputs, n_classes, hidden, activation, leaky_slope, batchnorm, bn_momentum,
  *     bn_eps, dropout, optimizer, optimizer_step, beta1, beta2, eps, epoch_loss_sum, epoch_correct, epoch_samples,
- *     best_val_loss, best_epoch, since_best, data, n_train, config, det_scale (deterministic runs only),
+ *     best_val_loss, best_epoch, since_best, data, n_train, config, det_max (deterministic runs only),
  *     crc32 (zlib CRC-32 of the parameter bytes, then the first moments, then the second moments, then the
  *     batch-norm running statistics, each in buffer order, as little-endian float32).
  *
@@ -48,9 +48,9 @@ typedef struct CheckpointMeta {
   char data[1024];         /* that dataset's path, as given */
   char created[32];        /* UTC, ISO 8601 */
   char version[32];        /* mpitrain version that wrote it */
-  int det_n;               /* --deterministic: the fixed-point scale exponents of the next step (det.h), one per
-                            * parameter tensor; 0 = none (the run was not deterministic, or had not stepped yet) */
-  int32_t det_exp[4 * MODEL_MAX_HIDDEN + 2];
+  int det_n;               /* --deterministic: the largest gradient value of any group at the last step, one per
+                            * parameter tensor (det.h: the next step's fixed-point scales); 0 = none */
+  float det_max[4 * MODEL_MAX_HIDDEN + 2];
   uint32_t crc32;
   char *config;            /* the run's options as INI text (malloc'd; checkpoint_meta_free) */
 } CheckpointMeta;

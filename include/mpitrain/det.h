@@ -10,51 +10,65 @@
  *  - batch-norm statistics (small vectors): every rank gathers all groups' partial sums and adds them in group
  *    order (det_reduce_groups).
  *
- * The scale of tensor t is 2^e_t with e_t chosen from the largest |value| of any group at the previous step, with a
- * factor 256 of headroom, so that no group's value reaches 2^50 / (groups per step) and the sum stays below 2^51 —
- * where a double converts to an integer and back with one add (vectorised). A tensor's largest value keeps at
- * least 50 - 8 - log2(groups) bits (40 at 4 groups per step, 33 at 469), more than float's 24; values far below it
- * lose low bits, the same way in every run. If a value still overflows (the first step, whose scales are unknown,
- * or a gradient that grew more than 256-fold in one step), every rank sees it after the reduction and the step is
- * computed again with scales from that step's own maxima. The scales are saved in checkpoints, so a resumed run
- * continues with the same bits. */
+ * The scale of tensor t is 2^e_t, chosen at the start of a step from the largest |value| any group had at the
+ * previous step, with headroom, so that no group's value can reach the limit L and the sum of all groups stays
+ * exact. Two widths, decided by the number of groups per step (the same on every rank, for any rank count):
+ *  - up to 16 groups: int32, L = 2^30 / groups, headroom 16: a tensor's largest value keeps at least 24 bits (as
+ *    many as float has; 26 with one group) and the reduction moves as many bytes as a float allreduce;
+ *  - more groups: int64, L = 2^50 / groups, headroom 256: at least 33 bits (at 469 groups, a full batch of
+ *    Fashion-MNIST in groups of 128).
+ * Values far below their tensor's largest keep fewer bits (an absolute grid, like any fixed point) — the same in
+ * every run. Conversions go through double with one add (vectorised). If a value still overflows (the first step,
+ * whose maxima are not known yet, or a gradient that grew beyond the headroom in one step), every rank sees it after
+ * the reduction and the step is computed again with scales from its own maxima. The maxima are saved in
+ * checkpoints, so a resumed run continues with the same bits. */
 #ifndef MPITRAIN_DET_H
 #define MPITRAIN_DET_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include <mpi.h>
+
 #include "mpitrain/comm.h"
 #include "mpitrain/error.h"
 
-/* Values that ride in the integer reduction after the gradients. */
+/* Reduced with the maxima in a second, small collective (sums for these, maxima for the rest). */
 enum { DET_LOSS = 0, DET_CORRECT, DET_FAILED, DET_STOP, DET_OVERFLOW, DET_NONFINITE, DET_TAIL };
 #define DET_MAX_TENSORS 80
 /* The loss is summed in fixed point with this many fraction bits (each group's sum is rounded to 2^-24). */
 #define DET_LOSS_BITS 24
+/* Up to this many groups per step the gradients are summed as int32, above as int64. */
+#define DET_NARROW_GROUPS 16
 
 typedef struct Det {
   int group;                       /* G, rows per group */
   size_t n;                        /* gradient floats */
   int n_tensors;
   size_t off[DET_MAX_TENSORS + 1]; /* tensor boundaries in the gradient buffer, off[n_tensors] = n */
-  int exp[DET_MAX_TENSORS];        /* e_t: fixed point value = round(x · 2^e_t) */
-  int known;                       /* exp[] is set (0 before the first step of a fresh run) */
-  uint32_t maxbits[DET_MAX_TENSORS]; /* this step's largest |x| of any local group, as float bits (NaN/Inf: >= 0x7f800000) */
-  unsigned char written[DET_MAX_TENSORS]; /* acc of tensor t already holds a group this step */
-  double limit;                    /* no group's |x| · 2^e_t may reach it: 2^50 / groups per step */
-  int64_t *acc;                    /* [n + DET_TAIL] */
-  int64_t overflow;                /* local: a group value reached limit this step */
+  int known;                       /* prev[] holds the previous step's maxima (0 before the first step) */
+  uint32_t prev[DET_MAX_TENSORS];  /* the previous step's largest |x| of any group, per tensor, as float bits */
+  /* This step: */
+  int wide;                        /* 1: int64 sums, 0: int32 */
+  int exp[DET_MAX_TENSORS];        /* fixed point value = round(x · 2^exp[t]) */
+  double limit;                    /* no group's |x| · 2^exp[t] may reach it */
   double loss_limit;
+  uint32_t maxbits[DET_MAX_TENSORS]; /* the largest |x| of any local group (NaN/Inf: >= 0x7f800000) */
+  unsigned char written[DET_MAX_TENSORS]; /* acc of tensor t already holds a group */
+  int overflow;                    /* a local group value reached limit */
+  void *acc;                       /* [n] int32 or int64 sums */
+  int64_t red[DET_TAIL + DET_MAX_TENSORS]; /* the small collective: tail sums, then maxima */
   int retries;                     /* steps computed twice (the first step, overflows) */
   int *counts;                     /* [2 · ranks] det_reduce_groups' counts and displacements */
+  int have_op;
+  MPI_Op op;                       /* sum over the tail, max over the rest */
 } Det;
 
 /* bounds [n_tensors + 1]: tensor start offsets in the gradient buffer, then its length. */
 int det_create(Det *d, int group, const size_t *bounds, int n_tensors, int comm_size, MtError *err);
 void det_free(Det *d);
 
-/* Before a step whose global batch has groups_per_step groups. */
+/* Before a step whose global batch has groups_per_step groups: picks the width and the scales. */
 void det_begin(Det *d, int64_t groups_per_step);
 /* One group's gradient for grads[off, off+n) (whole tensors) has just been written: add it to the accumulator. */
 void det_add(Det *d, const float *grads, size_t off, size_t n);
@@ -62,8 +76,8 @@ void det_add(Det *d, const float *grads, size_t off, size_t n);
 void det_add_loss(Det *d, double loss, int64_t correct);
 /* Collective. Sums the accumulators over ranks, writes the float gradients into grads [n] and returns the tail
  * (loss sum as a double, correct count, flags) in out [DET_TAIL]. Returns 1 when the step must be computed again
- * (a group overflowed its scale; the scales are now set from this step's maxima), else 0. A NaN or Inf anywhere
- * sets out[DET_NONFINITE] and the loss to NaN. */
+ * (a group overflowed its scale; the next det_begin takes scales from this step's maxima), else 0. A NaN or Inf
+ * anywhere sets out[DET_NONFINITE] and the loss to NaN. */
 int det_finish(Det *d, Comm *c, float *grads, int64_t failed, int64_t stop, double out[DET_TAIL]);
 
 /* Collective. The sum over all groups of per-group vectors, added in group order: parts [groups[rank]][len] are

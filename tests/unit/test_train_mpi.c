@@ -195,13 +195,14 @@ int main(int argc, char **argv) {
       {"zero1+", "--optimizer", "adam", "--lr", "0.01", "--shard-optimizer", "--batchnorm", "before", "--dropout", "0.2",
        "--l2", "0.5", "--weight-decay", "0.01", "--clip-norm", "0.5", "--bucket-mb", "0.001"},
       /* --deterministic: bit-identical at k = 1..4. Groups of 16 rows: 4 per batch of 64, 3 in the last (43 rows);
-       * at 3 ranks 2+1+1, at 4 one each. Then batch norm with dropout and everything after the sum; chunks of
-       * several groups (--micro-batch); and the sharded optimiser, whose rank count changes who updates what. */
+       * at 3 ranks 2+1+1, at 4 one each (int32 sums). Then batch norm with dropout and everything after the sum;
+       * groups of 2 rows, 32 per batch (int64 sums), in chunks of 8 groups (--micro-batch); and the sharded
+       * optimiser, whose rank count changes who updates what. */
       {"det-adam", "--deterministic", "--det-group", "16", "--optimizer", "adam", "--lr", "0.01"},
       {"det-bn", "--deterministic", "--det-group", "8", "--optimizer", "momentum", "--lr", "0.3", "--batchnorm",
        "before", "--dropout", "0.3", "--l2", "0.5", "--weight-decay", "0.01", "--clip-norm", "0.5", "--lr-schedule",
        "cosine", "--warmup-steps", "5"},
-      {"det-micro", "--deterministic", "--det-group", "8", "--micro-batch", "16", "--optimizer", "rmsprop", "--lr",
+      {"det-micro", "--deterministic", "--det-group", "2", "--micro-batch", "16", "--optimizer", "rmsprop", "--lr",
        "0.01"},
       {"det-zero1", "--deterministic", "--det-group", "16", "--optimizer", "adam", "--lr", "0.01",
        "--shard-optimizer", "--bucket-mb", "0.001", "--batchnorm", "after", "--clip-norm", "0.5", "--l2", "0.5"},
