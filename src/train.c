@@ -940,12 +940,25 @@ static void print_banner(Trainer *t) {
            t->comm->size, t->comm->size == 1 ? "" : "s", t->threads, t->threads == 1 ? "" : "s", c->data,
            (long long)t->n_train, t->n_val ? " + validation" : "", (long long)t->info->n[SPLIT_TEST], where);
   if (t->n_val) log_info(t->log, "validation: %lld rows held out of the training split", (long long)t->n_val);
+  if (t->det) {
+    const int64_t G = c->det_group, groups = (t->batch + G - 1) / G;
+    log_info(t->log, "deterministic: groups of %lld rows, %lld per batch, summed as int%d; the same bits on any "
+                     "number of ranks with --det-group %lld and one BLAS thread",
+             (long long)G, (long long)groups, groups > DET_NARROW_GROUPS ? 64 : 32, (long long)G);
+    if (groups < t->comm->size)
+      log_info(t->log, "warning: %lld groups per batch for %d ranks: ranks %lld..%d have no rows and wait; use "
+                       "--det-group %lld or a larger --batch", (long long)groups, t->comm->size, (long long)groups,
+               t->comm->size - 1, (long long)(t->batch / t->comm->size > 0 ? t->batch / t->comm->size : 1));
+  }
   if (t->comm->size > 1)
-    log_info(t->log, "gradients: %s%s", t->gs.n_buckets == 1 ? "one fused bucket, reduced after backward" : "",
+    log_info(t->log, "gradients: %s%s",
+             t->det                   ? "one integer allreduce after backward (deterministic)"
+             : t->gs.n_buckets == 1 ? "one fused bucket, reduced after backward"
+                                      : "",
              t->gs.shard ? "; sharded optimiser (ZeRO-1): each rank updates and keeps state for 1/N of the "
                            "parameters"
                          : "");
-  if (t->comm->size > 1 && t->gs.n_buckets > 1)
+  if (t->comm->size > 1 && t->gs.n_buckets > 1 && !t->det)
     log_info(t->log, "           %d buckets, each reduced while backward goes on", t->gs.n_buckets);
   log_info(t->log, "model %s, %zu parameters, init %s%s; %s %s; batch %lld (%lld steps/epoch), %d epoch%s", arch,
            m->n_params, init_name(init_resolve((InitKind)c->init, (ActKind)c->activation)), extra,
