@@ -59,6 +59,7 @@ typedef struct Det {
   void *acc;                       /* [n] int32 or int64 sums */
   int64_t red[DET_TAIL + DET_MAX_TENSORS]; /* the small collective: tail sums, then maxima */
   int retries;                     /* steps computed twice (the first step, overflows) */
+  int portable;                    /* 1: never the AVX2 loops (tests compare the two) */
   int *counts;                     /* [2 · ranks] det_reduce_groups' counts and displacements */
   int have_op;
   MPI_Op op;                       /* sum over the tail, max over the rest */
