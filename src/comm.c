@@ -116,6 +116,15 @@ void comm_allreduce_sum_double(Comm *c, double *buf, size_t n) {
   COLL(c, "allreduce", MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm));
 }
 
+void comm_allreduce(Comm *c, void *buf, int n, MPI_Datatype type, MPI_Op op, const char *what) {
+  COLL(c, what, MPI_Allreduce(MPI_IN_PLACE, buf, n, type, op, c->comm));
+}
+
+void comm_allgatherv(Comm *c, const void *send, int n, void *recv, const int *counts, const int *displs,
+                     MPI_Datatype type, const char *what) {
+  COLL(c, what, MPI_Allgatherv(send, n, type, recv, counts, displs, type, c->comm));
+}
+
 void comm_bcast(Comm *c, void *buf, size_t bytes, int root) {
   const size_t piece = (size_t)1 << 30;
   for (size_t off = 0; off < bytes; off += piece) {

@@ -232,12 +232,12 @@ int det_finish(Det *d, Comm *c, float *grads, int64_t failed, int64_t stop, doub
   for (int t = 0; t < d->n_tensors; t++) maxima[t] = d->maxbits[t];
   if (c->size > 1) {
     /* Integer sums: exact, so MPI's order of additions cannot matter; |sum| < 2^31 or 2^51 by the scales. */
-    MPI_Allreduce(MPI_IN_PLACE, d->acc, (int)d->n, d->wide ? MPI_INT64_T : MPI_INT32_T, MPI_SUM, c->comm);
+    comm_allreduce(c, d->acc, (int)d->n, d->wide ? MPI_INT64_T : MPI_INT32_T, MPI_SUM, "gradient reduction");
     if (!d->have_op) {
       MPI_Op_create(sum_then_max, 1, &d->op);
       d->have_op = 1;
     }
-    MPI_Allreduce(MPI_IN_PLACE, d->red, DET_TAIL + d->n_tensors, MPI_INT64_T, d->op, c->comm);
+    comm_allreduce(c, d->red, DET_TAIL + d->n_tensors, MPI_INT64_T, d->op, "gradient reduction");
   }
   for (int k = 0; k < DET_TAIL; k++) out[k] = (double)tail[k];
   out[DET_LOSS] = ldexp((double)tail[DET_LOSS], -DET_LOSS_BITS);
@@ -288,7 +288,7 @@ void det_reduce_groups(Det *d, Comm *c, const double *parts, size_t len, const i
       displs[r] = total * (int)len;
       total += groups[r];
     }
-    MPI_Allgatherv(parts, rc[c->rank], MPI_DOUBLE, scratch, rc, displs, MPI_DOUBLE, c->comm);
+    comm_allgatherv(c, parts, rc[c->rank], scratch, rc, displs, MPI_DOUBLE, "batch-norm reduction");
     all = scratch;
   } else {
     total = groups[0];

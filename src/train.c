@@ -858,7 +858,7 @@ static int evaluate_rows_det(Trainer *t, Split s, const int64_t *rows, int64_t n
     }
   }
   v[2] = local.failed;
-  if (t->comm->size > 1) MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_INT64_T, MPI_SUM, t->comm->comm);
+  if (t->comm->size > 1) comm_allreduce(t->comm, v, 4, MPI_INT64_T, MPI_SUM, "evaluation");
   if (v[2] > 0) {
     *err = local;
     comm_agree(t->comm, err);

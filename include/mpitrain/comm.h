@@ -39,6 +39,13 @@ void comm_report(const Comm *c, const MtError *err);
 void comm_allreduce_sum(Comm *c, float *buf, size_t n);
 void comm_allreduce_sum_double(Comm *c, double *buf, size_t n);
 
+/* In-place allreduce of n elements of any type and operation, and an allgatherv: for callers with their own
+ * layouts (deterministic mode's integer sums). Like every collective here, watched by the stall inspector; `what`
+ * (static) names it in a stall report ("gradient reduction"). */
+void comm_allreduce(Comm *c, void *buf, int n, MPI_Datatype type, MPI_Op op, const char *what);
+void comm_allgatherv(Comm *c, const void *send, int n, void *recv, const int *counts, const int *displs,
+                     MPI_Datatype type, const char *what);
+
 /* Broadcasts bytes from root (in pieces, so any size works). */
 void comm_bcast(Comm *c, void *buf, size_t bytes, int root);
 

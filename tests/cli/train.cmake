@@ -173,6 +173,11 @@ mt_expect(NAME train.stall_injected EXIT fail WITHIN 40 FIXTURES_REQUIRED train_
   MATCH "^mpitrain: stall: no progress for [0-9]+ s in the gradient reduction of step 5. waiting there: ranks 0-1,3. rank 2 has not arrived: in phase 'data'"
   COMMAND env MPITRAIN_TEST_STALL=2:5:120 ${MT_MPIRUN} -np 4 ${MT_BIN} train --data ${MT_SMALL} --hidden 16
           --batch 32 --epochs 2 --stall-timeout 2 --progress off)
+# The same in deterministic mode, whose integer reductions go through the same watched collectives.
+mt_expect(NAME train.stall_injected_det EXIT fail WITHIN 40 FIXTURES_REQUIRED train_small
+  MATCH "^mpitrain: stall: no progress for [0-9]+ s in the gradient reduction of step 5. waiting there: ranks 0-1,3. rank 2 has not arrived: in phase 'data'"
+  COMMAND env MPITRAIN_TEST_STALL=2:5:120 ${MT_MPIRUN} -np 4 ${MT_BIN} train --data ${MT_SMALL} --hidden 16
+          --batch 32 --epochs 2 --stall-timeout 2 --progress off --deterministic --det-group 8)
 mt_test(NAME train.stall_sigstop TIMEOUT 90 COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/stall.sh ${MT_BIN})
 
 # The environment fails the run: full disk during a checkpoint, a metrics log on a full device, an impossible
