@@ -13,10 +13,11 @@
  * The scale of tensor t is 2^e_t, chosen at the start of a step from the largest |value| any group had at the
  * previous step, with headroom, so that no group's value can reach the limit L and the sum of all groups stays
  * exact. Two widths, decided by the number of groups per step (the same on every rank, for any rank count):
- *  - up to 16 groups: int32, L = 2^30 / groups, headroom 16: a tensor's largest value keeps at least 24 bits (as
- *    many as float has; 26 with one group) and the reduction moves as many bytes as a float allreduce;
- *  - more groups: int64, L = 2^50 / groups, headroom 256: at least 33 bits (at 469 groups, a full batch of
- *    Fashion-MNIST in groups of 128).
+ *  - up to 16 groups: int32, L = 2^30 / groups, headroom 16: a tensor's largest value keeps at least
+ *    26 - log2(groups) bits (24 at 4 groups, as many as float has; 22 at 16) and the reduction moves as many bytes
+ *    as a float allreduce;
+ *  - more groups: int64, L = 2^50 / groups, headroom 256: at least 42 - log2(groups) bits (33 at 469 groups, a full
+ *    batch of Fashion-MNIST in groups of 128).
  * Values far below their tensor's largest keep fewer bits (an absolute grid, like any fixed point) — the same in
  * every run. Conversions go through double with one add (vectorised). If a value still overflows (the first step,
  * whose maxima are not known yet, or a gradient that grew beyond the headroom in one step), every rank sees it after
