@@ -33,11 +33,10 @@ static void sum_then_max(void *in, void *inout, int *len, MPI_Datatype *type) {
   for (int i = 0; i < *len; i++) b[i] = i < DET_TAIL ? b[i] + a[i] : (a[i] > b[i] ? a[i] : b[i]);
 }
 
-int det_create(Det *d, int group, const size_t *bounds, int n_tensors, int comm_size, MtError *err) {
+int det_create(Det *d, const size_t *bounds, int n_tensors, int comm_size, MtError *err) {
   memset(d, 0, sizeof *d);
   if (n_tensors > DET_MAX_TENSORS)
     return mt_fail(err, "--deterministic: %d tensors, at most %d", n_tensors, DET_MAX_TENSORS);
-  d->group = group;
   d->n_tensors = n_tensors;
   memcpy(d->off, bounds, sizeof(size_t) * (size_t)(n_tensors + 1));
   d->n = bounds[n_tensors];
@@ -83,22 +82,28 @@ void det_begin(Det *d, int64_t groups_per_step) {
   d->overflow = 0;
 }
 
-/* acc (+)= round(x · scale), and the largest |x| as float bits (for non-negative floats the bit patterns order
- * like the values, with Inf and NaN above every finite value: an integer max, which vectorises, finds them too).
- * Adds are unsigned (wrapping) so that values beyond the limit, which force a retry anyway, are not undefined. */
+/* round(x · scale) as an int64 (|x · scale| < 2^51), and the largest |x| so far as float bits in *top (for
+ * non-negative floats the bit patterns order like the values, with Inf and NaN above every finite value: an integer
+ * max, which vectorises, finds them too). Inlined into the loops below. */
+static inline int64_t fixed(float x, double scale, int64_t mb, uint32_t *top) {
+  uint32_t bits;
+  memcpy(&bits, &x, sizeof bits);
+  bits &= 0x7fffffffu;
+  *top = bits > *top ? bits : *top;
+  double v = (double)x * scale + MAGIC;
+  int64_t q;
+  memcpy(&q, &v, sizeof q);
+  return q - mb;
+}
+
+/* acc (+)= round(x · scale); returns the largest |x| as float bits. Adds are unsigned (wrapping) so that values
+ * beyond the limit, which force a retry anyway, are not undefined. */
 DET_VECTOR static uint32_t quantise64(const float *restrict x, uint64_t *restrict acc, size_t n, double scale,
                                       int add) {
   const int64_t mb = magic_bits();
   uint32_t top = 0;
   for (size_t i = 0; i < n; i++) {
-    uint32_t bits;
-    memcpy(&bits, &x[i], sizeof bits);
-    bits &= 0x7fffffffu;
-    top = bits > top ? bits : top;
-    double v = (double)x[i] * scale + MAGIC;
-    int64_t q;
-    memcpy(&q, &v, sizeof q);
-    const uint64_t u = (uint64_t)(q - mb);
+    const uint64_t u = (uint64_t)fixed(x[i], scale, mb, &top);
     acc[i] = add ? acc[i] + u : u;
   }
   return top;
@@ -109,14 +114,7 @@ DET_VECTOR static uint32_t quantise32(const float *restrict x, uint32_t *restric
   const int64_t mb = magic_bits();
   uint32_t top = 0;
   for (size_t i = 0; i < n; i++) {
-    uint32_t bits;
-    memcpy(&bits, &x[i], sizeof bits);
-    bits &= 0x7fffffffu;
-    top = bits > top ? bits : top;
-    double v = (double)x[i] * scale + MAGIC;
-    int64_t q;
-    memcpy(&q, &v, sizeof q);
-    const uint32_t u = (uint32_t)(uint64_t)(q - mb);
+    const uint32_t u = (uint32_t)(uint64_t)fixed(x[i], scale, mb, &top);
     acc[i] = add ? acc[i] + u : u;
   }
   return top;

@@ -287,6 +287,20 @@ static void dropout_forward(const Model *m, Layer *l, const float *x, int n) {
 
 /* ==== Batch normalisation ==== */
 
+/* s[j] = Σ a[r][j] and p[j] = Σ a[r][j]·b[r][j] over rows r0 <= r < r1 of [rows, w] arrays, in double, rows in
+ * order: batch normalisation's sums (of x and x², or of dy and dy·x̂). */
+static void bn_row_sums(const float *a, const float *b, int r0, int r1, int w, double *s, double *p) {
+  memset(s, 0, sizeof(double) * (size_t)w);
+  memset(p, 0, sizeof(double) * (size_t)w);
+  for (int r = r0; r < r1; r++) {
+    const float *ar = a + (size_t)r * w, *br = b + (size_t)r * w;
+    for (int j = 0; j < w; j++) {
+      s[j] += ar[j];
+      p[j] += (double)ar[j] * br[j];
+    }
+  }
+}
+
 /* Training: statistics of the whole global batch — the rows of every replica, summed through ctx->reduce — so
  * that any number of ranks normalise with the same mean and variance (synchronised BN). Inference: the running
  * statistics. y = gamma·x̂ + beta, x̂ = (x - mean) / sqrt(var + eps). */
@@ -309,26 +323,12 @@ static void bn_forward(Model *m, Layer *l, const float *x, int n) {
     /* One partial vector per group, added over all groups in group order (det.h). */
     int gi = 0;
     for (int g0 = 0; g0 < n; g0 += c->group, gi++) {
-      double *ps = c->group_parts + (size_t)gi * 2 * (size_t)w, *pq = ps + w;
-      memset(ps, 0, sizeof(double) * 2 * (size_t)w);
-      for (int r = g0; r < n && r < g0 + c->group; r++) {
-        const float *xr = x + (size_t)r * w;
-        for (int j = 0; j < w; j++) {
-          ps[j] += xr[j];
-          pq[j] += (double)xr[j] * xr[j];
-        }
-      }
+      double *ps = c->group_parts + (size_t)gi * 2 * (size_t)w;
+      bn_row_sums(x, x, g0, n - g0 < c->group ? n : g0 + c->group, w, ps, ps + w);
     }
     c->reduce_groups(c->group_arg, c->group_parts, 2 * (size_t)w, m->red);
   } else {
-    memset(m->red, 0, sizeof(double) * 2 * (size_t)w);
-    for (int r = 0; r < n; r++) {
-      const float *xr = x + (size_t)r * w;
-      for (int j = 0; j < w; j++) {
-        sum[j] += xr[j];
-        sumsq[j] += (double)xr[j] * xr[j];
-      }
-    }
+    bn_row_sums(x, x, 0, n, w, sum, sumsq);
     if (c->reduce) c->reduce(c->reduce_arg, m->red, 2 * (size_t)w);
   }
   const double B = (double)c->batch_rows, mom = m->spec.bn_momentum;
@@ -365,14 +365,7 @@ static void bn_backward(Model *m, const Layer *l, const float *dy, float *dx, in
     int gi = 0;
     for (int g0 = 0; g0 < n; g0 += c->group, gi++) {
       double *py = c->group_parts + (size_t)gi * 2 * (size_t)w, *pyx = py + w;
-      memset(py, 0, sizeof(double) * 2 * (size_t)w);
-      for (int r = g0; r < n && r < g0 + c->group; r++) {
-        const float *dr = dy + (size_t)r * w, *xh = l->aux + (size_t)r * w;
-        for (int j = 0; j < w; j++) {
-          py[j] += dr[j];
-          pyx[j] += (double)dr[j] * xh[j];
-        }
-      }
+      bn_row_sums(dy, l->aux, g0, n - g0 < c->group ? n : g0 + c->group, w, py, pyx);
       for (int j = 0; j < w; j++) {
         dgamma[j] = (float)pyx[j];
         dbeta[j] = (float)py[j];
@@ -381,14 +374,7 @@ static void bn_backward(Model *m, const Layer *l, const float *dy, float *dx, in
     }
     c->reduce_groups(c->group_arg, c->group_parts, 2 * (size_t)w, m->red);
   } else {
-    memset(m->red, 0, sizeof(double) * 2 * (size_t)w);
-    for (int r = 0; r < n; r++) {
-      const float *dr = dy + (size_t)r * w, *xh = l->aux + (size_t)r * w;
-      for (int j = 0; j < w; j++) {
-        sdy[j] += dr[j];
-        sdyx[j] += (double)dr[j] * xh[j];
-      }
-    }
+    bn_row_sums(dy, l->aux, 0, n, w, sdy, sdyx);
     for (int j = 0; j < w; j++) {
       dgamma[j] = (accumulate ? dgamma[j] : 0.0f) + (float)sdyx[j];
       dbeta[j] = (accumulate ? dbeta[j] : 0.0f) + (float)sdy[j];

@@ -395,7 +395,7 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
     bounds[t->n_tensors] = t->model.n_params;
     const size_t w2 = 2 * (size_t)t->model.max_width;
     const int64_t groups = (t->batch + G - 1) / G, chunk_groups = (t->micro + G - 1) / G;
-    if (det_create(&t->dt, (int)G, bounds, t->n_tensors, comm->size, err) != 0) goto agree;
+    if (det_create(&t->dt, bounds, t->n_tensors, comm->size, err) != 0) goto agree;
     t->det_groups = mt_alloc(sizeof(int) * (size_t)comm->size, "the deterministic-mode group counts", err);
     t->det_parts = mt_alloc(sizeof(double) * w2 * (size_t)chunk_groups, "per-group batch-norm sums", err);
     t->det_scratch = mt_alloc(sizeof(double) * w2 * (size_t)groups, "per-group batch-norm sums", err);
@@ -875,11 +875,11 @@ static int evaluate_rows(Trainer *t, Split s, const int64_t *rows, int64_t n, do
                          MtError *err) {
   Model *m = &t->model;
   comm_phase(t->comm, "eval", t->step);
+  if (t->det) return evaluate_rows_det(t, s, rows, n, loss, acc, err);
   int64_t lo, hi;
   trainer_rank_slice(n, t->comm->rank, t->comm->size, &lo, &hi);
   LossSums sums = {0, 0};
   MtError local = {0};
-  if (t->det) return evaluate_rows_det(t, s, rows, n, loss, acc, err);
   for (int64_t r = lo; r < hi; r += t->micro) {
     int cn = (int)(hi - r < t->micro ? hi - r : t->micro);
     if ((rows ? data_read(t->ds, s, rows + r, cn, t->x, t->y, &local)

@@ -43,7 +43,6 @@ enum { DET_LOSS = 0, DET_CORRECT, DET_FAILED, DET_STOP, DET_OVERFLOW, DET_NONFIN
 #define DET_NARROW_GROUPS 16
 
 typedef struct Det {
-  int group;                       /* G, rows per group */
   size_t n;                        /* gradient floats */
   int n_tensors;
   size_t off[DET_MAX_TENSORS + 1]; /* tensor boundaries in the gradient buffer, off[n_tensors] = n */
@@ -67,7 +66,7 @@ typedef struct Det {
 } Det;
 
 /* bounds [n_tensors + 1]: tensor start offsets in the gradient buffer, then its length. */
-int det_create(Det *d, int group, const size_t *bounds, int n_tensors, int comm_size, MtError *err);
+int det_create(Det *d, const size_t *bounds, int n_tensors, int comm_size, MtError *err);
 void det_free(Det *d);
 
 /* Before a step whose global batch has groups_per_step groups: picks the width and the scales. */

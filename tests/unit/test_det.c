@@ -50,7 +50,7 @@ static void det_sum(Det *d, const int *order, float scale, float *out, double ta
 static void make_det(Det *d) {
   const size_t bounds[3] = {0, 300, NP}; /* two tensors, each with its own scale */
   MtError err = {0};
-  assert_int_equal(det_create(d, 4, bounds, 2, 1, &err), 0);
+  assert_int_equal(det_create(d, bounds, 2, 1, &err), 0);
 }
 
 static void exact_and_order_independent(void) {
