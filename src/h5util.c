@@ -58,22 +58,21 @@ int h5_attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf) {
 
 /* A numeric scalar (or one-element array) attribute. 0 found, 1 missing, -1 error (message set). */
 int h5_attr_read_number(hid_t loc, const char *path, const char *name, int integer, double *v, MtError *err) {
+  if (integer) { /* the same checks and messages as an exact integer, then as a double */
+    int64_t i;
+    int f = h5_attr_read_int64(loc, path, name, &i, err);
+    if (f == 0) *v = (double)i;
+    return f;
+  }
   H5T_class_t cls;
   hssize_t count;
   int f = h5_attr_find(loc, name, &cls, &count);
   if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
   if (f == 0) return 1;
   if (count != 1) return mt_fail(err, "%s: attribute %s has %lld values; expected one", path, name, (long long)count);
-  if (integer ? cls != H5T_INTEGER : (cls != H5T_INTEGER && cls != H5T_FLOAT))
-    return mt_fail(err, "%s: attribute %s is not %s", path, name, integer ? "an integer" : "a number");
-  if (integer) {
-    long long i;
-    if (h5_attr_read_raw(loc, name, H5T_NATIVE_LLONG, &i) < 0)
-      return mt_fail(err, "%s: cannot read attribute %s", path, name);
-    *v = (double)i;
-  } else if (h5_attr_read_raw(loc, name, H5T_NATIVE_DOUBLE, v) < 0) {
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) return mt_fail(err, "%s: attribute %s is not a number", path, name);
+  if (h5_attr_read_raw(loc, name, H5T_NATIVE_DOUBLE, v) < 0)
     return mt_fail(err, "%s: cannot read attribute %s", path, name);
-  }
   return 0;
 }
 

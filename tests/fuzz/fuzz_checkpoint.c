@@ -141,19 +141,6 @@ static void damage(hid_t file, char (*arrays)[96], int n_arrays, FuzzIn *f) {
   }
 }
 
-static void corrupt(const char *path, FuzzIn *f) {
-  FILE *fp = fopen(path, "r+b");
-  if (fp == NULL) return;
-  fseek(fp, 0, SEEK_END);
-  long size = ftell(fp);
-  for (int k = 0, n = 1 + fz_pick(f, 4); k < n && size > 0; k++) {
-    long at = (long)(fz_u32(f) % (uint32_t)size);
-    uint8_t b = fz_u8(f);
-    if (fseek(fp, at, SEEK_SET) == 0) fwrite(&b, 1, 1, fp);
-  }
-  fclose(fp);
-}
-
 static void check_message(const MtError *err) {
   FZ_CHECK(err->failed && err->msg[0] != '\0' && strchr(err->msg, '\n') == NULL, "bad message '%s'", err->msg);
 }
@@ -236,7 +223,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FH5_OK(H5Fclose(file));
   }
   if (corrupt_files) {
-    corrupt(path, f);
+    fh5_corrupt(path, f);
     damages++;
   }
 

@@ -169,20 +169,6 @@ static void write_attrs(hid_t file, const Header *h, FuzzIn *f) {
   if (h->attr_extra > 0) fh5_attr_wrong(file, extra[h->attr_extra - 1], f);
 }
 
-/* Overwrites a few bytes of the file at input-chosen offsets (MT_FUZZ_CORRUPT only). */
-static void corrupt(const char *path, FuzzIn *f) {
-  FILE *fp = fopen(path, "r+b");
-  if (fp == NULL) return;
-  fseek(fp, 0, SEEK_END);
-  long size = ftell(fp);
-  for (int k = 0, n = 1 + fz_pick(f, 4); k < n && size > 0; k++) {
-    long at = (long)(fz_u32(f) % (uint32_t)size);
-    uint8_t b = fz_u8(f);
-    if (fseek(fp, at, SEEK_SET) == 0) fwrite(&b, 1, 1, fp);
-  }
-  fclose(fp);
-}
-
 static void write_file(const char *path, const Header *h, FuzzIn *f) {
   hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   FH5_OK(file);
@@ -342,7 +328,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       h = &hk;
     }
     write_file(files[k], h, f);
-    if (corrupt_files) corrupt(files[k], f);
+    if (corrupt_files) fh5_corrupt(files[k], f);
   }
   /* Open by the file's name, a shard's, or the set's base name; now and then with a shard missing. */
   const char *open_path = n_shards == 1 ? base : fz_pick(f, 2) ? base : files[fz_pick(f, n_shards)];

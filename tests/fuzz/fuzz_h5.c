@@ -1,6 +1,8 @@
 /* fuzz_h5.c — HDF5 writers for the fuzz targets (fuzz_h5.h). */
 #include "fuzz_h5.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 void fh5_attr_string(hid_t loc, const char *name, const char *value, int fixed) {
@@ -117,4 +119,17 @@ void fh5_dataset(hid_t file, const char *path, hid_t ftype, hid_t mtype, int ran
   FH5_OK(H5Sclose(sp));
   FH5_OK(H5Pclose(lcpl));
   FH5_OK(H5Pclose(dcpl));
+}
+
+void fh5_corrupt(const char *path, FuzzIn *f) {
+  FILE *fp = fopen(path, "r+b");
+  if (fp == NULL) return;
+  fseek(fp, 0, SEEK_END);
+  long size = ftell(fp);
+  for (int k = 0, n = 1 + fz_pick(f, 4); k < n && size > 0; k++) {
+    long at = (long)(fz_u32(f) % (uint32_t)size);
+    uint8_t b = fz_u8(f);
+    if (fseek(fp, at, SEEK_SET) == 0) fwrite(&b, 1, 1, fp);
+  }
+  fclose(fp);
 }

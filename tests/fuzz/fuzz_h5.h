@@ -32,5 +32,8 @@ void fh5_attr_wrong(hid_t loc, const char *name, FuzzIn *f);
  * layout: 0 contiguous, 1 chunked (first dimension unlimited), 2 chunked + deflate. */
 void fh5_dataset(hid_t file, const char *path, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
                  const void *buf, int layout, hsize_t chunk_rows);
+/* Overwrites 1-4 bytes of the file at path at input-chosen offsets with input-chosen values (damage below the
+ * HDF5 API: superblock, object headers, data). */
+void fh5_corrupt(const char *path, FuzzIn *f);
 
 #endif
