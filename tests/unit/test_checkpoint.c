@@ -118,6 +118,37 @@ static void test_big_counters(void **s) {
   model_free(&a);
 }
 
+/* Deterministic mode's det_max: absent unless written, back exactly, and a negative or NaN maximum is damage. */
+static void test_det_max(void **s) {
+  (void)s;
+  Model a;
+  Optimizer oa;
+  make_model(&a, &oa, 3, OPT_SGD);
+  CheckpointMeta meta, back;
+  meta_for(&a, &oa, 5, &meta);
+  MtError err = {0};
+  char path[1100];
+  if (checkpoint_write(dir, "det.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  assert_int_equal(back.det_n, 0);
+  checkpoint_meta_free(&back);
+  const float max[4] = {0.0f, 1e-30f, 3.5f, 1.4e-45f};
+  meta.det_n = 4;
+  memcpy(meta.det_max, max, sizeof max);
+  if (checkpoint_write(dir, "det.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  assert_int_equal(back.det_n, 4);
+  assert_memory_equal(back.det_max, max, sizeof max);
+  checkpoint_meta_free(&back);
+  meta.det_max[2] = -1.0f;
+  if (checkpoint_write(dir, "det.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), -1);
+  assert_non_null(strstr(err.msg, "det_max[2] = -1; expected a finite value >= 0"));
+  checkpoint_meta_free(&meta);
+  optim_free(&oa);
+  model_free(&a);
+}
+
 static void test_refusals(void **s) {
   (void)s;
   Model a, other;
@@ -214,6 +245,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_big_counters),
+      cmocka_unit_test(test_det_max),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_list_prune_temporaries),
   };
