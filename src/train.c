@@ -20,6 +20,7 @@
 #include "mpitrain/det.h"
 #include "mpitrain/init.h"
 #include "mpitrain/optim.h"
+#include "mpitrain/replicate.h"
 #include "mpitrain/rng.h"
 #include "mpitrain/sim.h"
 
@@ -1157,8 +1158,11 @@ static int load_best(Trainer *t, MtError *err) {
     *err = local;
     return -1;
   }
-  comm_bcast(t->comm, t->best_params, sizeof(float) * t->model.n_params, 0);
-  if (t->model.n_state) comm_bcast(t->comm, t->best_state, sizeof(float) * t->model.n_state, 0);
+  /* The best model is kept as copies of params and state in the model's own layout: replicate it as a model. */
+  Model best = t->model;
+  best.params = t->best_params;
+  best.state = t->best_state;
+  model_replicate(t->comm, &best, 0);
   return 0;
 }
 
@@ -1202,7 +1206,7 @@ static int trainer_resume(Trainer *t, MtError *err) {
     log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
     return 0;
   }
-  comm_bcast(t->comm, t->model.params, sizeof(float) * t->model.n_params, 0);
+  model_replicate(t->comm, &t->model, 0);
   if (t->gs.shard) {
     if (t->opt.m) gradsync_scatter(&t->gs, have_full ? full.m : NULL, t->opt.m, 0);
     if (t->opt.v) gradsync_scatter(&t->gs, have_full ? full.v : NULL, t->opt.v, 0);
@@ -1211,7 +1215,6 @@ static int trainer_resume(Trainer *t, MtError *err) {
     if (t->opt.v) comm_bcast(t->comm, t->opt.v, sizeof(float) * t->opt.n, 0);
   }
   if (have_full) optim_free(&full);
-  if (t->model.n_state) comm_bcast(t->comm, t->model.state, sizeof(float) * t->model.n_state, 0);
   t->step = t->saved_step = iv[0];
   t->epoch = (int)iv[1];
   t->epoch_pos = iv[2];
