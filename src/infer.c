@@ -1,9 +1,9 @@
 /* infer.c — `mpitrain eval` and `mpitrain predict`: a checkpoint's model on a dataset, on any number of ranks.
  *
  * Rank 0 reads the checkpoint (one reader, whatever the rank count) and broadcasts the architecture and the
- * parameters; every rank then evaluates a contiguous slice of the split. eval reduces the loss and per-class
- * counts; predict streams every rank's rows, in rank order, to rank 0, which writes the CSV under a temporary name
- * and renames it into place when complete. */
+ * model's whole state (model_replicate: parameters and batch-norm statistics); every rank then evaluates a
+ * contiguous slice of the split. eval reduces the loss and per-class counts; predict streams every rank's rows, in
+ * rank order, to rank 0, which writes the CSV under a temporary name and renames it into place when complete. */
 #include "mpitrain/infer.h"
 
 #include <errno.h>
@@ -20,6 +20,7 @@
 #include "mpitrain/loss.h"
 #include "mpitrain/model.h"
 #include "mpitrain/opts.h"
+#include "mpitrain/replicate.h"
 #include "mpitrain/train.h"
 
 typedef struct InferOptions {
@@ -103,7 +104,7 @@ static int load_model(Comm *c, const char *path, Model *m, int max_batch, MtErro
     model_free(m);
     goto fail;
   }
-  comm_bcast(c, m->params, sizeof(float) * m->n_params, 0);
+  model_replicate(c, m, 0);
   checkpoint_meta_free(&meta);
   return 0;
 fail:

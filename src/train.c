@@ -20,6 +20,7 @@
 #include "mpitrain/det.h"
 #include "mpitrain/init.h"
 #include "mpitrain/optim.h"
+#include "mpitrain/replicate.h"
 #include "mpitrain/rng.h"
 #include "mpitrain/sim.h"
 
@@ -1157,8 +1158,11 @@ static int load_best(Trainer *t, MtError *err) {
     *err = local;
     return -1;
   }
-  comm_bcast(t->comm, t->best_params, sizeof(float) * t->model.n_params, 0);
-  if (t->model.n_state) comm_bcast(t->comm, t->best_state, sizeof(float) * t->model.n_state, 0);
+  /* The best model is kept as copies of params and state in the model's own layout: replicate it as a model. */
+  Model best = t->model;
+  best.params = t->best_params;
+  best.state = t->best_state;
+  model_replicate(t->comm, &best, 0);
   return 0;
 }
 
@@ -1202,7 +1206,7 @@ static int trainer_resume(Trainer *t, MtError *err) {
     log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
     return 0;
   }
-  comm_bcast(t->comm, t->model.params, sizeof(float) * t->model.n_params, 0);
+  model_replicate(t->comm, &t->model, 0);
   if (t->gs.shard) {
     if (t->opt.m) gradsync_scatter(&t->gs, have_full ? full.m : NULL, t->opt.m, 0);
     if (t->opt.v) gradsync_scatter(&t->gs, have_full ? full.v : NULL, t->opt.v, 0);
@@ -1211,7 +1215,6 @@ static int trainer_resume(Trainer *t, MtError *err) {
     if (t->opt.v) comm_bcast(t->comm, t->opt.v, sizeof(float) * t->opt.n, 0);
   }
   if (have_full) optim_free(&full);
-  if (t->model.n_state) comm_bcast(t->comm, t->model.state, sizeof(float) * t->model.n_state, 0);
   t->step = t->saved_step = iv[0];
   t->epoch = (int)iv[1];
   t->epoch_pos = iv[2];
@@ -1329,12 +1332,11 @@ int trainer_fit(Trainer *t, MtError *err) {
   int rc = 0;
   t->t_start = t->t_epoch = now();
   double test_loss = -1, test_acc = -1;
-  int test_epoch = 0; /* the epoch after which test_* were measured */
   const int64_t total_steps = (int64_t)c->epochs * t->steps_per_epoch;
   const int64_t first_step = t->step;
   int early = 0;
   while (t->epoch < c->epochs && rc == 0) {
-    int stop = 0;
+    int stop = 0, max_stop = 0; /* max_stop: --max-steps ended the run (a signal's stop has no evaluation) */
     while (t->epoch_pos < t->n_train) {
       StepStats st;
       if (trainer_step(t, &st, err) != 0) {
@@ -1346,6 +1348,7 @@ int trainer_fit(Trainer *t, MtError *err) {
       log_step(t->log, &st);
       if (t->stop_requested || (c->max_steps > 0 && t->step >= c->max_steps)) {
         stop = 1;
+        max_stop = !t->stop_requested;
         break;
       }
       /* Every N steps — unless this step ended the epoch and the epoch's checkpoint follows anyway. */
@@ -1357,11 +1360,14 @@ int trainer_fit(Trainer *t, MtError *err) {
       }
     }
     if (rc != 0) break;
-    if (t->epoch_pos >= t->n_train && check_params_finite(t, err) != 0) {
+    /* A whole epoch: evaluate, report, move on. --max-steps mid-epoch: evaluate and report the same way, so the
+     * run ends with the final model's test accuracy, but the epoch goes on (a resume continues it). */
+    const int whole = t->epoch_pos >= t->n_train;
+    if ((whole || max_stop) && check_params_finite(t, err) != 0) {
       rc = -1;
       break;
     }
-    if (t->epoch_pos >= t->n_train) { /* a whole epoch: evaluate, report, move on */
+    if (whole || max_stop) {
       EpochStats es = {.epoch = t->epoch, .epochs = c->epochs, .step = t->step, .test_loss = -1, .test_acc = -1,
                        .val_loss = -1, .val_acc = -1};
       es.epoch_s = now() - t->t_epoch;
@@ -1375,13 +1381,13 @@ int trainer_fit(Trainer *t, MtError *err) {
         }
         es.test_loss = test_loss;
         es.test_acc = test_acc;
-        test_epoch = t->epoch + 1;
       }
       if (t->n_val > 0 && trainer_evaluate_validation(t, &es.val_loss, &es.val_acc, err) != 0) {
         rc = -1;
         break;
       }
       log_epoch(t->log, &es);
+      if (!whole) break; /* early stopping counts whole epochs only */
       if (c->patience > 0 && (rc = track_best(t, es.val_loss, err)) != 0) break;
       if (c->patience > 0 && t->since_best >= c->patience) {
         log_info(t->log, "early stopping: the validation loss has not improved for %d epoch%s (best %.4f after "
@@ -1404,10 +1410,7 @@ int trainer_fit(Trainer *t, MtError *err) {
     if (t->model.n_state) memcpy(t->model.state, t->best_state, sizeof(float) * t->model.n_state);
     log_info(t->log, "restored the model of epoch %d (validation loss %.4f)%s", t->best_epoch, t->best_val,
              ckpt ? "; it is also in best.h5" : "");
-    if (c->eval && t->info->n[SPLIT_TEST] > 0) {
-      rc = trainer_evaluate(t, SPLIT_TEST, &test_loss, &test_acc, err);
-      test_epoch = t->best_epoch;
-    }
+    if (c->eval && t->info->n[SPLIT_TEST] > 0) rc = trainer_evaluate(t, SPLIT_TEST, &test_loss, &test_acc, err);
   }
   if (rc == 0 && c->check_replicas > 0 &&
       !comm_replicas_identical(t->comm, t->model.params, sizeof(float) * t->model.n_params))
@@ -1417,12 +1420,9 @@ int trainer_fit(Trainer *t, MtError *err) {
     if (t->stop_requested)
       log_info(t->log, "stopped by a signal after step %lld%s; resume with --resume auto", (long long)t->step,
                ckpt ? ", checkpoint written" : " (no --checkpoint-dir: nothing saved)");
-    else if (test_acc >= 0 && t->epoch_pos == 0)
+    else if (test_acc >= 0)
       log_info(t->log, "final test accuracy: %.2f%% (test loss %.4f) after %lld steps in %.1f s", 100 * test_acc,
                test_loss, (long long)t->step, total);
-    else if (test_acc >= 0)
-      log_info(t->log, "stopped at step %lld (--max-steps) in %.1f s; last test accuracy %.2f%% (after epoch %d)",
-               (long long)t->step, total, 100 * test_acc, test_epoch);
     else
       log_info(t->log, "done: %lld steps in %.1f s", (long long)t->step, total);
   }

@@ -28,8 +28,8 @@ typedef struct StepTimes {
  * the optimiser and the log. Errors are agreed across ranks. */
 int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err);
 
-/* Collective. Runs the configured epochs (or max_steps), evaluating after each epoch, writing checkpoints as
- * configured; prints progress. Stops early, after the same step on every rank, when any rank got SIGTERM, SIGUSR1
+/* Collective. Runs the configured epochs (or max_steps), evaluating after each epoch (and where max_steps ends the
+ * run mid-epoch), writing checkpoints as configured; prints progress. Stops early, after the same step on every rank, when any rank got SIGTERM, SIGUSR1
  * or SIGINT (then trainer_stopped is 1 and a checkpoint has been written if there is a --checkpoint-dir). */
 int trainer_fit(Trainer *t, MtError *err);
 int trainer_stopped(const Trainer *t);

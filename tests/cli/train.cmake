@@ -43,7 +43,7 @@ mt_expect(NAME train.full_batch NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_s
   MATCH "batch 3000 \\(1 steps/epoch\\)"
   COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 16 --batch full --epochs 3 --lr 0.01 --progress plain)
 mt_expect(NAME train.stochastic NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
-  MATCH "done: 500 steps"
+  MATCH "final test accuracy: ([89][0-9]|100)\\.[0-9]+% \\(test loss [0-9.]+\\) after 500 steps"
   COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 16 --batch 1 --max-steps 500 --optimizer sgd --lr 0.01
           --progress plain)
 mt_expect(NAME train.micro_batches NP 3 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
