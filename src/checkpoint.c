@@ -489,12 +489,12 @@ int checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Mo
     checkpoint_arch_string(a, x, sizeof x);
     checkpoint_arch_string(b, y, sizeof y);
     return mt_fail(err, "checkpoint %s holds a %s model; this run builds %s (set --hidden, --activation and "
-                        "--batchnorm to match, or use another --checkpoint-dir)",
+                        "--batchnorm to match, or use a new --checkpoint-dir to start afresh)",
                    path, x, y);
   }
   if (o && o->cfg.kind != meta->opt.kind)
     return mt_fail(err, "checkpoint %s was written with --optimizer %s; this run uses %s, whose state it does not "
-                        "hold (resume with --optimizer %s)",
+                        "hold (resume with --optimizer %s, or use a new --checkpoint-dir to start afresh)",
                    path, optim_name(meta->opt.kind), optim_name(o->cfg.kind), optim_name(meta->opt.kind));
   return 0;
 }
