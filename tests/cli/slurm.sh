@@ -47,10 +47,11 @@ grep -q "final test accuracy" second.out || fail "the requeued job did not finis
 [ "$(wc -l < requeued)" -eq 1 ] || fail "a finished job must not requeue itself"
 # An array task (its own SLURM_JOB_ID, but named after the array) and CKPT= each use their own directory.
 short=(--data big.h5 --hidden 8 --batch 64 --epochs 1 --max-steps 3 --progress off --threads 1)
-SLURM_JOB_ID=4300 SLURM_ARRAY_JOB_ID=4299 SLURM_ARRAY_TASK_ID=3 bash "$script" "${short[@]}" > array.out 2>&1 ||
+SLURM_JOB_ID=4300 SLURM_ARRAY_JOB_ID=4299 SLURM_ARRAY_TASK_ID=3 bash "$script" "${short[@]}" --log run-%a.csv > array.out 2>&1 ||
   { cat array.out; fail "the array task failed"; }
 grep -q "^slurm.sbatch: checkpoints in checkpoints/t-4299_3" array.out || { cat array.out; fail "array task: directory not announced"; }
 ls checkpoints/t-4299_3/ckpt-000000000003.h5 >/dev/null || fail "array task: no checkpoint in checkpoints/t-4299_3"
+[ -f run-3.csv ] || fail "array task: %a in the arguments was not replaced by the task id"
 CKPT=mine bash "$script" "${short[@]}" > ckpt.out 2>&1 || { cat ckpt.out; fail "the CKPT= job failed"; }
 grep -q "^slurm.sbatch: checkpoints in mine" ckpt.out && ls mine/ckpt-000000000003.h5 >/dev/null || fail "CKPT= was not used"
 echo PASS
