@@ -505,6 +505,10 @@ void log_epoch(Log *l, const EpochStats *s) {
   l->last_draw = -1; /* the next epoch's bar appears with its first step */
 }
 
+void log_flush(Log *l) {
+  if (l != NULL && l->is_root) file_flush(l);
+}
+
 void log_info(Log *l, const char *fmt, ...) {
   if (l == NULL || !l->is_root) return;
   bar_clear(l);

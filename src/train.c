@@ -1077,6 +1077,7 @@ static int trainer_save_as(Trainer *t, const char *name, MtError *err) {
     return -1;
   }
   if (name == NULL) t->saved_step = t->step;
+  log_flush(t->log);
   if (t->comm->rank == 0) {
     struct stat st;
     double mb = stat(path, &st) == 0 ? st.st_size / 1048576.0 : 0;

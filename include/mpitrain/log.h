@@ -79,6 +79,9 @@ void log_epoch(Log *l, const EpochStats *s);
 int log_step_due(const Log *l, const StepStats *s);
 /* A "layer" record for step s: one tensor's weight and gradient L2 norms. */
 void log_layer(Log *l, const StepStats *s, const char *layer, double weight_norm, double grad_norm);
+/* Flushes the metrics file (the trainer does after each checkpoint: a run killed later has every record up to the
+ * checkpoint's step on disk, so the resumed run's file has no gap). */
+void log_flush(Log *l);
 /* A line of text for the user (rank 0 only; clears the progress bar first). */
 void log_info(Log *l, const char *fmt, ...) MT_PRINTF(2, 3);
 /* Flushes and closes; reports a write error (e.g. disk full) in err. A progress bar still on screen is left
