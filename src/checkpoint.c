@@ -2,14 +2,12 @@
  *
  * Crash safety comes from the order of operations, not from HDF5: the file is complete, flushed and fsync'ed
  * under a temporary name before rename() gives it a checkpoint's name, and the directory is fsync'ed so the
- * rename itself survives a power cut. Anything named ckpt-*.h5 is therefore whole — unless the disk lies, which
+ * rename itself survives a power cut (atomic_commit). Anything named ckpt-*.h5 is therefore whole — unless the disk lies, which
  * the CRC-32 over every array catches. */
-#define _GNU_SOURCE /* O_DIRECTORY */
 #include "mpitrain/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
@@ -22,6 +20,7 @@
 #include <zlib.h>
 
 #include "h5util.h"
+#include "mpitrain/atomicfile.h"
 
 #define MAX_TENSORS (4 * MODEL_MAX_HIDDEN + 2)
 
@@ -124,6 +123,7 @@ static int write_attrs(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
   rc |= h5_attr_write_scalar(f, "n_train", H5T_STD_I64LE, &ntr);
   rc |= h5_attr_write_strings(f, "data", &data, 1, 1);
   rc |= h5_attr_write_strings(f, "config", &config, 1, 1);
+  if (!(meta->elapsed_s < 0)) rc |= h5_attr_write_scalar(f, "elapsed_s", H5T_IEEE_F64LE, &meta->elapsed_s);
   if (meta->det_n > 0) {
     hsize_t nd = (hsize_t)meta->det_n;
     hid_t sp = H5Screate_simple(1, &nd, NULL);
@@ -132,14 +132,6 @@ static int write_attrs(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
   }
   rc |= h5_attr_write_scalar(f, "crc32", H5T_STD_U32LE, &c32);
   return rc ? -1 : 0;
-}
-
-static int fsync_path(const char *path, int directory) {
-  int fd = open(path, O_RDONLY | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
 }
 
 int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *meta, const Model *m,
@@ -174,8 +166,7 @@ int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *me
   if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) goto done;
   herr_t closed = H5Fclose(f);
   f = -1;
-  if (closed < 0 || fsync_path(tmp, 0) != 0 || rename(tmp, final) != 0) goto done;
-  fsync_path(dir, 1); /* best effort: some file systems refuse fsync on directories */
+  if (closed < 0 || atomic_commit(tmp, final) != 0) goto done;
   rc = 0;
 done:
   if (f >= 0) H5Fclose(f);
@@ -418,6 +409,12 @@ static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtErr
                        (double)meta->det_max[i]);
     meta->det_n = (int)count;
   }
+  /* Optional: older versions did not record it. */
+  int r_el = h5_attr_read_number(f, path, "elapsed_s", 0, &meta->elapsed_s, err);
+  if (r_el < 0) return -1;
+  if (r_el == 1) meta->elapsed_s = -1;
+  else if (!(meta->elapsed_s >= 0 && isfinite(meta->elapsed_s)))
+    return mt_fail(err, "checkpoint %s: elapsed_s = %g; expected a finite value >= 0", path, meta->elapsed_s);
   if (read_int(f, path, "n_train", &v, err) < 0) return -1;
   meta->n_train = v;
   if (read_int(f, path, "crc32", &v, err) < 0) return -1;
@@ -492,12 +489,12 @@ int checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Mo
     checkpoint_arch_string(a, x, sizeof x);
     checkpoint_arch_string(b, y, sizeof y);
     return mt_fail(err, "checkpoint %s holds a %s model; this run builds %s (set --hidden, --activation and "
-                        "--batchnorm to match, or use another --checkpoint-dir)",
+                        "--batchnorm to match, or use a new --checkpoint-dir to start afresh)",
                    path, x, y);
   }
   if (o && o->cfg.kind != meta->opt.kind)
     return mt_fail(err, "checkpoint %s was written with --optimizer %s; this run uses %s, whose state it does not "
-                        "hold (resume with --optimizer %s)",
+                        "hold (resume with --optimizer %s, or use a new --checkpoint-dir to start afresh)",
                    path, optim_name(meta->opt.kind), optim_name(o->cfg.kind), optim_name(meta->opt.kind));
   return 0;
 }
@@ -576,6 +573,10 @@ int checkpoint_describe(const char *path, MtError *err) {
   else
     printf("progress:    step %lld; in epoch %lld, %lld of %lld training rows consumed\n", (long long)meta.step,
            (long long)meta.epoch + 1, (long long)meta.epoch_pos, (long long)meta.n_train);
+  if (meta.elapsed_s >= 0)
+    printf("elapsed:     %.1f s of training, over every part of the run\n", meta.elapsed_s);
+  else
+    printf("elapsed:     not recorded (written by an older mpitrain)\n");
   printf("written at:  %d rank%s (any number of ranks can resume it)\n", meta.world_size,
          meta.world_size == 1 ? "" : "s");
   printf("data:        %s (%lld training rows)\n", meta.data, (long long)meta.n_train);

@@ -40,6 +40,9 @@ _Static_assert(OPTS_LIST_MAX <= MODEL_MAX_HIDDEN, "--hidden accepts more layers 
 #define GT0 (OPT_RANGED | OPT_MIN_EXCLUSIVE)
 #define UNIT_HALF_OPEN (OPT_RANGED | OPT_MAX_EXCLUSIVE)
 
+/* OPT_MODEL / OPT_TRAJECTORY (opts.h) say what a resume with a changed value means. Not flagged although they matter:
+ * --seed (a resumed run keeps the checkpoint's seed, which fixes the data order, and says so), --data (its shape is
+ * checked against the checkpoint, its row count warned about; its path may move, e.g. to node-local scratch). */
 /* clang-format off */
 const OptionSpec config_train_options[] = {
   {.section = "data", .name = "data", .type = OT_STRING, .offset = offsetof(Config, data),
@@ -55,47 +58,48 @@ const OptionSpec config_train_options[] = {
    .help = "largest split --in-memory auto loads into memory, in MiB"},
 
   {.section = "model", .name = "hidden", .type = OT_INT_LIST, .offset = offsetof(Config, hidden),
-   .def = "512,256", .metavar = "LIST", .min = 1, .max = 1048576, .flags = RANGED, .word = "none",
+   .def = "512,256", .metavar = "LIST", .min = 1, .max = 1048576, .flags = RANGED | OPT_MODEL, .word = "none",
    .help = "widths of the hidden layers, input side first; none (or \"\") = no hidden layer, i.e. softmax "
            "regression"},
-  {.name = "activation", .type = OT_ENUM, .offset = offsetof(Config, activation), .def = "relu",
+  {.name = "activation", .flags = OPT_MODEL, .type = OT_ENUM, .offset = offsetof(Config, activation), .def = "relu",
    .choices = act_choices, .help = "activation after every hidden layer"},
   {.name = "leaky-slope", .type = OT_FLOAT, .offset = offsetof(Config, leaky_slope), .def = "0.01",
-   .metavar = "X", .min = 0, .max = 1, .flags = RANGED | OPT_MIN_EXCLUSIVE | OPT_MAX_EXCLUSIVE,
+   .metavar = "X", .min = 0, .max = 1, .flags = RANGED | OPT_MIN_EXCLUSIVE | OPT_MAX_EXCLUSIVE | OPT_MODEL,
    .help = "slope of leaky_relu for negative inputs, in (0, 1)"},
   {.name = "init", .type = OT_ENUM, .offset = offsetof(Config, init), .def = "auto", .choices = init_choices,
    .help = "weight initialisation: auto = he for (leaky_)relu, xavier for tanh and sigmoid; small = N(0,1)*0.01; "
            "zero = all zero (shows why symmetry must be broken); biases start at zero"},
 
-  {.name = "batchnorm", .type = OT_ENUM, .offset = offsetof(Config, batchnorm), .def = "none",
+  {.name = "batchnorm", .flags = OPT_MODEL, .type = OT_ENUM, .offset = offsetof(Config, batchnorm), .def = "none",
    .choices = bn_choices,
    .help = "batch normalisation in every hidden block: before or after the activation; statistics are those of "
            "the global batch, summed over all ranks (synchronised BN), so any rank count trains the same model"},
   {.name = "bn-momentum", .type = OT_FLOAT, .offset = offsetof(Config, bn_momentum), .def = "0.1", .metavar = "X",
-   .min = 0, .max = 1, .flags = GT0,
+   .min = 0, .max = 1, .flags = GT0 | OPT_TRAJECTORY,
    .help = "weight of each batch in the running statistics used at evaluation, in (0, 1]"},
   {.name = "bn-eps", .type = OT_FLOAT, .offset = offsetof(Config, bn_eps), .def = "1e-5", .metavar = "X", .min = 0,
-   .max = NOMAX, .flags = GT0, .help = "added to the batch variance"},
+   .max = NOMAX, .flags = GT0 | OPT_TRAJECTORY, .help = "added to the batch variance"},
   {.name = "dropout", .type = OT_FLOAT, .offset = offsetof(Config, dropout), .def = "0", .metavar = "P", .min = 0,
-   .max = 1, .flags = UNIT_HALF_OPEN,
+   .max = 1, .flags = UNIT_HALF_OPEN | OPT_TRAJECTORY,
    .help = "inverted dropout after every hidden block: each unit is zeroed with probability P during training and "
            "the others scaled by 1/(1-P); the mask of a sample depends only on (seed, step, sample), not on the rank"},
 
-  {.section = "optimisation", .name = "optimizer", .type = OT_ENUM, .offset = offsetof(Config, optimizer),
+  {.section = "optimisation", .name = "optimizer", .flags = OPT_MODEL, .type = OT_ENUM,
+   .offset = offsetof(Config, optimizer),
    .def = "adam", .choices = optim_choices,
    .help = "sgd: w -= lr*g; momentum: v = beta1*v + (1-beta1)*g, w -= lr*v; rmsprop: s = beta2*s + "
            "(1-beta2)*g^2, w -= lr*g/(sqrt(s)+eps); adam: both moments, bias-corrected"},
   {.name = "lr", .type = OT_FLOAT, .offset = offsetof(Config, lr), .def = "5e-4", .metavar = "X", .min = 0,
-   .max = NOMAX, .flags = GT0, .help = "learning rate"},
+   .max = NOMAX, .flags = GT0 | OPT_TRAJECTORY, .help = "learning rate"},
   {.name = "beta1", .type = OT_FLOAT, .offset = offsetof(Config, beta1), .def = "0.9", .metavar = "X", .min = 0,
-   .max = 1, .flags = UNIT_HALF_OPEN, .help = "decay of the first moment (momentum, adam), in [0, 1)"},
+   .max = 1, .flags = UNIT_HALF_OPEN | OPT_TRAJECTORY, .help = "decay of the first moment (momentum, adam), in [0, 1)"},
   {.name = "beta2", .type = OT_FLOAT, .offset = offsetof(Config, beta2), .def = "auto", .metavar = "X",
-   .min = 0, .max = 1, .flags = UNIT_HALF_OPEN, .word = "auto", .word_value = -1,
+   .min = 0, .max = 1, .flags = UNIT_HALF_OPEN | OPT_TRAJECTORY, .word = "auto", .word_value = -1,
    .help = "decay of the second moment (rmsprop, adam), in [0, 1); auto = 0.999 for adam, 0.9 for rmsprop"},
   {.name = "eps", .type = OT_FLOAT, .offset = offsetof(Config, eps), .def = "1e-8", .metavar = "X", .min = 0,
-   .max = NOMAX, .flags = GT0, .help = "added to the root of the second moment (rmsprop, adam)"},
+   .max = NOMAX, .flags = GT0 | OPT_TRAJECTORY, .help = "added to the root of the second moment (rmsprop, adam)"},
   {.name = "batch", .type = OT_INT64, .offset = offsetof(Config, batch), .def = "256", .metavar = "N", .min = 1,
-   .max = NOMAX, .flags = RANGED, .word = "full", .word_value = 0,
+   .max = NOMAX, .flags = RANGED | OPT_TRAJECTORY, .word = "full", .word_value = 0,
    .help = "global mini-batch size summed over all ranks; 1 = stochastic GD, full = full-batch GD (the whole "
            "training set every step)"},
   {.name = "micro-batch", .type = OT_INT, .offset = offsetof(Config, micro_batch), .def = "auto",
@@ -103,7 +107,7 @@ const OptionSpec config_train_options[] = {
    .help = "rows per forward/backward chunk on one rank: bounds activation memory, same gradient; auto = "
            "chosen by the trainer"},
   {.name = "epochs", .type = OT_INT, .offset = offsetof(Config, epochs), .def = "20", .metavar = "N", .min = 1,
-   .max = NOMAX, .flags = RANGED, .help = "passes over the training set"},
+   .max = NOMAX, .flags = RANGED | OPT_TRAJECTORY, .help = "passes over the training set"},
   {.name = "max-steps", .type = OT_INT64, .offset = offsetof(Config, max_steps), .def = "0", .metavar = "N",
    .min = 0, .max = NOMAX, .flags = RANGED,
    .help = "stop after this many optimisation steps in all, even mid-epoch; 0 = no limit"},
@@ -111,42 +115,44 @@ const OptionSpec config_train_options[] = {
    .max = NOMAX, .flags = RANGED, .help = "seed of the weight initialisation and of each epoch's shuffle"},
 
   {.section = "regularisation and tuning", .name = "l2", .type = OT_FLOAT, .offset = offsetof(Config, l2),
-   .def = "0", .metavar = "LAMBDA", .min = 0, .max = NOMAX, .flags = RANGED,
+   .def = "0", .metavar = "LAMBDA", .min = 0, .max = NOMAX, .flags = RANGED | OPT_TRAJECTORY,
    .help = "L2 regularisation (coupled): adds LAMBDA/(2B)*sum(W^2) to the loss and LAMBDA/B*W to the gradient, B the "
            "global batch; weights only, not biases or BN's gamma/beta. With adam it is rescaled like the gradient"},
   {.name = "weight-decay", .type = OT_FLOAT, .offset = offsetof(Config, weight_decay), .def = "0", .metavar = "WD",
-   .min = 0, .max = 1, .flags = RANGED,
+   .min = 0, .max = 1, .flags = RANGED | OPT_TRAJECTORY,
    .help = "decoupled weight decay (AdamW, Loshchilov & Hutter): W -= lr*WD*W every step, outside the gradient and the "
            "optimiser's moments; weights only"},
-  {.name = "lr-schedule", .type = OT_ENUM, .offset = offsetof(Config, lr_schedule), .def = "constant",
+  {.name = "lr-schedule", .flags = OPT_TRAJECTORY, .type = OT_ENUM, .offset = offsetof(Config, lr_schedule),
+   .def = "constant",
    .choices = schedule_choices,
    .help = "with e = epochs done (fractional): step = lr*gamma^floor(e/lr-step); exp = lr*gamma^e; "
            "inv = lr/(1 + decay-rate*e); cosine = lr-min + (lr-lr-min)*(1+cos(pi*e/epochs))/2"},
   {.name = "lr-gamma", .type = OT_FLOAT, .offset = offsetof(Config, lr_gamma), .def = "auto", .metavar = "G",
-   .min = 0, .max = 1, .flags = OPT_RANGED | OPT_MIN_EXCLUSIVE, .word = "auto", .word_value = -1,
+   .min = 0, .max = 1, .flags = OPT_RANGED | OPT_MIN_EXCLUSIVE | OPT_TRAJECTORY, .word = "auto", .word_value = -1,
    .help = "decay factor of step (auto: 0.1 per lr-step epochs) and exp (auto: 0.95 per epoch)"},
   {.name = "lr-step", .type = OT_FLOAT, .offset = offsetof(Config, lr_step), .def = "10", .metavar = "EPOCHS",
-   .min = 0, .max = NOMAX, .flags = GT0, .help = "epochs between the decays of the step schedule"},
+   .min = 0, .max = NOMAX, .flags = GT0 | OPT_TRAJECTORY, .help = "epochs between the decays of the step schedule"},
   {.name = "lr-decay-rate", .type = OT_FLOAT, .offset = offsetof(Config, lr_decay_rate), .def = "1", .metavar = "K",
-   .min = 0, .max = NOMAX, .flags = RANGED, .help = "K of the inv schedule lr/(1 + K*e)"},
+   .min = 0, .max = NOMAX, .flags = RANGED | OPT_TRAJECTORY, .help = "K of the inv schedule lr/(1 + K*e)"},
   {.name = "lr-min", .type = OT_FLOAT, .offset = offsetof(Config, lr_min), .def = "0", .metavar = "X", .min = 0,
-   .max = NOMAX, .flags = RANGED, .help = "the floor of the cosine schedule"},
+   .max = NOMAX, .flags = RANGED | OPT_TRAJECTORY, .help = "the floor of the cosine schedule"},
   {.name = "warmup-steps", .type = OT_INT64, .offset = offsetof(Config, warmup_steps), .def = "0", .metavar = "N",
-   .min = 0, .max = NOMAX, .flags = RANGED,
+   .min = 0, .max = NOMAX, .flags = RANGED | OPT_TRAJECTORY,
    .help = "linear warm-up: step t (1-based) of the first N uses lr*t/N times the schedule"},
   {.name = "lr-ref-batch", .type = OT_INT64, .offset = offsetof(Config, lr_ref_batch), .def = "off", .metavar = "B",
-   .min = 1, .max = NOMAX, .flags = RANGED, .word = "off", .word_value = 0,
+   .min = 1, .max = NOMAX, .flags = RANGED | OPT_TRAJECTORY, .word = "off", .word_value = 0,
    .help = "linear scaling rule (Goyal et al. 2017): use lr*batch/B, so --lr is the rate tuned for batch B"},
   {.name = "clip-norm", .type = OT_FLOAT, .offset = offsetof(Config, clip_norm), .def = "0", .metavar = "C",
-   .min = 0, .max = NOMAX, .flags = RANGED,
+   .min = 0, .max = NOMAX, .flags = RANGED | OPT_TRAJECTORY,
    .help = "scale the gradient down when its global L2 norm (all layers, after the sum over ranks) exceeds C; 0 = off"},
-  {.name = "on-nonfinite", .type = OT_ENUM, .offset = offsetof(Config, on_nonfinite), .def = "stop",
+  {.name = "on-nonfinite", .flags = OPT_TRAJECTORY, .type = OT_ENUM, .offset = offsetof(Config, on_nonfinite),
+   .def = "stop",
    .choices = nonfinite_choices,
    .help = "a NaN or infinite loss or gradient (the summed values, so every rank sees it at once): stop = end the "
            "run with the step and a hint, the last checkpoint intact; skip = drop that step's update and go on, "
            "counting them (100 in a row still stop)"},
   {.name = "val-fraction", .type = OT_FLOAT, .offset = offsetof(Config, val_fraction), .def = "0", .metavar = "F",
-   .min = 0, .max = 0.5, .flags = RANGED,
+   .min = 0, .max = 0.5, .flags = RANGED | OPT_TRAJECTORY,
    .help = "hold out this share of the training set (a fixed random subset, by --seed) as a validation split, "
            "evaluated after every epoch"},
   {.name = "patience", .type = OT_INT, .offset = offsetof(Config, patience), .def = "0", .metavar = "EPOCHS",

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "h5util.h"
+#include "mpitrain/atomicfile.h"
 
 #define DW_PATH_MAX 4096
 #define DW_MAX_ROWS ((int64_t)INT32_MAX) /* what data_open accepts */
@@ -98,14 +99,6 @@ static int spec_check(const char *path, const DataWriterSpec *sp, MtError *err) 
   return 0;
 }
 
-/* ".NAME.tmp.<pid>" in the directory of path: same file system, so the final rename is atomic. */
-static int tmp_name(const char *path, char *out, size_t n) {
-  const char *slash = strrchr(path, '/');
-  int dir_len = slash ? (int)(slash - path + 1) : 0;
-  int len = snprintf(out, n, "%.*s.%s.tmp.%ld", dir_len, path, slash ? slash + 1 : path, (long)getpid());
-  return len < 0 || (size_t)len >= n ? -1 : 0;
-}
-
 int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp, MtError *err) {
   *out = NULL;
   if (spec_check(path, sp, err) != 0) return -1;
@@ -120,7 +113,7 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
   w->n_classes = sp->n_classes;
   w->store_uint8 = sp->store_uint8 ? 1 : 0;
   hid_t fapl = -1;
-  if (strlen(path) >= sizeof w->path || tmp_name(path, w->tmp, sizeof w->tmp) != 0) {
+  if (strlen(path) >= sizeof w->path || atomic_temp_name(path, w->tmp, sizeof w->tmp) != 0) {
     mt_fail(err, "output path too long: %s", path);
     goto fail;
   }
@@ -215,16 +208,6 @@ int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const 
   return 0;
 }
 
-/* fsync a file or directory by name; directories may refuse (EINVAL) on some file systems, which is harmless. */
-static int fsync_path(const char *path, int is_dir) {
-  int fd = open(path, is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  if (rc != 0 && is_dir && (errno == EINVAL || errno == EBADF)) rc = 0;
-  close(fd);
-  return rc;
-}
-
 int datawriter_close(DataWriter *w, MtError *err) {
   for (int s = 0; s < 2; s++)
     if (w->done[s] != w->n[s]) {
@@ -252,21 +235,11 @@ int datawriter_close(DataWriter *w, MtError *err) {
     datawriter_abort(w);
     return -1;
   }
-  if (fsync_path(w->tmp, 0) != 0) {
-    mt_fail(err, "%s: fsync failed: %s", w->path, strerror(errno));
+  if (atomic_commit(w->tmp, w->path) != 0) {
+    mt_fail(err, "cannot move '%s' into place as '%s': %s", w->tmp, w->path, strerror(errno));
     datawriter_abort(w);
     return -1;
   }
-  if (rename(w->tmp, w->path) != 0) {
-    mt_fail(err, "cannot rename '%s' to '%s': %s", w->tmp, w->path, strerror(errno));
-    datawriter_abort(w);
-    return -1;
-  }
-  /* The rename itself is durable only once the directory is synced. */
-  char dir[DW_PATH_MAX];
-  const char *slash = strrchr(w->path, '/');
-  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - w->path) + (slash == w->path) : 1, slash ? w->path : ".");
-  fsync_path(dir, 1);
   free(w);
   return 0;
 }

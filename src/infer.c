@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mpitrain/atomicfile.h"
 #include "mpitrain/blas.h"
 #include "mpitrain/checkpoint.h"
 #include "mpitrain/config.h"
@@ -277,8 +278,7 @@ int predict_main(Comm *c, int argc, char **argv) {
   char tmp[1100] = "";
   FILE *f = NULL;
   if (c->rank == 0 && !local.failed) {
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o.out, (long)getpid());
-    f = fopen(tmp, "w");
+    f = atomic_temp_name(o.out, tmp, sizeof tmp) == 0 ? fopen(tmp, "w") : NULL;
     if (f == NULL) {
       mt_fail(&local, "--out %s: cannot create it: %s", o.out, strerror(errno));
     } else {
@@ -335,11 +335,9 @@ int predict_main(Comm *c, int argc, char **argv) {
     MPI_Send(&end, 1, MPI_LONG_LONG, 0, TAG, c->comm);
   }
   if (c->rank == 0) {
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-      mt_fail(&local, "--out %s: write failed: %s", o.out, strerror(errno));
     if (fclose(f) != 0) mt_fail(&local, "--out %s: write failed: %s", o.out, strerror(errno));
-    if (!local.failed && rename(tmp, o.out) != 0)
-      mt_fail(&local, "--out %s: cannot rename %s into place: %s", o.out, tmp, strerror(errno));
+    if (!local.failed && atomic_commit(tmp, o.out) != 0)
+      mt_fail(&local, "--out %s: cannot move %s into place: %s", o.out, tmp, strerror(errno));
     if (local.failed) unlink(tmp);
   }
   if (comm_agree(c, &local) != 0) {

@@ -3,8 +3,9 @@
  * Screen (stdout): on a terminal, one progress line redrawn in place at most ~10 times a second; elsewhere (a
  * batch job's output file) plain lines at a steady cadence, flushed at once so `tail -f` shows them. Epoch
  * summaries always. Metrics file (--log): CSV or JSONL, one record per logged step and per epoch, numbers with
- * enough digits to read back. A failed write is remembered and reported by log_close rather than ignored, so a
- * full disk cannot silently truncate the record of a run. */
+ * enough digits to read back; a resumed run continues the file of the run it resumed (log_open_file). A failed
+ * write is remembered and reported by log_close rather than ignored, so a full disk cannot silently truncate the
+ * record of a run. */
 #include "mpitrain/log.h"
 
 #include <errno.h>
@@ -17,6 +18,8 @@
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "mpitrain/atomicfile.h"
 
 #define LOG_PATH_MAX 1024
 #define BAR_REDRAW_S 0.1       /* ~10 redraws a second: smooth, yet no measurable cost to a fast step loop */
@@ -292,6 +295,126 @@ static void plain_step(Log *l, const StepStats *s) {
   fflush(stdout);
 }
 
+/* ==== Continuing the file of a resumed run ==== */
+
+static const char *format_name(const Log *l) { return l->format == LOGFMT_CSV ? "csv" : "jsonl"; }
+
+static int is_kind(const char *k, size_t n) {
+  return (n == 4 && strncmp(k, "step", 4) == 0) || (n == 5 && strncmp(k, "epoch", 5) == 0) ||
+         (n == 5 && strncmp(k, "layer", 5) == 0);
+}
+
+/* Whether line (without its newline) is a record as file_record writes it; its step into *step. */
+static int record_step(const Log *l, const char *line, int64_t *step) {
+  const char *p;
+  if (l->format == LOGFMT_CSV) {
+    int commas = 0;
+    for (p = line; *p; p++) commas += *p == ',';
+    const char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+    if (commas != N_COLS - 1 || !is_kind(line, (size_t)(c1 - line))) return 0;
+    p = c2 + 1;
+  } else {
+    static const char open[] = "{\"kind\":\"";
+    size_t n = strlen(line);
+    if (strncmp(line, open, sizeof open - 1) != 0 || n < 2 || line[n - 1] != '}') return 0;
+    const char *k = line + sizeof open - 1, *q = strchr(k, '"');
+    if (q == NULL || !is_kind(k, (size_t)(q - k)) || (p = strstr(q, ",\"step\":")) == NULL) return 0;
+    p += 8;
+  }
+  char *end;
+  errno = 0;
+  long long v = strtoll(p, &end, 10);
+  if (end == p || errno != 0 || v < 0 || (*end != ',' && *end != '}')) return 0;
+  *step = v;
+  return 1;
+}
+
+/* A new file: created (emptied if it exists), with the CSV header. */
+static int file_create(Log *l, MtError *err) {
+  l->f = fopen(l->path, "w");
+  if (l->f == NULL) return mt_fail(err, "cannot create metrics file '%s': %s", l->path, strerror(errno));
+  if (l->format == LOGFMT_CSV) {
+    for (int i = 0; i < N_COLS; i++) file_printf(l, "%s%s", i ? "," : "", col_names[i]);
+    file_printf(l, "\n");
+  }
+  return 0;
+}
+
+/* The file of the run resumed at step `after`: its records up to that step are copied to a temporary that then
+ * replaces it (atomically: a crash now leaves the old file), and the new records go on after them. Records past
+ * the step are those of steps the earlier run did after its last checkpoint; the resumed run does them again. A
+ * file of any other kind is refused and left as it is. */
+static int file_continue(Log *l, int64_t after, MtError *err) {
+  FILE *in = fopen(l->path, "r");
+  if (in == NULL && errno == ENOENT) return file_create(l, err);
+  if (in == NULL) return mt_fail(err, "--log %s: cannot read it to continue it: %s", l->path, strerror(errno));
+  char tmp[LOG_PATH_MAX + 64];
+  FILE *out = atomic_temp_name(l->path, tmp, sizeof tmp) == 0 ? fopen(tmp, "w") : NULL;
+  if (out == NULL) {
+    fclose(in);
+    return mt_fail(err, "--log %s: cannot create a temporary next to it: %s", l->path, strerror(errno));
+  }
+  char header[512] = "";
+  for (int i = 0; i < N_COLS; i++) snprintf(header + strlen(header), sizeof header - strlen(header), "%s%s",
+                                            i ? "," : "", col_names[i]);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  long long lineno = 0, dropped = 0;
+  int rc = 0;
+  errno = 0;
+  while (rc == 0 && (len = getline(&line, &cap, in)) >= 0) {
+    lineno++;
+    int whole = len > 0 && line[len - 1] == '\n';
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+    int64_t step = 0;
+    if (lineno == 1 && l->format == LOGFMT_CSV) {
+      if (strcmp(line, header) != 0)
+        rc = mt_fail(err, "--log %s: not a metrics log of mpitrain (its first line is not the header %.40s...): "
+                          "refusing to append to it; move it away or give another --log", l->path, header);
+    } else if (!whole) {
+      dropped++; /* the last line, torn by the crash that ended the earlier run */
+      continue;
+    } else if (!record_step(l, line, &step)) {
+      rc = mt_fail(err, "--log %s: not a metrics log of mpitrain in %s format: line %lld is not a metrics record; "
+                        "refusing to append to it; move it away or give another --log",
+                   l->path, format_name(l), lineno);
+    } else if (step > after) {
+      dropped++;
+      continue;
+    }
+    if (rc == 0 && fprintf(out, "%s\n", line) < 0)
+      rc = mt_fail(err, "--log %s: writing %s failed: %s", l->path, tmp, strerror(errno));
+  }
+  if (rc == 0 && ferror(in)) rc = mt_fail(err, "--log %s: reading it failed: %s", l->path, strerror(errno));
+  free(line);
+  fclose(in);
+  if (rc == 0 && lineno == 0 && l->format == LOGFMT_CSV && fprintf(out, "%s\n", header) < 0)
+    rc = mt_fail(err, "--log %s: writing %s failed: %s", l->path, tmp, strerror(errno));
+  if (rc == 0 && fflush(out) != 0) rc = mt_fail(err, "--log %s: writing %s failed: %s", l->path, tmp, strerror(errno));
+  if (rc == 0 && atomic_commit(tmp, l->path) != 0)
+    rc = mt_fail(err, "--log %s: cannot move %s into place: %s", l->path, tmp, strerror(errno));
+  if (rc != 0) {
+    fclose(out);
+    unlink(tmp);
+    return -1;
+  }
+  l->f = out; /* still open: the file now has the final name */
+  if (dropped > 0)
+    log_info(l, "continuing %s after step %lld (dropped %lld record%s written after that checkpoint)", l->path,
+             (long long)after, dropped, dropped == 1 ? "" : "s");
+  else
+    log_info(l, "continuing %s after step %lld", l->path, (long long)after);
+  return 0;
+}
+
+int log_open_file(Log *l, int64_t resumed_step, MtError *err) {
+  if (l == NULL || !l->is_root || l->path[0] == '\0' || l->f != NULL) return 0;
+  int rc = resumed_step < 0 ? file_create(l, err) : file_continue(l, resumed_step, err);
+  l->last_flush = now_s();
+  return rc;
+}
+
 /* ==== Public ==== */
 
 /* Is the user looking at a terminal? Under mpirun, isatty() cannot tell: Open MPI hands every local rank a
@@ -345,17 +468,10 @@ int log_open(Log **out, const LogOptions *o, MtError *err) {
                             "--log-format jsonl", path);
       }
     }
-    l->f = fopen(path, "w");
-    if (l->f == NULL) {
-      int e = errno;
+    if (!o->defer_file && log_open_file(l, -1, err) != 0) {
       mt_free(l);
-      return mt_fail(err, "cannot create metrics file '%s': %s", path, strerror(e));
+      return -1;
     }
-    if (l->format == LOGFMT_CSV) {
-      for (int i = 0; i < N_COLS; i++) file_printf(l, "%s%s", i ? "," : "", col_names[i]);
-      file_printf(l, "\n");
-    }
-    l->last_flush = now_s();
   }
   *out = l;
   return 0;
@@ -387,6 +503,10 @@ void log_epoch(Log *l, const EpochStats *s) {
          s->train_loss, 100 * s->train_acc, val, test, s->epoch_s, rate);
   fflush(stdout);
   l->last_draw = -1; /* the next epoch's bar appears with its first step */
+}
+
+void log_flush(Log *l) {
+  if (l != NULL && l->is_root) file_flush(l);
 }
 
 void log_info(Log *l, const char *fmt, ...) {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,7 @@ struct Trainer {
   int64_t epoch_samples;
   int64_t session_samples;          /* rows trained on in this epoch by this process (for samples/s) */
   double t_start, t_epoch;
+  double elapsed_base;              /* training time of the earlier parts of a resumed run (its checkpoint's) */
 };
 
 void trainer_rank_slice(int64_t B, int rank, int size, int64_t *lo, int64_t *hi) {
@@ -420,8 +422,10 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   t->dlogits = mt_alloc(sizeof(float) * (size_t)t->micro * (size_t)t->info->n_classes, "the loss gradient", err);
   if (err->failed) goto agree;
 
+  /* A run that may resume opens the metrics file once it knows whether it does (trainer_resume): it continues the
+   * file of the run it resumes. */
   LogOptions lo = {.is_root = comm->rank == 0, .progress = cfg->progress, .path = cfg->log,
-                   .format = cfg->log_format, .every = cfg->log_every};
+                   .format = cfg->log_format, .every = cfg->log_every, .defer_file = cfg->resume[0] != '\0'};
   if (log_open(&t->log, &lo, err) != 0) goto agree;
 
   /* Deterministic mode: one OpenBLAS thread, always. OpenBLAS 0.3.21 blocks the K dimension of a GEMM differently
@@ -748,7 +752,7 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
       st->samples = Bt;
       st->loss = loss;
       st->grad_norm = -1;
-      st->elapsed_s = now() - t->t_start;
+      st->elapsed_s = t->elapsed_base + now() - t->t_start;
     }
     return 0;
   }
@@ -822,7 +826,7 @@ int trainer_step(Trainer *t, StepStats *st, MtError *err) {
                    (long long)t->step);
   double el = u1 - t->t_epoch;
   s->samples_per_s = el > 0 ? t->session_samples / el : 0;
-  s->elapsed_s = u1 - t->t_start;
+  s->elapsed_s = t->elapsed_base + u1 - t->t_start;
   return 0;
 }
 
@@ -1004,6 +1008,7 @@ static void fill_meta(const Trainer *t, CheckpointMeta *meta) {
     for (int i = 0; i < t->n_tensors; i++) memcpy(&meta->det_max[i], &t->dt.prev[i], sizeof(float));
   }
   meta->since_best = t->since_best;
+  meta->elapsed_s = t->elapsed_base + now() - t->t_start; /* checkpoints are written in trainer_fit only */
   meta->n_train = t->info->n[SPLIT_TRAIN];
   snprintf(meta->data, sizeof meta->data, "%s", t->cfg.data);
   snprintf(meta->version, sizeof meta->version, "%s", MPITRAIN_VERSION);
@@ -1073,6 +1078,7 @@ static int trainer_save_as(Trainer *t, const char *name, MtError *err) {
     return -1;
   }
   if (name == NULL) t->saved_step = t->step;
+  log_flush(t->log);
   if (t->comm->rank == 0) {
     struct stat st;
     double mb = stat(path, &st) == 0 ? st.st_size / 1048576.0 : 0;
@@ -1082,6 +1088,36 @@ static int trainer_save_as(Trainer *t, const char *name, MtError *err) {
 }
 
 static int trainer_save(Trainer *t, MtError *err) { return trainer_save_as(t, NULL, err); }
+
+/* The options stored in a checkpoint (its config attribute, INI text) against this run's: "--name old → new" for
+ * every option with `flag` (opts.h) whose values differ, joined by ", " into out [n] ("" if none). Values are
+ * compared as formatted, so a default and the same value given explicitly are equal. -1 (err set) if the stored
+ * text cannot be read back: then nothing is compared. */
+static int options_changed(const Config *cfg, const char *stored, int flag, char *out, size_t n, MtError *err) {
+  out[0] = '\0';
+  Config *old = malloc(sizeof *old);
+  if (old == NULL) return mt_fail(err, "out of memory");
+  opts_defaults(config_train_options, old);
+  if (opts_parse_ini_string(config_train_options, old, stored ? stored : "", stored ? strlen(stored) : 0,
+                            "its config", err) != 0) {
+    free(old);
+    return -1;
+  }
+  size_t used = 0;
+  for (const OptionSpec *o = config_train_options; o->name != NULL && used < n; o++) {
+    if (!(o->flags & flag)) continue;
+    /* --epochs is the length of the cosine schedule; under the other schedules it only says when to stop. */
+    if (o->offset == offsetof(Config, epochs) && old->lr_schedule != LR_COSINE && cfg->lr_schedule != LR_COSINE)
+      continue;
+    char a[256], b[256];
+    opts_format_value(o, old, a, sizeof a);
+    opts_format_value(o, cfg, b, sizeof b);
+    if (strcmp(a, b) != 0)
+      used += (size_t)snprintf(out + used, n - used, "%s--%s %s → %s", used ? ", " : "", o->name, a, b);
+  }
+  free(old);
+  return 0;
+}
 
 /* Rank 0 only: the checkpoint to resume from, loaded into t's model and optimiser. Returns 1 if one was loaded,
  * 0 if --resume auto found none, -1 on an error (which stops the run: an incompatible checkpoint, a damaged file
@@ -1102,12 +1138,25 @@ static int resume_pick(Trainer *t, Optimizer *opt, CheckpointMeta *meta, char *u
     if (checkpoint_read_meta(paths[i], meta, &e) == 0) {
       /* Incompatible is final (every checkpoint of this directory is the same run); damage skips to an older one. */
       if (checkpoint_check_fits(paths[i], meta, &t->model, opt, &e) != 0) {
+        /* Name the options that made the difference, when the checkpoint's own options say. */
+        char diff[300];
+        MtError ignore = {0};
+        if (options_changed(c, meta->config, OPT_MODEL, diff, sizeof diff, &ignore) == 0 && diff[0] != '\0')
+          rc = mt_fail(err, "%s: %s", diff, e.msg);
+        else
+          rc = mt_fail(err, "%s", e.msg);
         checkpoint_meta_free(meta);
-        rc = mt_fail(err, "%s", e.msg);
         break;
       }
       if (checkpoint_read_state(paths[i], meta, &t->model, opt, &e) == 0) {
         snprintf(used, used_n, "%s", paths[i]);
+        char diff[600];
+        MtError why = {0};
+        if (options_changed(c, meta->config, OPT_TRAJECTORY, diff, sizeof diff, &why) != 0)
+          log_info(t->log, "note: cannot compare this run's options with those of %s (%s)", paths[i], why.msg);
+        else if (diff[0] != '\0')
+          log_info(t->log, "warning: %s was written with other training options: %s; the run goes on with the new "
+                           "ones", paths[i], diff);
         rc = 1;
         break;
       }
@@ -1193,7 +1242,7 @@ static int trainer_resume(Trainer *t, MtError *err) {
   /* step, epoch, pos, optimiser t, epoch samples, seed, found | epoch sums */
   int64_t iv[9] = {meta.step,          meta.epoch, meta.epoch_pos,  meta.opt_step, meta.epoch_samples,
                    meta.seed,          found,      meta.best_epoch, meta.since_best};
-  double dv[3] = {meta.epoch_loss_sum, meta.epoch_correct, meta.best_val_loss};
+  double dv[4] = {meta.epoch_loss_sum, meta.epoch_correct, meta.best_val_loss, meta.elapsed_s};
   comm_bcast(t->comm, iv, sizeof iv, 0);
   comm_bcast(t->comm, dv, sizeof dv, 0);
   float det_max[sizeof meta.det_max / sizeof meta.det_max[0]];
@@ -1204,6 +1253,11 @@ static int trainer_resume(Trainer *t, MtError *err) {
   if (!iv[6]) {
     if (have_full) optim_free(&full);
     log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
+    log_open_file(t->log, -1, &local); /* a fresh run: a new metrics file */
+    if (comm_agree(t->comm, &local) != 0) {
+      *err = local;
+      return -1;
+    }
     return 0;
   }
   model_replicate(t->comm, &t->model, 0);
@@ -1223,6 +1277,7 @@ static int trainer_resume(Trainer *t, MtError *err) {
   t->epoch_loss = dv[0];
   t->epoch_correct = dv[1];
   t->best_val = dv[2];
+  t->elapsed_base = dv[3] >= 0 ? dv[3] : 0;
   t->best_epoch = (int)iv[7];
   t->since_best = (int)iv[8];
   if (t->cfg.seed != iv[5]) {
@@ -1261,9 +1316,17 @@ static int trainer_resume(Trainer *t, MtError *err) {
     log_info(t->log, "resumed from %s: step %lld, epoch %d (%lld of %lld rows done), written at %d rank%s", used,
              (long long)t->step, t->epoch + 1, (long long)t->epoch_pos, (long long)t->n_train, meta.world_size,
              meta.world_size == 1 ? "" : "s");
+    if (meta.elapsed_s < 0 && t->cfg.log[0] != '\0')
+      log_info(t->log, "note: %s does not record the training time so far (an older mpitrain): elapsed_s in %s "
+                       "counts from 0 again", used, t->cfg.log);
+    log_open_file(t->log, t->step, &local); /* continues the metrics file of the run it resumes */
   }
   if (t->epoch_pos > t->n_train) t->epoch_pos = t->n_train;
   checkpoint_meta_free(&meta);
+  if (comm_agree(t->comm, &local) != 0) {
+    *err = local;
+    return -1;
+  }
   return 0;
 }
 
@@ -1344,7 +1407,7 @@ int trainer_fit(Trainer *t, MtError *err) {
         break;
       }
       int64_t end = c->max_steps > 0 && c->max_steps < total_steps ? c->max_steps : total_steps;
-      st.eta_s = (st.elapsed_s / (double)(t->step - first_step)) * (double)(end - t->step);
+      st.eta_s = ((st.elapsed_s - t->elapsed_base) / (double)(t->step - first_step)) * (double)(end - t->step);
       log_step(t->log, &st);
       if (t->stop_requested || (c->max_steps > 0 && t->step >= c->max_steps)) {
         stop = 1;

@@ -8,7 +8,8 @@
  *   root attributes: format = "mpitrain-checkpoint", format_version, mpitrain_version, created, world_size,
  *     step, epoch, epoch_pos, seed, n_inputs, n_classes, hidden, activation, leaky_slope, batchnorm, bn_momentum,
  *     bn_eps, dropout, optimizer, optimizer_step, beta1, beta2, eps, epoch_loss_sum, epoch_correct, epoch_samples,
- *     best_val_loss, best_epoch, since_best, data, n_train, config, det_max (deterministic runs only),
+ *     best_val_loss, best_epoch, since_best, data, n_train, config, elapsed_s (training time so far; absent in
+ *     checkpoints of older versions), det_max (deterministic runs only),
  *     crc32 (zlib CRC-32 of the parameter bytes, then the first moments, then the second moments, then the
  *     batch-norm running statistics, each in buffer order, as little-endian float32).
  *
@@ -53,6 +54,8 @@ typedef struct CheckpointMeta {
   float det_max[4 * MODEL_MAX_HIDDEN + 2];
   uint32_t crc32;
   char *config;            /* the run's options as INI text (malloc'd; checkpoint_meta_free) */
+  double elapsed_s;        /* wall time spent training so far, over every part of the run, in seconds (< 0: not
+                            * recorded — a checkpoint of an older mpitrain; such a value is not written) */
 } CheckpointMeta;
 
 void checkpoint_meta_free(CheckpointMeta *meta);

@@ -13,7 +13,9 @@
  * kind "epoch": loss/acc over the epoch's batches, lr and elapsed_s of its last step, samples empty, test_* and
  *   val_* when evaluated. Always written, and flushed at once.
  * kind "layer": one parameter tensor's weight_norm and grad_norm at a step that has a step record (--log-norms).
- * Numbers are printed with %.9g; a non-finite value is nan/inf in CSV and null in JSONL. */
+ * Numbers are printed with %.9g; a non-finite value is nan/inf in CSV and null in JSONL.
+ * A resumed run continues the file: elapsed_s counts on from the checkpoint's, and the records of steps after the
+ * checkpoint (done by the earlier run after its last checkpoint) are dropped, so every step appears once. */
 #ifndef MPITRAIN_LOG_H
 #define MPITRAIN_LOG_H
 
@@ -57,12 +59,19 @@ typedef struct LogOptions {
   int format;             /* LogFormat */
   int every;              /* steps between plain lines / metric lines (counted in global steps); 0 = auto: about
                            * 10 plain lines per epoch, and every step in the file (see above) */
+  int defer_file;         /* leave the metrics file to log_open_file (a run that may resume: it continues it) */
 } LogOptions;
 
 /* Collective-free; on rank 0 opens the metrics file. Failure (cannot create the file) is reported in err and
  * must be agreed on by the caller. On other ranks it only allocates, and every call below is a cheap no-op;
  * all of them also accept l == NULL. */
 int log_open(Log **out, const LogOptions *o, MtError *err);
+/* Rank 0 with --log and defer_file: opens the metrics file. resumed_step < 0: a new file (emptied if it exists);
+ * else the run resumed from a checkpoint of that step and continues the file — its records up to that step are
+ * kept, later ones dropped (rewritten atomically), a line torn by a crash dropped; the file is created if missing.
+ * A file that is not a metrics log of this format (CSV header, records) is refused and left alone. Elsewhere, and
+ * when the file is already open, a no-op. */
+int log_open_file(Log *l, int64_t resumed_step, MtError *err);
 void log_step(Log *l, const StepStats *s);
 void log_epoch(Log *l, const EpochStats *s);
 /* Whether step s gets a record in the metrics file (rank 0 with --log only): the trainer computes the per-layer
@@ -70,6 +79,9 @@ void log_epoch(Log *l, const EpochStats *s);
 int log_step_due(const Log *l, const StepStats *s);
 /* A "layer" record for step s: one tensor's weight and gradient L2 norms. */
 void log_layer(Log *l, const StepStats *s, const char *layer, double weight_norm, double grad_norm);
+/* Flushes the metrics file (the trainer does after each checkpoint: a run killed later has every record up to the
+ * checkpoint's step on disk, so the resumed run's file has no gap). */
+void log_flush(Log *l);
 /* A line of text for the user (rank 0 only; clears the progress bar first). */
 void log_info(Log *l, const char *fmt, ...) MT_PRINTF(2, 3);
 /* Flushes and closes; reports a write error (e.g. disk full) in err. A progress bar still on screen is left

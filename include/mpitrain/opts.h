@@ -33,6 +33,11 @@ enum {
   OPT_MIN_EXCLUSIVE = 1,  /* value must be > min (not >=) */
   OPT_MAX_EXCLUSIVE = 2,  /* value must be < max (not <=) */
   OPT_RANGED = 4,         /* min/max apply (for lists: to each element) */
+  /* What changing the option means for a run resumed from a checkpoint (the trainer compares the command line
+   * with the options stored in the checkpoint). Options with neither flag change neither (output, system,
+   * stopping criteria) and are not compared. */
+  OPT_MODEL = 8,          /* defines the model or the optimiser state the checkpoint holds: a resume is refused */
+  OPT_TRAJECTORY = 16,    /* changes the updates from here on (rates, batch, regularisation...): a warning */
 };
 
 typedef struct OptionSpec {

@@ -1,4 +1,5 @@
 /* test_checkpoint.c — the checkpoint module alone: round trip, CRC, listing, pruning, temporaries, refusals. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -149,6 +150,39 @@ static void test_det_max(void **s) {
   model_free(&a);
 }
 
+/* elapsed_s: back exactly; not written when unknown (< 0), which is how an older checkpoint reads; NaN is damage. */
+static void test_elapsed(void **s) {
+  (void)s;
+  Model a;
+  Optimizer oa;
+  make_model(&a, &oa, 3, OPT_SGD);
+  CheckpointMeta meta, back;
+  meta_for(&a, &oa, 5, &meta);
+  MtError err = {0};
+  char path[1100];
+  meta.elapsed_s = 1234.5678901234;
+  if (checkpoint_write(dir, "el.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  assert_true(back.elapsed_s == meta.elapsed_s);
+  checkpoint_meta_free(&back);
+  meta.elapsed_s = -1;
+  if (checkpoint_write(dir, "el.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  assert_true(f >= 0);
+  assert_int_equal(H5Aexists(f, "elapsed_s"), 0);
+  H5Fclose(f);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  assert_true(back.elapsed_s < 0);
+  checkpoint_meta_free(&back);
+  meta.elapsed_s = NAN;
+  if (checkpoint_write(dir, "el.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), -1);
+  assert_non_null(strstr(err.msg, "elapsed_s = nan; expected a finite value >= 0"));
+  checkpoint_meta_free(&meta);
+  optim_free(&oa);
+  model_free(&a);
+}
+
 static void test_refusals(void **s) {
   (void)s;
   Model a, other;
@@ -246,6 +280,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_big_counters),
       cmocka_unit_test(test_det_max),
+      cmocka_unit_test(test_elapsed),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_list_prune_temporaries),
   };

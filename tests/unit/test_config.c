@@ -345,6 +345,30 @@ static void test_help(void **state) {
   }
 }
 
+/* What a resume with a changed value means is a flag on the option's entry: a few by name, and never both. */
+static int flags_of(const char *name) {
+  for (const OptionSpec *o = config_train_options; o->name; o++)
+    if (strcmp(o->name, name) == 0) return o->flags;
+  fail_msg("no option %s", name);
+  return 0;
+}
+
+static void test_resume_classes(void **state) {
+  (void)state;
+  const char *model[] = {"hidden", "activation", "batchnorm", "optimizer"};
+  const char *trajectory[] = {"lr", "batch", "beta1", "l2", "weight-decay", "dropout", "clip-norm", "lr-schedule",
+                              "warmup-steps", "epochs"};
+  const char *neither[] = {"log", "progress", "checkpoint-dir", "threads", "resume", "stall-timeout", "in-memory",
+                           "max-steps", "seed", "data"};
+  for (size_t i = 0; i < sizeof model / sizeof *model; i++) assert_true(flags_of(model[i]) & OPT_MODEL);
+  for (size_t i = 0; i < sizeof trajectory / sizeof *trajectory; i++)
+    assert_true(flags_of(trajectory[i]) & OPT_TRAJECTORY);
+  for (size_t i = 0; i < sizeof neither / sizeof *neither; i++)
+    assert_int_equal(flags_of(neither[i]) & (OPT_MODEL | OPT_TRAJECTORY), 0);
+  for (const OptionSpec *o = config_train_options; o->name; o++)
+    assert_false((o->flags & OPT_MODEL) && (o->flags & OPT_TRAJECTORY));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),       cmocka_unit_test(test_table_defaults_valid),
@@ -352,6 +376,7 @@ int main(void) {
       cmocka_unit_test(test_beta2),          cmocka_unit_test(test_errors),
       cmocka_unit_test(test_positional_refused), cmocka_unit_test(test_validate),
       cmocka_unit_test(test_config_file),    cmocka_unit_test(test_help),
+      cmocka_unit_test(test_resume_classes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -297,6 +297,90 @@ static void test_open_errors(void **state) {
   assert_non_null(strstr(err.msg, "--log metrics.txt: cannot tell the format"));
 }
 
+/* A resumed run's file (log_open_file): records up to the checkpoint's step kept, later ones and a torn last line
+ * dropped, new ones appended after them, one CSV header; JSONL likewise; a file of another kind refused untouched;
+ * without a checkpoint (step < 0) a new file. */
+static void write_steps(const char *path, int format, int64_t from, int64_t to, int defer, int64_t resumed) {
+  LogOptions o = {.is_root = 1, .progress = PROGRESS_OFF, .path = path, .format = format, .every = 1,
+                  .defer_file = defer};
+  Log *l = NULL;
+  MtError err = {0};
+  assert_int_equal(log_open(&l, &o, &err), 0);
+  if (defer && log_open_file(l, resumed, &err) != 0) fail_msg("%s", err.msg);
+  for (int64_t t = from; t <= to; t++) {
+    StepStats s = make_step(0, t, t, 100);
+    log_step(l, &s);
+  }
+  if (to == 6) {
+    EpochStats e = make_epoch(0, 6, 0);
+    log_epoch(l, &e);
+  }
+  assert_int_equal(log_close(l, &err), 0);
+}
+
+static void test_continue(void **state) {
+  (void)state;
+  const char *csv = temp_path("c.csv"), *jsonl = temp_path("c.jsonl");
+  write_steps(csv, LOGFMT_AUTO, 1, 6, 0, 0);
+  FILE *f = fopen(csv, "a");
+  assert_non_null(f);
+  fputs("step,1,7,128,0.8", f); /* torn by a crash */
+  fclose(f);
+  capture_begin();
+  write_steps(csv, LOGFMT_AUTO, 4, 8, 1, 3); /* resumed from step 3: 4, 5, 6, the epoch at 6 and the torn 7 go */
+  char *said = capture_end();
+  assert_non_null(strstr(said, "after step 3 (dropped 5 records written after that checkpoint)"));
+  free(said);
+  char *text = slurp(csv);
+  assert_int_equal(count_lines_starting(text, "kind,"), 1);
+  assert_int_equal(count_lines_starting(text, "step,"), 8);
+  assert_int_equal(count_lines_starting(text, "epoch,"), 0);
+  for (int t = 1; t <= 8; t++) {
+    char want[32];
+    snprintf(want, sizeof want, "\nstep,1,%d,", t);
+    char *at = strstr(text, want);
+    assert_non_null(at);
+    assert_null(strstr(at + 1, want)); /* once */
+  }
+  assert_non_null(strstr(text, "\nstep,1,3,")); /* in order: 3 before 4 */
+  assert_true(strstr(text, "\nstep,1,3,") < strstr(text, "\nstep,1,4,"));
+  free(text);
+
+  write_steps(jsonl, LOGFMT_AUTO, 1, 6, 0, 0);
+  capture_begin();
+  write_steps(jsonl, LOGFMT_AUTO, 6, 6, 1, 5);
+  free(capture_end());
+  text = slurp(jsonl);
+  assert_int_equal(count_lines_starting(text, "{\"kind\":\"step\""), 6);
+  assert_int_equal(count_lines_starting(text, "{\"kind\":\"epoch\""), 1); /* the old one at 6 dropped, the new one */
+  assert_non_null(strstr(text, "\"step\":5,"));
+  free(text);
+
+  /* another kind of file: refused, left as it was */
+  f = fopen(csv, "w");
+  assert_non_null(f);
+  fputs("name,score\nalice,3\n", f);
+  fclose(f);
+  LogOptions o = {.is_root = 1, .progress = PROGRESS_OFF, .path = csv, .defer_file = 1};
+  Log *l = NULL;
+  MtError err = {0};
+  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(log_open_file(l, 3, &err), -1);
+  assert_non_null(strstr(err.msg, "not a metrics log of mpitrain (its first line is not the header kind,epoch"));
+  assert_int_equal(log_close(l, &err), 0);
+  text = slurp(csv);
+  assert_string_equal(text, "name,score\nalice,3\n");
+  free(text);
+  /* no checkpoint: a new file whatever it held */
+  write_steps(csv, LOGFMT_AUTO, 1, 2, 1, -1);
+  text = slurp(csv);
+  assert_int_equal(count_lines_starting(text, "step,"), 2);
+  assert_null(strstr(text, "alice"));
+  free(text);
+  remove(csv);
+  remove(jsonl);
+}
+
 static void test_disk_full(void **state) {
   (void)state;
   if (access("/dev/full", W_OK) != 0) skip();
@@ -492,6 +576,7 @@ int main(void) {
       cmocka_unit_test(test_norms_and_validation),
       cmocka_unit_test(test_file_cadence), cmocka_unit_test(test_open_errors),
       cmocka_unit_test(test_disk_full),    cmocka_unit_test(test_non_root_silent),
+      cmocka_unit_test(test_continue),
       cmocka_unit_test(test_plain),        cmocka_unit_test(test_bar),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
