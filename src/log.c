@@ -171,7 +171,7 @@ static void file_epoch(Log *l, const EpochStats *s) {
   fmt_num(vacc, sizeof vacc, s->val_acc, json);
   /* lr and elapsed_s are those of the epoch's last step: the learning rate it ended with, and the time since
    * training started when its training steps were done. */
-  const char *cells[N_COLS] = {"epoch", epoch, step, NULL, loss, acc, l->have_step ? lr : NULL, rate,
+  const char *cells[N_COLS] = {s->partial ? "end" : "epoch", epoch, step, NULL, loss, acc, l->have_step ? lr : NULL, rate,
                                l->have_step ? elapsed : NULL, s->test_loss >= 0 ? tloss : NULL,
                                s->test_acc >= 0 ? tacc : NULL, s->val_loss >= 0 ? vloss : NULL,
                                s->val_acc >= 0 ? vacc : NULL, NULL, NULL, NULL};
@@ -301,7 +301,7 @@ static const char *format_name(const Log *l) { return l->format == LOGFMT_CSV ? 
 
 static int is_kind(const char *k, size_t n) {
   return (n == 4 && strncmp(k, "step", 4) == 0) || (n == 5 && strncmp(k, "epoch", 5) == 0) ||
-         (n == 5 && strncmp(k, "layer", 5) == 0);
+         (n == 5 && strncmp(k, "layer", 5) == 0) || (n == 3 && strncmp(k, "end", 3) == 0);
 }
 
 /* Whether line (without its newline) is a record as file_record writes it; its step into *step. */
@@ -499,8 +499,12 @@ void log_epoch(Log *l, const EpochStats *s) {
     snprintf(val, sizeof val, "  val loss %.4f acc %.1f%%", s->val_loss, 100 * s->val_acc);
   if (s->test_loss >= 0 && s->test_acc >= 0)
     snprintf(test, sizeof test, "  test loss %.4f acc %.1f%%", s->test_loss, 100 * s->test_acc);
-  printf("epoch %d/%d  train loss %.4f acc %.1f%%%s%s  %.1f s  %s samples/s\n", s->epoch + 1, s->epochs,
-         s->train_loss, 100 * s->train_acc, val, test, s->epoch_s, rate);
+  if (s->partial)
+    printf("step %" PRId64 " (epoch %d/%d, partial)", s->step, s->epoch + 1, s->epochs);
+  else
+    printf("epoch %d/%d", s->epoch + 1, s->epochs);
+  printf("  train loss %.4f acc %.1f%%%s%s  %.1f s  %s samples/s\n", s->train_loss, 100 * s->train_acc, val, test,
+         s->epoch_s, rate);
   fflush(stdout);
   l->last_draw = -1; /* the next epoch's bar appears with its first step */
 }

@@ -1432,7 +1432,7 @@ int trainer_fit(Trainer *t, MtError *err) {
     }
     if (whole || max_stop) {
       EpochStats es = {.epoch = t->epoch, .epochs = c->epochs, .step = t->step, .test_loss = -1, .test_acc = -1,
-                       .val_loss = -1, .val_acc = -1};
+                       .val_loss = -1, .val_acc = -1, .partial = !whole};
       es.epoch_s = now() - t->t_epoch;
       es.train_loss = t->epoch_samples ? t->epoch_loss / (double)t->epoch_samples : 0;
       es.train_acc = t->epoch_samples ? t->epoch_correct / (double)t->epoch_samples : 0;

@@ -48,6 +48,8 @@ typedef struct EpochStats {
   double val_loss, val_acc;       /* -1 without a validation split */
   double epoch_s;                 /* wall time of the epoch's training steps */
   double samples_per_s;
+  int partial;                    /* 1: --max-steps ended the run inside this epoch — the record's kind is "end"
+                                   * (not "epoch", which a resumed run writes when the epoch is whole) */
 } EpochStats;
 
 typedef struct Log Log;
