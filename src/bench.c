@@ -66,7 +66,7 @@ static const char *const bench_skip_options[] = {"epochs", "max-steps", "val-fra
                                                  NULL};
 
 static int listed(const char *const *list, const char *name) {
-  for (; *list != NULL; list++)
+  for (; name != NULL && *list != NULL; list++)
     if (strcmp(*list, name) == 0) return 1;
   return 0;
 }

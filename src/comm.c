@@ -58,8 +58,10 @@ int comm_init(Comm *c, MPI_Comm parent, MtError *err) {
   cpu_set_t set, node_set;
   CPU_ZERO(&set);
   c->node_cores = 1;
-  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) c->node_cores = CPU_COUNT(&set);
-  else CPU_SET(0, &set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+    c->node_cores = CPU_COUNT(&set);
+  else
+    CPU_SET(0, &set); /* unknown: count this rank as one CPU */
   /* The node's CPUs are those any of its ranks may use: the union of their masks. Not the online count: under a
    * batch system a job sees all of a node's CPUs online but may run on a few (its cgroup's cpuset). */
   MPI_CHECK(c, MPI_Allreduce(&set, &node_set, (int)(sizeof set / sizeof(unsigned long)), MPI_UNSIGNED_LONG, MPI_BOR,
