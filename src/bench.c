@@ -57,13 +57,38 @@ static const OptionSpec bench_options[] = {
     {.name = NULL},
 };
 
-/* The train table followed by the bench table, built once. */
+/* The train options bench has no use for: it runs a fixed number of steps (not epochs, no early stopping), never
+ * evaluates, logs or checkpoints, and has no stall inspector. Left out of its table, so --help lists only what
+ * changes a step and such an option is refused as unknown rather than silently ignored. Whole sections, then single
+ * options. */
+static const char *const bench_skip_sections[] = {"output", "checkpoints", NULL};
+static const char *const bench_skip_options[] = {"epochs", "max-steps", "val-fraction", "patience", "stall-timeout",
+                                                 NULL};
+
+static int listed(const char *const *list, const char *name) {
+  for (; name != NULL && *list != NULL; list++)
+    if (strcmp(*list, name) == 0) return 1;
+  return 0;
+}
+
+/* The train table, less what bench skips, followed by the bench table; built once. */
 static OptionSpec *bench_table(void) {
   static OptionSpec table[128];
   if (table[0].name != NULL) return table;
   size_t n = 0;
-  for (const OptionSpec *o = config_train_options; o->name; o++) table[n++] = *o;
-  for (const OptionSpec *o = bench_options; o->name; o++) table[n++] = *o;
+  const char *section = NULL, *pending = NULL; /* a heading whose first option was skipped moves to the next */
+  for (const OptionSpec *o = config_train_options; o->name; o++) {
+    if (o->section != NULL) section = pending = o->section;
+    if (listed(bench_skip_sections, section) || listed(bench_skip_options, o->name)) continue;
+    table[n] = *o;
+    table[n++].section = pending;
+    pending = NULL;
+  }
+  for (const OptionSpec *o = bench_options; o->name; o++) {
+    table[n] = *o;
+    if (o == bench_options) table[n].section = "bench";
+    n++;
+  }
   table[n].name = NULL;
   return table;
 }
@@ -128,6 +153,7 @@ int bench_main(Comm *c, int argc, char **argv) {
   MtError err = {0};
   OptsResult res;
   const OptionSpec *table = bench_table();
+  opts_defaults(config_train_options, &bc.train); /* the options bench skips keep train's defaults */
   int rc = opts_parse(table, &bc, argc, argv, 1, 1, &res, &err);
   if (rc == 0 && res.n_positional > 0) mt_fail(&err, "unexpected argument '%s'", res.positional[0]);
   if (comm_agree(c, &err) != 0) {
@@ -136,13 +162,15 @@ int bench_main(Comm *c, int argc, char **argv) {
   }
   if (res.help) {
     if (c->rank == 0)
-      opts_print_help(stdout, "mpirun -np N mpitrain bench [options]",
+      opts_print_help_ex(stdout, "mpirun -np N mpitrain bench [--config FILE] [options]",
                       "Times sgemm on the model's GEMM shapes, then training steps; reports samples/s, the fraction\n"
                       "of that sgemm roofline reached, and (N > 1) the speed-up over rank 0 training alone, all\n"
-                      "measured in alternating rounds of the same run. Accepts every `mpitrain train` option.",
-                      table);
+                      "measured in alternating rounds of the same run. Takes the `mpitrain train` options that\n"
+                      "shape a step (data, model, optimiser, batch, threads, gradient reduction), and its own.",
+                      table, 1);
     return 0;
   }
+  comm_warn_oversubscribed(c);
   Config *cfg = &bc.train;
   cfg->progress = PROGRESS_OFF;
   cfg->eval = 0;
@@ -180,8 +208,11 @@ int bench_main(Comm *c, int argc, char **argv) {
     if (c->rank == 0) {
       Config rc1 = *cfg;
       rc1.batch = ref_batch;
+      /* The reference runs with the N-rank run's threads per rank (its own choice on a one-rank communicator
+       * would take all of the node's cores), and OpenBLAS's count is the process's: put it back. */
+      rc1.threads = trainer_threads(t)->n;
       if (comm_init(&solo, solo_comm, &err) == 0 && trainer_create(&ref, &rc1, &solo, trainer_data(t), &err) == 0)
-        blas_set_threads(blas_get_threads());
+        blas_set_threads(trainer_threads(t)->n);
     }
     if (comm_agree(c, &err) != 0) goto done;
   }
@@ -295,9 +326,9 @@ int bench_main(Comm *c, int argc, char **argv) {
              bare_ms, red_bw, bare_bw, max_rss, model_bytes / 1048576.0, opt_bytes / 1048576.0,
              openblas_get_corename());
     } else {
-      printf("mpitrain bench: model %s (%zu parameters), %s, %d rank%s x %d thread%s\n", arch, model->n_params,
-             optim_name((OptKind)cfg->optimizer), c->size, c->size == 1 ? "" : "s", blas_get_threads(),
-             blas_get_threads() == 1 ? "" : "s");
+      printf("mpitrain bench: model %s (%zu parameters), %s, %d rank%s x %d thread%s (%s)\n", arch,
+             model->n_params, optim_name((OptKind)cfg->optimizer), c->size, c->size == 1 ? "" : "s",
+             blas_get_threads(), blas_get_threads() == 1 ? "" : "s", trainer_threads(t)->source);
       printf("blas: %s\n", blas);
       printf("global batch %lld (%d rows on rank 0, micro-batch %d), %d timed steps after %d warm-up\n",
              (long long)B, local, micro, bc.steps, bc.warmup);

@@ -2,6 +2,7 @@
 #include "mpitrain/blas.h"
 
 #include <cblas.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,3 +133,58 @@ void blas_set_threads(int n) {
   openblas_set_num_threads(n < 1 ? 1 : n);
 }
 int blas_get_threads(void) { return openblas_get_num_threads(); }
+
+#define THREADS_MAX 1024 /* the range of --threads */
+
+/* The value of a thread-count variable: 0 when unset or empty (OpenBLAS ignores an empty one too), -1 (err set)
+ * when it is not a whole number in [1, THREADS_MAX]. OpenMP allows a nested list ("4,2"): its first level counts. */
+static int env_threads(const char *name, int allow_list, const char **text, MtError *err) {
+  const char *v = getenv(name);
+  *text = v;
+  if (v == NULL || v[0] == '\0') return 0;
+  long n = 0;
+  const char *p = v;
+  while (isdigit((unsigned char)*p) && n <= THREADS_MAX) n = n * 10 + (*p++ - '0');
+  int rest_ok = *p == '\0' || (allow_list && *p == ',' && p[1] != '\0');
+  if (p == v || !rest_ok || n < 1 || n > THREADS_MAX)
+    return mt_fail(err, "%s: expected a whole number in [1, %d], got '%.40s'", name, THREADS_MAX, v);
+  return (int)n;
+}
+
+int blas_threads_choose(int requested, int deterministic, int rank_cpus, int node_cpus, int node_ranks,
+                        BlasThreads *out, MtError *err) {
+  const char *openblas_text = NULL, *omp_text = NULL;
+  int openblas = env_threads("OPENBLAS_NUM_THREADS", 0, &openblas_text, err);
+  int omp = openblas < 0 ? 0 : env_threads("OMP_NUM_THREADS", 1, &omp_text, err);
+  if (openblas < 0 || omp < 0) return -1;
+  const char *var = openblas > 0 ? "OPENBLAS_NUM_THREADS" : "OMP_NUM_THREADS";
+  const char *text = openblas > 0 ? openblas_text : omp_text;
+  int env = openblas > 0 ? openblas : omp;
+  if (requested > 0) {
+    out->n = requested;
+    snprintf(out->source, sizeof out->source, "--threads");
+  } else if (deterministic && env > 1) {
+    /* A variable set for the whole job (module files and batch scripts do) should not stop a deterministic run. */
+    out->n = 1;
+    snprintf(out->source, sizeof out->source, "--deterministic; %s=%.40s ignored", var, text);
+  } else if (env > 0) {
+    out->n = env;
+    snprintf(out->source, sizeof out->source, "from %s=%.40s", var, text);
+  } else if (deterministic) {
+    out->n = 1;
+    snprintf(out->source, sizeof out->source, "--deterministic");
+  } else {
+    if (node_ranks < 1) node_ranks = 1;
+    if (node_cpus < 1) node_cpus = 1;
+    int share = node_cpus / node_ranks;
+    if (rank_cpus >= 1 && rank_cpus < share) {
+      out->n = rank_cpus;
+      snprintf(out->source, sizeof out->source, "auto: bound to %d core%s", rank_cpus, rank_cpus == 1 ? "" : "s");
+    } else {
+      out->n = share < 1 ? 1 : share;
+      snprintf(out->source, sizeof out->source, "auto: %d core%s / %d rank%s", node_cpus, node_cpus == 1 ? "" : "s",
+               node_ranks, node_ranks == 1 ? "" : "s");
+    }
+  }
+  return 0;
+}

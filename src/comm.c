@@ -55,10 +55,18 @@ int comm_init(Comm *c, MPI_Comm parent, MtError *err) {
   MPI_Comm_set_errhandler(c->node, MPI_ERRORS_RETURN);
   MPI_Comm_rank(c->node, &c->node_rank);
   MPI_Comm_size(c->node, &c->node_size);
-  cpu_set_t set;
+  cpu_set_t set, node_set;
   CPU_ZERO(&set);
   c->node_cores = 1;
-  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) c->node_cores = CPU_COUNT(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+    c->node_cores = CPU_COUNT(&set);
+  else
+    CPU_SET(0, &set); /* unknown: count this rank as one CPU */
+  /* The node's CPUs are those any of its ranks may use: the union of their masks. Not the online count: under a
+   * batch system a job sees all of a node's CPUs online but may run on a few (its cgroup's cpuset). */
+  MPI_CHECK(c, MPI_Allreduce(&set, &node_set, (int)(sizeof set / sizeof(unsigned long)), MPI_UNSIGNED_LONG, MPI_BOR,
+                             c->node));
+  c->node_cpus = CPU_COUNT(&node_set) > 0 ? CPU_COUNT(&node_set) : 1;
   return 0;
 }
 
@@ -150,12 +158,26 @@ int comm_replicas_identical(Comm *c, const void *buf, size_t bytes) {
   return lo == hi;
 }
 
-int comm_default_threads(const Comm *c) {
-  long online = sysconf(_SC_NPROCESSORS_ONLN);
-  if (online < 1) online = 1;
-  int share = (int)(online / (c->node_size > 0 ? c->node_size : 1));
-  int t = c->node_cores < share ? c->node_cores : share;
-  return t < 1 ? 1 : t;
+void comm_warn_oversubscribed(Comm *c) {
+  /* Each node's first rank speaks for its node; the most crowded node is named (MAXLOC: the lowest rank of ties). */
+  int mine[2] = {c->node_rank == 0 ? c->node_size - c->node_cpus : -1, c->rank}, worst[2];
+  MPI_CHECK(c, MPI_Allreduce(mine, worst, 1, MPI_2INT, MPI_MAXLOC, c->comm));
+  if (worst[0] <= 0) return;
+  struct {
+    int ranks, cpus;
+    char host[MPI_MAX_PROCESSOR_NAME];
+  } w = {c->node_size, c->node_cpus, "?"};
+  int len = 0;
+  if (c->rank == worst[1] && MPI_Get_processor_name(w.host, &len) != MPI_SUCCESS) snprintf(w.host, sizeof w.host, "?");
+  MPI_CHECK(c, MPI_Bcast(&w, (int)sizeof w, MPI_BYTE, worst[1], c->comm));
+  if (c->rank != 0) return;
+  /* Open MPI's ranks busy-poll while they wait in a collective: a descheduled peer makes every other rank spin
+   * through its time slices, so steps get many times slower, not just shared. */
+  fprintf(stderr,
+          "mpitrain: warning: %d ranks share %d core%s on node %s: busy-polling ranks will slow each other; start at "
+          "most %d rank%s per node (or bind with --cpus-per-task)\n",
+          w.ranks, w.cpus, w.cpus == 1 ? "" : "s", w.host, w.cpus, w.cpus == 1 ? "" : "s");
+  fflush(stderr);
 }
 
 void comm_abort(const Comm *c, const char *fmt, ...) {

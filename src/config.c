@@ -162,7 +162,8 @@ const OptionSpec config_train_options[] = {
 
   {.section = "system", .name = "threads", .type = OT_INT, .offset = offsetof(Config, threads), .def = "auto",
    .metavar = "N", .min = 1, .max = 1024, .flags = RANGED, .word = "auto", .word_value = 0,
-   .help = "OpenBLAS threads per rank; auto = the node's cores shared among its ranks"},
+   .help = "OpenBLAS threads per rank; auto = OPENBLAS_NUM_THREADS if set, else OMP_NUM_THREADS, else the node's "
+           "cores shared among its ranks"},
   {.name = "bucket-mb", .type = OT_FLOAT, .offset = offsetof(Config, bucket_mb), .def = "auto", .metavar = "MB",
    .min = 0, .max = NOMAX, .flags = RANGED, .word = "auto", .word_value = -1,
    .help = "gradient buckets: each bucket's non-blocking reduction starts as soon as backward has finished its "
@@ -176,10 +177,11 @@ const OptionSpec config_train_options[] = {
   {.name = "deterministic", .type = OT_BOOL, .offset = offsetof(Config, deterministic), .def = "false",
    .help = "bit-identical parameters at every step on any number of ranks, and when resuming on another number: "
            "each global batch is cut into fixed groups of --det-group rows, every GEMM runs on one group, and the "
-           "groups' gradients, losses and batch-norm sums are added exactly (64-bit fixed point). Costs about "
-           "10-25% of the step time (smaller GEMMs, a fixed-point pass, twice the bytes in the gradient "
-           "reduction) and the first step runs twice to find the fixed-point scales. One OpenBLAS thread per rank: "
-           "start one rank per core"},
+           "groups' gradients, losses and batch-norm sums are added exactly as fixed-point integers (32-bit up to "
+           "16 groups per batch, 64-bit above). Costs about 10-25% of the step time (smaller GEMMs, a fixed-point "
+           "pass and, above 16 groups, twice the bytes in the gradient reduction) and the first step runs twice to "
+           "find the fixed-point scales. One OpenBLAS thread per rank (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS are "
+           "overridden, --threads > 1 is refused): start one rank per core"},
   {.name = "det-group", .type = OT_INT, .offset = offsetof(Config, det_group), .def = "64", .metavar = "ROWS",
    .min = 1, .max = 1 << 20, .flags = RANGED,
    .help = "deterministic mode: rows per group; a rank takes whole groups, so at most batch / ROWS ranks have work. "

@@ -51,7 +51,8 @@ static const char *const memory_choices[] = {"auto", "yes", "no", NULL};
        .metavar = "N", .min = 1, .max = 1 << 24, .flags = OPT_RANGED, .help = "rows per forward pass on a rank"},  \
       {.name = "threads", .type = OT_INT, .offset = offsetof(InferOptions, threads), .def = "auto",               \
        .metavar = "N", .min = 1, .max = 1024, .flags = OPT_RANGED, .word = "auto", .word_value = 0,               \
-       .help = "OpenBLAS threads per rank; auto = the node's cores shared among its ranks"},                       \
+       .help = "OpenBLAS threads per rank; auto = OPENBLAS_NUM_THREADS if set, else OMP_NUM_THREADS, else the "  \
+               "node's cores shared among its ranks"},                                                          \
       {.name = "in-memory", .type = OT_ENUM, .offset = offsetof(InferOptions, in_memory), .def = "auto",          \
        .choices = memory_choices, .help = "hold the split in memory (yes) or read rows per chunk (no)"},           \
       {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(InferOptions, memory_limit_mb),             \
@@ -154,7 +155,9 @@ static int infer_open(Comm *c, const InferOptions *o, Infer *in, MtError *err) {
       trainer_rank_slice(info->n[o->split], c->rank, c->size, &in->lo, &in->hi);
     }
   }
-  blas_set_threads(o->threads > 0 ? o->threads : comm_default_threads(c));
+  BlasThreads bt;
+  if (blas_threads_choose(o->threads, 0, c->node_cores, c->node_cpus, c->node_size, &bt, &local) == 0)
+    blas_set_threads(bt.n);
   if (comm_agree(c, &local) != 0) {
     infer_free(in);
     *err = local;
@@ -171,6 +174,7 @@ static int infer_start(Comm *c, const OptionSpec *table, InferOptions *o, int ar
     *rc = p > 0 ? 0 : 2;
     return -1;
   }
+  comm_warn_oversubscribed(c);
   MtError err = {0};
   if (infer_open(c, o, in, &err) != 0) {
     comm_report(c, &err);

@@ -30,8 +30,17 @@ static void usage(FILE *f) {
 typedef int (*CommandFn)(Comm *c, int argc, char **argv);
 
 static int version_main(Comm *c, int argc, char **argv) {
-  (void)argc;
-  (void)argv;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      if (c->rank == 0)
+        printf("usage: mpitrain version\n\nPrints the versions of mpitrain and of the MPI library, and the OpenBLAS "
+               "build, kernels and threads in use\n(with a hint when the kernels are weaker than this CPU "
+               "supports).\n");
+      return 0;
+    }
+    if (c->rank == 0) fprintf(stderr, "mpitrain: error: version takes no arguments, got '%s'\n", argv[i]);
+    return 2;
+  }
   if (c->rank != 0) return 0;
   char buf[512], lib[MPI_MAX_LIBRARY_VERSION_STRING];
   int len = 0;

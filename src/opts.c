@@ -85,9 +85,36 @@ static void suggest_consider(const char *name, size_t n, const char *cand, const
   }
 }
 
-/* Writes "; did you mean --xyz?" (or "'xyz'" for INI keys) into out, or "" when nothing is close. */
+/* Names users bring from PyTorch scripts, where no typo distance leads to mpitrain's name. value NULL: the option
+ * name itself is the alias, and ours is mpitrain's option (hinted only where the table has it); else the alias is
+ * that value of the option, and ours says what to write instead. Names compare as option names do. */
+static const struct {
+  const char *name, *value, *ours;
+} opts_aliases[] = {
+    {"batch-size", NULL, "batch"},
+    {"learning-rate", NULL, "lr"},
+    {"num-epochs", NULL, "epochs"},
+    {"optimizer", "adamw", "adam with --weight-decay WD (decoupled weight decay, as in AdamW)"},
+};
+
+/* The alias entry for an option name (value NULL) or for a value of option name, or -1. */
+static int opts_alias(const char *name, size_t n, const char *value) {
+  for (size_t i = 0; i < sizeof opts_aliases / sizeof opts_aliases[0]; i++)
+    if (names_equal_n(name, n, opts_aliases[i].name) && (value == NULL) == (opts_aliases[i].value == NULL) &&
+        (value == NULL || names_equal_n(value, strlen(value), opts_aliases[i].value)))
+      return (int)i;
+  return -1;
+}
+
+/* Writes "; did you mean --xyz?" (or "'xyz'" for INI keys) into out, or "" when nothing is close; an alias gets
+ * "; mpitrain calls it --xyz" instead. */
 static void opts_suggest(const OptionSpec *table, const char *name, size_t n, int allow_config, int ini, char *out,
                          size_t out_n) {
+  int a = opts_alias(name, n, NULL);
+  if (a >= 0 && opts_find(table, opts_aliases[a].ours, strlen(opts_aliases[a].ours)) != NULL) {
+    snprintf(out, out_n, ini ? "; mpitrain calls it '%s'" : "; mpitrain calls it --%s", opts_aliases[a].ours);
+    return;
+  }
   char best[NAME_MAX_LEV + 8] = "";
   int best_d = INT_MAX;
   for (const OptionSpec *o = table; o->name != NULL; o++) {
@@ -330,6 +357,9 @@ static int opt_assign(const OptionSpec *o, void *dst, const char *value, const c
           *(int *)field(o, dst) = i;
           return 0;
         }
+      if (opts_alias(o->name, strlen(o->name), s) >= 0)
+        return mt_fail(err, "%s: unknown value '" SHOW "'; mpitrain calls it %s", src, s,
+                       opts_aliases[opts_alias(o->name, strlen(o->name), s)].ours);
       choices_text(o, ", ", expected, sizeof expected);
       return mt_fail(err, "%s: unknown value '" SHOW "'; expected one of %s", src, s, expected);
     case OT_BOOL: {
@@ -379,11 +409,21 @@ int opts_set(const OptionSpec *table, void *dst, const char *name, const char *v
   return opt_assign(o, dst, value, source ? source : src, err);
 }
 
-/* Shortest text that reads back as the same float: help and INI files show 0.001, not 0.00100000005. */
+/* Shortest text that reads back as the same float, written as people write numbers: help and INI files show
+ * 0.001, not 0.00100000005, and 10 or 600, not 1e1 or 6e2 (the shortest %g picks the exponent form whenever the
+ * digits run out before the decimal point: plain notation is used for magnitudes below 1e6, as %g does by default). */
 static void format_float(float v, char *buf, size_t n) {
   for (int p = 1; p <= 9; p++) {
     snprintf(buf, n, "%.*g", p, (double)v);
     if (strtof(buf, NULL) == v) break;
+  }
+  const char *ex = strchr(buf, 'e');
+  if (ex != NULL) {
+    int e = atoi(ex + 1);
+    char plain[64];
+    if (e >= 0 && e < 6 && snprintf(plain, sizeof plain, "%.*g", e + 1, (double)v) < (int)sizeof plain &&
+        strtof(plain, NULL) == v)
+      snprintf(buf, n, "%s", plain);
   }
   /* 1e-08 -> 1e-8: the way people write it. */
   char *e = strchr(buf, 'e');

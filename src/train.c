@@ -56,7 +56,7 @@ struct Trainer {
   Optimizer opt;
   Log *log;
   float beta2;
-  int threads;
+  BlasThreads threads;      /* OpenBLAS threads per rank and where the number came from */
 
   int64_t n_train;          /* training rows: the training split less the validation rows */
   uint32_t *train_index;    /* [n_train] the dataset rows trained on (NULL: all rows, in order) */
@@ -161,6 +161,7 @@ size_t trainer_model_bytes(const Trainer *t, size_t *optimizer_bytes) {
          (t->gs.shard ? sizeof(float) * t->gs.n_own : 0);
 }
 int trainer_buckets(const Trainer *t) { return t->gs.n_buckets; }
+const BlasThreads *trainer_threads(const Trainer *t) { return &t->threads; }
 const int64_t *trainer_last_rows(const Trainer *t, int *n) {
   *n = t->n_rows;
   return t->rows;
@@ -431,8 +432,10 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   /* Deterministic mode: one OpenBLAS thread, always. OpenBLAS 0.3.21 blocks the K dimension of a GEMM differently
    * with several threads, which changes the order of the additions (measured: the same run with 1 and 2 threads
    * differs in most weights after 30 steps). Start one rank per core instead. */
-  t->threads = t->det ? 1 : cfg->threads > 0 ? cfg->threads : comm_default_threads(comm);
-  blas_set_threads(t->threads);
+  if (blas_threads_choose(cfg->threads, t->det, comm->node_cores, comm->node_cpus, comm->node_size, &t->threads,
+                          err) != 0)
+    goto agree;
+  blas_set_threads(t->threads.n);
 
 agree:
   if (comm_agree(comm, err) != 0) {
@@ -941,8 +944,9 @@ static void print_banner(Trainer *t) {
     snprintf(where, sizeof where, "in memory, one copy per node shared by its %d ranks", t->comm->node_size);
   else
     snprintf(where, sizeof where, "in memory");
-  log_info(t->log, "mpitrain: %d rank%s x %d BLAS thread%s; data %s (%lld train%s / %lld test rows, %s)",
-           t->comm->size, t->comm->size == 1 ? "" : "s", t->threads, t->threads == 1 ? "" : "s", c->data,
+  log_info(t->log, "mpitrain: %d rank%s x %d BLAS thread%s (%s); data %s (%lld train%s / %lld test rows, %s)",
+           t->comm->size, t->comm->size == 1 ? "" : "s", t->threads.n, t->threads.n == 1 ? "" : "s",
+           t->threads.source, c->data,
            (long long)t->n_train, t->n_val ? " + validation" : "", (long long)t->info->n[SPLIT_TEST], where);
   if (t->n_val) log_info(t->log, "validation: %lld rows held out of the training split", (long long)t->n_val);
   if (t->det) {
@@ -1517,6 +1521,7 @@ int train_main(Comm *c, int argc, char **argv) {
     if (c->rank == 0) config_print_help("train");
     return 0;
   }
+  comm_warn_oversubscribed(c);
   if (comm_watchdog_start(c, cfg.stall_timeout, &err) != 0 || comm_agree(c, &err) != 0) {
     comm_report(c, &err);
     return 1;

@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "mpitrain/error.h"
+
 /* CPU capability levels, in increasing order. */
 typedef enum CpuLevel { CPU_SSE3 = 0, CPU_AVX, CPU_AVX2, CPU_AVX512 } CpuLevel;
 
@@ -44,5 +46,20 @@ int blas_flush_denormals(void);
 
 void blas_set_threads(int n);
 int blas_get_threads(void);
+
+/* How many OpenBLAS threads a rank uses, and why (train, bench, eval and predict all ask here). */
+typedef struct BlasThreads {
+  int n;             /* threads per rank, >= 1 */
+  char source[128];  /* for the banner: "--threads", "from OPENBLAS_NUM_THREADS=1", "auto: 2 cores / 2 ranks" */
+} BlasThreads;
+
+/* The first of: requested (--threads, > 0); OPENBLAS_NUM_THREADS; OMP_NUM_THREADS (OpenBLAS's own order: an
+ * explicit setting in the job script is a choice); auto = min(rank_cpus, node_cpus / node_ranks), at least 1,
+ * where rank_cpus are the CPUs this rank may run on and node_cpus those all ranks of its node may (so ranks do not
+ * oversubscribe cores). deterministic takes 1 over the environment, saying so in source (a --threads > 1 with it
+ * is refused by config_validate). A variable that is set but not a whole number in [1, 1024] is an error naming
+ * it, even when --threads wins: it is a mistake in the job script. Not collective; sets nothing. 0 or -1. */
+int blas_threads_choose(int requested, int deterministic, int rank_cpus, int node_cpus, int node_ranks,
+                        BlasThreads *out, MtError *err);
 
 #endif

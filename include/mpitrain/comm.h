@@ -20,6 +20,7 @@ typedef struct Comm {
   MPI_Comm node;      /* ranks sharing this node's memory */
   int node_rank, node_size;
   int node_cores;     /* CPUs this process may run on (affinity mask), at least 1 */
+  int node_cpus;      /* CPUs any rank of this node may run on (the union of their masks), at least 1 */
   Watchdog *wd;       /* the stall inspector, when running */
 } Comm;
 
@@ -118,9 +119,9 @@ int comm_shared_alloc(Comm *c, size_t bytes, CommShared *sh, int *owner, MtError
 void comm_shared_sync(Comm *c, CommShared *sh);
 void comm_shared_free(CommShared *sh);
 
-/* OpenBLAS threads this rank should use so the node's ranks do not oversubscribe its cores:
- * max(1, min(affinity CPUs, online CPUs / ranks on the node)). Not collective. */
-int comm_default_threads(const Comm *c);
+/* Collective. Rank 0 prints one warning line when the ranks of some node outnumber the CPUs they may run on
+ * (naming the most crowded node); nothing otherwise. For the commands that compute (train, bench, eval, predict). */
+void comm_warn_oversubscribed(Comm *c);
 
 /* Prints "mpitrain: rank R: fatal: <msg>" and MPI_Aborts the job. For errors that cannot be agreed on. */
 void comm_abort(const Comm *c, const char *fmt, ...) MT_PRINTF(2, 3);

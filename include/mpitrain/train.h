@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "mpitrain/blas.h"
 #include "mpitrain/comm.h"
 #include "mpitrain/config.h"
 #include "mpitrain/data.h"
@@ -51,6 +52,8 @@ void trainer_reset_timers(Trainer *t);
  * buckets of a step. */
 size_t trainer_optimizer_params(const Trainer *t);
 int trainer_buckets(const Trainer *t);
+/* The OpenBLAS threads per rank this trainer set, and where the number came from (blas_threads_choose). */
+const BlasThreads *trainer_threads(const Trainer *t);
 /* Benchmark only: one reduction of the gradient buffer by the trainer's own schedule (all buckets at once, nothing to
  * overlap with), returning its seconds. Collective; leaves the gradients summed (meaningless for training). */
 double trainer_bench_reduction(Trainer *t);

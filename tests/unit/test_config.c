@@ -262,7 +262,7 @@ static void test_config_file(void **state) {
   Config c;
   MtError err = {0};
   char expected[160];
-  snprintf(expected, sizeof expected, "%s:5: unknown option 'learning_rate'", path);
+  snprintf(expected, sizeof expected, "%s:5: unknown option 'learning_rate'; mpitrain calls it 'lr'", path);
   assert_fails_with(parse(&c, &err, "--config", path, NULL), &err, expected);
 
   /* the dump of a configuration reads back to the same configuration */

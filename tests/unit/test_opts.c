@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -361,6 +362,13 @@ static void test_unknown(void **state) {
   assert_fails_with(parse(&t, &err, "--no-flg", NULL), &err, "unknown option --no-flg; did you mean --no-flag?");
   assert_fails_with(parse(&t, &err, "--zzzzzzzz", NULL), &err, "unknown option --zzzzzzzz");
   assert_fails_with(parse(&t, &err, "--no-lr", NULL), &err, "unknown option --no-lr");
+  /* names brought from PyTorch scripts get mpitrain's name, when this table has it */
+  assert_fails_with(parse(&t, &err, "--learning-rate", "1", NULL), &err,
+                    "unknown option --learning-rate; mpitrain calls it --lr");
+  assert_fails_with(parse(&t, &err, "--learning_rate=1", NULL), &err,
+                    "unknown option --learning_rate; mpitrain calls it --lr");
+  assert_fails_containing(parse(&t, &err, "-learning-rate", "1", NULL), &err, "mpitrain calls it --lr");
+  assert_fails_with(parse(&t, &err, "--batch-size", "1", NULL), &err, "unknown option --batch-size"); /* no --batch */
   assert_fails_containing(parse(&t, &err, "-lr", "1", NULL), &err, "unknown option -lr");
   assert_fails_containing(parse(&t, &err, "-lr", "1", NULL), &err, "did you mean --lr?");
   /* --config is only an option where the caller allows it */
@@ -453,6 +461,9 @@ static void test_ini_errors(void **state) {
   char expected[256];
   const char *path = write_temp(1, "n = 4\n[s]\nlrr = 0.1\n");
   snprintf(expected, sizeof expected, "%s:3: unknown option 'lrr'; did you mean 'lr'?", path);
+  assert_fails_with(parse(&t, &err, "--config", path, NULL), &err, expected);
+  path = write_temp(1, "[optim]\nlearning_rate = 0.1\n");
+  snprintf(expected, sizeof expected, "%s:2: unknown option 'learning_rate'; mpitrain calls it 'lr'", path);
   assert_fails_with(parse(&t, &err, "--config", path, NULL), &err, expected);
 
   path = write_temp(1, "n = 4\nlr = -1\nbogus = 1\n");
@@ -554,6 +565,39 @@ static void test_format_value(void **state) {
   assert_string_equal(buf, "true");
 }
 
+/* Floats print in the shortest form that reads back to the same float, the way people write them: 10, not 1e1
+ * or 10.000000 (a checkpoint's stored configuration is read by people too). */
+static void test_format_float(void **state) {
+  (void)state;
+  static const struct {
+    const char *in, *out;
+  } cases[] = {
+      {"10", "10"},          {"600", "600"},   {"0.1", "0.1"},     {"5e-4", "0.0005"}, {"1e-8", "1e-8"},
+      {"3.3333333", "3.3333333"}, {"1e-5", "1e-5"}, {"2.5", "2.5"}, {"100000", "100000"}, {"1e6", "1e6"},
+      {"2.5e7", "2.5e7"},    {"0.999", "0.999"}, {"0.0001", "0.0001"}, {"123456.7", "123456.7"},
+      {"0.333333343", "0.33333334"}, {"16777216", "16777216"}, {"1e30", "1e30"}, {"0", "0"},
+  };
+  T t;
+  char buf[64];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    opts_defaults(table, &t);
+    float v = strtof(cases[i].in, NULL);
+    t.lr = v;
+    opts_format_value(&table[2], &t, buf, sizeof buf);
+    if (strcmp(buf, cases[i].out) != 0) fail_msg("%s printed as '%s', expected '%s'", cases[i].in, buf, cases[i].out);
+    assert_true(strtof(buf, NULL) == v);
+  }
+  /* every float of a sweep of magnitudes reads back bit-identically */
+  for (int e = -40; e <= 38; e++)
+    for (int m = 1; m < 100; m += 7) {
+      float v = (float)(m * pow(10.0, e));
+      if (!isfinite(v)) continue;
+      t.lr = v;
+      opts_format_value(&table[2], &t, buf, sizeof buf);
+      if (strtof(buf, NULL) != v) fail_msg("%.9g printed as '%s', which reads back as %.9g", v, buf, strtof(buf, NULL));
+    }
+}
+
 static void test_ini_round_trip(void **state) {
   (void)state;
   T a, b;
@@ -647,7 +691,7 @@ int main(void) {
       cmocka_unit_test(test_missing_value), cmocka_unit_test(test_unknown),
       cmocka_unit_test(test_positional_and_help), cmocka_unit_test(test_ini_good),
       cmocka_unit_test(test_ini_errors),    cmocka_unit_test(test_ini_string),
-      cmocka_unit_test(test_format_value),
+      cmocka_unit_test(test_format_value),  cmocka_unit_test(test_format_float),
       cmocka_unit_test(test_ini_round_trip), cmocka_unit_test(test_help),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
