@@ -8,10 +8,19 @@
 #include <string.h>
 #include <unistd.h>
 
+void atomic_host_name(char *out, size_t n) {
+  if (gethostname(out, n) != 0) snprintf(out, n, "unknown-host");
+  out[n - 1] = '\0';
+  for (char *p = out; *p; p++)
+    if (*p == '/' || *p == '\n') *p = '_';
+}
+
 int atomic_temp_name(const char *path, char *out, size_t n) {
   const char *slash = strrchr(path, '/');
   int dir_len = slash ? (int)(slash - path) + 1 : 0;
-  int len = snprintf(out, n, "%.*s.%s.tmp.%ld", dir_len, path, slash ? slash + 1 : path, (long)getpid());
+  char host[256];
+  atomic_host_name(host, sizeof host);
+  int len = snprintf(out, n, "%.*s.%s.tmp.%s.%ld", dir_len, path, slash ? slash + 1 : path, host, (long)getpid());
   return len < 0 || (size_t)len >= n ? -1 : 0;
 }
 

@@ -4,13 +4,16 @@
  * under a temporary name before rename() gives it a checkpoint's name, and the directory is fsync'ed so the
  * rename itself survives a power cut (atomic_commit). Anything named ckpt-*.h5 is therefore whole — unless the disk lies, which
  * the CRC-32 over every array catches. */
+#define _GNU_SOURCE /* F_OFD_SETLK (open-file-description locks) */
 #include "mpitrain/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,12 +139,12 @@ static int write_attrs(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
 
 int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *meta, const Model *m,
                      const Optimizer *o, char *path_out, size_t n, MtError *err) {
-  char final[1100], tmp[1150];
+  char final[1100], tmp[1400];
   if (name)
     snprintf(final, sizeof final, "%s/%s", dir, name);
   else
     snprintf(final, sizeof final, "%s/ckpt-%012lld.h5", dir, (long long)meta->step);
-  snprintf(tmp, sizeof tmp, "%s/.ckpt-%012lld.h5.tmp.%ld", dir, (long long)meta->step, (long)getpid());
+  if (atomic_temp_name(final, tmp, sizeof tmp) != 0) return mt_fail(err, "checkpoint path %s is too long", final);
   const float *mom1 = o ? o->m : NULL, *mom2 = o ? o->v : NULL;
   ModelTensor ts[MAX_TENSORS];
   int nt = model_tensors(m, ts, MAX_TENSORS);
@@ -243,19 +246,132 @@ int checkpoint_prune(const char *dir, int keep, MtError *err) {
   return rc;
 }
 
-int checkpoint_clean_temporaries(const char *dir) {
+/* 1 if the temporary's name ".ckpt-<step>.h5.tmp.<host>.<pid>" says this host and a process that is gone. */
+static int writer_gone(const char *name, const char *host) {
+  const char *tag = strstr(name, ".tmp."), *dot = strrchr(name, '.');
+  if (tag == NULL || dot == NULL || dot < tag + 5) return 0;
+  tag += 5;
+  char *end = NULL;
+  long pid = strtol(dot + 1, &end, 10);
+  if (pid <= 0 || end == dot + 1 || *end != '\0') return 0;
+  if ((size_t)(dot - tag) != strlen(host) || strncmp(tag, host, (size_t)(dot - tag)) != 0) return 0;
+  return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int checkpoint_clean_temporaries(const char *dir, int all) {
   DIR *d = opendir(dir);
   if (d == NULL) return 0;
   int n = 0;
   struct dirent *de;
-  char path[1100];
+  char path[1400], host[256];
+  atomic_host_name(host, sizeof host);
   while ((de = readdir(d)) != NULL) {
     if (strncmp(de->d_name, ".ckpt-", 6) != 0 || strstr(de->d_name, ".tmp") == NULL) continue;
+    if (!all && !writer_gone(de->d_name, host)) continue;
     snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
     if (unlink(path) == 0) n++;
   }
   closedir(d);
   return n;
+}
+
+/* ==== One run per directory ==== */
+
+#define LOCK_NAME ".mpitrain.lock"
+#define LOCK_COMMAND_MAX 160 /* of the holder's command line, so that a refusal naming it stays one readable line */
+
+/* This process's command line, argv[0] by its base name, at most LOCK_COMMAND_MAX characters. */
+static void own_command(char *out, size_t n) {
+  char buf[4096];
+  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0) close(fd);
+  if (len <= 0) {
+    snprintf(out, n, "mpitrain (command line unknown)");
+    return;
+  }
+  buf[len] = '\0';
+  const char *a0 = strrchr(buf, '/');
+  size_t p = (size_t)snprintf(out, n, "%s", a0 ? a0 + 1 : buf);
+  for (const char *q = buf + strlen(buf) + 1; q < buf + len && p < n; q += strlen(q) + 1)
+    p += (size_t)snprintf(out + p, n - p, " %s", q);
+  if (p > LOCK_COMMAND_MAX && n > LOCK_COMMAND_MAX) snprintf(out + LOCK_COMMAND_MAX - 3, 4, "...");
+  for (char *c = out; *c; c++)
+    if (*c == '\n') *c = ' ';
+}
+
+/* The first line of the lock file into out [n] ("" if it is empty). */
+static void read_holder(int fd, char *out, size_t n) {
+  ssize_t len = pread(fd, out, n - 1, 0);
+  out[len > 0 ? len : 0] = '\0';
+  out[strcspn(out, "\n")] = '\0';
+}
+
+static int lock_whole_file(int fd) {
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+#ifdef F_OFD_SETLK
+  /* Open-file-description locks: a second lock from the same process (two trainers in one program) conflicts too,
+   * and closing some other descriptor of the file does not drop it, as it would a classic POSIX lock. */
+  if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return 0;
+  if (errno != EINVAL) return -1;
+#endif
+  return fcntl(fd, F_SETLK, &fl); /* kernels before 3.15 */
+}
+
+int checkpoint_dir_lock(const char *dir, int *fd, char *stale, size_t n, MtError *err) {
+  char path[1100], holder[512];
+  *fd = -1;
+  if (stale && n) stale[0] = '\0';
+  snprintf(path, sizeof path, "%s/" LOCK_NAME, dir);
+  int lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (lfd < 0) return mt_fail(err, "--checkpoint-dir %s: cannot open %s: %s", dir, path, strerror(errno));
+  if (lock_whole_file(lfd) != 0) {
+    int e = errno;
+    if (e == EACCES || e == EAGAIN) {
+      /* The holder writes its line just after taking the lock: give it a moment. */
+      read_holder(lfd, holder, sizeof holder);
+      for (int i = 0; i < 20 && holder[0] == '\0'; i++) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        read_holder(lfd, holder, sizeof holder);
+      }
+      close(lfd);
+      return mt_fail(err, "--checkpoint-dir %s: in use by another run (%.300s); wait for it to end or use another "
+                          "--checkpoint-dir",
+                     dir, holder[0] ? holder : "which did not say who it is");
+    }
+    close(lfd);
+    mt_fail(err, "--checkpoint-dir %s: cannot lock %s (%s); without locks on this file system nothing stops "
+                 "another run from using the directory at the same time, so give each run its own, and only "
+                 "temporaries of processes of this host that are gone are removed",
+            dir, path, strerror(e));
+    return 1;
+  }
+  if (stale && n) read_holder(lfd, stale, n);
+  char host[256], cmd[LOCK_COMMAND_MAX + 1], when[32];
+  atomic_host_name(host, sizeof host);
+  own_command(cmd, sizeof cmd);
+  time_t now = time(NULL);
+  struct tm tm;
+  if (gmtime_r(&now, &tm) == NULL || strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+    snprintf(when, sizeof when, "(unknown time)");
+  int len = snprintf(holder, sizeof holder, "pid %ld on %s, started %s UTC: %s\n", (long)getpid(), host, when, cmd);
+  /* fsync: a run on another node (NFS) reads the file, not this node's page cache. */
+  if (ftruncate(lfd, 0) != 0 || pwrite(lfd, holder, (size_t)len, 0) != (ssize_t)len || fsync(lfd) != 0) {
+    int e = errno;
+    close(lfd);
+    return mt_fail(err, "--checkpoint-dir %s: cannot write %s: %s", dir, path, strerror(e));
+  }
+  *fd = lfd;
+  return 0;
+}
+
+void checkpoint_dir_unlock(int fd) {
+  if (fd < 0) return;
+  /* Should emptying fail, the file reads as a dead run's: the next run says it takes it over, no harm done. */
+  int emptied = ftruncate(fd, 0);
+  (void)emptied;
+  close(fd);
 }
 
 /* ==== Reading ==== */

@@ -1,6 +1,6 @@
 /* datawriter.c — writes one dataset file (or one shard) in the layout of data.h, in appended chunks, atomically.
  *
- * The file is created as ".NAME.tmp.<pid>" next to its final name (same directory, so rename(2) is atomic), and
+ * The file is created as ".NAME.tmp.<host>.<pid>" next to its final name (same directory, so rename(2) is atomic), and
  * only a complete file — every split holding exactly the rows announced at open, flushed and fsynced — is renamed
  * into place. Plain HDF5 types (uint8 / float32 / int32, variable-length UTF-8 strings as h5py writes them) keep
  * the files readable by h5dump and h5py. */

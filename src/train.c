@@ -55,6 +55,7 @@ struct Trainer {
   Model model;
   Optimizer opt;
   Log *log;
+  int dir_lock;             /* rank 0: the --checkpoint-dir lock (checkpoint_dir_lock), -1 if none */
   float beta2;
   BlasThreads threads;      /* OpenBLAS threads per rank and where the number came from */
 
@@ -192,6 +193,7 @@ void trainer_free(Trainer *t) {
   model_free(&t->model);
   if (t->owns_ds) data_close(t->ds);
   for (int s = 1; s >= 0; s--) comm_shared_free(&t->shared[s]); /* collective over the node, after data_close */
+  checkpoint_dir_unlock(t->dir_lock);
   free(t);
 }
 
@@ -312,6 +314,7 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   t->cfg = *cfg;
   t->comm = comm;
   t->shared[0].win = t->shared[1].win = MPI_WIN_NULL;
+  t->dir_lock = -1;
   t->perm_epoch = -1;
   t->saved_step = -1;
   t->beta2 = config_beta2(cfg);
@@ -1334,7 +1337,9 @@ static int trainer_resume(Trainer *t, MtError *err) {
   return 0;
 }
 
-/* Collective: rank 0 makes the directory and proves it can write there before any training time is spent. */
+/* Collective: rank 0 makes the directory, proves it can write there before any training time is spent, and takes
+ * the directory's lock for the rest of the run (refused, on every rank, if another live run holds it). Only then
+ * are temporaries removed: with the lock held no live run can be writing them. */
 static int checkpoint_dir_ready(Trainer *t, MtError *err) {
   MtError local = {0};
   const char *dir = t->cfg.checkpoint_dir;
@@ -1354,11 +1359,22 @@ static int checkpoint_dir_ready(Trainer *t, MtError *err) {
     if (!local.failed && (f == NULL || fclose(f) != 0))
       mt_fail(&local, "--checkpoint-dir %s: cannot write there: %s", dir, strerror(errno));
     unlink(path);
-    int stale = local.failed ? 0 : checkpoint_clean_temporaries(dir);
+    char holder[512] = "";
+    int locked = local.failed ? -1 : checkpoint_dir_lock(dir, &t->dir_lock, holder, sizeof holder, &local);
+    if (locked == 1) {
+      fprintf(stderr, "mpitrain: warning: %s\n", local.msg);
+      mt_error_clear(&local);
+    }
+    if (locked == 0 && holder[0] != '\0')
+      fprintf(stderr, "mpitrain: taking over --checkpoint-dir %s from a run that ended without releasing it (%s)\n",
+              dir, holder);
+    int stale = locked < 0 ? 0 : checkpoint_clean_temporaries(dir, locked == 0);
     if (stale > 0)
       fprintf(stderr, "mpitrain: removed %d unfinished checkpoint file%s left in %s by an interrupted run\n", stale,
               stale == 1 ? "" : "s", dir);
   }
+  /* The directory's verdict is the job's, not rank 0's: every rank reports it (one line, no "rank 0:"). */
+  comm_bcast(t->comm, &local, sizeof local, 0);
   if (comm_agree(t->comm, &local) != 0) {
     *err = local;
     return -1;

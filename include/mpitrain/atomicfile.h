@@ -8,8 +8,12 @@
 
 #include <stddef.h>
 
-/* ".NAME.tmp.<pid>" in the directory of path, into out [n]. 0, or -1 if it does not fit. */
+/* ".NAME.tmp.<host>.<pid>" in the directory of path, into out [n]. 0, or -1 if it does not fit. The writer's host
+ * and pid in the name let a leftover be traced to its writer (and a checkpoint directory's cleaner tell whether
+ * that writer still lives: checkpoint_clean_temporaries). */
 int atomic_temp_name(const char *path, char *out, size_t n);
+/* This host's name, usable in a file name ('/' and newlines replaced). */
+void atomic_host_name(char *out, size_t n);
 
 /* tmp (complete and closed, or at least flushed) becomes path: fsync'ed, renamed over path, and the directory
  * fsync'ed so the rename survives a power cut (best effort: some file systems refuse fsync on directories).

@@ -69,8 +69,23 @@ int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *me
 /* Deletes the oldest ckpt-*.h5 in dir beyond the newest keep (keep <= 0: none). */
 int checkpoint_prune(const char *dir, int keep, MtError *err);
 
-/* Removes temporaries left in dir by a writer that crashed (".ckpt-*.tmp*"). Returns how many. */
-int checkpoint_clean_temporaries(const char *dir);
+/* Removes temporaries (".ckpt-*.tmp*") left in dir by writers that are gone. all = 1 (the caller holds dir's lock,
+ * so no live run writes there): every one. all = 0 (no lock to prove it): only those whose name says they were
+ * written on this host by a process that no longer exists. Returns how many. */
+int checkpoint_clean_temporaries(const char *dir, int all);
+
+/* One run per checkpoint directory: takes an advisory lock on dir/.mpitrain.lock (fcntl, which NFS supports, and
+ * which the kernel releases when the process ends, however it ends) and writes the holder into it ("pid P on
+ * HOST, started T UTC: COMMAND"). Returns 0 with *fd the lock (held until checkpoint_dir_unlock or the end of the
+ * process); if the file named a holder that ended without releasing it (killed), that line is copied into
+ * stale [n], else stale is "". Returns 1 (*fd = -1, err says why) when the file system cannot lock (ENOLCK,
+ * EOPNOTSUPP: the caller goes on with a warning); -1 when another process holds the lock (err names it) or the
+ * file cannot be opened or written. */
+int checkpoint_dir_lock(const char *dir, int *fd, char *stale, size_t n, MtError *err);
+
+/* Releases a lock of checkpoint_dir_lock (fd < 0: nothing), emptying the file first: an empty lock file is one
+ * released on purpose, a non-empty unlocked one was left by a run that died. */
+void checkpoint_dir_unlock(int fd);
 
 /* Checkpoint files in dir, newest (highest step) first, into paths [max][1024]; returns how many (or -1). */
 int checkpoint_list(const char *dir, char (*paths)[1024], int max, MtError *err);

@@ -25,7 +25,7 @@ typedef struct DataWriterSpec {
 
 typedef struct DataWriter DataWriter;
 
-/* Creates ".NAME.tmp.<pid>" beside path and writes the root attributes (format = "mpitrain-dataset",
+/* Creates ".NAME.tmp.<host>.<pid>" beside path and writes the root attributes (format = "mpitrain-dataset",
  * format_version = 1, num_classes, scale, source, and class_names / mean / std when given). */
 int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *spec, MtError *err);
 /* Appends n rows to split s: x [n, d] as uint8 or float32 per spec, y [n]. Labels must lie in [0, n_classes) and

@@ -1,4 +1,5 @@
-/* test_checkpoint.c — the checkpoint module alone: round trip, CRC, listing, pruning, temporaries, refusals. */
+/* test_checkpoint.c — the checkpoint module alone: round trip, CRC, listing, pruning, temporaries, refusals, the
+ * directory lock. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <hdf5.h>
@@ -266,11 +268,64 @@ static void test_list_prune_temporaries(void **s) {
   n = checkpoint_list(dir, paths, 8, &err);
   assert_int_equal(n, 2);
   assert_non_null(strstr(paths[1], "ckpt-000000000500.h5"));
-  assert_int_equal(checkpoint_clean_temporaries(dir), 1);
+  assert_int_equal(checkpoint_clean_temporaries(dir, 1), 1);
   assert_int_equal(access(tmp, F_OK), -1);
   snprintf(dir, sizeof dir, "%s", keep);
   optim_free(&oa);
   model_free(&a);
+}
+
+/* The directory lock: a second holder is refused naming the first (in the same process too), a release empties the
+ * file, a holder that died leaves its line for the next one, and without the lock only dead writers' temporaries of
+ * this host are removed. */
+static void test_dir_lock(void **state) {
+  (void)state;
+  char sub[600], line[512], want[64];
+  snprintf(sub, sizeof sub, "%s/lock", dir);
+  mkdir(sub, 0777);
+  MtError err = {0};
+  int fd = -1, fd2 = -1;
+  assert_int_equal(checkpoint_dir_lock(sub, &fd, line, sizeof line, &err), 0);
+  assert_true(fd >= 0);
+  assert_string_equal(line, "");
+  snprintf(want, sizeof want, "in use by another run (pid %ld on ", (long)getpid());
+  assert_int_equal(checkpoint_dir_lock(sub, &fd2, line, sizeof line, &err), -1);
+  assert_int_equal(fd2, -1);
+  assert_non_null(strstr(err.msg, want));
+  assert_non_null(strstr(err.msg, "); wait for it to end or use another --checkpoint-dir"));
+  checkpoint_dir_unlock(fd);
+  mt_error_clear(&err);
+  assert_int_equal(checkpoint_dir_lock(sub, &fd, line, sizeof line, &err), 0);
+  assert_string_equal(line, ""); /* released on purpose: nothing to take over */
+  checkpoint_dir_unlock(fd);
+  pid_t child = fork();
+  assert_true(child >= 0);
+  if (child == 0) { /* takes the lock and dies holding it */
+    int cfd = -1;
+    MtError cerr = {0};
+    _exit(checkpoint_dir_lock(sub, &cfd, NULL, 0, &cerr) == 0 ? 0 : 1);
+  }
+  int status = -1;
+  assert_int_equal(waitpid(child, &status, 0), child);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(checkpoint_dir_lock(sub, &fd, line, sizeof line, &err), 0);
+  snprintf(want, sizeof want, "pid %ld on ", (long)child);
+  assert_int_equal(strncmp(line, want, strlen(want)), 0);
+  checkpoint_dir_unlock(fd);
+  /* The child is gone: its temporary is a leftover; ours and another host's may be in flight. */
+  char host[256], tmp[900];
+  assert_int_equal(gethostname(host, sizeof host), 0);
+  host[sizeof host - 1] = '\0';
+  const long pids[3] = {(long)child, (long)getpid(), (long)child};
+  for (int i = 0; i < 3; i++) {
+    snprintf(tmp, sizeof tmp, "%s/.ckpt-00000000000%d.h5.tmp.%s.%ld", sub, i, i < 2 ? host : "another-host", pids[i]);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fclose(f);
+  }
+  assert_int_equal(checkpoint_clean_temporaries(sub, 0), 1);
+  assert_int_equal(checkpoint_clean_temporaries(sub, 0), 0);
+  assert_int_equal(checkpoint_clean_temporaries(sub, 1), 2);
 }
 
 int main(void) {
@@ -283,6 +338,7 @@ int main(void) {
       cmocka_unit_test(test_elapsed),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_list_prune_temporaries),
+      cmocka_unit_test(test_dir_lock),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   char cmd[600];

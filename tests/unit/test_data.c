@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "mpitrain/atomicfile.h"
 #include "mpitrain/config.h"
 #include "mpitrain/data.h"
 #include "mpitrain/datawriter.h"
@@ -321,7 +322,9 @@ static void test_writer_checks(void **state) {
   int32_t y[4] = {0, 1, 0, 1}, bad_y[1] = {2};
   const char *path = tpath("w.h5");
   char tmp[600];
-  snprintf(tmp, sizeof tmp, "%s/.w.h5.tmp.%ld", dir, (long)getpid());
+  char host[256];
+  atomic_host_name(host, sizeof host);
+  snprintf(tmp, sizeof tmp, "%s/.w.h5.tmp.%s.%ld", dir, host, (long)getpid()); /* atomicfile.h's name, spelt out */
 
   /* too few rows: close fails, nothing appears under the final name and the temporary is gone */
   assert_int_equal(datawriter_open(&w, path, &spec, &err), 0);
