@@ -29,7 +29,12 @@
 
 void checkpoint_meta_free(CheckpointMeta *meta) {
   free(meta->config);
+  free(meta->std);
+  free(meta->mean);
+  h5_strings_free(meta->class_names, meta->spec.n_classes);
   meta->config = NULL;
+  meta->mean = meta->std = NULL;
+  meta->class_names = NULL;
 }
 
 void checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n) {
@@ -44,15 +49,32 @@ void checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n) {
 }
 
 /* CRC-32 of the parameters, then the first and second moments (those that exist), then the batch-norm running
- * statistics, in buffer order. */
-static uint32_t state_crc(const Model *m, const float *mom1, const float *mom2) {
+ * statistics, then the preprocessing's mean and std (when normalised), in buffer order: every float32 dataset of
+ * the file. */
+static uint32_t state_crc(const Model *m, const float *mom1, const float *mom2, const CheckpointMeta *meta) {
   uLong crc = crc32_z(0L, Z_NULL, 0);
   size_t bytes = sizeof(float) * m->n_params;
   crc = crc32_z(crc, (const Bytef *)m->params, bytes);
   if (mom1) crc = crc32_z(crc, (const Bytef *)mom1, bytes);
   if (mom2) crc = crc32_z(crc, (const Bytef *)mom2, bytes);
   if (m->n_state) crc = crc32_z(crc, (const Bytef *)m->state, sizeof(float) * m->n_state);
+  if (meta->has_preprocess && meta->mean) {
+    size_t d = sizeof(float) * (size_t)meta->spec.n_inputs;
+    crc = crc32_z(crc, (const Bytef *)meta->mean, d);
+    crc = crc32_z(crc, (const Bytef *)meta->std, d);
+  }
   return (uint32_t)crc;
+}
+
+/* The tensor of a [d] array named name (in a group of its own): for write_tensor / read_tensor. */
+static ModelTensor vector_tensor(const char *name, int d) {
+  ModelTensor t;
+  memset(&t, 0, sizeof t);
+  snprintf(t.name, sizeof t.name, "%s", name);
+  t.count = (size_t)d;
+  t.rank = 1;
+  t.dims[0] = d;
+  return t;
 }
 
 /* ==== Writing ==== */
@@ -133,6 +155,9 @@ static int write_attrs(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
     rc |= sp < 0 ? -1 : h5_attr_write(f, "det_max", H5T_IEEE_F32LE, sp, meta->det_max);
     if (sp >= 0) H5Sclose(sp);
   }
+  if (meta->class_names)
+    rc |= h5_attr_write_strings(f, "class_names", (const char *const *)meta->class_names,
+                                (hsize_t)meta->spec.n_classes, 0);
   rc |= h5_attr_write_scalar(f, "crc32", H5T_STD_U32LE, &c32);
   return rc ? -1 : 0;
 }
@@ -165,7 +190,18 @@ int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *me
   int ns = model_state_tensors(m, ss, MAX_TENSORS);
   for (int i = 0; i < ns; i++)
     if (write_tensor(f, "/model", &ss[i], m->state) < 0) goto done;
-  if (write_attrs(f, meta, state_crc(m, mom1, mom2)) < 0) goto done;
+  if (meta->has_preprocess) {
+    hid_t g = H5Gcreate2(f, "/preprocess", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    float scale = meta->scale;
+    int bad = g < 0 || h5_attr_write_scalar(g, "scale", H5T_IEEE_F32LE, &scale) < 0;
+    if (g >= 0 && H5Gclose(g) < 0) bad = 1;
+    if (bad) goto done;
+    ModelTensor mt = vector_tensor("mean", meta->spec.n_inputs), st = vector_tensor("std", meta->spec.n_inputs);
+    if (meta->mean &&
+        (write_tensor(f, "/preprocess", &mt, meta->mean) < 0 || write_tensor(f, "/preprocess", &st, meta->std) < 0))
+      goto done;
+  }
+  if (write_attrs(f, meta, state_crc(m, mom1, mom2, meta)) < 0) goto done;
   if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) goto done;
   herr_t closed = H5Fclose(f);
   f = -1;
@@ -554,11 +590,14 @@ static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtErr
   return 0;
 }
 
+static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtError *err);
+
 int checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err) {
   memset(meta, 0, sizeof *meta);
   hid_t f = open_ro(path, err);
   if (f < 0) return -1;
   int rc = read_meta_file(f, path, meta, err);
+  if (rc == 0) rc = read_preprocess(f, path, meta, err);
   H5Fclose(f);
   if (rc != 0) checkpoint_meta_free(meta);
   return rc;
@@ -584,6 +623,51 @@ static int read_tensor(hid_t file, const char *path, const char *group, const Mo
     rc = mt_fail(err, "checkpoint %s: reading %s failed (truncated or damaged?)", path, name);
   H5Dclose(ds);
   return rc;
+}
+
+/* class_names and /preprocess, both optional (checkpoints written before mpitrain stored them load without). */
+static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtError *err) {
+  const int d = meta->spec.n_inputs, C = meta->spec.n_classes;
+  char **names = NULL;
+  int nn = 0, r = h5_attr_read_strings(f, path, "class_names", C, &names, &nn, err);
+  if (r < 0) return -1;
+  if (r == 0 && nn != C) {
+    h5_strings_free(names, nn);
+    return mt_fail(err, "checkpoint %s: class_names has %d entries; expected one per class (%d)", path, nn, C);
+  }
+  meta->class_names = names;
+  htri_t ex = H5Lexists(f, "/preprocess", H5P_DEFAULT);
+  if (ex < 0) return mt_fail(err, "checkpoint %s: cannot read /preprocess", path);
+  if (ex == 0) return 0;
+  hid_t g = H5Gopen2(f, "/preprocess", H5P_DEFAULT);
+  if (g < 0) return mt_fail(err, "checkpoint %s: /preprocess is not a group", path);
+  double scale = 0;
+  int rs = h5_attr_read_number(g, path, "scale", 0, &scale, err);
+  htri_t hm = H5Lexists(g, "mean", H5P_DEFAULT), hs = H5Lexists(g, "std", H5P_DEFAULT);
+  H5Gclose(g);
+  if (rs < 0) return -1;
+  if (rs == 1) return mt_fail(err, "checkpoint %s: /preprocess has no attribute scale", path);
+  if (!isfinite(scale) || scale == 0.0 || !isfinite((float)scale))
+    return mt_fail(err, "checkpoint %s: /preprocess scale = %g; expected a finite non-zero number", path, scale);
+  if (hm < 0 || hs < 0) return mt_fail(err, "checkpoint %s: cannot read /preprocess", path);
+  if (hm != hs)
+    return mt_fail(err, "checkpoint %s: /preprocess has %s but no %s; normalisation needs both", path,
+                   hm ? "mean" : "std", hm ? "std" : "mean");
+  meta->has_preprocess = 1;
+  meta->scale = (float)scale;
+  if (!hm) return 0;
+  ModelTensor mt = vector_tensor("mean", d), st = vector_tensor("std", d);
+  meta->mean = malloc(sizeof(float) * (size_t)d);
+  meta->std = meta->mean ? malloc(sizeof(float) * (size_t)d) : NULL;
+  if (meta->std == NULL) return mt_fail(err, "checkpoint %s: out of memory reading /preprocess", path);
+  if (read_tensor(f, path, "/preprocess", &mt, meta->mean, err) != 0 ||
+      read_tensor(f, path, "/preprocess", &st, meta->std, err) != 0)
+    return -1;
+  for (int j = 0; j < d; j++)
+    if (!isfinite(meta->mean[j]) || !isfinite(meta->std[j]) || !(meta->std[j] > 0.0f))
+      return mt_fail(err, "checkpoint %s: /preprocess mean/std of feature %d are %g/%g; expected finite values and "
+                     "std > 0 (damaged?)", path, j, (double)meta->mean[j], (double)meta->std[j]);
+  return 0;
 }
 
 /* The architecture must match exactly: a checkpoint is not a warm start for another model. */
@@ -644,7 +728,7 @@ int checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m
     H5Fclose(f);
   }
   if (rc == 0) {
-    uint32_t crc = state_crc(m, has_m ? mom1 : NULL, has_v ? mom2 : NULL);
+    uint32_t crc = state_crc(m, has_m ? mom1 : NULL, has_v ? mom2 : NULL, meta);
     if (crc != meta->crc32)
       rc = mt_fail(err, "checkpoint %s fails its CRC-32 check (stored %08x, computed %08x): the file is damaged",
                    path, meta->crc32, crc);
@@ -697,6 +781,23 @@ int checkpoint_describe(const char *path, MtError *err) {
          meta.world_size == 1 ? "" : "s");
   printf("data:        %s (%lld training rows)\n", meta.data, (long long)meta.n_train);
   printf("seed:        %lld (weights and data order derive from it; nothing else to restore)\n", (long long)meta.seed);
+  if (!meta.has_preprocess) {
+    printf("preprocess:  none stored (an older checkpoint): eval and predict use the data file's own scaling\n");
+  } else if (meta.mean) {
+    float lo[2] = {meta.mean[0], meta.std[0]}, hi[2] = {meta.mean[0], meta.std[0]};
+    for (int j = 1; j < meta.spec.n_inputs; j++) {
+      lo[0] = fminf(lo[0], meta.mean[j]), hi[0] = fmaxf(hi[0], meta.mean[j]);
+      lo[1] = fminf(lo[1], meta.std[j]), hi[1] = fmaxf(hi[1], meta.std[j]);
+    }
+    printf("preprocess:  features = (x * scale - mean) / std: scale %g, mean in [%g, %g], std in [%g, %g]\n",
+           (double)meta.scale, (double)lo[0], (double)hi[0], (double)lo[1], (double)hi[1]);
+  } else {
+    printf("preprocess:  features = x * scale: scale %g, not normalised\n", (double)meta.scale);
+  }
+  printf("classes:     %d", meta.spec.n_classes);
+  for (int k = 0; meta.class_names && k < meta.spec.n_classes; k++)
+    printf("%s%s", k ? ", " : ": ", meta.class_names[k]);
+  printf("%s\n", meta.class_names ? "" : " (no names)");
   printf("crc32:       %08x, %s\n", meta.crc32, ok ? "matches the arrays" : rerr.msg);
   printf("arrays:\n");
   ModelTensor ts[MAX_TENSORS];
@@ -719,6 +820,12 @@ int checkpoint_describe(const char *path, MtError *err) {
     char name[160];
     snprintf(name, sizeof name, "/model/%.40s", ss[i].name);
     printf("  %-28s [%d]%*s float32 (running statistics)\n", name, ss[i].dims[0], 1, "");
+  }
+  for (int i = 0; meta.mean && i < 2; i++) {
+    char shape[48];
+    snprintf(shape, sizeof shape, "[%d]", meta.spec.n_inputs);
+    printf("  %-28s %-12s float32 (feature %s)\n", i ? "/preprocess/std" : "/preprocess/mean", shape,
+           i ? "deviations" : "means");
   }
   printf("config:\n");
   for (const char *p = meta.config; p && *p;) {

@@ -1,10 +1,10 @@
 /* data.c — reading datasets (one HDF5 file or a set of shards), validated on open, rows served as scaled floats.
  *
  * Open: resolve the shard set, read and cross-check every file's metadata, refuse absurd sizes before allocating
- * anything, load every split's labels (int32, whatever integer type is stored), then either hold a split's x in
- * memory as stored (uint8 stays uint8) or keep its datasets open and read requested rows with hyperslab selections
- * into a staging buffer sized at open. Both paths convert stored rows to features with the same function, so they
- * give bit-identical results.
+ * anything, load the labels of every split that has them (int32, any stored integer type), then either hold a
+ * split's x in memory as stored (uint8 stays uint8) or keep its datasets open and read requested rows with hyperslab
+ * selections into a staging buffer sized at open. Both paths convert stored rows to features with the same
+ * function, so they give bit-identical results.
  *
  * Each rank opens on its own: plain sec2 driver, no MPI-IO, no collectives; the caller agrees on errors. */
 #include "mpitrain/data.h"
@@ -32,6 +32,7 @@
 #define DATA_DEFAULT_MEMORY_LIMIT ((int64_t)2 << 30)
 #define DATA_LOAD_BYTES ((size_t)64 << 20)  /* one H5Dread when loading a split or labels into memory */
 #define DATA_STREAM_CACHE ((size_t)32 << 20) /* chunk cache of a compressed split read per batch */
+#define DATA_UNLABELED_HINT " (features without labels serve `mpitrain predict` only)"
 
 static const char *const split_name[2] = {"train", "test"};
 static const char *const x_path[2] = {"/train/x", "/test/x"};
@@ -51,6 +52,7 @@ typedef struct Shard {
 /* What one file says about itself; shard 0's is the dataset's, the others' must agree with it. */
 typedef struct Meta {
   int64_t n[2];
+  int has_y[2];       /* the split has labels */
   int d;
   int stored_uint8;
   int64_t n_classes;  /* -1: attribute missing */
@@ -242,8 +244,8 @@ static int link_exists(hid_t file, const char *path) {
   }
 }
 
-/* Shape and type of split s of one file into m. */
-static int meta_split(hid_t file, const char *path, int s, Meta *m, MtError *err) {
+/* Shape and type of split s of one file into m (its labels too when has_y). */
+static int meta_split(hid_t file, const char *path, int s, int has_y, Meta *m, MtError *err) {
   int rc = -1;
   hid_t x = -1, y = -1, xs = -1, ys = -1, xt = -1, yt = -1;
   char desc[64];
@@ -252,20 +254,22 @@ static int meta_split(hid_t file, const char *path, int s, Meta *m, MtError *err
     mt_fail(err, "%s: %s is not a dataset", path, x_path[s]);
     goto done;
   }
-  y = H5Dopen2(file, y_path[s], H5P_DEFAULT);
-  if (y < 0) {
-    mt_fail(err, "%s: %s is not a dataset", path, y_path[s]);
-    goto done;
+  if (has_y) {
+    y = H5Dopen2(file, y_path[s], H5P_DEFAULT);
+    if (y < 0) {
+      mt_fail(err, "%s: %s is not a dataset", path, y_path[s]);
+      goto done;
+    }
+    ys = H5Dget_space(y);
+    yt = H5Dget_type(y);
   }
   xs = H5Dget_space(x);
-  ys = H5Dget_space(y);
   xt = H5Dget_type(x);
-  yt = H5Dget_type(y);
-  if (xs < 0 || ys < 0 || xt < 0 || yt < 0) {
+  if (xs < 0 || xt < 0 || (has_y && (ys < 0 || yt < 0))) {
     mt_fail(err, "%s: cannot read the shapes of %s and %s", path, x_path[s], y_path[s]);
     goto done;
   }
-  int xr = H5Sget_simple_extent_ndims(xs), yr = H5Sget_simple_extent_ndims(ys);
+  int xr = H5Sget_simple_extent_ndims(xs), yr = has_y ? H5Sget_simple_extent_ndims(ys) : 1;
   if (xr != 2) {
     mt_fail(err, "%s: %s is %d-D; expected a 2-D array [rows, features]", path, x_path[s], xr);
     goto done;
@@ -274,8 +278,8 @@ static int meta_split(hid_t file, const char *path, int s, Meta *m, MtError *err
     mt_fail(err, "%s: %s is %d-D; expected a 1-D array of labels [rows]", path, y_path[s], yr);
     goto done;
   }
-  hsize_t xd[2], yd[1];
-  if (H5Sget_simple_extent_dims(xs, xd, NULL) < 0 || H5Sget_simple_extent_dims(ys, yd, NULL) < 0) {
+  hsize_t xd[2], yd[1] = {0};
+  if (H5Sget_simple_extent_dims(xs, xd, NULL) < 0 || (has_y && H5Sget_simple_extent_dims(ys, yd, NULL) < 0)) {
     mt_fail(err, "%s: cannot read the shapes of %s and %s", path, x_path[s], y_path[s]);
     goto done;
   }
@@ -288,12 +292,12 @@ static int meta_split(hid_t file, const char *path, int s, Meta *m, MtError *err
             desc);
     goto done;
   }
-  if (H5Tget_class(yt) != H5T_INTEGER) {
+  if (has_y && H5Tget_class(yt) != H5T_INTEGER) {
     type_describe(yt, desc, sizeof desc);
     mt_fail(err, "%s: %s holds %s values; expected integer class ids", path, y_path[s], desc);
     goto done;
   }
-  if (yd[0] != xd[0]) {
+  if (has_y && yd[0] != xd[0]) {
     mt_fail(err, "%s: %s has %llu rows but %s has %llu; expected one label per row", path, y_path[s],
             (unsigned long long)yd[0], x_path[s], (unsigned long long)xd[0]);
     goto done;
@@ -321,6 +325,7 @@ static int meta_split(hid_t file, const char *path, int s, Meta *m, MtError *err
     goto done;
   }
   m->n[s] = (int64_t)xd[0];
+  m->has_y[s] = has_y;
   rc = 0;
 done:
   if (yt >= 0) H5Tclose(yt);
@@ -332,7 +337,7 @@ done:
   return rc;
 }
 
-static int meta_read(hid_t file, const char *path, Meta *m, MtError *err) {
+static int meta_read(hid_t file, const char *path, int allow_unlabeled, Meta *m, MtError *err) {
   memset(m, 0, sizeof *m);
   m->n_classes = -1;
   m->scale = 1.0;
@@ -357,13 +362,15 @@ static int meta_read(hid_t file, const char *path, Meta *m, MtError *err) {
 
   if (!link_exists(file, "/train/x"))
     return mt_fail(err, "%s: no dataset /train/x; expected features [rows, features]", path);
-  if (!link_exists(file, "/train/y")) return mt_fail(err, "%s: no dataset /train/y; expected labels [rows]", path);
-  if (meta_split(file, path, SPLIT_TRAIN, m, err) != 0) return -1;
+  int ry = link_exists(file, "/train/y");
+  if (!ry && !allow_unlabeled)
+    return mt_fail(err, "%s: no dataset /train/y; expected labels [rows]" DATA_UNLABELED_HINT, path);
+  if (meta_split(file, path, SPLIT_TRAIN, ry, m, err) != 0) return -1;
   int tx = link_exists(file, "/test/x"), ty = link_exists(file, "/test/y");
-  if (tx != ty)
-    return mt_fail(err, "%s: has %s but no %s; a test split needs both", path, tx ? "/test/x" : "/test/y",
-                   tx ? "/test/y" : "/test/x");
-  if (tx && meta_split(file, path, SPLIT_TEST, m, err) != 0) return -1;
+  if (ty && !tx) return mt_fail(err, "%s: has /test/y but no /test/x; a test split needs features", path);
+  if (tx && !ty && !allow_unlabeled)
+    return mt_fail(err, "%s: has /test/x but no /test/y; labels are needed here" DATA_UNLABELED_HINT, path);
+  if (tx && meta_split(file, path, SPLIT_TEST, ty, m, err) != 0) return -1;
 
   f = h5_attr_read_number(file, path, "num_classes", 1, &v, err);
   if (f < 0) return -1;
@@ -570,7 +577,7 @@ static void dataset_adopt(Dataset *ds, Meta *m, int64_t total[2]) {
 int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
   *out = NULL;
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our one-line messages instead of HDF5's error stacks */
-  DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS, 0};
+  DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS, 0, 0};
   if (opt) o = *opt;
   if (o.memory_limit <= 0) o.memory_limit = DATA_DEFAULT_MEMORY_LIMIT;
   if (o.max_rows <= 0) o.max_rows = DATA_DEFAULT_MAX_ROWS;
@@ -580,14 +587,27 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
   if (shards_resolve(ds, path, err) != 0) goto fail;
 
   int64_t total[2] = {0, 0};
+  int labeled[2] = {-1, -1}, labeled_by[2] = {0, 0}; /* set by the first shard with rows of the split */
   for (int k = 0; k < ds->info.n_shards; k++) {
     Shard *sh = &ds->shards[k];
     Meta *m = k == 0 ? &m0 : &mk;
-    if (file_open(sh, k, ds->info.n_shards, err) != 0 || meta_read(sh->file, sh->path, m, err) != 0) goto fail;
+    if (file_open(sh, k, ds->info.n_shards, err) != 0 ||
+        meta_read(sh->file, sh->path, o.allow_unlabeled, m, err) != 0)
+      goto fail;
     for (int s = 0; s < 2; s++) {
       sh->n[s] = m->n[s];
       sh->first[s] = total[s];
       total[s] += m->n[s];
+      if (m->n[s] == 0) continue;
+      if (labeled[s] < 0) {
+        labeled[s] = m->has_y[s];
+        labeled_by[s] = k;
+      } else if (labeled[s] != m->has_y[s]) {
+        const int lk = labeled[s] ? labeled_by[s] : k;
+        mt_fail(err, "shard %s has labels for its %s rows but %s has none; all shards must agree",
+                ds->shards[lk].path, split_name[s], ds->shards[lk == k ? labeled_by[s] : k].path);
+        goto fail;
+      }
     }
     if (k > 0) {
       int agree = meta_agree(&m0, ds->shards[0].path, m, sh->path, err);
@@ -608,6 +628,7 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
   }
   dataset_adopt(ds, &m0, total);
   DataInfo *in = &ds->info;
+  for (int s = 0; s < 2; s++) in->labeled[s] = labeled[s] != 0;
 
   /* Sizes before allocating anything big: a header claiming absurd sizes must fail with a message, not an OOM. */
   int64_t ram = phys_memory();
@@ -649,15 +670,20 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
     }
   }
 
-  /* Labels of every split, in memory. */
+  /* Labels of every split that has them, in memory. */
   int64_t max_label = -1;
+  int any_labels = 0;
   for (int s = 0; s < 2; s++) {
-    if (in->n[s] == 0) continue;
+    if (in->n[s] == 0 || !in->labeled[s]) continue;
+    any_labels = 1;
     ds->y[s] = mt_alloc((size_t)in->n[s] * sizeof(int32_t), s == 0 ? "training labels" : "test labels", err);
     if (ds->y[s] == NULL || labels_load(ds, s, in->n_classes > 0 ? in->n_classes : 0, &max_label, err) != 0)
       goto fail;
   }
-  if (in->n_classes <= 0) {
+  if (in->n_classes <= 0 && !any_labels) {
+    /* Features only, no num_classes: the class names tell, else the model that reads them (predict). */
+    in->n_classes = ds->names ? ds->n_names : 0;
+  } else if (in->n_classes <= 0) {
     /* No num_classes attribute: the labels tell. */
     if (max_label + 1 < 2) {
       mt_fail(err, "%s: no num_classes attribute and every label is 0; expected at least 2 classes", path);
@@ -760,6 +786,7 @@ int data_open_synthetic(Dataset **out, const SynthSpec *spec, MtError *err) {
   in->scale = 1.0f;
   in->n_shards = 0;
   in->in_memory[0] = in->in_memory[1] = 1;
+  in->labeled[0] = in->labeled[1] = 1;
   ds->elem = sizeof(float);
   snprintf(in->source, sizeof in->source, "synthetic: Gaussian clusters, seed %llu, noise %g",
            (unsigned long long)spec->seed, (double)spec->noise);
@@ -861,6 +888,35 @@ const char *data_shard_path(const Dataset *ds, int k) {
 const float *data_mean(const Dataset *ds) { return ds->mean; }
 const float *data_std(const Dataset *ds) { return ds->std; }
 
+int data_set_preprocess(Dataset *ds, float scale, const float *mean, const float *std, MtError *err) {
+  const int d = ds->info.d;
+  if (!isfinite(scale) || scale == 0.0f)
+    return mt_fail(err, "%s: scale %g; expected a finite non-zero number", ds->info.path, (double)scale);
+  if ((mean == NULL) != (std == NULL)) return mt_fail(err, "%s: mean and std go together", ds->info.path);
+  float *m = NULL, *sd = NULL;
+  if (mean) {
+    for (int j = 0; j < d; j++)
+      if (!isfinite(mean[j]) || !isfinite(std[j]) || !(std[j] > 0.0f))
+        return mt_fail(err, "%s: mean/std of feature %d are %g/%g; expected finite values and std > 0",
+                       ds->info.path, j, (double)mean[j], (double)std[j]);
+    m = malloc(sizeof(float) * (size_t)d);
+    sd = m ? malloc(sizeof(float) * (size_t)d) : NULL;
+    if (sd == NULL) {
+      free(m);
+      return mt_fail(err, "out of memory setting the preprocessing of %s", ds->info.path);
+    }
+    memcpy(m, mean, sizeof(float) * (size_t)d);
+    memcpy(sd, std, sizeof(float) * (size_t)d);
+  }
+  free(ds->std);
+  free(ds->mean);
+  ds->mean = m;
+  ds->std = sd;
+  ds->info.scale = scale;
+  ds->info.has_norm = m != NULL;
+  return 0;
+}
+
 /* ==== Reading rows ==== */
 
 /* One stored row to features: x * scale, then (· - mean) / std. The only conversion, so memory and streaming
@@ -937,6 +993,14 @@ static int stage_read(const Dataset *ds, const Shard *sh, int s, int nb, int u, 
   return 0;
 }
 
+/* Labels of rows first .. first+n-1 of split s into y [n]; -1 each for a split without labels. */
+static void labels_copy(const Dataset *ds, Split s, int64_t first, int n, int32_t *y) {
+  if (ds->y[s])
+    memcpy(y, ds->y[s] + first, (size_t)n * sizeof *y);
+  else
+    for (int i = 0; i < n; i++) y[i] = -1;
+}
+
 int data_read(Dataset *ds, Split s, const int64_t *rows /* [n] */, int n, float *x /* [n, d] */,
               int32_t *y /* [n] */, MtError *err) {
   if (split_check(ds, s, err) != 0) return -1;
@@ -951,7 +1015,7 @@ int data_read(Dataset *ds, Split s, const int64_t *rows /* [n] */, int n, float 
     const char *base = ds->x[s];
     for (int k = 0; k < n; k++) {
       row_convert(ds, base + (size_t)rows[k] * row_bytes, x + (size_t)k * d);
-      y[k] = ds->y[s][rows[k]];
+      y[k] = ds->y[s] ? ds->y[s][rows[k]] : -1;
     }
     return 0;
   }
@@ -988,7 +1052,7 @@ int data_read(Dataset *ds, Split s, const int64_t *rows /* [n] */, int n, float 
           return -1;
       }
       row_convert(ds, stage + (size_t)idx * row_bytes, x + (size_t)t * d);
-      y[t] = ds->y[s][rows[t]];
+      y[t] = ds->y[s] ? ds->y[s][rows[t]] : -1;
     }
     k = j;
   }
@@ -1006,7 +1070,7 @@ int data_read_range(Dataset *ds, Split s, int64_t first, int n, float *x /* [n, 
   if (ds->info.in_memory[s]) {
     const char *base = ds->x[s];
     for (int k = 0; k < n; k++) row_convert(ds, base + (size_t)(first + k) * row_bytes, x + (size_t)k * d);
-    memcpy(y, ds->y[s] + first, (size_t)n * sizeof *y);
+    labels_copy(ds, s, first, n, y);
     return 0;
   }
   int k = 0;
@@ -1022,7 +1086,7 @@ int data_read_range(Dataset *ds, Split s, int64_t first, int n, float *x /* [n, 
     if (!ds->info.stored_uint8 && check_finite(sh->path, s, ds->stage, cnt, d, local, err) != 0) return -1;
     for (int t = 0; t < cnt; t++)
       row_convert(ds, (const char *)ds->stage + (size_t)t * row_bytes, x + (size_t)(k + t) * d);
-    memcpy(y + k, ds->y[s] + r, (size_t)cnt * sizeof *y);
+    labels_copy(ds, s, r, cnt, y + k);
     k += cnt;
   }
   return 0;

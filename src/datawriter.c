@@ -30,7 +30,7 @@ struct DataWriter {
   char tmp[DW_PATH_MAX];   /* where it is written until datawriter_close */
   int64_t n[2];            /* rows announced per split */
   int64_t done[2];         /* rows appended so far */
-  int d, n_classes, store_uint8;
+  int d, n_classes, store_uint8, no_labels;
   hid_t file;
   hid_t group[2];          /* /train, /test (test only when n[1] > 0) */
   hid_t x[2], y[2];
@@ -84,7 +84,10 @@ static int spec_check(const char *path, const DataWriterSpec *sp, MtError *err) 
                    (long long)sp->n[1], (long long)DW_MAX_ROWS);
   if (sp->d < 1 || sp->d > DW_MAX_D)
     return mt_fail(err, "%s: %d features; expected 1 .. %d", path, sp->d, DW_MAX_D);
-  if (sp->n_classes < 2) return mt_fail(err, "%s: %d classes; expected at least 2", path, sp->n_classes);
+  if (sp->n_classes < 2 && !(sp->no_labels && sp->n_classes == 0))
+    return mt_fail(err, "%s: %d classes; expected at least 2", path, sp->n_classes);
+  if (sp->class_names && sp->n_classes == 0)
+    return mt_fail(err, "%s: class names without a class count", path);
   if (!isfinite(sp->scale) || sp->scale == 0.0f)
     return mt_fail(err, "%s: scale %g; expected a finite non-zero number", path, (double)sp->scale);
   if (sp->gzip < 0 || sp->gzip > 9) return mt_fail(err, "%s: gzip level %d; expected 0 .. 9", path, sp->gzip);
@@ -112,6 +115,7 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
   w->d = sp->d;
   w->n_classes = sp->n_classes;
   w->store_uint8 = sp->store_uint8 ? 1 : 0;
+  w->no_labels = sp->no_labels ? 1 : 0;
   hid_t fapl = -1;
   if (strlen(path) >= sizeof w->path || atomic_temp_name(path, w->tmp, sizeof w->tmp) != 0) {
     mt_fail(err, "output path too long: %s", path);
@@ -145,7 +149,7 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
   float scale = sp->scale;
   if (h5_attr_write_strings(w->file, "format", &format, 1, 1) < 0 ||
       h5_attr_write_scalar(w->file, "format_version", H5T_STD_I32LE, &version) < 0 ||
-      h5_attr_write_scalar(w->file, "num_classes", H5T_STD_I32LE, &n_classes) < 0 ||
+      (n_classes > 0 && h5_attr_write_scalar(w->file, "num_classes", H5T_STD_I32LE, &n_classes) < 0) ||
       h5_attr_write_scalar(w->file, "scale", H5T_IEEE_F32LE, &scale) < 0 ||
       h5_attr_write_strings(w->file, "source", &source, 1, 1) < 0 ||
       (sp->class_names && h5_attr_write_strings(w->file, "class_names", sp->class_names, (hsize_t)sp->n_classes, 0) < 0) ||
@@ -164,8 +168,9 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
     }
     w->x[s] = dataset_create(w->group[s], "x", w->store_uint8 ? H5T_STD_U8LE : H5T_IEEE_F32LE, sp->n[s], sp->d,
                              w->store_uint8 ? 1 : 4, sp->gzip);
-    w->y[s] = w->x[s] < 0 ? -1 : dataset_create(w->group[s], "y", H5T_STD_I32LE, sp->n[s], 0, 4, sp->gzip);
-    if (w->x[s] < 0 || w->y[s] < 0) {
+    if (!w->no_labels)
+      w->y[s] = w->x[s] < 0 ? -1 : dataset_create(w->group[s], "y", H5T_STD_I32LE, sp->n[s], 0, 4, sp->gzip);
+    if (w->x[s] < 0 || (!w->no_labels && w->y[s] < 0)) {
       mt_fail(err, "%s: cannot create %s/x and %s/y", path, split_group[s], split_group[s]);
       goto fail;
     }
@@ -189,7 +194,7 @@ int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const 
     return mt_fail(err, "%s: appending %lld rows to %s would make %lld; the file was opened for %lld", w->path,
                    (long long)n, g, (long long)(w->done[s] + n), (long long)w->n[s]);
   /* Check what we are given rather than write a file data_open will refuse. */
-  for (int64_t i = 0; i < n; i++)
+  for (int64_t i = 0; !w->no_labels && i < n; i++)
     if (y[i] < 0 || y[i] >= w->n_classes)
       return mt_fail(err, "%s: label %d of row %lld of %s is outside [0, %d)", w->path, (int)y[i],
                      (long long)(w->done[s] + i), g, w->n_classes);
@@ -201,7 +206,7 @@ int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const 
                        (long long)(w->done[s] + i / w->d), g, (double)xf[i], (int)(i % w->d));
   }
   if (h5_rows(w->x[s], w->store_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, w->done[s], n, w->d, (void *)x, 1) < 0 ||
-      h5_rows(w->y[s], H5T_NATIVE_INT32, w->done[s], n, 0, (void *)y, 1) < 0)
+      (!w->no_labels && h5_rows(w->y[s], H5T_NATIVE_INT32, w->done[s], n, 0, (void *)y, 1) < 0))
     return mt_fail(err, "%s: writing rows %lld .. %lld of %s failed (disk full?)", w->path, (long long)w->done[s],
                    (long long)(w->done[s] + n - 1), g);
   w->done[s] += n;

@@ -64,7 +64,8 @@ static const OptionSpec predict_options[] = {
     INFER_COMMON_OPTIONS,
     {.name = "out", .type = OT_STRING, .offset = offsetof(InferOptions, out), .size = sizeof(((InferOptions *)0)->out),
      .def = "", .metavar = "FILE.csv",
-     .help = "where to write one line per row: row, label, predicted class, and each class's probability (required)"},
+     .help = "where to write one line per row: row, label (when the data has labels), predicted class, and each "
+             "class's probability (required)"},
     {.name = NULL}};
 
 /* Parses and agrees; returns 1 when --help was shown, 0 to go on, -1 after an agreed error (reported). */
@@ -91,26 +92,40 @@ static int parse(Comm *c, const OptionSpec *table, InferOptions *o, int argc, ch
   return 0;
 }
 
-/* Collective: the checkpoint's model on every rank, with room for max_batch rows. */
-static int load_model(Comm *c, const char *path, Model *m, int max_batch, MtError *err) {
-  CheckpointMeta meta;
-  memset(&meta, 0, sizeof meta);
+/* Collective: the checkpoint's model on every rank, with room for max_batch rows, and its metadata in meta (every
+ * rank: spec and preprocessing; rank 0: everything, class names included). */
+static int load_model(Comm *c, const char *path, Model *m, CheckpointMeta *meta, int max_batch, MtError *err) {
+  memset(meta, 0, sizeof *meta);
   MtError local = {0};
-  if (c->rank == 0) checkpoint_read_meta(path, &meta, &local);
+  if (c->rank == 0) checkpoint_read_meta(path, meta, &local);
   if (comm_agree(c, &local) != 0) goto fail;
-  comm_bcast(c, &meta.spec, sizeof meta.spec, 0);
-  model_create(m, &meta.spec, max_batch, &local);
+  comm_bcast(c, &meta->spec, sizeof meta->spec, 0);
+  model_create(m, &meta->spec, max_batch, &local);
   if (comm_agree(c, &local) != 0) goto fail;
-  if (c->rank == 0) checkpoint_read_state(path, &meta, m, NULL, &local);
+  if (c->rank == 0) checkpoint_read_state(path, meta, m, NULL, &local);
+  /* The preprocessing, checked by the CRC just now, for every rank's reads. */
+  int pre[2] = {meta->has_preprocess, meta->mean != NULL};
+  comm_bcast(c, pre, sizeof pre, 0);
+  comm_bcast(c, &meta->scale, sizeof meta->scale, 0);
+  size_t bytes = sizeof(float) * (size_t)meta->spec.n_inputs;
+  if (pre[1] && c->rank != 0 && !local.failed) {
+    meta->mean = malloc(bytes);
+    meta->std = malloc(bytes);
+    if (meta->mean == NULL || meta->std == NULL) mt_fail(&local, "out of memory reading the checkpoint's mean/std");
+  }
   if (comm_agree(c, &local) != 0) {
     model_free(m);
     goto fail;
   }
+  meta->has_preprocess = pre[0];
+  if (pre[1]) {
+    comm_bcast(c, meta->mean, bytes, 0);
+    comm_bcast(c, meta->std, bytes, 0);
+  }
   model_replicate(c, m, 0);
-  checkpoint_meta_free(&meta);
   return 0;
 fail:
-  checkpoint_meta_free(&meta);
+  checkpoint_meta_free(meta);
   *err = local;
   return -1;
 }
@@ -118,6 +133,7 @@ fail:
 /* Collective: model, dataset and buffers, all checked against each other. */
 typedef struct Infer {
   Model model;
+  CheckpointMeta meta;  /* the checkpoint's (see load_model) */
   Dataset *ds;
   float *x;        /* [micro, d] */
   int32_t *y;      /* [micro] */
@@ -130,25 +146,65 @@ static void infer_free(Infer *in) {
   mt_free(in->x);
   if (in->ds) data_close(in->ds);
   model_free(&in->model);
+  checkpoint_meta_free(&in->meta);
 }
 
-static int infer_open(Comm *c, const InferOptions *o, Infer *in, MtError *err) {
+static int same_floats(const float *a, const float *b, int n) {
+  return (a == NULL) == (b == NULL) && (a == NULL || memcmp(a, b, sizeof(float) * (size_t)n) == 0);
+}
+
+/* The checkpoint's preprocessing on the data's stored features, with one line (rank 0) for each way the data file's
+ * own differs: the stored x is what both have in common. Same verdict on every rank. */
+static int preprocess_apply(Comm *c, const InferOptions *o, Infer *in, MtError *err) {
+  const CheckpointMeta *meta = &in->meta;
+  const DataInfo *info = data_info(in->ds);
+  const int d = info->d, C = meta->spec.n_classes, say = c->rank == 0;
+  if (!meta->has_preprocess) {
+    if (say)
+      fprintf(stderr, "mpitrain: note: %s stores no preprocessing (an older checkpoint): using %s's own scaling\n",
+              o->checkpoint, o->data);
+    return 0;
+  }
+  if (say && info->scale != meta->scale)
+    fprintf(stderr, "mpitrain: warning: %s has scale %g but the checkpoint was trained with %g: using the "
+            "checkpoint's on the stored features\n", o->data, (double)info->scale, (double)meta->scale);
+  if (say && (!same_floats(data_mean(in->ds), meta->mean, d) || !same_floats(data_std(in->ds), meta->std, d)))
+    fprintf(stderr, "mpitrain: warning: %s is %s but the checkpoint's training data was %s: using the "
+            "checkpoint's\n", o->data,
+            info->has_norm ? (meta->mean ? "normalised with another mean/std" : "normalised") : "not normalised",
+            meta->mean ? "normalised (its mean/std are in the checkpoint)" : "not normalised");
+  int names = 0;
+  for (int k = 0; say && meta->class_names && k < C; k++)
+    names |= data_class_name(in->ds, k) && strcmp(data_class_name(in->ds, k), meta->class_names[k]) != 0;
+  if (names)
+    fprintf(stderr, "mpitrain: warning: %s names its classes differently from the checkpoint: showing the "
+            "checkpoint's\n", o->data);
+  return data_set_preprocess(in->ds, meta->scale, meta->mean, meta->std, err);
+}
+
+static int infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, MtError *err) {
   memset(in, 0, sizeof *in);
   in->micro = o->micro_batch;
-  if (load_model(c, o->checkpoint, &in->model, in->micro, err) != 0) return -1;
+  if (load_model(c, o->checkpoint, &in->model, &in->meta, in->micro, err) != 0) return -1;
   MtError local = {0};
-  DataOptions dopt = {.memory = o->in_memory, .memory_limit = o->memory_limit_mb * 1024 * 1024, .max_rows = in->micro};
+  DataOptions dopt = {.memory = o->in_memory, .memory_limit = o->memory_limit_mb * 1024 * 1024, .max_rows = in->micro,
+                      .allow_unlabeled = 1};
   if (data_open(&in->ds, o->data, &dopt, &local) == 0) {
     const DataInfo *info = data_info(in->ds);
     const ModelSpec *sp = &in->model.spec;
     if (info->d != sp->n_inputs)
       mt_fail(&local, "%s has %d features; the checkpoint %s was trained on %d", o->data, info->d, o->checkpoint,
               sp->n_inputs);
-    else if (info->n_classes != sp->n_classes)
+    else if (info->n_classes > 0 && info->n_classes != sp->n_classes)
       mt_fail(&local, "%s has %d classes; the checkpoint %s predicts %d", o->data, info->n_classes, o->checkpoint,
               sp->n_classes);
     else if (info->n[o->split] == 0)
       mt_fail(&local, "%s has no %s split", o->data, split_choices[o->split]);
+    else if (need_labels && !info->labeled[o->split])
+      mt_fail(&local, "%s: the %s split has no labels (no /%s/y): eval needs labels; use predict", o->data,
+              split_choices[o->split], split_choices[o->split]);
+    else
+      preprocess_apply(c, o, in, &local);
     if (!local.failed) {
       in->x = mt_alloc(sizeof(float) * (size_t)in->micro * (size_t)info->d, "the input batch", &local);
       in->y = mt_alloc(sizeof(int32_t) * (size_t)in->micro, "the label batch", &local);
@@ -176,7 +232,7 @@ static int infer_start(Comm *c, const OptionSpec *table, InferOptions *o, int ar
   }
   comm_warn_oversubscribed(c);
   MtError err = {0};
-  if (infer_open(c, o, in, &err) != 0) {
+  if (infer_open(c, o, table == eval_options, in, &err) != 0) {
     comm_report(c, &err);
     *rc = 1;
     return -1;
@@ -236,7 +292,7 @@ int eval_main(Comm *c, int argc, char **argv) {
     printf("loss %.4f  accuracy %.2f%%\n", v[0] / (double)n, 100 * v[1] / (double)n);
     printf("  class  name                  rows   accuracy\n");
     for (int k = 0; k < C && k < 1000; k++) {
-      const char *name = data_class_name(in.ds, k);
+      const char *name = in.meta.class_names ? in.meta.class_names[k] : data_class_name(in.ds, k);
       double rows = v[3 + 2 * k];
       printf("  %5d  %-18.18s %8.0f   %s", k, name ? name : "", rows, rows > 0 ? "" : "-\n");
       if (rows > 0) printf("%6.2f%%\n", 100 * v[4 + 2 * k] / rows);
@@ -248,7 +304,8 @@ int eval_main(Comm *c, int argc, char **argv) {
   return 0;
 }
 
-/* One CSV line per row into buf; returns bytes written (buf is large enough: see line_bytes). */
+/* One CSV line per row into buf; returns bytes written (buf is large enough: see line_bytes). y NULL: no label
+ * column (a split without labels). */
 static size_t format_rows(char *buf, int64_t first, int n, const int32_t *y, const float *probs, int C) {
   char *p = buf;
   for (int i = 0; i < n; i++) {
@@ -256,7 +313,10 @@ static size_t format_rows(char *buf, int64_t first, int n, const int32_t *y, con
     int arg = 0;
     for (int j = 1; j < C; j++)
       if (pr[j] > pr[arg]) arg = j;
-    p += sprintf(p, "%lld,%d,%d", (long long)(first + i), y[i], arg);
+    if (y)
+      p += sprintf(p, "%lld,%d,%d", (long long)(first + i), y[i], arg);
+    else
+      p += sprintf(p, "%lld,%d", (long long)(first + i), arg);
     for (int j = 0; j < C; j++) p += sprintf(p, ",%.6g", pr[j]);
     *p++ = '\n';
   }
@@ -270,10 +330,12 @@ int predict_main(Comm *c, int argc, char **argv) {
   if (infer_start(c, predict_options, &o, argc, argv,
                   "mpitrain predict --checkpoint FILE --out FILE.csv [--data FILE] [--split test|train]",
                   "Class probabilities of a checkpoint's model for every row of a dataset split, computed on any\n"
-                  "number of ranks and written by rank 0 as CSV: row,label,predicted,p0,...,p<C-1>.",
+                  "number of ranks and written by rank 0 as CSV: row,label,predicted,p0,...,p<C-1>\n"
+                  "(row,predicted,p0,... for a split without labels).",
                   &in, &rc) != 0)
     return rc;
   const int C = in.model.spec.n_classes;
+  const int32_t *labels = data_info(in.ds)->labeled[o.split] ? in.y : NULL;
   /* Worst case per value: 13 characters for %.6g plus the comma. */
   const size_t line_bytes = 64 + 14 * (size_t)C;
   MtError local = {0};
@@ -286,7 +348,7 @@ int predict_main(Comm *c, int argc, char **argv) {
     if (f == NULL) {
       mt_fail(&local, "--out %s: cannot create it: %s", o.out, strerror(errno));
     } else {
-      fprintf(f, "row,label,predicted");
+      fprintf(f, labels ? "row,label,predicted" : "row,predicted");
       for (int j = 0; j < C; j++) fprintf(f, ",p%d", j);
       fputc('\n', f);
     }
@@ -311,7 +373,7 @@ int predict_main(Comm *c, int argc, char **argv) {
           const float *z = infer_chunk(&in, &o, r, &cn, &local);
           if (z == NULL) break;
           loss_softmax(z, cn, C, probs);
-          size_t len = format_rows(text, r, cn, in.y, probs, C);
+          size_t len = format_rows(text, r, cn, labels, probs, C);
           if (fwrite(text, 1, len, f) != len) mt_fail(&local, "--out %s: write failed: %s", o.out, strerror(errno));
         }
         continue;
@@ -331,7 +393,7 @@ int predict_main(Comm *c, int argc, char **argv) {
       const float *z = infer_chunk(&in, &o, r, &cn, &local);
       if (z == NULL) break;
       loss_softmax(z, cn, C, probs);
-      long long len = (long long)format_rows(text, r, cn, in.y, probs, C);
+      long long len = (long long)format_rows(text, r, cn, labels, probs, C);
       MPI_Send(&len, 1, MPI_LONG_LONG, 0, TAG, c->comm);
       MPI_Send(text, (int)len, MPI_CHAR, 0, TAG, c->comm);
     }

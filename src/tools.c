@@ -314,17 +314,20 @@ typedef struct Csv {
   int seen_line;       /* a non-blank line was read (only the first may be a header) */
   int fields;          /* fields per line, fixed by the first data line (0 until then) */
   int64_t first_line;  /* that line's number */
-  int label_last;      /* the label is the last field (else the first) */
+  int label_col;       /* LABEL_FIRST, LABEL_LAST or LABEL_NONE (every field is a feature) */
   int64_t classes;     /* labels must be below this (0: any) */
-  float *row;          /* [fields - 1] features of the row just read */
+  int d;               /* features per line (fields less the label), fixed with fields */
+  float *row;          /* [d] features of the row just read */
   int row_cap;
   int32_t label;       /* its label */
 } Csv;
 
-static int csv_open(Csv *c, const char *path, int label_last, int64_t classes, MtError *err) {
+enum { LABEL_FIRST = 0, LABEL_LAST = 1, LABEL_NONE = 2 }; /* --label-column, in the order of its choices */
+
+static int csv_open(Csv *c, const char *path, int label_col, int64_t classes, MtError *err) {
   memset(c, 0, sizeof *c);
   c->path = path;
-  c->label_last = label_last;
+  c->label_col = label_col;
   c->classes = classes;
   c->f = fopen(path, "r");
   if (c->f == NULL) return mt_fail(err, "cannot open '%s': %s", path, strerror(errno));
@@ -362,16 +365,17 @@ static int csv_next(Csv *c, MtError *err) {
     if (c->fields != 0 && fields != c->fields)
       return mt_fail(err, "%s:%lld: %d fields but line %lld has %d; expected the same number on every line", c->path,
                      (long long)c->lineno, fields, (long long)c->first_line, c->fields);
-    if (fields - 1 > TOOL_MAX_D)
-      return mt_fail(err, "%s:%lld: %d features; at most %d are supported", c->path, (long long)c->lineno,
-                     fields - 1, TOOL_MAX_D);
-    if (fields - 1 > c->row_cap) {
-      float *r = realloc(c->row, sizeof(float) * (size_t)(fields - 1));
+    const int labeled = c->label_col != LABEL_NONE, d = fields - labeled;
+    if (d > TOOL_MAX_D)
+      return mt_fail(err, "%s:%lld: %d features; at most %d are supported", c->path, (long long)c->lineno, d,
+                     TOOL_MAX_D);
+    if (d > c->row_cap) {
+      float *r = realloc(c->row, sizeof(float) * (size_t)d);
       if (r == NULL) return mt_fail(err, "%s:%lld: out of memory", c->path, (long long)c->lineno);
       c->row = r;
-      c->row_cap = fields - 1;
+      c->row_cap = d;
     }
-    int label_field = c->label_last ? fields - 1 : 0, j = 0, bad = -1;
+    int label_field = !labeled ? -1 : c->label_col == LABEL_LAST ? fields - 1 : 0, j = 0, bad = -1;
     double lab = 0;
     const char *q = p, *bad_at = p;
     for (int i = 0; i < fields; i++) {
@@ -399,20 +403,21 @@ static int csv_next(Csv *c, MtError *err) {
       return mt_fail(err, "%s:%lld: field %d ('%.*s') is not a finite number", c->path, (long long)c->lineno, bad + 1,
                      (int)(strcspn(bad_at, ",") > 30 ? 30 : strcspn(bad_at, ",")), bad_at);
     }
-    if (fields < 2)
-      return mt_fail(err, "%s:%lld: one field; expected a label and at least one feature, separated by commas",
-                     c->path, (long long)c->lineno);
-    if (lab < 0 || lab != floor(lab) || lab > INT32_MAX)
+    if (labeled && fields < 2)
+      return mt_fail(err, "%s:%lld: one field; expected a label and at least one feature, separated by commas "
+                     "(features only: --label-column none)", c->path, (long long)c->lineno);
+    if (labeled && (lab < 0 || lab != floor(lab) || lab > INT32_MAX))
       return mt_fail(err, "%s:%lld: label %g (field %d) is not a class id; expected an integer >= 0", c->path,
                      (long long)c->lineno, lab, label_field + 1);
-    if (c->classes > 0 && lab >= (double)c->classes)
+    if (labeled && c->classes > 0 && lab >= (double)c->classes)
       return mt_fail(err, "%s:%lld: label %.0f is outside [0, %lld) (--classes %lld)", c->path, (long long)c->lineno,
                      lab, (long long)c->classes, (long long)c->classes);
     if (c->fields == 0) {
       c->fields = fields;
+      c->d = d;
       c->first_line = c->lineno;
     }
-    c->label = (int32_t)lab;
+    c->label = labeled ? (int32_t)lab : -1;
     return 1;
   }
 }
@@ -425,15 +430,15 @@ typedef struct CsvScan {
   double *sum;  /* [2, d]: sums and sums of squares of x, when asked for */
 } CsvScan;
 
-static int csv_scan(const char *path, int label_last, int64_t classes, int want_stats, CsvScan *sc, MtError *err) {
+static int csv_scan(const char *path, int label_col, int64_t classes, int want_stats, CsvScan *sc, MtError *err) {
   memset(sc, 0, sizeof *sc);
   sc->max_label = -1;
   Csv c;
-  if (csv_open(&c, path, label_last, classes, err) != 0) return -1;
+  if (csv_open(&c, path, label_col, classes, err) != 0) return -1;
   int rc = -1, r;
   while ((r = csv_next(&c, err)) == 1) {
     if (sc->rows == 0) {
-      sc->d = c.fields - 1;
+      sc->d = c.d;
       if (want_stats && (sc->sum = mt_alloc(2 * (size_t)sc->d * sizeof(double), "feature statistics", err)) == NULL)
         goto done;
     }
@@ -452,8 +457,9 @@ static int csv_scan(const char *path, int label_last, int64_t classes, int want_
   }
   if (r < 0) goto done;
   if (sc->rows == 0) {
-    mt_fail(err, "%s: no data rows; expected lines of comma-separated numbers with the label %s", path,
-            label_last ? "last" : "first");
+    mt_fail(err, "%s: no data rows; expected lines of comma-separated numbers %s", path,
+            label_col == LABEL_NONE ? "(features only)" : label_col == LABEL_LAST ? "with the label last"
+                                                                               : "with the label first");
     goto done;
   }
   rc = 0;
@@ -470,7 +476,7 @@ done:
 
 enum { FROM_IDX = 0, FROM_CSV = 1 };
 static const char *const from_choices[] = {"idx", "csv", NULL};
-static const char *const label_column_choices[] = {"first", "last", NULL};
+static const char *const label_column_choices[] = {"first", "last", "none", NULL};
 
 typedef struct ConvertOptions {
   int from;
@@ -482,6 +488,7 @@ typedef struct ConvertOptions {
   char out[TOOL_PATH];
   int shards;
   int normalize;
+  char normalize_from[TOOL_PATH];
   int gzip;
   char class_names[4096];
 } ConvertOptions;
@@ -511,7 +518,9 @@ static const OptionSpec convert_options[] = {
   {.name = "test", .type = OT_STRING, .offset = CO(test), .size = CS(test), .metavar = "FILE",
    .help = "test CSV, same columns (optional)"},
   {.name = "label-column", .type = OT_ENUM, .offset = CO(label_column), .def = "first",
-   .choices = label_column_choices, .help = "which field of a CSV line is the label"},
+   .choices = label_column_choices,
+   .help = "which field of a CSV line is the label; none: every field is a feature, and the dataset has no labels "
+           "(for predict; --classes C records the class count, else predict takes the checkpoint's)"},
   {.section = "output", .name = "out", .type = OT_STRING, .offset = CO(out), .size = CS(out), .metavar = "FILE.h5",
    .help = "dataset to write (required); with --shards K: FILE-00000-of-0000K.h5 ..."},
   {.name = "shards", .type = OT_INT, .offset = CO(shards), .def = "1", .metavar = "K", .min = 1,
@@ -523,6 +532,9 @@ static const OptionSpec convert_options[] = {
    .metavar = "A,B,...", .help = "class names, one per class (Fashion-MNIST's are set automatically)"},
   {.name = "normalize", .type = OT_BOOL, .offset = CO(normalize), .def = "false",
    .help = "store per-feature mean/std of the training split: features become (x*scale - mean)/std"},
+  {.name = "normalize-from", .type = OT_STRING, .offset = CO(normalize_from), .size = CS(normalize_from),
+   .metavar = "FILE.h5", .help = "store the mean/std of another dataset or of a checkpoint's training data instead "
+                                 "(new data for a trained model; the scale must match)"},
   {.name = "gzip", .type = OT_INT, .offset = CO(gzip), .def = "0", .metavar = "L", .min = 0, .max = 9,
    .flags = OPT_RANGED, .help = "deflate level of the stored arrays (0 = none: fastest random reads)"},
   {.name = NULL},
@@ -557,7 +569,7 @@ static int csv_fill(void *ctx, int s, int64_t first, int64_t n, void *x /* [n, d
   for (int64_t i = 0; i < n; i++) {
     int r = csv_next(&src->rd[s], err);
     if (r < 0) return -1;
-    if (r == 0 || src->rd[s].fields - 1 != src->d)
+    if (r == 0 || src->rd[s].d != src->d)
       return mt_fail(err, "%s changed while it was being converted (row %lld)", src->rd[s].path,
                      (long long)(first + i));
     memcpy(xf + i * src->d, src->rd[s].row, sizeof(float) * (size_t)src->d);
@@ -597,6 +609,60 @@ static int class_names_pick(const ConvertOptions *o, char *buf, const char **nam
     *out = fmnist_names;
   }
   return 0;
+}
+
+/* --normalize-from: the training data's mean/std [d], from a checkpoint's /preprocess (verified by its CRC) or a
+ * dataset's root attributes, for new data stored with the same scale (they normalise x * scale). */
+static int normalize_from(const char *path, int d, float scale, float *mean, float *std, MtError *err) {
+  char format[128];
+  data_probe_format(path, format, sizeof format);
+  CheckpointMeta meta;
+  memset(&meta, 0, sizeof meta);
+  Model model;
+  int have_model = 0, rc = -1, from_d = 0;
+  Dataset *ds = NULL;
+  float from_scale = 0;
+  const float *m = NULL, *s = NULL;
+  if (strcmp(format, CHECKPOINT_FORMAT) == 0) {
+    if (checkpoint_read_meta(path, &meta, err) != 0 || model_create(&model, &meta.spec, 1, err) != 0) goto done;
+    have_model = 1;
+    if (checkpoint_read_state(path, &meta, &model, NULL, err) != 0) goto done;
+    if (!meta.has_preprocess) {
+      mt_fail(err, "--normalize-from %s: the checkpoint stores no preprocessing (an older mpitrain wrote it); name "
+              "the dataset it was trained on instead", path);
+      goto done;
+    }
+    from_scale = meta.scale;
+    from_d = meta.spec.n_inputs;
+    m = meta.mean;
+    s = meta.std;
+  } else {
+    DataOptions dopt = {.memory = MEMORY_NO, .max_rows = 1, .allow_unlabeled = 1};
+    if (data_open(&ds, path, &dopt, err) != 0) goto done;
+    from_scale = data_info(ds)->scale;
+    from_d = data_info(ds)->d;
+    m = data_mean(ds);
+    s = data_std(ds);
+  }
+  if (from_d != d)
+    mt_fail(err, "--normalize-from %s: %s %d features; the data being converted has %d", path,
+            ds ? "has" : "was trained on", from_d, d);
+  else if (m == NULL)
+    mt_fail(err, "--normalize-from %s: %s not normalised (no mean/std); use --normalize to compute them from this "
+            "data", path, ds ? "is" : "was trained on data");
+  else if (from_scale != scale)
+    mt_fail(err, "--normalize-from %s: its statistics are of x * %g but this data is stored with scale %g; expected "
+            "the same scale", path, (double)from_scale, (double)scale);
+  else {
+    memcpy(mean, m, sizeof(float) * (size_t)d);
+    memcpy(std, s, sizeof(float) * (size_t)d);
+    rc = 0;
+  }
+done:
+  if (ds) data_close(ds);
+  if (have_model) model_free(&model);
+  checkpoint_meta_free(&meta);
+  return rc;
 }
 
 static int convert_idx(const ConvertOptions *o, DataWriterSpec *spec, WriteSet *ws, IdxSource *src, char *source,
@@ -687,7 +753,7 @@ static int convert_run(const ConvertOptions *o, double t0, MtError *err) {
     const char *files[2] = {o->train, o->test};
     for (int s = 0; s < 2; s++) {
       if (files[s][0] == '\0') continue;
-      if (csv_scan(files[s], o->label_column == 1, o->classes, s == 0 && o->normalize, &scan[s], err) != 0) goto done;
+      if (csv_scan(files[s], o->label_column, o->classes, s == 0 && o->normalize, &scan[s], err) != 0) goto done;
       if (s == 1 && scan[1].d != scan[0].d) {
         mt_fail(err, "%s has %d features but %s has %d; expected the same columns", o->test, scan[1].d, o->train,
                 scan[0].d);
@@ -698,16 +764,26 @@ static int convert_run(const ConvertOptions *o, double t0, MtError *err) {
     int64_t max_label = scan[0].max_label > scan[1].max_label ? scan[0].max_label : scan[1].max_label;
     spec.d = scan[0].d;
     spec.n_classes = o->classes > 0 ? o->classes : (int)(max_label + 1 > INT32_MAX ? INT32_MAX : max_label + 1);
+    if (o->label_column == LABEL_NONE) {
+      /* Features only: the class count is what --classes (or --class-names) says, else unknown (predict takes the
+       * checkpoint's). */
+      spec.no_labels = 1;
+      spec.n_classes = o->classes;
+      if (spec.n_classes == 0 && o->class_names[0] != '\0') {
+        spec.n_classes = 1;
+        for (const char *p = o->class_names; *p; p++) spec.n_classes += *p == ',';
+      }
+    }
     spec.store_uint8 = 0;
     spec.scale = 1.0f;
     text_into(source, sizeof source, "CSV %s%s%s", o->train, o->test[0] ? ", " : "", o->test);
     csv.d = spec.d;
     for (int s = 0; s < 2; s++)
-      if (files[s][0] != '\0' && csv_open(&csv.rd[s], files[s], o->label_column == 1, o->classes, err) != 0) goto done;
+      if (files[s][0] != '\0' && csv_open(&csv.rd[s], files[s], o->label_column, o->classes, err) != 0) goto done;
     ws.fill = csv_fill;
     ws.ctx = &csv;
   }
-  if (spec.n_classes < 2 || spec.n_classes > TOOL_MAX_CLASSES) {
+  if ((spec.n_classes < 2 && !(spec.no_labels && spec.n_classes == 0)) || spec.n_classes > TOOL_MAX_CLASSES) {
     mt_fail(err, "the labels use %d class%s; expected 2 .. %d (set --classes if some classes have no samples)",
             spec.n_classes, spec.n_classes == 1 ? "" : "es", TOOL_MAX_CLASSES);
     goto done;
@@ -717,16 +793,18 @@ static int convert_run(const ConvertOptions *o, double t0, MtError *err) {
             (long long)ws.n[0]);
     goto done;
   }
-  names = calloc((size_t)spec.n_classes, sizeof *names);
+  names = calloc((size_t)spec.n_classes + 1, sizeof *names);
   if (names == NULL || class_names_pick(o, names_buf, names, spec.n_classes, fashion, &spec.class_names, err) != 0) {
     if (names == NULL) mt_fail(err, "out of memory");
     goto done;
   }
-  if (o->normalize) {
+  if (o->normalize || o->normalize_from[0] != '\0') {
     mean = mt_alloc(sizeof(float) * (size_t)spec.d, "mean", err);
     std = mean ? mt_alloc(sizeof(float) * (size_t)spec.d, "std", err) : NULL;
     if (std == NULL) goto done;
-    if (o->from == FROM_IDX) {
+    if (o->normalize_from[0] != '\0') {
+      if (normalize_from(o->normalize_from, spec.d, spec.scale, mean, std, err) != 0) goto done;
+    } else if (o->from == FROM_IDX) {
       if (feature_stats(idx.img[0].data, 1, idx.img[0].n, spec.d, spec.scale, mean, std, err) != 0) goto done;
     } else {
       for (int j = 0; j < spec.d; j++) {
@@ -750,9 +828,15 @@ static int convert_run(const ConvertOptions *o, double t0, MtError *err) {
     write_set_undo(&ws);
     goto done;
   }
-  printf("convert: wrote %s%s: %lld train + %lld test rows x %d features (%s), %d classes, in %.1f s\n", o->out,
+  char classes[64];
+  if (spec.no_labels && spec.n_classes == 0)
+    snprintf(classes, sizeof classes, "no labels, classes unknown");
+  else
+    snprintf(classes, sizeof classes, "%s%d classes", spec.no_labels ? "no labels, " : "", spec.n_classes);
+  printf("convert: wrote %s%s: %lld train + %lld test rows x %d features (%s), %s%s%s, in %.1f s\n", o->out,
          o->shards > 1 ? " as shards" : "", (long long)ws.n[0], (long long)ws.n[1], spec.d,
-         spec.store_uint8 ? "uint8" : "float32", spec.n_classes, now() - t0);
+         spec.store_uint8 ? "uint8" : "float32", classes, o->normalize_from[0] ? ", mean/std from " : "",
+         o->normalize_from, now() - t0);
   if (o->shards > 1) {
     char first[TOOL_PATH];
     data_shard_name(o->out, 0, o->shards, first, sizeof first);
@@ -790,6 +874,9 @@ int tool_convert(Comm *c, int argc, char **argv) {
     mt_fail(&err, "convert takes no arguments besides options (got '%s'); the output is --out FILE.h5",
             res.positional[0]);
   if (!err.failed) check_out(o.out, &err);
+  if (!err.failed && o.normalize && o.normalize_from[0] != '\0')
+    mt_fail(&err, "--normalize and --normalize-from: choose one (compute the statistics from this data, or reuse "
+            "the training data's)");
   if (agree_and_report(c, &err) != 0) return EXIT_USAGE;
   if (c->rank == 0 && convert_run(&o, t0, &err) == 0) fflush(stdout);
   wait_for_all(c);
@@ -1003,7 +1090,7 @@ static int info_scan(Dataset *ds, Split s, MtError *err) {
 
 static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
   DataOptions dopt = {.memory = o->memory_limit_mb > 0 ? MEMORY_AUTO : MEMORY_NO,
-                      .memory_limit = o->memory_limit_mb << 20, .max_rows = INFO_SCAN_ROWS};
+                      .memory_limit = o->memory_limit_mb << 20, .max_rows = INFO_SCAN_ROWS, .allow_unlabeled = 1};
   Dataset *ds = NULL;
   if (data_open(&ds, path, &dopt, err) != 0) return -1;
   const DataInfo *in = data_info(ds);
@@ -1029,12 +1116,15 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
     printf("files:       1: %s\n", data_shard_path(ds, 0));
   for (int s = 0; s < 2; s++)
     if (in->n[s] > 0)
-      printf("%-12s %lld rows x %d features, %s\n", s == 0 ? "train:" : "test:", (long long)in->n[s], in->d,
-             in->stored_uint8 ? "uint8" : "float32");
+      printf("%-12s %lld rows x %d features, %s%s\n", s == 0 ? "train:" : "test:", (long long)in->n[s], in->d,
+             in->stored_uint8 ? "uint8" : "float32", in->labeled[s] ? "" : ", no labels (for predict)");
     else
       printf("%-12s none\n", s == 0 ? "train:" : "test:");
-  printf("classes:     %d%s", in->n_classes,
-         in->n_classes_inferred ? " (no num_classes attribute: largest label + 1)" : "");
+  if (in->n_classes == 0)
+    printf("classes:     unknown (no labels, no num_classes attribute: predict takes the checkpoint's)");
+  else
+    printf("classes:     %d%s", in->n_classes,
+           in->n_classes_inferred ? " (no num_classes attribute: largest label + 1)" : "");
   if (data_class_name(ds, 0)) {
     printf(": ");
     for (int k = 0; k < in->n_classes; k++) printf("%s%s", k ? ", " : "", data_class_name(ds, k));
@@ -1050,7 +1140,9 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
     printf("normalised:  no\n");
   }
   printf("source:      %s\n", in->source[0] ? in->source : "(none)");
-  printf("checked:     shapes, types, labels in [0, %d)", in->n_classes);
+  const int any_labels = (in->n[0] > 0 && in->labeled[0]) || (in->n[1] > 0 && in->labeled[1]);
+  printf("checked:     shapes, types");
+  if (any_labels) printf(", labels in [0, %d)", in->n_classes);
   for (int s = 0; s < 2; s++)
     if (in->n[s] > 0 && !in->stored_uint8)
       printf(scanned[s] ? "; %s features finite"
@@ -1058,6 +1150,10 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
              split_names[s]);
   printf("\n");
 
+  if (!any_labels) {
+    data_close(ds);
+    return 0;
+  }
   /* label counts per class and split */
   int64_t *count = calloc(2 * (size_t)in->n_classes, sizeof *count);
   if (count == NULL) {
@@ -1066,7 +1162,7 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
   }
   for (int s = 0; s < 2; s++) {
     const int32_t *y = data_labels(ds, (Split)s);
-    for (int64_t i = 0; i < in->n[s]; i++) count[(size_t)s * in->n_classes + y[i]]++;
+    for (int64_t i = 0; y && i < in->n[s]; i++) count[(size_t)s * in->n_classes + y[i]]++;
   }
   int w = 5;
   for (int k = 0; k < in->n_classes; k++)
@@ -1074,8 +1170,12 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
   if (w > 40) w = 40;
   printf("labels:\n  %6s  %-*s %10s %10s\n", "class", w, "name", "train", in->n[1] > 0 ? "test" : "");
   for (int k = 0; k < in->n_classes; k++) {
-    printf("  %6d  %-*.*s %10lld", k, w, w, data_class_name(ds, k) ? data_class_name(ds, k) : "", (long long)count[k]);
-    if (in->n[1] > 0) printf(" %10lld", (long long)count[in->n_classes + k]);
+    printf("  %6d  %-*.*s", k, w, w, data_class_name(ds, k) ? data_class_name(ds, k) : "");
+    for (int s = 0; s < 1 + (in->n[1] > 0); s++)
+      if (in->labeled[s])
+        printf(" %10lld", (long long)count[(size_t)s * in->n_classes + k]);
+      else
+        printf(" %10s", "-");
     printf("\n");
   }
   free(count);

@@ -994,7 +994,8 @@ static char *config_text(const Config *c) {
   return buf;
 }
 
-static void fill_meta(const Trainer *t, CheckpointMeta *meta) {
+/* 0, or -1 when out of memory (what was filled is freed by checkpoint_meta_free). */
+static int fill_meta(const Trainer *t, CheckpointMeta *meta) {
   memset(meta, 0, sizeof *meta);
   meta->format_version = CHECKPOINT_VERSION;
   meta->spec = t->model.spec;
@@ -1024,6 +1025,25 @@ static void fill_meta(const Trainer *t, CheckpointMeta *meta) {
   gmtime_r(&now_t, &tmv);
   strftime(meta->created, sizeof meta->created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
   meta->config = config_text(&t->cfg);
+  /* The preprocessing belongs to the model: eval and predict apply it to whatever data they are given. */
+  const int D = t->info->d, C = t->model.spec.n_classes;
+  meta->has_preprocess = 1;
+  meta->scale = t->info->scale;
+  if (t->info->has_norm) {
+    meta->mean = malloc(sizeof(float) * (size_t)D);
+    meta->std = malloc(sizeof(float) * (size_t)D);
+    if (meta->mean == NULL || meta->std == NULL) return -1;
+    memcpy(meta->mean, data_mean(t->ds), sizeof(float) * (size_t)D);
+    memcpy(meta->std, data_std(t->ds), sizeof(float) * (size_t)D);
+  }
+  if (data_class_name(t->ds, 0)) {
+    meta->class_names = calloc((size_t)C, sizeof *meta->class_names);
+    for (int k = 0; meta->class_names && k < C; k++)
+      if ((meta->class_names[k] = strdup(data_class_name(t->ds, k) ? data_class_name(t->ds, k) : "")) == NULL)
+        return -1;
+    if (meta->class_names == NULL) return -1;
+  }
+  return meta->config ? 0 : -1;
 }
 
 /* The parameters are the same on every rank, so is this verdict. */
@@ -1068,9 +1088,8 @@ static int trainer_save_as(Trainer *t, const char *name, MtError *err) {
   }
   if (t->comm->rank == 0) {
     CheckpointMeta meta;
-    fill_meta(t, &meta);
-    if (meta.config == NULL)
-      mt_fail(&local, "out of memory describing the configuration for a checkpoint");
+    if (fill_meta(t, &meta) != 0)
+      mt_fail(&local, "out of memory describing the run for a checkpoint");
     else if (checkpoint_write(t->cfg.checkpoint_dir, name, &meta, &t->model, o, path, sizeof path, &local) == 0 &&
              name == NULL)
       checkpoint_prune(t->cfg.checkpoint_dir, t->cfg.keep, &local);

@@ -5,13 +5,19 @@
  *   /model/<layer>/W [out, in], /model/<layer>/b [out]           float32, one group per dense layer
  *   /model/bn<k>/gamma, beta [out]; /model/bn<k>/running_mean, running_var [out]   batch normalisation
  *   /optimizer/m/<layer>/W ..., /optimizer/v/<layer>/W ...        the moments, same names (when the optimiser has them)
+ *   /preprocess (group): attribute scale (float32), the training data's; datasets mean, std [n_inputs] float32
+ *     only when that data was normalised. Features = x * scale, then (· - mean) / std. (Absent in checkpoints
+ *     written before mpitrain stored it.)
  *   root attributes: format = "mpitrain-checkpoint", format_version, mpitrain_version, created, world_size,
  *     step, epoch, epoch_pos, seed, n_inputs, n_classes, hidden, activation, leaky_slope, batchnorm, bn_momentum,
  *     bn_eps, dropout, optimizer, optimizer_step, beta1, beta2, eps, epoch_loss_sum, epoch_correct, epoch_samples,
  *     best_val_loss, best_epoch, since_best, data, n_train, config, elapsed_s (training time so far; absent in
  *     checkpoints of older versions), det_max (deterministic runs only),
+ *     class_names (string array [n_classes], only when the training data had names),
  *     crc32 (zlib CRC-32 of the parameter bytes, then the first moments, then the second moments, then the
- *     batch-norm running statistics, each in buffer order, as little-endian float32).
+ *     batch-norm running statistics, then /preprocess/mean, then /preprocess/std, each in buffer order, as
+ *     little-endian float32; what does not exist is skipped). The CRC covers every float32 dataset of the file and
+ *     no attribute (scale and class_names included: attributes are range-checked on read instead).
  *
  * Nothing here talks to MPI: the trainer decides which rank calls what (rank 0 writes and reads, then
  * broadcasts), and agrees on the outcome. */
@@ -52,12 +58,18 @@ typedef struct CheckpointMeta {
   int det_n;               /* --deterministic: the largest gradient value of any group at the last step, one per
                             * parameter tensor (det.h: the next step's fixed-point scales); 0 = none */
   float det_max[4 * MODEL_MAX_HIDDEN + 2];
+  /* The training data's preprocessing, applied by eval / predict to the features they read: */
+  int has_preprocess;      /* /preprocess is (to be) in the file; 0: written before mpitrain stored it */
+  float scale;             /* features = x * scale ... */
+  float *mean, *std;       /* ... then (· - mean) / std: [n_inputs] each (malloc'd), or NULL: not normalised */
+  char **class_names;      /* [n_classes] (malloc'd strings), or NULL: the training data had none */
   uint32_t crc32;
   char *config;            /* the run's options as INI text (malloc'd; checkpoint_meta_free) */
   double elapsed_s;        /* wall time spent training so far, over every part of the run, in seconds (< 0: not
                             * recorded — a checkpoint of an older mpitrain; such a value is not written) */
 } CheckpointMeta;
 
+/* Frees config, mean, std and class_names. */
 void checkpoint_meta_free(CheckpointMeta *meta);
 
 /* Writes dir/ckpt-<step>.h5 (or dir/name when name is not NULL) atomically: to a temporary name in dir, flushed,
@@ -90,7 +102,8 @@ void checkpoint_dir_unlock(int fd);
 /* Checkpoint files in dir, newest (highest step) first, into paths [max][1024]; returns how many (or -1). */
 int checkpoint_list(const char *dir, char (*paths)[1024], int max, MtError *err);
 
-/* Reads the attributes only, checking the format and version (a newer version is refused with a hint). */
+/* Reads the attributes (and /preprocess), checking the format and version (a newer version is refused with a
+ * hint). mean/std are verified by the CRC only in checkpoint_read_state. */
 int checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err);
 
 /* 0 if a checkpoint with meta can be loaded into m (and o): same architecture, classes, inputs, and optimiser kind

@@ -3,12 +3,14 @@
  * Layout (README "Dataset file"):
  *   /train/x [N, D] uint8 or float32      /train/y [N] integer class ids in [0, num_classes)
  *   /test/x  [M, D] (optional)            /test/y  [M]
+ *   A split may lack y (features only, for predict) when the caller allows it (DataOptions.allow_unlabeled).
  *   root attributes: format = "mpitrain-dataset" (string), format_version = 1 (int), num_classes (int; if missing,
- *   largest label + 1), scale (float; features are x*scale; missing = 1), source (string),
+ *   largest label + 1; unknown (0) when no split has labels), scale (float; features are x*scale; missing = 1),
+ *   source (string),
  *   class_names (string array, optional), mean / std (float [D], optional: features become (x*scale-mean)/std).
  *   Labels may be stored as any integer type (written as int32); strings fixed- or variable-length (h5py's str).
  * Shards: NAME-00000-of-00004.h5 ... hold consecutive row ranges of each split (rows are concatenated in shard
- * order) and must agree on D, x type, num_classes, scale and mean/std; naming any one shard or NAME.h5 (when it does
+ * order) and must agree on D, x type, num_classes, scale, mean/std and which splits have labels; naming any one shard or NAME.h5 (when it does
  * not exist itself) opens the whole set.
  * Limits: at most 2^31-1 rows per split, 2^24 features. A split whose x is in memory is kept as stored (uint8 stays
  * uint8); float features are checked finite (in memory at open, streamed rows as they are read).
@@ -27,7 +29,8 @@ typedef enum Split { SPLIT_TRAIN = 0, SPLIT_TEST = 1 } Split;
 typedef struct DataInfo {
   int64_t n[2];          /* rows per split (n[SPLIT_TEST] = 0 when there is no test split) */
   int d;                 /* features per row */
-  int n_classes;
+  int n_classes;         /* 0: unknown (no split has labels and there is no num_classes attribute) */
+  int labeled[2];        /* split s has labels (0 only for a split with rows and no y, under allow_unlabeled) */
   int stored_uint8;      /* x stored as uint8 (1) or float32 (0) */
   float scale;           /* features = x * scale ... */
   int has_norm;          /* ... then (· - mean) / std */
@@ -46,13 +49,15 @@ typedef struct DataOptions {
                             buffer; <= 0: 1024). Larger calls still work, with one read per max_rows rows. */
   int defer_features;    /* 1: leave the features of the in-memory splits unloaded; the caller provides the memory
                             (shared by a node's ranks) and loads them with data_load_features */
+  int allow_unlabeled;   /* 1: a split may hold x without y (predict, info); its rows read with label -1 */
 } DataOptions;
 
 typedef struct Dataset Dataset;
 
 /* Opens and validates: the file(s) exist and are HDF5, the datasets exist with the right rank, shapes agree
  * (x rows = y rows, test D = train D, shards agree), x is uint8 or float32, labels are integers within
- * [0, num_classes), at least one training row. Every message names the file and what was expected. */
+ * [0, num_classes), at least one training row, every split has labels (unless opt->allow_unlabeled). Every message
+ * names the file and what was expected. */
 int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err);
 
 /* A dataset generated in memory by synth_sample (no file, n_shards = 0): for benchmarks and tests. */
@@ -61,7 +66,7 @@ int data_open_synthetic(Dataset **out, const SynthSpec *spec, MtError *err);
 const DataInfo *data_info(const Dataset *ds);
 /* Class name c, or NULL when the file has none. */
 const char *data_class_name(const Dataset *ds, int c);
-/* All labels of split s [n[s]] (always in memory), or NULL for an empty split. */
+/* All labels of split s [n[s]] (always in memory), or NULL for an empty split or one without labels. */
 const int32_t *data_labels(const Dataset *ds, Split s);
 /* File k of the set (0 .. n_shards-1), or NULL. */
 const char *data_shard_path(const Dataset *ds, int k);
@@ -69,8 +74,13 @@ const char *data_shard_path(const Dataset *ds, int k);
 const float *data_mean(const Dataset *ds);
 const float *data_std(const Dataset *ds);
 
+/* Converts rows from now on with this transform instead of the file's: features = x * scale, then (· - mean) / std
+ * when mean and std [d] are given (copied). A checkpoint's preprocessing applied to another file's stored x (eval,
+ * predict); data_info and data_mean/data_std report it afterwards. */
+int data_set_preprocess(Dataset *ds, float scale, const float *mean, const float *std, MtError *err);
+
 /* Reads n rows of split s, rows[] sorted ascending (duplicates allowed), as features after scaling and
- * normalisation into x [n, d] and labels into y [n]. Never allocates in memory mode; in streaming mode reads only
+ * normalisation into x [n, d] and labels into y [n] (-1 for a split without labels). Never allocates in memory mode; in streaming mode reads only
  * the requested rows (hyperslab selections) through a buffer sized at open. */
 int data_read(Dataset *ds, Split s, const int64_t *rows /* [n] */, int n, float *x /* [n, d] */,
               int32_t *y /* [n] */, MtError *err);

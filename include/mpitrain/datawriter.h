@@ -14,21 +14,22 @@
 typedef struct DataWriterSpec {
   int64_t n[2];                    /* rows this file will hold per split (test may be 0) */
   int d;
-  int n_classes;
+  int n_classes;                   /* 0 only with no_labels: unknown, no num_classes attribute */
   int store_uint8;                 /* x given and stored as uint8 (1) or float32 (0) */
   float scale;
   const float *mean, *std;         /* [d] each, or NULL */
   const char *source;
   const char *const *class_names;  /* [n_classes] or NULL */
   int gzip;                        /* deflate level 0..9 (0 = none) */
+  int no_labels;                   /* features only: no /train/y, /test/y (data for predict) */
 } DataWriterSpec;
 
 typedef struct DataWriter DataWriter;
 
 /* Creates ".NAME.tmp.<host>.<pid>" beside path and writes the root attributes (format = "mpitrain-dataset",
- * format_version = 1, num_classes, scale, source, and class_names / mean / std when given). */
+ * format_version = 1, num_classes (unless unknown), scale, source, and class_names / mean / std when given). */
 int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *spec, MtError *err);
-/* Appends n rows to split s: x [n, d] as uint8 or float32 per spec, y [n]. Labels must lie in [0, n_classes) and
+/* Appends n rows to split s: x [n, d] as uint8 or float32 per spec, y [n] (ignored with no_labels). Labels must lie in [0, n_classes) and
  * float features must be finite (checked: a file data_open would refuse is never written). */
 int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const int32_t *y /* [n] */, int64_t n,
                       MtError *err);

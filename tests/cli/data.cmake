@@ -20,7 +20,6 @@ mt_test(NAME data.make_bad FIXTURES_SETUP bad_data COMMAND $<TARGET_FILE:make_ba
 # '[' (it stops CMake from splitting the list at the following ';'s: an interval "[0, 10)" is written ".0, 10\\)").
 set(MT_BAD_FILES
   "not_hdf5.h5|bad/not_hdf5.h5: not an HDF5 file"
-  "no_train_y.h5|bad/no_train_y.h5: no dataset /train/y"
   "y_rows_mismatch.h5|/train/y has 7 rows but /train/x has 8. expected one label per row"
   "x_3d.h5|/train/x is 3-D. expected a 2-D array"
   "float_labels.h5|/train/y holds 32-bit floating-point values. expected integer class ids"
@@ -28,7 +27,6 @@ set(MT_BAD_FILES
   "label_negative.h5|label -1 at /train/y\\[3\\] is outside .0, 10\\)"
   "test_label_too_big.h5|label 12 at /test/y\\[1\\] is outside .0, 10\\)"
   "test_d_mismatch.h5|/test/x has 12 features but /train/x has 10"
-  "test_x_only.h5|has /test/x but no /test/y"
   "zero_rows.h5|/train/x has 0 rows. expected at least one training row"
   "nan_features.h5|/train/x\\[5\\] holds NaN \\(feature 2\\)"
   "x_int16.h5|/train/x is 16-bit signed integer. expected uint8 or float32"
@@ -51,6 +49,19 @@ foreach(entry ${MT_BAD_FILES})
 endforeach()
 mt_expect(NAME data.info.good EXIT ok WITHIN 10 MATCH "train: +200 rows x 10 features, float32"
           FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} info bad/good.h5)
+# Features without labels are data for predict: info describes them, train refuses them (labels needed).
+mt_expect(NAME data.info.unlabeled.no_train_y EXIT ok WITHIN 10
+          MATCH "train: +8 rows x 10 features, float32, no labels \\(for predict\\)"
+          FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} info bad/no_train_y.h5)
+mt_expect(NAME data.info.unlabeled.test_x_only EXIT ok WITHIN 10
+          MATCH "test: +2 rows x 10 features, float32, no labels \\(for predict\\)"
+          FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} info bad/test_x_only.h5)
+mt_expect(NAME data.train.bad.no_train_y EXIT fail WITHIN 20
+          MATCH "^mpitrain: error: bad/no_train_y.h5: no dataset /train/y. expected labels .rows. \\(features without labels serve `mpitrain predict` only\\)"
+          FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} train --data bad/no_train_y.h5 --progress off)
+mt_expect(NAME data.train.bad.test_x_only EXIT fail WITHIN 20
+          MATCH "^mpitrain: error: bad/test_x_only.h5: has /test/x but no /test/y. labels are needed here"
+          FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} train --data bad/test_x_only.h5 --progress off)
 # every rank ends, together, with one message from rank 0
 mt_expect(NAME data.info.bad.np2 NP 2 EXIT fail WITHIN 20 MATCH "^mpitrain: error: .*is outside .0, 10\\)"
           FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} info bad/label_too_big.h5)
@@ -87,6 +98,8 @@ mt_expect(NAME data.convert.unknown_option EXIT 2 WITHIN 10 MATCH "unknown optio
           COMMAND ${MT_BIN} convert --shard 3 --out never.h5)
 mt_expect(NAME data.convert.no_out EXIT 2 WITHIN 10 MATCH "--out FILE.h5 is required" COMMAND ${MT_BIN} convert)
 mt_expect(NAME data.convert.help EXIT ok WITHIN 10 MATCH "--label-column first\\|last" COMMAND ${MT_BIN} convert --help)
+mt_expect(NAME data.convert.help_none EXIT ok WITHIN 10 MATCH "--label-column first\\|last\\|none"
+          COMMAND ${MT_BIN} convert --help)
 
 # ---- synth ----
 mt_test(NAME data.synth.small FIXTURES_SETUP synth_small

@@ -8,8 +8,8 @@
  * group, or one of its values changed — and the file is read back as `train --resume`, `eval` and `info` do.
  *
  * Invariants, beyond "no sanitizer report":
- *  - an undamaged checkpoint reads back exactly: every attribute as written, every parameter, moment and running
- *    statistic bit for bit, the CRC matching;
+ *  - an undamaged checkpoint reads back exactly: every attribute as written, every parameter, moment, running
+ *    statistic and preprocessing value bit for bit, the class names, the CRC matching;
  *  - a damaged one is read or refused with a one-line message; when the state is read, the CRC matched.
  *
  * MT_FUZZ_CORRUPT=1 also overwrites raw bytes of the file (HDF5's parser then sees damage; its crashes are HDF5's).
@@ -31,7 +31,7 @@ static const char *const attr_names[] = {
     "format", "format_version", "mpitrain_version", "created", "world_size", "step", "epoch", "epoch_pos", "seed",
     "n_inputs", "n_classes", "hidden", "activation", "leaky_slope", "batchnorm", "bn_momentum", "bn_eps", "dropout",
     "best_val_loss", "best_epoch", "since_best", "optimizer", "optimizer_step", "beta1", "beta2", "eps",
-    "epoch_loss_sum", "epoch_correct", "epoch_samples", "n_train", "data", "config", "crc32"};
+    "epoch_loss_sum", "epoch_correct", "epoch_samples", "n_train", "data", "config", "crc32", "class_names"};
 enum { N_ATTRS = sizeof attr_names / sizeof attr_names[0] };
 
 static float value(FuzzIn *f) {
@@ -66,7 +66,7 @@ static void spec_read(FuzzIn *f, ModelSpec *s, OptConfig *oc) {
 }
 
 /* The HDF5 paths of every array the checkpoint of m (and o) holds. */
-static int array_paths(const Model *m, const Optimizer *o, char (*out)[96], int max) {
+static int array_paths(const Model *m, const Optimizer *o, const CheckpointMeta *w, char (*out)[96], int max) {
   ModelTensor ts[MAX_TENSORS], ss[MAX_TENSORS];
   int nt = model_tensors(m, ts, MAX_TENSORS), ns = model_state_tensors(m, ss, MAX_TENSORS), n = 0;
   for (int i = 0; i < nt && n < max; i++) {
@@ -75,6 +75,11 @@ static int array_paths(const Model *m, const Optimizer *o, char (*out)[96], int 
     if (o->v && n < max) snprintf(out[n++], 96, "/optimizer/v/%.40s", ts[i].name);
   }
   for (int i = 0; i < ns && n < max; i++) snprintf(out[n++], 96, "/model/%.40s", ss[i].name);
+  if (w->has_preprocess && n + 1 < max) snprintf(out[n++], 96, "/preprocess");
+  if (w->mean && n + 2 < max) {
+    snprintf(out[n++], 96, "/preprocess/mean");
+    snprintf(out[n++], 96, "/preprocess/std");
+  }
   return n;
 }
 
@@ -208,6 +213,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char config[200];
   fz_string(f, config, sizeof config);
   w.config = config;
+  /* The preprocessing: none (a checkpoint from before it), a scale, or a scale and mean/std; class names or not. */
+  float mean[8], std[8];
+  char name_buf[8][8], *names[8];
+  int pre = fz_pick(f, 3);
+  w.has_preprocess = pre > 0;
+  w.scale = (float)(1 + fz_u8(f)) / 64.0f;
+  for (int j = 0; pre == 2 && j < spec.n_inputs; j++) {
+    mean[j] = (float)((int)fz_u8(f) - 128) / 64.0f;
+    std[j] = unit(f);
+  }
+  if (pre == 2) {
+    w.mean = mean;
+    w.std = std;
+  }
+  if (fz_pick(f, 2)) {
+    for (int k = 0; k < spec.n_classes; k++) {
+      snprintf(name_buf[k], sizeof name_buf[k], "c%u", (unsigned)fz_u8(f));
+      names[k] = name_buf[k];
+    }
+    w.class_names = names;
+  }
   char written[1100];
   int wrc = checkpoint_write(dir, "c.h5", &w, &m, &o, written, sizeof written, &err);
   FZ_CHECK(wrc == 0, "checkpoint_write: %s", err.msg);
@@ -215,8 +241,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* Damage. */
   int damages = fz_chance(f, 64) ? 0 : 1 + fz_pick(f, 3);
   if (damages > 0) {
-    char arrays[3 * MAX_TENSORS + 2 * MODEL_MAX_HIDDEN][96];
-    int n_arrays = array_paths(&m, &o, arrays, 3 * MAX_TENSORS + 2 * MODEL_MAX_HIDDEN);
+    char arrays[3 * MAX_TENSORS + 2 * MODEL_MAX_HIDDEN + 3][96];
+    int n_arrays = array_paths(&m, &o, &w, arrays, 3 * MAX_TENSORS + 2 * MODEL_MAX_HIDDEN + 3);
     hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     FH5_OK(file);
     for (int i = 0; i < damages; i++) damage(file, arrays, n_arrays, f);
@@ -247,6 +273,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
              (long long)w.step, (long long)r.epoch, (long long)w.epoch, (long long)r.epoch_pos,
              (long long)w.epoch_pos, (long long)r.seed, (long long)w.seed);
     FZ_CHECK(strcmp(r.data, w.data) == 0 && strcmp(r.config, w.config) == 0, "a string changed");
+    FZ_CHECK(r.has_preprocess == w.has_preprocess && (!w.has_preprocess || r.scale == w.scale) &&
+                 (r.mean != NULL) == (w.mean != NULL) &&
+                 (!w.mean || (memcmp(r.mean, w.mean, sizeof(float) * (size_t)spec.n_inputs) == 0 &&
+                              memcmp(r.std, w.std, sizeof(float) * (size_t)spec.n_inputs) == 0)),
+             "the preprocessing changed");
+    FZ_CHECK((r.class_names != NULL) == (w.class_names != NULL), "class names lost or found");
+    for (int k = 0; w.class_names && k < spec.n_classes; k++)
+      FZ_CHECK(strcmp(r.class_names[k], w.class_names[k]) == 0, "class name %d changed", k);
   }
   if (rc != 0) {
     check_message(&err);

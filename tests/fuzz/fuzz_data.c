@@ -4,12 +4,13 @@
  * it describes a dataset — one file or a set of shards — which this target writes with the HDF5 API: the root
  * attributes (right, missing, or of a wrong type, shape or value), each split's x and y (present or not, their
  * rank, shape, element type, layout, and every value), and which name to open it by. So the fuzzer explores our
- * validation and reading code. The read options (in memory or streamed, the staging buffer's rows) come from the
- * input too.
+ * validation and reading code. The read options (in memory or streamed, the staging buffer's rows, whether splits
+ * without labels are allowed) come from the input too.
  *
  * Invariants, beyond "no sanitizer report":
  *  - data_open fails with a one-line message, or yields a dataset whose shape and labels are valid (at least one
- *    training row, 1 <= d, 2 <= classes, every label in [0, classes));
+ *    training row, 1 <= d, 2 <= classes, every label in [0, classes); with splits without labels allowed, those
+ *    have no labels and read as -1, and the class count may be unknown (0) when no split has labels);
  *  - every way of reading a split gives the same bits: data_read_range over all rows, data_read of any sorted row
  *    list (with duplicates), and the same rows with the split held in memory versus streamed from the file.
  *
@@ -193,8 +194,8 @@ static void write_file(const char *path, const Header *h, FuzzIn *f) {
   FH5_OK(H5Fclose(file));
 }
 
-static int open_checked(Dataset **ds, const char *path, int memory, int64_t limit, int max_rows) {
-  DataOptions o = {.memory = memory, .memory_limit = limit, .max_rows = max_rows};
+static int open_checked(Dataset **ds, const char *path, int memory, int64_t limit, int max_rows, int unlabeled) {
+  DataOptions o = {.memory = memory, .memory_limit = limit, .max_rows = max_rows, .allow_unlabeled = unlabeled};
   MtError err = {0};
   int rc = data_open(ds, path, &o, &err);
   FZ_CHECK(rc == 0 || rc == -1, "data_open returned %d", rc);
@@ -205,14 +206,17 @@ static int open_checked(Dataset **ds, const char *path, int memory, int64_t limi
     return -1;
   }
   const DataInfo *in = data_info(*ds);
-  FZ_CHECK(in->n[SPLIT_TRAIN] >= 1 && in->n[SPLIT_TEST] >= 0 && in->d >= 1 && in->n_classes >= 2 &&
-               in->n_classes <= (1 << 24),
+  const int any_labels = (in->n[0] > 0 && in->labeled[0]) || (in->n[1] > 0 && in->labeled[1]);
+  FZ_CHECK(in->n[SPLIT_TRAIN] >= 1 && in->n[SPLIT_TEST] >= 0 && in->d >= 1 &&
+               (in->n_classes >= 2 || (!any_labels && in->n_classes == 0)) && in->n_classes <= (1 << 24),
            "opened with %lld/%lld rows, d %d, %d classes", (long long)in->n[0], (long long)in->n[1], in->d,
            in->n_classes);
   for (int s = 0; s < 2; s++) {
     const int32_t *y = data_labels(*ds, (Split)s);
-    FZ_CHECK((y != NULL) == (in->n[s] > 0), "labels of split %d: %p for %lld rows", s, (const void *)y,
-             (long long)in->n[s]);
+    FZ_CHECK(unlabeled || in->labeled[s], "split %d without labels opened without allow_unlabeled", s);
+    FZ_CHECK((y != NULL) == (in->n[s] > 0 && in->labeled[s]), "labels of split %d: %p for %lld rows", s,
+             (const void *)y, (long long)in->n[s]);
+    if (y == NULL) continue;
     for (int64_t i = 0; i < in->n[s]; i++)
       FZ_CHECK(y[i] >= 0 && y[i] < in->n_classes, "label %d at [%lld] with %d classes", y[i], (long long)i,
                in->n_classes);
@@ -240,7 +244,8 @@ static int read_all(Dataset *ds, Split s, int piece, float *x, int32_t *y) {
   return 0;
 }
 
-static void check_dataset(const char *path, Dataset *ds, int memory, int64_t limit, int max_rows, FuzzIn *f) {
+static void check_dataset(const char *path, Dataset *ds, int memory, int64_t limit, int max_rows, int unlabeled,
+                          FuzzIn *f) {
   const DataInfo *in = data_info(ds);
   const int d = in->d;
   for (int s = 0; s < 2; s++) {
@@ -254,7 +259,8 @@ static void check_dataset(const char *path, Dataset *ds, int memory, int64_t lim
     FZ_CHECK(x && x2 && y && y2, "out of memory");
     int ok = read_all(ds, (Split)s, 1 + fz_pick(f, 7), x, y) == 0;
     if (ok) {
-      for (int64_t i = 0; i < n; i++) FZ_CHECK(y[i] == data_labels(ds, (Split)s)[i], "row %lld label", (long long)i);
+      const int32_t *labels = data_labels(ds, (Split)s);
+      for (int64_t i = 0; i < n; i++) FZ_CHECK(y[i] == (labels ? labels[i] : -1), "row %lld label", (long long)i);
       /* A sorted row list with duplicates, read with data_read: the same bits as the range reads. */
       int k = 1 + fz_pick(f, 40);
       int64_t at = 0;
@@ -281,7 +287,7 @@ static void check_dataset(const char *path, Dataset *ds, int memory, int64_t lim
     Dataset *other = NULL;
     int other_memory = in->in_memory[s] ? MEMORY_NO : MEMORY_YES;
     (void)memory;
-    if (open_checked(&other, path, other_memory, limit, max_rows) == 0) {
+    if (open_checked(&other, path, other_memory, limit, max_rows, unlabeled) == 0) {
       int ok2 = read_all(other, (Split)s, 1 + fz_pick(f, 7), x2, y2) == 0;
       FZ_CHECK(ok == ok2, "split %d reads %s in memory but %s streamed", s, (in->in_memory[s] ? ok : ok2) ? "ok" : "fails",
                (in->in_memory[s] ? ok2 : ok) ? "ok" : "fails");
@@ -338,11 +344,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int memory = fz_pick(f, 3);
   int64_t limit = fz_chance(f, 128) ? 0 : 1 + fz_pick(f, 200);
   int max_rows = fz_chance(f, 64) ? 0 : 1 + fz_pick(f, 8);
+  int unlabeled = fz_pick(f, 2);
   char fmt[64];
   data_probe_format(open_path, fmt, sizeof fmt);
   Dataset *ds = NULL;
-  if (open_checked(&ds, open_path, memory, limit, max_rows) == 0) {
-    check_dataset(open_path, ds, memory, limit, max_rows, f);
+  if (open_checked(&ds, open_path, memory, limit, max_rows, unlabeled) == 0) {
+    check_dataset(open_path, ds, memory, limit, max_rows, unlabeled, f);
     data_close(ds);
   }
   for (int k = 0; k < n_shards; k++) unlink(files[k]);

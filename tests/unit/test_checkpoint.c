@@ -185,6 +185,91 @@ static void test_elapsed(void **s) {
   model_free(&a);
 }
 
+/* The training data's preprocessing and class names: absent unless written (and then still loadable), back
+ * exactly, in the layout README documents, mean/std under the CRC, and damaged values refused. */
+static void test_preprocess(void **s) {
+  (void)s;
+  Model a;
+  Optimizer oa;
+  make_model(&a, &oa, 3, OPT_ADAM);
+  CheckpointMeta meta, back;
+  meta_for(&a, &oa, 5, &meta);
+  MtError err = {0};
+  char path[1100];
+  /* none: as checkpoints written before mpitrain stored it */
+  if (checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  assert_int_equal(back.has_preprocess, 0);
+  assert_null(back.mean);
+  assert_null(back.class_names);
+  assert_int_equal(checkpoint_read_state(path, &back, &a, &oa, &err), 0);
+  const uint32_t crc_plain = back.crc32;
+  checkpoint_meta_free(&back);
+  /* a scale and class names */
+  meta.has_preprocess = 1;
+  meta.scale = 1.0f / 255.0f;
+  meta.class_names = calloc(3, sizeof *meta.class_names);
+  assert_non_null(meta.class_names);
+  meta.class_names[0] = strdup("cat");
+  meta.class_names[1] = strdup("dog");
+  meta.class_names[2] = strdup("emu");
+  if (checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  assert_int_equal(back.has_preprocess, 1);
+  assert_true(back.scale == 1.0f / 255.0f);
+  assert_null(back.mean);
+  assert_non_null(back.class_names);
+  assert_string_equal(back.class_names[2], "emu");
+  assert_int_equal(back.crc32, crc_plain); /* a scale alone changes no array */
+  checkpoint_meta_free(&back);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  assert_true(f >= 0);
+  hid_t at = H5Aopen_by_name(f, "/preprocess", "scale", H5P_DEFAULT, H5P_DEFAULT), t = H5Aget_type(at);
+  assert_true(H5Tequal(t, H5T_IEEE_F32LE) > 0);
+  H5Tclose(t);
+  H5Aclose(at);
+  assert_int_equal(H5Lexists(f, "/preprocess/mean", H5P_DEFAULT), 0);
+  H5Fclose(f);
+  /* normalised: mean/std [n_inputs] back bit for bit, and inside the CRC */
+  meta.mean = malloc(sizeof(float) * 6);
+  meta.std = malloc(sizeof(float) * 6);
+  assert_non_null(meta.mean);
+  assert_non_null(meta.std);
+  for (int j = 0; j < 6; j++) {
+    meta.mean[j] = 0.1f * (float)j - 0.2f;
+    meta.std[j] = 0.3f + (float)j;
+  }
+  if (checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  assert_non_null(back.mean);
+  assert_memory_equal(back.mean, meta.mean, sizeof(float) * 6);
+  assert_memory_equal(back.std, meta.std, sizeof(float) * 6);
+  assert_int_not_equal(back.crc32, crc_plain);
+  assert_int_equal(checkpoint_read_state(path, &back, &a, &oa, &err), 0);
+  checkpoint_meta_free(&back);
+  f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t ds = H5Dopen2(f, "/preprocess/std", H5P_DEFAULT);
+  float changed[6];
+  memcpy(changed, meta.std, sizeof changed);
+  changed[4] += 1.0f;
+  assert_true(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, changed) >= 0);
+  H5Dclose(ds);
+  H5Fclose(f);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  assert_int_equal(checkpoint_read_state(path, &back, &a, NULL, &err), -1);
+  assert_non_null(strstr(err.msg, "fails its CRC-32 check"));
+  checkpoint_meta_free(&back);
+  /* a std of 0 is damage, refused when read */
+  meta.std[1] = 0.0f;
+  mt_error_clear(&err);
+  if (checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(checkpoint_read_meta(path, &back, &err), -1);
+  assert_non_null(strstr(err.msg, "/preprocess mean/std of feature 1"));
+  checkpoint_meta_free(&meta);
+  optim_free(&oa);
+  model_free(&a);
+}
+
 static void test_refusals(void **s) {
   (void)s;
   Model a, other;
@@ -336,6 +421,7 @@ int main(void) {
       cmocka_unit_test(test_big_counters),
       cmocka_unit_test(test_det_max),
       cmocka_unit_test(test_elapsed),
+      cmocka_unit_test(test_preprocess),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_list_prune_temporaries),
       cmocka_unit_test(test_dir_lock),

@@ -80,7 +80,7 @@ static void gen_write(const Gen *g, const char *base, int k) {
     }
     DataWriterSpec spec = {{hi[0] - lo[0], hi[1] - lo[1]}, g->d, g->classes, g->uint8, gen_scale(g),
                            g->norm ? mean : NULL, g->norm ? std : NULL, "unit test", g->classes <= 64 ? names : NULL,
-                           g->gzip};
+                           g->gzip, 0};
     char path[512];
     if (k == 1)
       snprintf(path, sizeof path, "%s", base);
@@ -311,11 +311,107 @@ static void test_read_arguments(void **state) {
   }
 }
 
+/* ==== Features without labels, and another preprocessing ==== */
+
+/* n train (and nt test) rows of d = 3 float32 features gen_f32 * 0.5, without labels; classes 0 = unknown. */
+static void write_unlabeled(const char *path, int64_t n, int64_t nt, int classes) {
+  DataWriterSpec spec = {{n, nt}, 3, classes, 0, 0.5f, NULL, NULL, "unit test", NULL, 0, 1};
+  DataWriter *w = NULL;
+  MtError err = {0};
+  if (datawriter_open(&w, path, &spec, &err) != 0) fail_msg("open: %s", err.msg);
+  for (int s = 0; s < 2; s++)
+    for (int64_t i = 0; i < spec.n[s]; i++) {
+      float x[3];
+      for (int j = 0; j < 3; j++) x[j] = gen_f32(s, i, j);
+      if (datawriter_append(w, (Split)s, x, NULL, 1, &err) != 0) fail_msg("append: %s", err.msg);
+    }
+  if (datawriter_close(w, &err) != 0) fail_msg("close: %s", err.msg);
+}
+
+static void test_unlabeled(void **state) {
+  (void)state;
+  write_unlabeled(tpath("nolab.h5"), 20, 5, 0);
+  Dataset *ds = NULL;
+  MtError err = {0};
+  /* refused unless the caller allows it (training needs labels) */
+  assert_int_equal(data_open(&ds, tpath("nolab.h5"), NULL, &err), -1);
+  assert_non_null(strstr(err.msg, "no dataset /train/y"));
+  assert_non_null(strstr(err.msg, "mpitrain predict"));
+  for (int memory = MEMORY_YES; memory <= MEMORY_NO; memory++) {
+    DataOptions o = {.memory = memory, .max_rows = 4, .allow_unlabeled = 1};
+    mt_error_clear(&err);
+    if (data_open(&ds, tpath("nolab.h5"), &o, &err) != 0) fail_msg("allow_unlabeled: %s", err.msg);
+    const DataInfo *in = data_info(ds);
+    assert_int_equal(in->labeled[SPLIT_TRAIN], 0);
+    assert_int_equal(in->labeled[SPLIT_TEST], 0);
+    assert_int_equal(in->n_classes, 0);
+    assert_int_equal(in->n[SPLIT_TEST], 5);
+    assert_null(data_labels(ds, SPLIT_TRAIN));
+    float x[20 * 3];
+    int32_t y[20];
+    assert_int_equal(data_read_range(ds, SPLIT_TRAIN, 0, 20, x, y, &err), 0);
+    for (int i = 0; i < 20; i++) {
+      assert_int_equal(y[i], -1);
+      for (int j = 0; j < 3; j++) assert_true(x[i * 3 + j] == gen_f32(0, i, j) * 0.5f);
+    }
+    const int64_t rows[4] = {0, 3, 3, 19};
+    assert_int_equal(data_read(ds, SPLIT_TRAIN, rows, 4, x, y, &err), 0);
+    for (int k = 0; k < 4; k++) {
+      assert_int_equal(y[k], -1);
+      assert_true(x[k * 3 + 2] == gen_f32(0, rows[k], 2) * 0.5f);
+    }
+    data_close(ds);
+  }
+  /* a class count given without labels is kept */
+  write_unlabeled(tpath("nolab3.h5"), 4, 0, 3);
+  DataOptions o = {.allow_unlabeled = 1};
+  if (data_open(&ds, tpath("nolab3.h5"), &o, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(data_info(ds)->n_classes, 3);
+  data_close(ds);
+  /* shards must agree on which splits have labels */
+  Gen g = {{6, 0}, 3, 2, 0, 0, 0};
+  gen_write(&g, tpath("mixed-00000-of-00002.h5"), 1);
+  write_unlabeled(tpath("mixed-00001-of-00002.h5"), 6, 0, 2);
+  assert_int_equal(data_open(&ds, tpath("mixed.h5"), &o, &err), -1);
+  assert_non_null(strstr(err.msg, "has labels for its train rows but"));
+  assert_non_null(strstr(err.msg, "mixed-00001-of-00002.h5 has none; all shards must agree"));
+}
+
+static void test_set_preprocess(void **state) {
+  (void)state;
+  Gen g = {{30, 0}, 4, 3, 1, 1, 0}; /* uint8, normalised */
+  gen_write(&g, tpath("pre.h5"), 1);
+  for (int memory = MEMORY_YES; memory <= MEMORY_NO; memory++) {
+    Dataset *ds = open_ok(tpath("pre.h5"), memory, 8);
+    MtError err = {0};
+    float x[30 * 4];
+    int32_t y[30];
+    /* another scale, no normalisation: x * 2 of the stored bytes */
+    assert_int_equal(data_set_preprocess(ds, 2.0f, NULL, NULL, &err), 0);
+    assert_int_equal(data_info(ds)->has_norm, 0);
+    assert_null(data_mean(ds));
+    assert_int_equal(data_read_range(ds, SPLIT_TRAIN, 0, 30, x, y, &err), 0);
+    for (int i = 0; i < 30; i++)
+      for (int j = 0; j < 4; j++) assert_true(x[i * 4 + j] == (float)gen_u8(0, i, j) * 2.0f);
+    /* and with mean/std: (x * scale - mean) / std */
+    const float mean[4] = {1, 2, 3, 4}, std[4] = {2, 4, 8, 16};
+    assert_int_equal(data_set_preprocess(ds, 0.5f, mean, std, &err), 0);
+    assert_int_equal(data_info(ds)->has_norm, 1);
+    assert_int_equal(data_read_range(ds, SPLIT_TRAIN, 0, 30, x, y, &err), 0);
+    for (int i = 0; i < 30; i++)
+      for (int j = 0; j < 4; j++) assert_true(x[i * 4 + j] == ((float)gen_u8(0, i, j) * 0.5f - mean[j]) / std[j]);
+    const float zero[4] = {1, 0, 1, 1};
+    assert_int_equal(data_set_preprocess(ds, 0.5f, mean, zero, &err), -1);
+    assert_non_null(strstr(err.msg, "std > 0"));
+    data_close(ds);
+  }
+}
+
 /* ==== Writer ==== */
 
 static void test_writer_checks(void **state) {
   (void)state;
-  DataWriterSpec spec = {{3, 0}, 2, 2, 0, 1.0f, NULL, NULL, "w", NULL, 0};
+  DataWriterSpec spec = {{3, 0}, 2, 2, 0, 1.0f, NULL, NULL, "w", NULL, 0, 0};
   DataWriter *w = NULL;
   MtError err = {0};
   float x[8] = {0, 1, 2, 3, 4, 5, 6, 7};
@@ -828,7 +924,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_streaming_bit_identical),  cmocka_unit_test(test_read_arguments),
       cmocka_unit_test(test_writer_checks),            cmocka_unit_test(test_synth_deterministic),
       cmocka_unit_test(test_bad_files),                cmocka_unit_test(test_foreign_files),
-      cmocka_unit_test(test_streaming_contiguous),
+      cmocka_unit_test(test_streaming_contiguous),     cmocka_unit_test(test_unlabeled),
+      cmocka_unit_test(test_set_preprocess),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   if (rc == 0) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); /* keep the files of a failed run to look at */
