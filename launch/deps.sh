@@ -17,6 +17,8 @@ packages=(
                                        # build still finds the parallel HDF5: h5pcc and hdf5.pc stay Open MPI's)
   clang libclang-rt-14-dev             # libFuzzer targets (launch/fuzz.sh)
   valgrind                             # memcheck on a short run (launch/valgrind.sh)
+  python3-torch python3-h5py           # launch/export.py (TorchScript, state dicts) and the interop tests, which
+  python3-numpy python3-onnx           # also write .pth files with torch; --onnx and its check need python3-onnx
 )
 missing=()
 for p in "${packages[@]}"; do

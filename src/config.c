@@ -69,6 +69,13 @@ const OptionSpec config_train_options[] = {
   {.name = "init", .type = OT_ENUM, .offset = offsetof(Config, init), .def = "auto", .choices = init_choices,
    .help = "weight initialisation: auto = he for (leaky_)relu, xavier for tanh and sigmoid; small = N(0,1)*0.01; "
            "zero = all zero (shows why symmetry must be broken); biases start at zero"},
+  {.name = "init-from", .type = OT_STRING, .offset = offsetof(Config, init_from),
+   .size = sizeof(((Config *)0)->init_from), .def = "", .metavar = "FILE",
+   .help = "start from the weights in FILE instead of --init: an mpitrain checkpoint (its parameters and batch-norm "
+           "statistics) or a PyTorch state dict saved with torch.save (launch/export.py's key names, or an "
+           "nn.Sequential of Linear [+ BatchNorm1d] layers, matched in order); shapes must fit the model. A fresh "
+           "run: step 0, a new optimiser state. With --resume, a checkpoint to resume wins (--init-from is ignored, "
+           "with a note)"},
 
   {.name = "batchnorm", .flags = OPT_MODEL, .type = OT_ENUM, .offset = offsetof(Config, batchnorm), .def = "none",
    .choices = bn_choices,

@@ -24,6 +24,7 @@
 #include "mpitrain/replicate.h"
 #include "mpitrain/rng.h"
 #include "mpitrain/sim.h"
+#include "mpitrain/torchfile.h"
 
 /* Slots in the gradient buffer's tail (model.h, MODEL_GRAD_TAIL) that ride along in the gradient allreduce. */
 enum { TAIL_LOSS = 0, TAIL_CORRECT, TAIL_FAILED, TAIL_STOP, TAIL_USED };
@@ -214,6 +215,7 @@ static int check_sizes(Trainer *t, MtError *err) {
 
 static int checkpoint_dir_ready(Trainer *t, MtError *err);
 static int trainer_resume(Trainer *t, MtError *err);
+static int trainer_init_from(Trainer *t, MtError *err);
 
 /* Collective. The features of the in-memory splits, when data_open deferred them: one copy per node in shared
  * memory, read by the node's first rank, mapped by the others — N ranks on a node, 1/N of the memory. */
@@ -446,7 +448,8 @@ agree:
     return -1;
   }
   if (share_features(t, err) != 0 || (cfg->checkpoint_dir[0] != '\0' && checkpoint_dir_ready(t, err) != 0) ||
-      (cfg->resume[0] != '\0' && trainer_resume(t, err) != 0)) {
+      (cfg->resume[0] != '\0' && trainer_resume(t, err) != 0) ||
+      (cfg->init_from[0] != '\0' && trainer_init_from(t, err) != 0)) {
     trainer_free(t);
     return -1;
   }
@@ -1353,6 +1356,52 @@ static int trainer_resume(Trainer *t, MtError *err) {
     *err = local;
     return -1;
   }
+  return 0;
+}
+
+/* Rank 0 only: FILE's weights into the model — an mpitrain checkpoint (architecture checked as for a resume, CRC
+ * verified; its optimiser state and progress are not used), else a PyTorch state dict (torchfile.h). */
+static int init_read(Trainer *t, const char *path, char *how, size_t how_n, MtError *err) {
+  if (torchfile_sniff(path)) {
+    char keys[64] = "";
+    if (torchfile_load_model(path, &t->model, keys, sizeof keys, err) != 0) return -1;
+    snprintf(how, how_n, "PyTorch state dict, %s", keys);
+    return 0;
+  }
+  CheckpointMeta meta;
+  MtError e = {0};
+  if (checkpoint_read_meta(path, &meta, &e) == 0) {
+    checkpoint_read_state(path, &meta, &t->model, NULL, &e);
+    checkpoint_meta_free(&meta);
+  }
+  if (e.failed) return mt_fail(err, "%s: %s", path, e.msg);
+  snprintf(how, how_n, "mpitrain checkpoint");
+  return 0;
+}
+
+/* Collective. --init-from FILE: the run starts from FILE's weights instead of --init's; everything else (step,
+ * epoch, optimiser state, data order) is a fresh run's. A checkpoint resumed wins. */
+static int trainer_init_from(Trainer *t, MtError *err) {
+  const char *path = t->cfg.init_from;
+  if (t->saved_step >= 0) {
+    log_info(t->log, "note: --init-from %s ignored: the run resumed a checkpoint (step %lld)", path,
+             (long long)t->saved_step);
+    return 0;
+  }
+  MtError local = {0};
+  char how[96] = "";
+  if (t->comm->rank == 0 && init_read(t, path, how, sizeof how, &local) != 0) {
+    char why[MT_ERROR_MSG];
+    snprintf(why, sizeof why, "%s", local.msg);
+    mt_error_clear(&local);
+    mt_fail(&local, "--init-from %s", why);
+  }
+  if (comm_agree(t->comm, &local) != 0) {
+    *err = local;
+    return -1;
+  }
+  model_replicate(t->comm, &t->model, 0);
+  log_info(t->log, "initialised from %s (%s)", path, how);
   return 0;
 }
 

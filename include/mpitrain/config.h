@@ -23,6 +23,7 @@ typedef struct Config {
   int activation;         /* ActKind */
   float leaky_slope;
   int init;               /* InitKind */
+  char init_from[1024];   /* "" = --init; else the weights of an mpitrain checkpoint or a PyTorch state dict */
   int batchnorm;          /* BnPlace */
   float bn_momentum, bn_eps;
   float dropout;          /* inverted-dropout rate after every hidden block */

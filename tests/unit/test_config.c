@@ -78,6 +78,7 @@ static void test_defaults(void **state) {
   assert_int_equal(c.checkpoint_epochs, 1);
   assert_int_equal(c.keep, 3);
   assert_string_equal(c.resume, "");
+  assert_string_equal(c.init_from, "");
   assert_int_equal(c.batchnorm, 0);
   assert_true(c.bn_momentum == 0.1f && c.bn_eps == 1e-5f && c.dropout == 0);
   assert_true(c.l2 == 0 && c.weight_decay == 0 && c.clip_norm == 0);
@@ -103,7 +104,7 @@ static void test_table_defaults_valid(void **state) {
       fail_msg("default of --%s is rejected: %s", o->name, err.msg);
     assert_non_null(o->help);
   }
-  assert_int_equal(count, 52); /* a new option: add its default to test_defaults too */
+  assert_int_equal(count, 53); /* a new option: add its default to test_defaults too */
 }
 
 static void test_choices_follow_enums(void **state) {
