@@ -18,6 +18,7 @@
 #include "mpitrain/blas.h"
 #include "mpitrain/checkpoint.h"
 #include "mpitrain/det.h"
+#include "mpitrain/fileid.h"
 #include "mpitrain/init.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/rng.h"
@@ -208,6 +209,7 @@ static int check_sizes(Trainer *t, MtError *err) {
 
 static int checkpoint_dir_ready(Trainer *t, MtError *err);
 static int trainer_resume(Trainer *t, MtError *err);
+static int metrics_open(Trainer *t, MtError *err);
 
 /* Collective. The features of the in-memory splits, when data_open deferred them: one copy per node in shared
  * memory, read by the node's first rank, mapped by the others — N ranks on a node, 1/N of the memory. */
@@ -313,6 +315,10 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   t->beta2 = config_beta2(cfg);
 
   if (config_validate(cfg, err) != 0) goto agree;
+  /* By stat, before anything opens them: opening a FIFO to read blocks until a writer comes, past any watchdog. */
+  if (fileid_regular(cfg->data, "--data", err) != 0 ||
+      (strcmp(cfg->resume, "auto") != 0 && fileid_regular(cfg->resume, "--resume", err) != 0))
+    goto agree;
 
   if (ds != NULL) {
     t->ds = ds;
@@ -419,8 +425,9 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   t->dlogits = mt_alloc(sizeof(float) * (size_t)t->micro * (size_t)t->info->n_classes, "the loss gradient", err);
   if (err->failed) goto agree;
 
-  LogOptions lo = {.is_root = comm->rank == 0, .progress = cfg->progress, .path = cfg->log,
-                   .format = cfg->log_format, .every = cfg->log_every};
+  /* The screen only, for now: --log is created by metrics_open once every input has been checked. */
+  LogOptions lo = {.is_root = comm->rank == 0, .progress = cfg->progress, .path = NULL, .format = cfg->log_format,
+                   .every = cfg->log_every};
   if (log_open(&t->log, &lo, err) != 0) goto agree;
 
   /* Deterministic mode: one OpenBLAS thread, always. OpenBLAS 0.3.21 blocks the K dimension of a GEMM differently
@@ -435,7 +442,7 @@ agree:
     return -1;
   }
   if (share_features(t, err) != 0 || (cfg->checkpoint_dir[0] != '\0' && checkpoint_dir_ready(t, err) != 0) ||
-      (cfg->resume[0] != '\0' && trainer_resume(t, err) != 0)) {
+      (cfg->resume[0] != '\0' && trainer_resume(t, err) != 0) || metrics_open(t, err) != 0) {
     trainer_free(t);
     return -1;
   }
@@ -1288,6 +1295,50 @@ static int checkpoint_dir_ready(Trainer *t, MtError *err) {
     if (stale > 0)
       fprintf(stderr, "mpitrain: removed %d unfinished checkpoint file%s left in %s by an interrupted run\n", stale,
               stale == 1 ? "" : "s", dir);
+  }
+  if (comm_agree(t->comm, &local) != 0) {
+    *err = local;
+    return -1;
+  }
+  return 0;
+}
+
+/* Collective, once the data and the checkpoint are open and agreed good: rank 0 creates the metrics file. Not before:
+ * a run refused for a bad input leaves an existing file of that name as it was. And never over an input of this
+ * run, by whatever name: a file of the dataset, the checkpoint resumed from, any checkpoint of --checkpoint-dir
+ * (--config is checked by config_parse, before the log exists either). */
+static int metrics_open(Trainer *t, MtError *err) {
+  MtError local = {0};
+  const Config *c = &t->cfg;
+  if (t->comm->rank == 0 && c->log[0] != '\0') {
+    const int n_shards = t->info->n_shards;
+    int n_ckpt = 0;
+    char(*ckpts)[1024] = NULL;
+    char best[1100];
+    if (c->checkpoint_dir[0] != '\0') {
+      ckpts = malloc(sizeof(*ckpts) * CHECKPOINT_MAX);
+      if (ckpts == NULL) mt_fail(&local, "out of memory listing %s", c->checkpoint_dir);
+      n_ckpt = ckpts ? checkpoint_list(c->checkpoint_dir, ckpts, CHECKPOINT_MAX, &local) : 0;
+      snprintf(best, sizeof best, "%s/best.h5", c->checkpoint_dir);
+    }
+    FileRole *in = local.failed ? NULL : mt_alloc(sizeof *in * (size_t)(n_shards + n_ckpt + 2), "the inputs", &local);
+    if (in != NULL) {
+      int n = 0;
+      for (int k = 0; k < n_shards; k++) in[n++] = (FileRole){.role = "--data", .path = data_shard_path(t->ds, k)};
+      if (strcmp(c->resume, "auto") != 0) in[n++] = (FileRole){.role = "--resume", .path = c->resume};
+      for (int i = 0; i < n_ckpt; i++) in[n++] = (FileRole){.role = "checkpoint", .path = ckpts[i]};
+      if (c->checkpoint_dir[0] != '\0') in[n++] = (FileRole){.role = "checkpoint", .path = best};
+      FileRole out = {.role = "--log", .path = c->log};
+      if (fileid_check(in, n, &out, 1, &local) == 0) {
+        MtError ignore = {0};
+        LogOptions lo = {.is_root = 1, .progress = c->progress, .path = c->log, .format = c->log_format,
+                         .every = c->log_every};
+        log_close(t->log, &ignore); /* the screen-only log: nothing drawn yet, nothing to flush */
+        log_open(&t->log, &lo, &local);
+      }
+      mt_free(in);
+    }
+    free(ckpts);
   }
   if (comm_agree(t->comm, &local) != 0) {
     *err = local;
