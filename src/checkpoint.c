@@ -24,6 +24,7 @@
 
 #include "h5util.h"
 #include "mpitrain/atomicfile.h"
+#include "mpitrain/fileid.h"
 
 #define MAX_TENSORS (4 * MODEL_MAX_HIDDEN + 2)
 
@@ -418,6 +419,8 @@ static hid_t open_ro(const char *path, MtError *err) {
     mt_fail(err, "cannot open checkpoint '%s': %s", path, strerror(errno));
     return -1;
   }
+  /* before HDF5 opens it: a FIFO would block that open until a writer came */
+  if (fileid_regular(path, "checkpoint", err) != 0) return -1;
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (fapl < 0 || H5Pset_file_locking(fapl, 0, 1) < 0) {
     if (fapl >= 0) H5Pclose(fapl);

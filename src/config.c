@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mpitrain/fileid.h"
 #include "mpitrain/init.h"
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
@@ -254,7 +255,10 @@ int config_parse(Config *c, int argc, char **argv, int first, MtError *err) {
       return mt_fail(err, "unexpected argument '%s': the dataset is given with --data %s", a, a);
     return mt_fail(err, "unexpected argument '%s': this command takes only --options (see --help)", a);
   }
-  return config_validate(c, err);
+  if (config_validate(c, err) != 0) return -1;
+  /* The INI file is read by now; the metrics file, created later, must not be it (by any name). */
+  FileRole config = {.role = "--config", .path = res.config_path}, log = {.role = "--log", .path = c->log};
+  return fileid_check(&config, 1, &log, 1, err);
 }
 
 static int ends_with(const char *s, const char *suffix) {

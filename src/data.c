@@ -22,6 +22,7 @@
 
 #include "h5util.h"
 #include "mpitrain/config.h"
+#include "mpitrain/fileid.h"
 
 #define DATA_PATH_MAX 4096
 #define DATA_MAX_ROWS ((int64_t)INT32_MAX) /* rows per split: row indices and MPI counts stay in int */
@@ -206,16 +207,15 @@ static int shards_resolve(Dataset *ds, const char *path, MtError *err) {
 /* ==== One file: open, shapes, types, attributes ==== */
 
 static int file_open(Shard *sh, int k, int n_shards, MtError *err) {
+  /* stat before open: a FIFO would block the open (and HDF5's) until a writer came */
+  if (fileid_regular(sh->path, NULL, err) != 0) return -1;
   int fd = open(sh->path, O_RDONLY);
   if (fd < 0) {
     if (n_shards > 1)
       return mt_fail(err, "cannot open shard %d of %d '%s': %s", k, n_shards, sh->path, strerror(errno));
     return mt_fail(err, "cannot open '%s': %s", sh->path, strerror(errno));
   }
-  struct stat st;
-  int is_dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
   close(fd);
-  if (is_dir) return mt_fail(err, "cannot open '%s': Is a directory; expected a dataset file", sh->path);
   htri_t is = H5Fis_hdf5(sh->path);
   if (is <= 0)
     return mt_fail(err, "%s: not an HDF5 file; expected a dataset written by `mpitrain convert` or `mpitrain synth`",

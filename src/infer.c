@@ -18,6 +18,7 @@
 #include "mpitrain/checkpoint.h"
 #include "mpitrain/config.h"
 #include "mpitrain/data.h"
+#include "mpitrain/fileid.h"
 #include "mpitrain/loss.h"
 #include "mpitrain/model.h"
 #include "mpitrain/opts.h"
@@ -33,6 +34,7 @@ typedef struct InferOptions {
   int threads;
   int in_memory;     /* MemoryMode */
   int64_t memory_limit_mb;
+  char config[1024]; /* --config FILE, if any (set by parse: not in the option tables) */
 } InferOptions;
 
 static const char *const split_choices[] = {"train", "test", NULL};
@@ -78,6 +80,7 @@ static int parse(Comm *c, const OptionSpec *table, InferOptions *o, int argc, ch
       if (c->rank == 0) opts_print_help_ex(stdout, usage, summary, table, 1);
       return 1;
     }
+    snprintf(o->config, sizeof o->config, "%s", res.config_path);
     if (res.n_positional > 0)
       mt_fail(&err, "unexpected argument '%s' (the checkpoint is given with --checkpoint)", res.positional[0]);
     else if (o->checkpoint[0] == '\0')
@@ -185,8 +188,14 @@ static int preprocess_apply(Comm *c, const InferOptions *o, Infer *in, MtError *
 static int infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, MtError *err) {
   memset(in, 0, sizeof *in);
   in->micro = o->micro_batch;
-  if (load_model(c, o->checkpoint, &in->model, &in->meta, in->micro, err) != 0) return -1;
   MtError local = {0};
+  /* By stat, before anything opens them: opening a FIFO to read blocks until a writer comes. */
+  if (fileid_regular(o->checkpoint, "--checkpoint", &local) == 0) fileid_regular(o->data, "--data", &local);
+  if (comm_agree(c, &local) != 0) {
+    *err = local;
+    return -1;
+  }
+  if (load_model(c, o->checkpoint, &in->model, &in->meta, in->micro, err) != 0) return -1;
   DataOptions dopt = {.memory = o->in_memory, .memory_limit = o->memory_limit_mb * 1024 * 1024, .max_rows = in->micro,
                       .allow_unlabeled = 1};
   if (data_open(&in->ds, o->data, &dopt, &local) == 0) {
@@ -304,6 +313,21 @@ int eval_main(Comm *c, int argc, char **argv) {
   return 0;
 }
 
+/* Rank 0, before the temporary of --out is created: renaming it into place must not replace an input, whatever name
+ * --out gives it. */
+static int check_out(const InferOptions *o, const Infer *in, MtError *err) {
+  const int n_shards = data_info(in->ds)->n_shards;
+  FileRole *inputs = mt_alloc(sizeof *inputs * (size_t)(n_shards + 2), "the inputs", err);
+  if (inputs == NULL) return -1;
+  inputs[0] = (FileRole){.role = "--checkpoint", .path = o->checkpoint};
+  inputs[1] = (FileRole){.role = "--config", .path = o->config};
+  for (int k = 0; k < n_shards; k++) inputs[2 + k] = (FileRole){.role = "--data", .path = data_shard_path(in->ds, k)};
+  FileRole out = {.role = "--out", .path = o->out, .replaced = 1};
+  int rc = fileid_check(inputs, n_shards + 2, &out, 1, err);
+  mt_free(inputs);
+  return rc;
+}
+
 /* One CSV line per row into buf; returns bytes written (buf is large enough: see line_bytes). y NULL: no label
  * column (a split without labels). */
 static size_t format_rows(char *buf, int64_t first, int n, const int32_t *y, const float *probs, int C) {
@@ -343,7 +367,7 @@ int predict_main(Comm *c, int argc, char **argv) {
   char *text = mt_alloc(line_bytes * (size_t)in.micro, "the output buffer", &local);
   char tmp[1100] = "";
   FILE *f = NULL;
-  if (c->rank == 0 && !local.failed) {
+  if (c->rank == 0 && !local.failed && check_out(&o, &in, &local) == 0) {
     f = atomic_temp_name(o.out, tmp, sizeof tmp) == 0 ? fopen(tmp, "w") : NULL;
     if (f == NULL) {
       mt_fail(&local, "--out %s: cannot create it: %s", o.out, strerror(errno));

@@ -14,6 +14,8 @@
 
 #include <ini.h>
 
+#include "mpitrain/fileid.h"
+
 /* ==== Names ==== */
 
 /* Option names compare case-insensitively with '-' and '_' interchangeable: INI files conventionally use
@@ -569,6 +571,8 @@ static int opts_load_ini_stream(const OptionSpec *table, void *dst, FILE *f, con
 }
 
 static int opts_load_ini(const OptionSpec *table, void *dst, const char *path, MtError *err) {
+  /* stat first: opening a FIFO to read would block until a writer came, on every rank, before any watchdog runs */
+  if (fileid_regular(path, "--config", err) != 0) return -1;
   FILE *f = fopen(path, "r");
   if (f == NULL) return mt_fail(err, "cannot open config file '%s': %s", path, strerror(errno));
   return opts_load_ini_stream(table, dst, f, path, err);

@@ -22,6 +22,7 @@
 #include "mpitrain/config.h"
 #include "mpitrain/data.h"
 #include "mpitrain/datawriter.h"
+#include "mpitrain/fileid.h"
 #include "mpitrain/opts.h"
 #include "mpitrain/synth.h"
 
@@ -102,6 +103,29 @@ static int check_out(const char *out, MtError *err) {
   return 0;
 }
 
+/* File k of the set named out: out itself when there is one file, else its shard names. */
+static void set_file_name(const char *out, int k, int shards, char *path, size_t n) {
+  if (shards == 1)
+    snprintf(path, n, "%s", out);
+  else
+    data_shard_name(out, k, shards, path, n);
+}
+
+/* Before anything is read or written: the inputs that exist are regular files (a FIFO would block its reader), and
+ * no file of the set to write (out, or each of its shards) is one of them: renaming the new file into place would
+ * destroy that input. */
+static int check_files(const FileRole *inputs, int n_inputs, const char *out, int shards, MtError *err) {
+  for (int i = 0; i < n_inputs; i++)
+    if (fileid_regular(inputs[i].path, inputs[i].role, err) != 0) return -1;
+  for (int k = 0; k < shards; k++) {
+    char path[TOOL_PATH];
+    set_file_name(out, k, shards, path, sizeof path);
+    FileRole o = {.role = "--out", .path = path, .replaced = 1};
+    if (fileid_check(inputs, n_inputs, &o, 1, err) != 0) return -1;
+  }
+  return 0;
+}
+
 /* Rows [lo, hi) of split s that shard k of K holds: as even as possible, the first shards taking one more. */
 static void shard_range(int64_t n, int k, int K, int64_t *lo, int64_t *hi) {
   int64_t q = n / K, r = n % K;
@@ -138,10 +162,7 @@ static int write_set(WriteSet *ws, MtError *err) {
   if (y == NULL) goto done;
   for (int k = ws->rank; k < ws->shards; k += ws->size) {
     char path[TOOL_PATH];
-    if (ws->shards == 1)
-      snprintf(path, sizeof path, "%s", ws->out);
-    else
-      data_shard_name(ws->out, k, ws->shards, path, sizeof path);
+    set_file_name(ws->out, k, ws->shards, path, sizeof path);
     int64_t lo[2], hi[2];
     DataWriterSpec spec = ws->spec;
     for (int s = 0; s < 2; s++) {
@@ -237,6 +258,7 @@ static int gz_read_all(gzFile f, void *buf, size_t n, size_t *got) {
 /* An IDX file of unsigned bytes, gzip-compressed or not: labels (1 dimension) or images (2 or more). */
 static int idx_read(const char *path, int labels, Idx *out, MtError *err) {
   memset(out, 0, sizeof *out);
+  if (fileid_regular(path, NULL, err) != 0) return -1; /* before gzopen: a FIFO would block it */
   errno = 0;
   gzFile f = gzopen(path, "rb");
   if (f == NULL) return mt_fail(err, "cannot open '%s': %s", path, errno ? strerror(errno) : "out of memory");
@@ -329,6 +351,7 @@ static int csv_open(Csv *c, const char *path, int label_col, int64_t classes, Mt
   c->path = path;
   c->label_col = label_col;
   c->classes = classes;
+  if (fileid_regular(path, NULL, err) != 0) return -1; /* before fopen: a FIFO would block it */
   c->f = fopen(path, "r");
   if (c->f == NULL) return mt_fail(err, "cannot open '%s': %s", path, strerror(errno));
   return 0;
@@ -665,8 +688,8 @@ done:
   return rc;
 }
 
-static int convert_idx(const ConvertOptions *o, DataWriterSpec *spec, WriteSet *ws, IdxSource *src, char *source,
-                       size_t source_n, MtError *err) {
+static int convert_idx(const ConvertOptions *o, const char *config, DataWriterSpec *spec, WriteSet *ws,
+                       IdxSource *src, char *source, size_t source_n, MtError *err) {
   char path[4][TOOL_PATH];
   const char *given[4] = {o->train_images, o->train_labels, o->test_images, o->test_labels};
   const char *std_name[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -691,6 +714,10 @@ static int convert_idx(const ConvertOptions *o, DataWriterSpec *spec, WriteSet *
   if ((path[2][0] == '\0') != (path[3][0] == '\0'))
     return mt_fail(err, "test images and labels go together: found %s but not the %s", path[2][0] ? path[2] : path[3],
                    path[2][0] ? "labels" : "images");
+  static const char *const option[4] = {"--train-images", "--train-labels", "--test-images", "--test-labels"};
+  FileRole inputs[5] = {{.role = "--config", .path = config}};
+  for (int i = 0; i < 4; i++) inputs[1 + i] = (FileRole){.role = given[i][0] ? option[i] : "IDX file", .path = path[i]};
+  if (check_files(inputs, 5, o->out, o->shards, err) != 0) return -1;
   int has_test = path[2][0] != '\0';
   for (int s = 0; s < 1 + has_test; s++) {
     if (idx_read(path[2 * s], 0, &src->img[s], err) != 0 || idx_read(path[2 * s + 1], 1, &src->lab[s], err) != 0)
@@ -730,7 +757,7 @@ static int convert_idx(const ConvertOptions *o, DataWriterSpec *spec, WriteSet *
   return fashion;
 }
 
-static int convert_run(const ConvertOptions *o, double t0, MtError *err) {
+static int convert_run(const ConvertOptions *o, const char *config, double t0, MtError *err) {
   IdxSource idx = {0};
   CsvSource csv = {0};
   CsvScan scan[2] = {{0}, {0}};
@@ -743,7 +770,7 @@ static int convert_run(const ConvertOptions *o, double t0, MtError *err) {
   WriteSet ws = {.out = o->out, .shards = o->shards, .rank = 0, .size = 1};
 
   if (o->from == FROM_IDX) {
-    fashion = convert_idx(o, &spec, &ws, &idx, source, sizeof source, err);
+    fashion = convert_idx(o, config, &spec, &ws, &idx, source, sizeof source, err);
     if (fashion < 0) goto done;
   } else {
     if (o->train[0] == '\0') {
@@ -751,6 +778,9 @@ static int convert_run(const ConvertOptions *o, double t0, MtError *err) {
       goto done;
     }
     const char *files[2] = {o->train, o->test};
+    FileRole inputs[3] = {{.role = "--config", .path = config}, {.role = "--train", .path = o->train},
+                          {.role = "--test", .path = o->test}};
+    if (check_files(inputs, 3, o->out, o->shards, err) != 0) goto done;
     for (int s = 0; s < 2; s++) {
       if (files[s][0] == '\0') continue;
       if (csv_scan(files[s], o->label_column, o->classes, s == 0 && o->normalize, &scan[s], err) != 0) goto done;
@@ -878,7 +908,7 @@ int tool_convert(Comm *c, int argc, char **argv) {
     mt_fail(&err, "--normalize and --normalize-from: choose one (compute the statistics from this data, or reuse "
             "the training data's)");
   if (agree_and_report(c, &err) != 0) return EXIT_USAGE;
-  if (c->rank == 0 && convert_run(&o, t0, &err) == 0) fflush(stdout);
+  if (c->rank == 0 && convert_run(&o, res.config_path, t0, &err) == 0) fflush(stdout);
   wait_for_all(c);
   return agree_and_report(c, &err) == 0 ? 0 : 1;
 }
@@ -980,6 +1010,9 @@ int tool_synth(Comm *c, int argc, char **argv) {
     mt_fail(&err, "--classes %d x --features %d: the class centres alone would need more than 1 GiB", o.classes,
             o.features);
   if (agree_and_report(c, &err) != 0) return EXIT_USAGE;
+  FileRole config = {.role = "--config", .path = res.config_path};
+  if (c->rank == 0) check_files(&config, 1, o.out, o.shards, &err);
+  if (agree_and_report(c, &err) != 0) return 1;
 
   SynthSource src = {.spec = {o.samples, o.test_samples, o.features, o.classes, (uint64_t)o.seed, o.noise},
                      .uint8 = o.dtype == 1};

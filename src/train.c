@@ -19,6 +19,7 @@
 #include "mpitrain/blas.h"
 #include "mpitrain/checkpoint.h"
 #include "mpitrain/det.h"
+#include "mpitrain/fileid.h"
 #include "mpitrain/init.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/replicate.h"
@@ -216,6 +217,7 @@ static int check_sizes(Trainer *t, MtError *err) {
 static int checkpoint_dir_ready(Trainer *t, MtError *err);
 static int trainer_resume(Trainer *t, MtError *err);
 static int trainer_init_from(Trainer *t, MtError *err);
+static int metrics_open(Trainer *t, MtError *err);
 
 /* Collective. The features of the in-memory splits, when data_open deferred them: one copy per node in shared
  * memory, read by the node's first rank, mapped by the others — N ranks on a node, 1/N of the memory. */
@@ -322,6 +324,10 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   t->beta2 = config_beta2(cfg);
 
   if (config_validate(cfg, err) != 0) goto agree;
+  /* By stat, before anything opens them: opening a FIFO to read blocks until a writer comes, past any watchdog. */
+  if (fileid_regular(cfg->data, "--data", err) != 0 ||
+      (strcmp(cfg->resume, "auto") != 0 && fileid_regular(cfg->resume, "--resume", err) != 0))
+    goto agree;
 
   if (ds != NULL) {
     t->ds = ds;
@@ -428,10 +434,10 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   t->dlogits = mt_alloc(sizeof(float) * (size_t)t->micro * (size_t)t->info->n_classes, "the loss gradient", err);
   if (err->failed) goto agree;
 
-  /* A run that may resume opens the metrics file once it knows whether it does (trainer_resume): it continues the
-   * file of the run it resumes. */
+  /* The screen only, for now: --log is opened by metrics_open once every input has been checked and the run knows
+   * whether it resumed (then it continues the file of the run it resumes). */
   LogOptions lo = {.is_root = comm->rank == 0, .progress = cfg->progress, .path = cfg->log,
-                   .format = cfg->log_format, .every = cfg->log_every, .defer_file = cfg->resume[0] != '\0'};
+                   .format = cfg->log_format, .every = cfg->log_every, .defer_file = 1};
   if (log_open(&t->log, &lo, err) != 0) goto agree;
 
   /* Deterministic mode: one OpenBLAS thread, always. OpenBLAS 0.3.21 blocks the K dimension of a GEMM differently
@@ -449,7 +455,7 @@ agree:
   }
   if (share_features(t, err) != 0 || (cfg->checkpoint_dir[0] != '\0' && checkpoint_dir_ready(t, err) != 0) ||
       (cfg->resume[0] != '\0' && trainer_resume(t, err) != 0) ||
-      (cfg->init_from[0] != '\0' && trainer_init_from(t, err) != 0)) {
+      (cfg->init_from[0] != '\0' && trainer_init_from(t, err) != 0) || metrics_open(t, err) != 0) {
     trainer_free(t);
     return -1;
   }
@@ -1282,11 +1288,6 @@ static int trainer_resume(Trainer *t, MtError *err) {
   if (!iv[6]) {
     if (have_full) optim_free(&full);
     log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
-    log_open_file(t->log, -1, &local); /* a fresh run: a new metrics file */
-    if (comm_agree(t->comm, &local) != 0) {
-      *err = local;
-      return -1;
-    }
     return 0;
   }
   model_replicate(t->comm, &t->model, 0);
@@ -1348,7 +1349,6 @@ static int trainer_resume(Trainer *t, MtError *err) {
     if (meta.elapsed_s < 0 && t->cfg.log[0] != '\0')
       log_info(t->log, "note: %s does not record the training time so far (an older mpitrain): elapsed_s in %s "
                        "counts from 0 again", used, t->cfg.log);
-    log_open_file(t->log, t->step, &local); /* continues the metrics file of the run it resumes */
   }
   if (t->epoch_pos > t->n_train) t->epoch_pos = t->n_train;
   checkpoint_meta_free(&meta);
@@ -1362,6 +1362,7 @@ static int trainer_resume(Trainer *t, MtError *err) {
 /* Rank 0 only: FILE's weights into the model — an mpitrain checkpoint (architecture checked as for a resume, CRC
  * verified; its optimiser state and progress are not used), else a PyTorch state dict (torchfile.h). */
 static int init_read(Trainer *t, const char *path, char *how, size_t how_n, MtError *err) {
+  if (fileid_regular(path, NULL, err) != 0) return -1; /* before anything opens it: a FIFO would block */
   if (torchfile_sniff(path)) {
     char keys[64] = "";
     if (torchfile_load_model(path, &t->model, keys, sizeof keys, err) != 0) return -1;
@@ -1443,6 +1444,48 @@ static int checkpoint_dir_ready(Trainer *t, MtError *err) {
   }
   /* The directory's verdict is the job's, not rank 0's: every rank reports it (one line, no "rank 0:"). */
   comm_bcast(t->comm, &local, sizeof local, 0);
+  if (comm_agree(t->comm, &local) != 0) {
+    *err = local;
+    return -1;
+  }
+  return 0;
+}
+
+/* Collective, once the data and the checkpoint are open and agreed good: rank 0 creates the metrics file. Not before:
+ * a run refused for a bad input leaves an existing file of that name as it was. And never over an input of this
+ * run, by whatever name: a file of the dataset, the checkpoint resumed from, any checkpoint of --checkpoint-dir
+ * (--config is checked by config_parse, before the log exists either). */
+static int metrics_open(Trainer *t, MtError *err) {
+  MtError local = {0};
+  const Config *c = &t->cfg;
+  if (t->comm->rank == 0 && c->log[0] != '\0') {
+    const int n_shards = t->info->n_shards;
+    int n_ckpt = 0;
+    char(*ckpts)[1024] = NULL;
+    char best[1100];
+    if (c->checkpoint_dir[0] != '\0') {
+      ckpts = malloc(sizeof(*ckpts) * CHECKPOINT_MAX);
+      if (ckpts == NULL) mt_fail(&local, "out of memory listing %s", c->checkpoint_dir);
+      n_ckpt = ckpts ? checkpoint_list(c->checkpoint_dir, ckpts, CHECKPOINT_MAX, &local) : 0;
+      snprintf(best, sizeof best, "%s/best.h5", c->checkpoint_dir);
+    }
+    FileRole *in = local.failed ? NULL : mt_alloc(sizeof *in * (size_t)(n_shards + n_ckpt + 3), "the inputs", &local);
+    if (in != NULL) {
+      int n = 0;
+      for (int k = 0; k < n_shards; k++) in[n++] = (FileRole){.role = "--data", .path = data_shard_path(t->ds, k)};
+      if (strcmp(c->resume, "auto") != 0) in[n++] = (FileRole){.role = "--resume", .path = c->resume};
+      if (c->init_from[0] != '\0') in[n++] = (FileRole){.role = "--init-from", .path = c->init_from};
+      for (int i = 0; i < n_ckpt; i++) in[n++] = (FileRole){.role = "checkpoint", .path = ckpts[i]};
+      if (c->checkpoint_dir[0] != '\0') in[n++] = (FileRole){.role = "checkpoint", .path = best};
+      FileRole out = {.role = "--log", .path = c->log};
+      if (fileid_check(in, n, &out, 1, &local) == 0) {
+        /* A resumed run continues the file of the run it resumes; a fresh one starts it anew. */
+        log_open_file(t->log, t->saved_step >= 0 ? t->step : -1, &local);
+      }
+      mt_free(in);
+    }
+    free(ckpts);
+  }
   if (comm_agree(t->comm, &local) != 0) {
     *err = local;
     return -1;

@@ -76,8 +76,9 @@ typedef struct Config {
 
 extern const OptionSpec config_train_options[];
 
-/* Defaults + --config + command line (argv[first..)), then config_validate. Returns 0, 1 if --help was asked
- * (nothing printed: call config_print_help; c holds the defaults), -1 on error (positional arguments included). */
+/* Defaults + --config + command line (argv[first..)), then config_validate, and --log must not be the --config file
+ * (fileid_check: by device and inode). Returns 0, 1 if --help was asked (nothing printed: call config_print_help;
+ * c holds the defaults), -1 on error (positional arguments included). */
 int config_parse(Config *c, int argc, char **argv, int first, MtError *err);
 
 /* Cross-option checks that the table's ranges cannot express (config_parse already calls it; call it again

@@ -490,10 +490,19 @@ static void test_ini_errors(void **state) {
 
   assert_fails_with(parse(&t, &err, "--config", "/nonexistent/dir/x.ini", NULL), &err,
                     "cannot open config file '/nonexistent/dir/x.ini': No such file or directory");
-  assert_fails_containing(parse(&t, &err, "--config", "/tmp", NULL), &err, "cannot read config file '/tmp'");
-  /* not text: refused at once with bounded memory (getline grew its buffer through all of /dev/zero) */
+  /* not regular files: refused by stat, before an open that could block (a FIFO) or never end (a device) */
+  assert_fails_with(parse(&t, &err, "--config", "/tmp", NULL), &err, "--config /tmp: is a directory, not a regular file");
   assert_fails_with(parse(&t, &err, "--config", "/dev/zero", NULL), &err,
-                    "/dev/zero:1: the line holds a NUL byte; expected a text file");
+                    "--config /dev/zero: is a character device, not a regular file");
+  /* not text: refused at once with bounded memory (getline grew its buffer through all of a binary file) */
+  path = write_temp(1, "");
+  FILE *bin = fopen(path, "wb");
+  assert_non_null(bin);
+  assert_int_equal(fwrite("n = 4\n\0\0\0\n", 1, 10, bin), 10);
+  assert_int_equal(fclose(bin), 0);
+  snprintf(expected, sizeof expected, "%s:2: the line holds a NUL byte; expected a text file", path);
+  assert_fails_with(parse(&t, &err, "--config", path, NULL), &err, expected);
+  remove(path);
   /* a bad config is reported before (not instead of) the command line being parsed */
   path = write_temp(1, "lr = 0.1\n");
   assert_fails_containing(parse(&t, &err, "--config", path, "--lr", "x", NULL), &err, "--lr: expected");
