@@ -144,6 +144,7 @@ int bench_main(Comm *c, int argc, char **argv) {
     return 0;
   }
   Config *cfg = &bc.train;
+  comm_watchdog_timeout(c, cfg->stall_timeout);
   cfg->progress = PROGRESS_OFF;
   cfg->eval = 0;
   cfg->log[0] = '\0';
