@@ -55,7 +55,8 @@ int h5_file_flush(hid_t file, const char *path) {
     free(ids);
     if (bad) return flush_failed();
   }
-  /* Then every byte the metadata can still go to: the file's address space, and 64 KiB for what a flush may add. */
+  /* Then every byte the metadata can still go to: the file's address space (where the cached metadata already has its
+   * place), and a page for the superblock's and the end's updates. */
   hsize_t size = 0;
   if (H5Fget_filesize(file, &size) < 0) return -1;
   int fd = open(path, O_WRONLY);
@@ -63,7 +64,7 @@ int h5_file_flush(hid_t file, const char *path) {
     noted_errno = errno;
     return flush_failed();
   }
-  int rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size + 65536) == 0 ? 0 : errno;
+  int rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size + 4096) == 0 ? 0 : errno;
   close(fd);
   if (rc != 0 && rc != EOPNOTSUPP && rc != ENOSYS) { /* a file system without fallocate: go on, hoping */
     noted_errno = rc;
