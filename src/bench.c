@@ -172,6 +172,7 @@ int bench_main(Comm *c, int argc, char **argv) {
   }
   comm_warn_oversubscribed(c);
   Config *cfg = &bc.train;
+  comm_watchdog_timeout(c, cfg->stall_timeout);
   cfg->progress = PROGRESS_OFF;
   cfg->eval = 0;
   cfg->log[0] = '\0';

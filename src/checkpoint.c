@@ -203,16 +203,19 @@ int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *me
       goto done;
   }
   if (write_attrs(f, meta, state_crc(m, mom1, mom2, meta)) < 0) goto done;
-  if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) goto done;
+  if (h5_file_flush(f, tmp) != 0) goto done;
   herr_t closed = H5Fclose(f);
   f = -1;
   if (closed < 0 || atomic_commit(tmp, final) != 0) goto done;
   rc = 0;
-done:
-  if (f >= 0) H5Fclose(f);
+done:;
+  int e = errno;
+  if (f >= 0) {
+    h5_file_abandon(f); /* a failed write: the close must not fail too (h5util.h) */
+    H5Fclose(f);
+  }
   if (fapl >= 0) H5Pclose(fapl);
   if (rc != 0) {
-    int e = errno;
     unlink(tmp);
     return mt_fail(err, "cannot write checkpoint %s: %s (is the disk full or the directory read-only?)", final,
                    e ? strerror(e) : "HDF5 write failed");

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -139,6 +140,27 @@ void comm_bcast(Comm *c, void *buf, size_t bytes, int root) {
     int cnt = (int)(bytes - off < piece ? bytes - off : piece);
     COLL(c, "broadcast", MPI_Bcast((char *)buf + off, cnt, MPI_BYTE, root, c->comm));
   }
+}
+
+void comm_send(Comm *c, const void *buf, int n, MPI_Datatype type, int dest, int tag, const char *what) {
+  COLL(c, what, MPI_Send(buf, n, type, dest, tag, c->comm));
+}
+
+void comm_recv(Comm *c, void *buf, int n, MPI_Datatype type, int src, int tag, const char *what) {
+  COLL(c, what, MPI_Recv(buf, n, type, src, tag, c->comm, MPI_STATUS_IGNORE));
+}
+
+void comm_wait_all(Comm *c, const char *what) {
+  MPI_Request req;
+  MPI_CHECK(c, MPI_Ibarrier(c->comm, &req));
+  wd_enter(c, what);
+  for (int done = 0;;) {
+    MPI_CHECK(c, MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) break;
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  wd_leave(c);
 }
 
 uint64_t comm_hash(const void *buf, size_t bytes) {
@@ -388,15 +410,69 @@ void comm_shared_free(CommShared *sh) {
   sh->win = MPI_WIN_NULL;
 }
 
+/* ==== Stop signals ==== */
+
+/* The signal that asked this process to stop (0: none). A lock-free atomic: safe to store from a handler and to
+ * read from the inspector thread. */
+static atomic_int stop_sig;
+static struct sigaction stop_old[3];
+static const int stop_signals[3] = {SIGTERM, SIGINT, SIGUSR1};
+
+static void on_stop_signal(int sig) {
+  if (atomic_load(&stop_sig) != 0 && sig == SIGINT) { /* a second Ctrl-C: the user means it */
+    signal(SIGINT, SIG_DFL);
+    raise(SIGINT);
+  }
+  atomic_store(&stop_sig, sig);
+}
+
+void comm_stop_catch(void) {
+  atomic_store(&stop_sig, 0);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sa.sa_flags = SA_RESTART; /* a write(2) in the middle of a chunk completes; the loop checks between chunks */
+  sigemptyset(&sa.sa_mask);
+  for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &stop_old[i]);
+}
+
+void comm_stop_release(void) {
+  for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &stop_old[i], NULL);
+}
+
+int comm_stop_signal(void) { return atomic_load(&stop_sig); }
+
+const char *comm_signal_name(int sig) {
+  switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGUSR1: return "SIGUSR1";
+    default: return "a signal";
+  }
+}
+
+int comm_fail_exit(Comm *c, const MtError *err) {
+  int sig = comm_stop_signal();
+  comm_allreduce(c, &sig, 1, MPI_INT, MPI_MAX, "error agreement");
+  if (c->rank == 0 && err->failed) {
+    fflush(stdout);
+    fprintf(stderr, sig ? "mpitrain: %s\n" : "mpitrain: error: %s\n", err->msg);
+    fflush(stderr);
+  }
+  return sig ? 128 + sig : 1;
+}
+
 /* ==== Stall inspector ==== */
 
-enum { WD_QUERY = 1, WD_STATE = 2 };
+enum { WD_QUERY = 1, WD_STATE = 2, WD_STOP = 3 };
 
 struct Watchdog {
   pthread_t thread;
   MPI_Comm comm;                  /* a duplicate: the inspector's messages never meet the application's */
-  double timeout;
+  atomic_llong timeout_us;        /* 0: never report */
   atomic_int stop;
+  int stop_sent;                  /* inspector thread only: this rank's stop signal was passed on (the value) */
+  atomic_llong progress_us;       /* the last sign of life: a phase or step change, entering or leaving a wait */
   _Atomic(const char *) phase;    /* set by the main thread ... */
   atomic_llong phase_since_us;
   atomic_llong step;
@@ -407,7 +483,7 @@ struct Watchdog {
 /* What one rank tells the inspector. */
 typedef struct WdState {
   int rank, in_coll;
-  double coll_s, phase_s;
+  double coll_s, phase_s, progress_s;
   long long step;
   char phase[40], coll[40];
 } WdState;
@@ -420,22 +496,44 @@ static long long now_us(void) {
 
 static void wd_enter(Comm *c, const char *what) {
   if (c->wd == NULL) return;
-  atomic_store(&c->wd->coll_since_us, now_us());
+  long long t = now_us();
+  atomic_store(&c->wd->coll_since_us, t);
+  atomic_store(&c->wd->progress_us, t);
   atomic_store(&c->wd->coll, what);
 }
 
 static void wd_leave(Comm *c) {
   if (c->wd == NULL) return;
   atomic_store(&c->wd->coll, (const char *)NULL);
+  atomic_store(&c->wd->progress_us, now_us());
+}
+
+/* Fault injection for the inspector's tests: MPITRAIN_TEST_STOP=RANK:PHASE makes that rank SIGSTOP itself (every
+ * thread, the inspector's too) the first time it enters PHASE, as if someone had frozen it. Read once. */
+static void test_stop(const Comm *c, const char *phase) {
+  static int parsed = 0, rank = -1;
+  static char name[40];
+  if (!parsed) {
+    parsed = 1;
+    const char *e = getenv("MPITRAIN_TEST_STOP");
+    if (e == NULL || sscanf(e, "%d:%39[a-z ]", &rank, name) != 2) rank = -1;
+  }
+  if (rank == c->rank && strcmp(phase, name) == 0) {
+    rank = -1;
+    raise(SIGSTOP);
+  }
 }
 
 void comm_phase(Comm *c, const char *phase, int64_t step) {
   if (c->wd == NULL) return;
+  int moved = atomic_exchange(&c->wd->step, (long long)step) != (long long)step;
   if (atomic_load(&c->wd->phase) != phase) {
     atomic_store(&c->wd->phase_since_us, now_us());
     atomic_store(&c->wd->phase, phase);
+    moved = 1;
+    test_stop(c, phase);
   }
-  atomic_store(&c->wd->step, (long long)step);
+  if (moved) atomic_store(&c->wd->progress_us, now_us());
 }
 
 static WdState wd_state(const Comm *c) {
@@ -448,10 +546,35 @@ static WdState wd_state(const Comm *c) {
   s.in_coll = coll != NULL;
   s.coll_s = coll ? (t - atomic_load(&w->coll_since_us)) / 1e6 : 0;
   s.phase_s = (t - atomic_load(&w->phase_since_us)) / 1e6;
+  s.progress_s = (t - atomic_load(&w->progress_us)) / 1e6;
   s.step = atomic_load(&w->step);
   snprintf(s.phase, sizeof s.phase, "%s", phase ? phase : "?");
   snprintf(s.coll, sizeof s.coll, "%s", coll ? coll : "");
   return s;
+}
+
+/* Passes this rank's stop signal on to every other rank, once; takes one passed on by another rank. */
+static void wd_stops(Comm *c) {
+  Watchdog *w = c->wd;
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, WD_STOP, w->comm, &flag, &st) != MPI_SUCCESS || !flag) break;
+    int sig = 0;
+    MPI_Recv(&sig, 1, MPI_INT, st.MPI_SOURCE, WD_STOP, w->comm, MPI_STATUS_IGNORE);
+    if (w->stop_sent == 0) w->stop_sent = sig; /* already everywhere: do not echo it */
+    int none = 0;
+    atomic_compare_exchange_strong(&stop_sig, &none, sig);
+  }
+  int sig = atomic_load(&stop_sig);
+  if (sig == 0 || w->stop_sent != 0) return;
+  w->stop_sent = sig;
+  for (int r = 0; r < c->size; r++)
+    if (r != c->rank) {
+      MPI_Request q;
+      MPI_Isend(&w->stop_sent, 1, MPI_INT, r, WD_STOP, w->comm, &q);
+      MPI_Request_free(&q);
+    }
 }
 
 /* Answers every pending query. */
@@ -485,14 +608,17 @@ static void ranges(const int *r, int n, char *buf, size_t len) {
   }
 }
 
-/* This rank has waited too long: ask everyone, and let the lowest waiting rank say what is going on. */
-static void wd_report(Comm *c, WdState me) {
+/* This rank has waited too long: ask everyone. If some rank has shown a sign of life within the timeout (it is
+ * busy and moving: writing chunks others wait for), this is a slow phase, not a stall: returns the seconds until
+ * that sign is a timeout old. Otherwise the lowest waiting rank says what is going on and aborts the job. */
+static double wd_report(Comm *c, WdState me) {
   Watchdog *w = c->wd;
   const int N = c->size;
   WdState *all = calloc((size_t)N, sizeof *all);
   char *got = calloc((size_t)N, 1);
   int *waiting = calloc((size_t)N, sizeof(int)), *late = calloc((size_t)N, sizeof(int));
   if (!all || !got || !waiting || !late) MPI_Abort(MPI_COMM_WORLD, 1);
+  double again = 0, timeout = atomic_load(&w->timeout_us) / 1e6;
   all[c->rank] = me;
   got[c->rank] = 1;
   for (int r = 0; r < N; r++)
@@ -522,6 +648,9 @@ static void wd_report(Comm *c, WdState me) {
     }
   }
   if (atomic_load(&w->coll) == NULL) goto out; /* it moved on while we asked: a slow step, not a stall */
+  for (int r = 0; r < N; r++)
+    if (got[r] && all[r].progress_s < timeout && timeout - all[r].progress_s > again) again = timeout - all[r].progress_s;
+  if (again > 0) goto out;
   int nw = 0, nl = 0, lowest_waiting = -1;
   for (int r = 0; r < N; r++) {
     if (!got[r]) continue;
@@ -559,7 +688,7 @@ static void wd_report(Comm *c, WdState me) {
                   nm == 1 ? "" : "s", list);
   }
   if (p < (int)sizeof line) snprintf(line + p, sizeof line - (size_t)p, ". Aborting the job (--stall-timeout %g).",
-                                     w->timeout);
+                                     timeout);
   fprintf(stderr, "%s\n", line);
   fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 3);
@@ -568,25 +697,36 @@ out:
   free(waiting);
   free(got);
   free(all);
+  return again;
 }
 
 static void *wd_main(void *arg) {
   Comm *c = arg;
   Watchdog *w = c->wd;
+  long long quiet_until = 0; /* after a slow phase: when to ask again */
   while (!atomic_load(&w->stop)) {
     wd_serve(c);
+    wd_stops(c);
     const char *coll = atomic_load(&w->coll);
-    if (coll != NULL && (now_us() - atomic_load(&w->coll_since_us)) / 1e6 > w->timeout) {
+    long long timeout = atomic_load(&w->timeout_us), t = now_us();
+    if (coll != NULL && timeout > 0 && t - atomic_load(&w->coll_since_us) > timeout && t >= quiet_until) {
       WdState me = wd_state(c);
-      if (me.in_coll) wd_report(c, me);
+      if (me.in_coll) quiet_until = now_us() + (long long)(wd_report(c, me) * 1e6);
     }
     nap(0.1);
   }
   return NULL;
 }
 
+void comm_watchdog_timeout(Comm *c, double timeout_s) {
+  if (c->wd != NULL) atomic_store(&c->wd->timeout_us, timeout_s > 0 ? (long long)(timeout_s * 1e6) : 0);
+}
+
 int comm_watchdog_start(Comm *c, double timeout_s, MtError *err) {
-  if (timeout_s <= 0 || c->wd != NULL) return 0;
+  if (c->wd != NULL) {
+    comm_watchdog_timeout(c, timeout_s);
+    return 0;
+  }
 #ifdef MPITRAIN_SMPI
   return 0; /* simulated ranks are threads of one process already; a simulated stall is not a real one */
 #endif
@@ -596,9 +736,12 @@ int comm_watchdog_start(Comm *c, double timeout_s, MtError *err) {
     return 0; /* the MPI library cannot host the inspector's thread: go on without it (README says so) */
   Watchdog *w = calloc(1, sizeof *w);
   if (w == NULL) return mt_fail(err, "out of memory starting the stall inspector");
-  w->timeout = timeout_s;
   atomic_store(&w->phase, "startup");
   atomic_store(&w->phase_since_us, now_us());
+  atomic_store(&w->progress_us, now_us());
+  c->wd = w; /* for comm_watchdog_timeout; unset again below if the thread cannot start */
+  comm_watchdog_timeout(c, timeout_s);
+  c->wd = NULL;
   if (MPI_Comm_dup(c->comm, &w->comm) != MPI_SUCCESS) {
     free(w);
     return mt_fail(err, "MPI_Comm_dup failed starting the stall inspector");

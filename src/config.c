@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mpitrain/comm.h"
 #include "mpitrain/fileid.h"
 #include "mpitrain/init.h"
 #include "mpitrain/model.h"
@@ -194,10 +195,7 @@ const OptionSpec config_train_options[] = {
    .min = 1, .max = 1 << 20, .flags = RANGED,
    .help = "deterministic mode: rows per group; a rank takes whole groups, so at most batch / ROWS ranks have work. "
            "Runs compare bit for bit only with the same ROWS"},
-  {.name = "stall-timeout", .type = OT_FLOAT, .offset = offsetof(Config, stall_timeout), .def = "600",
-   .metavar = "SECONDS", .min = 0, .max = NOMAX, .flags = RANGED, .word = "off", .word_value = 0,
-   .help = "stall inspector: when a rank has waited this long in a collective, find out which ranks have not "
-           "arrived and what they are doing, print it and abort the job instead of hanging; off = never"},
+  COMM_STALL_OPTION(Config, stall_timeout),
   {.name = "check-replicas", .type = OT_INT, .offset = offsetof(Config, check_replicas), .def = "0",
    .metavar = "K", .min = 0, .max = NOMAX, .flags = RANGED, .word = "off", .word_value = 0,
    .help = "every K steps, verify that all ranks hold bit-identical parameters; 0 = off"},

@@ -67,6 +67,12 @@ done:
 
 /* ==== Open / append / close ==== */
 
+/* The reason of the HDF5 failure just seen, for a message. */
+static const char *why(void) {
+  const char *r = h5_error_reason();
+  return r ? r : "HDF5 error (disk full?)";
+}
+
 static void close_handles(DataWriter *w) {
   for (int s = 1; s >= 0; s--) {
     if (w->y[s] >= 0) H5Dclose(w->y[s]);
@@ -139,7 +145,7 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
   }
   w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   if (w->file < 0) {
-    mt_fail(err, "cannot create HDF5 file '%s' (temporary for '%s')", w->tmp, path);
+    mt_fail(err, "cannot create HDF5 file '%s' (temporary for '%s'): %s", w->tmp, path, why());
     goto fail;
   }
 
@@ -155,7 +161,7 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
       (sp->class_names && h5_attr_write_strings(w->file, "class_names", sp->class_names, (hsize_t)sp->n_classes, 0) < 0) ||
       (sp->mean && (h5_attr_write_floats(w->file, "mean", sp->mean, (hsize_t)sp->d) < 0 ||
                     h5_attr_write_floats(w->file, "std", sp->std, (hsize_t)sp->d) < 0))) {
-    mt_fail(err, "%s: cannot write the dataset attributes (disk full?)", path);
+    mt_fail(err, "%s: cannot write the dataset attributes: %s", path, why());
     goto fail;
   }
 
@@ -163,7 +169,7 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
     if (s == 1 && sp->n[1] == 0) break; /* no test split */
     w->group[s] = H5Gcreate2(w->file, split_group[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (w->group[s] < 0) {
-      mt_fail(err, "%s: cannot create group %s", path, split_group[s]);
+      mt_fail(err, "%s: cannot create group %s: %s", path, split_group[s], why());
       goto fail;
     }
     w->x[s] = dataset_create(w->group[s], "x", w->store_uint8 ? H5T_STD_U8LE : H5T_IEEE_F32LE, sp->n[s], sp->d,
@@ -171,7 +177,7 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
     if (!w->no_labels)
       w->y[s] = w->x[s] < 0 ? -1 : dataset_create(w->group[s], "y", H5T_STD_I32LE, sp->n[s], 0, 4, sp->gzip);
     if (w->x[s] < 0 || (!w->no_labels && w->y[s] < 0)) {
-      mt_fail(err, "%s: cannot create %s/x and %s/y", path, split_group[s], split_group[s]);
+      mt_fail(err, "%s: cannot create %s/x and %s/y: %s", path, split_group[s], split_group[s], why());
       goto fail;
     }
   }
@@ -207,8 +213,8 @@ int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const 
   }
   if (h5_rows(w->x[s], w->store_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, w->done[s], n, w->d, (void *)x, 1) < 0 ||
       (!w->no_labels && h5_rows(w->y[s], H5T_NATIVE_INT32, w->done[s], n, 0, (void *)y, 1) < 0))
-    return mt_fail(err, "%s: writing rows %lld .. %lld of %s failed (disk full?)", w->path, (long long)w->done[s],
-                   (long long)(w->done[s] + n - 1), g);
+    return mt_fail(err, "%s: writing rows %lld .. %lld of %s failed: %s", w->path, (long long)w->done[s],
+                   (long long)(w->done[s] + n - 1), g, why());
   w->done[s] += n;
   return 0;
 }
@@ -221,8 +227,8 @@ int datawriter_close(DataWriter *w, MtError *err) {
       datawriter_abort(w);
       return -1;
     }
-  if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) {
-    mt_fail(err, "%s: flushing the file failed (disk full?)", w->path);
+  if (h5_file_flush(w->file, w->tmp) != 0) {
+    mt_fail(err, "%s: flushing the file failed: %s", w->path, why());
     datawriter_abort(w);
     return -1;
   }
@@ -233,10 +239,14 @@ int datawriter_close(DataWriter *w, MtError *err) {
     if (w->group[s] >= 0 && H5Gclose(w->group[s]) < 0) bad = 1;
     w->x[s] = w->y[s] = w->group[s] = -1;
   }
-  if (H5Fclose(w->file) < 0) bad = 1;
-  w->file = -1;
+  /* Everything is flushed, so closing writes nothing more; if something still fails, the file is abandoned before it
+   * is closed (h5_file_abandon, via datawriter_abort). */
+  if (!bad) {
+    bad = H5Fclose(w->file) < 0;
+    w->file = -1;
+  }
   if (bad) {
-    mt_fail(err, "%s: closing the file failed (disk full?)", w->path);
+    mt_fail(err, "%s: closing the file failed: %s", w->path, why());
     datawriter_abort(w);
     return -1;
   }
@@ -249,8 +259,11 @@ int datawriter_close(DataWriter *w, MtError *err) {
   return 0;
 }
 
+const char *datawriter_temp(const DataWriter *w) { return w->tmp; }
+
 void datawriter_abort(DataWriter *w) {
   if (w == NULL) return;
+  if (w->file >= 0) h5_file_abandon(w->file); /* the closes below must not fail (h5util.h) */
   close_handles(w);
   if (w->tmp[0] != '\0') unlink(w->tmp);
   free(w);

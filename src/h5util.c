@@ -1,10 +1,95 @@
 /* h5util.c — small HDF5 helpers shared by the dataset reader, the dataset writer and checkpoints: row ranges and
  * attributes (any numeric type HDF5 can convert; strings fixed- or variable-length on read, variable-length UTF-8
  * on write, which is what h5py writes for str). */
+#define _GNU_SOURCE /* memfd_create */
 #include "h5util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* ==== Failures ==== */
+
+static int noted_errno; /* the errno of the last failure h5_rows saw, before its cleanup cleared HDF5's stack */
+
+static herr_t find_errno(unsigned n, const H5E_error2_t *e, void *data) {
+  (void)n;
+  const char *p = e->desc ? strstr(e->desc, "errno = ") : NULL;
+  if (p != NULL && *(int *)data == 0) *(int *)data = atoi(p + 8);
+  return 0;
+}
+
+/* The errno HDF5's file driver put in its message ("file write failed: ..., errno = 28, ..."), 0 if none. */
+static int stack_errno(void) {
+  int e = 0;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, find_errno, &e);
+  return e;
+}
+
+const char *h5_error_reason(void) {
+  int e = stack_errno();
+  if (e == 0) e = noted_errno;
+  noted_errno = 0;
+  return e > 0 ? strerror(e) : NULL;
+}
+
+static int flush_failed(void) {
+  if (noted_errno > 0) errno = noted_errno;
+  return -1;
+}
+
+int h5_file_flush(hid_t file, const char *path) {
+  /* Cached chunks first: writing them allocates their space, and a failure here is an ordinary failed write. */
+  ssize_t n = H5Fget_obj_count(file, H5F_OBJ_DATASET | H5F_OBJ_LOCAL);
+  if (n > 0) {
+    hid_t *ids = malloc(sizeof *ids * (size_t)n);
+    if (ids == NULL) return -1;
+    n = H5Fget_obj_ids(file, H5F_OBJ_DATASET | H5F_OBJ_LOCAL, (size_t)n, ids);
+    int bad = n < 0;
+    for (ssize_t i = 0; i < n; i++)
+      if (H5Dflush(ids[i]) < 0) bad = 1;
+    if (bad) noted_errno = stack_errno();
+    free(ids);
+    if (bad) return flush_failed();
+  }
+  /* Then every byte the metadata can still go to: the file's address space (where the cached metadata already has its
+   * place), and a page for the superblock's and the end's updates. */
+  hsize_t size = 0;
+  if (H5Fget_filesize(file, &size) < 0) return -1;
+  int fd = open(path, O_WRONLY);
+  if (fd < 0) {
+    noted_errno = errno;
+    return flush_failed();
+  }
+  int rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size + 4096) == 0 ? 0 : errno;
+  close(fd);
+  if (rc != 0 && rc != EOPNOTSUPP && rc != ENOSYS) { /* a file system without fallocate: go on, hoping */
+    noted_errno = rc;
+    return flush_failed();
+  }
+  if (H5Fflush(file, H5F_SCOPE_LOCAL) < 0) {
+    noted_errno = stack_errno();
+    return flush_failed();
+  }
+  return 0;
+}
+
+void h5_file_abandon(hid_t file) {
+  hid_t fapl = H5Fget_access_plist(file);
+  void *handle = NULL;
+  /* The POSIX driver's handle is its descriptor: point it at an anonymous in-memory file. */
+  if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 && H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle) {
+    int mem = memfd_create("mpitrain-abandoned", MFD_CLOEXEC);
+    if (mem >= 0) {
+      dup2(mem, *(int *)handle);
+      close(mem);
+    }
+  }
+  if (fapl >= 0) H5Pclose(fapl);
+}
 
 int h5_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf, int write) {
   int rank = cols > 0 ? 2 : 1, rc = -1;
@@ -14,8 +99,10 @@ int h5_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf
   if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) goto done;
   ms = H5Screate_simple(rank, count, NULL);
   if (ms < 0) goto done;
-  if ((write ? H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, buf) : H5Dread(ds, mtype, ms, fs, H5P_DEFAULT, buf)) < 0)
+  if ((write ? H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, buf) : H5Dread(ds, mtype, ms, fs, H5P_DEFAULT, buf)) < 0) {
+    noted_errno = stack_errno();
     goto done;
+  }
   rc = 0;
 done:
   if (ms >= 0) H5Sclose(ms);

@@ -12,6 +12,22 @@
  * into buf [n, cols] as memory type mtype. Returns 0, or -1 with HDF5's error left for the caller to word. */
 int h5_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf, int write);
 
+/* Why HDF5's last call failed, as the operating system said it ("No space left on device"): from the errno its file
+ * driver recorded on the error stack (or that h5_rows saw), NULL if none. Call right after the failure. */
+const char *h5_error_reason(void);
+
+/* For a file that is being given up (its temporary will be deleted): from now on what HDF5 still writes into it
+ * (dirty metadata, cached chunks) goes to an anonymous in-memory file, so closing its objects and the file cannot
+ * fail. A failed H5Fclose leaves the file half-closed, and HDF5 1.10 closes it again at exit and crashes (after a
+ * write failed on a full disk). Call before closing anything of it. */
+void h5_file_abandon(hid_t file);
+
+/* Flushes a file written at path so that a full disk cannot break it: HDF5 1.10's metadata cache is left unusable
+ * by a file flush that fails (no later flush or close can succeed, so the file cannot even be abandoned), so the
+ * datasets are flushed first and the space the metadata will take is reserved (fallocate) before the file flush.
+ * -1 (errno and h5_error_reason say why) leaves the file intact for h5_file_abandon. */
+int h5_file_flush(hid_t file, const char *path);
+
 /* Attribute readers: 0 found, 1 missing, -1 error (message naming path and attribute set). */
 int h5_attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count);
 int h5_attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf);

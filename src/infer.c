@@ -7,6 +7,7 @@
 #include "mpitrain/infer.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "mpitrain/atomicfile.h"
 #include "mpitrain/blas.h"
 #include "mpitrain/checkpoint.h"
+#include "mpitrain/comm.h"
 #include "mpitrain/config.h"
 #include "mpitrain/data.h"
 #include "mpitrain/fileid.h"
@@ -35,6 +37,7 @@ typedef struct InferOptions {
   int in_memory;     /* MemoryMode */
   int64_t memory_limit_mb;
   char config[1024]; /* --config FILE, if any (set by parse: not in the option tables) */
+  float stall_timeout;
 } InferOptions;
 
 static const char *const split_choices[] = {"train", "test", NULL};
@@ -59,7 +62,8 @@ static const char *const memory_choices[] = {"auto", "yes", "no", NULL};
        .choices = memory_choices, .help = "hold the split in memory (yes) or read rows per chunk (no)"},           \
       {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(InferOptions, memory_limit_mb),             \
        .def = "2048", .metavar = "MB", .min = 1, .max = 1e12, .flags = OPT_RANGED,                                \
-       .help = "largest split --in-memory auto loads"}
+       .help = "largest split --in-memory auto loads"},                                                       \
+      COMM_STALL_OPTION(InferOptions, stall_timeout)
 
 static const OptionSpec eval_options[] = {INFER_COMMON_OPTIONS, {.name = NULL}};
 static const OptionSpec predict_options[] = {
@@ -92,6 +96,7 @@ static int parse(Comm *c, const OptionSpec *table, InferOptions *o, int argc, ch
     comm_report(c, &err);
     return -1;
   }
+  comm_watchdog_timeout(c, o->stall_timeout);
   return 0;
 }
 
@@ -271,6 +276,7 @@ int eval_main(Comm *c, int argc, char **argv) {
   MtError local = {0};
   if (v == NULL) mt_fail(&local, "out of memory");
   for (int64_t r = in.lo; v && r < in.hi && !local.failed; r += in.micro) {
+    comm_phase(c, "eval", (r - in.lo) / in.micro);
     int cn;
     const float *z = infer_chunk(&in, &o, r, &cn, &local);
     if (z == NULL) break;
@@ -367,6 +373,7 @@ int predict_main(Comm *c, int argc, char **argv) {
   char *text = mt_alloc(line_bytes * (size_t)in.micro, "the output buffer", &local);
   char tmp[1100] = "";
   FILE *f = NULL;
+  comm_stop_catch(); /* SIGTERM / SIGINT from here on: abandon the output (below), remove the temporary */
   if (c->rank == 0 && !local.failed && check_out(&o, &in, &local) == 0) {
     f = atomic_temp_name(o.out, tmp, sizeof tmp) == 0 ? fopen(tmp, "w") : NULL;
     if (f == NULL) {
@@ -381,18 +388,24 @@ int predict_main(Comm *c, int argc, char **argv) {
     comm_report(c, &local);
     if (f) fclose(f);
     if (tmp[0]) unlink(tmp);
+    comm_stop_release();
     mt_free(text);
     mt_free(probs);
     infer_free(&in);
     return 1;
   }
   /* Rank 0 writes its own rows, then each other rank's in rank order: each sends (length, text) chunks and a
-   * length of 0 when done (-1 if its reads failed; the reason is agreed on afterwards). */
+   * length of 0 when done (-1 if its reads failed, the reason agreed on afterwards; -100 - SIG if a stop signal cut
+   * it short). A stop signal anywhere leaves rank 0 receiving what is still sent without writing it, so every rank
+   * ends through the same agreement below. */
   const int TAG = 7;
+  int cut = 0; /* the stop signal that left rows unwritten (rank 0) or unsent (the others) */
   if (c->rank == 0) {
     for (int src = 0; src < c->size; src++) {
       if (src == 0) {
         for (int64_t r = in.lo; r < in.hi && !local.failed; r += in.micro) {
+          if ((cut = comm_stop_signal()) != 0) break;
+          comm_phase(c, "predict", (r - in.lo) / in.micro);
           int cn;
           const float *z = infer_chunk(&in, &o, r, &cn, &local);
           if (z == NULL) break;
@@ -402,27 +415,35 @@ int predict_main(Comm *c, int argc, char **argv) {
         }
         continue;
       }
-      for (;;) {
+      for (long long chunk = 0;; chunk++) {
         long long len = 0;
-        MPI_Recv(&len, 1, MPI_LONG_LONG, src, TAG, c->comm, MPI_STATUS_IGNORE);
+        comm_recv(c, &len, 1, MPI_LONG_LONG, src, TAG, "receive of predictions");
+        if (len <= -100 && cut == 0) cut = (int)(-100 - len);
         if (len <= 0) break;
-        MPI_Recv(text, (int)len, MPI_CHAR, src, TAG, c->comm, MPI_STATUS_IGNORE);
-        if (!local.failed && fwrite(text, 1, (size_t)len, f) != (size_t)len)
+        comm_recv(c, text, (int)len, MPI_CHAR, src, TAG, "receive of predictions");
+        comm_phase(c, "write", chunk);
+        if (cut == 0) cut = comm_stop_signal();
+        if (!local.failed && cut == 0 && fwrite(text, 1, (size_t)len, f) != (size_t)len)
           mt_fail(&local, "--out %s: write failed: %s", o.out, strerror(errno));
       }
     }
+    if (cut != 0)
+      mt_fail(&local, "predict interrupted by %s: removed the unfinished %s; nothing written", comm_signal_name(cut),
+              tmp);
   } else {
     for (int64_t r = in.lo; r < in.hi && !local.failed; r += in.micro) {
+      if ((cut = comm_stop_signal()) != 0) break;
+      comm_phase(c, "predict", (r - in.lo) / in.micro);
       int cn;
       const float *z = infer_chunk(&in, &o, r, &cn, &local);
       if (z == NULL) break;
       loss_softmax(z, cn, C, probs);
       long long len = (long long)format_rows(text, r, cn, labels, probs, C);
-      MPI_Send(&len, 1, MPI_LONG_LONG, 0, TAG, c->comm);
-      MPI_Send(text, (int)len, MPI_CHAR, 0, TAG, c->comm);
+      comm_send(c, &len, 1, MPI_LONG_LONG, 0, TAG, "send of predictions");
+      comm_send(c, text, (int)len, MPI_CHAR, 0, TAG, "send of predictions");
     }
-    long long end = local.failed ? -1 : 0;
-    MPI_Send(&end, 1, MPI_LONG_LONG, 0, TAG, c->comm);
+    long long end = local.failed ? -1 : cut != 0 ? -100 - cut : 0;
+    comm_send(c, &end, 1, MPI_LONG_LONG, 0, TAG, "send of predictions");
   }
   if (c->rank == 0) {
     if (fclose(f) != 0) mt_fail(&local, "--out %s: write failed: %s", o.out, strerror(errno));
@@ -430,9 +451,9 @@ int predict_main(Comm *c, int argc, char **argv) {
       mt_fail(&local, "--out %s: cannot move %s into place: %s", o.out, tmp, strerror(errno));
     if (local.failed) unlink(tmp);
   }
+  comm_stop_release(); /* the output is complete and in place, or removed */
   if (comm_agree(c, &local) != 0) {
-    comm_report(c, &local);
-    rc = 1;
+    rc = comm_fail_exit(c, &local);
   } else if (c->rank == 0) {
     printf("predict: wrote %s: %lld rows x %d classes (%s split of %s, %d rank%s)\n", o.out,
            (long long)data_info(in.ds)->n[o.split], C, split_choices[o.split], o.data, c->size, c->size == 1 ? "" : "s");

@@ -89,6 +89,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mpitrain: error: %s\n", err.msg);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
+  /* The stall inspector watches every subcommand (each applies its own --stall-timeout once it has its options);
+   * comm_free stops it. */
+  if (comm_watchdog_start(&comm, COMM_STALL_TIMEOUT_DEFAULT, &err) != 0) {
+    fprintf(stderr, "mpitrain: error: %s\n", err.msg);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
   int rc = fn(&comm, argc - 1, argv + 1);
   comm_free(&comm);
   MPI_Finalize();

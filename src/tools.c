@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "mpitrain/checkpoint.h"
+#include "mpitrain/comm.h"
 #include "mpitrain/config.h"
 #include "mpitrain/data.h"
 #include "mpitrain/datawriter.h"
@@ -58,15 +59,12 @@ static double now(void) {
 }
 
 /* Ranks with nothing to do wait here for the busy ones without spinning a core each (comm_agree's allreduce would
- * busy-poll while rank 0 converts). */
-static void wait_for_all(Comm *c) {
-  MPI_Request req;
-  if (MPI_Ibarrier(c->comm, &req) != MPI_SUCCESS) return;
-  for (int done = 0;;) {
-    if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || done) return;
-    struct timespec ms = {0, 1000000};
-    nanosleep(&ms, NULL);
-  }
+ * busy-poll while rank 0 converts), watched by the stall inspector. */
+static void wait_for_all(Comm *c) { comm_wait_all(c, "wait for the other ranks"); }
+
+/* After a failure agreed on (err): rank 0 says it, and the exit code (128 + the signal when interrupted, else 1). */
+static int fail_exit(Comm *c, MtError *err) {
+  return comm_agree(c, err) == 0 ? 0 : comm_fail_exit(c, err);
 }
 
 /* Parses options; returns 0 to go on, or an exit code (0 after --help, 2 on a usage error, agreed over ranks). */
@@ -141,6 +139,8 @@ typedef int (*RowFill)(void *ctx, int s, int64_t first, int64_t n, void *x /* [n
                        MtError *err);
 
 typedef struct WriteSet {
+  Comm *c;                /* for the stall inspector's progress */
+  const char *cmd;        /* "synth", "convert": in the message of an interruption */
   const char *out;        /* the set's name: written as is when shards = 1 */
   int shards;
   int64_t n[2];           /* rows of the whole set */
@@ -174,7 +174,16 @@ static int write_set(WriteSet *ws, MtError *err) {
     for (int s = 0; s < 2; s++)
       for (int64_t r = lo[s]; r < hi[s]; r += chunk) {
         int64_t cnt = hi[s] - r < chunk ? hi[s] - r : chunk;
-        if (ws->fill(ws->ctx, s, r, cnt, x, y, err) != 0 || datawriter_append(w, (Split)s, x, y, cnt, err) != 0) {
+        comm_phase(ws->c, "write", r / chunk);
+        int sig = comm_stop_signal(); /* SIGTERM / SIGINT (comm_stop_catch): give the set up, like any failure */
+        if (sig != 0 && ws->shards == 1)
+          mt_fail(err, "%s interrupted by %s: removed the unfinished %s; nothing written", ws->cmd,
+                  comm_signal_name(sig), datawriter_temp(w));
+        else if (sig != 0)
+          mt_fail(err, "%s interrupted by %s: removed the unfinished shards of %s; nothing written", ws->cmd,
+                  comm_signal_name(sig), ws->out);
+        if (sig != 0 || ws->fill(ws->ctx, s, r, cnt, x, y, err) != 0 ||
+            datawriter_append(w, (Split)s, x, y, cnt, err) != 0) {
           datawriter_abort(w);
           goto done;
         }
@@ -460,6 +469,11 @@ static int csv_scan(const char *path, int label_col, int64_t classes, int want_s
   if (csv_open(&c, path, label_col, classes, err) != 0) return -1;
   int rc = -1, r;
   while ((r = csv_next(&c, err)) == 1) {
+    int sig = comm_stop_signal();
+    if (sig != 0) {
+      mt_fail(err, "convert interrupted by %s while reading %s; nothing written", comm_signal_name(sig), path);
+      goto done;
+    }
     if (sc->rows == 0) {
       sc->d = c.d;
       if (want_stats && (sc->sum = mt_alloc(2 * (size_t)sc->d * sizeof(double), "feature statistics", err)) == NULL)
@@ -514,6 +528,7 @@ typedef struct ConvertOptions {
   char normalize_from[TOOL_PATH];
   int gzip;
   char class_names[4096];
+  float stall_timeout;
 } ConvertOptions;
 
 #define CO(f) offsetof(ConvertOptions, f)
@@ -560,6 +575,7 @@ static const OptionSpec convert_options[] = {
                                  "(new data for a trained model; the scale must match)"},
   {.name = "gzip", .type = OT_INT, .offset = CO(gzip), .def = "0", .metavar = "L", .min = 0, .max = 9,
    .flags = OPT_RANGED, .help = "deflate level of the stored arrays (0 = none: fastest random reads)"},
+  COMM_STALL_OPTION(ConvertOptions, stall_timeout),
   {.name = NULL},
 };
 /* clang-format on */
@@ -757,7 +773,7 @@ static int convert_idx(const ConvertOptions *o, const char *config, DataWriterSp
   return fashion;
 }
 
-static int convert_run(const ConvertOptions *o, const char *config, double t0, MtError *err) {
+static int convert_run(Comm *c, const ConvertOptions *o, const char *config, double t0, MtError *err) {
   IdxSource idx = {0};
   CsvSource csv = {0};
   CsvScan scan[2] = {{0}, {0}};
@@ -767,7 +783,7 @@ static int convert_run(const ConvertOptions *o, const char *config, double t0, M
   char(*written)[TOOL_PATH] = NULL;
   int rc = -1, fashion = 0;
   DataWriterSpec spec = {.gzip = o->gzip, .source = source};
-  WriteSet ws = {.out = o->out, .shards = o->shards, .rank = 0, .size = 1};
+  WriteSet ws = {.c = c, .cmd = "convert", .out = o->out, .shards = o->shards, .rank = 0, .size = 1};
 
   if (o->from == FROM_IDX) {
     fashion = convert_idx(o, config, &spec, &ws, &idx, source, sizeof source, err);
@@ -908,9 +924,12 @@ int tool_convert(Comm *c, int argc, char **argv) {
     mt_fail(&err, "--normalize and --normalize-from: choose one (compute the statistics from this data, or reuse "
             "the training data's)");
   if (agree_and_report(c, &err) != 0) return EXIT_USAGE;
-  if (c->rank == 0 && convert_run(&o, res.config_path, t0, &err) == 0) fflush(stdout);
+  comm_watchdog_timeout(c, o.stall_timeout);
+  comm_stop_catch(); /* SIGTERM / SIGINT: the write is given up and its temporary removed (write_set) */
+  if (c->rank == 0 && convert_run(c, &o, res.config_path, t0, &err) == 0) fflush(stdout);
   wait_for_all(c);
-  return agree_and_report(c, &err) == 0 ? 0 : 1;
+  comm_stop_release();
+  return fail_exit(c, &err);
 }
 
 /* ==== synth ==== */
@@ -925,6 +944,7 @@ typedef struct SynthOptions {
   int dtype;  /* 0 float32, 1 uint8 */
   char out[TOOL_PATH];
   int shards, gzip;
+  float stall_timeout;
 } SynthOptions;
 
 #define SO(f) offsetof(SynthOptions, f)
@@ -952,6 +972,7 @@ static const OptionSpec synth_options[] = {
    .help = "split the rows over K files; under mpirun shard k is written by rank k % ranks"},
   {.name = "gzip", .type = OT_INT, .offset = SO(gzip), .def = "0", .metavar = "L", .min = 0, .max = 9,
    .flags = OPT_RANGED, .help = "deflate level of the stored arrays (0 = none)"},
+  COMM_STALL_OPTION(SynthOptions, stall_timeout),
   {.name = NULL},
 };
 /* clang-format on */
@@ -1013,6 +1034,7 @@ int tool_synth(Comm *c, int argc, char **argv) {
   FileRole config = {.role = "--config", .path = res.config_path};
   if (c->rank == 0) check_files(&config, 1, o.out, o.shards, &err);
   if (agree_and_report(c, &err) != 0) return 1;
+  comm_watchdog_timeout(c, o.stall_timeout);
 
   SynthSource src = {.spec = {o.samples, o.test_samples, o.features, o.classes, (uint64_t)o.seed, o.noise},
                      .uint8 = o.dtype == 1};
@@ -1024,10 +1046,12 @@ int tool_synth(Comm *c, int argc, char **argv) {
            (double)o.noise, src.uint8 ? ", quantised to uint8" : "");
   float *mean = NULL, *std = NULL;
   char(*written)[TOOL_PATH] = NULL;
-  WriteSet ws = {.out = o.out, .shards = o.shards, .n = {o.samples, o.test_samples}, .fill = synth_fill,
+  WriteSet ws = {.c = c, .cmd = "synth", .out = o.out, .shards = o.shards, .n = {o.samples, o.test_samples},
+                 .fill = synth_fill,
                  .ctx = &src, .rank = c->rank, .size = c->size};
   ws.spec = (DataWriterSpec){.d = o.features, .n_classes = o.classes, .store_uint8 = src.uint8, .scale = 1.0f,
                              .source = source, .gzip = o.gzip};
+  comm_stop_catch(); /* SIGTERM / SIGINT: the set is given up and its temporaries removed (write_set) */
   if (c->rank < o.shards) { /* ranks beyond the shard count have nothing to write */
     src.centres = mt_alloc(sizeof(float) * (size_t)o.classes * (size_t)o.features, "class centres", &err);
     written = src.centres ? calloc((size_t)o.shards, sizeof *written) : NULL;
@@ -1053,10 +1077,11 @@ int tool_synth(Comm *c, int argc, char **argv) {
     }
   }
   wait_for_all(c);
+  comm_stop_release();
   int rc = 0;
-  if (agree_and_report(c, &err) != 0) {
+  if (comm_agree(c, &err) != 0) {
     write_set_undo(&ws); /* another rank failed: the set is incomplete */
-    rc = 1;
+    rc = comm_fail_exit(c, &err);
   } else if (c->rank == 0) {
     int writers = c->size < o.shards ? c->size : o.shards;
     printf("synth: wrote %s%s: %lld train + %lld test rows x %d features (%s), %d classes, by %d rank%s in %.1f s\n",
@@ -1082,6 +1107,7 @@ int tool_synth(Comm *c, int argc, char **argv) {
 typedef struct InfoOptions {
   int scan;
   int64_t memory_limit_mb;
+  float stall_timeout;
 } InfoOptions;
 
 /* clang-format off */
@@ -1091,6 +1117,7 @@ static const OptionSpec info_options[] = {
   {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(InfoOptions, memory_limit_mb), .def = "1024",
    .metavar = "MB", .min = 0, .max = NOMAX, .flags = OPT_RANGED,
    .help = "splits up to this size are loaded, and their float features checked; larger ones only with --scan"},
+  COMM_STALL_OPTION(InfoOptions, stall_timeout),
   {.name = NULL},
 };
 /* clang-format on */
@@ -1248,6 +1275,7 @@ int tool_info(Comm *c, int argc, char **argv) {
     mt_fail(&err, "info: expected one FILE (a dataset, one shard of a set, the set's base name, or a checkpoint), got %d",
             res.n_positional);
   if (agree_and_report(c, &err) != 0) return EXIT_USAGE;
+  comm_watchdog_timeout(c, o.stall_timeout);
   if (c->rank == 0) {
     const char *path = res.positional[0];
     char format[128];
@@ -1262,5 +1290,5 @@ int tool_info(Comm *c, int argc, char **argv) {
     fflush(stdout);
   }
   wait_for_all(c);
-  return agree_and_report(c, &err) == 0 ? 0 : 1;
+  return fail_exit(c, &err);
 }

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,18 +28,6 @@
 
 /* Slots in the gradient buffer's tail (model.h, MODEL_GRAD_TAIL) that ride along in the gradient allreduce. */
 enum { TAIL_LOSS = 0, TAIL_CORRECT, TAIL_FAILED, TAIL_STOP, TAIL_USED };
-
-/* Set by SIGTERM / SIGUSR1 / SIGINT (what Slurm, a scheduler or a user sends to stop a job). The handler only sets
- * it; the ranks agree on it in the next step's gradient allreduce, so all of them stop after the same step. */
-static volatile sig_atomic_t stop_signal = 0;
-
-static void on_stop_signal(int sig) {
-  if (stop_signal != 0 && sig == SIGINT) { /* a second Ctrl-C: the user means it */
-    signal(SIGINT, SIG_DFL);
-    raise(SIGINT);
-  }
-  stop_signal = sig;
-}
 
 static double now(void) { return MPI_Wtime(); }
 
@@ -585,7 +572,7 @@ static void det_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, doub
     }
     double r0 = now();
     comm_phase(t->comm, "gradient reduction", t->step + 1);
-    int again = det_finish(&t->dt, t->comm, m->grads, local->failed, stop_signal != 0, out);
+    int again = det_finish(&t->dt, t->comm, m->grads, local->failed, comm_stop_signal() != 0, out);
     tm[3] += now() - r0;
     if (!again) break;
     /* A group overflowed its fixed-point scale (or the scales were not known yet): every rank computes the step
@@ -656,7 +643,7 @@ static void default_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, 
       tail[TAIL_LOSS] = (float)sums.loss;
       tail[TAIL_CORRECT] = (float)sums.correct;
       tail[TAIL_FAILED] = local->failed ? 1.0f : 0.0f;
-      tail[TAIL_STOP] = stop_signal != 0 ? 1.0f : 0.0f;
+      tail[TAIL_STOP] = comm_stop_signal() != 0 ? 1.0f : 0.0f;
       m->ctx.grad_ready = on_grads_ready;
       m->ctx.grad_ready_arg = &t->gs;
     }
@@ -673,7 +660,7 @@ static void default_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, 
   if (simulated) { /* no chunk ran: the sums are zero, the flags still count */
     tail[TAIL_LOSS] = tail[TAIL_CORRECT] = 0.0f;
     tail[TAIL_FAILED] = 0.0f;
-    tail[TAIL_STOP] = stop_signal != 0 ? 1.0f : 0.0f;
+    tail[TAIL_STOP] = comm_stop_signal() != 0 ? 1.0f : 0.0f;
   }
   const double r0 = now();
   comm_phase(t->comm, "gradient reduction", t->step + 1);
@@ -1516,13 +1503,9 @@ int trainer_fit(Trainer *t, MtError *err) {
   const Config *c = &t->cfg;
   const int ckpt = c->checkpoint_dir[0] != '\0';
   print_banner(t);
-  struct sigaction sa, old_term, old_usr1, old_int;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, &old_term);
-  sigaction(SIGUSR1, &sa, &old_usr1);
-  sigaction(SIGINT, &sa, &old_int);
+  /* SIGTERM / SIGUSR1 / SIGINT (what Slurm, a scheduler or a user sends to stop a job) only set a flag (comm.h); the
+   * ranks agree on it in the next step's gradient allreduce, so all of them stop after the same step. */
+  comm_stop_catch();
   int rc = 0;
   t->t_start = t->t_epoch = now();
   double test_loss = -1, test_acc = -1;
@@ -1620,9 +1603,7 @@ int trainer_fit(Trainer *t, MtError *err) {
     else
       log_info(t->log, "done: %lld steps in %.1f s", (long long)t->step, total);
   }
-  sigaction(SIGTERM, &old_term, NULL);
-  sigaction(SIGUSR1, &old_usr1, NULL);
-  sigaction(SIGINT, &old_int, NULL);
+  comm_stop_release();
   /* Only rank 0 writes the log, so only it can see a write error (disk full): agree on it. */
   MtError lerr = {0};
   log_close(t->log, &lerr);
@@ -1649,20 +1630,15 @@ int train_main(Comm *c, int argc, char **argv) {
     return 0;
   }
   comm_warn_oversubscribed(c);
-  if (comm_watchdog_start(c, cfg.stall_timeout, &err) != 0 || comm_agree(c, &err) != 0) {
-    comm_report(c, &err);
-    return 1;
-  }
+  comm_watchdog_timeout(c, cfg.stall_timeout);
   Trainer *t = NULL;
   if (trainer_create(&t, &cfg, c, NULL, &err) != 0) {
     comm_report(c, &err);
-    comm_watchdog_stop(c);
     return 1;
   }
   int ok = trainer_fit(t, &err);
   /* Errors inside fit are already the same on every rank (agreed, or derived from reduced values). */
   trainer_free(t);
-  comm_watchdog_stop(c);
   if (ok != 0) {
     comm_report(c, &err);
     return 1;

@@ -50,6 +50,15 @@ void comm_allgatherv(Comm *c, const void *send, int n, void *recv, const int *co
 /* Broadcasts bytes from root (in pieces, so any size works). */
 void comm_bcast(Comm *c, void *buf, size_t bytes, int root);
 
+/* Blocking point-to-point (predict's rows streaming to rank 0), watched by the stall inspector like the collectives;
+ * `what` (static) names the wait in a stall report ("receive of predictions"). */
+void comm_send(Comm *c, const void *buf, int n, MPI_Datatype type, int dest, int tag, const char *what);
+void comm_recv(Comm *c, void *buf, int n, MPI_Datatype type, int src, int tag, const char *what);
+
+/* A barrier for ranks with nothing to do while others work (convert on rank 0, synth's shards): it sleeps instead of
+ * spinning a core, and is watched by the stall inspector. */
+void comm_wait_all(Comm *c, const char *what);
+
 /* 1 if buf[0..n) has the same bits on every rank (64-bit hash, reduced by MIN and MAX), else 0. */
 int comm_replicas_identical(Comm *c, const void *buf, size_t bytes);
 
@@ -130,15 +139,52 @@ void comm_abort(const Comm *c, const char *fmt, ...) MT_PRINTF(2, 3);
  *
  * In MPI a rank that stops (hangs in I/O, livelocks, is SIGSTOPped, or simply took a different path) leaves every
  * other rank waiting in the next collective, forever. The inspector is a thread per rank (it needs
- * MPI_THREAD_MULTIPLE) on a communicator of its own: when this rank has waited in a collective for longer than the
- * timeout, it asks every rank where it is — the phase (startup, data, forward, backward, gradient reduction,
- * update, eval, checkpoint), whether it waits in a collective and which, the step — and the lowest waiting rank
- * prints one line naming the ranks that have not arrived and what they are doing, then aborts the job: a clean end
- * with a reason instead of a job that burns its allocation. */
-int comm_watchdog_start(Comm *c, double timeout_s, MtError *err); /* collective; 0 timeout = off */
+ * MPI_THREAD_MULTIPLE) on a communicator of its own: when this rank has waited in a collective (or a watched
+ * send / receive / comm_wait_all) for longer than the timeout, it asks every rank where it is — the phase (startup,
+ * data, forward, backward, gradient reduction, update, eval, checkpoint; predict, write, read in the other
+ * subcommands), whether it waits and where, the step, and its last sign of life (a phase or step change, entering
+ * or leaving a wait). If no rank has shown one within the timeout, the lowest waiting rank prints one line naming
+ * the ranks that have not arrived and what they are doing, then aborts the job: a clean end with a reason instead
+ * of a job that burns its allocation. A rank that keeps moving (writing the shards others wait for) is not a stall.
+ *
+ * main.c starts it for every subcommand with the default timeout and comm_free stops it; each multi-rank
+ * subcommand has the option COMM_STALL_OPTION in its table and applies it with comm_watchdog_timeout. */
+int comm_watchdog_start(Comm *c, double timeout_s, MtError *err); /* collective; running already: sets the timeout */
 void comm_watchdog_stop(Comm *c);                                  /* collective */
-/* What this rank is doing now (a string with static lifetime) and the step: cheap, call freely. */
+/* The timeout of the running inspector (0 = never report; it keeps passing stop signals on). Not collective; every
+ * rank passes the same (agreed) value. */
+void comm_watchdog_timeout(Comm *c, double timeout_s);
+/* What this rank is doing now (a string with static lifetime) and the step: cheap, call freely (per chunk). */
 void comm_phase(Comm *c, const char *phase, int64_t step);
+
+#define COMM_STALL_TIMEOUT_DEFAULT 600
+#define COMM_STR_(x) #x
+#define COMM_STR(x) COMM_STR_(x)
+/* --stall-timeout in an option table (opts.h; needs <math.h> and <stddef.h>): the float field FIELD of TYPE. The
+ * one definition every subcommand shares. */
+#define COMM_STALL_OPTION(TYPE, FIELD)                                                                              \
+  {.name = "stall-timeout", .type = OT_FLOAT, .offset = offsetof(TYPE, FIELD),                                    \
+   .def = COMM_STR(COMM_STALL_TIMEOUT_DEFAULT), .metavar = "SECONDS", .min = 0, .max = HUGE_VAL,                   \
+   .flags = OPT_RANGED, .word = "off", .word_value = 0,                                                            \
+   .help = "stall inspector: when no rank has made progress for this long while one waits for the others, find "  \
+           "out which ranks have not arrived and what they are doing, print it and abort the job instead of "     \
+           "hanging; off = never"}
+
+/* ==== Stop signals ====
+ *
+ * Between comm_stop_catch and comm_stop_release, SIGTERM, SIGINT and SIGUSR1 (a scheduler, a user, Slurm before
+ * the time limit) only record the signal. Long loops check comm_stop_signal between chunks and unwind through
+ * their normal error path: training after the step, with a checkpoint; the writers (predict, synth, convert)
+ * abandoning their output and removing its temporary. The inspector thread passes a stop on to every rank, so a
+ * signal that reaches one rank stops them all. A second SIGINT ends the process at once. Not collective. */
+void comm_stop_catch(void);
+void comm_stop_release(void);
+int comm_stop_signal(void);             /* the signal (since the last comm_stop_catch), or 0 */
+const char *comm_signal_name(int sig);  /* "SIGTERM" */
+/* Collective, for a command that failed (err agreed, failed on every rank): rank 0 prints the message, and every
+ * rank gets the exit code: 128 + the signal when a stop signal reached any rank ("mpitrain: <msg>": an
+ * interruption, not an error), else 1 ("mpitrain: error: <msg>"). */
+int comm_fail_exit(Comm *c, const MtError *err);
 
 /* 64-bit FNV-1a of a byte buffer (used for replica checks; exposed for tests). Not collective. */
 uint64_t comm_hash(const void *buf, size_t bytes);

@@ -36,6 +36,8 @@ int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const 
 /* Checks every split received exactly spec.n rows, flushes, closes, fsyncs and renames into place. Frees w whether
  * it succeeds or not (on failure the temporary is removed and the final name is left untouched). */
 int datawriter_close(DataWriter *w, MtError *err);
+/* The temporary name the file is written under until datawriter_close (for messages). */
+const char *datawriter_temp(const DataWriter *w);
 /* Abandons the file (deletes the temporary) and frees w. NULL is ignored. */
 void datawriter_abort(DataWriter *w);
 
