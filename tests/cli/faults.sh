@@ -230,13 +230,13 @@ signal_predict)
   "$bin" train --data d.h5 --hidden 8 --max-steps 5 --batch 100 --no-eval --progress off --checkpoint-dir ck \
     >/dev/null 2>&1 || fail train
   ckpt=$(ls ck/ckpt-*.h5 | tail -n 1)
-  interrupt TERM "" "out.csv.tmp.*" out.csv "$bin" predict --checkpoint "$ckpt" --data d.h5 --out out.csv
-  interrupt INT "" "out.csv.tmp.*" out.csv "$bin" predict --checkpoint "$ckpt" --data d.h5 --out out.csv
+  interrupt TERM "" ".out.csv.tmp.*" out.csv "$bin" predict --checkpoint "$ckpt" --data d.h5 --out out.csv
+  interrupt INT "" ".out.csv.tmp.*" out.csv "$bin" predict --checkpoint "$ckpt" --data d.h5 --out out.csv
   # rank 2 of 3 gets it while rank 0 writes; then an existing out.csv must survive an interrupted run
-  interrupt TERM "^$bin predict .*--out out.csv" "out.csv.tmp.*" out.csv \
+  interrupt TERM "^$bin predict .*--out out.csv" ".out.csv.tmp.*" out.csv \
     mpirun -np 3 "$bin" predict --checkpoint "$ckpt" --data d.h5 --out out.csv
   echo "old" >out.csv
-  interrupt TERM "" "out.csv.tmp.*" out.csv "$bin" predict --checkpoint "$ckpt" --data d.h5 --out out.csv
+  interrupt TERM "" ".out.csv.tmp.*" out.csv "$bin" predict --checkpoint "$ckpt" --data d.h5 --out out.csv
   ;;
 *) fail "unknown scenario $scenario" ;;
 esac
