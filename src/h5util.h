@@ -12,6 +12,14 @@
  * into buf [n, cols] as memory type mtype. Returns 0, or -1 with HDF5's error left for the caller to word. */
 int h5_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf, int write);
 
+/* 0 if the file stores data for the whole declared extent of dataset ds; else -1 with the message "<where>
+ * declares <shape> (<bytes>) but the file stores only <bytes> of it[ (<k> of <n> chunks)]: truncated or damaged",
+ * so a small damaged file cannot make a reader allocate and read gigabytes of fill values. Contiguous: the bytes
+ * allocated against extent x type size; chunked: the chunks allocated against the chunks the extent needs
+ * (compressed chunks are smaller than raw ones, so their bytes say nothing). Compact, external and virtual
+ * layouts are not checked. where: "FILE: /train/x", "checkpoint FILE: /model/dense0/W". */
+int h5_check_stored(hid_t ds, const char *where, MtError *err);
+
 /* Attribute readers: 0 found, 1 missing, -1 error (message naming path and attribute set). */
 int h5_attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count);
 int h5_attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf);
