@@ -1,6 +1,6 @@
-/* h5util.c — small HDF5 helpers shared by the dataset reader, the dataset writer and checkpoints: row ranges and
- * attributes (any numeric type HDF5 can convert; strings fixed- or variable-length on read, variable-length UTF-8
- * on write, which is what h5py writes for str). */
+/* h5util.c — small HDF5 helpers shared by the dataset reader, the dataset writer and checkpoints: row ranges, a
+ * check that a dataset stores what it declares, and attributes (any numeric type HDF5 can convert; strings fixed-
+ * or variable-length on read, variable-length UTF-8 on write, which is what h5py writes for str). */
 #include "h5util.h"
 
 #include <math.h>

@@ -1,5 +1,5 @@
-/* h5util.h — internal to the HDF5 edge (data, datawriter, checkpoint): row ranges and attributes. Not a public
- * header: nothing outside the HDF5 modules includes hdf5.h. */
+/* h5util.h — internal to the HDF5 edge (data, datawriter, checkpoint): row ranges, stored-extent checks and
+ * attributes. Not a public header: nothing outside the HDF5 modules includes hdf5.h. */
 #ifndef MPITRAIN_H5UTIL_H
 #define MPITRAIN_H5UTIL_H
 

@@ -73,6 +73,15 @@ mt_expect(NAME ckval.resume.undamaged NP 2 EXIT ok WITHIN 20 MATCH "resumed from
   COMMAND ${MT_BIN} train --data ${MT_TEST_DATA}/train_small.h5 --hidden 8 --batchnorm before --batch 48
           --max-steps 5 --progress off --threads 1 --checkpoint-dir ckval/resumed
           --resume ckval/base/ckpt-000000000003.h5)
+# --resume auto skips a newest checkpoint holding an invalid value, like a damaged one, and takes the one before.
+set(auto_args --data ${MT_TEST_DATA}/train_small.h5 --hidden 8 --batchnorm before --batch 48 --max-steps 5
+    --progress off --threads 1 --resume auto)
+mt_expect(NAME ckval.resume.auto_warns NP 2 EXIT ok WITHIN 20 FIXTURES_REQUIRED ckval
+  MATCH "^mpitrain: warning: skipping ckval/auto_warn/ckpt-000000000004.h5: checkpoint ckval/auto_warn/ckpt-000000000004.h5: /model/dense1/W\\[3\\] holds NaN"
+  COMMAND ${MT_BIN} train ${auto_args} --checkpoint-dir ckval/auto_warn)
+mt_expect(NAME ckval.resume.auto_falls_back NP 2 EXIT ok WITHIN 20 FIXTURES_REQUIRED ckval
+  MATCH "resumed from ckval/auto_fallback/ckpt-000000000003.h5: step 3"
+  COMMAND ${MT_BIN} train ${auto_args} --checkpoint-dir ckval/auto_fallback)
 mt_expect(NAME ckval.info.undamaged EXIT ok WITHIN 10 MATCH "crc32: .*matches the arrays" FIXTURES_REQUIRED ckval
   COMMAND ${MT_BIN} info ckval/base/ckpt-000000000003.h5)
 
@@ -99,3 +108,8 @@ foreach(entry ${MT_CKVAL_DECLARED})
   mt_expect(NAME ckval.declared.eval.${kind} NP 2 EXIT 1 WITHIN 10 MATCH "${line}" FIXTURES_REQUIRED ckval_good
     COMMAND ${MT_BIN} eval --checkpoint ckval-good/ckpt-000000000002.h5 --data ${file} --split train)
 endforeach()
+
+# One of each path for the sanitizer subset (tests/CMakeLists.txt): an array refused after the CRC matched, an
+# attribute out of range, an array not stored, a dataset declaring more than it stores.
+set_property(TEST ckval.resume.v_negative ckval.eval.weight_nan ckval.info.epoch_huge ckval.eval.unstored
+  ckval.declared.info.chunked ckval.declared.train.contiguous APPEND PROPERTY LABELS sanitize)

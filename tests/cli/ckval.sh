@@ -2,7 +2,8 @@
 # ckval.sh — the fixture of tests/cli/ckval.cmake: ckval.sh MPITRAIN TAMPER DATA NAME:TAMPER-ARGS...
 # Trains a small model (batch norm, Adam: every kind of array) for a few steps into ckval/base, then writes one
 # damaged copy ckval/NAME.h5 per argument with `ckpt_tamper ckval/NAME.h5 TAMPER-ARGS` (array edits recompute the
-# CRC, so only a check of the values can tell).
+# CRC, so only a check of the values can tell), and two checkpoint directories whose newest checkpoint is
+# ckval/weight_nan.h5.
 set -u
 bin=$1 tamper=$2 data=$3
 shift 3
@@ -18,5 +19,11 @@ for kind in "$@"; do
   cp "$base" "ckval/$name.h5" || exit 1
   # shellcheck disable=SC2086 # the arguments are words
   "$tamper" "ckval/$name.h5" $args || { echo "FAIL: ckpt_tamper ckval/$name.h5 $args"; exit 1; }
+done
+# --resume auto: a newest checkpoint with an invalid value is skipped like a damaged one (two directories: each
+# test's run writes checkpoints of its own)
+for d in auto_warn auto_fallback; do
+  mkdir -p "ckval/$d" && cp "$base" "ckval/$d/" && cp ckval/weight_nan.h5 "ckval/$d/ckpt-000000000004.h5" 2>/dev/null ||
+    { echo "FAIL: ckval/$d (is weight_nan among the kinds?)"; exit 1; }
 done
 echo "wrote $# damaged checkpoints into ckval/"

@@ -27,11 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "fuzz.h"
 #include "fuzz_h5.h"
-#include <zlib.h>
-
 #include "mpitrain/checkpoint.h"
 
 #define MAX_TENSORS (4 * MODEL_MAX_HIDDEN + 2)
