@@ -57,13 +57,12 @@ static const OptionSpec bench_options[] = {
     {.name = NULL},
 };
 
-/* The train options bench has no use for: it runs a fixed number of steps (not epochs, no early stopping), never
- * evaluates, logs or checkpoints, and has no stall inspector. Left out of its table, so --help lists only what
- * changes a step and such an option is refused as unknown rather than silently ignored. Whole sections, then single
- * options. */
+/* The train options bench has no use for: it runs a fixed number of steps (not epochs, no early stopping) from
+ * --init's weights (their values do not change a step's time), and never evaluates, logs or checkpoints. Left out of
+ * its table, so --help lists only what changes a step and such an option is refused as unknown rather than silently
+ * ignored. Whole sections, then single options. (--stall-timeout stays: the stall inspector watches bench too.) */
 static const char *const bench_skip_sections[] = {"output", "checkpoints", NULL};
-static const char *const bench_skip_options[] = {"epochs", "max-steps", "val-fraction", "patience", "stall-timeout",
-                                                 NULL};
+static const char *const bench_skip_options[] = {"epochs", "max-steps", "val-fraction", "patience", "init-from", NULL};
 
 static int listed(const char *const *list, const char *name) {
   for (; name != NULL && *list != NULL; list++)

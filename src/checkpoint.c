@@ -10,10 +10,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -449,12 +451,6 @@ static int read_int(hid_t f, const char *path, const char *name, long long *v, M
   return 0;
 }
 
-static int read_real(hid_t f, const char *path, const char *name, double *v, MtError *err) {
-  int r = h5_attr_read_number(f, path, name, 0, v, err);
-  if (r == 1) return mt_fail(err, "checkpoint %s: attribute %s is missing", path, name);
-  return r < 0 ? -1 : 0;
-}
-
 static int read_string(hid_t f, const char *path, const char *name, char *out, size_t n, char **dup, MtError *err) {
   char **v = NULL;
   int nv = 0, r = h5_attr_read_strings(f, path, name, 1, &v, &nv, err);
@@ -463,6 +459,199 @@ static int read_string(hid_t f, const char *path, const char *name, char *out, s
   if (out) snprintf(out, n, "%s", nv > 0 ? v[0] : "");
   if (dup) *dup = strdup(nv > 0 ? v[0] : "");
   h5_strings_free(v, nv);
+  return 0;
+}
+
+/* ---- The numeric attributes: one row each, with the values a run can write ----
+ *
+ * The attributes are outside the CRC, so anything no run can write is damage (or tampering), refused here rather
+ * than wrapped by the trainer (which counts epochs in int), divided by (eps, bn_eps) or overflowed by `info`.
+ * Reals must be finite, and are checked as stored (a float field: after rounding to float). Attributes not in the
+ * table (or read below as strings) are ignored, so files with more attributes still load. */
+
+typedef enum { AK_INT, AK_REAL, AK_INTS, AK_REALS } AttrKind; /* an exact integer, a number, or lists of them */
+typedef enum { F_I64, F_INT, F_U32, F_FLOAT, F_DOUBLE } FieldType;
+enum { OPEN_LO = 1, OPEN_HI = 2 };
+
+typedef struct AttrRule {
+  const char *name;
+  AttrKind kind;
+  size_t offset;        /* of its field in CheckpointMeta (lists: of the array) */
+  FieldType field;      /* (lists: of an element) */
+  int64_t ilo, ihi;     /* integers: [ilo, ihi] */
+  double lo, hi;        /* reals: lo .. hi, OPEN_LO / OPEN_HI excluding an end; +-INFINITY: no bound */
+  int open;
+  const char *hi_attr;  /* integers: the upper bound is also this (earlier) attribute's value */
+  int optional;         /* may be missing (the field keeps 0; a list has 0 elements) */
+  size_t n_offset;      /* lists: the int field that receives the count ... */
+  int n_min, n_max;     /* ... which must be in [n_min, n_max] ... */
+  int n_match;          /* ... or (n_match) must equal what that field already holds */
+} AttrRule;
+
+#define FIELD_TYPE(x) _Generic((x), int64_t: F_I64, int: F_INT, uint32_t: F_U32, float: F_FLOAT, double: F_DOUBLE)
+#define FIELD(f) .offset = offsetof(CheckpointMeta, f), .field = FIELD_TYPE(((CheckpointMeta *)0)->f)
+#define ELEMS(f) .offset = offsetof(CheckpointMeta, f), .field = FIELD_TYPE(((CheckpointMeta *)0)->f[0])
+#define INT(name, f, lo_, hi_, ...) {name, AK_INT, FIELD(f), .ilo = (lo_), .ihi = (hi_), __VA_ARGS__}
+#define REAL(name, f, lo_, hi_, open_, ...) \
+  {name, AK_REAL, FIELD(f), .lo = (lo_), .hi = (hi_), .open = (open_), __VA_ARGS__}
+#define INTS(name, f, lo_, hi_, ...) {name, AK_INTS, ELEMS(f), .ilo = (lo_), .ihi = (hi_), __VA_ARGS__}
+#define REALS(name, f, lo_, hi_, open_, ...) \
+  {name, AK_REALS, ELEMS(f), .lo = (lo_), .hi = (hi_), .open = (open_), __VA_ARGS__}
+#define COUNT(f) .n_offset = offsetof(CheckpointMeta, f)
+#define MAX_WIDTH (1 << 24) /* features, classes, hidden units */
+
+/* In reading order: a row may refer (hi_attr, n_match) only to rows above it. */
+static const AttrRule attr_rules[] = {
+    INT("world_size", world_size, 1, INT_MAX),
+    INT("step", step, 0, INT64_MAX),
+    INT("epoch", epoch, 0, INT_MAX - 1), /* the trainer holds it in an int and counts on */
+    INT("n_train", n_train, 1, INT64_MAX),
+    INT("epoch_pos", epoch_pos, 0, INT64_MAX, .hi_attr = "n_train"),
+    INT("seed", seed, 0, INT64_MAX), /* --seed's range */
+    INT("n_inputs", spec.n_inputs, 1, MAX_WIDTH),
+    INT("n_classes", spec.n_classes, 2, MAX_WIDTH),
+    INTS("hidden", spec.hidden, 1, MAX_WIDTH, COUNT(spec.n_hidden), .n_max = MODEL_MAX_HIDDEN),
+    /* hyperparameters: the ranges of their options (config.c) */
+    REAL("leaky_slope", spec.leaky_slope, 0, 1, OPEN_LO | OPEN_HI),
+    REAL("bn_momentum", spec.bn_momentum, 0, 1, OPEN_LO),
+    REAL("bn_eps", spec.bn_eps, 0, INFINITY, OPEN_LO),
+    REALS("dropout", spec.dropout, 0, 1, OPEN_HI, COUNT(spec.n_hidden), .n_match = 1),
+    REAL("best_val_loss", best_val_loss, -INFINITY, INFINITY, 0), /* < 0: none yet */
+    INT("best_epoch", best_epoch, 0, INT_MAX - 1),
+    INT("since_best", since_best, 0, INT_MAX - 1),
+    INT("optimizer_step", opt_step, 0, INT64_MAX),
+    REAL("beta1", opt.beta1, 0, 1, OPEN_HI),
+    REAL("beta2", opt.beta2, 0, 1, OPEN_HI),
+    REAL("eps", opt.eps, 0, INFINITY, OPEN_LO),
+    REAL("epoch_loss_sum", epoch_loss_sum, 0, INFINITY, 0), /* sums of cross-entropies and L2 terms, all >= 0 */
+    REAL("epoch_correct", epoch_correct, 0, INFINITY, 0),
+    INT("epoch_samples", epoch_samples, 0, INT64_MAX),
+    /* deterministic runs only: per parameter tensor, the largest gradient value of a group */
+    REALS("det_max", det_max, 0, INFINITY, 0, .optional = 1, COUNT(det_n), .n_min = 1,
+          .n_max = 4 * MODEL_MAX_HIDDEN + 2),
+    /* training time so far; older versions did not record it (then -1: read_meta_file's default) */
+    REAL("elapsed_s", elapsed_s, 0, INFINITY, 0, .optional = 1),
+    INT("crc32", crc32, 0, UINT32_MAX),
+};
+
+static const AttrRule *attr_rule(const char *name) {
+  for (size_t i = 0; i < sizeof attr_rules / sizeof attr_rules[0]; i++)
+    if (strcmp(attr_rules[i].name, name) == 0) return &attr_rules[i];
+  return NULL;
+}
+
+static void *field_at(const CheckpointMeta *meta, const AttrRule *r, int i) {
+  static const size_t size[] = {[F_I64] = 8, [F_INT] = sizeof(int), [F_U32] = 4, [F_FLOAT] = 4, [F_DOUBLE] = 8};
+  return (char *)meta + r->offset + (size_t)i * size[r->field];
+}
+
+static int64_t field_int(const CheckpointMeta *meta, const AttrRule *r) {
+  const void *p = field_at(meta, r, 0);
+  if (r->field == F_I64) return *(const int64_t *)p;
+  if (r->field == F_INT) return *(const int *)p;
+  return *(const uint32_t *)p;
+}
+
+/* Stores v (in bounds, so it fits) as element i of r's field; returns the value as stored. */
+static double field_store(CheckpointMeta *meta, const AttrRule *r, int i, int64_t iv, double v) {
+  void *p = field_at(meta, r, i);
+  switch (r->field) {
+    case F_I64:
+      *(int64_t *)p = iv;
+      return (double)iv;
+    case F_INT:
+      *(int *)p = (int)iv;
+      return (double)iv;
+    case F_U32:
+      *(uint32_t *)p = (uint32_t)iv;
+      return (double)iv;
+    case F_FLOAT: /* beyond float's range is Inf (a plain cast would be undefined behaviour) */
+      *(float *)p = isfinite(v) && fabs(v) > FLT_MAX ? (v > 0 ? INFINITY : -INFINITY) : (float)v;
+      return (double)*(float *)p;
+    case F_DOUBLE:
+      *(double *)p = v;
+      return v;
+  }
+  return v;
+}
+
+static int real_in_bounds(const AttrRule *r, double v) {
+  if (!isfinite(v)) return 0;
+  if ((r->open & OPEN_LO) ? !(v > r->lo) : !(v >= r->lo)) return 0;
+  return (r->open & OPEN_HI) ? v < r->hi : v <= r->hi;
+}
+
+/* One value of attribute r (element i of a list, i < 0: a scalar) checked and stored. */
+static int attr_value(const char *path, const AttrRule *r, int i, int64_t iv, double v, CheckpointMeta *meta,
+                      MtError *err) {
+  char name[64], range[96];
+  if (i < 0)
+    snprintf(name, sizeof name, "%s", r->name);
+  else
+    snprintf(name, sizeof name, "%s[%d]", r->name, i);
+  if (r->kind == AK_INT || r->kind == AK_INTS) {
+    int64_t hi = r->ihi;
+    const AttrRule *h = r->hi_attr ? attr_rule(r->hi_attr) : NULL;
+    if (h && field_int(meta, h) < hi) hi = field_int(meta, h);
+    if (iv < r->ilo || iv > hi) {
+      if (h)
+        snprintf(range, sizeof range, "[%lld, %s = %lld]", (long long)r->ilo, h->name, (long long)hi);
+      else
+        snprintf(range, sizeof range, "[%lld, %lld]", (long long)r->ilo, (long long)hi);
+      return mt_fail(err, "checkpoint %s: attribute %s = %lld is out of range %s", path, name, (long long)iv, range);
+    }
+    field_store(meta, r, i < 0 ? 0 : i, iv, 0);
+    return 0;
+  }
+  double stored = field_store(meta, r, i < 0 ? 0 : i, 0, v);
+  if (real_in_bounds(r, stored)) return 0;
+  char as[48] = "";
+  if (real_in_bounds(r, v)) snprintf(as, sizeof as, " (%g as float32)", stored); /* rounding made it invalid */
+  if (isinf(r->lo) && isinf(r->hi))
+    return mt_fail(err, "checkpoint %s: attribute %s = %g%s is not a finite number", path, name, v, as);
+  snprintf(range, sizeof range, "%c%g, %g%c", (r->open & OPEN_LO) ? '(' : '[', r->lo, r->hi,
+           (r->open & OPEN_HI) || isinf(r->hi) ? ')' : ']');
+  return mt_fail(err, "checkpoint %s: attribute %s = %g%s is out of range %s", path, name, v, as, range);
+}
+
+/* Reads, checks and stores attribute r. */
+static int attr_read(hid_t f, const char *path, const AttrRule *r, CheckpointMeta *meta, MtError *err) {
+  if (r->kind == AK_INT || r->kind == AK_REAL) {
+    int64_t iv = 0;
+    double v = 0;
+    int found = r->kind == AK_INT ? h5_attr_read_int64(f, path, r->name, &iv, err)
+                                  : h5_attr_read_number(f, path, r->name, 0, &v, err);
+    if (found < 0) return -1;
+    if (found == 1) return r->optional ? 0 : mt_fail(err, "checkpoint %s: attribute %s is missing", path, r->name);
+    return attr_value(path, r, -1, iv, v, meta, err);
+  }
+  H5T_class_t cls;
+  hssize_t count = 0;
+  int found = h5_attr_find(f, r->name, &cls, &count); /* 1 found, 0 missing */
+  if (found < 0) return mt_fail(err, "checkpoint %s: cannot read attribute %s", path, r->name);
+  if (found == 0) return r->optional ? 0 : mt_fail(err, "checkpoint %s: attribute %s is missing", path, r->name);
+  if (cls != H5T_INTEGER && (r->kind == AK_INTS || cls != H5T_FLOAT))
+    return mt_fail(err, "checkpoint %s: attribute %s is not a list of %s", path, r->name,
+                   r->kind == AK_INTS ? "integers" : "numbers");
+  int *n = (int *)((char *)meta + r->n_offset);
+  if (r->n_match ? count != *n : count < r->n_min || count > r->n_max) {
+    if (r->n_match)
+      return mt_fail(err, "checkpoint %s: attribute %s has %lld values; expected %d, one per hidden layer", path,
+                     r->name, (long long)count, *n);
+    return mt_fail(err, "checkpoint %s: attribute %s has %lld values; expected %d .. %d", path, r->name,
+                   (long long)count, r->n_min, r->n_max);
+  }
+  int64_t iv[4 * MODEL_MAX_HIDDEN + 2]; /* the longest list (n_max, or a count n_match holds to) */
+  double v[4 * MODEL_MAX_HIDDEN + 2];
+  if ((size_t)count > sizeof v / sizeof v[0])
+    return mt_fail(err, "checkpoint %s: attribute %s is too long", path, r->name);
+  if (count > 0 && h5_attr_read_raw(f, r->name, r->kind == AK_INTS ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE,
+                                    r->kind == AK_INTS ? (void *)iv : (void *)v) < 0)
+    return mt_fail(err, "checkpoint %s: cannot read attribute %s", path, r->name);
+  for (int i = 0; i < (int)count; i++)
+    if (attr_value(path, r, i, r->kind == AK_INTS ? iv[i] : 0, r->kind == AK_REALS ? v[i] : 0, meta, err) != 0)
+      return -1;
+  *n = (int)count;
   return 0;
 }
 
@@ -484,115 +673,27 @@ static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtErr
     return mt_fail(err, "checkpoint %s has format version %lld; this mpitrain (%s) reads version %d: use a newer "
                         "mpitrain to resume it",
                    path, v, MPITRAIN_VERSION, CHECKPOINT_VERSION);
-  char act[32], opt[32];
-  double d;
-  long long nin = 0, ncl = 0, ws = 0;
-  if (read_int(f, path, "world_size", &ws, err) < 0 || read_int(f, path, "step", &v, err) < 0) return -1;
-  meta->world_size = (int)ws;
-  meta->step = v;
-  if (read_int(f, path, "epoch", &v, err) < 0) return -1;
-  meta->epoch = v;
-  if (read_int(f, path, "epoch_pos", &v, err) < 0) return -1;
-  meta->epoch_pos = v;
-  if (read_int(f, path, "seed", &v, err) < 0) return -1;
-  meta->seed = v;
-  if (read_int(f, path, "n_inputs", &nin, err) < 0 || read_int(f, path, "n_classes", &ncl, err) < 0) return -1;
-  if (nin < 1 || nin > (1 << 24) || ncl < 2 || ncl > (1 << 24))
-    return mt_fail(err, "checkpoint %s: n_inputs = %lld, n_classes = %lld are out of range", path, nin, ncl);
-  meta->spec.n_inputs = (int)nin;
-  meta->spec.n_classes = (int)ncl;
-  H5T_class_t cls;
-  hssize_t count = 0;
-  if (h5_attr_find(f, "hidden", &cls, &count) != 1 || cls != H5T_INTEGER || count > MODEL_MAX_HIDDEN)
-    return mt_fail(err, "checkpoint %s: attribute hidden is missing or not a list of at most %d integers", path,
-                   MODEL_MAX_HIDDEN);
-  meta->spec.n_hidden = (int)count;
-  if (count > 0 && h5_attr_read_raw(f, "hidden", H5T_NATIVE_INT, meta->spec.hidden) < 0)
-    return mt_fail(err, "checkpoint %s: cannot read attribute hidden", path);
-  for (int i = 0; i < meta->spec.n_hidden; i++)
-    if (meta->spec.hidden[i] < 1 || meta->spec.hidden[i] > (1 << 24))
-      return mt_fail(err, "checkpoint %s: hidden layer %d has width %d", path, i, meta->spec.hidden[i]);
+  meta->elapsed_s = -1; /* not recorded, unless the attribute says otherwise */
+  for (size_t i = 0; i < sizeof attr_rules / sizeof attr_rules[0]; i++)
+    if (attr_read(f, path, &attr_rules[i], meta, err) != 0) return -1;
+  char act[32], opt[32], bn[32];
   if (read_string(f, path, "activation", act, sizeof act, NULL, err) < 0) return -1;
   int a = act_from_name(act);
   if (a < 0) return mt_fail(err, "checkpoint %s: unknown activation '%s'", path, act);
   meta->spec.act = (ActKind)a;
-  if (read_real(f, path, "leaky_slope", &d, err) < 0) return -1;
-  meta->spec.leaky_slope = (float)d;
-  char bn[32];
   if (read_string(f, path, "batchnorm", bn, sizeof bn, NULL, err) < 0) return -1;
   int b = bn_place_from_name(bn);
   if (b < 0) return mt_fail(err, "checkpoint %s: unknown batchnorm placement '%s'", path, bn);
   meta->spec.bn = (BnPlace)b;
-  if (read_real(f, path, "bn_momentum", &d, err) < 0) return -1;
-  meta->spec.bn_momentum = (float)d;
-  if (read_real(f, path, "bn_eps", &d, err) < 0) return -1;
-  meta->spec.bn_eps = (float)d;
-  if (h5_attr_find(f, "dropout", &cls, &count) != 1 || count != meta->spec.n_hidden ||
-      (count > 0 && h5_attr_read_raw(f, "dropout", H5T_NATIVE_FLOAT, meta->spec.dropout) < 0))
-    return mt_fail(err, "checkpoint %s: attribute dropout is missing or does not have one rate per hidden layer", path);
-  if (read_real(f, path, "best_val_loss", &meta->best_val_loss, err) < 0) return -1;
-  if (read_int(f, path, "best_epoch", &v, err) < 0) return -1;
-  meta->best_epoch = v;
-  if (read_int(f, path, "since_best", &v, err) < 0) return -1;
-  meta->since_best = v;
   if (read_string(f, path, "optimizer", opt, sizeof opt, NULL, err) < 0) return -1;
   int k = optim_from_name(opt);
   if (k < 0) return mt_fail(err, "checkpoint %s: unknown optimizer '%s'", path, opt);
   meta->opt.kind = (OptKind)k;
-  if (read_int(f, path, "optimizer_step", &v, err) < 0) return -1;
-  meta->opt_step = v;
-  if (read_real(f, path, "beta1", &d, err) < 0) return -1;
-  meta->opt.beta1 = (float)d;
-  if (read_real(f, path, "beta2", &d, err) < 0) return -1;
-  meta->opt.beta2 = (float)d;
-  if (read_real(f, path, "eps", &d, err) < 0) return -1;
-  meta->opt.eps = (float)d;
-  if (read_real(f, path, "epoch_loss_sum", &meta->epoch_loss_sum, err) < 0 ||
-      read_real(f, path, "epoch_correct", &meta->epoch_correct, err) < 0)
-    return -1;
-  if (read_int(f, path, "epoch_samples", &v, err) < 0) return -1;
-  meta->epoch_samples = v;
-  /* Optional: written by deterministic runs only. */
-  meta->det_n = 0;
-  int has_det = h5_attr_find(f, "det_max", &cls, &count); /* 1 found, 0 missing */
-  if (has_det < 0) return mt_fail(err, "checkpoint %s: cannot read attribute det_max", path);
-  if (has_det == 1) {
-    const int cap = (int)(sizeof meta->det_max / sizeof meta->det_max[0]);
-    if (cls != H5T_FLOAT || count < 1 || count > cap ||
-        h5_attr_read_raw(f, "det_max", H5T_NATIVE_FLOAT, meta->det_max) < 0)
-      return mt_fail(err, "checkpoint %s: attribute det_max is not a list of at most %d numbers", path, cap);
-    for (int i = 0; i < (int)count; i++)
-      if (!(meta->det_max[i] >= 0 && isfinite(meta->det_max[i])))
-        return mt_fail(err, "checkpoint %s: det_max[%d] = %g; expected a finite value >= 0", path, i,
-                       (double)meta->det_max[i]);
-    meta->det_n = (int)count;
-  }
-  /* Optional: older versions did not record it. */
-  int r_el = h5_attr_read_number(f, path, "elapsed_s", 0, &meta->elapsed_s, err);
-  if (r_el < 0) return -1;
-  if (r_el == 1) meta->elapsed_s = -1;
-  else if (!(meta->elapsed_s >= 0 && isfinite(meta->elapsed_s)))
-    return mt_fail(err, "checkpoint %s: elapsed_s = %g; expected a finite value >= 0", path, meta->elapsed_s);
-  if (read_int(f, path, "n_train", &v, err) < 0) return -1;
-  meta->n_train = v;
-  if (read_int(f, path, "crc32", &v, err) < 0) return -1;
-  meta->crc32 = (uint32_t)v;
   if (read_string(f, path, "data", meta->data, sizeof meta->data, NULL, err) < 0 ||
       read_string(f, path, "created", meta->created, sizeof meta->created, NULL, err) < 0 ||
       read_string(f, path, "mpitrain_version", meta->version, sizeof meta->version, NULL, err) < 0 ||
       read_string(f, path, "config", NULL, 0, &meta->config, err) < 0)
     return -1;
-  if (meta->step < 0 || meta->epoch < 0 || meta->epoch_pos < 0 || meta->opt_step < 0)
-    return mt_fail(err, "checkpoint %s: negative step, epoch or position", path);
-  /* The attributes are outside the CRC: counters no run can reach are damage, refused here rather than wrapped by
-   * the trainer (which counts epochs in int) or overflowed by `info` (fuzz_checkpoint: epoch 2^63-1). */
-  if (meta->epoch > INT_MAX || meta->best_epoch < 0 || meta->best_epoch > INT_MAX || meta->since_best < 0 ||
-      meta->since_best > INT_MAX || ws < 1 || ws > INT_MAX || meta->n_train < 1 || meta->epoch_pos > meta->n_train ||
-      meta->epoch_samples < 0)
-    return mt_fail(err, "checkpoint %s: epoch %lld, best epoch %lld, epochs since %lld, world size %lld, position "
-                   "%lld of %lld rows or epoch samples %lld out of range (damaged?)", path, (long long)meta->epoch,
-                   (long long)meta->best_epoch, (long long)meta->since_best, ws, (long long)meta->epoch_pos,
-                   (long long)meta->n_train, (long long)meta->epoch_samples);
   return 0;
 }
 
@@ -622,13 +723,57 @@ static int read_tensor(hid_t file, const char *path, const char *group, const Mo
   int rank = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, dims, NULL);
   if (sp >= 0) H5Sclose(sp);
   int rc = 0;
+  char where[1200];
+  snprintf(where, sizeof where, "checkpoint %s: %s", path, name);
   if (rank != t->rank || dims[0] != (hsize_t)t->dims[0] || (t->rank == 2 && dims[1] != (hsize_t)t->dims[1]))
     rc = mt_fail(err, "checkpoint %s: %s has shape %lldx%lld; expected %dx%d", path, name, (long long)dims[0],
                  (long long)dims[1], t->dims[0], t->dims[1]);
+  else if (h5_check_stored(ds, where, err) != 0)
+    rc = -1;
   else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, base + t->offset) < 0)
     rc = mt_fail(err, "checkpoint %s: reading %s failed (truncated or damaged?)", path, name);
   H5Dclose(ds);
   return rc;
+}
+
+
+/* ---- What the arrays may hold (inside the CRC, but a CRC recomputed over tampered values matches too) ---- */
+
+/* 0 if every value of tensor t in base is finite (and >= 0 when nonneg), else names the first that is not. */
+static int check_values(const char *path, const char *group, const ModelTensor *t, const float *base, int nonneg,
+                        const char *what, MtError *err) {
+  const float *v = base + t->offset;
+  for (size_t i = 0; i < t->count; i++)
+    if (!isfinite(v[i]) || (nonneg && v[i] < 0)) {
+      char val[32];
+      if (isnan(v[i]))
+        snprintf(val, sizeof val, "NaN");
+      else if (isinf(v[i]))
+        snprintf(val, sizeof val, "%sInf", v[i] < 0 ? "-" : "");
+      else
+        snprintf(val, sizeof val, "%g", (double)v[i]);
+      return mt_fail(err, "checkpoint %s: %s/%s[%zu] holds %s; expected %s", path, group, t->name, i, val, what);
+    }
+  return 0;
+}
+
+/* Parameters and first moments finite; second moments and running variances finite and >= 0 (they are
+ * averages of squares: the optimiser takes their root, batch norm divides by it). */
+static int check_state(const char *path, const Model *m, const float *mom1, const float *mom2, MtError *err) {
+  ModelTensor ts[MAX_TENSORS], ss[MAX_TENSORS];
+  int nt = model_tensors(m, ts, MAX_TENSORS), ns = model_state_tensors(m, ss, MAX_TENSORS);
+  for (int i = 0; i < nt; i++)
+    if (check_values(path, "/model", &ts[i], m->params, 0, "finite weights", err) != 0 ||
+        (mom1 && check_values(path, "/optimizer/m", &ts[i], mom1, 0, "finite first moments", err) != 0) ||
+        (mom2 && check_values(path, "/optimizer/v", &ts[i], mom2, 1, "finite second moments >= 0", err) != 0))
+      return -1;
+  for (int i = 0; i < ns; i++) {
+    int var = strstr(ss[i].name, "running_var") != NULL;
+    if (check_values(path, "/model", &ss[i], m->state, var,
+                     var ? "finite running variances >= 0" : "finite running means", err) != 0)
+      return -1;
+  }
+  return 0;
 }
 
 /* class_names and /preprocess, both optional (checkpoints written before mpitrain stored them load without). */
@@ -675,6 +820,7 @@ static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtEr
                      "std > 0 (damaged?)", path, j, (double)meta->mean[j], (double)meta->std[j]);
   return 0;
 }
+
 
 /* The architecture must match exactly: a checkpoint is not a warm start for another model. */
 int checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Model *m, const Optimizer *o,
@@ -738,6 +884,8 @@ int checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m
     if (crc != meta->crc32)
       rc = mt_fail(err, "checkpoint %s fails its CRC-32 check (stored %08x, computed %08x): the file is damaged",
                    path, meta->crc32, crc);
+    else
+      rc = check_state(path, m, has_m ? mom1 : NULL, has_v ? mom2 : NULL, err);
   }
   mt_free(own2);
   mt_free(own1);
@@ -804,7 +952,8 @@ int checkpoint_describe(const char *path, MtError *err) {
   for (int k = 0; meta.class_names && k < meta.spec.n_classes; k++)
     printf("%s%s", k ? ", " : ": ", meta.class_names[k]);
   printf("%s\n", meta.class_names ? "" : " (no names)");
-  printf("crc32:       %08x, %s\n", meta.crc32, ok ? "matches the arrays" : rerr.msg);
+  printf("crc32:       %08x, %s%s\n", meta.crc32, ok ? "matches the arrays, every value valid" : "refused: ",
+         ok ? "" : rerr.msg);
   printf("arrays:\n");
   ModelTensor ts[MAX_TENSORS];
   int nt = model_tensors(&m, ts, MAX_TENSORS);

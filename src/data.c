@@ -312,6 +312,13 @@ static int meta_split(hid_t file, const char *path, int s, int has_y, Meta *m, M
             DATA_MAX_D);
     goto done;
   }
+  /* Before anything reads it: a small damaged file may declare far more rows than it stores (reads would return
+   * gigabytes of fill values). */
+  char where[DATA_PATH_MAX + 16];
+  snprintf(where, sizeof where, "%s: %s", path, x_path[s]);
+  if (h5_check_stored(x, where, err) != 0) goto done;
+  snprintf(where, sizeof where, "%s: %s", path, y_path[s]);
+  if (has_y && h5_check_stored(y, where, err) != 0) goto done;
   if (s == SPLIT_TRAIN) {
     m->d = (int)xd[1];
     m->stored_uint8 = is_u8;

@@ -1,11 +1,14 @@
-/* h5util.c — small HDF5 helpers shared by the dataset reader, the dataset writer and checkpoints: row ranges and
- * attributes (any numeric type HDF5 can convert; strings fixed- or variable-length on read, variable-length UTF-8
- * on write, which is what h5py writes for str). */
+/* h5util.c — small HDF5 helpers shared by the dataset reader, the dataset writer and checkpoints: row ranges, a
+ * check that a dataset stores what it declares, flushing and abandoning files on a full disk, and attributes (any
+ * numeric type HDF5 can convert; strings fixed- or variable-length on read, variable-length UTF-8 on write, which is
+ * what h5py writes for str). */
 #define _GNU_SOURCE /* memfd_create */
 #include "h5util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -107,6 +110,77 @@ int h5_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf
 done:
   if (ms >= 0) H5Sclose(ms);
   H5Sclose(fs);
+  return rc;
+}
+
+/* "0 bytes", "1.0 KiB", "80.0 GiB". */
+static void bytes_text(double b, char *out, size_t n) {
+  static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (b < 1024) {
+    snprintf(out, n, "%.0f bytes", b);
+    return;
+  }
+  int u = -1;
+  while (b >= 1024 && u < 5) {
+    b /= 1024;
+    u++;
+  }
+  snprintf(out, n, "%.1f %s", b, unit[u]);
+}
+
+int h5_check_stored(hid_t ds, const char *where, MtError *err) {
+  hid_t sp = H5Dget_space(ds), t = H5Dget_type(ds), dcpl = H5Dget_create_plist(ds);
+  int rank = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp), rc = -1;
+  hsize_t dims[H5S_MAX_RANK], chunk[H5S_MAX_RANK];
+  size_t tsize = t < 0 ? 0 : H5Tget_size(t);
+  H5D_layout_t layout = dcpl < 0 ? H5D_LAYOUT_ERROR : H5Pget_layout(dcpl);
+  if (rank < 0 || tsize == 0 || layout == H5D_LAYOUT_ERROR || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
+    mt_fail(err, "%s: cannot read its shape and layout", where);
+    goto done;
+  }
+  int external = layout == H5D_CONTIGUOUS ? H5Pget_external_count(dcpl) : 0;
+  if (external < 0) {
+    mt_fail(err, "%s: cannot read its layout", where);
+    goto done;
+  }
+  rc = 0;
+  if ((layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED) || external > 0) goto done;
+  double values = 1; /* in double: a damaged extent may not fit 64 bits */
+  for (int i = 0; i < rank; i++) values *= (double)dims[i];
+  double need = values * (double)tsize, have = (double)H5Dget_storage_size(ds);
+  char chunks[96] = "";
+  int short_of_data = 0;
+  if (layout == H5D_CONTIGUOUS) {
+    short_of_data = have < need;
+  } else {
+    hsize_t allocated = 0;
+    /* (HDF5 1.10 refuses H5S_ALL here: the whole extent as a dataspace of its own) */
+    if (H5Pget_chunk(dcpl, rank, chunk) != rank || H5Dget_num_chunks(ds, sp, &allocated) < 0) {
+      rc = mt_fail(err, "%s: cannot read its chunk index (truncated or damaged?)", where);
+      goto done;
+    }
+    double needed = 1;
+    for (int i = 0; i < rank; i++) needed *= chunk[i] ? ceil((double)dims[i] / (double)chunk[i]) : 0;
+    short_of_data = (double)allocated < needed;
+    snprintf(chunks, sizeof chunks, " (%llu of %.0f chunks)", (unsigned long long)allocated, needed);
+  }
+  if (short_of_data) {
+    char shape[96], need_t[32], have_t[32];
+    if (rank == 1)
+      snprintf(shape, sizeof shape, "%llu rows", (unsigned long long)dims[0]);
+    else if (rank == 2)
+      snprintf(shape, sizeof shape, "%llu rows x %llu", (unsigned long long)dims[0], (unsigned long long)dims[1]);
+    else
+      snprintf(shape, sizeof shape, "%.0f values", values);
+    bytes_text(need, need_t, sizeof need_t);
+    bytes_text(have, have_t, sizeof have_t);
+    rc = mt_fail(err, "%s declares %s (%s) but the file stores only %s of it%s: truncated or damaged", where, shape,
+                 need_t, have_t, chunks);
+  }
+done:
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (t >= 0) H5Tclose(t);
+  if (sp >= 0) H5Sclose(sp);
   return rc;
 }
 

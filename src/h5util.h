@@ -1,5 +1,5 @@
-/* h5util.h — internal to the HDF5 edge (data, datawriter, checkpoint): row ranges and attributes. Not a public
- * header: nothing outside the HDF5 modules includes hdf5.h. */
+/* h5util.h — internal to the HDF5 edge (data, datawriter, checkpoint): row ranges, stored-extent checks and
+ * attributes. Not a public header: nothing outside the HDF5 modules includes hdf5.h. */
 #ifndef MPITRAIN_H5UTIL_H
 #define MPITRAIN_H5UTIL_H
 
@@ -27,6 +27,14 @@ void h5_file_abandon(hid_t file);
  * datasets are flushed first and the space the metadata will take is reserved (fallocate) before the file flush.
  * -1 (errno and h5_error_reason say why) leaves the file intact for h5_file_abandon. */
 int h5_file_flush(hid_t file, const char *path);
+
+/* 0 if the file stores data for the whole declared extent of dataset ds; else -1 with the message "<where>
+ * declares <shape> (<bytes>) but the file stores only <bytes> of it[ (<k> of <n> chunks)]: truncated or damaged",
+ * so a small damaged file cannot make a reader allocate and read gigabytes of fill values. Contiguous: the bytes
+ * allocated against extent x type size; chunked: the chunks allocated against the chunks the extent needs
+ * (compressed chunks are smaller than raw ones, so their bytes say nothing). Compact, external and virtual
+ * layouts are not checked. where: "FILE: /train/x", "checkpoint FILE: /model/dense0/W". */
+int h5_check_stored(hid_t ds, const char *where, MtError *err);
 
 /* Attribute readers: 0 found, 1 missing, -1 error (message naming path and attribute set). */
 int h5_attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count);

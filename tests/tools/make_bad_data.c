@@ -23,6 +23,10 @@
  *   nan_features.h5               NaN at /train/x[5][2]                          /train/x[5] holds NaN
  *   x_int16.h5                    /train/x is int16                              expected uint8 or float32
  *   huge_rows_claim.h5            header claims 2^40 rows (unlimited, no data)   claims 1099511627776 rows
+ *   declared_rows_chunked.h5      2^31-1 rows declared, no chunk written         declares 2147483647 rows x 10
+ *   declared_rows_contiguous.h5   the same, contiguous: nothing allocated        declares 2147483647 rows x 10
+ *   declared_rows_partial.h5      1000 rows declared, the first 256-row chunk    (1 of 4 chunks)
+ *                                 written (a file cut short by its writer)
  *   num_classes_one.h5            num_classes = 1                                num_classes = 1; expected 2
  *   wrong_format.h5               format = "some-other-format"                   expected 'mpitrain-dataset'
  *   label_huge_no_classes.h5      no num_classes, a label of 5e9 (int64)          the largest label is 2147483647
@@ -292,6 +296,46 @@ int main(int argc, char **argv) {
   hsize_t hx[2] = {(hsize_t)1 << 40, D}, hy[1] = {(hsize_t)1 << 40};
   dataset(f, "/train/x", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, hx, NULL);
   dataset(f, "/train/y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, hy, NULL);
+  H5Fclose(f);
+
+  /* A few kB that declare 80 GiB: without a check against what is stored, info read 8 GiB of fill values. */
+  f = create_dataset("declared_rows_chunked.h5");
+  hsize_t dx[2] = {INT32_MAX, D}, dy[1] = {INT32_MAX};
+  dataset(f, "/train/x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dx, NULL);
+  dataset(f, "/train/y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dy, NULL);
+  H5Fclose(f);
+  f = create_dataset("declared_rows_contiguous.h5");
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  CHECK(H5Pset_create_intermediate_group(lcpl, 1));
+  const char *const cpath[2] = {"/train/x", "/train/y"};
+  for (int k = 0; k < 2; k++) {
+    hid_t sp = H5Screate_simple(k == 0 ? 2 : 1, k == 0 ? dx : dy, NULL);
+    hid_t ds = H5Dcreate2(f, cpath[k], k == 0 ? H5T_IEEE_F32LE : H5T_STD_I32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    CHECK(ds);
+    H5Dclose(ds);
+    H5Sclose(sp);
+  }
+  H5Pclose(lcpl);
+  H5Fclose(f);
+  f = create_dataset("declared_rows_partial.h5");
+  {
+    enum { PR = 1000, WRITTEN = 256 }; /* make_bad_data's chunks are 256 rows */
+    hsize_t px[2] = {PR, D}, py[1] = {PR}, start[2] = {0, 0}, cx[2] = {WRITTEN, D}, cy[1] = {WRITTEN};
+    static float xs[WRITTEN * D];
+    static int32_t ys[WRITTEN];
+    dataset(f, "/train/x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, px, NULL);
+    dataset(f, "/train/y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, py, NULL);
+    for (int k = 0; k < 2; k++) {
+      hid_t ds = H5Dopen2(f, cpath[k], H5P_DEFAULT), fs = H5Dget_space(ds);
+      hid_t ms = H5Screate_simple(k == 0 ? 2 : 1, k == 0 ? cx : cy, NULL);
+      CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, k == 0 ? cx : cy, NULL));
+      CHECK(H5Dwrite(ds, k == 0 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT,
+                     k == 0 ? (const void *)xs : (const void *)ys));
+      H5Sclose(ms);
+      H5Sclose(fs);
+      H5Dclose(ds);
+    }
+  }
   H5Fclose(f);
 
   f = create(("num_classes_one.h5"));

@@ -823,17 +823,40 @@ static void test_bad_files(void **state) {
   assert_int_equal(data_read(ds, SPLIT_TRAIN, rows, 2, x, y, &err), -1);
   assert_non_null(strstr(err.msg, "/train/x[2] holds NaN"));
   data_close(ds);
-  /* a claim of too much memory is refused before anything is allocated, with the size and the way out */
+  /* a claim of too much memory is refused before anything is allocated, with the size and the way out. The data
+   * is declared to live in external raw files (which nothing reads before that check): a small file whose own
+   * datasets declare 64 TiB is refused sooner, as damaged (below). */
   hid_t f = h5_create("too_big_for_memory.h5");
   hsize_t hx[2] = {(hsize_t)1 << 30, (hsize_t)1 << 16}, hy[1] = {(hsize_t)1 << 30};
-  h5_dataset(f, "/train/x", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, hx, NULL);
-  h5_dataset(f, "/train/y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, hy, NULL);
+  const char *const ext_path[2] = {"/train/x", "/train/y"};
+  for (int k = 0; k < 2; k++) {
+    hid_t sp = H5Screate_simple(k == 0 ? 2 : 1, k == 0 ? hx : hy, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE),
+          lcpl = H5Pcreate(H5P_LINK_CREATE);
+    assert_true(H5Pset_create_intermediate_group(lcpl, 1) >= 0);
+    assert_true(H5Pset_external(dcpl, k == 0 ? "too_big.x.raw" : "too_big.y.raw", 0, H5F_UNLIMITED) >= 0);
+    hid_t ds = H5Dcreate2(f, ext_path[k], k == 0 ? H5T_STD_U8LE : H5T_STD_I32LE, sp, lcpl, dcpl, H5P_DEFAULT);
+    assert_true(ds >= 0);
+    H5Dclose(ds);
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+  }
   H5Fclose(f);
   o.memory = MEMORY_YES;
   mt_error_clear(&err);
   assert_int_equal(data_open(&ds, tpath("too_big_for_memory.h5"), &o, &err), -1);
   assert_non_null(strstr(err.msg, "65536.0 GiB"));
   assert_non_null(strstr(err.msg, "--in-memory no"));
+  /* the same sizes declared by the file's own datasets, of which it stores nothing */
+  f = h5_create("declares_64tib.h5");
+  h5_dataset(f, "/train/x", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, hx, NULL);
+  h5_dataset(f, "/train/y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, hy, NULL);
+  H5Fclose(f);
+  mt_error_clear(&err);
+  assert_int_equal(data_open(&ds, tpath("declares_64tib.h5"), &o, &err), -1);
+  if (strstr(err.msg, "/train/x declares 1073741824 rows x 65536 (64.0 TiB) but the file stores only 0 bytes of it "
+                      "(0 of 17179869184 chunks): truncated or damaged") == NULL)
+    fail_msg("%s", err.msg);
 }
 
 /* Files others write: labels as int64 / uint8, no num_classes (inferred), no scale, fixed-length class names. */
