@@ -670,8 +670,8 @@ static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtErr
   if (read_int(f, path, "format_version", &v, err) < 0) return -1;
   meta->format_version = (int)v;
   if (v > CHECKPOINT_VERSION || v < 1)
-    return mt_fail(err, "checkpoint %s has format version %lld; this mpitrain (%s) reads version %d: use a newer "
-                        "mpitrain to resume it",
+    return mt_fail(err, "checkpoint %s has format version %lld; this mpitrain (%s) reads versions 1 to %d: use a "
+                        "newer mpitrain to resume it",
                    path, v, MPITRAIN_VERSION, CHECKPOINT_VERSION);
   meta->elapsed_s = -1; /* not recorded, unless the attribute says otherwise */
   for (size_t i = 0; i < sizeof attr_rules / sizeof attr_rules[0]; i++)

@@ -895,6 +895,16 @@ const char *data_shard_path(const Dataset *ds, int k) {
 const float *data_mean(const Dataset *ds) { return ds->mean; }
 const float *data_std(const Dataset *ds) { return ds->std; }
 
+static int same_floats(const float *a, const float *b, int n) {
+  return (a == NULL) == (b == NULL) && (a == NULL || memcmp(a, b, sizeof(float) * (size_t)n) == 0);
+}
+
+int data_preprocess_differs(const Dataset *ds, float scale, const float *mean, const float *std) {
+  const int d = ds->info.d;
+  return (ds->info.scale != scale ? DATA_PRE_SCALE : 0) |
+         (!same_floats(ds->mean, mean, d) || !same_floats(ds->std, std, d) ? DATA_PRE_NORM : 0);
+}
+
 int data_set_preprocess(Dataset *ds, float scale, const float *mean, const float *std, MtError *err) {
   const int d = ds->info.d;
   if (!isfinite(scale) || scale == 0.0f)

@@ -157,10 +157,6 @@ static void infer_free(Infer *in) {
   checkpoint_meta_free(&in->meta);
 }
 
-static int same_floats(const float *a, const float *b, int n) {
-  return (a == NULL) == (b == NULL) && (a == NULL || memcmp(a, b, sizeof(float) * (size_t)n) == 0);
-}
-
 /* The checkpoint's preprocessing on the data's stored features, with one line (rank 0) for each way the data file's
  * own differs: the stored x is what both have in common. Same verdict on every rank. */
 static int preprocess_apply(Comm *c, const InferOptions *o, Infer *in, MtError *err) {
@@ -173,10 +169,11 @@ static int preprocess_apply(Comm *c, const InferOptions *o, Infer *in, MtError *
               o->checkpoint, o->data);
     return 0;
   }
-  if (say && info->scale != meta->scale)
+  const int differs = data_preprocess_differs(in->ds, meta->scale, meta->mean, meta->std);
+  if (say && (differs & DATA_PRE_SCALE))
     fprintf(stderr, "mpitrain: warning: %s has scale %g but the checkpoint was trained with %g: using the "
             "checkpoint's on the stored features\n", o->data, (double)info->scale, (double)meta->scale);
-  if (say && (!same_floats(data_mean(in->ds), meta->mean, d) || !same_floats(data_std(in->ds), meta->std, d)))
+  if (say && (differs & DATA_PRE_NORM))
     fprintf(stderr, "mpitrain: warning: %s is %s but the checkpoint's training data was %s: using the "
             "checkpoint's\n", o->data,
             info->has_norm ? (meta->mean ? "normalised with another mean/std" : "normalised") : "not normalised",

@@ -1329,6 +1329,13 @@ static int trainer_resume(Trainer *t, MtError *err) {
     if (meta.n_train != t->n_train)
       log_info(t->log, "warning: %s was trained on %lld rows (%s); this dataset has %lld: the data order differs",
                used, (long long)meta.n_train, meta.data, (long long)t->n_train);
+    const int pre = meta.has_preprocess ? data_preprocess_differs(t->ds, meta.scale, meta.mean, meta.std) : 0;
+    if (pre)
+      log_info(t->log, "warning: %s was trained on data %s; the run goes on with %s's own, so the model sees its "
+               "features differently from here on", used,
+               pre == DATA_PRE_SCALE ? "of another scale" : pre == DATA_PRE_NORM ? "normalised otherwise"
+                                                                                : "of another scale and normalisation",
+               t->cfg.data);
     if (t->epoch_pos > t->n_train) t->epoch_pos = t->n_train;
     log_info(t->log, "resumed from %s: step %lld, epoch %d (%lld of %lld rows done), written at %d rank%s", used,
              (long long)t->step, t->epoch + 1, (long long)t->epoch_pos, (long long)t->n_train, meta.world_size,

@@ -31,7 +31,10 @@
 #include "mpitrain/optim.h"
 
 #define CHECKPOINT_FORMAT "mpitrain-checkpoint"
-#define CHECKPOINT_VERSION 1
+/* 2: the training data's preprocessing (/preprocess; its mean/std inside the CRC) and class names, elapsed_s.
+ * 1: before them. This version reads both; a version-1 reader refuses a version-2 file by its version ("use a newer
+ * mpitrain") instead of failing its CRC over mean/std it does not know. */
+#define CHECKPOINT_VERSION 2
 #define CHECKPOINT_MAX 4096 /* checkpoints considered in one directory */
 
 /* Everything but the arrays. */

@@ -74,6 +74,11 @@ const char *data_shard_path(const Dataset *ds, int k);
 const float *data_mean(const Dataset *ds);
 const float *data_std(const Dataset *ds);
 
+/* How the file's own preprocessing differs from (scale, mean, std) — a model's; mean/std NULL: not normalised.
+ * 0 if it does not; else DATA_PRE_SCALE when the scale differs, | DATA_PRE_NORM when the normalisation does. */
+enum { DATA_PRE_SCALE = 1, DATA_PRE_NORM = 2 };
+int data_preprocess_differs(const Dataset *ds, float scale, const float *mean, const float *std);
+
 /* Converts rows from now on with this transform instead of the file's: features = x * scale, then (· - mean) / std
  * when mean and std [d] are given (copied). A checkpoint's preprocessing applied to another file's stored x (eval,
  * predict); data_info and data_mean/data_std report it afterwards. */

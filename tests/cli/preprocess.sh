@@ -105,6 +105,15 @@ model)
   cp "$ck" tampered.h5 && "$tamper" tampered.h5 mean || fail tamper
   run 1 eval --checkpoint tampered.h5 --data norm.h5 >e_t.log 2>&1 && fail "a changed mean passed the CRC"
   grep -q "error: checkpoint tampered.h5 fails its CRC-32 check" e_t.log || { cat e_t.log; fail "no CRC error"; }
+
+  # a resume on data preprocessed otherwise goes on, saying so once; on the same data it says nothing
+  cp -r C R && train --data raw.h5 --checkpoint-dir R --resume auto --epochs 5 >r_raw.log 2>&1 ||
+    { cat r_raw.log; fail "resume on raw.h5"; }
+  [ "$(grep -c "warning: .* was trained on data normalised otherwise; the run goes on with raw.h5's own" r_raw.log)" = 1 ] ||
+    { cat r_raw.log; fail "no single warning resuming on differently normalised data"; }
+  cp -r C S && train --data norm.h5 --checkpoint-dir S --resume auto --epochs 5 >r_same.log 2>&1 ||
+    { cat r_same.log; fail "resume on norm.h5"; }
+  grep -q "normalised otherwise\|another scale" r_same.log && { cat r_same.log; fail "a warning resuming on the same data"; }
   echo "eval ($acc) on norm.h5, raw.h5 and csv.h5 (with warnings) and nf_ck.h5; --normalize-from copies mean/std"
   ;;
 old)
