@@ -162,7 +162,7 @@ static void infer_free(Infer *in) {
 static int preprocess_apply(Comm *c, const InferOptions *o, Infer *in, MtError *err) {
   const CheckpointMeta *meta = &in->meta;
   const DataInfo *info = data_info(in->ds);
-  const int d = info->d, C = meta->spec.n_classes, say = c->rank == 0;
+  const int C = meta->spec.n_classes, say = c->rank == 0;
   if (!meta->has_preprocess) {
     if (say)
       fprintf(stderr, "mpitrain: note: %s stores no preprocessing (an older checkpoint): using %s's own scaling\n",
