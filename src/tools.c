@@ -34,6 +34,7 @@
 #define TOOL_MAX_CLASSES (1 << 20)
 #define TOOL_CHUNK_BYTES ((size_t)4 << 20) /* rows handed to one datawriter_append */
 #define TOOL_STD_FLOOR 1e-3f                /* a feature constant in training must not blow up 1e6x elsewhere */
+#define TOOL_CSV_MAX_LINE ((size_t)1 << 20) /* bytes of one CSV line, its end not counted (README "Dataset files") */
 #define EXIT_USAGE 2
 
 #define NOMAX HUGE_VAL
@@ -339,7 +340,7 @@ done:
 typedef struct Csv {
   const char *path;
   FILE *f;
-  char *line;
+  char *line;          /* the line just read, NUL-terminated, its end (\n, \r\n) removed */
   size_t cap;
   int64_t lineno;
   int seen_line;       /* a non-blank line was read (only the first may be a header) */
@@ -373,18 +374,50 @@ static void csv_close(Csv *c) {
   memset(c, 0, sizeof *c);
 }
 
+/* The next line into c->line: 1, 0 at the end of the file, -1 on error. At most TOOL_CSV_MAX_LINE bytes:
+ * getline grew its buffer to the size of whatever it was given (a file without line breaks, read whole). A NUL byte
+ * would cut the line short unseen (the fields after it lost): refused. */
+static int csv_line(Csv *c, MtError *err) {
+  if (c->line == NULL && (c->line = malloc(c->cap = 4096)) == NULL) return mt_fail(err, "%s: out of memory", c->path);
+  size_t len = 0;
+  int ch = EOF;
+  errno = 0;
+  while ((ch = getc_unlocked(c->f)) != EOF && ch != '\n') {
+    if (ch == '\0')
+      return mt_fail(err, "%s:%lld: the line holds a NUL byte; expected a text file (UTF-8 or ASCII)", c->path,
+                     (long long)c->lineno + 1);
+    if (len == TOOL_CSV_MAX_LINE + 1) /* one more than the limit: a '\r' before the '\n' is not counted */
+      return mt_fail(err, "%s:%lld: line longer than %zu bytes; is this a CSV file?", c->path,
+                     (long long)c->lineno + 1, TOOL_CSV_MAX_LINE);
+    if (len + 1 >= c->cap) {
+      size_t cap = 2 * c->cap;
+      if (cap > TOOL_CSV_MAX_LINE + 2) cap = TOOL_CSV_MAX_LINE + 2;
+      char *l = realloc(c->line, cap);
+      if (l == NULL) return mt_fail(err, "%s:%lld: out of memory", c->path, (long long)c->lineno + 1);
+      c->line = l;
+      c->cap = cap;
+    }
+    c->line[len++] = (char)ch;
+  }
+  if (ferror(c->f)) return mt_fail(err, "%s: read error: %s", c->path, strerror(errno ? errno : EIO));
+  if (ch == EOF && len == 0) return 0;
+  while (len > 0 && c->line[len - 1] == '\r') len--;
+  if (len > TOOL_CSV_MAX_LINE)
+    return mt_fail(err, "%s:%lld: line longer than %zu bytes; is this a CSV file?", c->path, (long long)c->lineno + 1,
+                   TOOL_CSV_MAX_LINE);
+  c->line[len] = '\0';
+  c->lineno++;
+  return 1;
+}
+
 /* The next row into c->row / c->label: 1 read, 0 end of file, -1 error (FILE:LINE in the message). Blank lines
- * are skipped, and so is the first line when it is not all numbers (a header). */
+ * are skipped, and so is the first line when it is not all numbers (a header). A UTF-8 byte-order mark (Excel's
+ * "CSV UTF-8") before the first line is not part of it: it made the first row read as a header, and lost it. */
 static int csv_next(Csv *c, MtError *err) {
   for (;;) {
-    errno = 0;
-    ssize_t len = getline(&c->line, &c->cap, c->f);
-    if (len < 0) {
-      if (ferror(c->f)) return mt_fail(err, "%s: read error: %s", c->path, strerror(errno));
-      return 0;
-    }
-    c->lineno++;
-    while (len > 0 && (c->line[len - 1] == '\n' || c->line[len - 1] == '\r')) c->line[--len] = '\0';
+    int got = csv_line(c, err);
+    if (got <= 0) return got;
+    if (c->lineno == 1 && strncmp(c->line, "\xEF\xBB\xBF", 3) == 0) memmove(c->line, c->line + 3, strlen(c->line) - 2);
     const char *p = c->line;
     while (*p == ' ' || *p == '\t') p++;
     if (*p == '\0') continue;
