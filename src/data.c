@@ -570,7 +570,6 @@ static void dataset_adopt(Dataset *ds, Meta *m, int64_t total[2]) {
 
 int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
   *out = NULL;
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our one-line messages instead of HDF5's error stacks */
   DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS, 0, 0};
   if (opt) o = *opt;
   if (o.memory_limit <= 0) o.memory_limit = DATA_DEFAULT_MEMORY_LIMIT;
@@ -849,7 +848,6 @@ void data_attach_features(Dataset *ds, Split s, void *shared) {
 
 void data_probe_format(const char *path, char *buf, size_t n) {
   if (n > 0) buf[0] = '\0';
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   struct stat st;
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || H5Fis_hdf5(path) <= 0) return;
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);

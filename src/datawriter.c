@@ -104,7 +104,6 @@ static int spec_check(const char *path, const DataWriterSpec *sp, MtError *err) 
 int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp, MtError *err) {
   *out = NULL;
   if (spec_check(path, sp, err) != 0) return -1;
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages, not HDF5's stack dumps */
   DataWriter *w = calloc(1, sizeof *w);
   if (w == NULL) return mt_fail(err, "out of memory opening %s for writing", path);
   w->file = -1;

@@ -12,7 +12,7 @@ mpirun=(mpirun -np 2)
 export HDF5_PLUGIN_PATH=/nonexistent
 
 # The lines of a command's output that are not Open MPI's (its notices are blocks between lines of dashes).
-ours() { awk '/^-{20,}$/ { inblock = !inblock; next } !inblock && NF' "$1"; }
+ours() { awk '/^-+$/ && length($0) >= 20 { inblock = !inblock; next } !inblock && NF' "$1"; }
 
 if [ "$scenario" = setup ]; then
   rm -rf dataval && mkdir -p dataval && cd dataval || exit 1
