@@ -8,6 +8,7 @@
 #include "mpitrain/blas.h"
 #include "mpitrain/comm.h"
 #include "mpitrain/infer.h"
+#include "mpitrain/opts.h"
 #include "mpitrain/tools.h"
 #include "mpitrain/train.h"
 
@@ -93,6 +94,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mpitrain: error: %s\n", err.msg);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
+  opts_set_warnings(comm.rank == 0 ? stderr : NULL); /* every rank parses the options: one of them speaks */
   /* The stall inspector watches every subcommand (each applies its own --stall-timeout once it has its options);
    * comm_free stops it. */
   if (comm_watchdog_start(&comm, COMM_STALL_TIMEOUT_DEFAULT, &err) != 0) {
