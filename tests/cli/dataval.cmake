@@ -48,4 +48,5 @@ foreach(scenario one_line csv_long_line ini_twice ckpt_lzf)
   mt_expect(NAME dataval.${scenario} EXIT ok WITHIN 200 NOMATCH "^FAIL:" FIXTURES_REQUIRED dataval
     COMMAND bash ${MT_DATAVAL_SH} ${scenario} ${MT_BIN} $<TARGET_FILE:ckpt_tamper>)
 endforeach()
-set_property(TEST data.bad.scale_tiny data.bad.lzf data.convert.csv_bom_equal dataval.one_line APPEND PROPERTY LABELS sanitize)
+set_property(TEST data.bad.scale_tiny data.bad.lzf data.convert.csv_bom_equal dataval.one_line
+  APPEND PROPERTY LABELS sanitize)

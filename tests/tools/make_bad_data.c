@@ -39,10 +39,10 @@
  *   scale_nan.h5                  scale = NaN                                    scale = nan. expected a positive
  *   scale_negative.h5             scale = -1                                     scale = -1. expected a positive
  *   scale_zero.h5                 scale = 0                                      scale = 0. expected a positive
- *   std_zero.h5                   std[3] = 0                                     std of feature 3 = 0. expected a positive
- *   mean_nan.h5                   mean[2] = NaN                                  mean of feature 2 = nan. expected a finite
+ *   std_zero.h5                   std[3] = 0                                     std of feature 3 = 0. expected a
+ *   mean_nan.h5                   mean[2] = NaN                                  mean of feature 2 = nan. expected
  *   std_short.h5                  std has 9 values for 10 features               attribute std has 9 values
- *   lzf.h5                        /train/x compressed with filter 32000 ("lzf"), /train/x is compressed with filter 32000
+ *   lzf.h5                        /train/x compressed with filter 32000 "lzf",   is compressed with filter 32000
  *                                 which the reader does not have
  */
 #include <errno.h>

@@ -552,7 +552,8 @@ static void test_ini_twice(void **state) {
   assert_string_equal(buf, "mpitrain: warning: x.ini:7: 'lr' set again (first at line 3); using the later value 0.01\n"
                            "mpitrain: warning: x.ini:9: 'beta-two' set again (first at line 8); using the later value "
                            "0.25\n"
-                           "mpitrain: warning: x.ini:10: 'LR' set again (first at line 3); using the later value 0.02\n");
+                           "mpitrain: warning: x.ini:10: 'LR' set again (first at line 3); using the later value "
+                           "0.02\n");
   /* a file read once more starts afresh; the command line overriding the file is no repetition */
   rewind(mem);
   len = 0;
