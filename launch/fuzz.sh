@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh — build the libFuzzer targets (clang, ASan + UBSan; tests/fuzz) and fuzz each for a bounded time:
 # fuzz_opts (the option and INI parser), fuzz_data (the dataset reader), fuzz_checkpoint (the checkpoint reader),
-# fuzz_torchfile (the PyTorch state-dict reader).
+# fuzz_torchfile (the PyTorch state-dict reader), fuzz_csv (convert's CSV reader).
 # Each starts from its seed corpus tests/fuzz/corpus/<target> (replayed first: an input that once found a bug must
 # still pass) plus what earlier runs found (BUILD/corpus/<target>, kept between runs), and prints libFuzzer's
 # coverage (cov: edges, ft: features), executions and exec/s. A crash, sanitizer report or broken invariant fails
@@ -15,7 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(opts data checkpoint torchfile)
+[ ${#targets[@]} -gt 0 ] || targets=(opts data checkpoint torchfile csv)
 build=${MT_FUZZ_BUILD:-$MT_ROOT/build-fuzz}
 
 command -v clang >/dev/null || { echo "fuzz.sh: clang not found. HINT: apt-get install clang libclang-rt-14-dev" >&2; exit 1; }
@@ -32,7 +32,7 @@ failed=()
 summary=()
 for t in "${targets[@]}"; do
   exe=$build/tests/fuzz/fuzz_$t
-  [ -x "$exe" ] || { echo "fuzz.sh: no target '$t' (have: opts data checkpoint torchfile)" >&2; exit 2; }
+  [ -x "$exe" ] || { echo "fuzz.sh: no target '$t' (have: opts data checkpoint torchfile csv)" >&2; exit 2; }
   work=$build/corpus/$t
   mkdir -p "$work"
   log=$build/fuzz-$t.log

@@ -26,6 +26,7 @@
 
 #include "h5util.h"
 #include "mpitrain/atomicfile.h"
+#include "mpitrain/data.h"
 #include "mpitrain/fileid.h"
 
 #define MAX_TENSORS (4 * MODEL_MAX_HIDDEN + 2)
@@ -718,6 +719,12 @@ static int read_tensor(hid_t file, const char *path, const char *group, const Mo
   if (ex <= 0) return mt_fail(err, "checkpoint %s: dataset %s is missing (truncated or damaged?)", path, name);
   hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
   if (ds < 0) return mt_fail(err, "checkpoint %s: cannot open %s", path, name);
+  char where[1100];
+  snprintf(where, sizeof where, "checkpoint %s", path);
+  if (h5_filters_check(ds, where, name, err) != 0) {
+    H5Dclose(ds);
+    return -1;
+  }
   hid_t sp = H5Dget_space(ds);
   hsize_t dims[2] = {0, 0};
   int rank = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, dims, NULL);
@@ -798,26 +805,21 @@ static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtEr
   H5Gclose(g);
   if (rs < 0) return -1;
   if (rs == 1) return mt_fail(err, "checkpoint %s: /preprocess has no attribute scale", path);
-  if (!isfinite(scale) || scale == 0.0 || !isfinite((float)scale))
-    return mt_fail(err, "checkpoint %s: /preprocess scale = %g; expected a finite non-zero number", path, scale);
   if (hm < 0 || hs < 0) return mt_fail(err, "checkpoint %s: cannot read /preprocess", path);
-  if (hm != hs)
-    return mt_fail(err, "checkpoint %s: /preprocess has %s but no %s; normalisation needs both", path,
-                   hm ? "mean" : "std", hm ? "std" : "mean");
+  char where[1200];
+  snprintf(where, sizeof where, "checkpoint %s: /preprocess", path);
+  /* Either without the other is refused by the check below, after reading what is there. */
+  if (hm && (meta->mean = malloc(sizeof(float) * (size_t)d)) == NULL)
+    return mt_fail(err, "checkpoint %s: out of memory reading /preprocess", path);
+  if (hs && (meta->std = malloc(sizeof(float) * (size_t)d)) == NULL)
+    return mt_fail(err, "checkpoint %s: out of memory reading /preprocess", path);
+  ModelTensor mt = vector_tensor("mean", d), st = vector_tensor("std", d);
+  if ((hm && read_tensor(f, path, "/preprocess", &mt, meta->mean, err) != 0) ||
+      (hs && read_tensor(f, path, "/preprocess", &st, meta->std, err) != 0))
+    return -1;
+  if (data_check_preprocess(where, scale, meta->mean, meta->std, d, err) != 0) return -1;
   meta->has_preprocess = 1;
   meta->scale = (float)scale;
-  if (!hm) return 0;
-  ModelTensor mt = vector_tensor("mean", d), st = vector_tensor("std", d);
-  meta->mean = malloc(sizeof(float) * (size_t)d);
-  meta->std = meta->mean ? malloc(sizeof(float) * (size_t)d) : NULL;
-  if (meta->std == NULL) return mt_fail(err, "checkpoint %s: out of memory reading /preprocess", path);
-  if (read_tensor(f, path, "/preprocess", &mt, meta->mean, err) != 0 ||
-      read_tensor(f, path, "/preprocess", &st, meta->std, err) != 0)
-    return -1;
-  for (int j = 0; j < d; j++)
-    if (!isfinite(meta->mean[j]) || !isfinite(meta->std[j]) || !(meta->std[j] > 0.0f))
-      return mt_fail(err, "checkpoint %s: /preprocess mean/std of feature %d are %g/%g; expected finite values and "
-                     "std > 0 (damaged?)", path, j, (double)meta->mean[j], (double)meta->std[j]);
   return 0;
 }
 

@@ -254,12 +254,14 @@ static int meta_split(hid_t file, const char *path, int s, int has_y, Meta *m, M
     mt_fail(err, "%s: %s is not a dataset", path, x_path[s]);
     goto done;
   }
+  if (h5_filters_check(x, path, x_path[s], err) != 0) goto done;
   if (has_y) {
     y = H5Dopen2(file, y_path[s], H5P_DEFAULT);
     if (y < 0) {
       mt_fail(err, "%s: %s is not a dataset", path, y_path[s]);
       goto done;
     }
+    if (h5_filters_check(y, path, y_path[s], err) != 0) goto done;
     ys = H5Dget_space(y);
     yt = H5Dget_type(y);
   }
@@ -388,8 +390,6 @@ static int meta_read(hid_t file, const char *path, int allow_unlabeled, Meta *m,
   }
   f = h5_attr_read_number(file, path, "scale", 0, &m->scale, err);
   if (f < 0) return -1;
-  if (!isfinite(m->scale) || m->scale == 0.0 || !isfinite((float)m->scale))
-    return mt_fail(err, "%s: scale = %g; expected a finite non-zero number", path, m->scale);
   f = h5_attr_read_strings(file, path, "source", 1, &sv, &ns, err);
   if (f < 0) return -1;
   if (f == 0) {
@@ -404,13 +404,7 @@ static int meta_read(hid_t file, const char *path, int allow_unlabeled, Meta *m,
   if (fm < 0) return -1;
   int fs = h5_attr_read_floats(file, path, "std", m->d, &m->std, err);
   if (fs < 0) return -1;
-  if (fm != fs) return mt_fail(err, "%s: has %s but no %s; normalisation needs both", path, fm == 0 ? "mean" : "std",
-                               fm == 0 ? "std" : "mean");
-  for (int j = 0; m->std && j < m->d; j++)
-    if (!isfinite(m->mean[j]) || !isfinite(m->std[j]) || !(m->std[j] > 0.0f))
-      return mt_fail(err, "%s: mean/std of feature %d are %g/%g; expected finite values and std > 0", path, j,
-                     (double)m->mean[j], (double)m->std[j]);
-  return 0;
+  return data_check_preprocess(path, m->scale, m->mean, m->std, m->d, err);
 }
 
 /* Shard b must describe the same data as shard 0 (a): same features, type, classes and feature transform. */
@@ -583,7 +577,6 @@ static void dataset_adopt(Dataset *ds, Meta *m, int64_t total[2]) {
 
 int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
   *out = NULL;
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our one-line messages instead of HDF5's error stacks */
   DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS, 0, 0};
   if (opt) o = *opt;
   if (o.memory_limit <= 0) o.memory_limit = DATA_DEFAULT_MEMORY_LIMIT;
@@ -862,7 +855,6 @@ void data_attach_features(Dataset *ds, Split s, void *shared) {
 
 void data_probe_format(const char *path, char *buf, size_t n) {
   if (n > 0) buf[0] = '\0';
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   struct stat st;
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || H5Fis_hdf5(path) <= 0) return;
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -905,17 +897,30 @@ int data_preprocess_differs(const Dataset *ds, float scale, const float *mean, c
          (!same_floats(ds->mean, mean, d) || !same_floats(ds->std, std, d) ? DATA_PRE_NORM : 0);
 }
 
+int data_check_preprocess(const char *where, double scale, const float *mean, const float *std, int d, MtError *err) {
+  const float s = (float)scale;
+  if (!(scale > 0) || !isfinite(scale))
+    return mt_fail(err, "%s: scale = %g; expected a positive finite number", where, scale);
+  if (s == 0.0f || !isfinite(s))
+    return mt_fail(err, "%s: scale = %g is %s in float32; expected a positive finite number", where, scale,
+                   s == 0.0f ? "0" : "infinite");
+  if ((mean == NULL) != (std == NULL))
+    return mt_fail(err, "%s: has %s but no %s; normalisation needs both", where, mean ? "mean" : "std",
+                   mean ? "std" : "mean");
+  for (int j = 0; mean && j < d; j++) {
+    if (!isfinite(mean[j]))
+      return mt_fail(err, "%s: mean of feature %d = %g; expected a finite number", where, j, (double)mean[j]);
+    if (!(std[j] > 0.0f) || !isfinite(std[j]))
+      return mt_fail(err, "%s: std of feature %d = %g; expected a positive finite number", where, j, (double)std[j]);
+  }
+  return 0;
+}
+
 int data_set_preprocess(Dataset *ds, float scale, const float *mean, const float *std, MtError *err) {
   const int d = ds->info.d;
-  if (!isfinite(scale) || scale == 0.0f)
-    return mt_fail(err, "%s: scale %g; expected a finite non-zero number", ds->info.path, (double)scale);
-  if ((mean == NULL) != (std == NULL)) return mt_fail(err, "%s: mean and std go together", ds->info.path);
+  if (data_check_preprocess(ds->info.path, scale, mean, std, d, err) != 0) return -1;
   float *m = NULL, *sd = NULL;
   if (mean) {
-    for (int j = 0; j < d; j++)
-      if (!isfinite(mean[j]) || !isfinite(std[j]) || !(std[j] > 0.0f))
-        return mt_fail(err, "%s: mean/std of feature %d are %g/%g; expected finite values and std > 0",
-                       ds->info.path, j, (double)mean[j], (double)std[j]);
     m = malloc(sizeof(float) * (size_t)d);
     sd = m ? malloc(sizeof(float) * (size_t)d) : NULL;
     if (sd == NULL) {

@@ -94,15 +94,8 @@ static int spec_check(const char *path, const DataWriterSpec *sp, MtError *err) 
     return mt_fail(err, "%s: %d classes; expected at least 2", path, sp->n_classes);
   if (sp->class_names && sp->n_classes == 0)
     return mt_fail(err, "%s: class names without a class count", path);
-  if (!isfinite(sp->scale) || sp->scale == 0.0f)
-    return mt_fail(err, "%s: scale %g; expected a finite non-zero number", path, (double)sp->scale);
   if (sp->gzip < 0 || sp->gzip > 9) return mt_fail(err, "%s: gzip level %d; expected 0 .. 9", path, sp->gzip);
-  if ((sp->mean == NULL) != (sp->std == NULL))
-    return mt_fail(err, "%s: mean and std must be given together", path);
-  for (int j = 0; sp->std && j < sp->d; j++)
-    if (!isfinite(sp->mean[j]) || !isfinite(sp->std[j]) || !(sp->std[j] > 0.0f))
-      return mt_fail(err, "%s: mean/std of feature %d are %g/%g; expected finite values and std > 0", path, j,
-                     (double)sp->mean[j], (double)sp->std[j]);
+  if (data_check_preprocess(path, sp->scale, sp->mean, sp->std, sp->d, err) != 0) return -1;
   if (sp->gzip > 0 && H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0)
     return mt_fail(err, "%s: this HDF5 library has no gzip (deflate) filter; use --gzip 0", path);
   return 0;
@@ -111,7 +104,6 @@ static int spec_check(const char *path, const DataWriterSpec *sp, MtError *err) 
 int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp, MtError *err) {
   *out = NULL;
   if (spec_check(path, sp, err) != 0) return -1;
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages, not HDF5's stack dumps */
   DataWriter *w = calloc(1, sizeof *w);
   if (w == NULL) return mt_fail(err, "out of memory opening %s for writing", path);
   w->file = -1;

@@ -184,6 +184,35 @@ done:
   return rc;
 }
 
+int h5_filters_check(hid_t ds, const char *where, const char *name, MtError *err) {
+  /* Names for files that do not store one (a filter's name in the file is optional); ids from HDF Group's registry */
+  static const struct {
+    H5Z_filter_t id;
+    const char *name;
+  } known[] = {{32000, "lzf"}, {32001, "blosc"}, {32004, "lz4"}, {32008, "bitshuffle"}, {32015, "zstd"}};
+  hid_t dcpl = H5Dget_create_plist(ds);
+  if (dcpl < 0) return mt_fail(err, "%s: cannot read how %s is stored", where, name);
+  int n = H5Pget_nfilters(dcpl), rc = n < 0 ? mt_fail(err, "%s: cannot read how %s is stored", where, name) : 0;
+  for (int i = 0; rc == 0 && i < n; i++) {
+    unsigned flags = 0, conf = 0;
+    size_t nv = 0;
+    char fname[64] = "";
+    H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nv, NULL, sizeof fname, fname, &conf);
+    if (id < 0) {
+      rc = mt_fail(err, "%s: cannot read how %s is stored", where, name);
+    } else if (H5Zfilter_avail(id) <= 0) {
+      fname[sizeof fname - 1] = '\0';
+      for (size_t k = 0; fname[0] == '\0' && k < sizeof known / sizeof known[0]; k++)
+        if (known[k].id == id) snprintf(fname, sizeof fname, "%s", known[k].name);
+      rc = mt_fail(err, "%s: %s is compressed with filter %d%s%s%s, which this HDF5 lacks; re-save it with gzip or no "
+                   "compression (h5repack -f NONE)", where, name, (int)id, fname[0] ? " (" : "", fname,
+                   fname[0] ? ")" : "");
+    }
+  }
+  H5Pclose(dcpl);
+  return rc;
+}
+
 void h5_strings_free(char **v, int n) {
   if (v == NULL) return;
   for (int i = 0; i < n; i++) free(v[i]);

@@ -36,6 +36,10 @@ int h5_file_flush(hid_t file, const char *path);
  * layouts are not checked. where: "FILE: /train/x", "checkpoint FILE: /model/dense0/W". */
 int h5_check_stored(hid_t ds, const char *where, MtError *err);
 
+/* 0 if HDF5 can decode dataset ds (named name in file where), else -1 with a message naming the filter it lacks
+ * (h5py's compression="lzf" and the Blosc family are plugins): reading it would fail as if the file were damaged. */
+int h5_filters_check(hid_t ds, const char *where, const char *name, MtError *err);
+
 /* Attribute readers: 0 found, 1 missing, -1 error (message naming path and attribute set). */
 int h5_attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count);
 int h5_attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf);

@@ -1,4 +1,5 @@
 /* main.c — the `mpitrain` command: picks the subcommand and hands over to the library. */
+#include <hdf5.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include "mpitrain/blas.h"
 #include "mpitrain/comm.h"
 #include "mpitrain/infer.h"
+#include "mpitrain/opts.h"
 #include "mpitrain/tools.h"
 #include "mpitrain/train.h"
 
@@ -83,12 +85,16 @@ int main(int argc, char **argv) {
   /* THREAD_MULTIPLE for the stall inspector's thread (comm.h); without it the inspector stays off. */
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  /* Every failure of an HDF5 call is worded by us, in one line (error.h): HDF5's own error stack, printed before it
+   * by default, would bury it under ten lines of library internals. Once, for every subcommand and every file. */
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   Comm comm;
   MtError err = {0};
   if (comm_init(&comm, MPI_COMM_WORLD, &err) != 0) {
     fprintf(stderr, "mpitrain: error: %s\n", err.msg);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
+  opts_set_warnings(comm.rank == 0 ? stderr : NULL); /* every rank parses the options: one of them speaks */
   /* The stall inspector watches every subcommand (each applies its own --stall-timeout once it has its options);
    * comm_free stops it. */
   if (comm_watchdog_start(&comm, COMM_STALL_TIMEOUT_DEFAULT, &err) != 0) {

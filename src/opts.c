@@ -489,10 +489,19 @@ void opts_format_value(const OptionSpec *o, const void *src, char *buf, size_t n
 
 /* ==== INI files ==== */
 
+static FILE *warnings;   /* opts_set_warnings; stderr until set */
+static int warnings_set;
+
+void opts_set_warnings(FILE *f) {
+  warnings = f;
+  warnings_set = 1;
+}
+
 typedef struct IniCtx {
   const OptionSpec *table;
   void *dst;
   const char *path;
+  int *set_at;       /* [options]: the line that set each option, 0 if none yet (a second one is warned about) */
   FILE *f;
   int line;          /* of the line inih is processing: it handles each line before reading the next */
   char buf[1024];    /* one line: longer than any inih accepts, so a longer one is reported, never grown into */
@@ -552,13 +561,28 @@ static int opts_ini_on_key(void *user, const char *section, const char *name, co
     c->err_line = c->line;
     return 0;
   }
+  /* Silently taking the later of two values hid a forgotten line; sections do not separate keys (see above). */
+  int *at = &c->set_at[o - c->table];
+  FILE *w = warnings_set ? warnings : stderr;
+  if (*at != 0 && w != NULL)
+    fprintf(w, "mpitrain: warning: %s:%d: '%s' set again (first at line %d); using the later value %s\n", c->path,
+            c->line, name, *at, value);
+  if (*at == 0) *at = c->line;
   return 1;
 }
 
 /* Applies the INI text read from f (named path in messages) to dst, and closes f. */
 static int opts_load_ini_stream(const OptionSpec *table, void *dst, FILE *f, const char *path, MtError *err) {
   IniCtx c = {.table = table, .dst = dst, .path = path, .f = f};
+  size_t n_options = 0;
+  while (table[n_options].name != NULL) n_options++;
+  c.set_at = calloc(n_options + 1, sizeof *c.set_at);
+  if (c.set_at == NULL) {
+    fclose(f);
+    return mt_fail(err, "out of memory reading config file '%s'", path);
+  }
   int rc = ini_parse_stream(opts_ini_read_line, &c, opts_ini_on_key, &c);
+  free(c.set_at);
   int closed = fclose(c.f);
   if (c.read_errno != 0) return mt_fail(err, "cannot read config file '%s': %s", path, strerror(c.read_errno));
   if (rc == -2) return mt_fail(err, "out of memory reading config file '%s'", path);

@@ -334,28 +334,9 @@ done:
   return rc;
 }
 
-/* ==== CSV files ==== */
+/* ==== CSV files (the reader: tools.h) ==== */
 
-typedef struct Csv {
-  const char *path;
-  FILE *f;
-  char *line;
-  size_t cap;
-  int64_t lineno;
-  int seen_line;       /* a non-blank line was read (only the first may be a header) */
-  int fields;          /* fields per line, fixed by the first data line (0 until then) */
-  int64_t first_line;  /* that line's number */
-  int label_col;       /* LABEL_FIRST, LABEL_LAST or LABEL_NONE (every field is a feature) */
-  int64_t classes;     /* labels must be below this (0: any) */
-  int d;               /* features per line (fields less the label), fixed with fields */
-  float *row;          /* [d] features of the row just read */
-  int row_cap;
-  int32_t label;       /* its label */
-} Csv;
-
-enum { LABEL_FIRST = 0, LABEL_LAST = 1, LABEL_NONE = 2 }; /* --label-column, in the order of its choices */
-
-static int csv_open(Csv *c, const char *path, int label_col, int64_t classes, MtError *err) {
+int csv_open(Csv *c, const char *path, int label_col, int64_t classes, MtError *err) {
   memset(c, 0, sizeof *c);
   c->path = path;
   c->label_col = label_col;
@@ -366,25 +347,57 @@ static int csv_open(Csv *c, const char *path, int label_col, int64_t classes, Mt
   return 0;
 }
 
-static void csv_close(Csv *c) {
+void csv_close(Csv *c) {
   free(c->row);
   free(c->line);
   if (c->f) fclose(c->f);
   memset(c, 0, sizeof *c);
 }
 
-/* The next row into c->row / c->label: 1 read, 0 end of file, -1 error (FILE:LINE in the message). Blank lines
- * are skipped, and so is the first line when it is not all numbers (a header). */
-static int csv_next(Csv *c, MtError *err) {
-  for (;;) {
-    errno = 0;
-    ssize_t len = getline(&c->line, &c->cap, c->f);
-    if (len < 0) {
-      if (ferror(c->f)) return mt_fail(err, "%s: read error: %s", c->path, strerror(errno));
-      return 0;
+/* The next line into c->line: 1, 0 at the end of the file, -1 on error. At most TOOL_CSV_MAX_LINE bytes:
+ * getline grew its buffer to the size of whatever it was given (a file without line breaks, read whole). A NUL byte
+ * would cut the line short unseen (the fields after it lost): refused. */
+static int csv_line(Csv *c, MtError *err) {
+  if (c->line == NULL && (c->line = malloc(c->cap = 4096)) == NULL) return mt_fail(err, "%s: out of memory", c->path);
+  size_t len = 0;
+  int ch = EOF;
+  errno = 0;
+  while ((ch = getc_unlocked(c->f)) != EOF && ch != '\n') {
+    if (ch == '\0')
+      return mt_fail(err, "%s:%lld: the line holds a NUL byte; expected a text file (UTF-8 or ASCII)", c->path,
+                     (long long)c->lineno + 1);
+    if (len == TOOL_CSV_MAX_LINE + 1) /* one more than the limit: a '\r' before the '\n' is not counted */
+      return mt_fail(err, "%s:%lld: line longer than %zu bytes; is this a CSV file?", c->path,
+                     (long long)c->lineno + 1, TOOL_CSV_MAX_LINE);
+    if (len + 1 >= c->cap) {
+      size_t cap = 2 * c->cap;
+      if (cap > TOOL_CSV_MAX_LINE + 2) cap = TOOL_CSV_MAX_LINE + 2;
+      char *l = realloc(c->line, cap);
+      if (l == NULL) return mt_fail(err, "%s:%lld: out of memory", c->path, (long long)c->lineno + 1);
+      c->line = l;
+      c->cap = cap;
     }
-    c->lineno++;
-    while (len > 0 && (c->line[len - 1] == '\n' || c->line[len - 1] == '\r')) c->line[--len] = '\0';
+    c->line[len++] = (char)ch;
+  }
+  if (ferror(c->f)) return mt_fail(err, "%s: read error: %s", c->path, strerror(errno ? errno : EIO));
+  if (ch == EOF && len == 0) return 0;
+  while (len > 0 && c->line[len - 1] == '\r') len--;
+  if (len > TOOL_CSV_MAX_LINE)
+    return mt_fail(err, "%s:%lld: line longer than %zu bytes; is this a CSV file?", c->path, (long long)c->lineno + 1,
+                   TOOL_CSV_MAX_LINE);
+  c->line[len] = '\0';
+  c->lineno++;
+  return 1;
+}
+
+/* The next row into c->row / c->label: 1 read, 0 end of file, -1 error (FILE:LINE in the message). Blank lines
+ * are skipped, and so is the first line when it is not all numbers (a header). A UTF-8 byte-order mark (Excel's
+ * "CSV UTF-8") before the first line is not part of it: it made the first row read as a header, and lost it. */
+int csv_next(Csv *c, MtError *err) {
+  for (;;) {
+    int got = csv_line(c, err);
+    if (got <= 0) return got;
+    if (c->lineno == 1 && strncmp(c->line, "\xEF\xBB\xBF", 3) == 0) memmove(c->line, c->line + 3, strlen(c->line) - 2);
     const char *p = c->line;
     while (*p == ' ' || *p == '\t') p++;
     if (*p == '\0') continue;
@@ -397,7 +410,7 @@ static int csv_next(Csv *c, MtError *err) {
     if (c->fields != 0 && fields != c->fields)
       return mt_fail(err, "%s:%lld: %d fields but line %lld has %d; expected the same number on every line", c->path,
                      (long long)c->lineno, fields, (long long)c->first_line, c->fields);
-    const int labeled = c->label_col != LABEL_NONE, d = fields - labeled;
+    const int labeled = c->label_col != CSV_LABEL_NONE, d = fields - labeled;
     if (d > TOOL_MAX_D)
       return mt_fail(err, "%s:%lld: %d features; at most %d are supported", c->path, (long long)c->lineno, d,
                      TOOL_MAX_D);
@@ -407,7 +420,7 @@ static int csv_next(Csv *c, MtError *err) {
       c->row = r;
       c->row_cap = d;
     }
-    int label_field = !labeled ? -1 : c->label_col == LABEL_LAST ? fields - 1 : 0, j = 0, bad = -1;
+    int label_field = !labeled ? -1 : c->label_col == CSV_LABEL_LAST ? fields - 1 : 0, j = 0, bad = -1;
     double lab = 0;
     const char *q = p, *bad_at = p;
     for (int i = 0; i < fields; i++) {
@@ -454,15 +467,8 @@ static int csv_next(Csv *c, MtError *err) {
   }
 }
 
-/* Pass 1 over a CSV file: rows, features, largest label, and (train) sums for normalisation. */
-typedef struct CsvScan {
-  int64_t rows;
-  int d;
-  int64_t max_label;
-  double *sum;  /* [2, d]: sums and sums of squares of x, when asked for */
-} CsvScan;
-
-static int csv_scan(const char *path, int label_col, int64_t classes, int want_stats, CsvScan *sc, MtError *err) {
+/* Pass 1 over a CSV file (tools.h). */
+int csv_scan(const char *path, int label_col, int64_t classes, int want_stats, CsvScan *sc, MtError *err) {
   memset(sc, 0, sizeof *sc);
   sc->max_label = -1;
   Csv c;
@@ -495,7 +501,7 @@ static int csv_scan(const char *path, int label_col, int64_t classes, int want_s
   if (r < 0) goto done;
   if (sc->rows == 0) {
     mt_fail(err, "%s: no data rows; expected lines of comma-separated numbers %s", path,
-            label_col == LABEL_NONE ? "(features only)" : label_col == LABEL_LAST ? "with the label last"
+            label_col == CSV_LABEL_NONE ? "(features only)" : label_col == CSV_LABEL_LAST ? "with the label last"
                                                                                : "with the label first");
     goto done;
   }
@@ -810,7 +816,7 @@ static int convert_run(Comm *c, const ConvertOptions *o, const char *config, dou
     int64_t max_label = scan[0].max_label > scan[1].max_label ? scan[0].max_label : scan[1].max_label;
     spec.d = scan[0].d;
     spec.n_classes = o->classes > 0 ? o->classes : (int)(max_label + 1 > INT32_MAX ? INT32_MAX : max_label + 1);
-    if (o->label_column == LABEL_NONE) {
+    if (o->label_column == CSV_LABEL_NONE) {
       /* Features only: the class count is what --classes (or --class-names) says, else unknown (predict takes the
        * checkpoint's). */
       spec.no_labels = 1;

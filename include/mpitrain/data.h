@@ -79,6 +79,12 @@ const float *data_std(const Dataset *ds);
 enum { DATA_PRE_SCALE = 1, DATA_PRE_NORM = 2 };
 int data_preprocess_differs(const Dataset *ds, float scale, const float *mean, const float *std);
 
+/* The one check of a feature transform (x * scale - mean) / std, as the reader computes it (in float32): scale a
+ * positive finite number also as a float32 (1e-50 would make every feature 0), mean finite and std positive and
+ * finite, [d] each, or both NULL. Every reader and writer of a scale or mean/std calls it; where starts the
+ * message ("FILE" or "checkpoint FILE: /preprocess"). 0, or -1 with err set. */
+int data_check_preprocess(const char *where, double scale, const float *mean, const float *std, int d, MtError *err);
+
 /* Converts rows from now on with this transform instead of the file's: features = x * scale, then (· - mean) / std
  * when mean and std [d] are given (copied). A checkpoint's preprocessing applied to another file's stored x (eval,
  * predict); data_info and data_mean/data_std report it afterwards. */

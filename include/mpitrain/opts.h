@@ -84,6 +84,11 @@ int opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int fi
 int opts_parse_ini_string(const OptionSpec *table, void *dst, const char *text, size_t len, const char *name,
                           MtError *err);
 
+/* Where the parsers write their warnings (one line each, "mpitrain: warning: FILE:LINE: ..."; today: an INI key set
+ * twice, the later value used): stderr until set. Every rank parses the same options, so mpitrain sets stderr on
+ * rank 0 and NULL (nowhere) on the others. */
+void opts_set_warnings(FILE *f);
+
 /* Sets one option from text, as the command line would (source is used in messages, e.g. "--lr" or "a.ini:3"). */
 int opts_set(const OptionSpec *table, void *dst, const char *name, const char *value, const char *source,
              MtError *err);

@@ -2,10 +2,53 @@
 #ifndef MPITRAIN_TOOLS_H
 #define MPITRAIN_TOOLS_H
 
+#include <stdint.h>
+#include <stdio.h>
+
 #include "mpitrain/comm.h"
+#include "mpitrain/error.h"
 
 int tool_convert(Comm *c, int argc, char **argv);  /* argv[0] = "convert" */
 int tool_synth(Comm *c, int argc, char **argv);
 int tool_info(Comm *c, int argc, char **argv);
+
+/* ---- convert's CSV reader (convert --from csv reads each file twice: csv_scan, then csv_next row by row; its fuzz
+ * target, tests/fuzz/fuzz_csv.c, does the same) ---- */
+
+#define TOOL_CSV_MAX_LINE ((size_t)1 << 20) /* bytes of one line, its end not counted (README "Dataset files") */
+
+enum { CSV_LABEL_FIRST = 0, CSV_LABEL_LAST = 1, CSV_LABEL_NONE = 2 }; /* --label-column, in the order of its choices */
+
+typedef struct Csv {
+  const char *path;
+  FILE *f;
+  char *line;          /* the line just read, NUL-terminated, its end (\n, \r\n) removed */
+  size_t cap;
+  int64_t lineno;
+  int seen_line;       /* a non-blank line was read (only the first may be a header) */
+  int fields;          /* fields per line, fixed by the first data line (0 until then) */
+  int64_t first_line;  /* that line's number */
+  int label_col;       /* CSV_LABEL_FIRST, _LAST or _NONE (every field is a feature) */
+  int64_t classes;     /* labels must be below this (0: any) */
+  int d;               /* features per line (fields less the label), fixed with fields */
+  float *row;          /* [d] features of the row just read */
+  int row_cap;
+  int32_t label;       /* its label (-1 with CSV_LABEL_NONE) */
+} Csv;
+
+/* Opens path (a regular file only) for csv_next; labels must be below classes (0: any). 0 or -1. */
+int csv_open(Csv *c, const char *path, int label_col, int64_t classes, MtError *err);
+/* The next row into c->row / c->label: 1 read, 0 end of file, -1 error (FILE:LINE in the message). */
+int csv_next(Csv *c, MtError *err);
+void csv_close(Csv *c);
+
+/* Pass 1 over a CSV file: rows, features, largest label, and (want_stats) sums for normalisation. */
+typedef struct CsvScan {
+  int64_t rows;
+  int d;
+  int64_t max_label;
+  double *sum;  /* [2, d]: sums and sums of squares of x, when asked for (mt_free) */
+} CsvScan;
+int csv_scan(const char *path, int label_col, int64_t classes, int want_stats, CsvScan *sc, MtError *err);
 
 #endif

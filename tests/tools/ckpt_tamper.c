@@ -5,6 +5,8 @@
  *   ckpt_tamper FILE old                   remove /preprocess and class_names: a checkpoint as mpitrain wrote them
  *                                          before it stored the preprocessing (its CRC still matches only if there
  *                                          was no mean/std)
+ *   ckpt_tamper FILE lzf                   rewrite /model/dense0/W, values unchanged (the CRC matches), compressed
+ *                                          with a filter mpitrain's HDF5 lacks (fake_filter.h)
  *   ckpt_tamper FILE attr NAME VALUE       set every element of numeric attribute NAME to VALUE (an integer or a
  *                                          number: "nan", "inf", "-1", "2147483647"); attributes are outside the CRC
  *   ckpt_tamper FILE set DATASET I VALUE   set element I (flat, row-major) of DATASET to VALUE, then recompute the
@@ -15,8 +17,8 @@
  *
  * The CRC is recomputed here from the layout README "Checkpoint files" documents (zlib CRC-32 of the parameters,
  * then the first moments, then the second moments, then the batch-norm running statistics, each in buffer order,
- * then /preprocess/mean and /preprocess/std, as little-endian float32), not by checkpoint.c: the file is rewritten the way a foreign tool would. The library
- * is used only to list the arrays in buffer order, from the undamaged file. */
+ * then /preprocess/mean and /preprocess/std, as little-endian float32), not by checkpoint.c: the file is rewritten the way a foreign
+ * tool would. The library is used only to list the arrays in buffer order, from the undamaged file. */
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +30,7 @@
 #define MAX_TENSORS (4 * MODEL_MAX_HIDDEN + 2)
 
 static int usage(void) {
-  fprintf(stderr, "usage: ckpt_tamper FILE flip | mean | old | version N | attr NAME VALUE | set DATASET I VALUE "
+  fprintf(stderr, "usage: ckpt_tamper FILE flip | mean | old | lzf | version N | attr NAME VALUE | set DATASET I VALUE "
                   "| unstore DATASET\n");
   return 2;
 }
@@ -152,6 +154,8 @@ static int unstore(hid_t f, const char *name) {
   return rc;
 }
 
+#include "fake_filter.h"
+
 int main(int argc, char **argv) {
   if (argc < 3) return usage();
   char names[4 * MAX_TENSORS + 2][96];
@@ -180,6 +184,25 @@ int main(int argc, char **argv) {
     hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
     rc = H5Awrite(a, H5T_NATIVE_INT, &v) < 0;
     H5Aclose(a);
+  } else if (strcmp(argv[2], "lzf") == 0) {
+    const char *name = "/model/dense0/W";
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT), sp = ds < 0 ? -1 : H5Dget_space(ds);
+    hsize_t dims[2] = {0, 0};
+    float *v = NULL;
+    if (sp >= 0 && H5Sget_simple_extent_ndims(sp) == 2 && H5Sget_simple_extent_dims(sp, dims, NULL) == 2 &&
+        (v = malloc(sizeof(float) * dims[0] * dims[1])) != NULL &&
+        H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0 && H5Dclose(ds) >= 0 &&
+        H5Ldelete(f, name, H5P_DEFAULT) >= 0 && fake_filter_register() == 0) {
+      ds = -1;
+      hid_t dcpl = fake_filter_dcpl(2, dims), nd = dcpl < 0 ? -1 : H5Dcreate2(f, name, H5T_IEEE_F32LE, sp,
+                                                                              H5P_DEFAULT, dcpl, H5P_DEFAULT);
+      rc = nd < 0 || H5Dwrite(nd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0;
+      if (nd >= 0) H5Dclose(nd);
+      if (dcpl >= 0) H5Pclose(dcpl);
+    }
+    free(v);
+    if (sp >= 0) H5Sclose(sp);
+    if (ds >= 0) H5Dclose(ds);
   } else if (strcmp(argv[2], "old") == 0) {
     rc = H5Ldelete(f, "/preprocess", H5P_DEFAULT) < 0 ||
          (H5Aexists(f, "class_names") > 0 && H5Adelete(f, "class_names") < 0);

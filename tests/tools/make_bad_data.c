@@ -36,6 +36,18 @@
  *   idx_truncated/                train-{images,labels} IDX, images cut short    truncated
  *   ragged.csv                    line 3 has one field less                      ragged.csv:3: 3 fields but line
  *   good.csv                      nothing: header, label last, 4 rows x 3 features, 3 classes, a CRLF and a blank line
+ *   nobom.csv, bom.csv            the same 3 rows (label first, no header), bom.csv after a UTF-8 byte-order mark
+ *   bom_header.csv                a byte-order mark, a header, 3 rows
+ *   scale_tiny.h5                 scale = 1e-50 (float64)                        scale = 1e-50 is 0 in float32
+ *   scale_huge.h5                 scale = 1e300 (float64)                        scale = 1e+300 is infinite in float32
+ *   scale_nan.h5                  scale = NaN                                    scale = nan. expected a positive
+ *   scale_negative.h5             scale = -1                                     scale = -1. expected a positive
+ *   scale_zero.h5                 scale = 0                                      scale = 0. expected a positive
+ *   std_zero.h5                   std[3] = 0                                     std of feature 3 = 0. expected a
+ *   mean_nan.h5                   mean[2] = NaN                                  mean of feature 2 = nan. expected
+ *   std_short.h5                  std has 9 values for 10 features               attribute std has 9 values
+ *   lzf.h5                        /train/x compressed with filter 32000 "lzf",   is compressed with filter 32000
+ *                                 which the reader does not have
  */
 #include <errno.h>
 #include <hdf5.h>
@@ -46,6 +58,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "fake_filter.h"
 
 #define D 10
 #define ROWS 8
@@ -144,6 +158,37 @@ static hid_t create_dataset(const char *name) {
   attr_int(f, "num_classes", 10);
   attr_string(f, "source", "make_bad_data");
   return f;
+}
+
+static void attr_numbers(hid_t f, const char *name, hid_t ftype, hid_t mtype, const void *v, hsize_t n) {
+  hid_t sp = n == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL),
+        a = H5Acreate2(f, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+  CHECK(a);
+  CHECK(H5Awrite(a, mtype, v));
+  H5Aclose(a);
+  H5Sclose(sp);
+}
+
+/* The usual file with a scale attribute of type ftype (value v as a double). */
+static void scale_file(const char *name, hid_t ftype, double v) {
+  hid_t f = create_dataset(name);
+  attr_numbers(f, "scale", ftype, H5T_NATIVE_DOUBLE, &v, 0);
+  split(f, "train", ROWS, D, NULL);
+  H5Fclose(f);
+}
+
+/* The usual file with mean [n_mean] and std [n_std] (0, 1 except where bad_at >= 0: bad_mean / bad_std there). */
+static void norm_file(const char *name, int n_mean, int n_std, int bad_at, float bad_mean, float bad_std) {
+  float mean[D + 1], std[D + 1];
+  for (int j = 0; j <= D; j++) {
+    mean[j] = j == bad_at ? bad_mean : 0.0f;
+    std[j] = j == bad_at ? bad_std : 1.0f;
+  }
+  hid_t f = create_dataset(name);
+  attr_numbers(f, "mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, mean, (hsize_t)n_mean);
+  attr_numbers(f, "std", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, std, (hsize_t)n_std);
+  split(f, "train", ROWS, D, NULL);
+  H5Fclose(f);
 }
 
 static void write_text(const char *name, const void *data, size_t n) {
@@ -380,6 +425,46 @@ int main(int argc, char **argv) {
   write_text("ragged.csv", ragged, sizeof ragged - 1);
   const char good_csv[] = "a,b,c,label\n0.5,0.25,1,1\n1, 2, 3e0 ,0\r\n\n-1,0,2,2\n4,4,4,1\n";
   write_text("good.csv", good_csv, sizeof good_csv - 1);
+
+  /* A UTF-8 byte-order mark (Excel's "CSV UTF-8") before the first line, which is a data row or a header. */
+  const char nobom[] = "1,0.5,0.25\n0,1,2\n2,3,4\n";
+  write_text("nobom.csv", nobom, sizeof nobom - 1);
+  const char bom[] = "\xEF\xBB\xBF" "1,0.5,0.25\n0,1,2\n2,3,4\n";
+  write_text("bom.csv", bom, sizeof bom - 1);
+  const char bom_header[] = "\xEF\xBB\xBF" "label,a,b\n1,0.5,0.25\n0,1,2\n2,3,4\n";
+  write_text("bom_header.csv", bom_header, sizeof bom_header - 1);
+
+  /* A scale or a normalisation that is no feature transform (float32 is what the reader computes in). */
+  scale_file("scale_tiny.h5", H5T_IEEE_F64LE, 1e-50);
+  scale_file("scale_huge.h5", H5T_IEEE_F64LE, 1e300);
+  scale_file("scale_nan.h5", H5T_IEEE_F32LE, NAN);
+  scale_file("scale_negative.h5", H5T_IEEE_F32LE, -1.0);
+  scale_file("scale_zero.h5", H5T_IEEE_F32LE, 0.0);
+  norm_file("std_zero.h5", D, D, 3, 0.0f, 0.0f);
+  norm_file("mean_nan.h5", D, D, 2, NAN, 1.0f);
+  norm_file("std_short.h5", D, D - 1, -1, 0, 0);
+
+  /* A filter this process registers and mpitrain does not have, as h5py's compression="lzf" is to a plain HDF5. */
+  if (fake_filter_register() != 0) {
+    fprintf(stderr, "make_bad_data: cannot register the stand-in filter\n");
+    failures++;
+  }
+  f = create_dataset("lzf.h5");
+  {
+    hsize_t chunk[2] = {4, D};
+    hid_t dcpl = fake_filter_dcpl(2, chunk), sp = H5Screate_simple(2, xd, NULL), lcpl = H5Pcreate(H5P_LINK_CREATE);
+    CHECK(dcpl);
+    CHECK(H5Pset_create_intermediate_group(lcpl, 1));
+    hid_t ds = H5Dcreate2(f, "/train/x", H5T_IEEE_F32LE, sp, lcpl, dcpl, H5P_DEFAULT);
+    CHECK(ds);
+    CHECK(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x0));
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+  }
+  dataset(f, "/train/y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, yd, y0);
+  H5Fclose(f);
 
   MPI_Finalize();
   if (failures) return 1;

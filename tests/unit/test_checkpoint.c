@@ -265,7 +265,7 @@ static void test_preprocess(void **s) {
   mt_error_clear(&err);
   if (checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
   assert_int_equal(checkpoint_read_meta(path, &back, &err), -1);
-  assert_non_null(strstr(err.msg, "/preprocess mean/std of feature 1"));
+  assert_non_null(strstr(err.msg, "/preprocess: std of feature 1 = 0; expected a positive finite number"));
   checkpoint_meta_free(&meta);
   optim_free(&oa);
   model_free(&a);
@@ -466,6 +466,7 @@ static void test_dir_lock(void **state) {
 }
 
 int main(void) {
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* as mpitrain's main does: the refusals tested print one line, not a stack */
   snprintf(dir, sizeof dir, "test_checkpoint.%ld", (long)getpid());
   mkdir(dir, 0777);
   const struct CMUnitTest tests[] = {

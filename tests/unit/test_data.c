@@ -402,8 +402,44 @@ static void test_set_preprocess(void **state) {
       for (int j = 0; j < 4; j++) assert_true(x[i * 4 + j] == ((float)gen_u8(0, i, j) * 0.5f - mean[j]) / std[j]);
     const float zero[4] = {1, 0, 1, 1};
     assert_int_equal(data_set_preprocess(ds, 0.5f, mean, zero, &err), -1);
-    assert_non_null(strstr(err.msg, "std > 0"));
+    assert_non_null(strstr(err.msg, "std of feature 1 = 0; expected a positive finite number"));
     data_close(ds);
+  }
+}
+
+/* The one check of a scale and mean/std, which the reader, the writer, data_set_preprocess and checkpoints share. */
+static void test_check_preprocess(void **state) {
+  (void)state;
+  const float mean[3] = {0, 1, 2}, std[3] = {1, 2, 3}, mean_nan[3] = {0, NAN, 2}, std_inf[3] = {1, 2, INFINITY},
+              std_neg[3] = {1, -2, 3};
+  const struct {
+    double scale;
+    const float *mean, *std;
+    const char *msg; /* NULL: accepted */
+  } cases[] = {
+      {1.0, NULL, NULL, NULL},
+      {1.0 / 255.0, mean, std, NULL},
+      {-1.0, NULL, NULL, "f.h5: scale = -1; expected a positive finite number"},
+      {0.0, NULL, NULL, "f.h5: scale = 0; expected a positive finite number"},
+      {NAN, NULL, NULL, "f.h5: scale = nan; expected a positive finite number"},
+      {INFINITY, NULL, NULL, "f.h5: scale = inf; expected a positive finite number"},
+      {1e-50, NULL, NULL, "f.h5: scale = 1e-50 is 0 in float32; expected a positive finite number"},
+      {1e300, NULL, NULL, "f.h5: scale = 1e+300 is infinite in float32; expected a positive finite number"},
+      {1.0, mean, NULL, "f.h5: has mean but no std; normalisation needs both"},
+      {1.0, NULL, std, "f.h5: has std but no mean; normalisation needs both"},
+      {1.0, mean_nan, std, "f.h5: mean of feature 1 = nan; expected a finite number"},
+      {1.0, mean, std_inf, "f.h5: std of feature 2 = inf; expected a positive finite number"},
+      {1.0, mean, std_neg, "f.h5: std of feature 1 = -2; expected a positive finite number"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    MtError err = {0};
+    int rc = data_check_preprocess("f.h5", cases[i].scale, cases[i].mean, cases[i].std, 3, &err);
+    if (cases[i].msg == NULL) {
+      assert_int_equal(rc, 0);
+    } else {
+      assert_int_equal(rc, -1);
+      assert_string_equal(err.msg, cases[i].msg);
+    }
   }
 }
 
@@ -948,7 +984,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_writer_checks),            cmocka_unit_test(test_synth_deterministic),
       cmocka_unit_test(test_bad_files),                cmocka_unit_test(test_foreign_files),
       cmocka_unit_test(test_streaming_contiguous),     cmocka_unit_test(test_unlabeled),
-      cmocka_unit_test(test_set_preprocess),
+      cmocka_unit_test(test_set_preprocess),           cmocka_unit_test(test_check_preprocess),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   if (rc == 0) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); /* keep the files of a failed run to look at */

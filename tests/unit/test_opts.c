@@ -531,6 +531,50 @@ static void test_ini_string(void **state) {
                     "mem.ini:2: lr: expected a number > 0, got '-1'");
 }
 
+/* A key given twice (sections do not make keys distinct): the later value wins, with a warning naming both lines,
+ * written to the stream opts_set_warnings names (mpitrain: rank 0's stderr; NULL: nowhere). */
+static void test_ini_twice(void **state) {
+  (void)state;
+  T t;
+  MtError err = {0};
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *mem = open_memstream(&buf, &len);
+  assert_non_null(mem);
+  opts_set_warnings(mem);
+  opts_defaults(table, &t);
+  static const char text[] = "n = 32\n[a]\nlr = 0.1\nsmall = 2\n\n[b]\nlr = 0.01\nbeta_two = 0.5\nbeta-two = 0.25\n"
+                             "LR = 0.02\n";
+  assert_int_equal(opts_parse_ini_string(table, &t, text, strlen(text), "x.ini", &err), 0);
+  assert_true(t.lr == 0.02f);
+  assert_true(t.b2 == 0.25f);
+  assert_int_equal(fflush(mem), 0);
+  assert_string_equal(buf, "mpitrain: warning: x.ini:7: 'lr' set again (first at line 3); using the later value 0.01\n"
+                           "mpitrain: warning: x.ini:9: 'beta-two' set again (first at line 8); using the later value "
+                           "0.25\n"
+                           "mpitrain: warning: x.ini:10: 'LR' set again (first at line 3); using the later value "
+                           "0.02\n");
+  /* a file read once more starts afresh; the command line overriding the file is no repetition */
+  rewind(mem);
+  len = 0;
+  opts_defaults(table, &t);
+  static const char once[] = "lr = 0.1\nn = 4\n";
+  assert_int_equal(opts_parse_ini_string(table, &t, once, strlen(once), "x.ini", &err), 0);
+  assert_int_equal(opts_parse_ini_string(table, &t, once, strlen(once), "x.ini", &err), 0);
+  assert_int_equal(fflush(mem), 0);
+  assert_int_equal(len, 0);
+  /* NULL: no warnings at all (every rank but 0) */
+  opts_set_warnings(NULL);
+  static const char twice[] = "lr = 0.1\nlr = 0.2\n";
+  assert_int_equal(opts_parse_ini_string(table, &t, twice, strlen(twice), "x.ini", &err), 0);
+  assert_true(t.lr == 0.2f);
+  assert_int_equal(fflush(mem), 0);
+  assert_int_equal(len, 0);
+  opts_set_warnings(stderr);
+  assert_int_equal(fclose(mem), 0);
+  free(buf);
+}
+
 /* ==== Output ==== */
 
 static char *read_all(FILE *f) {
@@ -700,6 +744,7 @@ int main(void) {
       cmocka_unit_test(test_missing_value), cmocka_unit_test(test_unknown),
       cmocka_unit_test(test_positional_and_help), cmocka_unit_test(test_ini_good),
       cmocka_unit_test(test_ini_errors),    cmocka_unit_test(test_ini_string),
+      cmocka_unit_test(test_ini_twice),
       cmocka_unit_test(test_format_value),  cmocka_unit_test(test_format_float),
       cmocka_unit_test(test_ini_round_trip), cmocka_unit_test(test_help),
   };
