@@ -719,9 +719,9 @@ static int read_tensor(hid_t file, const char *path, const char *group, const Mo
   if (ex <= 0) return mt_fail(err, "checkpoint %s: dataset %s is missing (truncated or damaged?)", path, name);
   hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
   if (ds < 0) return mt_fail(err, "checkpoint %s: cannot open %s", path, name);
-  char where[1100];
-  snprintf(where, sizeof where, "checkpoint %s", path);
-  if (h5_filters_check(ds, where, name, err) != 0) {
+  char in_file[1100];
+  snprintf(in_file, sizeof in_file, "checkpoint %s", path);
+  if (h5_filters_check(ds, in_file, name, err) != 0) {
     H5Dclose(ds);
     return -1;
   }
