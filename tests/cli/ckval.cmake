@@ -1,7 +1,9 @@
 # ckval.cmake — checkpoints whose values are invalid though their CRC matches (NaN/Inf weights, negative second
 # moments or running variances, counters and hyperparameters out of range, an array the file stores nothing for).
-# Each is refused by `train --resume` and `eval` at 2 ranks and by `info`, with exit status 1, within 10 s, with one
-# line naming the attribute or the array element. The files come from ckval.sh (ckpt_tamper on a fresh checkpoint).
+# Each is refused by `info`, with exit status 1, within 10 s, with one line naming the attribute or the array
+# element; `train --resume` and `eval` at 2 ranks refuse the same way a sample of them (MT_CKVAL_COLLECTIVE: arrays
+# and attributes of each kind — resume, eval and info read and validate through the same checkpoint functions, and
+# the rest is the agreement every refusal goes through, so every kind at 2 ranks would only repeat MPI start-up). The files come from ckval.sh (ckpt_tamper on a fresh checkpoint).
 # And datasets declaring more rows than they store: refused by info, train and eval, also within 10 s.
 
 # NAME|ckpt_tamper arguments|regex the message must match after "checkpoint ckval/NAME.h5: ". Regex as in
@@ -52,6 +54,8 @@ mt_expect(NAME ckval.make EXIT ok WITHIN 60 MATCH "damaged checkpoints into ckva
   COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/ckval.sh ${MT_BIN} $<TARGET_FILE:ckpt_tamper> ${MT_TEST_DATA}/train_small.h5
           ${setup_args})
 
+set(MT_CKVAL_COLLECTIVE weight_nan m_nan v_negative running_var_negative unstored epoch_huge epoch_pos_beyond
+    beta1_one dropout_one)
 foreach(entry ${MT_CKVAL_KINDS})
   string(FIND "${entry}" "|" bar)
   string(SUBSTRING "${entry}" 0 ${bar} name)
@@ -59,11 +63,13 @@ foreach(entry ${MT_CKVAL_KINDS})
   math(EXPR rest "${bar2} + 1")
   string(SUBSTRING "${entry}" ${rest} -1 regex)
   set(line "^mpitrain: error: .*checkpoint ckval/${name}.h5: ${regex}")
-  mt_expect(NAME ckval.resume.${name} NP 2 EXIT 1 WITHIN 10 MATCH "${line}" FIXTURES_REQUIRED ckval
-    COMMAND ${MT_BIN} train --data ${MT_TEST_DATA}/train_small.h5 --hidden 8 --batchnorm before --batch 48
-            --epochs 1 --progress off --threads 1 --resume ckval/${name}.h5)
-  mt_expect(NAME ckval.eval.${name} NP 2 EXIT 1 WITHIN 10 MATCH "${line}" FIXTURES_REQUIRED ckval
-    COMMAND ${MT_BIN} eval --checkpoint ckval/${name}.h5 --data ${MT_TEST_DATA}/train_small.h5)
+  if(name IN_LIST MT_CKVAL_COLLECTIVE)
+    mt_expect(NAME ckval.resume.${name} NP 2 EXIT 1 WITHIN 10 MATCH "${line}" FIXTURES_REQUIRED ckval
+      COMMAND ${MT_BIN} train --data ${MT_TEST_DATA}/train_small.h5 --hidden 8 --batchnorm before --batch 48
+              --epochs 1 --progress off --threads 1 --resume ckval/${name}.h5)
+    mt_expect(NAME ckval.eval.${name} NP 2 EXIT 1 WITHIN 10 MATCH "${line}" FIXTURES_REQUIRED ckval
+      COMMAND ${MT_BIN} eval --checkpoint ckval/${name}.h5 --data ${MT_TEST_DATA}/train_small.h5)
+  endif()
   mt_expect(NAME ckval.info.${name} EXIT 1 WITHIN 10 MATCH "${line}" FIXTURES_REQUIRED ckval
     COMMAND ${MT_BIN} info ckval/${name}.h5)
 endforeach()

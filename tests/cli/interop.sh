@@ -16,7 +16,13 @@ need_torch() {
   echo "SKIP: $py has no torch/h5py/numpy (apt-get install python3-torch python3-h5py; launch/deps.sh)"
   exit 77
 }
-train() { local np=$1; shift; mpirun -np "$np" "$bin" train --data "$data" --progress off --threads 1 "$@"; }
+# one rank runs the binary itself (a singleton MPI start is a fraction of mpirun's, and this script starts dozens)
+train() {
+  local np=$1 run=()
+  shift
+  [ "$np" -gt 1 ] && run=(mpirun -np "$np")
+  "${run[@]}" "$bin" train --data "$data" --progress off --threads 1 "$@"
+}
 newest() { ls "$1"/ckpt-*.h5 2>/dev/null | sort | tail -n 1; }
 # accuracy (percent) printed by `mpitrain eval`
 eval_acc() { "$bin" eval --checkpoint "$1" --data "$2" | sed -n 's/^loss [0-9.]*  accuracy \([0-9.]*\)%$/\1/p'; }
