@@ -11,17 +11,7 @@
 #include "mpitrain/model.h"
 #include "mpitrain/replicate.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                        \
-      fputc('\n', stderr);                                 \
-      failures++;                                          \
-    }                                                      \
-  } while (0)
+#include "mpi_check.h"
 
 static float value(int rank, int buffer, size_t i) { return (float)(1000 * rank + 100 * buffer) + 0.25f * (float)i; }
 
@@ -65,9 +55,8 @@ int main(int argc, char **argv) {
     check_from(&c, BN_BEFORE, root);
     check_from(&c, BN_AFTER, root);
   }
-  MPI_Allreduce(MPI_IN_PLACE, &failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-  if (c.rank == 0) printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
+  const int rc = mpi_check_result();
   comm_free(&c);
   MPI_Finalize();
-  return failures ? 1 : 0;
+  return rc;
 }

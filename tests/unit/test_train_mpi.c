@@ -21,18 +21,9 @@
 #include "mpitrain/config.h"
 #include "mpitrain/train.h"
 
-enum { STEPS = 24, MAXK = 4 };
-static int failures = 0;
+#include "mpi_check.h"
 
-#define CHECK(cond, ...)                              \
-  do {                                                \
-    if (!(cond)) {                                    \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                   \
-      fputc('\n', stderr);                            \
-      failures++;                                     \
-    }                                                 \
-  } while (0)
+enum { STEPS = 24, MAXK = 4 };
 
 typedef struct Result {
   double loss[STEPS];
@@ -227,8 +218,7 @@ int main(int argc, char **argv) {
     }
   }
   data_close(ds);
-  MPI_Allreduce(MPI_IN_PLACE, &failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-  if (wrank == 0) printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
+  const int rc = mpi_check_result();
   MPI_Finalize();
-  return failures ? 1 : 0;
+  return rc;
 }

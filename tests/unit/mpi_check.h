@@ -1,0 +1,32 @@
+/* mpi_check.h — checks for the MPI unit tests (test_*_mpi.c). cmocka's asserts end one rank, and a rank that ends
+ * leaves the others waiting in the next collective, so these tests count failures and go on: CHECK prints and
+ * counts; mpi_check_result sums the counts over every rank, rank 0 prints PASSED or FAILED, and every rank gets the
+ * same exit code. Included by one source each (it defines the counter). */
+#ifndef MPITRAIN_TESTS_MPI_CHECK_H
+#define MPITRAIN_TESTS_MPI_CHECK_H
+
+#include <mpi.h>
+#include <stdio.h>
+
+static int failures = 0;
+
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                        \
+      fputc('\n', stderr);                                 \
+      failures++;                                          \
+    }                                                      \
+  } while (0)
+
+/* Collective over MPI_COMM_WORLD: 0 if no rank failed a CHECK, else 1. */
+static int mpi_check_result(void) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Allreduce(MPI_IN_PLACE, &failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  if (rank == 0) printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
+  return failures ? 1 : 0;
+}
+
+#endif
