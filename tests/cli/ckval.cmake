@@ -101,10 +101,7 @@ set(MT_CKVAL_DECLARED
   "contiguous|/train/x declares 2147483647 rows x 10 \\(80.0 GiB\\) but the file stores only 0 bytes of it: truncated or damaged"
   "partial|/train/x declares 1000 rows x 10 \\(39.1 KiB\\) but the file stores only 10.0 KiB of it \\(1 of 4 chunks\\): truncated or damaged")
 foreach(entry ${MT_CKVAL_DECLARED})
-  string(FIND "${entry}" "|" bar)
-  string(SUBSTRING "${entry}" 0 ${bar} kind)
-  math(EXPR rest "${bar} + 1")
-  string(SUBSTRING "${entry}" ${rest} -1 regex)
+  mt_split_entry("${entry}" kind regex)
   set(file bad/declared_rows_${kind}.h5)
   set(line "^mpitrain: error: .*${file}: ${regex}")
   mt_expect(NAME ckval.declared.info.${kind} EXIT 1 WITHIN 10 MATCH "${line}" FIXTURES_REQUIRED bad_data

@@ -39,10 +39,7 @@ set(MT_BAD_FILES
   "gap-00002-of-00003.h5|cannot open shard 1 of 3 '.*bad/gap-00001-of-00003.h5': No such file"
   "missing.h5|cannot open 'bad/missing.h5': No such file or directory")
 foreach(entry ${MT_BAD_FILES})
-  string(FIND "${entry}" "|" bar)
-  string(SUBSTRING "${entry}" 0 ${bar} file)
-  math(EXPR rest "${bar} + 1")
-  string(SUBSTRING "${entry}" ${rest} -1 regex)
+  mt_split_entry("${entry}" file regex)
   string(REGEX REPLACE "[.]h5$" "" stem "${file}")
   mt_expect(NAME data.info.bad.${stem} EXIT fail WITHIN 10 MATCH "^mpitrain: error: .*${regex}"
             FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} info bad/${file})

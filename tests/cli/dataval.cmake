@@ -17,10 +17,7 @@ set(MT_DATAVAL_BAD
   "std_short.h5|bad/std_short.h5: attribute std has 9 values but there are 10 features. expected one per feature$"
   "lzf.h5|bad/lzf.h5: /train/x is compressed with filter 32000 \\(lzf\\), which this HDF5 lacks. re-save it with gzip or no compression \\(h5repack -f NONE\\)$")
 foreach(entry ${MT_DATAVAL_BAD})
-  string(FIND "${entry}" "|" bar)
-  string(SUBSTRING "${entry}" 0 ${bar} file)
-  math(EXPR rest "${bar} + 1")
-  string(SUBSTRING "${entry}" ${rest} -1 regex)
+  mt_split_entry("${entry}" file regex)
   string(REGEX REPLACE "[.]h5$" "" stem "${file}")
   # HDF5_PLUGIN_PATH: an installed LZF plugin would make lzf.h5's filter available
   mt_expect(NAME data.bad.${stem} EXIT fail WITHIN 10 MATCH "^mpitrain: error: ${regex}" NOMATCH "HDF5-DIAG"
