@@ -5,12 +5,12 @@
 
 #include <stdint.h>
 
+#include "mpitrain/data.h"
 #include "mpitrain/error.h"
 #include "mpitrain/opts.h"
 
 typedef enum LogFormat { LOGFMT_AUTO = 0, LOGFMT_CSV, LOGFMT_JSONL } LogFormat;
 typedef enum ProgressMode { PROGRESS_AUTO = 0, PROGRESS_BAR, PROGRESS_PLAIN, PROGRESS_OFF } ProgressMode;
-typedef enum MemoryMode { MEMORY_AUTO = 0, MEMORY_YES, MEMORY_NO } MemoryMode;
 typedef enum NonfiniteMode { NONFINITE_STOP = 0, NONFINITE_SKIP } NonfiniteMode;
 
 typedef struct Config {

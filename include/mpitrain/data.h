@@ -25,6 +25,9 @@
 #include "mpitrain/synth.h"
 
 typedef enum Split { SPLIT_TRAIN = 0, SPLIT_TEST = 1 } Split;
+/* Where a split's features live: auto (in memory up to DataOptions.memory_limit), always in memory, or read from
+ * the file(s) per batch. */
+typedef enum MemoryMode { MEMORY_AUTO = 0, MEMORY_YES, MEMORY_NO } MemoryMode;
 
 typedef struct DataInfo {
   int64_t n[2];          /* rows per split (n[SPLIT_TEST] = 0 when there is no test split) */
@@ -42,7 +45,7 @@ typedef struct DataInfo {
 } DataInfo;
 
 typedef struct DataOptions {
-  int memory;            /* MemoryMode of config.h: 0 auto, 1 always in memory, 2 read per batch */
+  int memory;            /* MemoryMode */
   int64_t memory_limit;  /* auto: hold a split in memory if its stored x is at most this many bytes (<= 0: 2 GiB;
                             auto never takes more than half the machine's memory) */
   int max_rows;          /* the most rows one data_read / data_read_range call will ask for (sizes the staging
@@ -51,6 +54,10 @@ typedef struct DataOptions {
                             (shared by a node's ranks) and loads them with data_load_features */
   int allow_unlabeled;   /* 1: a split may hold x without y (predict, info); its rows read with label -1 */
 } DataOptions;
+
+/* Once per process, before any file is opened: HDF5 failures are worded by us, in one line (error.h); HDF5's own
+ * error stack, printed before it by default, would bury it under ten lines of library internals. */
+void data_library_init(void);
 
 typedef struct Dataset Dataset;
 

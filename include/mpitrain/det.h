@@ -87,7 +87,5 @@ int det_finish(Det *d, Comm *c, float *grads, int64_t failed, int64_t stop, doub
 void det_reduce_groups(Det *d, Comm *c, const double *parts, size_t len, const int *groups, double *scratch,
                        double *out);
 
-/* Which groups of a batch of ng groups rank r takes: [*g0, *g1). */
-void det_rank_groups(int64_t ng, int rank, int size, int64_t *g0, int64_t *g1);
 
 #endif

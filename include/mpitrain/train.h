@@ -63,9 +63,6 @@ size_t trainer_model_bytes(const Trainer *t, size_t *optimizer_bytes);
 const int64_t *trainer_last_rows(const Trainer *t, int *n);
 void trainer_free(Trainer *t);
 
-/* Which rows of a global batch rank r of N takes: [*lo, *hi) of the batch's B positions. The first B mod N ranks
- * take one more. Exposed for tests. */
-void trainer_rank_slice(int64_t B, int rank, int size, int64_t *lo, int64_t *hi);
 
 int train_main(Comm *c, int argc, char **argv);  /* `mpitrain train` */
 

@@ -1,7 +1,7 @@
 # checkpoint.cmake — checkpoints end to end: bit-exact resume, resume on another world size, a rank killed or
 # SIGTERMed mid-run, damaged / foreign / incompatible checkpoints, and eval / predict / info on a checkpoint.
 add_executable(ckpt_tamper ${CMAKE_CURRENT_LIST_DIR}/../tools/ckpt_tamper.c)
-target_link_libraries(ckpt_tamper PRIVATE mpitrain_lib)
+target_link_libraries(ckpt_tamper PRIVATE mt_test_libs)
 foreach(scenario exact exact_bn exact_shard world_size world_size_shard kill sigterm damaged infer early_stop
                  deterministic deterministic_shard)
   mt_test(NAME checkpoint.${scenario} FIXTURES_REQUIRED train_small TIMEOUT 180

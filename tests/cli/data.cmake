@@ -8,9 +8,9 @@
 
 set(MT_DATA_TOOLS ${CMAKE_CURRENT_LIST_DIR}/../tools)
 add_executable(make_bad_data ${MT_DATA_TOOLS}/make_bad_data.c)
-target_link_libraries(make_bad_data PRIVATE mpitrain_lib)
+target_link_libraries(make_bad_data PRIVATE mt_test_libs)
 add_executable(data_equal ${MT_DATA_TOOLS}/data_equal.c)
-target_link_libraries(data_equal PRIVATE mpitrain_lib)
+target_link_libraries(data_equal PRIVATE mt_test_libs)
 set(MT_DATA_EQUAL $<TARGET_FILE:data_equal>)
 
 # ---- bad files: each must fail `info` quickly, with a message naming the file and the problem ----

@@ -2,7 +2,7 @@
 # against `mpitrain eval`, and `train --init-from` of checkpoints and state dicts, with the refusals of damaged and
 # hostile .pth files. Scenarios that need PyTorch skip (exit 77) when /usr/bin/python3 has none.
 add_executable(torch_read ${CMAKE_CURRENT_LIST_DIR}/../tools/torch_read.c)
-target_link_libraries(torch_read PRIVATE mpitrain_lib)
+target_link_libraries(torch_read PRIVATE mt_test_libs)
 foreach(scenario torchscript_before torchscript_after torchscript_normalized init_checkpoint init_resume
                  init_exported init_sequential init_damaged)
   mt_test(NAME interop.${scenario} FIXTURES_REQUIRED train_small TIMEOUT 300

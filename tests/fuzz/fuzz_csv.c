@@ -18,7 +18,7 @@
 
 #include "fuzz.h"
 #include "mpitrain/error.h"
-#include "mpitrain/tools.h"
+#include "tools.h"
 
 /* What the reference parse makes of the text: accepted (rows x d, x [rows, d], y [rows]) or not. */
 typedef struct Ref {

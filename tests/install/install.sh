@@ -13,8 +13,8 @@ for f in bin/mpitrain include/mpitrain/model.h; do
 done
 pc=$(find "$prefix" -name mpitrain.pc | head -n 1)
 cfg=$(find "$prefix" -name mpitrainConfig.cmake | head -n 1)
-lib=$(find "$prefix" -name libmpitrain.a | head -n 1)
-[ -n "$pc" ] && [ -n "$cfg" ] && [ -n "$lib" ] || { echo "install.sh: missing mpitrain.pc, mpitrainConfig.cmake or libmpitrain.a"; exit 1; }
+lib=$(find "$prefix" -name libmpitrain_compute.a | head -n 1)
+[ -n "$pc" ] && [ -n "$cfg" ] && [ -n "$lib" ] || { echo "install.sh: missing mpitrain.pc, mpitrainConfig.cmake or libmpitrain_compute.a"; exit 1; }
 "$prefix/bin/mpitrain" version
 
 echo "== find_package(mpitrain)"

@@ -170,21 +170,6 @@ static void test_vector_paths_agree(void **s) {
   det_free(&b);
 }
 
-static void test_rank_groups(void **s) {
-  (void)s;
-  /* 10 groups over 4 ranks: 3, 3, 2, 2, consecutive; more ranks than groups: some get none. */
-  int64_t g0, g1, next = 0;
-  const int expect[4] = {3, 3, 2, 2};
-  for (int r = 0; r < 4; r++) {
-    det_rank_groups(10, r, 4, &g0, &g1);
-    assert_int_equal(g0, next);
-    assert_int_equal(g1 - g0, expect[r]);
-    next = g1;
-  }
-  det_rank_groups(2, 3, 4, &g0, &g1);
-  assert_int_equal(g1 - g0, 0);
-}
-
 /* ==== The model's group mode ==== */
 
 enum { D = 12, C = 5, N = 40, G = 16 };
@@ -295,7 +280,7 @@ static void test_group_bits_independent(void **s) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exact_and_order_independent), cmocka_unit_test(test_overflow_retries),
-      cmocka_unit_test(test_nonfinite),                   cmocka_unit_test(test_rank_groups),
+      cmocka_unit_test(test_nonfinite),
       cmocka_unit_test(test_vector_paths_agree),
       cmocka_unit_test(test_group_mode_gradient),         cmocka_unit_test(test_group_bits_independent),
   };

@@ -1,11 +1,11 @@
-/* test_slices.c — how a global batch is split over ranks: contiguous, complete, balanced, first ranks larger. */
+/* test_slices.c — mt_even_split: how a global batch (an evaluation, deterministic groups, shards) is split over ranks: contiguous, complete, balanced, first ranks larger. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "mpitrain/train.h"
+#include "mpitrain/util.h"
 
 static void test_slices_cover_batch(void **s) {
   (void)s;
@@ -13,7 +13,7 @@ static void test_slices_cover_batch(void **s) {
     for (int N = 1; N <= 9; N++) {
       int64_t next = 0, lo, hi, first_size = -1;
       for (int r = 0; r < N; r++) {
-        trainer_rank_slice(B, r, N, &lo, &hi);
+        mt_even_split(B, r, N, &lo, &hi);
         assert_int_equal(lo, next); /* contiguous, in rank order: nothing dropped or duplicated */
         assert_true(hi >= lo);
         int64_t size = hi - lo;

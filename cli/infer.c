@@ -4,7 +4,7 @@
  * model's whole state (model_replicate: parameters and batch-norm statistics); every rank then evaluates a
  * contiguous slice of the split. eval reduces the loss and per-class counts; predict streams every rank's rows, in
  * rank order, to rank 0, which writes the CSV under a temporary name and renames it into place when complete. */
-#include "mpitrain/infer.h"
+#include "infer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -26,6 +26,7 @@
 #include "mpitrain/opts.h"
 #include "mpitrain/replicate.h"
 #include "mpitrain/train.h"
+#include "mpitrain/util.h"
 
 typedef struct InferOptions {
   char checkpoint[1024];
@@ -219,7 +220,7 @@ static int infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in
     if (!local.failed) {
       in->x = mt_alloc(sizeof(float) * (size_t)in->micro * (size_t)info->d, "the input batch", &local);
       in->y = mt_alloc(sizeof(int32_t) * (size_t)in->micro, "the label batch", &local);
-      trainer_rank_slice(info->n[o->split], c->rank, c->size, &in->lo, &in->hi);
+      mt_even_split(info->n[o->split], c->rank, c->size, &in->lo, &in->hi);
     }
   }
   BlasThreads bt;

@@ -4,7 +4,7 @@
  * that own it, agree on the outcome (comm_agree) so every rank exits together, and let rank 0 print one line on
  * failure. Writing goes through one function, write_set, fed row by row by a source (IDX arrays in memory, a CSV
  * reader streaming the file, or the synthetic generator), so shards and chunked appends are done once. */
-#include "mpitrain/tools.h"
+#include "tools.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -26,6 +26,7 @@
 #include "mpitrain/fileid.h"
 #include "mpitrain/opts.h"
 #include "mpitrain/synth.h"
+#include "mpitrain/util.h"
 
 #define TOOL_PATH 1024
 #define TOOL_MAX_SHARDS 99999
@@ -52,11 +53,6 @@ static void text_into(char *buf, size_t n, const char *fmt, ...) {
   va_end(ap);
 }
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Ranks with nothing to do wait here for the busy ones without spinning a core each (comm_agree's allreduce would
  * busy-poll while rank 0 converts), watched by the stall inspector. */
@@ -88,14 +84,10 @@ static int agree_and_report(Comm *c, MtError *err) {
   return -1;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), m = strlen(suffix);
-  return n >= m && strcmp(s + n - m, suffix) == 0;
-}
 
 static int check_out(const char *out, MtError *err) {
   if (out[0] == '\0') return mt_fail(err, "--out FILE.h5 is required (where to write the dataset)");
-  if (!ends_with(out, ".h5") || strlen(out) == 3)
+  if (!mt_has_suffix(out, ".h5", 0) || strlen(out) == 3)
     return mt_fail(err, "--out %s: expected a file name ending in .h5 (shards are named NAME-00000-of-0000K.h5)",
                    out);
   return 0;
@@ -124,12 +116,6 @@ static int check_files(const FileRole *inputs, int n_inputs, const char *out, in
   return 0;
 }
 
-/* Rows [lo, hi) of split s that shard k of K holds: as even as possible, the first shards taking one more. */
-static void shard_range(int64_t n, int k, int K, int64_t *lo, int64_t *hi) {
-  int64_t q = n / K, r = n % K;
-  *lo = k * q + (k < r ? k : r);
-  *hi = *lo + q + (k < r ? 1 : 0);
-}
 
 /* ==== Writing a set of shards from a row source ==== */
 
@@ -166,7 +152,7 @@ static int write_set(WriteSet *ws, MtError *err) {
     int64_t lo[2], hi[2];
     DataWriterSpec spec = ws->spec;
     for (int s = 0; s < 2; s++) {
-      shard_range(ws->n[s], k, ws->shards, &lo[s], &hi[s]);
+      mt_even_split(ws->n[s], k, ws->shards, &lo[s], &hi[s]);
       spec.n[s] = hi[s] - lo[s];
     }
     DataWriter *w = NULL;
@@ -888,7 +874,7 @@ static int convert_run(Comm *c, const ConvertOptions *o, const char *config, dou
   printf("convert: wrote %s%s: %lld train + %lld test rows x %d features (%s), %s%s%s, in %.1f s\n", o->out,
          o->shards > 1 ? " as shards" : "", (long long)ws.n[0], (long long)ws.n[1], spec.d,
          spec.store_uint8 ? "uint8" : "float32", classes, o->normalize_from[0] ? ", mean/std from " : "",
-         o->normalize_from, now() - t0);
+         o->normalize_from, mt_now() - t0);
   if (o->shards > 1) {
     char first[TOOL_PATH];
     data_shard_name(o->out, 0, o->shards, first, sizeof first);
@@ -910,7 +896,7 @@ done:
 }
 
 int tool_convert(Comm *c, int argc, char **argv) {
-  double t0 = now();
+  double t0 = mt_now();
   ConvertOptions o;
   OptsResult res;
   MtError err = {0};
@@ -1010,7 +996,7 @@ static int synth_fill(void *ctx, int s, int64_t first, int64_t n, void *x /* [n,
 }
 
 int tool_synth(Comm *c, int argc, char **argv) {
-  double t0 = now();
+  double t0 = mt_now();
   SynthOptions o;
   OptsResult res;
   MtError err = {0};
@@ -1092,7 +1078,7 @@ int tool_synth(Comm *c, int argc, char **argv) {
     int writers = c->size < o.shards ? c->size : o.shards;
     printf("synth: wrote %s%s: %lld train + %lld test rows x %d features (%s), %d classes, by %d rank%s in %.1f s\n",
            o.out, o.shards > 1 ? " as shards" : "", (long long)o.samples, (long long)o.test_samples, o.features,
-           src.uint8 ? "uint8" : "float32", o.classes, writers, writers > 1 ? "s" : "", now() - t0);
+           src.uint8 ? "uint8" : "float32", o.classes, writers, writers > 1 ? "s" : "", mt_now() - t0);
     if (o.shards > 1) {
       char first[TOOL_PATH];
       data_shard_name(o.out, 0, o.shards, first, sizeof first);

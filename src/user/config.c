@@ -12,6 +12,7 @@
 #include "mpitrain/init.h"
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
+#include "mpitrain/util.h"
 
 /* The index of a name is the enum value stored in Config, so each list must stay in the order of its enum:
  * MemoryMode, ActKind (act_name), InitKind (init_name), OptKind (optim_name), LogFormat, ProgressMode. The counts
@@ -259,17 +260,6 @@ int config_parse(Config *c, int argc, char **argv, int first, MtError *err) {
   return fileid_check(&config, 1, &log, 1, err);
 }
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), m = strlen(suffix);
-  if (m > n) return 0;
-  for (size_t i = 0; i < m; i++) {
-    char a = s[n - m + i], b = suffix[i];
-    if (a >= 'A' && a <= 'Z') a = (char)(a - 'A' + 'a');
-    if (a != b) return 0;
-  }
-  return 1;
-}
-
 int config_validate(const Config *c, MtError *err) {
   if (c->data[0] == '\0') return mt_fail(err, "--data: expected a dataset file name, got ''");
   if (c->hidden.n > MODEL_MAX_HIDDEN)
@@ -291,8 +281,8 @@ int config_validate(const Config *c, MtError *err) {
     return mt_fail(err, "--micro-batch %d with --deterministic: a micro-batch holds whole groups; use at least "
                         "--det-group (%d) rows", c->micro_batch, c->det_group);
   if (c->log[0] != '\0') {
-    if (c->log_format == LOGFMT_AUTO && !ends_with(c->log, ".csv") && !ends_with(c->log, ".jsonl") &&
-        !ends_with(c->log, ".json"))
+    if (c->log_format == LOGFMT_AUTO && !mt_has_suffix(c->log, ".csv", 1) && !mt_has_suffix(c->log, ".jsonl", 1) &&
+        !mt_has_suffix(c->log, ".json", 1))
       return mt_fail(err,
                      "--log %s: cannot tell the format from the file name; add --log-format csv or "
                      "--log-format jsonl (or name it .csv or .jsonl)",

@@ -1,15 +1,15 @@
 /* main.c — the `mpitrain` command: picks the subcommand and hands over to the library. */
-#include <hdf5.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "mpitrain/bench.h"
+#include "bench.h"
 #include "mpitrain/blas.h"
 #include "mpitrain/comm.h"
-#include "mpitrain/infer.h"
+#include "mpitrain/data.h"
+#include "infer.h"
 #include "mpitrain/opts.h"
-#include "mpitrain/tools.h"
+#include "tools.h"
 #include "mpitrain/train.h"
 
 static void usage(FILE *f) {
@@ -85,9 +85,7 @@ int main(int argc, char **argv) {
   /* THREAD_MULTIPLE for the stall inspector's thread (comm.h); without it the inspector stays off. */
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
-  /* Every failure of an HDF5 call is worded by us, in one line (error.h): HDF5's own error stack, printed before it
-   * by default, would bury it under ten lines of library internals. Once, for every subcommand and every file. */
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  data_library_init(); /* once, for every subcommand and every file */
   Comm comm;
   MtError err = {0};
   if (comm_init(&comm, MPI_COMM_WORLD, &err) != 0) {

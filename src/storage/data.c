@@ -21,8 +21,9 @@
 #include <unistd.h>
 
 #include "h5util.h"
-#include "mpitrain/config.h"
 #include "mpitrain/fileid.h"
+
+void data_library_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 #define DATA_PATH_MAX 4096
 #define DATA_MAX_ROWS ((int64_t)INT32_MAX) /* rows per split: row indices and MPI counts stay in int */

@@ -269,11 +269,6 @@ int det_finish(Det *d, Comm *c, float *grads, int64_t failed, int64_t stop, doub
   return 0;
 }
 
-void det_rank_groups(int64_t ng, int rank, int size, int64_t *g0, int64_t *g1) {
-  int64_t q = ng / size, r = ng % size;
-  *g0 = rank * q + (rank < r ? rank : r);
-  *g1 = *g0 + q + (rank < r ? 1 : 0);
-}
 
 void det_reduce_groups(Det *d, Comm *c, const double *parts, size_t len, const int *groups, double *scratch,
                        double *out) {

@@ -25,6 +25,7 @@
 #include "mpitrain/rng.h"
 #include "mpitrain/sim.h"
 #include "mpitrain/torchfile.h"
+#include "mpitrain/util.h"
 
 /* Slots in the gradient buffer's tail (model.h, MODEL_GRAD_TAIL) that ride along in the gradient allreduce. */
 enum { TAIL_LOSS = 0, TAIL_CORRECT, TAIL_FAILED, TAIL_STOP, TAIL_USED };
@@ -110,11 +111,6 @@ struct Trainer {
   double elapsed_base;              /* training time of the earlier parts of a resumed run (its checkpoint's) */
 };
 
-void trainer_rank_slice(int64_t B, int rank, int size, int64_t *lo, int64_t *hi) {
-  int64_t q = B / size, r = B % size;
-  *lo = rank * q + (rank < r ? rank : r);
-  *hi = *lo + q + (rank < r ? 1 : 0);
-}
 
 static int cmp_i64(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -523,10 +519,10 @@ static void det_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, doub
   const int64_t G = t->cfg.det_group, ng = (Bt + G - 1) / G;
   int64_t g0, g1;
   for (int r = 0; r < t->comm->size; r++) {
-    det_rank_groups(ng, r, t->comm->size, &g0, &g1);
+    mt_even_split(ng, r, t->comm->size, &g0, &g1);
     t->det_groups[r] = (int)(g1 - g0);
   }
-  det_rank_groups(ng, t->comm->rank, t->comm->size, &g0, &g1);
+  mt_even_split(ng, t->comm->rank, t->comm->size, &g0, &g1);
   const int64_t lo = g0 * G < Bt ? g0 * G : Bt, hi = g1 * G < Bt ? g1 * G : Bt; /* no groups: lo = hi */
   t->n_rows = (int)(hi - lo);
   for (int i = 0; i < t->n_rows; i++) {
@@ -602,7 +598,7 @@ static void default_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, 
   const int C = t->info->n_classes;
   const double t0 = now();
   int64_t lo, hi;
-  trainer_rank_slice(Bt, t->comm->rank, t->comm->size, &lo, &hi);
+  mt_even_split(Bt, t->comm->rank, t->comm->size, &lo, &hi);
   t->n_rows = (int)(hi - lo);
   for (int i = 0; i < t->n_rows; i++) {
     uint32_t k = t->perm[first + lo + i];
@@ -842,7 +838,7 @@ static int evaluate_rows_det(Trainer *t, Split s, const int64_t *rows, int64_t n
   /* Groups of --det-group rows, or fewer when the model holds fewer (batch < --det-group): the same on any N. */
   const int G = t->cfg.det_group < t->micro ? t->cfg.det_group : t->micro, chunk = t->micro / G * G;
   int64_t g0, g1;
-  det_rank_groups((n + G - 1) / G, t->comm->rank, t->comm->size, &g0, &g1);
+  mt_even_split((n + G - 1) / G, t->comm->rank, t->comm->size, &g0, &g1);
   const int64_t lo = g0 * G < n ? g0 * G : n, hi = g1 * G < n ? g1 * G : n;
   MtError local = {0};
   int64_t v[4] = {0, 0, 0, 0}; /* loss in fixed point, correct, failed, non-finite */
@@ -884,7 +880,7 @@ static int evaluate_rows(Trainer *t, Split s, const int64_t *rows, int64_t n, do
   comm_phase(t->comm, "eval", t->step);
   if (t->det) return evaluate_rows_det(t, s, rows, n, loss, acc, err);
   int64_t lo, hi;
-  trainer_rank_slice(n, t->comm->rank, t->comm->size, &lo, &hi);
+  mt_even_split(n, t->comm->rank, t->comm->size, &lo, &hi);
   LossSums sums = {0, 0};
   MtError local = {0};
   for (int64_t r = lo; r < hi; r += t->micro) {

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mpitrain/util.h"
+
 #ifdef MPITRAIN_SMPI
 #include "mpitrain/sim.h"
 /* SimGrid 3.32 models non-blocking allreduce as all-to-all copies of the whole buffer (sim.h): use the blocking,
@@ -488,11 +490,8 @@ typedef struct WdState {
   char phase[40], coll[40];
 } WdState;
 
-static long long now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+/* The watchdog's shared timestamps are atomic integers: microseconds of mt_now's clock. */
+static long long now_us(void) { return (long long)(mt_now() * 1e6); }
 
 static void wd_enter(Comm *c, const char *what) {
   if (c->wd == NULL) return;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "mpitrain/atomicfile.h"
+#include "mpitrain/util.h"
 
 #define LOG_PATH_MAX 1024
 #define BAR_REDRAW_S 0.1       /* ~10 redraws a second: smooth, yet no measurable cost to a fast step loop */
@@ -42,11 +43,6 @@ struct Log {
   double last_lr, last_elapsed;
 };
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ==== Metrics file ==== */
 
@@ -82,7 +78,7 @@ static void file_flush(Log *l) {
   if (l->f == NULL || l->write_errno != 0) return;
   errno = 0;
   if (fflush(l->f) != 0) l->write_errno = errno ? errno : EIO;
-  l->last_flush = now_s();
+  l->last_flush = mt_now();
 }
 
 /* A number that reads back to the same value in 9 significant digits; CSV cells of non-applicable values are
@@ -151,7 +147,7 @@ static void file_step(Log *l, const StepStats *s) {
                                NULL,   NULL,  s->grad_norm >= 0 ? gnorm : NULL, NULL, NULL};
   static const int quoted[N_COLS] = {[COL_KIND] = 1};
   file_record(l, cells, quoted);
-  if (now_s() - l->last_flush >= FILE_FLUSH_S) file_flush(l);
+  if (mt_now() - l->last_flush >= FILE_FLUSH_S) file_flush(l);
 }
 
 static void file_epoch(Log *l, const EpochStats *s) {
@@ -237,7 +233,7 @@ static void bar_clear(Log *l) {
 }
 
 static void bar_draw(Log *l, const StepStats *s) {
-  double t = now_s();
+  double t = mt_now();
   if (l->last_draw >= 0 && t - l->last_draw < BAR_REDRAW_S) return;
   l->last_draw = t;
   char left[40], right[160], rate[24], eta[24], pct[8] = "";
@@ -411,7 +407,7 @@ static int file_continue(Log *l, int64_t after, MtError *err) {
 int log_open_file(Log *l, int64_t resumed_step, MtError *err) {
   if (l == NULL || !l->is_root || l->path[0] == '\0' || l->f != NULL) return 0;
   int rc = resumed_step < 0 ? file_create(l, err) : file_continue(l, resumed_step, err);
-  l->last_flush = now_s();
+  l->last_flush = mt_now();
   return rc;
 }
 

@@ -10,7 +10,7 @@
  * Under mpirun with N > 1 ranks it also trains the same model on rank 0 alone (a one-rank communicator, the other
  * ranks sleeping), in rounds alternating with the N-rank steps, and reports the speed-up over that one-rank run:
  * on a shared or noisy machine, ratios measured side by side are the only trustworthy ones. */
-#include "mpitrain/bench.h"
+#include "bench.h"
 
 #include <cblas.h>
 #include <stddef.h>
@@ -25,6 +25,7 @@
 #include "mpitrain/optim.h"
 #include "mpitrain/sim.h"
 #include "mpitrain/train.h"
+#include "mpitrain/util.h"
 
 typedef struct BenchConfig {
   Config train; /* first member: the train options' offsets apply unchanged */
@@ -197,7 +198,7 @@ int bench_main(Comm *c, int argc, char **argv) {
   const DataInfo *info = data_info(trainer_data(t));
   int64_t B = cfg->batch == 0 || cfg->batch > info->n[SPLIT_TRAIN] ? info->n[SPLIT_TRAIN] : cfg->batch;
   int64_t lo, hi;
-  trainer_rank_slice(B, c->rank, c->size, &lo, &hi);
+  mt_even_split(B, c->rank, c->size, &lo, &hi);
   const int local = (int)(hi - lo), micro = model->max_batch;
 
   /* The one-rank reference, on rank 0 only. */
