@@ -7,28 +7,30 @@
 
 #include "mpitrain/data.h"
 #include "mpitrain/error.h"
+#include "mpitrain/log.h"
 #include "mpitrain/opts.h"
 
-typedef enum LogFormat { LOGFMT_AUTO = 0, LOGFMT_CSV, LOGFMT_JSONL } LogFormat;
-typedef enum ProgressMode { PROGRESS_AUTO = 0, PROGRESS_BAR, PROGRESS_PLAIN, PROGRESS_OFF } ProgressMode;
-typedef enum NonfiniteMode { NONFINITE_STOP = 0, NONFINITE_SKIP } NonfiniteMode;
+/* --on-nonfinite: what the trainer does with a NaN/Inf loss or gradient. Its names, in enum order and
+ * NULL-terminated, are the option table's choices. */
+typedef enum NonfiniteMode { NONFINITE_STOP = 0, NONFINITE_SKIP, NONFINITE_COUNT } NonfiniteMode;
+extern const char *const nonfinite_names[NONFINITE_COUNT + 1];
 
 typedef struct Config {
   /* data */
   char data[1024];        /* dataset file (or one shard of a set, or the set's base name) */
-  int in_memory;          /* MemoryMode: load the training split into memory, or read each batch's rows */
+  int in_memory;          /* MemoryMode (data.h): load the training split into memory, or read each batch's rows */
   int64_t memory_limit_mb;/* auto mode loads a split when it is at most this large */
   /* model */
   IntList hidden;         /* hidden layer widths */
-  int activation;         /* ActKind */
+  int activation;         /* ActKind (model.h) */
   float leaky_slope;
-  int init;               /* InitKind */
+  int init;               /* InitKind (init.h) */
   char init_from[1024];   /* "" = --init; else the weights of an mpitrain checkpoint or a PyTorch state dict */
-  int batchnorm;          /* BnPlace */
+  int batchnorm;          /* BnPlace (model.h) */
   float bn_momentum, bn_eps;
   float dropout;          /* inverted-dropout rate after every hidden block */
   /* optimisation */
-  int optimizer;          /* OptKind */
+  int optimizer;          /* OptKind (optim.h) */
   float lr;
   float beta1, beta2;     /* beta2 < 0: the optimiser's default (0.999 Adam, 0.9 RMSProp) */
   float eps;
@@ -40,7 +42,7 @@ typedef struct Config {
   /* regularisation and tuning */
   float l2;               /* L2 penalty λ: loss += λ/(2B)·ΣW², gradient += λ/B·W (weights only) */
   float weight_decay;     /* decoupled (AdamW) decay: W -= lr·wd·W each step, outside the gradient */
-  int lr_schedule;        /* LrScheduleKind */
+  int lr_schedule;        /* LrScheduleKind (optim.h) */
   float lr_gamma;         /* step / exp: factor (< 0: the schedule's default) */
   float lr_step;          /* step: epochs between decays */
   float lr_decay_rate;    /* inv: lr / (1 + rate·epoch) */
@@ -61,9 +63,9 @@ typedef struct Config {
   float stall_timeout;    /* seconds in one collective before the stall inspector reports and aborts (0 = off) */
   /* output */
   char log[1024];         /* metrics file ("" = none) */
-  int log_format;         /* LogFormat */
+  int log_format;         /* LogFormat (log.h) */
   int log_every;          /* steps between metric lines / plain progress lines (0 = auto) */
-  int progress;           /* ProgressMode */
+  int progress;           /* ProgressMode (log.h) */
   int eval;               /* evaluate on the test split after each epoch */
   int log_norms;          /* per-layer weight and gradient norms in the metrics log */
   /* checkpoints */

@@ -16,6 +16,8 @@ typedef enum InitKind {
   INIT_ZERO,      /* all zero: only to demonstrate the symmetry problem */
   INIT_COUNT
 } InitKind;
+/* Their names, in enum order and NULL-terminated (the option table's choices too). */
+extern const char *const init_names[INIT_COUNT + 1];
 
 const char *init_name(InitKind k);
 int init_from_name(const char *s);       /* -1 if unknown */

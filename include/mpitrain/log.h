@@ -21,8 +21,14 @@
 
 #include <stdint.h>
 
-#include "mpitrain/config.h"
 #include "mpitrain/error.h"
+
+/* --log-format and --progress (LogOptions). Their names, in enum order and NULL-terminated, are also the option
+ * table's choices. */
+typedef enum LogFormat { LOGFMT_AUTO = 0, LOGFMT_CSV, LOGFMT_JSONL, LOGFMT_COUNT } LogFormat;
+typedef enum ProgressMode { PROGRESS_AUTO = 0, PROGRESS_BAR, PROGRESS_PLAIN, PROGRESS_OFF, PROGRESS_COUNT } ProgressMode;
+extern const char *const log_format_names[LOGFMT_COUNT + 1];
+extern const char *const progress_names[PROGRESS_COUNT + 1];
 
 typedef struct StepStats {
   int epoch;              /* 0-based */

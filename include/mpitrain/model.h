@@ -19,9 +19,13 @@
 #define MODEL_GRAD_TAIL 16
 
 typedef enum ActKind { ACT_RELU = 0, ACT_LEAKY_RELU, ACT_TANH, ACT_SIGMOID, ACT_COUNT } ActKind;
+/* Its names, in enum order and NULL-terminated (the option table's choices too); act_name / act_from_name. */
+extern const char *const act_names[ACT_COUNT + 1];
 typedef enum LayerKind { LAYER_DENSE = 0, LAYER_ACT, LAYER_BN, LAYER_DROPOUT } LayerKind;
 /* Where batch normalisation goes in each hidden block: dense → BN → act, or dense → act → BN. */
 typedef enum BnPlace { BN_NONE = 0, BN_BEFORE, BN_AFTER, BN_COUNT } BnPlace;
+/* Its names, as act_names; bn_place_name / bn_place_from_name. */
+extern const char *const bn_place_names[BN_COUNT + 1];
 
 typedef struct ModelSpec {
   int n_inputs;                    /* D, features per sample */

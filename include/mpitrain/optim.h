@@ -11,6 +11,8 @@
 #include "mpitrain/error.h"
 
 typedef enum OptKind { OPT_SGD = 0, OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAM, OPT_COUNT } OptKind;
+/* Its names, in enum order and NULL-terminated (the option table's choices too); optim_name / optim_from_name. */
+extern const char *const optim_names[OPT_COUNT + 1];
 
 typedef struct OptConfig {
   OptKind kind;
@@ -47,6 +49,9 @@ void optim_update(Optimizer *o, float *params, const float *grads, size_t moff, 
 /* ==== Learning-rate schedules, clipping, decay ==== */
 
 typedef enum LrScheduleKind { LR_CONSTANT = 0, LR_STEP, LR_EXP, LR_INV, LR_COSINE, LR_COUNT } LrScheduleKind;
+/* Its names, as optim_names; lr_schedule_name. */
+extern const char *const lr_schedule_names[LR_COUNT + 1];
+const char *lr_schedule_name(LrScheduleKind k); /* "?" if not a kind */
 
 typedef struct LrSchedule {
   LrScheduleKind kind;

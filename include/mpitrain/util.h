@@ -16,4 +16,10 @@ double mt_now(void);
 /* s ends with suffix (ignore_case: ASCII letters compared without case). */
 int mt_has_suffix(const char *s, const char *suffix, int ignore_case);
 
+/* An enum's names: each module keeps one array, in enum order and NULL-terminated (option tables use the same
+ * array as their choices). mt_enum_name: names[k], or "?" when k is not in [0, count). mt_enum_from_name: the index
+ * of s in names, or -1. */
+const char *mt_enum_name(const char *const *names, int count, int k);
+int mt_enum_from_name(const char *const *names, const char *s);
+
 #endif

@@ -5,16 +5,12 @@
 #include <string.h>
 
 #include "mpitrain/rng.h"
+#include "mpitrain/util.h"
 
-static const char *const init_names[INIT_COUNT] = {"auto", "small", "xavier", "he", "zero"};
+const char *const init_names[INIT_COUNT + 1] = {"auto", "small", "xavier", "he", "zero", NULL};
 
-const char *init_name(InitKind k) { return k >= 0 && k < INIT_COUNT ? init_names[k] : "?"; }
-
-int init_from_name(const char *s) {
-  for (int i = 0; i < INIT_COUNT; i++)
-    if (strcmp(s, init_names[i]) == 0) return i;
-  return -1;
-}
+const char *init_name(InitKind k) { return mt_enum_name(init_names, INIT_COUNT, k); }
+int init_from_name(const char *s) { return mt_enum_from_name(init_names, s); }
 
 InitKind init_resolve(InitKind k, ActKind act) {
   if (k != INIT_AUTO) return k;

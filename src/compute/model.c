@@ -10,25 +10,15 @@
 #include <string.h>
 
 #include "mpitrain/rng.h"
+#include "mpitrain/util.h"
 
-static const char *const act_names[ACT_COUNT] = {"relu", "leaky_relu", "tanh", "sigmoid"};
-static const char *const bn_names[BN_COUNT] = {"none", "before", "after"};
+const char *const act_names[ACT_COUNT + 1] = {"relu", "leaky_relu", "tanh", "sigmoid", NULL};
+const char *const bn_place_names[BN_COUNT + 1] = {"none", "before", "after", NULL};
 
-const char *act_name(ActKind a) { return a >= 0 && a < ACT_COUNT ? act_names[a] : "?"; }
-
-int act_from_name(const char *s) {
-  for (int i = 0; i < ACT_COUNT; i++)
-    if (strcmp(s, act_names[i]) == 0) return i;
-  return -1;
-}
-
-const char *bn_place_name(BnPlace b) { return b >= 0 && b < BN_COUNT ? bn_names[b] : "?"; }
-
-int bn_place_from_name(const char *s) {
-  for (int i = 0; i < BN_COUNT; i++)
-    if (strcmp(s, bn_names[i]) == 0) return i;
-  return -1;
-}
+const char *act_name(ActKind a) { return mt_enum_name(act_names, ACT_COUNT, a); }
+int act_from_name(const char *s) { return mt_enum_from_name(act_names, s); }
+const char *bn_place_name(BnPlace b) { return mt_enum_name(bn_place_names, BN_COUNT, b); }
+int bn_place_from_name(const char *s) { return mt_enum_from_name(bn_place_names, s); }
 
 /* ==== Building ==== */
 

@@ -11,15 +11,14 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const opt_names[OPT_COUNT] = {"sgd", "momentum", "rmsprop", "adam"};
+#include "mpitrain/util.h"
 
-const char *optim_name(OptKind k) { return k >= 0 && k < OPT_COUNT ? opt_names[k] : "?"; }
+const char *const optim_names[OPT_COUNT + 1] = {"sgd", "momentum", "rmsprop", "adam", NULL};
+const char *const lr_schedule_names[LR_COUNT + 1] = {"constant", "step", "exp", "inv", "cosine", NULL};
 
-int optim_from_name(const char *s) {
-  for (int i = 0; i < OPT_COUNT; i++)
-    if (strcmp(s, opt_names[i]) == 0) return i;
-  return -1;
-}
+const char *optim_name(OptKind k) { return mt_enum_name(optim_names, OPT_COUNT, k); }
+int optim_from_name(const char *s) { return mt_enum_from_name(optim_names, s); }
+const char *lr_schedule_name(LrScheduleKind k) { return mt_enum_name(lr_schedule_names, LR_COUNT, k); }
 
 int optim_create(Optimizer *o, const OptConfig *cfg, size_t n, MtError *err) {
   memset(o, 0, sizeof *o);

@@ -26,3 +26,11 @@ int mt_has_suffix(const char *s, const char *suffix, int ignore_case) {
   }
   return 1;
 }
+
+const char *mt_enum_name(const char *const *names, int count, int k) { return k >= 0 && k < count ? names[k] : "?"; }
+
+int mt_enum_from_name(const char *const *names, const char *s) {
+  for (int i = 0; names[i] != NULL; i++)
+    if (strcmp(s, names[i]) == 0) return i;
+  return -1;
+}

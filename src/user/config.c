@@ -10,32 +10,14 @@
 #include "mpitrain/comm.h"
 #include "mpitrain/fileid.h"
 #include "mpitrain/init.h"
+#include "mpitrain/log.h"
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
 #include "mpitrain/util.h"
 
-/* The index of a name is the enum value stored in Config, so each list must stay in the order of its enum:
- * MemoryMode, ActKind (act_name), InitKind (init_name), OptKind (optim_name), LogFormat, ProgressMode. The counts
- * are checked below; the order is checked by reading the enums next to these lists. */
-static const char *const memory_choices[] = {"auto", "yes", "no", NULL};
-static const char *const act_choices[] = {"relu", "leaky_relu", "tanh", "sigmoid", NULL};
-static const char *const init_choices[] = {"auto", "small", "xavier", "he", "zero", NULL};
-static const char *const optim_choices[] = {"sgd", "momentum", "rmsprop", "adam", NULL};
-static const char *const logfmt_choices[] = {"auto", "csv", "jsonl", NULL};
-static const char *const progress_choices[] = {"auto", "bar", "plain", "off", NULL};
-static const char *const bn_choices[] = {"none", "before", "after", NULL};
-static const char *const nonfinite_choices[] = {"stop", "skip", NULL};
-static const char *const schedule_choices[] = {"constant", "step", "exp", "inv", "cosine", NULL};
+/* The choices of the enum options are the names their modules keep (in enum order, NULL-terminated). */
+const char *const nonfinite_names[NONFINITE_COUNT + 1] = {"stop", "skip", NULL};
 
-#define N_CHOICES(a) (sizeof(a) / sizeof((a)[0]) - 1)
-_Static_assert(N_CHOICES(act_choices) == ACT_COUNT, "act_choices must list every ActKind, in order");
-_Static_assert(N_CHOICES(init_choices) == INIT_COUNT, "init_choices must list every InitKind, in order");
-_Static_assert(N_CHOICES(optim_choices) == OPT_COUNT, "optim_choices must list every OptKind, in order");
-_Static_assert(N_CHOICES(memory_choices) == MEMORY_NO + 1, "memory_choices must list every MemoryMode");
-_Static_assert(N_CHOICES(logfmt_choices) == LOGFMT_JSONL + 1, "logfmt_choices must list every LogFormat");
-_Static_assert(N_CHOICES(progress_choices) == PROGRESS_OFF + 1, "progress_choices must list every ProgressMode");
-_Static_assert(N_CHOICES(bn_choices) == BN_COUNT, "bn_choices must list every BnPlace, in order");
-_Static_assert(N_CHOICES(schedule_choices) == LR_COUNT, "schedule_choices must list every LrScheduleKind, in order");
 _Static_assert(OPTS_LIST_MAX <= MODEL_MAX_HIDDEN, "--hidden accepts more layers than a model can hold");
 
 #define NOMAX HUGE_VAL
@@ -53,7 +35,7 @@ const OptionSpec config_train_options[] = {
    .help = "dataset (HDF5 from `mpitrain convert` or `mpitrain synth`; one file, one shard or a sharded set's "
            "base name)"},
   {.name = "in-memory", .type = OT_ENUM, .offset = offsetof(Config, in_memory), .def = "auto",
-   .choices = memory_choices,
+   .choices = memory_names,
    .help = "hold the training split in memory (yes), or read each batch's rows from the file (no); auto = yes "
            "when the split fits in --memory-limit-mb"},
   {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(Config, memory_limit_mb), .def = "2048",
@@ -65,11 +47,11 @@ const OptionSpec config_train_options[] = {
    .help = "widths of the hidden layers, input side first; none (or \"\") = no hidden layer, i.e. softmax "
            "regression"},
   {.name = "activation", .flags = OPT_MODEL, .type = OT_ENUM, .offset = offsetof(Config, activation), .def = "relu",
-   .choices = act_choices, .help = "activation after every hidden layer"},
+   .choices = act_names, .help = "activation after every hidden layer"},
   {.name = "leaky-slope", .type = OT_FLOAT, .offset = offsetof(Config, leaky_slope), .def = "0.01",
    .metavar = "X", .min = 0, .max = 1, .flags = RANGED | OPT_MIN_EXCLUSIVE | OPT_MAX_EXCLUSIVE | OPT_MODEL,
    .help = "slope of leaky_relu for negative inputs, in (0, 1)"},
-  {.name = "init", .type = OT_ENUM, .offset = offsetof(Config, init), .def = "auto", .choices = init_choices,
+  {.name = "init", .type = OT_ENUM, .offset = offsetof(Config, init), .def = "auto", .choices = init_names,
    .help = "weight initialisation: auto = he for (leaky_)relu, xavier for tanh and sigmoid; small = N(0,1)*0.01; "
            "zero = all zero (shows why symmetry must be broken); biases start at zero"},
   {.name = "init-from", .type = OT_STRING, .offset = offsetof(Config, init_from),
@@ -81,7 +63,7 @@ const OptionSpec config_train_options[] = {
            "with a note)"},
 
   {.name = "batchnorm", .flags = OPT_MODEL, .type = OT_ENUM, .offset = offsetof(Config, batchnorm), .def = "none",
-   .choices = bn_choices,
+   .choices = bn_place_names,
    .help = "batch normalisation in every hidden block: before or after the activation; statistics are those of "
            "the global batch, summed over all ranks (synchronised BN), so any rank count trains the same model"},
   {.name = "bn-momentum", .type = OT_FLOAT, .offset = offsetof(Config, bn_momentum), .def = "0.1", .metavar = "X",
@@ -96,7 +78,7 @@ const OptionSpec config_train_options[] = {
 
   {.section = "optimisation", .name = "optimizer", .flags = OPT_MODEL, .type = OT_ENUM,
    .offset = offsetof(Config, optimizer),
-   .def = "adam", .choices = optim_choices,
+   .def = "adam", .choices = optim_names,
    .help = "sgd: w -= lr*g; momentum: v = beta1*v + (1-beta1)*g, w -= lr*v; rmsprop: s = beta2*s + "
            "(1-beta2)*g^2, w -= lr*g/(sqrt(s)+eps); adam: both moments, bias-corrected"},
   {.name = "lr", .type = OT_FLOAT, .offset = offsetof(Config, lr), .def = "5e-4", .metavar = "X", .min = 0,
@@ -134,7 +116,7 @@ const OptionSpec config_train_options[] = {
            "optimiser's moments; weights only"},
   {.name = "lr-schedule", .flags = OPT_TRAJECTORY, .type = OT_ENUM, .offset = offsetof(Config, lr_schedule),
    .def = "constant",
-   .choices = schedule_choices,
+   .choices = lr_schedule_names,
    .help = "with e = epochs done (fractional): step = lr*gamma^floor(e/lr-step); exp = lr*gamma^e; "
            "inv = lr/(1 + decay-rate*e); cosine = lr-min + (lr-lr-min)*(1+cos(pi*e/epochs))/2"},
   {.name = "lr-gamma", .type = OT_FLOAT, .offset = offsetof(Config, lr_gamma), .def = "auto", .metavar = "G",
@@ -157,7 +139,7 @@ const OptionSpec config_train_options[] = {
    .help = "scale the gradient down when its global L2 norm (all layers, after the sum over ranks) exceeds C; 0 = off"},
   {.name = "on-nonfinite", .flags = OPT_TRAJECTORY, .type = OT_ENUM, .offset = offsetof(Config, on_nonfinite),
    .def = "stop",
-   .choices = nonfinite_choices,
+   .choices = nonfinite_names,
    .help = "a NaN or infinite loss or gradient (the summed values, so every rank sees it at once): stop = end the "
            "run with the step and a hint, the last checkpoint intact; skip = drop that step's update and go on, "
            "counting them (100 in a row still stop)"},
@@ -205,14 +187,14 @@ const OptionSpec config_train_options[] = {
    .size = sizeof(((Config *)0)->log), .def = "", .metavar = "FILE",
    .help = "write metrics to FILE: a line per step (see --log-every) and per epoch"},
   {.name = "log-format", .type = OT_ENUM, .offset = offsetof(Config, log_format), .def = "auto",
-   .choices = logfmt_choices,
+   .choices = log_format_names,
    .help = "format of --log; auto = from its extension (.csv, or .jsonl / .json)"},
   {.name = "log-every", .type = OT_INT, .offset = offsetof(Config, log_every), .def = "auto", .metavar = "N",
    .min = 1, .max = NOMAX, .flags = RANGED, .word = "auto", .word_value = 0,
    .help = "steps between plain progress lines and between step lines of --log; auto = about 10 progress lines "
            "per epoch, and every step in --log (thinned to about 1000 lines per epoch)"},
   {.name = "progress", .type = OT_ENUM, .offset = offsetof(Config, progress), .def = "auto",
-   .choices = progress_choices,
+   .choices = progress_names,
    .help = "bar = one line redrawn in place; plain = a line every --log-every steps (for batch-job output); "
            "off = epoch summaries only; auto = bar on a terminal, plain otherwise"},
   {.name = "eval", .type = OT_BOOL, .offset = offsetof(Config, eval), .def = "true",

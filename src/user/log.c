@@ -22,6 +22,9 @@
 #include "mpitrain/atomicfile.h"
 #include "mpitrain/util.h"
 
+const char *const log_format_names[LOGFMT_COUNT + 1] = {"auto", "csv", "jsonl", NULL};
+const char *const progress_names[PROGRESS_COUNT + 1] = {"auto", "bar", "plain", "off", NULL};
+
 #define LOG_PATH_MAX 1024
 #define BAR_REDRAW_S 0.1       /* ~10 redraws a second: smooth, yet no measurable cost to a fast step loop */
 #define FILE_FLUSH_S 1.0       /* step records reach the disk within a second; epoch records at once */
@@ -293,8 +296,6 @@ static void plain_step(Log *l, const StepStats *s) {
 
 /* ==== Continuing the file of a resumed run ==== */
 
-static const char *format_name(const Log *l) { return l->format == LOGFMT_CSV ? "csv" : "jsonl"; }
-
 static int is_kind(const char *k, size_t n) {
   return (n == 4 && strncmp(k, "step", 4) == 0) || (n == 5 && strncmp(k, "epoch", 5) == 0) ||
          (n == 5 && strncmp(k, "layer", 5) == 0) || (n == 3 && strncmp(k, "end", 3) == 0);
@@ -374,7 +375,7 @@ static int file_continue(Log *l, int64_t after, MtError *err) {
     } else if (!record_step(l, line, &step)) {
       rc = mt_fail(err, "--log %s: not a metrics log of mpitrain in %s format: line %lld is not a metrics record; "
                         "refusing to append to it; move it away or give another --log",
-                   l->path, format_name(l), lineno);
+                   l->path, log_format_names[l->format], lineno);
     } else if (step > after) {
       dropped++;
       continue;
