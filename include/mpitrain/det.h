@@ -19,7 +19,8 @@
  *  - more groups: int64, L = 2^50 / groups, headroom 256: at least 42 - log2(groups) bits (33 at 469 groups, a full
  *    batch of Fashion-MNIST in groups of 128).
  * Values far below their tensor's largest keep fewer bits (an absolute grid, like any fixed point) — the same in
- * every run. Conversions go through double with one add (vectorised). If a value still overflows (the first step,
+ * every run. Conversions go through double with one add (vectorised); fixed.h holds this arithmetic, det.c the
+ * bookkeeping and the reductions over ranks. If a value still overflows (the first step,
  * whose maxima are not known yet, or a gradient that grew beyond the headroom in one step), every rank sees it after
  * the reduction and the step is computed again with scales from its own maxima. The maxima are saved in
  * checkpoints, so a resumed run continues with the same bits. */
@@ -33,14 +34,14 @@
 
 #include "mpitrain/comm.h"
 #include "mpitrain/error.h"
+#include "mpitrain/fixed.h"
 
 /* Reduced with the maxima in a second, small collective (sums for these, maxima for the rest). */
 enum { DET_LOSS = 0, DET_CORRECT, DET_FAILED, DET_STOP, DET_OVERFLOW, DET_NONFINITE, DET_TAIL };
 #define DET_MAX_TENSORS 80
-/* The loss is summed in fixed point with this many fraction bits (each group's sum is rounded to 2^-24). */
-#define DET_LOSS_BITS 24
-/* Up to this many groups per step the gradients are summed as int32, above as int64. */
-#define DET_NARROW_GROUPS 16
+/* fixed.h's constants under the names det.h's callers use. */
+#define DET_LOSS_BITS FIXED_LOSS_BITS
+#define DET_NARROW_GROUPS FIXED_NARROW_GROUPS
 
 typedef struct Det {
   size_t n;                        /* gradient floats */
@@ -49,14 +50,12 @@ typedef struct Det {
   int known;                       /* prev[] holds the previous step's maxima (0 before the first step) */
   uint32_t prev[DET_MAX_TENSORS];  /* the previous step's largest |x| of any group, per tensor, as float bits */
   /* This step: */
-  int wide;                        /* 1: int64 sums, 0: int32 */
+  FixedStep step;                  /* the width of the sums and their limits */
   int exp[DET_MAX_TENSORS];        /* fixed point value = round(x · 2^exp[t]) */
-  double limit;                    /* no group's |x| · 2^exp[t] may reach it */
-  double loss_limit;
   uint32_t maxbits[DET_MAX_TENSORS]; /* the largest |x| of any local group (NaN/Inf: >= 0x7f800000) */
   unsigned char written[DET_MAX_TENSORS]; /* acc of tensor t already holds a group */
   int overflow;                    /* a local group value reached limit */
-  void *acc;                       /* [n] int32 or int64 sums */
+  void *acc;                       /* [n] int32 or int64 sums (step.bytes each) */
   int64_t red[DET_TAIL + DET_MAX_TENSORS]; /* the small collective: tail sums, then maxima */
   int retries;                     /* steps computed twice (the first step, overflows) */
   int portable;                    /* 1: never the AVX2 loops (tests compare the two) */
