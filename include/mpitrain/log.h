@@ -26,9 +26,17 @@
 /* --log-format and --progress (LogOptions). Their names, in enum order and NULL-terminated, are also the option
  * table's choices. */
 typedef enum LogFormat { LOGFMT_AUTO = 0, LOGFMT_CSV, LOGFMT_JSONL, LOGFMT_COUNT } LogFormat;
-typedef enum ProgressMode { PROGRESS_AUTO = 0, PROGRESS_BAR, PROGRESS_PLAIN, PROGRESS_OFF, PROGRESS_COUNT } ProgressMode;
+typedef enum ProgressMode {
+  PROGRESS_AUTO = 0,
+  PROGRESS_BAR,
+  PROGRESS_PLAIN,
+  PROGRESS_OFF,
+  PROGRESS_COUNT
+} ProgressMode;
 extern const char *const log_format_names[LOGFMT_COUNT + 1];
 extern const char *const progress_names[PROGRESS_COUNT + 1];
+/* The format --log-format auto takes from a file name: .csv, or .jsonl / .json (any case); LOGFMT_AUTO if neither. */
+LogFormat log_format_from_path(const char *path);
 
 typedef struct StepStats {
   int epoch;              /* 0-based */

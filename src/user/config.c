@@ -13,7 +13,6 @@
 #include "mpitrain/log.h"
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
-#include "mpitrain/util.h"
 
 /* The choices of the enum options are the names their modules keep (in enum order, NULL-terminated). */
 const char *const nonfinite_names[NONFINITE_COUNT + 1] = {"stop", "skip", NULL};
@@ -263,8 +262,7 @@ int config_validate(const Config *c, MtError *err) {
     return mt_fail(err, "--micro-batch %d with --deterministic: a micro-batch holds whole groups; use at least "
                         "--det-group (%d) rows", c->micro_batch, c->det_group);
   if (c->log[0] != '\0') {
-    if (c->log_format == LOGFMT_AUTO && !mt_has_suffix(c->log, ".csv", 1) && !mt_has_suffix(c->log, ".jsonl", 1) &&
-        !mt_has_suffix(c->log, ".json", 1))
+    if (c->log_format == LOGFMT_AUTO && log_format_from_path(c->log) == LOGFMT_AUTO)
       return mt_fail(err,
                      "--log %s: cannot tell the format from the file name; add --log-format csv or "
                      "--log-format jsonl (or name it .csv or .jsonl)",

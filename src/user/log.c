@@ -49,21 +49,10 @@ struct Log {
 
 /* ==== Metrics file ==== */
 
-static const char *ext_of(const char *path) {
-  const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
-  return (dot != NULL && (slash == NULL || dot > slash)) ? dot : "";
-}
-
-static int ext_is(const char *path, const char *ext) {
-  const char *e = ext_of(path);
-  size_t n = strlen(e);
-  if (n != strlen(ext)) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = e[i];
-    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-    if (c != ext[i]) return 0;
-  }
-  return 1;
+LogFormat log_format_from_path(const char *path) {
+  if (mt_has_suffix(path, ".csv", 1)) return LOGFMT_CSV;
+  if (mt_has_suffix(path, ".jsonl", 1) || mt_has_suffix(path, ".json", 1)) return LOGFMT_JSONL;
+  return LOGFMT_AUTO;
 }
 
 static void file_printf(Log *l, const char *fmt, ...) MT_PRINTF(2, 3);
@@ -103,16 +92,50 @@ static const char *const col_names[N_COLS] = {"kind",      "epoch",    "step",  
                                               "test_acc",  "val_loss", "val_acc",  "grad_norm", "layer",
                                               "weight_norm"};
 
-static void file_record(Log *l, const char *const cells[N_COLS], const int quoted[N_COLS]) {
+/* A record being built: cell[c] is column c's text (in text[c], or a constant), NULL = not applicable. */
+typedef struct Record {
+  const char *cell[N_COLS];
+  char text[N_COLS][80];
+  int json;
+} Record;
+
+static void record_text(Record *r, int col, const char *text) {
+  snprintf(r->text[col], sizeof r->text[col], "%s", text);
+  r->cell[col] = r->text[col];
+}
+
+static void record_int(Record *r, int col, int64_t v) {
+  snprintf(r->text[col], sizeof r->text[col], "%" PRId64, v);
+  r->cell[col] = r->text[col];
+}
+
+/* A record of `kind` at (epoch 0-based, step), its other cells not applicable until set. */
+static void record_start(Record *r, const Log *l, const char *kind, int epoch, int64_t step) {
+  memset(r->cell, 0, sizeof r->cell);
+  r->json = l->format == LOGFMT_JSONL;
+  r->cell[COL_KIND] = kind;
+  record_int(r, COL_EPOCH, epoch + 1);
+  record_int(r, COL_STEP, step);
+}
+
+/* Column col holds v (fmt_num), when it applies. */
+static void record_num(Record *r, int col, double v, int applies) {
+  if (!applies) return;
+  fmt_num(r->text[col], sizeof r->text[col], v, r->json);
+  r->cell[col] = r->text[col];
+}
+
+static void file_record(Log *l, const Record *r) {
+  static const int quoted[N_COLS] = {[COL_KIND] = 1, [COL_LAYER] = 1};
   if (l->format == LOGFMT_CSV) {
-    for (int i = 0; i < N_COLS; i++) file_printf(l, "%s%s", i ? "," : "", cells[i] ? cells[i] : "");
+    for (int i = 0; i < N_COLS; i++) file_printf(l, "%s%s", i ? "," : "", r->cell[i] ? r->cell[i] : "");
     file_printf(l, "\n");
   } else {
     int first = 1;
     file_printf(l, "{");
     for (int i = 0; i < N_COLS; i++) {
-      if (cells[i] == NULL) continue;
-      file_printf(l, quoted[i] ? "%s\"%s\":\"%s\"" : "%s\"%s\":%s", first ? "" : ",", col_names[i], cells[i]);
+      if (r->cell[i] == NULL) continue;
+      file_printf(l, quoted[i] ? "%s\"%s\":\"%s\"" : "%s\"%s\":%s", first ? "" : ",", col_names[i], r->cell[i]);
       first = 0;
     }
     file_printf(l, "}\n");
@@ -135,47 +158,34 @@ static int file_due(const Log *l, const StepStats *s) {
 
 static void file_step(Log *l, const StepStats *s) {
   if (!file_due(l, s)) return;
-  int json = l->format == LOGFMT_JSONL;
-  char epoch[24], step[24], samples[24], loss[40], acc[40], lr[40], rate[40], elapsed[40], gnorm[40];
-  snprintf(epoch, sizeof epoch, "%d", s->epoch + 1);
-  snprintf(step, sizeof step, "%" PRId64, s->step);
-  snprintf(samples, sizeof samples, "%" PRId64, s->samples);
-  fmt_num(loss, sizeof loss, s->loss, json);
-  fmt_num(acc, sizeof acc, s->acc, json);
-  fmt_num(lr, sizeof lr, s->lr, json);
-  fmt_num(rate, sizeof rate, s->samples_per_s, json);
-  fmt_num(elapsed, sizeof elapsed, s->elapsed_s, json);
-  fmt_num(gnorm, sizeof gnorm, s->grad_norm, json);
-  const char *cells[N_COLS] = {"step", epoch, step,  samples, loss, acc,  lr, rate, elapsed, NULL, NULL,
-                               NULL,   NULL,  s->grad_norm >= 0 ? gnorm : NULL, NULL, NULL};
-  static const int quoted[N_COLS] = {[COL_KIND] = 1};
-  file_record(l, cells, quoted);
+  Record r;
+  record_start(&r, l, "step", s->epoch, s->step);
+  record_int(&r, COL_SAMPLES, s->samples);
+  record_num(&r, COL_LOSS, s->loss, 1);
+  record_num(&r, COL_ACC, s->acc, 1);
+  record_num(&r, COL_LR, s->lr, 1);
+  record_num(&r, COL_RATE, s->samples_per_s, 1);
+  record_num(&r, COL_ELAPSED, s->elapsed_s, 1);
+  record_num(&r, COL_GNORM, s->grad_norm, s->grad_norm >= 0);
+  file_record(l, &r);
   if (mt_now() - l->last_flush >= FILE_FLUSH_S) file_flush(l);
 }
 
 static void file_epoch(Log *l, const EpochStats *s) {
-  int json = l->format == LOGFMT_JSONL;
-  char epoch[24], step[24], loss[40], acc[40], lr[40], rate[40], elapsed[40], tloss[40], tacc[40], vloss[40],
-      vacc[40];
-  snprintf(epoch, sizeof epoch, "%d", s->epoch + 1);
-  snprintf(step, sizeof step, "%" PRId64, s->step);
-  fmt_num(loss, sizeof loss, s->train_loss, json);
-  fmt_num(acc, sizeof acc, s->train_acc, json);
-  fmt_num(lr, sizeof lr, l->last_lr, json);
-  fmt_num(rate, sizeof rate, s->samples_per_s, json);
-  fmt_num(elapsed, sizeof elapsed, l->last_elapsed, json);
-  fmt_num(tloss, sizeof tloss, s->test_loss, json);
-  fmt_num(tacc, sizeof tacc, s->test_acc, json);
-  fmt_num(vloss, sizeof vloss, s->val_loss, json);
-  fmt_num(vacc, sizeof vacc, s->val_acc, json);
+  Record r;
+  record_start(&r, l, s->partial ? "end" : "epoch", s->epoch, s->step);
+  record_num(&r, COL_LOSS, s->train_loss, 1);
+  record_num(&r, COL_ACC, s->train_acc, 1);
   /* lr and elapsed_s are those of the epoch's last step: the learning rate it ended with, and the time since
    * training started when its training steps were done. */
-  const char *cells[N_COLS] = {s->partial ? "end" : "epoch", epoch, step, NULL, loss, acc, l->have_step ? lr : NULL, rate,
-                               l->have_step ? elapsed : NULL, s->test_loss >= 0 ? tloss : NULL,
-                               s->test_acc >= 0 ? tacc : NULL, s->val_loss >= 0 ? vloss : NULL,
-                               s->val_acc >= 0 ? vacc : NULL, NULL, NULL, NULL};
-  static const int quoted[N_COLS] = {[COL_KIND] = 1};
-  file_record(l, cells, quoted);
+  record_num(&r, COL_LR, l->last_lr, l->have_step);
+  record_num(&r, COL_RATE, s->samples_per_s, 1);
+  record_num(&r, COL_ELAPSED, l->last_elapsed, l->have_step);
+  record_num(&r, COL_TLOSS, s->test_loss, s->test_loss >= 0);
+  record_num(&r, COL_TACC, s->test_acc, s->test_acc >= 0);
+  record_num(&r, COL_VLOSS, s->val_loss, s->val_loss >= 0);
+  record_num(&r, COL_VACC, s->val_acc, s->val_acc >= 0);
+  file_record(l, &r);
   file_flush(l);
 }
 
@@ -185,17 +195,12 @@ int log_step_due(const Log *l, const StepStats *s) {
 
 void log_layer(Log *l, const StepStats *s, const char *layer, double weight_norm, double grad_norm) {
   if (!log_step_due(l, s)) return;
-  int json = l->format == LOGFMT_JSONL;
-  char epoch[24], step[24], wn[40], gn[40], name[80];
-  snprintf(epoch, sizeof epoch, "%d", s->epoch + 1);
-  snprintf(step, sizeof step, "%" PRId64, s->step);
-  fmt_num(wn, sizeof wn, weight_norm, json);
-  fmt_num(gn, sizeof gn, grad_norm, json);
-  snprintf(name, sizeof name, "%s", layer); /* layer names are [a-z0-9_/]: nothing to escape */
-  const char *cells[N_COLS] = {"layer", epoch, step, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                               NULL,    NULL,  gn,   name, wn};
-  static const int quoted[N_COLS] = {[COL_KIND] = 1, [COL_LAYER] = 1};
-  file_record(l, cells, quoted);
+  Record r;
+  record_start(&r, l, "layer", s->epoch, s->step);
+  record_num(&r, COL_WNORM, weight_norm, 1);
+  record_num(&r, COL_GNORM, grad_norm, 1);
+  record_text(&r, COL_LAYER, layer); /* layer names are [a-z0-9_/]: nothing to escape */
+  file_record(l, &r);
 }
 
 /* ==== Screen ==== */
@@ -455,11 +460,8 @@ int log_open(Log **out, const LogOptions *o, MtError *err) {
     strcpy(l->path, path);
     l->format = o->format;
     if (l->format == LOGFMT_AUTO) {
-      if (ext_is(path, ".csv"))
-        l->format = LOGFMT_CSV;
-      else if (ext_is(path, ".jsonl") || ext_is(path, ".json"))
-        l->format = LOGFMT_JSONL;
-      else {
+      l->format = log_format_from_path(path);
+      if (l->format == LOGFMT_AUTO) {
         mt_free(l);
         return mt_fail(err, "--log %s: cannot tell the format from the file name; add --log-format csv or "
                             "--log-format jsonl", path);
