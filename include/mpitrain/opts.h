@@ -57,6 +57,9 @@ typedef struct OptionSpec {
   const char *section;  /* if set, --help prints it as a heading (and opts_write_ini as [section]) before this
                          * option; it holds for the following options until the next one */
 } OptionSpec;
+/* In a table entry: an OT_STRING option stored in the char array f of struct T (its type, offset and size). */
+#define OPTS_STRING_FIELD(T, f) .type = OT_STRING, .offset = offsetof(T, f), .size = sizeof(((T *)0)->f)
+
 /* A table ends with an entry whose name is NULL.
  * Ranges: with OPT_RANGED, a bound at or beyond +-1e300 (e.g. HUGE_VAL) means "no bound on that side". */
 

@@ -264,18 +264,18 @@ int gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail,
   g->own_moff = malloc(sizeof(size_t) * (size_t)k);
   if (!g->counts || !g->displs || !g->own_off || !g->own_moff) return mt_fail(err, "out of memory planning shards");
   for (int b = 0; b < k; b++) {
-    size_t len = g->end[b] - g->start[b], q = len / (size_t)N, rem = len % (size_t)N, off = 0;
+    size_t len = g->end[b] - g->start[b];
     if (len > (size_t)INT32_MAX) return mt_fail(err, "a gradient bucket of %zu floats is too large for MPI", len);
     for (int r = 0; r < N; r++) {
-      size_t cnt = q + ((size_t)r < rem ? 1 : 0);
-      g->counts[b * N + r] = (int)cnt;
-      g->displs[b * N + r] = (int)off;
+      int64_t lo, hi;
+      mt_even_split((int64_t)len, r, N, &lo, &hi);
+      g->counts[b * N + r] = (int)(hi - lo);
+      g->displs[b * N + r] = (int)lo;
       if (r == c->rank) {
-        g->own_off[b] = g->start[b] + off;
+        g->own_off[b] = g->start[b] + (size_t)lo;
         g->own_moff[b] = g->n_own;
-        g->n_own += cnt;
+        g->n_own += (size_t)(hi - lo);
       }
-      off += cnt;
     }
   }
   g->own = mt_alloc(sizeof(float) * (g->n_own ? g->n_own : 1), "this rank's share of the gradient", err);

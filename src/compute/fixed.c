@@ -49,29 +49,21 @@ static inline int64_t to_fixed(float x, double scale, int64_t mb, uint32_t *top)
   return q - mb;
 }
 
-/* acc (+)= round(x · scale); returns the largest |x| as float bits. Adds are unsigned (wrapping) so that values
- * beyond the limit, which force a retry anyway, are not undefined. */
-FIXED_VECTOR static uint32_t quantise64(const float *restrict x, uint64_t *restrict acc, size_t n, double scale,
-                                      int add) {
-  const int64_t mb = magic_bits();
-  uint32_t top = 0;
-  for (size_t i = 0; i < n; i++) {
-    const uint64_t u = (uint64_t)to_fixed(x[i], scale, mb, &top);
-    acc[i] = add ? acc[i] + u : u;
+/* acc (+)= round(x · scale) into T = uint64_t or uint32_t sums; returns the largest |x| as float bits. Adds are
+ * unsigned (wrapping) so that values beyond the limit, which force a retry anyway, are not undefined. One loop
+ * written once, compiled for each width so that each vectorises on its own type. */
+#define FIXED_QUANTISE(name, T)                                                                                     \
+  FIXED_VECTOR static uint32_t name(const float *restrict x, T *restrict acc, size_t n, double scale, int add) {   \
+    const int64_t mb = magic_bits();                                                                              \
+    uint32_t top = 0;                                                                                             \
+    for (size_t i = 0; i < n; i++) {                                                                              \
+      const T u = (T)(uint64_t)to_fixed(x[i], scale, mb, &top);                                                   \
+      acc[i] = add ? acc[i] + u : u;                                                                              \
+    }                                                                                                             \
+    return top;                                                                                                   \
   }
-  return top;
-}
-
-FIXED_VECTOR static uint32_t quantise32(const float *restrict x, uint32_t *restrict acc, size_t n, double scale,
-                                      int add) {
-  const int64_t mb = magic_bits();
-  uint32_t top = 0;
-  for (size_t i = 0; i < n; i++) {
-    const uint32_t u = (uint32_t)(uint64_t)to_fixed(x[i], scale, mb, &top);
-    acc[i] = add ? acc[i] + u : u;
-  }
-  return top;
-}
+FIXED_QUANTISE(quantise64, uint64_t)
+FIXED_QUANTISE(quantise32, uint32_t)
 
 /* g = q · inv as float. */
 FIXED_VECTOR static void dequantise64(const int64_t *restrict acc, float *restrict g, size_t n, double inv) {

@@ -29,8 +29,8 @@ _Static_assert(OPTS_LIST_MAX <= MODEL_MAX_HIDDEN, "--hidden accepts more layers 
  * checked against the checkpoint, its row count warned about; its path may move, e.g. to node-local scratch). */
 /* clang-format off */
 const OptionSpec config_train_options[] = {
-  {.section = "data", .name = "data", .type = OT_STRING, .offset = offsetof(Config, data),
-   .size = sizeof(((Config *)0)->data), .def = "datasets/fashion-mnist.h5", .metavar = "FILE",
+  {.section = "data", .name = "data", OPTS_STRING_FIELD(Config, data),
+   .def = "datasets/fashion-mnist.h5", .metavar = "FILE",
    .help = "dataset (HDF5 from `mpitrain convert` or `mpitrain synth`; one file, one shard or a sharded set's "
            "base name)"},
   {.name = "in-memory", .type = OT_ENUM, .offset = offsetof(Config, in_memory), .def = "auto",
@@ -53,8 +53,7 @@ const OptionSpec config_train_options[] = {
   {.name = "init", .type = OT_ENUM, .offset = offsetof(Config, init), .def = "auto", .choices = init_names,
    .help = "weight initialisation: auto = he for (leaky_)relu, xavier for tanh and sigmoid; small = N(0,1)*0.01; "
            "zero = all zero (shows why symmetry must be broken); biases start at zero"},
-  {.name = "init-from", .type = OT_STRING, .offset = offsetof(Config, init_from),
-   .size = sizeof(((Config *)0)->init_from), .def = "", .metavar = "FILE",
+  {.name = "init-from", OPTS_STRING_FIELD(Config, init_from), .def = "", .metavar = "FILE",
    .help = "start from the weights in FILE instead of --init: an mpitrain checkpoint (its parameters and batch-norm "
            "statistics) or a PyTorch state dict saved with torch.save (launch/export.py's key names, or an "
            "nn.Sequential of Linear [+ BatchNorm1d] layers, matched in order); shapes must fit the model. A fresh "
@@ -182,8 +181,7 @@ const OptionSpec config_train_options[] = {
    .metavar = "K", .min = 0, .max = NOMAX, .flags = RANGED, .word = "off", .word_value = 0,
    .help = "every K steps, verify that all ranks hold bit-identical parameters; 0 = off"},
 
-  {.section = "output", .name = "log", .type = OT_STRING, .offset = offsetof(Config, log),
-   .size = sizeof(((Config *)0)->log), .def = "", .metavar = "FILE",
+  {.section = "output", .name = "log", OPTS_STRING_FIELD(Config, log), .def = "", .metavar = "FILE",
    .help = "write metrics to FILE: a line per step (see --log-every) and per epoch"},
   {.name = "log-format", .type = OT_ENUM, .offset = offsetof(Config, log_format), .def = "auto",
    .choices = log_format_names,
@@ -202,8 +200,8 @@ const OptionSpec config_train_options[] = {
    .help = "add each layer's weight and gradient L2 norms to --log at every step line, to see vanishing or "
            "exploding gradients"},
 
-  {.section = "checkpoints", .name = "checkpoint-dir", .type = OT_STRING, .offset = offsetof(Config, checkpoint_dir),
-   .size = sizeof(((Config *)0)->checkpoint_dir), .def = "", .metavar = "DIR",
+  {.section = "checkpoints", .name = "checkpoint-dir", OPTS_STRING_FIELD(Config, checkpoint_dir), .def = "",
+   .metavar = "DIR",
    .help = "write checkpoints (ckpt-<step>.h5) into DIR, created if missing: at every epoch end, every "
            "--checkpoint-every steps, at the end, and when stopped by SIGTERM / SIGUSR1 / SIGINT"},
   {.name = "checkpoint-every", .type = OT_INT64, .offset = offsetof(Config, checkpoint_every), .def = "0",
@@ -213,8 +211,7 @@ const OptionSpec config_train_options[] = {
    .help = "write a checkpoint at the end of every epoch"},
   {.name = "keep", .type = OT_INT, .offset = offsetof(Config, keep), .def = "3", .metavar = "K", .min = 1,
    .max = NOMAX, .flags = RANGED, .help = "checkpoints kept in --checkpoint-dir; older ones are deleted"},
-  {.name = "resume", .type = OT_STRING, .offset = offsetof(Config, resume), .size = sizeof(((Config *)0)->resume),
-   .def = "", .metavar = "auto|FILE",
+  {.name = "resume", OPTS_STRING_FIELD(Config, resume), .def = "", .metavar = "auto|FILE",
    .help = "continue from a checkpoint: auto = the newest valid one in --checkpoint-dir (damaged ones are skipped "
            "with a warning; none = start fresh), or FILE; any number of ranks may resume"},
   {.name = NULL},
