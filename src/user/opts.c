@@ -624,20 +624,17 @@ static const char *next_value(int argc, char **argv, int *i) {
 
 static int is_help(const char *a) { return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0; }
 
-int opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int first, int allow_config,
-               OptsResult *res, MtError *err) {
-  memset(res, 0, sizeof *res);
-  res->positional = res->positional_store;
-  opts_defaults(table, dst);
-
-  /* Pass 1: --help and --config, wherever they are, because the INI file is applied before every command-line
-   * option. Skips values exactly as pass 2 consumes them, so a value is never mistaken for an option. */
+/* Pass 1 of opts_parse: --help and --config, wherever they are, because the INI file is applied before every
+ * command-line option. Skips values exactly as pass 2 consumes them, so a value is never mistaken for an option.
+ * Returns the --config value (the last one) or NULL; *help = 1 if --help / -h was given. */
+static const char *scan_help_and_config(const OptionSpec *table, int argc, char **argv, int first, int allow_config,
+                                        int *help) {
   const char *config = NULL;
   for (int i = first; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--") == 0) break;
     if (is_help(a)) {
-      res->help = 1;
+      *help = 1;
       continue;
     }
     if (!is_long_option(a)) continue;
@@ -651,6 +648,78 @@ int opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int fi
     const OptionSpec *o = opts_find(table, name, n);
     if (o != NULL && o->type != OT_BOOL && eq == NULL) next_value(argc, argv, &i);
   }
+  return config;
+}
+
+/* What the value of o looks like, for "missing value (expected ...)". */
+static void expected_text(const OptionSpec *o, char *buf, size_t n) {
+  if (o->type == OT_ENUM) {
+    char list[300];
+    choices_text(o, ", ", list, sizeof list);
+    snprintf(buf, n, "one of %s", list);
+  } else if (o->type == OT_INT_LIST) {
+    range_text(o, "a comma-separated list of whole numbers", 1, buf, n);
+  } else if (o->type == OT_FLOAT) {
+    range_text(o, "a number", 1, buf, n);
+  } else if (o->type == OT_STRING) {
+    snprintf(buf, n, "%s", o->metavar ? o->metavar : "a value");
+  } else {
+    range_text(o, "a whole number", 1, buf, n);
+  }
+}
+
+/* Pass 2's handling of the long option argv[*i] ("--name", "--name value" (advancing *i), "--name=value",
+ * "--no-name"): applies it to dst. Returns 0, or -1 with err set. */
+static int parse_long_option(const OptionSpec *table, void *dst, int argc, char **argv, int *i, int allow_config,
+                             MtError *err) {
+  const char *name = argv[*i] + 2, *eq = strchr(name, '=');
+  size_t n = eq ? (size_t)(eq - name) : strlen(name);
+  if (allow_config && names_equal_n(name, n, "config")) {
+    if (eq == NULL && next_value(argc, argv, i) == NULL)
+      return mt_fail(err, "--config: missing value (expected an INI file name)");
+    return 0;
+  }
+  const OptionSpec *o = opts_find(table, name, n);
+  if (o == NULL && n > 3 && names_equal_n(name, 3, "no-")) {
+    const OptionSpec *neg = opts_find(table, name + 3, n - 3);
+    if (neg != NULL && neg->type == OT_BOOL) {
+      if (eq != NULL) return mt_fail(err, "--no-%s takes no value (use --%s=%s instead)", neg->name, neg->name, eq + 1);
+      *(int *)field(neg, dst) = 0;
+      return 0;
+    }
+  }
+  if (o == NULL) {
+    char hint[128];
+    opts_suggest(table, name, n, allow_config, 0, hint, sizeof hint);
+    return mt_fail(err, "unknown option --%.*s%s", (int)(n > 100 ? 100 : n), name, hint);
+  }
+  char src[160];
+  snprintf(src, sizeof src, "--%s", o->name);
+  if (o->type == OT_BOOL && eq == NULL) {
+    /* "--eval false" would otherwise turn on --eval and leave "false" as a stray argument. */
+    int ignored = 0;
+    if (*i + 1 < argc && parse_bool(argv[*i + 1], &ignored) == 0)
+      return mt_fail(err, "--%s takes no value; write --%s=%s (or --%s / --no-%s)", o->name, o->name, argv[*i + 1],
+                     o->name, o->name);
+    *(int *)field(o, dst) = 1;
+    return 0;
+  }
+  const char *value = eq ? eq + 1 : next_value(argc, argv, i);
+  if (value == NULL) {
+    char expected[400];
+    expected_text(o, expected, sizeof expected);
+    return mt_fail(err, "%s: missing value (expected %s)", src, expected);
+  }
+  return opt_assign(o, dst, value, src, err) != 0 ? -1 : 0;
+}
+
+int opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int first, int allow_config,
+               OptsResult *res, MtError *err) {
+  memset(res, 0, sizeof *res);
+  res->positional = res->positional_store;
+  opts_defaults(table, dst);
+
+  const char *config = scan_help_and_config(table, argc, argv, first, allow_config, &res->help);
   if (res->help) return 0; /* `--help` wins over any mistake elsewhere on the line */
 
   if (config != NULL) {
@@ -670,58 +739,7 @@ int opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int fi
     }
     if (!only_positional && is_help(a)) continue;
     if (!only_positional && is_long_option(a)) {
-      const char *name = a + 2, *eq = strchr(name, '=');
-      size_t n = eq ? (size_t)(eq - name) : strlen(name);
-      if (allow_config && names_equal_n(name, n, "config")) {
-        if (eq == NULL && next_value(argc, argv, &i) == NULL)
-          return mt_fail(err, "--config: missing value (expected an INI file name)");
-        continue;
-      }
-      const OptionSpec *o = opts_find(table, name, n);
-      if (o == NULL && n > 3 && names_equal_n(name, 3, "no-")) {
-        const OptionSpec *neg = opts_find(table, name + 3, n - 3);
-        if (neg != NULL && neg->type == OT_BOOL) {
-          if (eq != NULL)
-            return mt_fail(err, "--no-%s takes no value (use --%s=%s instead)", neg->name, neg->name, eq + 1);
-          *(int *)field(neg, dst) = 0;
-          continue;
-        }
-      }
-      if (o == NULL) {
-        char hint[128];
-        opts_suggest(table, name, n, allow_config, 0, hint, sizeof hint);
-        return mt_fail(err, "unknown option --%.*s%s", (int)(n > 100 ? 100 : n), name, hint);
-      }
-      char src[160];
-      snprintf(src, sizeof src, "--%s", o->name);
-      if (o->type == OT_BOOL && eq == NULL) {
-        /* "--eval false" would otherwise turn on --eval and leave "false" as a stray argument. */
-        int ignored = 0;
-        if (i + 1 < argc && parse_bool(argv[i + 1], &ignored) == 0)
-          return mt_fail(err, "--%s takes no value; write --%s=%s (or --%s / --no-%s)", o->name, o->name,
-                         argv[i + 1], o->name, o->name);
-        *(int *)field(o, dst) = 1;
-        continue;
-      }
-      const char *value = eq ? eq + 1 : next_value(argc, argv, &i);
-      if (value == NULL) {
-        char expected[400];
-        if (o->type == OT_ENUM) {
-          char list[300];
-          choices_text(o, ", ", list, sizeof list);
-          snprintf(expected, sizeof expected, "one of %s", list);
-        } else if (o->type == OT_INT_LIST) {
-          range_text(o, "a comma-separated list of whole numbers", 1, expected, sizeof expected);
-        } else if (o->type == OT_FLOAT) {
-          range_text(o, "a number", 1, expected, sizeof expected);
-        } else if (o->type == OT_STRING) {
-          snprintf(expected, sizeof expected, "%s", o->metavar ? o->metavar : "a value");
-        } else {
-          range_text(o, "a whole number", 1, expected, sizeof expected);
-        }
-        return mt_fail(err, "%s: missing value (expected %s)", src, expected);
-      }
-      if (opt_assign(o, dst, value, src, err) != 0) return -1;
+      if (parse_long_option(table, dst, argc, argv, &i, allow_config, err) != 0) return -1;
       continue;
     }
     if (!only_positional && a[0] == '-' && a[1] != '\0' && !isdigit((unsigned char)a[1]) && a[1] != '.') {
