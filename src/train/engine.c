@@ -29,7 +29,7 @@ static void det_reduce_cb(void *arg, const double *parts, size_t len, double *ou
 /* The forward and backward passes of one step in deterministic mode: this rank's whole groups of the batch (the
  * rows at positions [first, first + Bt) of the epoch's order), every group on its own, the sums exact. Fills the
  * gradient buffer and its tail like the default path. tm: data, forward, backward, reduction seconds. */
-void engine_det_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, double tm[4]) {
+static void det_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, double tm[4]) {
   Model *m = &t->model;
   const int C = t->info->n_classes, D = t->info->d;
   const int64_t G = t->cfg.det_group, ng = (Bt + G - 1) / G;
@@ -98,18 +98,10 @@ void engine_det_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, doub
   tail[TAIL_STOP] = (float)out[DET_STOP];
 }
 
-/* Deterministic mode with the sharded optimiser: every rank has the whole sum; the optimiser takes its parts. */
-void engine_det_take_own(Trainer *t) {
-  const GradSync *gs = &t->gs;
-  for (int b = 0; b < gs->n_buckets; b++)
-    memcpy(gs->own + gs->own_moff[b], t->model.grads + gs->own_off[b],
-           sizeof(float) * (size_t)gs->counts[b * t->comm->size + t->comm->rank]);
-}
-
 /* The forward and backward passes of one step in the default mode: this rank's contiguous slice of the batch (the
  * rows at positions [first, first + Bt) of the epoch's order), in chunks of --micro-batch rows, each finished
  * bucket of gradients reduced while backward goes on. tm: data, forward, backward, reduction seconds. */
-void engine_default_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, double tm[4]) {
+static void default_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, double tm[4]) {
   Model *m = &t->model;
   const int C = t->info->n_classes;
   const double t0 = now();
@@ -179,3 +171,6 @@ void engine_default_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, 
   gradsync_finish(&t->gs);
   tm[3] += now() - r0;
 }
+
+const StepEngine engine_default = {"default", default_step, 0, evaluate_default};
+const StepEngine engine_det = {"deterministic", det_step, 1, evaluate_det};

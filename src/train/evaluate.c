@@ -7,11 +7,10 @@
 #include "mpitrain/det.h"
 #include "mpitrain/util.h"
 
-/* evaluate_rows in deterministic mode: the rows in fixed groups (det.h) — whole groups per rank, one GEMM per
+/* The evaluation in deterministic mode: the rows in fixed groups (det.h) — whole groups per rank, one GEMM per
  * group, each group's loss sum rounded to 2^-DET_LOSS_BITS and added as an integer — so the result has the same
  * bits on any number of ranks (early stopping then decides the same way). */
-static int evaluate_rows_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc,
-                             MtError *err) {
+int evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err) {
   Model *m = &t->model;
   const int C = t->info->n_classes;
   /* Groups of --det-group rows, or fewer when the model holds fewer (batch < --det-group): the same on any N. */
@@ -51,13 +50,9 @@ static int evaluate_rows_det(Trainer *t, Split s, const int64_t *rows, int64_t n
   return 0;
 }
 
-/* Mean loss and accuracy over n rows of split s: rows [0, n) when rows is NULL, else the sorted list rows [n]. Each
- * rank takes a contiguous part; the sums are reduced. */
-static int evaluate_rows(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc,
-                         MtError *err) {
+/* The evaluation in the default mode: each rank takes a contiguous part of the rows; the sums are reduced. */
+int evaluate_default(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err) {
   Model *m = &t->model;
-  comm_phase(t->comm, "eval", t->step);
-  if (t->det) return evaluate_rows_det(t, s, rows, n, loss, acc, err);
   int64_t lo, hi;
   mt_even_split(n, t->comm->rank, t->comm->size, &lo, &hi);
   LossSums sums = {0, 0};
@@ -80,6 +75,13 @@ static int evaluate_rows(Trainer *t, Split s, const int64_t *rows, int64_t n, do
   *loss = n > 0 ? v[0] / (double)n : 0;
   *acc = n > 0 ? v[1] / (double)n : 0;
   return 0;
+}
+
+/* Mean loss and accuracy over n rows of split s: rows [0, n) when rows is NULL, else the sorted list rows [n]. */
+static int evaluate_rows(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc,
+                         MtError *err) {
+  comm_phase(t->comm, "eval", t->step);
+  return t->engine->evaluate(t, s, rows, n, loss, acc, err);
 }
 
 int trainer_evaluate(Trainer *t, Split s, double *loss, double *acc, MtError *err) {

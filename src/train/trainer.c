@@ -75,8 +75,7 @@ void trainer_free(Trainer *t) {
   mt_free(t->train_index);
   optim_free(&t->opt);
   gradsync_free(&t->gs);
-  free(t->own_segs);
-  free(t->norm_sums);
+  update_free(t);
   model_free(&t->model);
   if (t->owns_ds) data_close(t->ds);
   for (int s = 1; s >= 0; s--) comm_shared_free(&t->shared[s]); /* collective over the node, after data_close */
@@ -123,7 +122,7 @@ static int share_features(Trainer *t, MtError *err) {
   return 0;
 }
 
-/* Buckets at tensor boundaries; in sharded mode, the pieces of each tensor this rank owns. */
+/* Buckets at tensor boundaries, then the slices of the gradient the update works on. */
 static int plan_gradsync(Trainer *t, MtError *err) {
   const Model *m = &t->model;
   size_t bounds[4 * MODEL_MAX_HIDDEN + 4];
@@ -136,24 +135,7 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   if (gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, t->cfg.shard_optimizer,
                       err) != 0)
     return -1;
-  t->norm_sums = calloc((size_t)t->n_tensors + 1, sizeof(double));
-  if (t->norm_sums == NULL) return mt_fail(err, "out of memory");
-  if (!t->gs.shard) return 0;
-  const GradSync *g = &t->gs;
-  int cap = (g->n_buckets + 1) * (t->n_tensors + 1);
-  t->own_segs = calloc((size_t)cap, sizeof *t->own_segs);
-  if (t->own_segs == NULL) return mt_fail(err, "out of memory");
-  for (int b = 0; b < g->n_buckets; b++) {
-    size_t o = g->own_off[b], cnt = (size_t)g->counts[b * t->comm->size + t->comm->rank];
-    for (int i = 0; i < t->n_tensors; i++) {
-      size_t lo = t->tensors[i].offset, hi = lo + t->tensors[i].count;
-      if (lo < o) lo = o;
-      if (hi > o + cnt) hi = o + cnt;
-      if (lo < hi && t->n_own_segs < cap)
-        t->own_segs[t->n_own_segs++] = (struct OwnSeg){lo, g->own_moff[b] + (lo - o), hi - lo, i};
-    }
-  }
-  return 0;
+  return update_plan(t, err);
 }
 
 /* --val-fraction: a fixed random subset of the training split (drawn from the seed, independent of the epoch and
@@ -231,6 +213,7 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   t->max_local = (t->batch + comm->size - 1) / comm->size;
   int64_t micro = cfg->micro_batch > 0 ? cfg->micro_batch : AUTO_MICRO_BATCH;
   t->det = cfg->deterministic;
+  t->engine = t->det ? &engine_det : &engine_default;
   const int64_t G = cfg->det_group;
   if (t->det) {
     /* Whole groups per rank, and chunks of whole groups. */

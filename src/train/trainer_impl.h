@@ -21,6 +21,20 @@ static inline double now(void) { return MPI_Wtime(); }
  * small enough that full-batch training on a big dataset does not need activations for every row at once. */
 #define AUTO_MICRO_BATCH 1024
 
+/* A piece of the gradient a rank holds or updates: g [n], the gradients of the parameters at poff, whose optimiser
+ * moments are at moff; tensor is its index in the trainer's tensors (which say whether L2 and weight decay apply). */
+typedef struct UpdateSlice {
+  float *g;
+  size_t poff, moff, n;
+  int tensor;
+} UpdateSlice;
+
+/* Slices in the order of the gradient buffer they cover (consecutive: chained sums have one pass's bits). */
+typedef struct UpdateSlices {
+  UpdateSlice *s;
+  int n;
+} UpdateSlices;
+
 struct Trainer {
   Config cfg;
   Comm *comm;
@@ -43,13 +57,12 @@ struct Trainer {
   CommShared shared[2];     /* the in-memory splits' features, one copy per node */
   int n_tensors;
   ModelTensor tensors[4 * MODEL_MAX_HIDDEN + 2];
-  /* Sharded optimiser: the pieces of the parameter tensors this rank owns, as (parameter offset, offset in gs.own,
-   * count, tensor index). L2, weight decay and per-layer norms work on these. */
-  struct OwnSeg {
-    size_t poff, goff, n;
-    int tensor;
-  } *own_segs;
-  int n_own_segs;
+  /* The gradient as slices (UpdateSlice): whole, one slice per tensor of model.grads; own, the slices this rank
+   * updates (= whole, or with a sharded optimiser its parts of each tensor in gs.own); held, what the engine's
+   * reduction left this rank holding (own, or whole when the engine sums the whole gradient on every rank). */
+  UpdateSlices whole, own, *held;
+  int held_parts;           /* held is parts of the gradient (sharded and not whole): its norm needs a reduction */
+  const struct StepEngine *engine; /* chosen once by trainer_create: default or --deterministic */
   double *norm_sums;        /* [n_tensors] per-tensor sums of squares (sharded: reduced) */
   int n_decay;              /* tensors that L2 and weight decay apply to (the weight matrices) */
   ParamRange decay[MODEL_MAX_HIDDEN + 1];
@@ -102,11 +115,35 @@ int trainer_cmp_i64(const void *a, const void *b);
 int trainer_split_validation(Trainer *t, MtError *err);
 void trainer_advance_epoch(Trainer *t);
 
-/* Step engines (engine.c): fill the gradient buffer and its tail for the batch at [first, first + Bt) of the
- * epoch's order. tm: data, forward, backward, reduction seconds. */
-void engine_default_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, double tm[4]);
-void engine_det_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, double tm[4]);
-void engine_det_take_own(Trainer *t);
+/* A step engine (engine.c): how the forward and backward passes of a step run and the gradient is reduced, and how
+ * an evaluation sums its loss. One per mode, chosen once in trainer_create. */
+typedef struct StepEngine {
+  const char *name;
+  /* Fills the gradient buffer and its tail (TAIL_*) for the batch at [first, first + Bt) of the epoch's order. tm:
+   * data, forward, backward, reduction seconds (added to). */
+  void (*run)(Trainer *t, int64_t first, int64_t Bt, MtError *local, double tm[4]);
+  /* 1: after run every rank holds the whole summed gradient in model.grads; 0: with a sharded optimiser only its
+   * own parts, in gs.own. */
+  int holds_whole;
+  /* Mean loss and accuracy over n rows of split s (rows [0, n) when rows is NULL, else the sorted rows [n]). */
+  int (*evaluate)(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err);
+} StepEngine;
+extern const StepEngine engine_default, engine_det;
+int evaluate_default(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err);
+int evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err);
+
+/* The update path (update.c), on the slices this rank holds and updates. */
+/* Collective (sharded). The slices of the gradient (plan_gradsync, once gs is planned). */
+int update_plan(Trainer *t, MtError *err);
+void update_free(Trainer *t);
+/* L2 (--l2) after the sum over ranks: adds λ/B·W to the gradient this rank holds; returns the loss term. */
+double update_l2(Trainer *t, int64_t Bt);
+/* The squared norm of the whole gradient (reduced when this rank holds parts: collective then). */
+double update_grad_sumsq(Trainer *t);
+/* Collective. The rest of a step that is not skipped: per-layer norms, clipping, weight decay, the optimiser, and
+ * with a sharded optimiser the gathering of the parameters. logged: the caller wants s; sq: the gradient's squared
+ * norm if already known, else < 0. Fills s->grad_norm when computed. */
+void update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq);
 
 /* Checkpoints (checkpointing.c, resume.c), all collective. */
 int trainer_check_finite(const Trainer *t, MtError *err);
