@@ -133,88 +133,72 @@ static int track_best(Trainer *t, double val_loss, MtError *err) {
 
 int trainer_stopped(const Trainer *t) { return t->stop_requested; }
 
-int trainer_fit(Trainer *t, MtError *err) {
+/* The steps of the current epoch until it ends, a signal stops the run or --max-steps is reached (*stop; *max_stop:
+ * by --max-steps, whose end still gets an evaluation), with the checkpoints every N steps. Collective. */
+static int fit_epoch_steps(Trainer *t, int64_t first_step, int *stop, int *max_stop, MtError *err) {
   const Config *c = &t->cfg;
   const int ckpt = c->checkpoint_dir[0] != '\0';
-  print_banner(t);
-  /* SIGTERM / SIGUSR1 / SIGINT (what Slurm, a scheduler or a user sends to stop a job) only set a flag (comm.h); the
-   * ranks agree on it in the next step's gradient allreduce, so all of them stop after the same step. */
-  comm_stop_catch();
-  int rc = 0;
-  t->t_start = t->t_epoch = now();
-  double test_loss = -1, test_acc = -1;
   const int64_t total_steps = (int64_t)c->epochs * t->steps_per_epoch;
-  const int64_t first_step = t->step;
-  int early = 0;
-  while (t->epoch < c->epochs && rc == 0) {
-    int stop = 0, max_stop = 0; /* max_stop: --max-steps ended the run (a signal's stop has no evaluation) */
-    while (t->epoch_pos < t->n_train) {
-      StepStats st;
-      if (trainer_step(t, &st, err) != 0) {
-        rc = -1;
-        break;
-      }
-      int64_t end = c->max_steps > 0 && c->max_steps < total_steps ? c->max_steps : total_steps;
-      st.eta_s = ((st.elapsed_s - t->elapsed_base) / (double)(t->step - first_step)) * (double)(end - t->step);
-      log_step(t->log, &st);
-      if (t->stop_requested || (c->max_steps > 0 && t->step >= c->max_steps)) {
-        stop = 1;
-        max_stop = !t->stop_requested;
-        break;
-      }
-      /* Every N steps — unless this step ended the epoch and the epoch's checkpoint follows anyway. */
-      int epoch_end = t->epoch_pos >= t->n_train && c->checkpoint_epochs;
-      if (ckpt && c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0 && !epoch_end &&
-          trainer_save(t, err) != 0) {
-        rc = -1;
-        break;
-      }
+  while (t->epoch_pos < t->n_train) {
+    StepStats st;
+    if (trainer_step(t, &st, err) != 0) return -1;
+    int64_t end = c->max_steps > 0 && c->max_steps < total_steps ? c->max_steps : total_steps;
+    st.eta_s = ((st.elapsed_s - t->elapsed_base) / (double)(t->step - first_step)) * (double)(end - t->step);
+    log_step(t->log, &st);
+    if (t->stop_requested || (c->max_steps > 0 && t->step >= c->max_steps)) {
+      *stop = 1;
+      *max_stop = !t->stop_requested;
+      return 0;
     }
-    if (rc != 0) break;
-    /* A whole epoch: evaluate, report, move on. --max-steps mid-epoch: evaluate and report the same way, so the
-     * run ends with the final model's test accuracy, but the epoch goes on (a resume continues it). */
-    const int whole = t->epoch_pos >= t->n_train;
-    if ((whole || max_stop) && trainer_check_finite(t, err) != 0) {
-      rc = -1;
-      break;
-    }
-    if (whole || max_stop) {
-      EpochStats es = {.epoch = t->epoch, .epochs = c->epochs, .step = t->step, .test_loss = -1, .test_acc = -1,
-                       .val_loss = -1, .val_acc = -1, .partial = !whole};
-      es.epoch_s = now() - t->t_epoch;
-      es.train_loss = t->epoch_samples ? t->epoch_loss / (double)t->epoch_samples : 0;
-      es.train_acc = t->epoch_samples ? t->epoch_correct / (double)t->epoch_samples : 0;
-      es.samples_per_s = es.epoch_s > 0 ? t->session_samples / es.epoch_s : 0;
-      if (c->eval && t->info->n[SPLIT_TEST] > 0) {
-        if (trainer_evaluate(t, SPLIT_TEST, &test_loss, &test_acc, err) != 0) {
-          rc = -1;
-          break;
-        }
-        es.test_loss = test_loss;
-        es.test_acc = test_acc;
-      }
-      if (t->n_val > 0 && trainer_evaluate_validation(t, &es.val_loss, &es.val_acc, err) != 0) {
-        rc = -1;
-        break;
-      }
-      log_epoch(t->log, &es);
-      if (!whole) break; /* early stopping counts whole epochs only */
-      if (c->patience > 0 && (rc = track_best(t, es.val_loss, err)) != 0) break;
-      if (c->patience > 0 && t->since_best >= c->patience) {
-        log_info(t->log, "early stopping: the validation loss has not improved for %d epoch%s (best %.4f after "
-                         "epoch %d)",
-                 c->patience, c->patience == 1 ? "" : "s", t->best_val, t->best_epoch);
-        early = 1;
-      }
-      trainer_advance_epoch(t);
-      if (ckpt && c->checkpoint_epochs && !t->stop_requested && trainer_save(t, err) != 0) {
-        rc = -1;
-        break;
-      }
-    }
-    if (stop || early) break;
+    /* Every N steps — unless this step ended the epoch and the epoch's checkpoint follows anyway. */
+    int epoch_end = t->epoch_pos >= t->n_train && c->checkpoint_epochs;
+    if (ckpt && c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0 && !epoch_end &&
+        trainer_save(t, err) != 0)
+      return -1;
   }
-  if (rc == 0 && ckpt && t->saved_step != t->step) rc = trainer_save(t, err);
+  return 0;
+}
+
+/* After a whole epoch, or where --max-steps ends the run mid-epoch (whole = 0): evaluate and report; after a whole
+ * one also early stopping's bookkeeping (*early: stop now), the move to the next epoch and its checkpoint. A partial
+ * epoch goes on when the run is resumed. Collective. */
+static int fit_epoch_end(Trainer *t, int whole, double *test_loss, double *test_acc, int *early, MtError *err) {
+  const Config *c = &t->cfg;
+  if (trainer_check_finite(t, err) != 0) return -1;
+  EpochStats es = {.epoch = t->epoch, .epochs = c->epochs, .step = t->step, .test_loss = -1, .test_acc = -1,
+                   .val_loss = -1, .val_acc = -1, .partial = !whole};
+  es.epoch_s = now() - t->t_epoch;
+  es.train_loss = t->epoch_samples ? t->epoch_loss / (double)t->epoch_samples : 0;
+  es.train_acc = t->epoch_samples ? t->epoch_correct / (double)t->epoch_samples : 0;
+  es.samples_per_s = es.epoch_s > 0 ? t->session_samples / es.epoch_s : 0;
+  if (c->eval && t->info->n[SPLIT_TEST] > 0) {
+    if (trainer_evaluate(t, SPLIT_TEST, test_loss, test_acc, err) != 0) return -1;
+    es.test_loss = *test_loss;
+    es.test_acc = *test_acc;
+  }
+  if (t->n_val > 0 && trainer_evaluate_validation(t, &es.val_loss, &es.val_acc, err) != 0) return -1;
+  log_epoch(t->log, &es);
+  if (!whole) return 0; /* early stopping counts whole epochs only */
+  if (c->patience > 0 && track_best(t, es.val_loss, err) != 0) return -1;
+  if (c->patience > 0 && t->since_best >= c->patience) {
+    log_info(t->log, "early stopping: the validation loss has not improved for %d epoch%s (best %.4f after "
+                     "epoch %d)",
+             c->patience, c->patience == 1 ? "" : "s", t->best_val, t->best_epoch);
+    *early = 1;
+  }
+  trainer_advance_epoch(t);
+  if (c->checkpoint_dir[0] != '\0' && c->checkpoint_epochs && !t->stop_requested && trainer_save(t, err) != 0)
+    return -1;
+  return 0;
+}
+
+/* The end of a run that did not fail: the last checkpoint, early stopping's best model restored (and measured), the
+ * final replica check and the closing line. Collective. */
+static int fit_finish(Trainer *t, double test_loss, double test_acc, MtError *err) {
+  const Config *c = &t->cfg;
+  const int ckpt = c->checkpoint_dir[0] != '\0';
+  int rc = 0;
+  if (ckpt && t->saved_step != t->step) rc = trainer_save(t, err);
   if (rc == 0 && !t->stop_requested && t->best_params && t->best_val >= 0 && t->best_epoch != t->epoch) {
     /* Early stopping ends with the best model, not the last: restore it and measure it. */
     memcpy(t->model.params, t->best_params, sizeof(float) * t->model.n_params);
@@ -226,17 +210,40 @@ int trainer_fit(Trainer *t, MtError *err) {
   if (rc == 0 && c->check_replicas > 0 &&
       !comm_replicas_identical(t->comm, t->model.params, sizeof(float) * t->model.n_params))
     rc = mt_fail(err, "replica check failed at the end of training: the parameters differ between ranks");
-  if (rc == 0) {
-    double total = now() - t->t_start;
-    if (t->stop_requested)
-      log_info(t->log, "stopped by a signal after step %lld%s; resume with --resume auto", (long long)t->step,
-               ckpt ? ", checkpoint written" : " (no --checkpoint-dir: nothing saved)");
-    else if (test_acc >= 0)
-      log_info(t->log, "final test accuracy: %.2f%% (test loss %.4f) after %lld steps in %.1f s", 100 * test_acc,
-               test_loss, (long long)t->step, total);
-    else
-      log_info(t->log, "done: %lld steps in %.1f s", (long long)t->step, total);
+  if (rc != 0) return -1;
+  double total = now() - t->t_start;
+  if (t->stop_requested)
+    log_info(t->log, "stopped by a signal after step %lld%s; resume with --resume auto", (long long)t->step,
+             ckpt ? ", checkpoint written" : " (no --checkpoint-dir: nothing saved)");
+  else if (test_acc >= 0)
+    log_info(t->log, "final test accuracy: %.2f%% (test loss %.4f) after %lld steps in %.1f s", 100 * test_acc,
+             test_loss, (long long)t->step, total);
+  else
+    log_info(t->log, "done: %lld steps in %.1f s", (long long)t->step, total);
+  return 0;
+}
+
+int trainer_fit(Trainer *t, MtError *err) {
+  const Config *c = &t->cfg;
+  print_banner(t);
+  /* SIGTERM / SIGUSR1 / SIGINT (what Slurm, a scheduler or a user sends to stop a job) only set a flag (comm.h); the
+   * ranks agree on it in the next step's gradient allreduce, so all of them stop after the same step. */
+  comm_stop_catch();
+  int rc = 0;
+  t->t_start = t->t_epoch = now();
+  double test_loss = -1, test_acc = -1;
+  const int64_t first_step = t->step;
+  int early = 0;
+  while (t->epoch < c->epochs && rc == 0) {
+    int stop = 0, max_stop = 0; /* max_stop: --max-steps ended the run (a signal's stop has no evaluation) */
+    rc = fit_epoch_steps(t, first_step, &stop, &max_stop, err);
+    /* A whole epoch: evaluate, report, move on. --max-steps mid-epoch: evaluate and report the same way, so the
+     * run ends with the final model's test accuracy, but the epoch goes on (a resume continues it). */
+    const int whole = t->epoch_pos >= t->n_train;
+    if (rc == 0 && (whole || max_stop)) rc = fit_epoch_end(t, whole, &test_loss, &test_acc, &early, err);
+    if (stop || early) break;
   }
+  if (rc == 0) rc = fit_finish(t, test_loss, test_acc, err);
   comm_stop_release();
   /* Only rank 0 writes the log, so only it can see a write error (disk full): agree on it. */
   MtError lerr = {0};

@@ -138,6 +138,44 @@ static int load_best(Trainer *t, MtError *err) {
   return 0;
 }
 
+/* The checkpoint's seed wins over --seed: it fixes the data order (and the validation rows). */
+static void resume_seed(Trainer *t, int64_t seed) {
+  log_info(t->log, "note: continuing with the checkpoint's seed %lld (not --seed %lld): it fixes the data order",
+           (long long)seed, (long long)t->cfg.seed);
+  t->cfg.seed = seed;
+  if (t->n_val > 0) { /* the validation rows derive from the seed too */
+    mt_free(t->val_rows);
+    mt_free(t->train_index);
+    t->val_rows = NULL;
+    t->train_index = NULL;
+    t->n_train = t->info->n[SPLIT_TRAIN];
+    MtError e = {0};
+    trainer_split_validation(t, &e); /* cannot fail where it succeeded before with the same sizes */
+    t->perm_epoch = -1;
+  }
+}
+
+/* Rank 0: what the resumed run differs in from the one that wrote the checkpoint, and where it resumes. */
+static void resume_report(Trainer *t, const CheckpointMeta *meta, const char *used) {
+  if (meta->n_train != t->n_train)
+    log_info(t->log, "warning: %s was trained on %lld rows (%s); this dataset has %lld: the data order differs",
+             used, (long long)meta->n_train, meta->data, (long long)t->n_train);
+  const int pre = meta->has_preprocess ? data_preprocess_differs(t->ds, meta->scale, meta->mean, meta->std) : 0;
+  if (pre)
+    log_info(t->log, "warning: %s was trained on data %s; the run goes on with %s's own, so the model sees its "
+             "features differently from here on", used,
+             pre == DATA_PRE_SCALE ? "of another scale" : pre == DATA_PRE_NORM ? "normalised otherwise"
+                                                                              : "of another scale and normalisation",
+             t->cfg.data);
+  if (t->epoch_pos > t->n_train) t->epoch_pos = t->n_train;
+  log_info(t->log, "resumed from %s: step %lld, epoch %d (%lld of %lld rows done), written at %d rank%s", used,
+           (long long)t->step, t->epoch + 1, (long long)t->epoch_pos, (long long)t->n_train, meta->world_size,
+           meta->world_size == 1 ? "" : "s");
+  if (meta->elapsed_s < 0 && t->cfg.log[0] != '\0')
+    log_info(t->log, "note: %s does not record the training time so far (an older mpitrain): elapsed_s in %s "
+                     "counts from 0 again", used, t->cfg.log);
+}
+
 /* Collective. Rank 0 reads the checkpoint and broadcasts the state: one reader, however many ranks (a parallel
  * file system does not enjoy 512 ranks opening the same file at once). */
 int trainer_resume(Trainer *t, MtError *err) {
@@ -198,21 +236,7 @@ int trainer_resume(Trainer *t, MtError *err) {
   t->elapsed_base = dv[3] >= 0 ? dv[3] : 0;
   t->best_epoch = (int)iv[7];
   t->since_best = (int)iv[8];
-  if (t->cfg.seed != iv[5]) {
-    log_info(t->log, "note: continuing with the checkpoint's seed %lld (not --seed %lld): it fixes the data order",
-             (long long)iv[5], (long long)t->cfg.seed);
-    t->cfg.seed = iv[5];
-    if (t->n_val > 0) { /* the validation rows derive from the seed too */
-      mt_free(t->val_rows);
-      mt_free(t->train_index);
-      t->val_rows = NULL;
-      t->train_index = NULL;
-      t->n_train = t->info->n[SPLIT_TRAIN];
-      MtError e = {0};
-      trainer_split_validation(t, &e); /* cannot fail where it succeeded before with the same sizes */
-      t->perm_epoch = -1;
-    }
-  }
+  if (t->cfg.seed != iv[5]) resume_seed(t, iv[5]);
   if (t->det) {
     /* The next step's fixed-point scales: with them the resumed run has the same bits as one never stopped. */
     t->dt.known = det_n == t->n_tensors;
@@ -226,25 +250,7 @@ int trainer_resume(Trainer *t, MtError *err) {
     checkpoint_meta_free(&meta);
     return -1;
   }
-  if (t->comm->rank == 0) {
-    if (meta.n_train != t->n_train)
-      log_info(t->log, "warning: %s was trained on %lld rows (%s); this dataset has %lld: the data order differs",
-               used, (long long)meta.n_train, meta.data, (long long)t->n_train);
-    const int pre = meta.has_preprocess ? data_preprocess_differs(t->ds, meta.scale, meta.mean, meta.std) : 0;
-    if (pre)
-      log_info(t->log, "warning: %s was trained on data %s; the run goes on with %s's own, so the model sees its "
-               "features differently from here on", used,
-               pre == DATA_PRE_SCALE ? "of another scale" : pre == DATA_PRE_NORM ? "normalised otherwise"
-                                                                                : "of another scale and normalisation",
-               t->cfg.data);
-    if (t->epoch_pos > t->n_train) t->epoch_pos = t->n_train;
-    log_info(t->log, "resumed from %s: step %lld, epoch %d (%lld of %lld rows done), written at %d rank%s", used,
-             (long long)t->step, t->epoch + 1, (long long)t->epoch_pos, (long long)t->n_train, meta.world_size,
-             meta.world_size == 1 ? "" : "s");
-    if (meta.elapsed_s < 0 && t->cfg.log[0] != '\0')
-      log_info(t->log, "note: %s does not record the training time so far (an older mpitrain): elapsed_s in %s "
-                       "counts from 0 again", used, t->cfg.log);
-  }
+  if (t->comm->rank == 0) resume_report(t, &meta, used);
   if (t->epoch_pos > t->n_train) t->epoch_pos = t->n_train;
   checkpoint_meta_free(&meta);
   if (comm_agree(t->comm, &local) != 0) {

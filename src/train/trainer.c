@@ -169,27 +169,16 @@ int trainer_split_validation(Trainer *t, MtError *err) {
   t->n_train = total - n_val;
   return 0;
 }
-int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err) {
-  *out = NULL;
-  Trainer *t = calloc(1, sizeof *t);
-  if (t == NULL) {
-    mt_fail(err, "out of memory creating the trainer");
-    comm_agree(comm, err);
-    return -1;
-  }
-  t->cfg = *cfg;
-  t->comm = comm;
-  t->shared[0].win = t->shared[1].win = MPI_WIN_NULL;
-  t->dir_lock = -1;
-  t->perm_epoch = -1;
-  t->saved_step = -1;
-  t->beta2 = config_beta2(cfg);
 
-  if (config_validate(cfg, err) != 0) goto agree;
+/* Opens the data (unless the caller gave ds) after checking the inputs by stat, and holds out the validation rows. */
+static int create_data(Trainer *t, Dataset *ds, MtError *err) {
+  const Config *cfg = &t->cfg;
+  Comm *comm = t->comm;
+  if (config_validate(cfg, err) != 0) return -1;
   /* By stat, before anything opens them: opening a FIFO to read blocks until a writer comes, past any watchdog. */
   if (fileid_regular(cfg->data, "--data", err) != 0 ||
       (strcmp(cfg->resume, "auto") != 0 && fileid_regular(cfg->resume, "--resume", err) != 0))
-    goto agree;
+    return -1;
 
   if (ds != NULL) {
     t->ds = ds;
@@ -198,14 +187,20 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
     DataOptions dopt = {.memory = cfg->in_memory, .memory_limit = cfg->memory_limit_mb * 1024 * 1024,
                         .max_rows = cfg->micro_batch > 0 ? cfg->micro_batch : AUTO_MICRO_BATCH,
                         .defer_features = comm->node_size > 1};
-    if (data_open(&t->ds, cfg->data, &dopt, err) != 0) goto agree;
+    if (data_open(&t->ds, cfg->data, &dopt, err) != 0) return -1;
     t->owns_ds = 1;
   }
   t->info = data_info(t->ds);
   t->n_train = t->info->n[SPLIT_TRAIN];
-  if (cfg->val_fraction > 0 && trainer_split_validation(t, err) != 0) goto agree;
-  if (check_sizes(t, err) != 0) goto agree;
+  if (cfg->val_fraction > 0 && trainer_split_validation(t, err) != 0) return -1;
+  if (check_sizes(t, err) != 0) return -1;
+  return 0;
+}
 
+/* The global batch, the most rows a rank takes, rows per chunk; the step engine. */
+static int create_sizes(Trainer *t, MtError *err) {
+  const Config *cfg = &t->cfg;
+  Comm *comm = t->comm;
   t->batch = cfg->batch == 0 || cfg->batch > t->n_train ? t->n_train : cfg->batch;
   t->steps_per_epoch = (t->n_train + t->batch - 1) / t->batch;
   /* Rows per chunk: --micro-batch, else the whole local slice up to AUTO_MICRO_BATCH. The rank with the most rows
@@ -229,13 +224,18 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
       mt_fail(err, "--micro-batch %d with --batchnorm: batch statistics need a rank's %lld rows in one pass; drop "
                    "--micro-batch or use more ranks",
               cfg->micro_batch, (long long)t->max_local);
-      goto agree;
+      return -1;
     }
     micro = t->max_local;
   }
   if (micro > t->max_local) micro = t->max_local;
   t->micro = (int)micro;
+  return 0;
+}
 
+/* The model, its initial weights, its tensors, the gradient-sync plan and the learning-rate schedule. */
+static int create_model(Trainer *t, MtError *err) {
+  const Config *cfg = &t->cfg;
   ModelSpec spec = {.n_inputs = t->info->d, .n_classes = t->info->n_classes, .n_hidden = cfg->hidden.n,
                     .act = (ActKind)cfg->activation, .leaky_slope = cfg->leaky_slope, .bn = (BnPlace)cfg->batchnorm,
                     .bn_momentum = cfg->bn_momentum, .bn_eps = cfg->bn_eps};
@@ -250,14 +250,14 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
     mt_fail(err, "the model (--hidden %s) needs about %.1f GiB per rank with its optimiser state and activations; "
                  "this machine has %.1f GiB",
             cfg->hidden.n ? "as given" : "none", need / 1073741824.0, ram / 1073741824.0);
-    goto agree;
+    return -1;
   }
-  if (model_create(&t->model, &spec, t->micro, err) != 0) goto agree;
+  if (model_create(&t->model, &spec, t->micro, err) != 0) return -1;
   init_params(&t->model, (InitKind)cfg->init, (uint64_t)cfg->seed);
   t->n_tensors = model_tensors(&t->model, t->tensors, 4 * MODEL_MAX_HIDDEN + 2);
   for (int i = 0; i < t->n_tensors; i++)
     if (t->tensors[i].decay) t->decay[t->n_decay++] = (ParamRange){t->tensors[i].offset, t->tensors[i].count};
-  if (plan_gradsync(t, err) != 0) goto agree;
+  if (plan_gradsync(t, err) != 0) return -1;
   t->sched = (LrSchedule){.kind = (LrScheduleKind)cfg->lr_schedule,
                           .lr = cfg->lr_ref_batch > 0 ? (double)cfg->lr * (double)t->batch / (double)cfg->lr_ref_batch
                                                       : (double)cfg->lr,
@@ -267,18 +267,29 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
                           .lr_min = cfg->lr_min,
                           .epochs = cfg->epochs,
                           .warmup_steps = cfg->warmup_steps};
-  if (t->det) {
-    size_t bounds[4 * MODEL_MAX_HIDDEN + 3];
-    for (int i = 0; i < t->n_tensors; i++) bounds[i] = t->tensors[i].offset;
-    bounds[t->n_tensors] = t->model.n_params;
-    const size_t w2 = 2 * (size_t)t->model.max_width;
-    const int64_t groups = (t->batch + G - 1) / G, chunk_groups = (t->micro + G - 1) / G;
-    if (det_create(&t->dt, bounds, t->n_tensors, comm->size, err) != 0) goto agree;
-    t->det_groups = mt_alloc(sizeof(int) * (size_t)comm->size, "the deterministic-mode group counts", err);
-    t->det_parts = mt_alloc(sizeof(double) * w2 * (size_t)chunk_groups, "per-group batch-norm sums", err);
-    t->det_scratch = mt_alloc(sizeof(double) * w2 * (size_t)groups, "per-group batch-norm sums", err);
-    if (err->failed) goto agree;
-  }
+  return 0;
+}
+
+/* --deterministic: the exact sums (det.h) and the per-group batch-norm buffers. */
+static int create_det(Trainer *t, MtError *err) {
+  Comm *comm = t->comm;
+  const int64_t G = t->cfg.det_group;
+  size_t bounds[4 * MODEL_MAX_HIDDEN + 3];
+  for (int i = 0; i < t->n_tensors; i++) bounds[i] = t->tensors[i].offset;
+  bounds[t->n_tensors] = t->model.n_params;
+  const size_t w2 = 2 * (size_t)t->model.max_width;
+  const int64_t groups = (t->batch + G - 1) / G, chunk_groups = (t->micro + G - 1) / G;
+  if (det_create(&t->dt, bounds, t->n_tensors, comm->size, err) != 0) return -1;
+  t->det_groups = mt_alloc(sizeof(int) * (size_t)comm->size, "the deterministic-mode group counts", err);
+  t->det_parts = mt_alloc(sizeof(double) * w2 * (size_t)chunk_groups, "per-group batch-norm sums", err);
+  t->det_scratch = mt_alloc(sizeof(double) * w2 * (size_t)groups, "per-group batch-norm sums", err);
+  return err->failed ? -1 : 0;
+}
+
+/* The buffers of a step, the optimiser, the screen log and the BLAS threads. */
+static int create_buffers(Trainer *t, MtError *err) {
+  const Config *cfg = &t->cfg;
+  Comm *comm = t->comm;
   if ((cfg->on_nonfinite == NONFINITE_SKIP || t->det) && t->model.n_state)
     t->state_snapshot = mt_alloc(sizeof(float) * t->model.n_state, "a copy of the batch-norm statistics", err);
   t->best_val = -1;
@@ -288,30 +299,51 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   }
 
   OptConfig oc = {.kind = (OptKind)cfg->optimizer, .beta1 = cfg->beta1, .beta2 = t->beta2, .eps = cfg->eps};
-  if (optim_create(&t->opt, &oc, t->gs.shard ? t->gs.n_own : t->model.n_params, err) != 0) goto agree;
+  if (optim_create(&t->opt, &oc, t->gs.shard ? t->gs.n_own : t->model.n_params, err) != 0) return -1;
 
   t->perm = mt_alloc(sizeof(uint32_t) * (size_t)t->n_train, "the epoch permutation", err);
   t->rows = mt_alloc(sizeof(int64_t) * (size_t)t->max_local, "the batch's row list", err);
   t->x = mt_alloc(sizeof(float) * (size_t)t->micro * (size_t)t->info->d, "the input batch", err);
   t->y = mt_alloc(sizeof(int32_t) * (size_t)t->micro, "the label batch", err);
   t->dlogits = mt_alloc(sizeof(float) * (size_t)t->micro * (size_t)t->info->n_classes, "the loss gradient", err);
-  if (err->failed) goto agree;
+  if (err->failed) return -1;
 
-  /* The screen only, for now: --log is opened by trainer_metrics_open once every input has been checked and the run knows
-   * whether it resumed (then it continues the file of the run it resumes). */
+  /* The screen only, for now: --log is opened by trainer_metrics_open once every input has been checked and the run
+   * knows whether it resumed (then it continues the file of the run it resumes). */
   LogOptions lo = {.is_root = comm->rank == 0, .progress = cfg->progress, .path = cfg->log,
                    .format = cfg->log_format, .every = cfg->log_every, .defer_file = 1};
-  if (log_open(&t->log, &lo, err) != 0) goto agree;
+  if (log_open(&t->log, &lo, err) != 0) return -1;
 
   /* Deterministic mode: one OpenBLAS thread, always. OpenBLAS 0.3.21 blocks the K dimension of a GEMM differently
    * with several threads, which changes the order of the additions (measured: the same run with 1 and 2 threads
    * differs in most weights after 30 steps). Start one rank per core instead. */
   if (blas_threads_choose(cfg->threads, t->det, comm->node_cores, comm->node_cpus, comm->node_size, &t->threads,
                           err) != 0)
-    goto agree;
+    return -1;
   blas_set_threads(t->threads.n);
+  return 0;
+}
 
-agree:
+int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err) {
+  *out = NULL;
+  Trainer *t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    mt_fail(err, "out of memory creating the trainer");
+    comm_agree(comm, err);
+    return -1;
+  }
+  t->cfg = *cfg;
+  t->comm = comm;
+  t->shared[0].win = t->shared[1].win = MPI_WIN_NULL;
+  t->dir_lock = -1;
+  t->perm_epoch = -1;
+  t->saved_step = -1;
+  t->beta2 = config_beta2(cfg);
+
+  /* Each stage stops at its first error; the ranks then agree on the outcome. */
+  if (create_data(t, ds, err) == 0 && create_sizes(t, err) == 0 && create_model(t, err) == 0 &&
+      (!t->det || create_det(t, err) == 0))
+    create_buffers(t, err);
   if (comm_agree(comm, err) != 0) {
     trainer_free(t);
     return -1;
