@@ -10,6 +10,7 @@
 #include "infer.h"
 #include "mpitrain/opts.h"
 #include "tools.h"
+#include "train.h"
 #include "mpitrain/train.h"
 
 static void usage(FILE *f) {

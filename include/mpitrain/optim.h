@@ -73,6 +73,9 @@ double optim_clip_norm(float *g, size_t n, double max_norm);
 
 /* Sum of squares of p [n] (in double). */
 double optim_sumsq(const float *p, size_t n);
+/* The same sequential sum continued from s: chained over consecutive pieces it has the bits of one pass over all of
+ * them (adding per-piece sums instead would round differently). */
+double optim_sumsq_add(double s, const float *p, size_t n);
 
 /* A range of the flat buffers (a weight matrix): what L2 and weight decay apply to. */
 typedef struct ParamRange {

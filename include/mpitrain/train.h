@@ -63,7 +63,4 @@ size_t trainer_model_bytes(const Trainer *t, size_t *optimizer_bytes);
 const int64_t *trainer_last_rows(const Trainer *t, int *n);
 void trainer_free(Trainer *t);
 
-
-int train_main(Comm *c, int argc, char **argv);  /* `mpitrain train` */
-
 #endif

@@ -116,11 +116,12 @@ double lr_at(const LrSchedule *s, int64_t step, int64_t steps_per_epoch) {
   return lr;
 }
 
-double optim_sumsq(const float *p, size_t n) {
-  double s = 0;
+double optim_sumsq_add(double s, const float *p, size_t n) {
   for (size_t i = 0; i < n; i++) s += (double)p[i] * p[i];
   return s;
 }
+
+double optim_sumsq(const float *p, size_t n) { return optim_sumsq_add(0, p, n); }
 
 double optim_clip_norm(float *g, size_t n, double max_norm) {
   double norm = sqrt(optim_sumsq(g, n));

@@ -1,0 +1,115 @@
+/* update.c — the update path: L2, the gradient norm, clipping, weight decay and the optimiser on the list of slices
+ * this rank updates — the whole model (one slice per tensor), or with --shard-optimizer (ZeRO-1) its own parts of
+ * each tensor. Sharding changes the list and adds one reduction of the norm (and the gathering of the parameters
+ * the optimiser updated), nothing else. */
+#include "trainer_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/optim.h"
+
+int update_plan(Trainer *t, MtError *err) {
+  const Model *m = &t->model;
+  t->norm_sums = calloc((size_t)t->n_tensors + 1, sizeof(double));
+  t->whole.s = calloc((size_t)t->n_tensors + 1, sizeof *t->whole.s);
+  if (t->norm_sums == NULL || t->whole.s == NULL) return mt_fail(err, "out of memory");
+  for (int i = 0; i < t->n_tensors; i++) {
+    const size_t off = t->tensors[i].offset;
+    t->whole.s[t->whole.n++] = (UpdateSlice){m->grads + off, off, off, t->tensors[i].count, i};
+  }
+  t->own = t->whole;
+  if (t->gs.shard) {
+    /* Each bucket's part this rank owns, cut at the tensors' boundaries: its moments and gradients sit in gs.own. */
+    const GradSync *g = &t->gs;
+    int cap = (g->n_buckets + 1) * (t->n_tensors + 1);
+    t->own.n = 0;
+    t->own.s = calloc((size_t)cap, sizeof *t->own.s);
+    if (t->own.s == NULL) return mt_fail(err, "out of memory");
+    for (int b = 0; b < g->n_buckets; b++) {
+      size_t o = g->own_off[b], cnt = (size_t)g->counts[b * t->comm->size + t->comm->rank];
+      for (int i = 0; i < t->n_tensors; i++) {
+        size_t lo = t->tensors[i].offset, hi = lo + t->tensors[i].count;
+        if (lo < o) lo = o;
+        if (hi > o + cnt) hi = o + cnt;
+        const size_t goff = g->own_moff[b] + (lo - o);
+        if (lo < hi && t->own.n < cap) t->own.s[t->own.n++] = (UpdateSlice){t->gs.own + goff, lo, goff, hi - lo, i};
+      }
+    }
+  }
+  t->held_parts = t->gs.shard && !t->engine->holds_whole;
+  t->held = t->held_parts ? &t->own : &t->whole;
+  return 0;
+}
+
+void update_free(Trainer *t) {
+  if (t->own.s != t->whole.s) free(t->own.s);
+  free(t->whole.s);
+  free(t->norm_sums);
+}
+
+double update_l2(Trainer *t, int64_t Bt) {
+  if (t->cfg.l2 <= 0) return 0;
+  const float *w = t->model.params;
+  /* The loss term on the (replicated) weights, every rank the same; the gradient term on the slices it holds. */
+  double sumsq = 0;
+  for (int i = 0; i < t->n_decay; i++) sumsq += optim_sumsq(w + t->decay[i].offset, t->decay[i].count);
+  const float k = (float)(t->cfg.l2 / (double)Bt);
+  for (int i = 0; i < t->held->n; i++) {
+    const UpdateSlice *sl = &t->held->s[i];
+    if (!t->tensors[sl->tensor].decay) continue;
+    for (size_t e = 0; e < sl->n; e++) sl->g[e] += k * w[sl->poff + e];
+  }
+  return t->cfg.l2 / (2.0 * (double)Bt) * sumsq;
+}
+
+double update_grad_sumsq(Trainer *t) {
+  double sq = 0;
+  for (int i = 0; i < t->held->n; i++) sq = optim_sumsq_add(sq, t->held->s[i].g, t->held->s[i].n);
+  if (t->held_parts) comm_allreduce_sum_double(t->comm, &sq, 1);
+  return sq;
+}
+
+/* --log-norms: each parameter tensor's weight and gradient norms, for the steps the metrics file records. */
+static void log_norms(Trainer *t, const StepStats *st) {
+  if (!t->cfg.log_norms) return;
+  const Model *m = &t->model;
+  /* Sharded, each rank holds parts of the gradient: sum the squares of its parts per tensor, reduce, then rank 0
+   * logs. Every step (not only logged ones), so that every rank takes part in the reduction. */
+  if (!t->gs.shard && !log_step_due(t->log, st)) return;
+  memset(t->norm_sums, 0, sizeof(double) * (size_t)t->n_tensors);
+  for (int i = 0; i < t->own.n; i++) t->norm_sums[t->own.s[i].tensor] += optim_sumsq(t->own.s[i].g, t->own.s[i].n);
+  if (t->gs.shard) comm_allreduce_sum_double(t->comm, t->norm_sums, (size_t)t->n_tensors);
+  if (!log_step_due(t->log, st)) return;
+  for (int i = 0; i < t->n_tensors; i++)
+    log_layer(t->log, st, t->tensors[i].name, sqrt(optim_sumsq(m->params + t->tensors[i].offset, t->tensors[i].count)),
+              sqrt(t->norm_sums[i]));
+}
+
+void update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq) {
+  Model *m = &t->model;
+  const UpdateSlices *own = &t->own;
+  /* The engine left the whole sum on every rank: a sharded optimiser takes its parts of it. */
+  if (t->gs.shard && !t->held_parts)
+    for (int i = 0; i < own->n; i++) memcpy(own->s[i].g, m->grads + own->s[i].poff, sizeof(float) * own->s[i].n);
+  log_norms(t, s);
+  /* The global gradient norm: when clipping needs it, or for the metrics log. Sharded, decided by the configuration
+   * alone, so that every rank makes the reduction it may need. */
+  if (t->cfg.clip_norm > 0 || (t->gs.shard ? t->cfg.log_norms : logged && log_step_due(t->log, s))) {
+    s->grad_norm = sqrt(sq >= 0 ? sq : update_grad_sumsq(t));
+    if (t->cfg.clip_norm > 0 && s->grad_norm > t->cfg.clip_norm) {
+      const float scale = (float)(t->cfg.clip_norm / s->grad_norm);
+      for (int i = 0; i < own->n; i++)
+        for (size_t e = 0; e < own->s[i].n; e++) own->s[i].g[e] *= scale;
+    }
+  }
+  /* Decoupled: shrink the weights directly, before and apart from the optimiser's own step (AdamW). */
+  for (int i = 0; i < own->n; i++)
+    if (t->tensors[own->s[i].tensor].decay)
+      optim_weight_decay(&(ParamRange){own->s[i].poff, own->s[i].n}, 1, m->params, lr, t->cfg.weight_decay);
+  optim_begin(&t->opt, (float)lr);
+  for (int i = 0; i < own->n; i++)
+    optim_update(&t->opt, m->params + own->s[i].poff, own->s[i].g, own->s[i].moff, own->s[i].n);
+  if (t->gs.shard) gradsync_allgather(&t->gs, m->params);
+}
