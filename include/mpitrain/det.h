@@ -39,9 +39,6 @@
 /* Reduced with the maxima in a second, small collective (sums for these, maxima for the rest). */
 enum { DET_LOSS = 0, DET_CORRECT, DET_FAILED, DET_STOP, DET_OVERFLOW, DET_NONFINITE, DET_TAIL };
 #define DET_MAX_TENSORS 80
-/* fixed.h's constants under the names det.h's callers use. */
-#define DET_LOSS_BITS FIXED_LOSS_BITS
-#define DET_NARROW_GROUPS FIXED_NARROW_GROUPS
 
 typedef struct Det {
   size_t n;                        /* gradient floats */

@@ -8,7 +8,7 @@
 #include "mpitrain/util.h"
 
 /* The evaluation in deterministic mode: the rows in fixed groups (det.h) — whole groups per rank, one GEMM per
- * group, each group's loss sum rounded to 2^-DET_LOSS_BITS and added as an integer — so the result has the same
+ * group, each group's loss sum rounded to 2^-FIXED_LOSS_BITS and added as an integer — so the result has the same
  * bits on any number of ranks (early stopping then decides the same way). */
 int evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err) {
   Model *m = &t->model;
@@ -30,9 +30,9 @@ int evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *lo
     for (int j = 0; j < cn; j += G) {
       LossSums gs = {0, 0};
       loss_softmax_xent(logits + (size_t)j * C, t->y + j, cn - j < G ? cn - j : G, C, 0.0f, NULL, &gs);
-      double q = ldexp(gs.loss, DET_LOSS_BITS);
-      if (isfinite(q) && fabs(q) < 0x1p62 / (double)(n / G + 1))
-        v[0] += llrint(q);
+      int64_t q;
+      if (fixed_from_loss(gs.loss, 0x1p62 / (double)(n / G + 1), &q) == 0)
+        v[0] += q;
       else
         v[3] = 1;
       v[1] += (int64_t)gs.correct;
@@ -45,7 +45,7 @@ int evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *lo
     comm_agree(t->comm, err);
     return -1;
   }
-  *loss = v[3] > 0 ? NAN : n > 0 ? ldexp((double)v[0], -DET_LOSS_BITS) / (double)n : 0;
+  *loss = v[3] > 0 ? NAN : n > 0 ? fixed_to_loss(v[0]) / (double)n : 0;
   *acc = n > 0 ? (double)v[1] / (double)n : 0;
   return 0;
 }

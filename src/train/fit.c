@@ -23,12 +23,11 @@ static void print_banner(Trainer *t) {
     e += (size_t)snprintf(extra + e, sizeof extra - e, ", weight decay %g", (double)c->weight_decay);
   if (c->clip_norm > 0 && e < sizeof extra)
     snprintf(extra + e, sizeof extra - e, ", clip norm %g", (double)c->clip_norm);
-  static const char *const sched[] = {"constant", "step", "exp", "inv", "cosine"};
   int n = snprintf(lr, sizeof lr, "lr %g", t->sched.lr);
   if (c->lr_ref_batch > 0)
     n += snprintf(lr + n, sizeof lr - (size_t)n, " (%g x %lld/%lld, linear scaling)", (double)c->lr,
                   (long long)t->batch, (long long)c->lr_ref_batch);
-  if (c->lr_schedule != LR_CONSTANT) n += snprintf(lr + n, sizeof lr - (size_t)n, ", %s schedule", sched[c->lr_schedule]);
+  if (c->lr_schedule != LR_CONSTANT) n += snprintf(lr + n, sizeof lr - (size_t)n, ", %s schedule", lr_schedule_name((LrScheduleKind)c->lr_schedule));
   if (c->warmup_steps > 0)
     snprintf(lr + n, sizeof lr - (size_t)n, ", %lld warm-up steps", (long long)c->warmup_steps);
   char where[96];
@@ -47,7 +46,7 @@ static void print_banner(Trainer *t) {
     const int64_t G = c->det_group, groups = (t->batch + G - 1) / G;
     log_info(t->log, "deterministic: groups of %lld rows, %lld per batch, summed as int%d; the same bits on any "
                      "number of ranks with --det-group %lld and one BLAS thread",
-             (long long)G, (long long)groups, groups > DET_NARROW_GROUPS ? 64 : 32, (long long)G);
+             (long long)G, (long long)groups, groups > FIXED_NARROW_GROUPS ? 64 : 32, (long long)G);
     if (groups < t->comm->size)
       log_info(t->log, "warning: %lld groups per batch for %d ranks: ranks %lld..%d have no rows and wait; use "
                        "--det-group %lld or a larger --batch", (long long)groups, t->comm->size, (long long)groups,

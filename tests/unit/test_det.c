@@ -31,7 +31,7 @@ static void group_values(int g, float *v, float scale) {
 }
 
 /* Sums NG groups in the given order through a Det (computing the step again when it asks), into out [NP]. */
-static int declared = NG; /* groups per step as det_begin is told: > DET_NARROW_GROUPS sums in int64 */
+static int declared = NG; /* groups per step as det_begin is told: > FIXED_NARROW_GROUPS sums in int64 */
 
 static void det_sum(Det *d, const int *order, float scale, float *out, double tail[DET_TAIL]) {
   float v[NP];
@@ -80,7 +80,7 @@ static void exact_and_order_independent(void) {
   }
   /* int64: the quantum is far below float's ulp but for the smallest values. int32 keeps 23 bits for a tensor's
    * largest value here, so values 2^20 times smaller (this data spans that) keep only a few: the bound above. */
-  if (declared > DET_NARROW_GROUPS) assert_true(correctly_rounded > NP * 9 / 10);
+  if (declared > FIXED_NARROW_GROUPS) assert_true(correctly_rounded > NP * 9 / 10);
   /* The loss is the sum of the groups' 0.25 (g + 1), exact at 2^-24; correct counts are integers. */
   assert_true(ta[DET_LOSS] == 0.25 * 21 && tb[DET_LOSS] == ta[DET_LOSS]);
   assert_true(ta[DET_CORRECT] == 15);
