@@ -148,6 +148,13 @@ static void model_arch(const Config *cfg, const DataInfo *info, char *arch, size
   if (p < (int)n) snprintf(arch + p, n - (size_t)p, "-%d", info->n_classes);
 }
 
+static const CliUsage bench_usage = {
+    .usage = "mpirun -np N mpitrain bench [--config FILE] [options]",
+    .summary = "Times sgemm on the model's GEMM shapes, then training steps; reports samples/s, the fraction\n"
+               "of that sgemm roofline reached, and (N > 1) the speed-up over rank 0 training alone, all\n"
+               "measured in alternating rounds of the same run. Takes the `mpitrain train` options that\n"
+               "shape a step (data, model, optimiser, batch, threads, gradient reduction), and its own."};
+
 /* Parses the options: 0 to go on, else -1 with *rc the exit code (0 after --help, 2 on a usage error, agreed). */
 static int bench_parse(Comm *c, BenchConfig *bc, int argc, char **argv, int *rc) {
   MtError err = {0};
@@ -161,13 +168,7 @@ static int bench_parse(Comm *c, BenchConfig *bc, int argc, char **argv, int *rc)
     return -1;
   }
   if (res.help) {
-    if (c->rank == 0)
-      opts_print_help_ex(stdout, "mpirun -np N mpitrain bench [--config FILE] [options]",
-                      "Times sgemm on the model's GEMM shapes, then training steps; reports samples/s, the fraction\n"
-                      "of that sgemm roofline reached, and (N > 1) the speed-up over rank 0 training alone, all\n"
-                      "measured in alternating rounds of the same run. Takes the `mpitrain train` options that\n"
-                      "shape a step (data, model, optimiser, batch, threads, gradient reduction), and its own.",
-                      table, 1);
+    if (c->rank == 0) cli_print_usage(&bench_usage, table);
     *rc = 0;
     return -1;
   }

@@ -11,15 +11,17 @@
 
 const char *const cli_memory_choices[] = {"auto", "yes", "no", NULL};
 
-int cli_parse(Comm *c, const OptionSpec *table, void *dst, int argc, char **argv, const char *usage,
-              const char *summary, const char *example, OptsResult *res, MtError *err) {
+void cli_print_usage(const CliUsage *u, const OptionSpec *table) {
+  opts_print_help_ex(stdout, u->usage, u->summary, table, 1);
+  if (u->example) printf("\nexample:\n%s", u->example);
+  fflush(stdout);
+}
+
+int cli_parse(Comm *c, const OptionSpec *table, const CliUsage *u, void *dst, int argc, char **argv, OptsResult *res,
+              MtError *err) {
   int rc = opts_parse(table, dst, argc, argv, 1, 1, res, err);
   if (rc == 0 && res->help) {
-    if (c->rank == 0) {
-      opts_print_help_ex(stdout, usage, summary, table, 1);
-      if (example) printf("\nexample:\n%s", example);
-      fflush(stdout);
-    }
+    if (c->rank == 0) cli_print_usage(u, table);
     return -1;
   }
   return 0;
@@ -68,11 +70,11 @@ void cli_report_set(const char *cmd, const char *out, int shards, const int64_t 
 }
 
 /* Parses and agrees; returns 1 when --help was shown, 0 to go on, -1 after an agreed error (reported). */
-static int infer_parse(Comm *c, const OptionSpec *table, int predict, InferArgs *o, int argc, char **argv,
-                       const char *usage, const char *summary) {
+static int infer_parse(Comm *c, const OptionSpec *table, const CliUsage *u, int predict, InferArgs *o, int argc,
+                       char **argv) {
   MtError err = {0};
   OptsResult res;
-  if (cli_parse(c, table, o, argc, argv, usage, summary, NULL, &res, &err) != 0) return 1;
+  if (cli_parse(c, table, u, o, argc, argv, &res, &err) != 0) return 1;
   if (!err.failed) {
     snprintf(o->config, sizeof o->config, "%s", res.config_path);
     if (res.n_positional > 0)
@@ -87,9 +89,9 @@ static int infer_parse(Comm *c, const OptionSpec *table, int predict, InferArgs 
   return 0;
 }
 
-int cli_infer_start(Comm *c, const OptionSpec *table, int predict, InferArgs *o, int argc, char **argv,
-                    const char *usage, const char *summary, Infer *in, int *rc) {
-  int p = infer_parse(c, table, predict, o, argc, argv, usage, summary);
+int cli_infer_start(Comm *c, const OptionSpec *table, const CliUsage *u, int predict, InferArgs *o, int argc,
+                    char **argv, Infer *in, int *rc) {
+  int p = infer_parse(c, table, u, predict, o, argc, argv);
   if (p != 0) {
     *rc = p > 0 ? 0 : EXIT_USAGE;
     return -1;

@@ -29,10 +29,19 @@ int bench_main(Comm *c, int argc, char **argv);
 
 /* ---- Options and outcomes ---- */
 
+/* What a command's --help says besides its option table. */
+typedef struct CliUsage {
+  const char *usage;   /* the line after "usage: " */
+  const char *summary; /* what the command does */
+  const char *example; /* lines of examples, or NULL */
+} CliUsage;
+
+/* --help on stdout: usage, summary, the options by section with defaults, the example. */
+void cli_print_usage(const CliUsage *u, const OptionSpec *table);
 /* Parses options (argv[1..], --config allowed); returns 0 to go on (a usage error is in err: agree on it), or -1
- * after --help was printed on rank 0 (usage, summary, the table, and the example when not NULL). */
-int cli_parse(Comm *c, const OptionSpec *table, void *dst, int argc, char **argv, const char *usage,
-              const char *summary, const char *example, OptsResult *res, MtError *err);
+ * after --help was printed on rank 0. */
+int cli_parse(Comm *c, const OptionSpec *table, const CliUsage *u, void *dst, int argc, char **argv, OptsResult *res,
+              MtError *err);
 /* Agrees on err; after a failure rank 0 reports it and -1 is returned, else 0. */
 int cli_agree_and_report(Comm *c, MtError *err);
 /* Agrees on err: 0, or after a failure (rank 0 says it) the exit code (128 + the signal when interrupted, else 1). */
@@ -88,7 +97,7 @@ typedef struct InferArgs {
 
 /* Options (predict: --out is required), checkpoint, dataset (eval: the split must have labels): returns -1 when the
  * command is over (*rc holds its exit code), 0 to go on with in open. */
-int cli_infer_start(Comm *c, const OptionSpec *table, int predict, InferArgs *o, int argc, char **argv,
-                    const char *usage, const char *summary, Infer *in, int *rc);
+int cli_infer_start(Comm *c, const OptionSpec *table, const CliUsage *u, int predict, InferArgs *o, int argc,
+                    char **argv, Infer *in, int *rc);
 
 #endif

@@ -112,6 +112,12 @@ static const OptionSpec convert_options[] = {
   {.name = NULL},
 };
 /* clang-format on */
+static const CliUsage convert_usage = {
+    .usage = "mpitrain convert [--from idx|csv] [inputs] --out FILE.h5 [options]",
+    .summary = "Turns IDX files (MNIST, Fashion-MNIST) or CSV files into an mpitrain dataset (HDF5).\n"
+               "IDX pixels are stored as uint8 with scale 1/255, CSV features as float32. Runs on rank 0.",
+    .example = "  mpitrain convert --out fmnist.h5                   # Fashion-MNIST from the Debian package\n"
+               "  mpitrain convert --from csv --train a.csv --test b.csv --label-column last --out a.h5\n"};
 
 /* Rows from IDX arrays in memory. */
 typedef struct IdxSource {
@@ -447,14 +453,7 @@ int convert_main(Comm *c, int argc, char **argv) {
   ConvertOptions o;
   OptsResult res;
   MtError err = {0};
-  if (cli_parse(c, convert_options, &o, argc, argv,
-                 "mpitrain convert [--from idx|csv] [inputs] --out FILE.h5 [options]",
-                 "Turns IDX files (MNIST, Fashion-MNIST) or CSV files into an mpitrain dataset (HDF5).\n"
-                 "IDX pixels are stored as uint8 with scale 1/255, CSV features as float32. Runs on rank 0.",
-                 "  mpitrain convert --out fmnist.h5                   # Fashion-MNIST from the Debian package\n"
-                 "  mpitrain convert --from csv --train a.csv --test b.csv --label-column last --out a.h5\n",
-                 &res, &err) != 0)
-    return 0;
+  if (cli_parse(c, convert_options, &convert_usage, &o, argc, argv, &res, &err) != 0) return 0;
   if (!err.failed && res.n_positional > 0)
     mt_fail(&err, "convert takes no arguments besides options (got '%s'); the output is --out FILE.h5",
             res.positional[0]);

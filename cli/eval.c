@@ -7,16 +7,16 @@
 #include "mpitrain/loss.h"
 
 static const OptionSpec eval_options[] = {INFER_COMMON_OPTIONS, {.name = NULL}};
+static const CliUsage eval_usage = {
+    .usage = "mpitrain eval --checkpoint FILE [--data FILE] [--split test|train]",
+    .summary = "Loss and accuracy of a checkpoint's model on a dataset split, overall and per class, computed\n"
+               "data-parallel on any number of ranks."};
 
 int eval_main(Comm *c, int argc, char **argv) {
   InferArgs o;
   Infer in;
   int rc = 0;
-  if (cli_infer_start(c, eval_options, 0, &o, argc, argv, "mpitrain eval --checkpoint FILE [--data FILE] [--split test|train]",
-                  "Loss and accuracy of a checkpoint's model on a dataset split, overall and per class, computed\n"
-                  "data-parallel on any number of ranks.",
-                  &in, &rc) != 0)
-    return rc;
+  if (cli_infer_start(c, eval_options, &eval_usage, 0, &o, argc, argv, &in, &rc) != 0) return rc;
   const int C = in.model.spec.n_classes;
   /* loss, correct, failed, then per class: rows, correct */
   double *v = calloc(3 + 2 * (size_t)C, sizeof(double));

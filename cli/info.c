@@ -27,6 +27,12 @@ static const OptionSpec info_options[] = {
   {.name = NULL},
 };
 /* clang-format on */
+static const CliUsage info_usage = {
+    .usage = "mpitrain info FILE [--scan] [--memory-limit-mb MB]",
+    .summary = "Describes a dataset (one file, one shard of a set, or the set's base name): splits, shapes,\n"
+               "types, classes, scaling, source and label counts, after the validation `mpitrain train` does;\n"
+               "or a checkpoint: model, optimiser, progress, arrays, CRC check and the run's options.",
+    .example = "  mpitrain info fmnist.h5\n"};
 
 #define INFO_SCAN_ROWS 4096
 
@@ -171,12 +177,7 @@ int info_main(Comm *c, int argc, char **argv) {
   InfoOptions o;
   OptsResult res;
   MtError err = {0};
-  if (cli_parse(c, info_options, &o, argc, argv, "mpitrain info FILE [--scan] [--memory-limit-mb MB]",
-                 "Describes a dataset (one file, one shard of a set, or the set's base name): splits, shapes,\n"
-                 "types, classes, scaling, source and label counts, after the validation `mpitrain train` does;\n"
-                 "or a checkpoint: model, optimiser, progress, arrays, CRC check and the run's options.",
-                 "  mpitrain info fmnist.h5\n", &res, &err) != 0)
-    return 0;
+  if (cli_parse(c, info_options, &info_usage, &o, argc, argv, &res, &err) != 0) return 0;
   if (!err.failed && res.n_positional != 1)
     mt_fail(&err, "info: expected one FILE (a dataset, one shard of a set, the set's base name, or a checkpoint), got %d",
             res.n_positional);

@@ -19,6 +19,11 @@ static const OptionSpec predict_options[] = {
      .help = "where to write one line per row: row, label (when the data has labels), predicted class, and each "
              "class's probability (required)"},
     {.name = NULL}};
+static const CliUsage predict_usage = {
+    .usage = "mpitrain predict --checkpoint FILE --out FILE.csv [--data FILE] [--split test|train]",
+    .summary = "Class probabilities of a checkpoint's model for every row of a dataset split, computed on any\n"
+               "number of ranks and written by rank 0 as CSV: row,label,predicted,p0,...,p<C-1>\n"
+               "(row,predicted,p0,... for a split without labels)."};
 
 /* One run: the model and data, the output, and the buffers of one micro-batch. */
 typedef struct Predict {
@@ -94,16 +99,27 @@ static void predict_create(Predict *p, MtError *err) {
  * the same agreement. */
 enum { PREDICT_TAG = 7 };
 
-static void predict_write(Comm *c, Predict *p, MtError *err) {
-  int cut = 0; /* the stop signal that left rows unwritten */
+/* This rank's own rows: into the file (rank 0) or sent to rank 0. Returns the stop signal that cut them short, or 0. */
+static int predict_own_rows(Comm *c, Predict *p, MtError *err) {
+  int cut = 0;
   for (int64_t r = p->in.lo; r < p->in.hi && !err->failed; r += p->in.micro) {
     if ((cut = comm_stop_signal()) != 0) break;
     comm_phase(c, "predict", (r - p->in.lo) / p->in.micro);
     long long len = predict_chunk(p, r, err);
     if (len < 0) break;
-    if (fwrite(p->text, 1, (size_t)len, p->f) != (size_t)len)
+    if (c->rank == 0 && fwrite(p->text, 1, (size_t)len, p->f) != (size_t)len)
       mt_fail(err, "--out %s: write failed: %s", p->o.out, strerror(errno));
+    if (c->rank != 0) {
+      comm_send(c, &len, 1, MPI_LONG_LONG, 0, PREDICT_TAG, "send of predictions");
+      comm_send(c, p->text, (int)len, MPI_CHAR, 0, PREDICT_TAG, "send of predictions");
+    }
   }
+  return cut;
+}
+
+/* Rank 0: its own rows, then every other rank's, into the file. */
+static void predict_write(Comm *c, Predict *p, MtError *err) {
+  int cut = predict_own_rows(c, p, err); /* the stop signal that left rows unwritten */
   for (int src = 1; src < c->size; src++)
     for (long long chunk = 0;; chunk++) {
       long long len = 0;
@@ -121,17 +137,9 @@ static void predict_write(Comm *c, Predict *p, MtError *err) {
             p->tmp);
 }
 
-/* The ranks other than 0: their rows to rank 0, then the end mark (see predict_write). */
+/* The ranks other than 0: their rows to rank 0, then the end mark. */
 static void predict_send(Comm *c, Predict *p, MtError *err) {
-  int cut = 0; /* the stop signal that left rows unsent */
-  for (int64_t r = p->in.lo; r < p->in.hi && !err->failed; r += p->in.micro) {
-    if ((cut = comm_stop_signal()) != 0) break;
-    comm_phase(c, "predict", (r - p->in.lo) / p->in.micro);
-    long long len = predict_chunk(p, r, err);
-    if (len < 0) break;
-    comm_send(c, &len, 1, MPI_LONG_LONG, 0, PREDICT_TAG, "send of predictions");
-    comm_send(c, p->text, (int)len, MPI_CHAR, 0, PREDICT_TAG, "send of predictions");
-  }
+  int cut = predict_own_rows(c, p, err); /* the stop signal that left rows unsent */
   long long end = err->failed ? -1 : cut != 0 ? -100 - cut : 0;
   comm_send(c, &end, 1, MPI_LONG_LONG, 0, PREDICT_TAG, "send of predictions");
 }
@@ -153,13 +161,7 @@ static void predict_free(Predict *p) {
 int predict_main(Comm *c, int argc, char **argv) {
   Predict p = {0};
   int rc = 0;
-  if (cli_infer_start(c, predict_options, 1, &p.o, argc, argv,
-                      "mpitrain predict --checkpoint FILE --out FILE.csv [--data FILE] [--split test|train]",
-                      "Class probabilities of a checkpoint's model for every row of a dataset split, computed on any\n"
-                      "number of ranks and written by rank 0 as CSV: row,label,predicted,p0,...,p<C-1>\n"
-                      "(row,predicted,p0,... for a split without labels).",
-                      &p.in, &rc) != 0)
-    return rc;
+  if (cli_infer_start(c, predict_options, &predict_usage, 1, &p.o, argc, argv, &p.in, &rc) != 0) return rc;
   p.C = p.in.model.spec.n_classes;
   p.labels = data_info(p.in.ds)->labeled[p.o.in.split] ? p.in.y : NULL;
   /* Worst case per value: 13 characters for %.6g plus the comma. */

@@ -53,6 +53,13 @@ static const OptionSpec synth_options[] = {
   {.name = NULL},
 };
 /* clang-format on */
+static const CliUsage synth_usage = {
+    .usage = "mpitrain synth --samples N --features D --classes C --out FILE.h5 [options]",
+    .summary = "Writes a generated classification dataset of any size: Gaussian clusters around N(0,1) class\n"
+               "centres, in chunks with bounded memory. Row i is a function of (seed, split, i) only, so any\n"
+               "--shards and any number of ranks write the same rows.",
+    .example = "  mpirun -np 4 mpitrain synth --samples 10000000 --test-samples 100000 --features 1024 "
+               "--classes 100 --shards 8 --out big.h5\n"};
 
 typedef struct SynthSource {
   SynthSpec spec;
@@ -131,15 +138,7 @@ int synth_main(Comm *c, int argc, char **argv) {
   SynthOptions o;
   OptsResult res;
   MtError err = {0};
-  if (cli_parse(c, synth_options, &o, argc, argv,
-                "mpitrain synth --samples N --features D --classes C --out FILE.h5 [options]",
-                "Writes a generated classification dataset of any size: Gaussian clusters around N(0,1) class\n"
-                "centres, in chunks with bounded memory. Row i is a function of (seed, split, i) only, so any\n"
-                "--shards and any number of ranks write the same rows.",
-                "  mpirun -np 4 mpitrain synth --samples 10000000 --test-samples 100000 --features 1024 "
-                "--classes 100 --shards 8 --out big.h5\n",
-                &res, &err) != 0)
-    return 0;
+  if (cli_parse(c, synth_options, &synth_usage, &o, argc, argv, &res, &err) != 0) return 0;
   if (!err.failed) synth_check(&o, &res, &err);
   if (cli_agree_and_report(c, &err) != 0) return EXIT_USAGE;
   FileRole config = {.role = "--config", .path = res.config_path};
