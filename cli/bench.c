@@ -212,7 +212,8 @@ static int bench_reference(Comm *c, Bench *b, MtError *err) {
     /* The reference runs with the N-rank run's threads per rank (its own choice on a one-rank communicator
      * would take all of the node's cores), and OpenBLAS's count is the process's: put it back. */
     rc1.threads = trainer_threads(b->t)->n;
-    if (comm_init(&b->solo, b->solo_comm, err) == 0 && trainer_create(&b->ref, &rc1, &b->solo, trainer_data(b->t), err) == 0)
+    if (comm_init(&b->solo, b->solo_comm, err) == 0 &&
+        trainer_create(&b->ref, &rc1, &b->solo, trainer_data(b->t), err) == 0)
       blas_set_threads(trainer_threads(b->t)->n);
   }
   return comm_agree(c, err);

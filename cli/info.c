@@ -60,6 +60,33 @@ static int info_scan(Dataset *ds, Split s, MtError *err) {
   return rc;
 }
 
+/* The table of label counts per class and split. */
+static int info_labels(Dataset *ds, MtError *err) {
+  const DataInfo *in = data_info(ds);
+  int64_t *count = calloc(2 * (size_t)in->n_classes, sizeof *count);
+  if (count == NULL) return mt_fail(err, "out of memory counting labels");
+  for (int s = 0; s < 2; s++) {
+    const int32_t *y = data_labels(ds, (Split)s);
+    for (int64_t i = 0; y && i < in->n[s]; i++) count[(size_t)s * in->n_classes + y[i]]++;
+  }
+  int w = 5;
+  for (int k = 0; k < in->n_classes; k++)
+    if (data_class_name(ds, k) && (int)strlen(data_class_name(ds, k)) > w) w = (int)strlen(data_class_name(ds, k));
+  if (w > 40) w = 40;
+  printf("labels:\n  %6s  %-*s %10s %10s\n", "class", w, "name", "train", in->n[1] > 0 ? "test" : "");
+  for (int k = 0; k < in->n_classes; k++) {
+    printf("  %6d  %-*.*s", k, w, w, data_class_name(ds, k) ? data_class_name(ds, k) : "");
+    for (int s = 0; s < 1 + (in->n[1] > 0); s++)
+      if (in->labeled[s])
+        printf(" %10lld", (long long)count[(size_t)s * in->n_classes + k]);
+      else
+        printf(" %10s", "-");
+    printf("\n");
+  }
+  free(count);
+  return 0;
+}
+
 static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
   DataOptions dopt = {.memory = o->memory_limit_mb > 0 ? MEMORY_AUTO : MEMORY_NO,
                       .memory_limit = o->memory_limit_mb << 20, .max_rows = INFO_SCAN_ROWS, .allow_unlabeled = 1};
@@ -126,33 +153,9 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
     data_close(ds);
     return 0;
   }
-  /* label counts per class and split */
-  int64_t *count = calloc(2 * (size_t)in->n_classes, sizeof *count);
-  if (count == NULL) {
-    data_close(ds);
-    return mt_fail(err, "out of memory counting labels");
-  }
-  for (int s = 0; s < 2; s++) {
-    const int32_t *y = data_labels(ds, (Split)s);
-    for (int64_t i = 0; y && i < in->n[s]; i++) count[(size_t)s * in->n_classes + y[i]]++;
-  }
-  int w = 5;
-  for (int k = 0; k < in->n_classes; k++)
-    if (data_class_name(ds, k) && (int)strlen(data_class_name(ds, k)) > w) w = (int)strlen(data_class_name(ds, k));
-  if (w > 40) w = 40;
-  printf("labels:\n  %6s  %-*s %10s %10s\n", "class", w, "name", "train", in->n[1] > 0 ? "test" : "");
-  for (int k = 0; k < in->n_classes; k++) {
-    printf("  %6d  %-*.*s", k, w, w, data_class_name(ds, k) ? data_class_name(ds, k) : "");
-    for (int s = 0; s < 1 + (in->n[1] > 0); s++)
-      if (in->labeled[s])
-        printf(" %10lld", (long long)count[(size_t)s * in->n_classes + k]);
-      else
-        printf(" %10s", "-");
-    printf("\n");
-  }
-  free(count);
+  int rc = info_labels(ds, err);
   data_close(ds);
-  return 0;
+  return rc;
 }
 
 typedef int (*InfoFn)(const char *path, const InfoOptions *o, MtError *err);
