@@ -10,7 +10,7 @@
  * Under mpirun with N > 1 ranks it also trains the same model on rank 0 alone (a one-rank communicator, the other
  * ranks sleeping), in rounds alternating with the N-rank steps, and reports the speed-up over that one-rank run:
  * on a shared or noisy machine, ratios measured side by side are the only trustworthy ones. */
-#include "bench.h"
+#include "cli.h"
 
 #include <cblas.h>
 #include <stddef.h>
@@ -148,225 +148,295 @@ static void model_arch(const Config *cfg, const DataInfo *info, char *arch, size
   if (p < (int)n) snprintf(arch + p, n - (size_t)p, "-%d", info->n_classes);
 }
 
-int bench_main(Comm *c, int argc, char **argv) {
-  BenchConfig bc;
+static const CliUsage bench_usage = {
+    .usage = "mpirun -np N mpitrain bench [--config FILE] [options]",
+    .summary = "Times sgemm on the model's GEMM shapes, then training steps; reports samples/s, the fraction\n"
+               "of that sgemm roofline reached, and (N > 1) the speed-up over rank 0 training alone, all\n"
+               "measured in alternating rounds of the same run. Takes the `mpitrain train` options that\n"
+               "shape a step (data, model, optimiser, batch, threads, gradient reduction), and its own."};
+
+/* Parses the options: 0 to go on, else -1 with *rc the exit code (0 after --help, 2 on a usage error, agreed). */
+static int bench_parse(Comm *c, BenchConfig *bc, int argc, char **argv, int *rc) {
   MtError err = {0};
   OptsResult res;
   const OptionSpec *table = bench_table();
-  opts_defaults(config_train_options, &bc.train); /* the options bench skips keep train's defaults */
-  int rc = opts_parse(table, &bc, argc, argv, 1, 1, &res, &err);
-  if (rc == 0 && res.n_positional > 0) mt_fail(&err, "unexpected argument '%s'", res.positional[0]);
-  if (comm_agree(c, &err) != 0) {
-    comm_report(c, &err);
-    return 2;
+  opts_defaults(config_train_options, &bc->train); /* the options bench skips keep train's defaults */
+  int prc = opts_parse(table, bc, argc, argv, 1, 1, &res, &err);
+  if (prc == 0 && res.n_positional > 0) mt_fail(&err, "unexpected argument '%s'", res.positional[0]);
+  if (cli_agree_and_report(c, &err) != 0) {
+    *rc = EXIT_USAGE;
+    return -1;
   }
   if (res.help) {
-    if (c->rank == 0)
-      opts_print_help_ex(stdout, "mpirun -np N mpitrain bench [--config FILE] [options]",
-                      "Times sgemm on the model's GEMM shapes, then training steps; reports samples/s, the fraction\n"
-                      "of that sgemm roofline reached, and (N > 1) the speed-up over rank 0 training alone, all\n"
-                      "measured in alternating rounds of the same run. Takes the `mpitrain train` options that\n"
-                      "shape a step (data, model, optimiser, batch, threads, gradient reduction), and its own.",
-                      table, 1);
-    return 0;
+    if (c->rank == 0) cli_print_usage(&bench_usage, table);
+    *rc = 0;
+    return -1;
   }
-  comm_warn_oversubscribed(c);
-  Config *cfg = &bc.train;
-  comm_watchdog_timeout(c, cfg->stall_timeout);
-  cfg->progress = PROGRESS_OFF;
-  cfg->eval = 0;
-  cfg->log[0] = '\0';
-  cfg->epochs = 1 << 30; /* the step count bounds the run */
+  return 0;
+}
 
-  enum { ROUNDS = 5 };
-  Dataset *ds = NULL;
-  Trainer *t = NULL, *ref = NULL;
+enum { ROUNDS = 5, REPS = 21 };
+
+/* What one run measures with: the trainer, rank 0's one-rank reference, and the shadow model for the roofline. */
+typedef struct Bench {
+  BenchConfig bc;
+  Dataset *ds;        /* the synthetic data (NULL: the trainer opened --data) */
+  Trainer *t, *ref;   /* ref: rank 0 only, with N > 1 ranks and --scaling */
   Comm solo;
-  MPI_Comm solo_comm = MPI_COMM_NULL;
-  Model shadow = {0};
-  float *x = NULL, *dl = NULL;
-  int ret = 1;
+  MPI_Comm solo_comm;
+  Model shadow;
+  float *x, *dl;      /* [micro, d], [micro, C]: the shadow's inputs and logit gradients */
+  const DataInfo *info;
+  int64_t B, ref_batch; /* the global batch, and the reference's */
+  int local, micro;   /* this rank's rows of a step, and the rows of one pass */
+  int with_ref;
+} Bench;
 
-  if (bc.synthetic) {
-    SynthSpec spec = {.n_train = bc.samples, .n_test = 0, .d = bc.features, .n_classes = bc.classes,
+/* What was measured, per rank or (after bench_summarise) averaged over the ranks. */
+typedef struct BenchResult {
+  double gemm_flops, gemm_total, train_s, ref_s, frac[ROUNDS], speedup[ROUNDS];
+  double red_ms, bare_ms, red_bw, bare_bw; /* the gradient reduction against a bare MPI_Allreduce */
+  size_t nred;                             /* floats reduced */
+  double max_rss;                          /* MB, the largest rank's */
+  size_t model_bytes, opt_bytes;
+  double roof, achieved, samples_per_s, step_ms, ref_sps, ms[5];
+} BenchResult;
+
+/* The one-rank reference, on rank 0 only (collective over c). */
+static int bench_reference(Comm *c, Bench *b, MtError *err) {
+  const Config *cfg = &b->bc.train;
+  MPI_Comm_split(c->comm, c->rank == 0 ? 0 : MPI_UNDEFINED, 0, &b->solo_comm);
+  if (c->rank == 0) {
+    Config rc1 = *cfg;
+    rc1.batch = b->ref_batch;
+    /* The reference runs with the N-rank run's threads per rank (its own choice on a one-rank communicator
+     * would take all of the node's cores), and OpenBLAS's count is the process's: put it back. */
+    rc1.threads = trainer_threads(b->t)->n;
+    if (comm_init(&b->solo, b->solo_comm, err) == 0 &&
+        trainer_create(&b->ref, &rc1, &b->solo, trainer_data(b->t), err) == 0)
+      blas_set_threads(trainer_threads(b->t)->n);
+  }
+  return comm_agree(c, err);
+}
+
+/* Collective: data, trainer, reference and shadow model. 0, or -1 with err agreed. */
+static int bench_setup(Comm *c, Bench *b, MtError *err) {
+  Config *cfg = &b->bc.train;
+  if (b->bc.synthetic) {
+    SynthSpec spec = {.n_train = b->bc.samples, .n_test = 0, .d = b->bc.features, .n_classes = b->bc.classes,
                       .seed = (uint64_t)cfg->seed, .noise = 1.0f};
-    data_open_synthetic(&ds, &spec, &err);
+    data_open_synthetic(&b->ds, &spec, err);
   }
-  if (comm_agree(c, &err) != 0) goto done;
-  if (trainer_create(&t, cfg, c, ds, &err) != 0) goto done;
-  Model *model = trainer_model(t);
-  const DataInfo *info = data_info(trainer_data(t));
-  int64_t B = cfg->batch == 0 || cfg->batch > info->n[SPLIT_TRAIN] ? info->n[SPLIT_TRAIN] : cfg->batch;
+  if (comm_agree(c, err) != 0) return -1;
+  if (trainer_create(&b->t, cfg, c, b->ds, err) != 0) return -1;
+  Model *model = trainer_model(b->t);
+  b->info = data_info(trainer_data(b->t));
+  b->B = cfg->batch == 0 || cfg->batch > b->info->n[SPLIT_TRAIN] ? b->info->n[SPLIT_TRAIN] : cfg->batch;
   int64_t lo, hi;
-  mt_even_split(B, c->rank, c->size, &lo, &hi);
-  const int local = (int)(hi - lo), micro = model->max_batch;
-
-  /* The one-rank reference, on rank 0 only. */
-  const int with_ref = c->size > 1 && bc.scaling != SCALING_OFF;
-  int64_t ref_batch = bc.scaling == SCALING_WEAK ? (B + c->size - 1) / c->size : B;
-  if (with_ref) {
-    MPI_Comm_split(c->comm, c->rank == 0 ? 0 : MPI_UNDEFINED, 0, &solo_comm);
-    if (c->rank == 0) {
-      Config rc1 = *cfg;
-      rc1.batch = ref_batch;
-      /* The reference runs with the N-rank run's threads per rank (its own choice on a one-rank communicator
-       * would take all of the node's cores), and OpenBLAS's count is the process's: put it back. */
-      rc1.threads = trainer_threads(t)->n;
-      if (comm_init(&solo, solo_comm, &err) == 0 && trainer_create(&ref, &rc1, &solo, trainer_data(t), &err) == 0)
-        blas_set_threads(trainer_threads(t)->n);
-    }
-    if (comm_agree(c, &err) != 0) goto done;
-  }
+  mt_even_split(b->B, c->rank, c->size, &lo, &hi);
+  b->local = (int)(hi - lo);
+  b->micro = model->max_batch;
+  b->with_ref = c->size > 1 && b->bc.scaling != SCALING_OFF;
+  b->ref_batch = b->bc.scaling == SCALING_WEAK ? (b->B + c->size - 1) / c->size : b->B;
+  if (b->with_ref && bench_reference(c, b, err) != 0) return -1;
 
   /* Roofline: the GEMMs of the same chunks the rank runs in a step, on a shadow model of the same shape. */
-  if (model_create(&shadow, &model->spec, micro, &err) == 0) {
-    x = mt_alloc(sizeof(float) * (size_t)micro * (size_t)info->d, "benchmark inputs", &err);
-    dl = mt_alloc(sizeof(float) * (size_t)micro * (size_t)info->n_classes, "benchmark gradients", &err);
+  const int micro = b->micro, d = b->info->d, C = b->info->n_classes;
+  if (model_create(&b->shadow, &model->spec, micro, err) == 0) {
+    b->x = mt_alloc(sizeof(float) * (size_t)micro * (size_t)d, "benchmark inputs", err);
+    b->dl = mt_alloc(sizeof(float) * (size_t)micro * (size_t)C, "benchmark gradients", err);
   }
-  if (comm_agree(c, &err) != 0) goto done;
-  memcpy(shadow.params, model->params, sizeof(float) * model->n_params);
-  for (size_t i = 0; i < (size_t)micro * (size_t)info->d; i++) x[i] = (float)(i % 7) * 0.1f;
-  for (size_t i = 0; i < (size_t)micro * (size_t)info->n_classes; i++) dl[i] = (float)(i % 5) * 0.01f - 0.02f;
+  if (comm_agree(c, err) != 0) return -1;
+  memcpy(b->shadow.params, model->params, sizeof(float) * model->n_params);
+  for (size_t i = 0; i < (size_t)micro * (size_t)d; i++) b->x[i] = (float)(i % 7) * 0.1f;
+  for (size_t i = 0; i < (size_t)micro * (size_t)C; i++) b->dl[i] = (float)(i % 5) * 0.01f - 0.02f;
+  return 0;
+}
 
-  /* Shared machines drift by tens of percent over seconds, so the roofline, the N-rank steps and the one-rank
-   * steps are measured in alternating rounds, and each ratio reported is the median of the rounds' ratios. */
-  double gemm_flops = 0, gemm_total = 0, train_s = 0, ref_s = 0, frac[ROUNDS], speedup[ROUNDS];
-  for (int c0 = 0; c0 < local; c0 += micro) gemm_flops += model_gemm_flops(model, local - c0 < micro ? local - c0 : micro);
-  for (int i = 0; i < bc.warmup && err.failed == 0; i++) trainer_step(t, NULL, &err);
-  if (ref)
-    for (int i = 0; i < bc.warmup && err.failed == 0; i++) trainer_step(ref, NULL, &err);
-  if (with_ref) wait_for_rank0(c);
-  trainer_reset_timers(t);
-  for (int r = 0; r < ROUNDS && err.failed == 0; r++) {
+/* Shared machines drift by tens of percent over seconds, so the roofline, the N-rank steps and the one-rank
+ * steps are measured in alternating rounds, and each ratio reported is the median of the rounds' ratios. */
+static void bench_rounds(Comm *c, Bench *b, BenchResult *m, MtError *err) {
+  const int local = b->local, micro = b->micro;
+  for (int c0 = 0; c0 < local; c0 += micro)
+    m->gemm_flops += model_gemm_flops(trainer_model(b->t), local - c0 < micro ? local - c0 : micro);
+  for (int i = 0; i < b->bc.warmup && err->failed == 0; i++) trainer_step(b->t, NULL, err);
+  if (b->ref)
+    for (int i = 0; i < b->bc.warmup && err->failed == 0; i++) trainer_step(b->ref, NULL, err);
+  if (b->with_ref) wait_for_rank0(c);
+  trainer_reset_timers(b->t);
+  for (int r = 0; r < ROUNDS && err->failed == 0; r++) {
     double gemm_s = 0;
-    for (int c0 = 0; c0 < local; c0 += micro) gemm_s += time_gemms(&shadow, x, dl, local - c0 < micro ? local - c0 : micro);
-    int steps = bc.steps / ROUNDS + (r < bc.steps % ROUNDS);
-    double dt = timed_steps(c, t, steps, &err);
-    train_s += dt;
-    gemm_total += gemm_s;
-    frac[r] = steps > 0 ? gemm_s * steps / dt : 0;
-    speedup[r] = 0;
-    if (with_ref) {
-      if (ref) {
-        double dr = timed_steps(&solo, ref, steps, &err);
-        ref_s += dr;
-        speedup[r] = ((double)B / dt) / ((double)ref_batch / dr);
+    for (int c0 = 0; c0 < local; c0 += micro)
+      gemm_s += time_gemms(&b->shadow, b->x, b->dl, local - c0 < micro ? local - c0 : micro);
+    int steps = b->bc.steps / ROUNDS + (r < b->bc.steps % ROUNDS);
+    double dt = timed_steps(c, b->t, steps, err);
+    m->train_s += dt;
+    m->gemm_total += gemm_s;
+    m->frac[r] = steps > 0 ? gemm_s * steps / dt : 0;
+    m->speedup[r] = 0;
+    if (b->with_ref) {
+      if (b->ref) {
+        double dr = timed_steps(&b->solo, b->ref, steps, err);
+        m->ref_s += dr;
+        m->speedup[r] = ((double)b->B / dt) / ((double)b->ref_batch / dr);
       }
       wait_for_rank0(c);
     }
   }
-  if (err.failed) goto done; /* a step's error is already agreed (reduced values or comm_agree inside the step) */
+}
 
-  /* The gradient reduction alone, by the trainer's schedule (buckets, sharding), against one bare MPI_Allreduce
-   * of a buffer of the same size, alternating, median of each. Bus bandwidth = 2(N-1)/N · bytes / time, the
-   * convention of NCCL's and OSU's benchmarks: what each link carries in a ring allreduce. */
-  enum { REPS = 21 };
+/* The gradient reduction alone, by the trainer's schedule (buckets, sharding), against one bare MPI_Allreduce
+ * of a buffer of the same size, alternating, median of each. Bus bandwidth = 2(N-1)/N · bytes / time, the
+ * convention of NCCL's and OSU's benchmarks: what each link carries in a ring allreduce. */
+static void bench_reduction(Comm *c, Bench *b, BenchResult *m) {
   double red[REPS], bare[REPS];
-  const size_t nred = model->n_params + 4;
+  m->nred = trainer_model(b->t)->n_params + 4;
+  const size_t nred = m->nred;
   float *scratch = c->size > 1 ? calloc(nred, sizeof(float)) : NULL;
   for (int i = 0; c->size > 1 && i < REPS; i++) {
-    red[i] = trainer_bench_reduction(t);
+    red[i] = trainer_bench_reduction(b->t);
     MPI_Barrier(c->comm);
     double t0 = MPI_Wtime();
     if (scratch) MPI_Allreduce(MPI_IN_PLACE, scratch, (int)nred, MPI_FLOAT, MPI_SUM, c->comm);
     bare[i] = MPI_Wtime() - t0;
   }
   free(scratch);
-  double red_ms = 0, bare_ms = 0, red_bw = 0, bare_bw = 0;
   if (c->size > 1) {
     sort_small(red, REPS);
     sort_small(bare, REPS);
     const double bytes = (double)nred * sizeof(float), factor = 2.0 * (c->size - 1) / c->size;
-    red_ms = red[REPS / 2] * 1e3;
-    bare_ms = bare[REPS / 2] * 1e3;
-    red_bw = factor * bytes / red[REPS / 2] / 1e9;
-    bare_bw = factor * bytes / bare[REPS / 2] / 1e9;
+    m->red_ms = red[REPS / 2] * 1e3;
+    m->bare_ms = bare[REPS / 2] * 1e3;
+    m->red_bw = factor * bytes / red[REPS / 2] / 1e9;
+    m->bare_bw = factor * bytes / bare[REPS / 2] / 1e9;
   }
+}
+
+/* Memory, and the per-rank figures averaged over ranks (they differ by at most one row of work); collective. */
+static void bench_summarise(Comm *c, Bench *b, BenchResult *m) {
   /* Memory: the peak resident set, against what the model itself needs. */
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  double rss_mb = (double)ru.ru_maxrss / 1024.0, max_rss = rss_mb;
-  MPI_Allreduce(MPI_IN_PLACE, &max_rss, 1, MPI_DOUBLE, MPI_MAX, c->comm);
-  size_t opt_bytes = 0, model_bytes = trainer_model_bytes(t, &opt_bytes);
+  m->max_rss = (double)ru.ru_maxrss / 1024.0;
+  MPI_Allreduce(MPI_IN_PLACE, &m->max_rss, 1, MPI_DOUBLE, MPI_MAX, c->comm);
+  m->model_bytes = trainer_model_bytes(b->t, &m->opt_bytes);
 
-  const StepTimes *tm = trainer_times(t);
-  /* Per-rank figures, averaged over ranks (they differ by at most one row of work). */
-  double v[7] = {gemm_flops * ROUNDS / gemm_total, gemm_flops * bc.steps / train_s, tm->data, tm->forward,
+  const StepTimes *tm = trainer_times(b->t);
+  const int steps = b->bc.steps;
+  double v[7] = {m->gemm_flops * ROUNDS / m->gemm_total, m->gemm_flops * steps / m->train_s, tm->data, tm->forward,
                  tm->backward, tm->reduce, tm->update};
   MPI_Allreduce(MPI_IN_PLACE, v, 7, MPI_DOUBLE, MPI_SUM, c->comm);
-  MPI_Allreduce(MPI_IN_PLACE, frac, ROUNDS, MPI_DOUBLE, MPI_SUM, c->comm);
+  MPI_Allreduce(MPI_IN_PLACE, m->frac, ROUNDS, MPI_DOUBLE, MPI_SUM, c->comm);
   for (int i = 0; i < 7; i++) v[i] /= c->size;
-  for (int r = 0; r < ROUNDS; r++) frac[r] /= c->size;
-  sort_small(frac, ROUNDS);
-  sort_small(speedup, ROUNDS);
-  double roof = v[0], achieved = v[1];
-  double samples_per_s = (double)B * bc.steps / train_s, step_ms = train_s / bc.steps * 1e3;
-  double ref_sps = ref_s > 0 ? (double)ref_batch * bc.steps / ref_s : 0;
-  double ms[5];
-  for (int i = 0; i < 5; i++) ms[i] = v[2 + i] / bc.steps * 1e3;
+  for (int r = 0; r < ROUNDS; r++) m->frac[r] /= c->size;
+  sort_small(m->frac, ROUNDS);
+  sort_small(m->speedup, ROUNDS);
+  m->roof = v[0];
+  m->achieved = v[1];
+  m->samples_per_s = (double)b->B * steps / m->train_s;
+  m->step_ms = m->train_s / steps * 1e3;
+  m->ref_sps = m->ref_s > 0 ? (double)b->ref_batch * steps / m->ref_s : 0;
+  for (int i = 0; i < 5; i++) m->ms[i] = v[2 + i] / steps * 1e3;
+}
 
-  if (c->rank == 0) {
-    char arch[256], blas[512];
-    model_arch(cfg, info, arch, sizeof arch);
-    blas_describe(blas, sizeof blas);
-    const char *scaling = with_ref ? scaling_choices[bc.scaling] : "off";
-    if (bc.json) {
-      printf("{\"ranks\": %d, \"threads\": %d, \"model\": \"%s\", \"params\": %zu, \"optimizer\": \"%s\", "
-             "\"batch\": %lld, \"rows_per_rank\": %d, \"micro_batch\": %d, \"steps\": %d, \"step_ms\": %.4f, "
-             "\"samples_per_s\": %.1f, \"gflops_per_rank\": %.2f, \"sgemm_gflops_per_rank\": %.2f, "
-             "\"fraction_of_sgemm\": %.4f, \"ms_data\": %.4f, \"ms_forward\": %.4f, \"ms_backward\": %.4f, "
-             "\"ms_allreduce\": %.4f, \"ms_update\": %.4f, \"scaling\": \"%s\", \"reference_batch\": %lld, "
-             "\"reference_samples_per_s\": %.1f, \"speedup_vs_1_rank\": %.4f, \"buckets\": %d, \"sharded\": %d, "
-             "\"grad_reduce_ms\": %.4f, \"bare_allreduce_ms\": %.4f, \"grad_busbw_gbs\": %.3f, "
-             "\"bare_busbw_gbs\": %.3f, \"peak_rss_mb\": %.1f, \"model_mb\": %.2f, \"optimizer_mb\": %.2f, "
-             "\"blas_core\": \"%s\"}\n",
-             c->size, blas_get_threads(), arch, model->n_params, optim_name((OptKind)cfg->optimizer), (long long)B,
-             local, micro, bc.steps, step_ms, samples_per_s, achieved / 1e9, roof / 1e9, frac[ROUNDS / 2], ms[0],
-             ms[1], ms[2], ms[3], ms[4], scaling, (long long)(with_ref ? ref_batch : 0), ref_sps,
-             with_ref ? speedup[ROUNDS / 2] : 1.0, trainer_buckets(t), cfg->shard_optimizer && c->size > 1, red_ms,
-             bare_ms, red_bw, bare_bw, max_rss, model_bytes / 1048576.0, opt_bytes / 1048576.0,
-             openblas_get_corename());
-    } else {
-      printf("mpitrain bench: model %s (%zu parameters), %s, %d rank%s x %d thread%s (%s)\n", arch,
-             model->n_params, optim_name((OptKind)cfg->optimizer), c->size, c->size == 1 ? "" : "s",
-             blas_get_threads(), blas_get_threads() == 1 ? "" : "s", trainer_threads(t)->source);
-      printf("blas: %s\n", blas);
-      printf("global batch %lld (%d rows on rank 0, micro-batch %d), %d timed steps after %d warm-up\n",
-             (long long)B, local, micro, bc.steps, bc.warmup);
-      printf("  step time          %9.3f ms\n", step_ms);
-      printf("  samples/s          %9.0f\n", samples_per_s);
-      printf("  GEMM GFLOP/s/rank  %9.2f  (sgemm on the same shapes: %.2f)\n", achieved / 1e9, roof / 1e9);
-      printf("  of sgemm roofline  %9.1f %%  (median of %d alternating rounds: %.1f .. %.1f %%)\n",
-             100 * frac[ROUNDS / 2], ROUNDS, 100 * frac[0], 100 * frac[ROUNDS - 1]);
-      printf("  time per step: data %.3f ms, forward %.3f ms, backward %.3f ms, allreduce %.3f ms, update %.3f ms\n",
-             ms[0], ms[1], ms[2], ms[3], ms[4]);
-      if (c->size > 1)
-        printf("  gradient reduction %9.3f ms  (%d bucket%s%s; bus bandwidth %.2f GB/s = %.0f %% of a bare "
-               "MPI_Allreduce of the same %.1f MB: %.3f ms, %.2f GB/s)\n",
-               red_ms, trainer_buckets(t), trainer_buckets(t) == 1 ? "" : "s",
-               cfg->shard_optimizer ? ", reduce-scatter + all-gather" : "", red_bw, 100 * red_bw / bare_bw,
-               nred * 4 / 1048576.0, bare_ms, bare_bw);
-      printf("  memory per rank    %9.1f MB peak resident (largest rank); model %.1f MB of which optimiser state "
-             "%.1f MB\n",
-             max_rss, model_bytes / 1048576.0, opt_bytes / 1048576.0);
-      if (with_ref)
-        printf("  vs rank 0 alone   %9.2fx  (%s scaling: batch %lld on 1 rank, %.0f samples/s; rounds %.2f .. %.2f)\n",
-               speedup[ROUNDS / 2], scaling, (long long)ref_batch, ref_sps, speedup[0], speedup[ROUNDS - 1]);
+static void bench_report_json(Comm *c, Bench *b, const BenchResult *m, const char *arch, const char *scaling) {
+  const Config *cfg = &b->bc.train;
+  Trainer *t = b->t;
+  printf("{\"ranks\": %d, \"threads\": %d, \"model\": \"%s\", \"params\": %zu, \"optimizer\": \"%s\", "
+         "\"batch\": %lld, \"rows_per_rank\": %d, \"micro_batch\": %d, \"steps\": %d, \"step_ms\": %.4f, "
+         "\"samples_per_s\": %.1f, \"gflops_per_rank\": %.2f, \"sgemm_gflops_per_rank\": %.2f, "
+         "\"fraction_of_sgemm\": %.4f, \"ms_data\": %.4f, \"ms_forward\": %.4f, \"ms_backward\": %.4f, "
+         "\"ms_allreduce\": %.4f, \"ms_update\": %.4f, \"scaling\": \"%s\", \"reference_batch\": %lld, "
+         "\"reference_samples_per_s\": %.1f, \"speedup_vs_1_rank\": %.4f, \"buckets\": %d, \"sharded\": %d, "
+         "\"grad_reduce_ms\": %.4f, \"bare_allreduce_ms\": %.4f, \"grad_busbw_gbs\": %.3f, "
+         "\"bare_busbw_gbs\": %.3f, \"peak_rss_mb\": %.1f, \"model_mb\": %.2f, \"optimizer_mb\": %.2f, "
+         "\"blas_core\": \"%s\"}\n",
+         c->size, blas_get_threads(), arch, trainer_model(t)->n_params, optim_name((OptKind)cfg->optimizer),
+         (long long)b->B, b->local, b->micro, b->bc.steps, m->step_ms, m->samples_per_s, m->achieved / 1e9,
+         m->roof / 1e9, m->frac[ROUNDS / 2], m->ms[0], m->ms[1], m->ms[2], m->ms[3], m->ms[4], scaling,
+         (long long)(b->with_ref ? b->ref_batch : 0), m->ref_sps, b->with_ref ? m->speedup[ROUNDS / 2] : 1.0,
+         trainer_buckets(t), cfg->shard_optimizer && c->size > 1, m->red_ms, m->bare_ms, m->red_bw, m->bare_bw,
+         m->max_rss, m->model_bytes / 1048576.0, m->opt_bytes / 1048576.0, openblas_get_corename());
+}
+
+static void bench_report_table(Comm *c, Bench *b, const BenchResult *m, const char *arch, const char *scaling) {
+  const Config *cfg = &b->bc.train;
+  Trainer *t = b->t;
+  char blas[512];
+  blas_describe(blas, sizeof blas);
+  printf("mpitrain bench: model %s (%zu parameters), %s, %d rank%s x %d thread%s (%s)\n", arch,
+         trainer_model(t)->n_params, optim_name((OptKind)cfg->optimizer), c->size, c->size == 1 ? "" : "s",
+         blas_get_threads(), blas_get_threads() == 1 ? "" : "s", trainer_threads(t)->source);
+  printf("blas: %s\n", blas);
+  printf("global batch %lld (%d rows on rank 0, micro-batch %d), %d timed steps after %d warm-up\n", (long long)b->B,
+         b->local, b->micro, b->bc.steps, b->bc.warmup);
+  printf("  step time          %9.3f ms\n", m->step_ms);
+  printf("  samples/s          %9.0f\n", m->samples_per_s);
+  printf("  GEMM GFLOP/s/rank  %9.2f  (sgemm on the same shapes: %.2f)\n", m->achieved / 1e9, m->roof / 1e9);
+  printf("  of sgemm roofline  %9.1f %%  (median of %d alternating rounds: %.1f .. %.1f %%)\n",
+         100 * m->frac[ROUNDS / 2], ROUNDS, 100 * m->frac[0], 100 * m->frac[ROUNDS - 1]);
+  printf("  time per step: data %.3f ms, forward %.3f ms, backward %.3f ms, allreduce %.3f ms, update %.3f ms\n",
+         m->ms[0], m->ms[1], m->ms[2], m->ms[3], m->ms[4]);
+  if (c->size > 1)
+    printf("  gradient reduction %9.3f ms  (%d bucket%s%s; bus bandwidth %.2f GB/s = %.0f %% of a bare "
+           "MPI_Allreduce of the same %.1f MB: %.3f ms, %.2f GB/s)\n",
+           m->red_ms, trainer_buckets(t), trainer_buckets(t) == 1 ? "" : "s",
+           cfg->shard_optimizer ? ", reduce-scatter + all-gather" : "", m->red_bw, 100 * m->red_bw / m->bare_bw,
+           m->nred * 4 / 1048576.0, m->bare_ms, m->bare_bw);
+  printf("  memory per rank    %9.1f MB peak resident (largest rank); model %.1f MB of which optimiser state "
+         "%.1f MB\n",
+         m->max_rss, m->model_bytes / 1048576.0, m->opt_bytes / 1048576.0);
+  if (b->with_ref)
+    printf("  vs rank 0 alone   %9.2fx  (%s scaling: batch %lld on 1 rank, %.0f samples/s; rounds %.2f .. %.2f)\n",
+           m->speedup[ROUNDS / 2], scaling, (long long)b->ref_batch, m->ref_sps, m->speedup[0],
+           m->speedup[ROUNDS - 1]);
+}
+
+static void bench_free(Bench *b) {
+  mt_free(b->dl);
+  mt_free(b->x);
+  model_free(&b->shadow);
+  trainer_free(b->ref);
+  if (b->solo_comm != MPI_COMM_NULL) {
+    comm_free(&b->solo);
+    MPI_Comm_free(&b->solo_comm);
+  }
+  trainer_free(b->t);
+  if (b->ds) data_close(b->ds);
+}
+
+int bench_main(Comm *c, int argc, char **argv) {
+  Bench b = {.solo_comm = MPI_COMM_NULL};
+  int ret = 1;
+  if (bench_parse(c, &b.bc, argc, argv, &ret) != 0) return ret;
+  comm_warn_oversubscribed(c);
+  Config *cfg = &b.bc.train;
+  comm_watchdog_timeout(c, cfg->stall_timeout);
+  cfg->progress = PROGRESS_OFF;
+  cfg->eval = 0;
+  cfg->log[0] = '\0';
+  cfg->epochs = 1 << 30; /* the step count bounds the run */
+
+  MtError err = {0};
+  BenchResult m = {0};
+  if (bench_setup(c, &b, &err) == 0) bench_rounds(c, &b, &m, &err);
+  /* A step's error is already agreed (reduced values or comm_agree inside the step). */
+  if (!err.failed) {
+    bench_reduction(c, &b, &m);
+    bench_summarise(c, &b, &m);
+    if (c->rank == 0) {
+      char arch[256];
+      model_arch(cfg, b.info, arch, sizeof arch);
+      const char *scaling = b.with_ref ? scaling_choices[b.bc.scaling] : "off";
+      if (b.bc.json)
+        bench_report_json(c, &b, &m, arch, scaling);
+      else
+        bench_report_table(c, &b, &m, arch, scaling);
+      fflush(stdout);
     }
-    fflush(stdout);
+    ret = 0;
   }
-  ret = 0;
-done:
   if (err.failed) comm_report(c, &err);
-  mt_free(dl);
-  mt_free(x);
-  model_free(&shadow);
-  trainer_free(ref);
-  if (solo_comm != MPI_COMM_NULL) {
-    comm_free(&solo);
-    MPI_Comm_free(&solo_comm);
-  }
-  trainer_free(t);
-  if (ds) data_close(ds);
+  bench_free(&b);
   return ret;
 }

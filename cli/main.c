@@ -1,16 +1,14 @@
-/* main.c — the `mpitrain` command: picks the subcommand and hands over to the library. */
+/* main.c — the `mpitrain` command: picks the subcommand (one file each, cli.h) and hands over to it; `version` and
+ * the top-level usage are here. */
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "bench.h"
+#include "cli.h"
 #include "mpitrain/blas.h"
 #include "mpitrain/comm.h"
 #include "mpitrain/data.h"
-#include "infer.h"
 #include "mpitrain/opts.h"
-#include "tools.h"
-#include "train.h"
 #include "mpitrain/train.h"
 
 static void usage(FILE *f) {
@@ -71,8 +69,9 @@ int main(int argc, char **argv) {
     const char *name;
     CommandFn fn;
   } commands[] = {
-      {"train", train_main}, {"eval", eval_main}, {"predict", predict_main}, {"convert", tool_convert}, {"synth", tool_synth},   {"info", tool_info},
-      {"bench", bench_main}, {"version", version_main}, {"--version", version_main},
+      {"train", train_main},     {"eval", eval_main},   {"predict", predict_main},
+      {"convert", convert_main}, {"synth", synth_main}, {"info", info_main},
+      {"bench", bench_main},     {"version", version_main}, {"--version", version_main},
   };
   CommandFn fn = NULL;
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -1,8 +1,17 @@
 /* train.c — `mpitrain train`: the options, --help, then the run. */
 #include <stdio.h>
 
+#include "cli.h"
 #include "mpitrain/train.h"
-#include "train.h"
+
+static const CliUsage train_usage = {
+    .usage = "mpitrain train [--config FILE] [options]     (under mpirun -np N for N ranks)",
+    .summary = "Trains an MLP classifier (softmax + cross-entropy) on an HDF5 dataset, data-parallel: every rank\n"
+               "holds the whole model and computes the gradient of its slice of each global batch; the gradients\n"
+               "are summed over all ranks, and every rank applies the same update.",
+    .example = "  mpirun -np 4 mpitrain train --hidden 512,256 --optimizer adam --lr 1e-3 --batch 256 --epochs 10 "
+               "--log metrics.csv\n",
+};
 
 int train_main(Comm *c, int argc, char **argv) {
   Config cfg;
@@ -14,7 +23,7 @@ int train_main(Comm *c, int argc, char **argv) {
     return 2;
   }
   if (rc == 1) {
-    if (c->rank == 0) config_print_help("train");
+    if (c->rank == 0) cli_print_usage(&train_usage, config_train_options);
     return 0;
   }
   comm_warn_oversubscribed(c);

@@ -79,7 +79,7 @@ typedef struct Config {
 extern const OptionSpec config_train_options[];
 
 /* Defaults + --config + command line (argv[first..)), then config_validate, and --log must not be the --config file
- * (fileid_check: by device and inode). Returns 0, 1 if --help was asked (nothing printed: call config_print_help;
+ * (fileid_check: by device and inode). Returns 0, 1 if --help was asked (nothing printed: the command prints its usage;
  * c holds the defaults), -1 on error (positional arguments included). */
 int config_parse(Config *c, int argc, char **argv, int first, MtError *err);
 
@@ -89,8 +89,5 @@ int config_validate(const Config *c, MtError *err);
 
 /* The effective beta2 for the configured optimiser. */
 float config_beta2(const Config *c);
-
-/* --help of `mpitrain <cmd>` on stdout: usage, a summary, the options by section with defaults, an example. */
-void config_print_help(const char *cmd);
 
 #endif

@@ -28,7 +28,7 @@ typedef enum Split { SPLIT_TRAIN = 0, SPLIT_TEST = 1 } Split;
 /* Where a split's features live: auto (in memory up to DataOptions.memory_limit), always in memory, or read from
  * the file(s) per batch. */
 typedef enum MemoryMode { MEMORY_AUTO = 0, MEMORY_YES, MEMORY_NO } MemoryMode;
-static const char *const memory_names[] = {"auto", "yes", "no", NULL}; /* in enum order: option tables' choices */
+extern const char *const memory_names[MEMORY_NO + 2]; /* in enum order, NULL-terminated: option tables' choices */
 
 typedef struct DataInfo {
   int64_t n[2];          /* rows per split (n[SPLIT_TEST] = 0 when there is no test split) */

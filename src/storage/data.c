@@ -23,6 +23,8 @@
 #include "h5util.h"
 #include "mpitrain/fileid.h"
 
+const char *const memory_names[MEMORY_NO + 2] = {"auto", "yes", "no", NULL};
+
 void data_library_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 #define DATA_PATH_MAX 4096

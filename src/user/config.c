@@ -277,20 +277,3 @@ float config_beta2(const Config *c) {
    * a long memory because of its bias correction. */
   return c->optimizer == OPT_RMSPROP ? 0.9f : 0.999f;
 }
-
-void config_print_help(const char *cmd) {
-  char usage[160];
-  snprintf(usage, sizeof usage, "mpitrain %s [--config FILE] [options]     (under mpirun -np N for N ranks)",
-           cmd ? cmd : "train");
-  const char *summary =
-      (cmd == NULL || strcmp(cmd, "train") == 0)
-          ? "Trains an MLP classifier (softmax + cross-entropy) on an HDF5 dataset, data-parallel: every rank\n"
-            "holds the whole model and computes the gradient of its slice of each global batch; the gradients\n"
-            "are summed over all ranks, and every rank applies the same update."
-          : "Options shared with `mpitrain train`:";
-  opts_print_help_ex(stdout, usage, summary, config_train_options, 1);
-  printf("\nexample:\n  mpirun -np 4 mpitrain %s --hidden 512,256 --optimizer adam --lr 1e-3 --batch 256 "
-         "--epochs 10 --log metrics.csv\n",
-         cmd ? cmd : "train");
-  fflush(stdout);
-}

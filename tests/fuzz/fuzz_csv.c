@@ -9,7 +9,7 @@
  *    text split into lines first, each field copied out and converted on its own), and then both passes give the
  *    rows, features (bit for bit) and labels of that parse;
  *  - a refusal is one line naming the file;
- *  - the line buffer never grows past the line limit (TOOL_CSV_MAX_LINE + its end). */
+ *  - the line buffer never grows past the line limit (CSV_MAX_LINE + its end). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,7 +18,7 @@
 
 #include "fuzz.h"
 #include "mpitrain/error.h"
-#include "tools.h"
+#include "mpitrain/import.h"
 
 /* What the reference parse makes of the text: accepted (rows x d, x [rows, d], y [rows]) or not. */
 typedef struct Ref {
@@ -54,7 +54,7 @@ static void ref_parse(const char *text, size_t n, int label_col, int64_t classes
     start = end + 1;
     if (lineno == 1 && b - a >= 3 && memcmp(text + a, "\xEF\xBB\xBF", 3) == 0) a += 3;
     while (b > a && text[b - 1] == '\r') b--;
-    if (b - a > TOOL_CSV_MAX_LINE) return;
+    if (b - a > CSV_MAX_LINE) return;
     size_t lead = a;
     while (lead < b && blank(text[lead])) lead++;
     if (lead == b) continue; /* blank */
@@ -154,7 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                "row %lld: the features differ from the reference's", (long long)i);
     }
     FZ_CHECK(csv_next(&c, &err) == 0, "pass 2 has more rows than pass 1: %s", err.msg);
-    FZ_CHECK(c.cap <= TOOL_CSV_MAX_LINE + 2, "the line buffer grew to %zu bytes", c.cap);
+    FZ_CHECK(c.cap <= CSV_MAX_LINE + 2, "the line buffer grew to %zu bytes", c.cap);
     csv_close(&c);
   }
   free(ref.x);

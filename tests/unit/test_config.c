@@ -295,7 +295,7 @@ static void test_help(void **state) {
   assert_true(fd >= 0);
   assert_true(dup2(fd, STDOUT_FILENO) >= 0);
   close(fd);
-  config_print_help("train");
+  opts_print_help_ex(stdout, "mpitrain train [--config FILE] [options]", "Trains.", config_train_options, 1);
   fflush(stdout);
   assert_true(dup2(saved, STDOUT_FILENO) >= 0);
   close(saved);

@@ -1,21 +1,29 @@
-/* tools.h — the dataset subcommands: convert, synth, info. Each returns the process exit code and has --help. */
-#ifndef MPITRAIN_TOOLS_H
-#define MPITRAIN_TOOLS_H
+/* import.h — dataset formats read by `mpitrain convert`: IDX files (MNIST, Fashion-MNIST; gzip or not) and CSV
+ * files (a label and numeric features per line), and the per-feature statistics stored for normalisation. */
+#ifndef MPITRAIN_IMPORT_H
+#define MPITRAIN_IMPORT_H
 
 #include <stdint.h>
 #include <stdio.h>
 
-#include "mpitrain/comm.h"
 #include "mpitrain/error.h"
 
-int tool_convert(Comm *c, int argc, char **argv);  /* argv[0] = "convert" */
-int tool_synth(Comm *c, int argc, char **argv);
-int tool_info(Comm *c, int argc, char **argv);
+#define IMPORT_MAX_D (1 << 24)               /* features of one row */
+#define IMPORT_MAX_ROWS ((int64_t)INT32_MAX) /* rows of one split */
+#define CSV_MAX_LINE ((size_t)1 << 20) /* bytes of one CSV line, its end not counted (README "Dataset files") */
 
-/* ---- convert's CSV reader (convert --from csv reads each file twice: csv_scan, then csv_next row by row; its fuzz
- * target, tests/fuzz/fuzz_csv.c, does the same) ---- */
+/* ---- IDX files ---- */
 
-#define TOOL_CSV_MAX_LINE ((size_t)1 << 20) /* bytes of one line, its end not counted (README "Dataset files") */
+typedef struct Idx {
+  uint8_t *data;  /* [n, d] (mt_free) */
+  int64_t n, d;
+} Idx;
+
+/* An IDX file of unsigned bytes, gzip-compressed or not: labels (1 dimension) or images (2 or more). 0 or -1. */
+int idx_read(const char *path, int labels, Idx *out, MtError *err);
+
+/* ---- CSV files (convert --from csv reads each file twice: csv_scan, then csv_next row by row; its fuzz target,
+ * tests/fuzz/fuzz_csv.c, does the same) ---- */
 
 enum { CSV_LABEL_FIRST = 0, CSV_LABEL_LAST = 1, CSV_LABEL_NONE = 2 }; /* --label-column, in the order of its choices */
 
@@ -50,5 +58,15 @@ typedef struct CsvScan {
   double *sum;  /* [2, d]: sums and sums of squares of x, when asked for (mt_free) */
 } CsvScan;
 int csv_scan(const char *path, int label_col, int64_t classes, int want_stats, CsvScan *sc, MtError *err);
+
+/* ---- Feature statistics ---- */
+
+/* Per-feature mean and std of x*scale over n rows (stored type: uint8 or float), std floored (a feature constant in
+ * training must not blow up a million times elsewhere). 0 or -1. */
+int feature_stats(const void *x /* [n, d] */, int uint8, int64_t n, int d, float scale, float *mean /* [d] */,
+                  float *std /* [d] */, MtError *err);
+/* The same from sums and sums of squares over n rows (sum [2, d], as csv_scan gives them). */
+void feature_stats_from_sums(const double *sum /* [2, d] */, int64_t n, int d, float *mean /* [d] */,
+                             float *std /* [d] */);
 
 #endif

@@ -1,0 +1,143 @@
+/* infer.c — a checkpoint's model on a dataset, on any number of ranks (infer.h): `mpitrain eval` reduces the loss
+ * and per-class counts over the ranks' slices, `mpitrain predict` streams every rank's probabilities to rank 0. */
+#include "mpitrain/infer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpitrain/blas.h"
+#include "mpitrain/fileid.h"
+#include "mpitrain/replicate.h"
+#include "mpitrain/util.h"
+
+const char *const infer_split_names[] = {"train", "test", NULL};
+
+/* Collective: the checkpoint's model on every rank, with room for max_batch rows, and its metadata in meta (every
+ * rank: spec and preprocessing; rank 0: everything, class names included). */
+static int load_model(Comm *c, const char *path, Model *m, CheckpointMeta *meta, int max_batch, MtError *err) {
+  memset(meta, 0, sizeof *meta);
+  MtError local = {0};
+  if (c->rank == 0) checkpoint_read_meta(path, meta, &local);
+  if (comm_agree(c, &local) != 0) goto fail;
+  comm_bcast(c, &meta->spec, sizeof meta->spec, 0);
+  model_create(m, &meta->spec, max_batch, &local);
+  if (comm_agree(c, &local) != 0) goto fail;
+  if (c->rank == 0) checkpoint_read_state(path, meta, m, NULL, &local);
+  /* The preprocessing, checked by the CRC just now, for every rank's reads. */
+  int pre[2] = {meta->has_preprocess, meta->mean != NULL};
+  comm_bcast(c, pre, sizeof pre, 0);
+  comm_bcast(c, &meta->scale, sizeof meta->scale, 0);
+  size_t bytes = sizeof(float) * (size_t)meta->spec.n_inputs;
+  if (pre[1] && c->rank != 0 && !local.failed) {
+    meta->mean = malloc(bytes);
+    meta->std = malloc(bytes);
+    if (meta->mean == NULL || meta->std == NULL) mt_fail(&local, "out of memory reading the checkpoint's mean/std");
+  }
+  if (comm_agree(c, &local) != 0) {
+    model_free(m);
+    goto fail;
+  }
+  meta->has_preprocess = pre[0];
+  if (pre[1]) {
+    comm_bcast(c, meta->mean, bytes, 0);
+    comm_bcast(c, meta->std, bytes, 0);
+  }
+  model_replicate(c, m, 0);
+  return 0;
+fail:
+  checkpoint_meta_free(meta);
+  *err = local;
+  return -1;
+}
+
+void infer_free(Infer *in) {
+  mt_free(in->y);
+  mt_free(in->x);
+  if (in->ds) data_close(in->ds);
+  model_free(&in->model);
+  checkpoint_meta_free(&in->meta);
+}
+
+/* The checkpoint's preprocessing on the data's stored features, with one line (rank 0) for each way the data file's
+ * own differs: the stored x is what both have in common. Same verdict on every rank. */
+static int preprocess_apply(Comm *c, const InferOptions *o, Infer *in, MtError *err) {
+  const CheckpointMeta *meta = &in->meta;
+  const DataInfo *info = data_info(in->ds);
+  const int C = meta->spec.n_classes, say = c->rank == 0;
+  if (!meta->has_preprocess) {
+    if (say)
+      fprintf(stderr, "mpitrain: note: %s stores no preprocessing (an older checkpoint): using %s's own scaling\n",
+              o->checkpoint, o->data);
+    return 0;
+  }
+  const int differs = data_preprocess_differs(in->ds, meta->scale, meta->mean, meta->std);
+  if (say && (differs & DATA_PRE_SCALE))
+    fprintf(stderr, "mpitrain: warning: %s has scale %g but the checkpoint was trained with %g: using the "
+            "checkpoint's on the stored features\n", o->data, (double)info->scale, (double)meta->scale);
+  if (say && (differs & DATA_PRE_NORM))
+    fprintf(stderr, "mpitrain: warning: %s is %s but the checkpoint's training data was %s: using the "
+            "checkpoint's\n", o->data,
+            info->has_norm ? (meta->mean ? "normalised with another mean/std" : "normalised") : "not normalised",
+            meta->mean ? "normalised (its mean/std are in the checkpoint)" : "not normalised");
+  int names = 0;
+  for (int k = 0; say && meta->class_names && k < C; k++)
+    names |= data_class_name(in->ds, k) && strcmp(data_class_name(in->ds, k), meta->class_names[k]) != 0;
+  if (names)
+    fprintf(stderr, "mpitrain: warning: %s names its classes differently from the checkpoint: showing the "
+            "checkpoint's\n", o->data);
+  return data_set_preprocess(in->ds, meta->scale, meta->mean, meta->std, err);
+}
+
+int infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, MtError *err) {
+  memset(in, 0, sizeof *in);
+  in->micro = o->micro_batch;
+  in->split = o->split;
+  MtError local = {0};
+  /* By stat, before anything opens them: opening a FIFO to read blocks until a writer comes. */
+  if (fileid_regular(o->checkpoint, "--checkpoint", &local) == 0) fileid_regular(o->data, "--data", &local);
+  if (comm_agree(c, &local) != 0) {
+    *err = local;
+    return -1;
+  }
+  if (load_model(c, o->checkpoint, &in->model, &in->meta, in->micro, err) != 0) return -1;
+  DataOptions dopt = {.memory = o->in_memory, .memory_limit = o->memory_limit_mb * 1024 * 1024, .max_rows = in->micro,
+                      .allow_unlabeled = 1};
+  if (data_open(&in->ds, o->data, &dopt, &local) == 0) {
+    const DataInfo *info = data_info(in->ds);
+    const ModelSpec *sp = &in->model.spec;
+    if (info->d != sp->n_inputs)
+      mt_fail(&local, "%s has %d features; the checkpoint %s was trained on %d", o->data, info->d, o->checkpoint,
+              sp->n_inputs);
+    else if (info->n_classes > 0 && info->n_classes != sp->n_classes)
+      mt_fail(&local, "%s has %d classes; the checkpoint %s predicts %d", o->data, info->n_classes, o->checkpoint,
+              sp->n_classes);
+    else if (info->n[o->split] == 0)
+      mt_fail(&local, "%s has no %s split", o->data, infer_split_names[o->split]);
+    else if (need_labels && !info->labeled[o->split])
+      mt_fail(&local, "%s: the %s split has no labels (no /%s/y): eval needs labels; use predict", o->data,
+              infer_split_names[o->split], infer_split_names[o->split]);
+    else
+      preprocess_apply(c, o, in, &local);
+    if (!local.failed) {
+      in->x = mt_alloc(sizeof(float) * (size_t)in->micro * (size_t)info->d, "the input batch", &local);
+      in->y = mt_alloc(sizeof(int32_t) * (size_t)in->micro, "the label batch", &local);
+      mt_even_split(info->n[o->split], c->rank, c->size, &in->lo, &in->hi);
+    }
+  }
+  BlasThreads bt;
+  if (blas_threads_choose(o->threads, 0, c->node_cores, c->node_cpus, c->node_size, &bt, &local) == 0)
+    blas_set_threads(bt.n);
+  if (comm_agree(c, &local) != 0) {
+    infer_free(in);
+    *err = local;
+    return -1;
+  }
+  return 0;
+}
+
+const float *infer_chunk(Infer *in, int64_t r, int *cn, MtError *err) {
+  *cn = (int)(in->hi - r < in->micro ? in->hi - r : in->micro);
+  if (data_read_range(in->ds, (Split)in->split, r, *cn, in->x, in->y, err) != 0) return NULL;
+  return model_forward(&in->model, in->x, *cn);
+}
