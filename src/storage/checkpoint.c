@@ -31,14 +31,113 @@
 
 #define MAX_TENSORS (4 * MODEL_MAX_HIDDEN + 2)
 
+/* ==== The fields of CheckpointMeta on the heap ====
+ *
+ * Everything else in CheckpointMeta is plain data (copied, and broadcast, as bytes); these rows say what each
+ * pointer holds, for checkpoint_meta_free and checkpoint_meta_broadcast. */
+
+typedef enum { HEAP_TEXT, HEAP_FLOATS, HEAP_STRINGS } HeapKind; /* a string, [n_inputs] floats, [n_classes] strings */
+
+static const struct {
+  size_t offset;
+  HeapKind kind;
+} heap_fields[] = {
+    {offsetof(CheckpointMeta, config), HEAP_TEXT},
+    {offsetof(CheckpointMeta, mean), HEAP_FLOATS},
+    {offsetof(CheckpointMeta, std), HEAP_FLOATS},
+    {offsetof(CheckpointMeta, class_names), HEAP_STRINGS},
+};
+#define N_HEAP (sizeof heap_fields / sizeof heap_fields[0])
+
+static void **heap_slot(CheckpointMeta *meta, size_t i) { return (void **)((char *)meta + heap_fields[i].offset); }
+
 void checkpoint_meta_free(CheckpointMeta *meta) {
-  free(meta->config);
-  free(meta->std);
-  free(meta->mean);
-  h5_strings_free(meta->class_names, meta->spec.n_classes);
-  meta->config = NULL;
-  meta->mean = meta->std = NULL;
-  meta->class_names = NULL;
+  for (size_t i = 0; i < N_HEAP; i++) {
+    void **p = heap_slot(meta, i);
+    if (heap_fields[i].kind == HEAP_STRINGS)
+      h5_strings_free(*p, meta->spec.n_classes);
+    else
+      free(*p);
+    *p = NULL;
+  }
+}
+
+/* Heap field i of the root's meta as one buffer of *bytes (0: the field is NULL); *owned when it was packed for
+ * this (class names: one after the other, each with its NUL). */
+static char *heap_pack(CheckpointMeta *meta, size_t i, uint64_t *bytes, int *owned, MtError *err) {
+  void *p = *heap_slot(meta, i);
+  *bytes = 0;
+  *owned = 0;
+  if (p == NULL) return NULL;
+  if (heap_fields[i].kind == HEAP_TEXT) *bytes = strlen(p) + 1;
+  if (heap_fields[i].kind == HEAP_FLOATS) *bytes = sizeof(float) * (size_t)meta->spec.n_inputs;
+  if (heap_fields[i].kind != HEAP_STRINGS) return p;
+  char **names = p;
+  for (int k = 0; k < meta->spec.n_classes; k++) *bytes += strlen(names[k]) + 1;
+  char *buf = malloc(*bytes), *q = buf;
+  if (buf == NULL) {
+    mt_fail(err, "out of memory broadcasting the checkpoint's class names");
+    return NULL;
+  }
+  for (int k = 0; k < meta->spec.n_classes; k++) q = stpcpy(q, names[k]) + 1;
+  *owned = 1;
+  return buf;
+}
+
+/* A received buffer of heap field i becomes the field (class names: split again); 0, or -1 out of memory. */
+static int heap_unpack(CheckpointMeta *meta, size_t i, char *buf, MtError *err) {
+  if (heap_fields[i].kind != HEAP_STRINGS) {
+    *heap_slot(meta, i) = buf;
+    return 0;
+  }
+  int n = meta->spec.n_classes;
+  char **names = calloc((size_t)n, sizeof *names);
+  for (int k = 0, off = 0; names && k < n; k++) {
+    if ((names[k] = strdup(buf + off)) == NULL) {
+      h5_strings_free(names, n);
+      names = NULL;
+      break;
+    }
+    off += (int)strlen(buf + off) + 1;
+  }
+  free(buf);
+  *heap_slot(meta, i) = names;
+  return names ? 0 : mt_fail(err, "out of memory receiving the checkpoint's class names");
+}
+
+int checkpoint_meta_broadcast(Comm *c, CheckpointMeta *meta, int root, MtError *err) {
+  const int is_root = c->rank == root;
+  if (!is_root) checkpoint_meta_free(meta);
+  comm_bcast(c, meta, sizeof *meta, root);
+  uint64_t bytes[N_HEAP];
+  char *buf[N_HEAP] = {0};
+  int owned[N_HEAP] = {0};
+  MtError local = {0};
+  for (size_t i = 0; i < N_HEAP; i++) {
+    if (is_root)
+      buf[i] = heap_pack(meta, i, &bytes[i], &owned[i], &local);
+    else
+      *heap_slot(meta, i) = NULL; /* the root's addresses */
+  }
+  comm_bcast(c, bytes, sizeof bytes, root);
+  for (size_t i = 0; !is_root && i < N_HEAP; i++)
+    if (bytes[i] > 0 && !local.failed && (buf[i] = malloc(bytes[i])) == NULL)
+      mt_fail(&local, "out of memory receiving the checkpoint's metadata");
+  int rc = comm_agree(c, &local);
+  for (size_t i = 0; rc == 0 && i < N_HEAP; i++)
+    if (bytes[i] > 0) comm_bcast(c, buf[i], bytes[i], root);
+  for (size_t i = 0; i < N_HEAP; i++) {
+    if (is_root ? owned[i] : rc != 0 || local.failed)
+      free(buf[i]);
+    else if (bytes[i] > 0)
+      heap_unpack(meta, i, buf[i], &local);
+  }
+  if (rc == 0) rc = comm_agree(c, &local);
+  if (rc != 0) {
+    if (!is_root) checkpoint_meta_free(meta);
+    *err = local;
+  }
+  return rc;
 }
 
 void checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n) {
