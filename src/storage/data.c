@@ -576,25 +576,17 @@ static void dataset_adopt(Dataset *ds, Meta *m, int64_t total[2]) {
   m->n_names = 0;
 }
 
-int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
-  *out = NULL;
-  DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS, 0, 0};
-  if (opt) o = *opt;
-  if (o.memory_limit <= 0) o.memory_limit = DATA_DEFAULT_MEMORY_LIMIT;
-  if (o.max_rows <= 0) o.max_rows = DATA_DEFAULT_MAX_ROWS;
-  Meta m0 = {0}, mk = {0};
-  Dataset *ds = dataset_new(path);
-  if (ds == NULL) return mt_fail(err, "out of memory opening %s", path);
-  if (shards_resolve(ds, path, err) != 0) goto fail;
-
-  int64_t total[2] = {0, 0};
-  int labeled[2] = {-1, -1}, labeled_by[2] = {0, 0}; /* set by the first shard with rows of the split */
+/* Opens every shard and reads its metadata (the first shard's into m0): sizes each shard's part of the splits
+ * into total, and checks that the shards agree with the first (labels of a split in all or none). */
+static int shards_read(Dataset *ds, int allow_unlabeled, Meta *m0, int64_t total[2], int labeled[2], MtError *err) {
+  int labeled_by[2] = {0, 0}; /* set by the first shard with rows of the split */
   for (int k = 0; k < ds->info.n_shards; k++) {
     Shard *sh = &ds->shards[k];
-    Meta *m = k == 0 ? &m0 : &mk;
-    if (file_open(sh, k, ds->info.n_shards, err) != 0 ||
-        meta_read(sh->file, sh->path, o.allow_unlabeled, m, err) != 0)
-      goto fail;
+    Meta mk = {0}, *m = k == 0 ? m0 : &mk;
+    if (file_open(sh, k, ds->info.n_shards, err) != 0 || meta_read(sh->file, sh->path, allow_unlabeled, m, err) != 0) {
+      meta_free(&mk);
+      return -1;
+    }
     for (int s = 0; s < 2; s++) {
       sh->n[s] = m->n[s];
       sh->first[s] = total[s];
@@ -605,73 +597,74 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
         labeled_by[s] = k;
       } else if (labeled[s] != m->has_y[s]) {
         const int lk = labeled[s] ? labeled_by[s] : k;
-        mt_fail(err, "shard %s has labels for its %s rows but %s has none; all shards must agree",
-                ds->shards[lk].path, split_name[s], ds->shards[lk == k ? labeled_by[s] : k].path);
-        goto fail;
+        meta_free(&mk);
+        return mt_fail(err, "shard %s has labels for its %s rows but %s has none; all shards must agree",
+                       ds->shards[lk].path, split_name[s], ds->shards[lk == k ? labeled_by[s] : k].path);
       }
     }
     if (k > 0) {
-      int agree = meta_agree(&m0, ds->shards[0].path, m, sh->path, err);
+      int agree = meta_agree(m0, ds->shards[0].path, m, sh->path, err);
       meta_free(&mk);
-      if (agree != 0) goto fail;
+      if (agree != 0) return -1;
     }
   }
-  const char *p0 = ds->shards[0].path;
-  for (int s = 0; s < 2; s++)
-    if (total[s] > DATA_MAX_ROWS) {
-      mt_fail(err, "%s: the %s split has %lld rows in all; at most %lld rows per split are supported", path,
-              split_name[s], (long long)total[s], (long long)DATA_MAX_ROWS);
-      goto fail;
-    }
-  if (total[SPLIT_TRAIN] == 0) {
-    mt_fail(err, "%s: /train/x has 0 rows; expected at least one training row", ds->info.n_shards > 1 ? path : p0);
-    goto fail;
-  }
-  dataset_adopt(ds, &m0, total);
-  DataInfo *in = &ds->info;
-  for (int s = 0; s < 2; s++) in->labeled[s] = labeled[s] != 0;
+  return 0;
+}
 
-  /* Sizes before allocating anything big: a header claiming absurd sizes must fail with a message, not an OOM. */
+/* The splits' sizes in all: within the limits, and at least one training row. */
+static int totals_check(const Dataset *ds, const char *path, const int64_t total[2], MtError *err) {
+  for (int s = 0; s < 2; s++)
+    if (total[s] > DATA_MAX_ROWS)
+      return mt_fail(err, "%s: the %s split has %lld rows in all; at most %lld rows per split are supported", path,
+                     split_name[s], (long long)total[s], (long long)DATA_MAX_ROWS);
+  if (total[SPLIT_TRAIN] == 0)
+    return mt_fail(err, "%s: /train/x has 0 rows; expected at least one training row",
+                   ds->info.n_shards > 1 ? path : ds->shards[0].path);
+  return 0;
+}
+
+/* Which splits are held in memory (o->memory, the limit, the machine), sizes checked before allocating anything
+ * big: a header claiming absurd sizes must fail with a message, not an OOM. *streams: some split is read per batch. */
+static int memory_decide(Dataset *ds, const char *path, const DataOptions *o, int *streams, MtError *err) {
+  DataInfo *in = &ds->info;
   int64_t ram = phys_memory();
-  double label_bytes = 4.0 * (double)(total[0] + total[1]);
-  if (label_bytes > ram / 2) {
-    mt_fail(err, "%s: the labels alone need %.1f GiB in memory but this machine has %.1f GiB", path, gib(label_bytes),
-            gib((double)ram));
-    goto fail;
-  }
-  int streams = 0;
+  double label_bytes = 4.0 * (double)(in->n[0] + in->n[1]);
+  if (label_bytes > ram / 2)
+    return mt_fail(err, "%s: the labels alone need %.1f GiB in memory but this machine has %.1f GiB", path,
+                   gib(label_bytes), gib((double)ram));
+  *streams = 0;
   for (int s = 0; s < 2; s++) {
     double bytes = (double)in->n[s] * in->d * (double)ds->elem;
     if (in->n[s] == 0) {
       in->in_memory[s] = 1; /* nothing to read */
       continue;
     }
-    if (o.memory == MEMORY_YES) {
-      if (bytes > 0.75 * (double)ram) {
-        mt_fail(err, "%s: holding the %s split in memory needs %.1f GiB (%lld rows x %d features x %s) but this "
-                "machine has %.1f GiB; use --in-memory no to read each batch from the file", path, split_name[s],
-                gib(bytes), (long long)in->n[s], in->d, in->stored_uint8 ? "uint8" : "float32", gib((double)ram));
-        goto fail;
-      }
+    if (o->memory == MEMORY_YES) {
+      if (bytes > 0.75 * (double)ram)
+        return mt_fail(err, "%s: holding the %s split in memory needs %.1f GiB (%lld rows x %d features x %s) but "
+                       "this machine has %.1f GiB; use --in-memory no to read each batch from the file", path,
+                       split_name[s], gib(bytes), (long long)in->n[s], in->d, in->stored_uint8 ? "uint8" : "float32",
+                       gib((double)ram));
       in->in_memory[s] = 1;
-    } else if (o.memory == MEMORY_NO) {
+    } else if (o->memory == MEMORY_NO) {
       in->in_memory[s] = 0;
     } else {
       /* auto never takes more than half of the machine, whatever the limit says */
-      in->in_memory[s] = bytes <= (double)o.memory_limit && bytes <= 0.5 * (double)ram;
+      in->in_memory[s] = bytes <= (double)o->memory_limit && bytes <= 0.5 * (double)ram;
     }
-    if (!in->in_memory[s]) streams = 1;
+    if (!in->in_memory[s]) *streams = 1;
   }
-  if (streams) {
-    double stage = (double)o.max_rows * in->d * (double)ds->elem;
-    if (stage > 0.25 * (double)ram) {
-      mt_fail(err, "%s: a read buffer of %d rows x %d features needs %.1f GiB; use smaller batches", path, o.max_rows,
-              in->d, gib(stage));
-      goto fail;
-    }
-  }
+  double stage = (double)o->max_rows * in->d * (double)ds->elem;
+  if (*streams && stage > 0.25 * (double)ram)
+    return mt_fail(err, "%s: a read buffer of %d rows x %d features needs %.1f GiB; use smaller batches", path,
+                   o->max_rows, in->d, gib(stage));
+  return 0;
+}
 
-  /* Labels of every split that has them, in memory. */
+/* Labels of every split that has them, in memory; without a num_classes attribute the class count comes from the
+ * class names or the labels. */
+static int labels_load_all(Dataset *ds, const char *path, MtError *err) {
+  DataInfo *in = &ds->info;
   int64_t max_label = -1;
   int any_labels = 0;
   for (int s = 0; s < 2; s++) {
@@ -679,80 +672,100 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
     any_labels = 1;
     ds->y[s] = mt_alloc((size_t)in->n[s] * sizeof(int32_t), s == 0 ? "training labels" : "test labels", err);
     if (ds->y[s] == NULL || labels_load(ds, s, in->n_classes > 0 ? in->n_classes : 0, &max_label, err) != 0)
-      goto fail;
+      return -1;
   }
-  if (in->n_classes <= 0 && !any_labels) {
+  if (in->n_classes > 0) return 0;
+  if (!any_labels) {
     /* Features only, no num_classes: the class names tell, else the model that reads them (predict). */
     in->n_classes = ds->names ? ds->n_names : 0;
-  } else if (in->n_classes <= 0) {
-    /* No num_classes attribute: the labels tell. */
-    if (max_label + 1 < 2) {
-      mt_fail(err, "%s: no num_classes attribute and every label is 0; expected at least 2 classes", path);
-      goto fail;
-    }
-    /* The bound num_classes has when it is given: a stray huge label must not size the model (or, past 2^31, wrap
-     * the class count negative). Labels beyond int32 are read clipped to 2147483647. */
-    if (max_label + 1 > DATA_MAX_CLASSES) {
-      mt_fail(err, "%s: no num_classes attribute and the largest label is %lld; expected class ids below %d (a "
-              "damaged label? else set num_classes)", path, (long long)max_label, DATA_MAX_CLASSES);
-      goto fail;
-    }
-    in->n_classes = (int)(max_label + 1);
-    in->n_classes_inferred = 1;
-    if (ds->names && ds->n_names != in->n_classes) {
-      mt_fail(err, "%s: class_names has %d entries but the labels use %d classes; expected one name per class", path,
-              ds->n_names, in->n_classes);
-      goto fail;
-    }
+    return 0;
   }
+  /* No num_classes attribute: the labels tell. */
+  if (max_label + 1 < 2)
+    return mt_fail(err, "%s: no num_classes attribute and every label is 0; expected at least 2 classes", path);
+  /* The bound num_classes has when it is given: a stray huge label must not size the model (or, past 2^31, wrap
+   * the class count negative). Labels beyond int32 are read clipped to 2147483647. */
+  if (max_label + 1 > DATA_MAX_CLASSES)
+    return mt_fail(err, "%s: no num_classes attribute and the largest label is %lld; expected class ids below %d (a "
+                   "damaged label? else set num_classes)", path, (long long)max_label, DATA_MAX_CLASSES);
+  in->n_classes = (int)(max_label + 1);
+  in->n_classes_inferred = 1;
+  if (ds->names && ds->n_names != in->n_classes)
+    return mt_fail(err, "%s: class_names has %d entries but the labels use %d classes; expected one name per class",
+                   path, ds->n_names, in->n_classes);
+  return 0;
+}
 
-  /* Features: in memory as stored, or datasets kept open for per-batch reads. */
+/* Split s's features datasets of every shard kept open for per-batch reads. */
+static int features_keep_open(Dataset *ds, int s, MtError *err) {
+  for (int k = 0; k < ds->info.n_shards; k++) {
+    Shard *sh = &ds->shards[k];
+    if (sh->n[s] == 0) continue;
+    sh->x[s] = x_open(sh, s, 1);
+    sh->xspace[s] = sh->x[s] < 0 ? -1 : H5Dget_space(sh->x[s]);
+    hid_t dcpl = sh->xspace[s] < 0 ? -1 : H5Dget_create_plist(sh->x[s]);
+    if (dcpl < 0) return mt_fail(err, "%s: cannot open %s", sh->path, x_path[s]);
+    sh->chunked[s] = H5Pget_layout(dcpl) == H5D_CHUNKED;
+    H5Pclose(dcpl);
+  }
+  return 0;
+}
+
+/* Features: in memory as stored (or later: defer_features), or datasets kept open for per-batch reads with their
+ * read buffer; when everything is in memory, the files are let go (another job may rewrite them). */
+static int features_prepare(Dataset *ds, const char *path, const DataOptions *o, int streams, MtError *err) {
+  DataInfo *in = &ds->info;
   for (int s = 0; s < 2; s++) {
     if (in->n[s] == 0) continue;
-    if (in->in_memory[s] && o.defer_features) {
+    if (in->in_memory[s] && o->defer_features) {
       ds->x_pending[s] = 1;
     } else if (in->in_memory[s]) {
       ds->x[s] = mt_alloc((size_t)in->n[s] * (size_t)in->d * ds->elem, s == 0 ? "training features" : "test features",
                           err);
-      if (ds->x[s] == NULL || features_load(ds, s, err) != 0) goto fail;
-    } else {
-      for (int k = 0; k < in->n_shards; k++) {
-        Shard *sh = &ds->shards[k];
-        if (sh->n[s] == 0) continue;
-        sh->x[s] = x_open(sh, s, 1);
-        sh->xspace[s] = sh->x[s] < 0 ? -1 : H5Dget_space(sh->x[s]);
-        hid_t dcpl = sh->xspace[s] < 0 ? -1 : H5Dget_create_plist(sh->x[s]);
-        if (dcpl < 0) {
-          mt_fail(err, "%s: cannot open %s", sh->path, x_path[s]);
-          goto fail;
-        }
-        sh->chunked[s] = H5Pget_layout(dcpl) == H5D_CHUNKED;
-        H5Pclose(dcpl);
-      }
+      if (ds->x[s] == NULL || features_load(ds, s, err) != 0) return -1;
+    } else if (features_keep_open(ds, s, err) != 0) {
+      return -1;
     }
   }
   if (streams) {
-    ds->max_rows = o.max_rows;
-    ds->stage = mt_alloc((size_t)o.max_rows * (size_t)in->d * ds->elem, "read buffer", err);
-    ds->blocks = ds->stage ? mt_alloc((size_t)o.max_rows * 2 * sizeof(int64_t), "read block list", err) : NULL;
-    if (ds->blocks == NULL) goto fail;
-    hsize_t dims[2] = {(hsize_t)o.max_rows, (hsize_t)in->d};
+    ds->max_rows = o->max_rows;
+    ds->stage = mt_alloc((size_t)o->max_rows * (size_t)in->d * ds->elem, "read buffer", err);
+    ds->blocks = ds->stage ? mt_alloc((size_t)o->max_rows * 2 * sizeof(int64_t), "read block list", err) : NULL;
+    if (ds->blocks == NULL) return -1;
+    hsize_t dims[2] = {(hsize_t)o->max_rows, (hsize_t)in->d};
     ds->stage_space = H5Screate_simple(2, dims, NULL);
-    if (ds->stage_space < 0) {
-      mt_fail(err, "%s: cannot create the HDF5 dataspace of the read buffer", path);
-      goto fail;
-    }
+    if (ds->stage_space < 0) return mt_fail(err, "%s: cannot create the HDF5 dataspace of the read buffer", path);
   } else if (!ds->x_pending[0] && !ds->x_pending[1]) {
-    /* Everything is in memory: let go of the files (another job may rewrite them). */
     for (int k = in->n_shards - 1; k >= 0; k--) {
       H5Fclose(ds->shards[k].file);
       ds->shards[k].file = -1;
     }
   }
+  return 0;
+}
+
+int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
+  *out = NULL;
+  DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS, 0, 0};
+  if (opt) o = *opt;
+  if (o.memory_limit <= 0) o.memory_limit = DATA_DEFAULT_MEMORY_LIMIT;
+  if (o.max_rows <= 0) o.max_rows = DATA_DEFAULT_MAX_ROWS;
+  Meta m0 = {0};
+  Dataset *ds = dataset_new(path);
+  if (ds == NULL) return mt_fail(err, "out of memory opening %s", path);
+  int64_t total[2] = {0, 0};
+  int labeled[2] = {-1, -1}, streams = 0;
+  if (shards_resolve(ds, path, err) != 0 || shards_read(ds, o.allow_unlabeled, &m0, total, labeled, err) != 0 ||
+      totals_check(ds, path, total, err) != 0)
+    goto fail;
+  dataset_adopt(ds, &m0, total);
+  for (int s = 0; s < 2; s++) ds->info.labeled[s] = labeled[s] != 0;
+  if (memory_decide(ds, path, &o, &streams, err) != 0 || labels_load_all(ds, path, err) != 0 ||
+      features_prepare(ds, path, &o, streams, err) != 0)
+    goto fail;
   *out = ds;
   return 0;
 fail:
-  meta_free(&mk);
   meta_free(&m0);
   data_close(ds);
   return -1;
