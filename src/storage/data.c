@@ -21,24 +21,20 @@
 #include <unistd.h>
 
 #include "h5util.h"
+#include "mpitrain/dataformat.h"
 #include "mpitrain/fileid.h"
 
 void data_library_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-#define DATA_PATH_MAX 4096
-#define DATA_MAX_ROWS ((int64_t)INT32_MAX) /* rows per split: row indices and MPI counts stay in int */
-#define DATA_MAX_D (1 << 24)
-#define DATA_MAX_CLASSES (1 << 24)
-#define DATA_MAX_SHARDS 99999                /* five digits in the shard names */
 #define DATA_DEFAULT_MAX_ROWS 1024
 #define DATA_DEFAULT_MEMORY_LIMIT ((int64_t)2 << 30)
 #define DATA_LOAD_BYTES ((size_t)64 << 20)  /* one H5Dread when loading a split or labels into memory */
 #define DATA_STREAM_CACHE ((size_t)32 << 20) /* chunk cache of a compressed split read per batch */
 #define DATA_UNLABELED_HINT " (features without labels serve `mpitrain predict` only)"
 
-static const char *const split_name[2] = {"train", "test"};
-static const char *const x_path[2] = {"/train/x", "/test/x"};
-static const char *const y_path[2] = {"/train/y", "/test/y"};
+static const char *const split_name[2] = DATA_SPLIT_NAMES;
+static const char *const x_path[2] = DATA_X_PATHS;
+static const char *const y_path[2] = DATA_Y_PATHS;
 
 /* One file of the set. */
 typedef struct Shard {
@@ -310,9 +306,9 @@ static int meta_split(hid_t file, const char *path, int s, int has_y, Meta *m, M
             (unsigned long long)xd[0], (long long)DATA_MAX_ROWS);
     goto done;
   }
-  if (xd[1] < 1 || xd[1] > (hsize_t)DATA_MAX_D) {
+  if (xd[1] < 1 || xd[1] > (hsize_t)DATA_MAX_FEATURES) {
     mt_fail(err, "%s: %s has %llu features; expected 1 .. %d", path, x_path[s], (unsigned long long)xd[1],
-            DATA_MAX_D);
+            DATA_MAX_FEATURES);
     goto done;
   }
   /* Before anything reads it: a small damaged file may declare far more rows than it stores (reads would return
@@ -354,21 +350,22 @@ static int meta_read(hid_t file, const char *path, int allow_unlabeled, Meta *m,
 
   /* Root attributes first: a checkpoint passed as data is named as such, not as "no /train/x". */
   char **sv = NULL;
-  int ns = 0, f = h5_attr_read_strings(file, path, "format", 1, &sv, &ns, err);
+  int ns = 0, f = h5_attr_read_strings(file, path, DATA_ATTR_FORMAT, 1, &sv, &ns, err);
   if (f < 0) return -1;
   if (f == 0) {
-    int ok = ns == 1 && strcmp(sv[0], "mpitrain-dataset") == 0;
+    int ok = ns == 1 && strcmp(sv[0], DATA_FORMAT) == 0;
     if (!ok)
-      mt_fail(err, "%s: format is '%s'; expected 'mpitrain-dataset'%s", path, ns > 0 ? sv[0] : "",
+      mt_fail(err, "%s: format is '%s'; expected '" DATA_FORMAT "'%s", path, ns > 0 ? sv[0] : "",
               ns > 0 && strstr(sv[0], "checkpoint") ? " (this is a checkpoint, not a dataset)" : "");
     h5_strings_free(sv, ns);
     if (!ok) return -1;
   }
   double v;
-  f = h5_attr_read_number(file, path, "format_version", 1, &v, err);
+  f = h5_attr_read_number(file, path, DATA_ATTR_FORMAT_VERSION, 1, &v, err);
   if (f < 0) return -1;
-  if (f == 0 && v > 1)
-    return mt_fail(err, "%s: format_version %.0f is newer than this mpitrain reads (1); upgrade mpitrain", path, v);
+  if (f == 0 && v > DATA_FORMAT_VERSION)
+    return mt_fail(err, "%s: format_version %.0f is newer than this mpitrain reads (%d); upgrade mpitrain", path, v,
+                   DATA_FORMAT_VERSION);
 
   if (!link_exists(file, "/train/x"))
     return mt_fail(err, "%s: no dataset /train/x; expected features [rows, features]", path);
@@ -382,28 +379,28 @@ static int meta_read(hid_t file, const char *path, int allow_unlabeled, Meta *m,
     return mt_fail(err, "%s: has /test/x but no /test/y; labels are needed here" DATA_UNLABELED_HINT, path);
   if (tx && meta_split(file, path, SPLIT_TEST, ty, m, err) != 0) return -1;
 
-  f = h5_attr_read_number(file, path, "num_classes", 1, &v, err);
+  f = h5_attr_read_number(file, path, DATA_ATTR_NUM_CLASSES, 1, &v, err);
   if (f < 0) return -1;
   if (f == 0) {
     if (v < 2 || v > DATA_MAX_CLASSES)
       return mt_fail(err, "%s: num_classes = %.0f; expected 2 .. %d", path, v, DATA_MAX_CLASSES);
     m->n_classes = (int64_t)v;
   }
-  f = h5_attr_read_number(file, path, "scale", 0, &m->scale, err);
+  f = h5_attr_read_number(file, path, DATA_ATTR_SCALE, 0, &m->scale, err);
   if (f < 0) return -1;
-  f = h5_attr_read_strings(file, path, "source", 1, &sv, &ns, err);
+  f = h5_attr_read_strings(file, path, DATA_ATTR_SOURCE, 1, &sv, &ns, err);
   if (f < 0) return -1;
   if (f == 0) {
     snprintf(m->source, sizeof m->source, "%s", ns > 0 ? sv[0] : "");
     h5_strings_free(sv, ns);
   }
-  if (h5_attr_read_strings(file, path, "class_names", DATA_MAX_CLASSES, &m->names, &m->n_names, err) < 0) return -1;
+  if (h5_attr_read_strings(file, path, DATA_ATTR_CLASS_NAMES, DATA_MAX_CLASSES, &m->names, &m->n_names, err) < 0) return -1;
   if (m->names && m->n_classes > 0 && m->n_names != m->n_classes)
     return mt_fail(err, "%s: class_names has %d entries but num_classes = %lld; expected one name per class", path,
                    m->n_names, (long long)m->n_classes);
-  int fm = h5_attr_read_floats(file, path, "mean", m->d, &m->mean, err);
+  int fm = h5_attr_read_floats(file, path, DATA_ATTR_MEAN, m->d, &m->mean, err);
   if (fm < 0) return -1;
-  int fs = h5_attr_read_floats(file, path, "std", m->d, &m->std, err);
+  int fs = h5_attr_read_floats(file, path, DATA_ATTR_STD, m->d, &m->std, err);
   if (fs < 0) return -1;
   return data_check_preprocess(path, m->scale, m->mean, m->std, m->d, err);
 }
@@ -777,8 +774,8 @@ int data_open_synthetic(Dataset **out, const SynthSpec *spec, MtError *err) {
     return mt_fail(err, "synthetic data: %lld train / %lld test rows; expected 1 .. %lld train and 0 .. %lld test",
                    (long long)spec->n_train, (long long)spec->n_test, (long long)DATA_MAX_ROWS,
                    (long long)DATA_MAX_ROWS);
-  if (spec->d < 1 || spec->d > DATA_MAX_D)
-    return mt_fail(err, "synthetic data: %d features; expected 1 .. %d", spec->d, DATA_MAX_D);
+  if (spec->d < 1 || spec->d > DATA_MAX_FEATURES)
+    return mt_fail(err, "synthetic data: %d features; expected 1 .. %d", spec->d, DATA_MAX_FEATURES);
   if (spec->n_classes < 2 || spec->n_classes > DATA_MAX_CLASSES)
     return mt_fail(err, "synthetic data: %d classes; expected 2 .. %d", spec->n_classes, DATA_MAX_CLASSES);
   if (!isfinite(spec->noise) || spec->noise < 0)
@@ -879,7 +876,7 @@ void data_probe_format(const char *path, char *buf, size_t n) {
   char **v = NULL;
   int nv = 0;
   MtError ignored = {0};
-  if (h5_attr_read_strings(f, path, "format", 1, &v, &nv, &ignored) == 0 && nv == 1) snprintf(buf, n, "%s", v[0]);
+  if (h5_attr_read_strings(f, path, DATA_ATTR_FORMAT, 1, &v, &nv, &ignored) == 0 && nv == 1) snprintf(buf, n, "%s", v[0]);
   h5_strings_free(v, nv);
   H5Fclose(f);
 }
