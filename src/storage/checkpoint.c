@@ -10,9 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <float.h>
 #include <hdf5.h>
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stddef.h>
