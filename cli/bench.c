@@ -48,13 +48,13 @@ static const OptionSpec bench_options[] = {
     {.name = "samples", .type = OT_INT64, .offset = offsetof(BenchConfig, samples), .def = "16384", .metavar = "N",
      .help = "synthetic training rows", .min = 1, .max = 1e9, .flags = OPT_RANGED},
     {.name = "features", .type = OT_INT, .offset = offsetof(BenchConfig, features), .def = "784", .metavar = "D",
-     .help = "synthetic features per row", .min = 1, .max = 1 << 24, .flags = OPT_RANGED},
+     .help = "synthetic features per row", .min = 1, .max = DATA_MAX_FEATURES, .flags = OPT_RANGED},
     {.name = "scaling", .type = OT_ENUM, .offset = offsetof(BenchConfig, scaling), .def = "strong",
      .choices = scaling_choices,
      .help = "with N > 1 ranks, also time rank 0 training alone, in alternating rounds, and report the speed-up: "
              "strong = the same global --batch on 1 rank, weak = --batch/N on 1 rank (the same rows per rank)"},
     {.name = "classes", .type = OT_INT, .offset = offsetof(BenchConfig, classes), .def = "10", .metavar = "C",
-     .help = "synthetic classes", .min = 2, .max = 1 << 20, .flags = OPT_RANGED},
+     .help = "synthetic classes", .min = 2, .max = DATA_MAX_CLASSES, .flags = OPT_RANGED},
     {.name = NULL},
 };
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "mpitrain/comm.h"
+#include "mpitrain/dataformat.h"
 #include "mpitrain/error.h"
 #include "mpitrain/fileid.h"
 #include "mpitrain/infer.h"
@@ -25,8 +26,6 @@ int bench_main(Comm *c, int argc, char **argv);
 #define EXIT_USAGE 2
 #define NOMAX HUGE_VAL              /* an option's range without an upper end */
 #define CLI_PATH 1024               /* bytes of a file name option */
-#define CLI_MAX_SHARDS 99999        /* --shards of convert and synth */
-#define CLI_MAX_CLASSES (1 << 20)   /* --classes of convert and synth */
 
 /* ---- Options and outcomes ---- */
 
@@ -81,7 +80,7 @@ typedef struct InferArgs {
       {.name = "data", .type = OT_STRING, .offset = INFER_FIELD(data), .def = "datasets/fashion-mnist.h5",        \
        .metavar = "FILE", .help = "dataset (one file, a shard, or a set's base name)"},                            \
       {.name = "split", .type = OT_ENUM, .offset = offsetof(InferArgs, in.split), .def = "test",                  \
-       .choices = infer_split_names, .help = "which split of the dataset"},                                        \
+       .choices = data_split_names, .help = "which split of the dataset"},                                        \
       {.name = "micro-batch", .type = OT_INT, .offset = offsetof(InferArgs, in.micro_batch), .def = "1024",       \
        .metavar = "N", .min = 1, .max = 1 << 24, .flags = OPT_RANGED, .help = "rows per forward pass on a rank"},  \
       {.name = "threads", .type = OT_INT, .offset = offsetof(InferArgs, in.threads), .def = "auto",              \

@@ -95,9 +95,9 @@ static const OptionSpec convert_options[] = {
   {.section = "output", .name = "out", .type = OT_STRING, .offset = CO(out), .size = CS(out), .metavar = "FILE.h5",
    .help = "dataset to write (required); with --shards K: FILE-00000-of-0000K.h5 ..."},
   {.name = "shards", .type = OT_INT, .offset = CO(shards), .def = "1", .metavar = "K", .min = 1,
-   .max = CLI_MAX_SHARDS, .flags = OPT_RANGED, .help = "split the rows over K files"},
+   .max = DATA_MAX_SHARDS, .flags = OPT_RANGED, .help = "split the rows over K files"},
   {.name = "classes", .type = OT_INT, .offset = CO(classes), .def = "auto", .metavar = "C", .min = 2,
-   .max = CLI_MAX_CLASSES, .flags = OPT_RANGED, .word = "auto", .word_value = 0,
+   .max = DATA_MAX_CLASSES, .flags = OPT_RANGED, .word = "auto", .word_value = 0,
    .help = "number of classes; auto = largest label + 1"},
   {.name = "class-names", .type = OT_STRING, .offset = CO(class_names), .size = CS(class_names),
    .metavar = "A,B,...", .help = "class names, one per class (Fashion-MNIST's are set automatically)"},
@@ -356,9 +356,9 @@ static int convert_csv(const ConvertOptions *o, const char *config, DataWriterSp
 /* The class count and the shard count against the rows found. */
 static int convert_check_counts(const ConvertOptions *o, const DataWriterSpec *spec, const WriteSet *ws,
                                 MtError *err) {
-  if ((spec->n_classes < 2 && !(spec->no_labels && spec->n_classes == 0)) || spec->n_classes > CLI_MAX_CLASSES)
+  if ((spec->n_classes < 2 && !(spec->no_labels && spec->n_classes == 0)) || spec->n_classes > DATA_MAX_CLASSES)
     return mt_fail(err, "the labels use %d class%s; expected 2 .. %d (set --classes if some classes have no samples)",
-                   spec->n_classes, spec->n_classes == 1 ? "" : "es", CLI_MAX_CLASSES);
+                   spec->n_classes, spec->n_classes == 1 ? "" : "es", DATA_MAX_CLASSES);
   if (o->shards > ws->n[0])
     return mt_fail(err, "--shards %d is more than the %lld training rows; expected at most one shard per row",
                    o->shards, (long long)ws->n[0]);

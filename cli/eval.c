@@ -50,7 +50,7 @@ int eval_main(Comm *c, int argc, char **argv) {
   int64_t n = info->n[o.in.split];
   if (c->rank == 0) {
     printf("eval: %s on %s (%s split, %lld rows, %d rank%s)\n", o.in.checkpoint, o.in.data,
-           infer_split_names[o.in.split], (long long)n, c->size, c->size == 1 ? "" : "s");
+           data_split_names[o.in.split], (long long)n, c->size, c->size == 1 ? "" : "s");
     printf("loss %.4f  accuracy %.2f%%\n", v[0] / (double)n, 100 * v[1] / (double)n);
     printf("  class  name                  rows   accuracy\n");
     for (int k = 0; k < C && k < 1000; k++) {

@@ -93,7 +93,6 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
   Dataset *ds = NULL;
   if (data_open(&ds, path, &dopt, err) != 0) return -1;
   const DataInfo *in = data_info(ds);
-  static const char *const split_names[2] = {"train", "test"};
   int scanned[2] = {in->in_memory[0], in->in_memory[1]};
   for (int s = 0; s < 2; s++)
     if (!scanned[s] && o->scan) {
@@ -146,7 +145,7 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
     if (in->n[s] > 0 && !in->stored_uint8)
       printf(scanned[s] ? "; %s features finite"
                         : "; %s features not scanned (over --memory-limit-mb: --scan reads them)",
-             split_names[s]);
+             data_split_names[s]);
   printf("\n");
 
   if (!any_labels) {
@@ -171,7 +170,7 @@ static const struct {
   const char *format;
   InfoFn fn;
 } info_kinds[] = {
-    {"mpitrain-dataset", info_dataset},
+    {DATA_FORMAT, info_dataset},
     {CHECKPOINT_FORMAT, info_checkpoint},
     {"", info_dataset},
 };

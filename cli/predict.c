@@ -189,7 +189,7 @@ int predict_main(Comm *c, int argc, char **argv) {
     rc = comm_fail_exit(c, &local);
   } else if (c->rank == 0) {
     printf("predict: wrote %s: %lld rows x %d classes (%s split of %s, %d rank%s)\n", p.o.out,
-           (long long)data_info(p.in.ds)->n[p.o.in.split], p.C, infer_split_names[p.o.in.split], p.o.in.data, c->size,
+           (long long)data_info(p.in.ds)->n[p.o.in.split], p.C, data_split_names[p.o.in.split], p.o.in.data, c->size,
            c->size == 1 ? "" : "s");
   }
   predict_free(&p);

@@ -27,13 +27,13 @@ typedef struct SynthOptions {
 #define SO(f) offsetof(SynthOptions, f)
 /* clang-format off */
 static const OptionSpec synth_options[] = {
-  {.name = "samples", .type = OT_INT64, .offset = SO(samples), .metavar = "N", .min = 1, .max = IMPORT_MAX_ROWS,
+  {.name = "samples", .type = OT_INT64, .offset = SO(samples), .metavar = "N", .min = 1, .max = DATA_MAX_ROWS,
    .flags = OPT_RANGED, .help = "training rows (required)"},
   {.name = "test-samples", .type = OT_INT64, .offset = SO(test_samples), .def = "0", .metavar = "M", .min = 0,
-   .max = IMPORT_MAX_ROWS, .flags = OPT_RANGED, .help = "test rows"},
-  {.name = "features", .type = OT_INT, .offset = SO(features), .metavar = "D", .min = 1, .max = IMPORT_MAX_D,
+   .max = DATA_MAX_ROWS, .flags = OPT_RANGED, .help = "test rows"},
+  {.name = "features", .type = OT_INT, .offset = SO(features), .metavar = "D", .min = 1, .max = DATA_MAX_FEATURES,
    .flags = OPT_RANGED, .help = "features per row (required)"},
-  {.name = "classes", .type = OT_INT, .offset = SO(classes), .metavar = "C", .min = 2, .max = CLI_MAX_CLASSES,
+  {.name = "classes", .type = OT_INT, .offset = SO(classes), .metavar = "C", .min = 2, .max = DATA_MAX_CLASSES,
    .flags = OPT_RANGED, .help = "number of classes (required)"},
   {.name = "seed", .type = OT_INT64, .offset = SO(seed), .def = "1", .metavar = "S", .min = 0, .max = NOMAX,
    .flags = OPT_RANGED, .help = "seed: the same seed gives the same rows whatever --shards and ranks"},
@@ -45,7 +45,7 @@ static const OptionSpec synth_options[] = {
   {.name = "out", .type = OT_STRING, .offset = SO(out), .size = sizeof(((SynthOptions *)0)->out),
    .metavar = "FILE.h5", .help = "dataset to write (required); with --shards K: FILE-00000-of-0000K.h5 ..."},
   {.name = "shards", .type = OT_INT, .offset = SO(shards), .def = "1", .metavar = "K", .min = 1,
-   .max = CLI_MAX_SHARDS, .flags = OPT_RANGED,
+   .max = DATA_MAX_SHARDS, .flags = OPT_RANGED,
    .help = "split the rows over K files; under mpirun shard k is written by rank k % ranks"},
   {.name = "gzip", .type = OT_INT, .offset = SO(gzip), .def = "0", .metavar = "L", .min = 0, .max = 9,
    .flags = OPT_RANGED, .help = "deflate level of the stored arrays (0 = none)"},

@@ -19,13 +19,14 @@
  *     little-endian float32; what does not exist is skipped). The CRC covers every float32 dataset of the file and
  *     no attribute (scale and class_names included: attributes are range-checked on read instead).
  *
- * Nothing here talks to MPI: the trainer decides which rank calls what (rank 0 writes and reads, then
- * broadcasts), and agrees on the outcome. */
+ * Nothing here talks to MPI but checkpoint_meta_broadcast: the trainer decides which rank calls what (rank 0 writes
+ * and reads, then broadcasts), and agrees on the outcome. */
 #ifndef MPITRAIN_CHECKPOINT_H
 #define MPITRAIN_CHECKPOINT_H
 
 #include <stdint.h>
 
+#include "mpitrain/comm.h"
 #include "mpitrain/error.h"
 #include "mpitrain/model.h"
 #include "mpitrain/optim.h"
@@ -74,6 +75,11 @@ typedef struct CheckpointMeta {
 
 /* Frees config, mean, std and class_names. */
 void checkpoint_meta_free(CheckpointMeta *meta);
+
+/* Collective: every rank's meta becomes a copy of root's, every field (the heap ones too: config, mean, std,
+ * class_names). Other ranks' meta must be zeroed or hold what they own (it is freed first). 0 everywhere, or -1
+ * everywhere (out of memory on some rank: err agreed, other ranks' meta left empty). */
+int checkpoint_meta_broadcast(Comm *c, CheckpointMeta *meta, int root, MtError *err);
 
 /* Writes dir/ckpt-<step>.h5 (or dir/name when name is not NULL) atomically: to a temporary name in dir, flushed,
  * fsync'ed, renamed, and the directory fsync'ed. o may be NULL (no optimiser state). On success the final path is

@@ -28,6 +28,7 @@ typedef enum Split { SPLIT_TRAIN = 0, SPLIT_TEST = 1 } Split;
 /* Where a split's features live: auto (in memory up to DataOptions.memory_limit), always in memory, or read from
  * the file(s) per batch. */
 typedef enum MemoryMode { MEMORY_AUTO = 0, MEMORY_YES, MEMORY_NO } MemoryMode;
+extern const char *const data_split_names[3]; /* by Split, NULL-terminated: "train", "test" */
 extern const char *const memory_names[MEMORY_NO + 2]; /* in enum order, NULL-terminated: option tables' choices */
 
 typedef struct DataInfo {

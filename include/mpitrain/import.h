@@ -6,10 +6,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mpitrain/dataformat.h"
 #include "mpitrain/error.h"
 
-#define IMPORT_MAX_D (1 << 24)               /* features of one row */
-#define IMPORT_MAX_ROWS ((int64_t)INT32_MAX) /* rows of one split */
 #define CSV_MAX_LINE ((size_t)1 << 20) /* bytes of one CSV line, its end not counted (README "Dataset files") */
 
 /* ---- IDX files ---- */

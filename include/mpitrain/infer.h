@@ -14,7 +14,6 @@
 #include "mpitrain/error.h"
 #include "mpitrain/model.h"
 
-extern const char *const infer_split_names[]; /* "train", "test", NULL: by Split */
 
 typedef struct InferOptions {
   char checkpoint[1024];

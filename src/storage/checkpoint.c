@@ -10,9 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <float.h>
 #include <hdf5.h>
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stddef.h>
@@ -24,21 +22,122 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "ckptattr.h"
 #include "h5util.h"
 #include "mpitrain/atomicfile.h"
 #include "mpitrain/data.h"
+#include "mpitrain/dataformat.h"
 #include "mpitrain/fileid.h"
 
 #define MAX_TENSORS (4 * MODEL_MAX_HIDDEN + 2)
 
+/* ==== The fields of CheckpointMeta on the heap ====
+ *
+ * Everything else in CheckpointMeta is plain data (copied, and broadcast, as bytes); these rows say what each
+ * pointer holds, for checkpoint_meta_free and checkpoint_meta_broadcast. */
+
+typedef enum { HEAP_TEXT, HEAP_FLOATS, HEAP_STRINGS } HeapKind; /* a string, [n_inputs] floats, [n_classes] strings */
+
+static const struct {
+  size_t offset;
+  HeapKind kind;
+} heap_fields[] = {
+    {offsetof(CheckpointMeta, config), HEAP_TEXT},
+    {offsetof(CheckpointMeta, mean), HEAP_FLOATS},
+    {offsetof(CheckpointMeta, std), HEAP_FLOATS},
+    {offsetof(CheckpointMeta, class_names), HEAP_STRINGS},
+};
+#define N_HEAP (sizeof heap_fields / sizeof heap_fields[0])
+
+static void **heap_slot(CheckpointMeta *meta, size_t i) { return (void **)((char *)meta + heap_fields[i].offset); }
+
 void checkpoint_meta_free(CheckpointMeta *meta) {
-  free(meta->config);
-  free(meta->std);
-  free(meta->mean);
-  h5_strings_free(meta->class_names, meta->spec.n_classes);
-  meta->config = NULL;
-  meta->mean = meta->std = NULL;
-  meta->class_names = NULL;
+  for (size_t i = 0; i < N_HEAP; i++) {
+    void **p = heap_slot(meta, i);
+    if (heap_fields[i].kind == HEAP_STRINGS)
+      h5_strings_free(*p, meta->spec.n_classes);
+    else
+      free(*p);
+    *p = NULL;
+  }
+}
+
+/* Heap field i of the root's meta as one buffer of *bytes (0: the field is NULL); *owned when it was packed for
+ * this (class names: one after the other, each with its NUL). */
+static char *heap_pack(CheckpointMeta *meta, size_t i, uint64_t *bytes, int *owned, MtError *err) {
+  void *p = *heap_slot(meta, i);
+  *bytes = 0;
+  *owned = 0;
+  if (p == NULL) return NULL;
+  if (heap_fields[i].kind == HEAP_TEXT) *bytes = strlen(p) + 1;
+  if (heap_fields[i].kind == HEAP_FLOATS) *bytes = sizeof(float) * (size_t)meta->spec.n_inputs;
+  if (heap_fields[i].kind != HEAP_STRINGS) return p;
+  char **names = p;
+  for (int k = 0; k < meta->spec.n_classes; k++) *bytes += strlen(names[k]) + 1;
+  char *buf = malloc(*bytes), *q = buf;
+  if (buf == NULL) {
+    mt_fail(err, "out of memory broadcasting the checkpoint's class names");
+    return NULL;
+  }
+  for (int k = 0; k < meta->spec.n_classes; k++) q = stpcpy(q, names[k]) + 1;
+  *owned = 1;
+  return buf;
+}
+
+/* A received buffer of heap field i becomes the field (class names: split again); 0, or -1 out of memory. */
+static int heap_unpack(CheckpointMeta *meta, size_t i, char *buf, MtError *err) {
+  if (heap_fields[i].kind != HEAP_STRINGS) {
+    *heap_slot(meta, i) = buf;
+    return 0;
+  }
+  int n = meta->spec.n_classes;
+  char **names = calloc((size_t)n, sizeof *names);
+  for (int k = 0, off = 0; names && k < n; k++) {
+    if ((names[k] = strdup(buf + off)) == NULL) {
+      h5_strings_free(names, n);
+      names = NULL;
+      break;
+    }
+    off += (int)strlen(buf + off) + 1;
+  }
+  free(buf);
+  *heap_slot(meta, i) = names;
+  return names ? 0 : mt_fail(err, "out of memory receiving the checkpoint's class names");
+}
+
+int checkpoint_meta_broadcast(Comm *c, CheckpointMeta *meta, int root, MtError *err) {
+  const int is_root = c->rank == root;
+  if (!is_root) checkpoint_meta_free(meta);
+  comm_bcast(c, meta, sizeof *meta, root);
+  uint64_t bytes[N_HEAP];
+  char *buf[N_HEAP] = {0};
+  int owned[N_HEAP] = {0};
+  MtError local = {0};
+  for (size_t i = 0; i < N_HEAP; i++) {
+    if (is_root)
+      buf[i] = heap_pack(meta, i, &bytes[i], &owned[i], &local);
+    else
+      *heap_slot(meta, i) = NULL; /* the root's addresses */
+  }
+  comm_bcast(c, bytes, sizeof bytes, root);
+  for (size_t i = 0; !is_root && i < N_HEAP; i++)
+    if (bytes[i] > 0 && !local.failed && (buf[i] = malloc(bytes[i])) == NULL)
+      mt_fail(&local, "out of memory receiving the checkpoint's metadata");
+  int rc = comm_agree(c, &local);
+  for (size_t i = 0; rc == 0 && i < N_HEAP; i++)
+    if (bytes[i] > 0) comm_bcast(c, buf[i], bytes[i], root);
+  for (size_t i = 0; i < N_HEAP; i++) {
+    if (is_root ? owned[i] : rc != 0 || local.failed)
+      free(buf[i]);
+    else if (bytes[i] > 0)
+      heap_unpack(meta, i, buf[i], &local);
+  }
+  if (rc == 0) rc = comm_agree(c, &local);
+  if (rc != 0) {
+    if (!is_root) checkpoint_meta_free(meta);
+    *err = local;
+  }
+  return rc;
 }
 
 void checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n) {
@@ -100,72 +199,6 @@ done:
   return rc;
 }
 
-static int write_attrs(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
-  const char *format = CHECKPOINT_FORMAT, *act = act_name(meta->spec.act), *opt = optim_name(meta->opt.kind);
-  const char *version = MPITRAIN_VERSION, *created = meta->created, *data = meta->data;
-  const char *config = meta->config ? meta->config : "";
-  int fv = CHECKPOINT_VERSION, ws = meta->world_size, nin = meta->spec.n_inputs, ncl = meta->spec.n_classes;
-  long long step = meta->step, epoch = meta->epoch, pos = meta->epoch_pos, seed = meta->seed, ot = meta->opt_step,
-            es = meta->epoch_samples, ntr = meta->n_train;
-  double b1 = meta->opt.beta1, b2 = meta->opt.beta2, eps = meta->opt.eps, slope = meta->spec.leaky_slope,
-         el = meta->epoch_loss_sum, ec = meta->epoch_correct;
-  unsigned int c32 = crc;
-  hsize_t nh = (hsize_t)meta->spec.n_hidden;
-  int rc = 0;
-  rc |= h5_attr_write_strings(f, "format", &format, 1, 1);
-  rc |= h5_attr_write_scalar(f, "format_version", H5T_STD_I32LE, &fv);
-  rc |= h5_attr_write_strings(f, "mpitrain_version", &version, 1, 1);
-  rc |= h5_attr_write_strings(f, "created", &created, 1, 1);
-  rc |= h5_attr_write_scalar(f, "world_size", H5T_STD_I32LE, &ws);
-  rc |= h5_attr_write_scalar(f, "step", H5T_STD_I64LE, &step);
-  rc |= h5_attr_write_scalar(f, "epoch", H5T_STD_I64LE, &epoch);
-  rc |= h5_attr_write_scalar(f, "epoch_pos", H5T_STD_I64LE, &pos);
-  rc |= h5_attr_write_scalar(f, "seed", H5T_STD_I64LE, &seed);
-  rc |= h5_attr_write_scalar(f, "n_inputs", H5T_STD_I32LE, &nin);
-  rc |= h5_attr_write_scalar(f, "n_classes", H5T_STD_I32LE, &ncl);
-  /* No hidden layer (softmax regression) is an empty list: a null dataspace. */
-  hid_t hsp = nh > 0 ? H5Screate_simple(1, &nh, NULL) : H5Screate(H5S_NULL);
-  rc |= hsp < 0 ? -1 : h5_attr_write(f, "hidden", H5T_STD_I32LE, hsp, meta->spec.hidden);
-  if (hsp >= 0) H5Sclose(hsp);
-  rc |= h5_attr_write_strings(f, "activation", &act, 1, 1);
-  rc |= h5_attr_write_scalar(f, "leaky_slope", H5T_IEEE_F64LE, &slope);
-  const char *bn = bn_place_name(meta->spec.bn);
-  double bnm = meta->spec.bn_momentum, bne = meta->spec.bn_eps, bv = meta->best_val_loss;
-  long long be = meta->best_epoch, sb = meta->since_best;
-  rc |= h5_attr_write_strings(f, "batchnorm", &bn, 1, 1);
-  rc |= h5_attr_write_scalar(f, "bn_momentum", H5T_IEEE_F64LE, &bnm);
-  rc |= h5_attr_write_scalar(f, "bn_eps", H5T_IEEE_F64LE, &bne);
-  hid_t dsp = nh > 0 ? H5Screate_simple(1, &nh, NULL) : H5Screate(H5S_NULL);
-  rc |= dsp < 0 ? -1 : h5_attr_write(f, "dropout", H5T_IEEE_F32LE, dsp, meta->spec.dropout);
-  if (dsp >= 0) H5Sclose(dsp);
-  rc |= h5_attr_write_scalar(f, "best_val_loss", H5T_IEEE_F64LE, &bv);
-  rc |= h5_attr_write_scalar(f, "best_epoch", H5T_STD_I64LE, &be);
-  rc |= h5_attr_write_scalar(f, "since_best", H5T_STD_I64LE, &sb);
-  rc |= h5_attr_write_strings(f, "optimizer", &opt, 1, 1);
-  rc |= h5_attr_write_scalar(f, "optimizer_step", H5T_STD_I64LE, &ot);
-  rc |= h5_attr_write_scalar(f, "beta1", H5T_IEEE_F64LE, &b1);
-  rc |= h5_attr_write_scalar(f, "beta2", H5T_IEEE_F64LE, &b2);
-  rc |= h5_attr_write_scalar(f, "eps", H5T_IEEE_F64LE, &eps);
-  rc |= h5_attr_write_scalar(f, "epoch_loss_sum", H5T_IEEE_F64LE, &el);
-  rc |= h5_attr_write_scalar(f, "epoch_correct", H5T_IEEE_F64LE, &ec);
-  rc |= h5_attr_write_scalar(f, "epoch_samples", H5T_STD_I64LE, &es);
-  rc |= h5_attr_write_scalar(f, "n_train", H5T_STD_I64LE, &ntr);
-  rc |= h5_attr_write_strings(f, "data", &data, 1, 1);
-  rc |= h5_attr_write_strings(f, "config", &config, 1, 1);
-  if (!(meta->elapsed_s < 0)) rc |= h5_attr_write_scalar(f, "elapsed_s", H5T_IEEE_F64LE, &meta->elapsed_s);
-  if (meta->det_n > 0) {
-    hsize_t nd = (hsize_t)meta->det_n;
-    hid_t sp = H5Screate_simple(1, &nd, NULL);
-    rc |= sp < 0 ? -1 : h5_attr_write(f, "det_max", H5T_IEEE_F32LE, sp, meta->det_max);
-    if (sp >= 0) H5Sclose(sp);
-  }
-  if (meta->class_names)
-    rc |= h5_attr_write_strings(f, "class_names", (const char *const *)meta->class_names,
-                                (hsize_t)meta->spec.n_classes, 0);
-  rc |= h5_attr_write_scalar(f, "crc32", H5T_STD_U32LE, &c32);
-  return rc ? -1 : 0;
-}
-
 int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *meta, const Model *m,
                      const Optimizer *o, char *path_out, size_t n, MtError *err) {
   char final[1100], tmp[1400];
@@ -205,7 +238,7 @@ int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *me
         (write_tensor(f, "/preprocess", &mt, meta->mean) < 0 || write_tensor(f, "/preprocess", &st, meta->std) < 0))
       goto done;
   }
-  if (write_attrs(f, meta, state_crc(m, mom1, mom2, meta)) < 0) goto done;
+  if (ckpt_attrs_write(f, meta, state_crc(m, mom1, mom2, meta)) < 0) goto done;
   if (h5_file_flush(f, tmp) != 0) goto done;
   herr_t closed = H5Fclose(f);
   f = -1;
@@ -441,270 +474,13 @@ static hid_t open_ro(const char *path, MtError *err) {
   return f;
 }
 
-/* Exactly, not through double: a seed or step above 2^53 must come back as written (a resumed run that read a
- * rounded seed would shuffle differently from the run it continues). */
-static int read_int(hid_t f, const char *path, const char *name, long long *v, MtError *err) {
-  int64_t i = 0;
-  int r = h5_attr_read_int64(f, path, name, &i, err);
-  if (r == 1) return mt_fail(err, "checkpoint %s: attribute %s is missing", path, name);
-  if (r < 0) return -1;
-  *v = (long long)i;
-  return 0;
-}
-
-static int read_string(hid_t f, const char *path, const char *name, char *out, size_t n, char **dup, MtError *err) {
-  char **v = NULL;
-  int nv = 0, r = h5_attr_read_strings(f, path, name, 1, &v, &nv, err);
-  if (r == 1) return mt_fail(err, "checkpoint %s: attribute %s is missing", path, name);
-  if (r < 0) return -1;
-  if (out) snprintf(out, n, "%s", nv > 0 ? v[0] : "");
-  if (dup) *dup = strdup(nv > 0 ? v[0] : "");
-  h5_strings_free(v, nv);
-  return 0;
-}
-
-/* ---- The numeric attributes: one row each, with the values a run can write ----
- *
- * The attributes are outside the CRC, so anything no run can write is damage (or tampering), refused here rather
- * than wrapped by the trainer (which counts epochs in int), divided by (eps, bn_eps) or overflowed by `info`.
- * Reals must be finite, and are checked as stored (a float field: after rounding to float). Attributes not in the
- * table (or read below as strings) are ignored, so files with more attributes still load. */
-
-typedef enum { AK_INT, AK_REAL, AK_INTS, AK_REALS } AttrKind; /* an exact integer, a number, or lists of them */
-typedef enum { F_I64, F_INT, F_U32, F_FLOAT, F_DOUBLE } FieldType;
-enum { OPEN_LO = 1, OPEN_HI = 2 };
-
-typedef struct AttrRule {
-  const char *name;
-  AttrKind kind;
-  size_t offset;        /* of its field in CheckpointMeta (lists: of the array) */
-  FieldType field;      /* (lists: of an element) */
-  int64_t ilo, ihi;     /* integers: [ilo, ihi] */
-  double lo, hi;        /* reals: lo .. hi, OPEN_LO / OPEN_HI excluding an end; +-INFINITY: no bound */
-  int open;
-  const char *hi_attr;  /* integers: the upper bound is also this (earlier) attribute's value */
-  int optional;         /* may be missing (the field keeps 0; a list has 0 elements) */
-  size_t n_offset;      /* lists: the int field that receives the count ... */
-  int n_min, n_max;     /* ... which must be in [n_min, n_max] ... */
-  int n_match;          /* ... or (n_match) must equal what that field already holds */
-} AttrRule;
-
-#define FIELD_TYPE(x) _Generic((x), int64_t: F_I64, int: F_INT, uint32_t: F_U32, float: F_FLOAT, double: F_DOUBLE)
-#define FIELD(f) .offset = offsetof(CheckpointMeta, f), .field = FIELD_TYPE(((CheckpointMeta *)0)->f)
-#define ELEMS(f) .offset = offsetof(CheckpointMeta, f), .field = FIELD_TYPE(((CheckpointMeta *)0)->f[0])
-#define INT(name, f, lo_, hi_, ...) {name, AK_INT, FIELD(f), .ilo = (lo_), .ihi = (hi_), __VA_ARGS__}
-#define REAL(name, f, lo_, hi_, open_, ...) \
-  {name, AK_REAL, FIELD(f), .lo = (lo_), .hi = (hi_), .open = (open_), __VA_ARGS__}
-#define INTS(name, f, lo_, hi_, ...) {name, AK_INTS, ELEMS(f), .ilo = (lo_), .ihi = (hi_), __VA_ARGS__}
-#define REALS(name, f, lo_, hi_, open_, ...) \
-  {name, AK_REALS, ELEMS(f), .lo = (lo_), .hi = (hi_), .open = (open_), __VA_ARGS__}
-#define COUNT(f) .n_offset = offsetof(CheckpointMeta, f)
-#define MAX_WIDTH (1 << 24) /* features, classes, hidden units */
-
-/* In reading order: a row may refer (hi_attr, n_match) only to rows above it. */
-static const AttrRule attr_rules[] = {
-    INT("world_size", world_size, 1, INT_MAX),
-    INT("step", step, 0, INT64_MAX),
-    INT("epoch", epoch, 0, INT_MAX - 1), /* the trainer holds it in an int and counts on */
-    INT("n_train", n_train, 1, INT64_MAX),
-    INT("epoch_pos", epoch_pos, 0, INT64_MAX, .hi_attr = "n_train"),
-    INT("seed", seed, 0, INT64_MAX), /* --seed's range */
-    INT("n_inputs", spec.n_inputs, 1, MAX_WIDTH),
-    INT("n_classes", spec.n_classes, 2, MAX_WIDTH),
-    INTS("hidden", spec.hidden, 1, MAX_WIDTH, COUNT(spec.n_hidden), .n_max = MODEL_MAX_HIDDEN),
-    /* hyperparameters: the ranges of their options (config.c) */
-    REAL("leaky_slope", spec.leaky_slope, 0, 1, OPEN_LO | OPEN_HI),
-    REAL("bn_momentum", spec.bn_momentum, 0, 1, OPEN_LO),
-    REAL("bn_eps", spec.bn_eps, 0, INFINITY, OPEN_LO),
-    REALS("dropout", spec.dropout, 0, 1, OPEN_HI, COUNT(spec.n_hidden), .n_match = 1),
-    REAL("best_val_loss", best_val_loss, -INFINITY, INFINITY, 0), /* < 0: none yet */
-    INT("best_epoch", best_epoch, 0, INT_MAX - 1),
-    INT("since_best", since_best, 0, INT_MAX - 1),
-    INT("optimizer_step", opt_step, 0, INT64_MAX),
-    REAL("beta1", opt.beta1, 0, 1, OPEN_HI),
-    REAL("beta2", opt.beta2, 0, 1, OPEN_HI),
-    REAL("eps", opt.eps, 0, INFINITY, OPEN_LO),
-    REAL("epoch_loss_sum", epoch_loss_sum, 0, INFINITY, 0), /* sums of cross-entropies and L2 terms, all >= 0 */
-    REAL("epoch_correct", epoch_correct, 0, INFINITY, 0),
-    INT("epoch_samples", epoch_samples, 0, INT64_MAX),
-    /* deterministic runs only: per parameter tensor, the largest gradient value of a group */
-    REALS("det_max", det_max, 0, INFINITY, 0, .optional = 1, COUNT(det_n), .n_min = 1,
-          .n_max = 4 * MODEL_MAX_HIDDEN + 2),
-    /* training time so far; older versions did not record it (then -1: read_meta_file's default) */
-    REAL("elapsed_s", elapsed_s, 0, INFINITY, 0, .optional = 1),
-    INT("crc32", crc32, 0, UINT32_MAX),
-};
-
-static const AttrRule *attr_rule(const char *name) {
-  for (size_t i = 0; i < sizeof attr_rules / sizeof attr_rules[0]; i++)
-    if (strcmp(attr_rules[i].name, name) == 0) return &attr_rules[i];
-  return NULL;
-}
-
-static void *field_at(const CheckpointMeta *meta, const AttrRule *r, int i) {
-  static const size_t size[] = {[F_I64] = 8, [F_INT] = sizeof(int), [F_U32] = 4, [F_FLOAT] = 4, [F_DOUBLE] = 8};
-  return (char *)meta + r->offset + (size_t)i * size[r->field];
-}
-
-static int64_t field_int(const CheckpointMeta *meta, const AttrRule *r) {
-  const void *p = field_at(meta, r, 0);
-  if (r->field == F_I64) return *(const int64_t *)p;
-  if (r->field == F_INT) return *(const int *)p;
-  return *(const uint32_t *)p;
-}
-
-/* Stores v (in bounds, so it fits) as element i of r's field; returns the value as stored. */
-static double field_store(CheckpointMeta *meta, const AttrRule *r, int i, int64_t iv, double v) {
-  void *p = field_at(meta, r, i);
-  switch (r->field) {
-    case F_I64:
-      *(int64_t *)p = iv;
-      return (double)iv;
-    case F_INT:
-      *(int *)p = (int)iv;
-      return (double)iv;
-    case F_U32:
-      *(uint32_t *)p = (uint32_t)iv;
-      return (double)iv;
-    case F_FLOAT: /* beyond float's range is Inf (a plain cast would be undefined behaviour) */
-      *(float *)p = isfinite(v) && fabs(v) > FLT_MAX ? (v > 0 ? INFINITY : -INFINITY) : (float)v;
-      return (double)*(float *)p;
-    case F_DOUBLE:
-      *(double *)p = v;
-      return v;
-  }
-  return v;
-}
-
-static int real_in_bounds(const AttrRule *r, double v) {
-  if (!isfinite(v)) return 0;
-  if ((r->open & OPEN_LO) ? !(v > r->lo) : !(v >= r->lo)) return 0;
-  return (r->open & OPEN_HI) ? v < r->hi : v <= r->hi;
-}
-
-/* One value of attribute r (element i of a list, i < 0: a scalar) checked and stored. */
-static int attr_value(const char *path, const AttrRule *r, int i, int64_t iv, double v, CheckpointMeta *meta,
-                      MtError *err) {
-  char name[64], range[96];
-  if (i < 0)
-    snprintf(name, sizeof name, "%s", r->name);
-  else
-    snprintf(name, sizeof name, "%s[%d]", r->name, i);
-  if (r->kind == AK_INT || r->kind == AK_INTS) {
-    int64_t hi = r->ihi;
-    const AttrRule *h = r->hi_attr ? attr_rule(r->hi_attr) : NULL;
-    if (h && field_int(meta, h) < hi) hi = field_int(meta, h);
-    if (iv < r->ilo || iv > hi) {
-      if (h)
-        snprintf(range, sizeof range, "[%lld, %s = %lld]", (long long)r->ilo, h->name, (long long)hi);
-      else
-        snprintf(range, sizeof range, "[%lld, %lld]", (long long)r->ilo, (long long)hi);
-      return mt_fail(err, "checkpoint %s: attribute %s = %lld is out of range %s", path, name, (long long)iv, range);
-    }
-    field_store(meta, r, i < 0 ? 0 : i, iv, 0);
-    return 0;
-  }
-  double stored = field_store(meta, r, i < 0 ? 0 : i, 0, v);
-  if (real_in_bounds(r, stored)) return 0;
-  char as[48] = "";
-  if (real_in_bounds(r, v)) snprintf(as, sizeof as, " (%g as float32)", stored); /* rounding made it invalid */
-  if (isinf(r->lo) && isinf(r->hi))
-    return mt_fail(err, "checkpoint %s: attribute %s = %g%s is not a finite number", path, name, v, as);
-  snprintf(range, sizeof range, "%c%g, %g%c", (r->open & OPEN_LO) ? '(' : '[', r->lo, r->hi,
-           (r->open & OPEN_HI) || isinf(r->hi) ? ')' : ']');
-  return mt_fail(err, "checkpoint %s: attribute %s = %g%s is out of range %s", path, name, v, as, range);
-}
-
-/* Reads, checks and stores attribute r. */
-static int attr_read(hid_t f, const char *path, const AttrRule *r, CheckpointMeta *meta, MtError *err) {
-  if (r->kind == AK_INT || r->kind == AK_REAL) {
-    int64_t iv = 0;
-    double v = 0;
-    int found = r->kind == AK_INT ? h5_attr_read_int64(f, path, r->name, &iv, err)
-                                  : h5_attr_read_number(f, path, r->name, 0, &v, err);
-    if (found < 0) return -1;
-    if (found == 1) return r->optional ? 0 : mt_fail(err, "checkpoint %s: attribute %s is missing", path, r->name);
-    return attr_value(path, r, -1, iv, v, meta, err);
-  }
-  H5T_class_t cls;
-  hssize_t count = 0;
-  int found = h5_attr_find(f, r->name, &cls, &count); /* 1 found, 0 missing */
-  if (found < 0) return mt_fail(err, "checkpoint %s: cannot read attribute %s", path, r->name);
-  if (found == 0) return r->optional ? 0 : mt_fail(err, "checkpoint %s: attribute %s is missing", path, r->name);
-  if (cls != H5T_INTEGER && (r->kind == AK_INTS || cls != H5T_FLOAT))
-    return mt_fail(err, "checkpoint %s: attribute %s is not a list of %s", path, r->name,
-                   r->kind == AK_INTS ? "integers" : "numbers");
-  int *n = (int *)((char *)meta + r->n_offset);
-  if (r->n_match ? count != *n : count < r->n_min || count > r->n_max) {
-    if (r->n_match)
-      return mt_fail(err, "checkpoint %s: attribute %s has %lld values; expected %d, one per hidden layer", path,
-                     r->name, (long long)count, *n);
-    return mt_fail(err, "checkpoint %s: attribute %s has %lld values; expected %d .. %d", path, r->name,
-                   (long long)count, r->n_min, r->n_max);
-  }
-  int64_t iv[4 * MODEL_MAX_HIDDEN + 2]; /* the longest list (n_max, or a count n_match holds to) */
-  double v[4 * MODEL_MAX_HIDDEN + 2];
-  if ((size_t)count > sizeof v / sizeof v[0])
-    return mt_fail(err, "checkpoint %s: attribute %s is too long", path, r->name);
-  if (count > 0 && h5_attr_read_raw(f, r->name, r->kind == AK_INTS ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE,
-                                    r->kind == AK_INTS ? (void *)iv : (void *)v) < 0)
-    return mt_fail(err, "checkpoint %s: cannot read attribute %s", path, r->name);
-  for (int i = 0; i < (int)count; i++)
-    if (attr_value(path, r, i, r->kind == AK_INTS ? iv[i] : 0, r->kind == AK_REALS ? v[i] : 0, meta, err) != 0)
-      return -1;
-  *n = (int)count;
-  return 0;
-}
-
-static int read_meta_file(hid_t f, const char *path, CheckpointMeta *meta, MtError *err) {
-  memset(meta, 0, sizeof *meta);
-  char format[64] = "";
-  char **fv = NULL;
-  int nfv = 0, r = h5_attr_read_strings(f, path, "format", 1, &fv, &nfv, err);
-  if (r < 0) return -1;
-  if (r == 0 && nfv > 0) snprintf(format, sizeof format, "%s", fv[0]);
-  h5_strings_free(fv, nfv);
-  if (strcmp(format, CHECKPOINT_FORMAT) != 0)
-    return mt_fail(err, "%s is not an mpitrain checkpoint (format attribute '%s'; expected '%s')", path,
-                   r == 1 ? "(none)" : format, CHECKPOINT_FORMAT);
-  long long v = 0;
-  if (read_int(f, path, "format_version", &v, err) < 0) return -1;
-  meta->format_version = (int)v;
-  if (v > CHECKPOINT_VERSION || v < 1)
-    return mt_fail(err, "checkpoint %s has format version %lld; this mpitrain (%s) reads versions 1 to %d: use a "
-                        "newer mpitrain to resume it",
-                   path, v, MPITRAIN_VERSION, CHECKPOINT_VERSION);
-  meta->elapsed_s = -1; /* not recorded, unless the attribute says otherwise */
-  for (size_t i = 0; i < sizeof attr_rules / sizeof attr_rules[0]; i++)
-    if (attr_read(f, path, &attr_rules[i], meta, err) != 0) return -1;
-  char act[32], opt[32], bn[32];
-  if (read_string(f, path, "activation", act, sizeof act, NULL, err) < 0) return -1;
-  int a = act_from_name(act);
-  if (a < 0) return mt_fail(err, "checkpoint %s: unknown activation '%s'", path, act);
-  meta->spec.act = (ActKind)a;
-  if (read_string(f, path, "batchnorm", bn, sizeof bn, NULL, err) < 0) return -1;
-  int b = bn_place_from_name(bn);
-  if (b < 0) return mt_fail(err, "checkpoint %s: unknown batchnorm placement '%s'", path, bn);
-  meta->spec.bn = (BnPlace)b;
-  if (read_string(f, path, "optimizer", opt, sizeof opt, NULL, err) < 0) return -1;
-  int k = optim_from_name(opt);
-  if (k < 0) return mt_fail(err, "checkpoint %s: unknown optimizer '%s'", path, opt);
-  meta->opt.kind = (OptKind)k;
-  if (read_string(f, path, "data", meta->data, sizeof meta->data, NULL, err) < 0 ||
-      read_string(f, path, "created", meta->created, sizeof meta->created, NULL, err) < 0 ||
-      read_string(f, path, "mpitrain_version", meta->version, sizeof meta->version, NULL, err) < 0 ||
-      read_string(f, path, "config", NULL, 0, &meta->config, err) < 0)
-    return -1;
-  return 0;
-}
-
 static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtError *err);
 
 int checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err) {
   memset(meta, 0, sizeof *meta);
   hid_t f = open_ro(path, err);
   if (f < 0) return -1;
-  int rc = read_meta_file(f, path, meta, err);
+  int rc = ckpt_attrs_read(f, path, meta, err);
   if (rc == 0) rc = read_preprocess(f, path, meta, err);
   H5Fclose(f);
   if (rc != 0) checkpoint_meta_free(meta);
@@ -783,17 +559,9 @@ static int check_state(const char *path, const Model *m, const float *mom1, cons
   return 0;
 }
 
-/* class_names and /preprocess, both optional (checkpoints written before mpitrain stored them load without). */
+/* /preprocess, optional (checkpoints written before mpitrain stored it load without). */
 static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtError *err) {
-  const int d = meta->spec.n_inputs, C = meta->spec.n_classes;
-  char **names = NULL;
-  int nn = 0, r = h5_attr_read_strings(f, path, "class_names", C, &names, &nn, err);
-  if (r < 0) return -1;
-  if (r == 0 && nn != C) {
-    h5_strings_free(names, nn);
-    return mt_fail(err, "checkpoint %s: class_names has %d entries; expected one per class (%d)", path, nn, C);
-  }
-  meta->class_names = names;
+  const int d = meta->spec.n_inputs;
   htri_t ex = H5Lexists(f, "/preprocess", H5P_DEFAULT);
   if (ex < 0) return mt_fail(err, "checkpoint %s: cannot read /preprocess", path);
   if (ex == 0) return 0;

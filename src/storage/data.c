@@ -21,26 +21,22 @@
 #include <unistd.h>
 
 #include "h5util.h"
+#include "mpitrain/dataformat.h"
 #include "mpitrain/fileid.h"
 
 const char *const memory_names[MEMORY_NO + 2] = {"auto", "yes", "no", NULL};
 
 void data_library_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-#define DATA_PATH_MAX 4096
-#define DATA_MAX_ROWS ((int64_t)INT32_MAX) /* rows per split: row indices and MPI counts stay in int */
-#define DATA_MAX_D (1 << 24)
-#define DATA_MAX_CLASSES (1 << 24)
-#define DATA_MAX_SHARDS 99999                /* five digits in the shard names */
 #define DATA_DEFAULT_MAX_ROWS 1024
 #define DATA_DEFAULT_MEMORY_LIMIT ((int64_t)2 << 30)
 #define DATA_LOAD_BYTES ((size_t)64 << 20)  /* one H5Dread when loading a split or labels into memory */
 #define DATA_STREAM_CACHE ((size_t)32 << 20) /* chunk cache of a compressed split read per batch */
 #define DATA_UNLABELED_HINT " (features without labels serve `mpitrain predict` only)"
 
-static const char *const split_name[2] = {"train", "test"};
-static const char *const x_path[2] = {"/train/x", "/test/x"};
-static const char *const y_path[2] = {"/train/y", "/test/y"};
+const char *const data_split_names[3] = DATA_SPLIT_NAMES;
+static const char *const x_path[2] = DATA_X_PATHS;
+static const char *const y_path[2] = DATA_Y_PATHS;
 
 /* One file of the set. */
 typedef struct Shard {
@@ -312,9 +308,9 @@ static int meta_split(hid_t file, const char *path, int s, int has_y, Meta *m, M
             (unsigned long long)xd[0], (long long)DATA_MAX_ROWS);
     goto done;
   }
-  if (xd[1] < 1 || xd[1] > (hsize_t)DATA_MAX_D) {
+  if (xd[1] < 1 || xd[1] > (hsize_t)DATA_MAX_FEATURES) {
     mt_fail(err, "%s: %s has %llu features; expected 1 .. %d", path, x_path[s], (unsigned long long)xd[1],
-            DATA_MAX_D);
+            DATA_MAX_FEATURES);
     goto done;
   }
   /* Before anything reads it: a small damaged file may declare far more rows than it stores (reads would return
@@ -356,21 +352,22 @@ static int meta_read(hid_t file, const char *path, int allow_unlabeled, Meta *m,
 
   /* Root attributes first: a checkpoint passed as data is named as such, not as "no /train/x". */
   char **sv = NULL;
-  int ns = 0, f = h5_attr_read_strings(file, path, "format", 1, &sv, &ns, err);
+  int ns = 0, f = h5_attr_read_strings(file, path, DATA_ATTR_FORMAT, 1, &sv, &ns, err);
   if (f < 0) return -1;
   if (f == 0) {
-    int ok = ns == 1 && strcmp(sv[0], "mpitrain-dataset") == 0;
+    int ok = ns == 1 && strcmp(sv[0], DATA_FORMAT) == 0;
     if (!ok)
-      mt_fail(err, "%s: format is '%s'; expected 'mpitrain-dataset'%s", path, ns > 0 ? sv[0] : "",
+      mt_fail(err, "%s: format is '%s'; expected '" DATA_FORMAT "'%s", path, ns > 0 ? sv[0] : "",
               ns > 0 && strstr(sv[0], "checkpoint") ? " (this is a checkpoint, not a dataset)" : "");
     h5_strings_free(sv, ns);
     if (!ok) return -1;
   }
   double v;
-  f = h5_attr_read_number(file, path, "format_version", 1, &v, err);
+  f = h5_attr_read_number(file, path, DATA_ATTR_FORMAT_VERSION, 1, &v, err);
   if (f < 0) return -1;
-  if (f == 0 && v > 1)
-    return mt_fail(err, "%s: format_version %.0f is newer than this mpitrain reads (1); upgrade mpitrain", path, v);
+  if (f == 0 && v > DATA_FORMAT_VERSION)
+    return mt_fail(err, "%s: format_version %.0f is newer than this mpitrain reads (%d); upgrade mpitrain", path, v,
+                   DATA_FORMAT_VERSION);
 
   if (!link_exists(file, "/train/x"))
     return mt_fail(err, "%s: no dataset /train/x; expected features [rows, features]", path);
@@ -384,28 +381,28 @@ static int meta_read(hid_t file, const char *path, int allow_unlabeled, Meta *m,
     return mt_fail(err, "%s: has /test/x but no /test/y; labels are needed here" DATA_UNLABELED_HINT, path);
   if (tx && meta_split(file, path, SPLIT_TEST, ty, m, err) != 0) return -1;
 
-  f = h5_attr_read_number(file, path, "num_classes", 1, &v, err);
+  f = h5_attr_read_number(file, path, DATA_ATTR_NUM_CLASSES, 1, &v, err);
   if (f < 0) return -1;
   if (f == 0) {
     if (v < 2 || v > DATA_MAX_CLASSES)
       return mt_fail(err, "%s: num_classes = %.0f; expected 2 .. %d", path, v, DATA_MAX_CLASSES);
     m->n_classes = (int64_t)v;
   }
-  f = h5_attr_read_number(file, path, "scale", 0, &m->scale, err);
+  f = h5_attr_read_number(file, path, DATA_ATTR_SCALE, 0, &m->scale, err);
   if (f < 0) return -1;
-  f = h5_attr_read_strings(file, path, "source", 1, &sv, &ns, err);
+  f = h5_attr_read_strings(file, path, DATA_ATTR_SOURCE, 1, &sv, &ns, err);
   if (f < 0) return -1;
   if (f == 0) {
     snprintf(m->source, sizeof m->source, "%s", ns > 0 ? sv[0] : "");
     h5_strings_free(sv, ns);
   }
-  if (h5_attr_read_strings(file, path, "class_names", DATA_MAX_CLASSES, &m->names, &m->n_names, err) < 0) return -1;
+  if (h5_attr_read_strings(file, path, DATA_ATTR_CLASS_NAMES, DATA_MAX_CLASSES, &m->names, &m->n_names, err) < 0) return -1;
   if (m->names && m->n_classes > 0 && m->n_names != m->n_classes)
     return mt_fail(err, "%s: class_names has %d entries but num_classes = %lld; expected one name per class", path,
                    m->n_names, (long long)m->n_classes);
-  int fm = h5_attr_read_floats(file, path, "mean", m->d, &m->mean, err);
+  int fm = h5_attr_read_floats(file, path, DATA_ATTR_MEAN, m->d, &m->mean, err);
   if (fm < 0) return -1;
-  int fs = h5_attr_read_floats(file, path, "std", m->d, &m->std, err);
+  int fs = h5_attr_read_floats(file, path, DATA_ATTR_STD, m->d, &m->std, err);
   if (fs < 0) return -1;
   return data_check_preprocess(path, m->scale, m->mean, m->std, m->d, err);
 }
@@ -578,25 +575,17 @@ static void dataset_adopt(Dataset *ds, Meta *m, int64_t total[2]) {
   m->n_names = 0;
 }
 
-int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
-  *out = NULL;
-  DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS, 0, 0};
-  if (opt) o = *opt;
-  if (o.memory_limit <= 0) o.memory_limit = DATA_DEFAULT_MEMORY_LIMIT;
-  if (o.max_rows <= 0) o.max_rows = DATA_DEFAULT_MAX_ROWS;
-  Meta m0 = {0}, mk = {0};
-  Dataset *ds = dataset_new(path);
-  if (ds == NULL) return mt_fail(err, "out of memory opening %s", path);
-  if (shards_resolve(ds, path, err) != 0) goto fail;
-
-  int64_t total[2] = {0, 0};
-  int labeled[2] = {-1, -1}, labeled_by[2] = {0, 0}; /* set by the first shard with rows of the split */
+/* Opens every shard and reads its metadata (the first shard's into m0): sizes each shard's part of the splits
+ * into total, and checks that the shards agree with the first (labels of a split in all or none). */
+static int shards_read(Dataset *ds, int allow_unlabeled, Meta *m0, int64_t total[2], int labeled[2], MtError *err) {
+  int labeled_by[2] = {0, 0}; /* set by the first shard with rows of the split */
   for (int k = 0; k < ds->info.n_shards; k++) {
     Shard *sh = &ds->shards[k];
-    Meta *m = k == 0 ? &m0 : &mk;
-    if (file_open(sh, k, ds->info.n_shards, err) != 0 ||
-        meta_read(sh->file, sh->path, o.allow_unlabeled, m, err) != 0)
-      goto fail;
+    Meta mk = {0}, *m = k == 0 ? m0 : &mk;
+    if (file_open(sh, k, ds->info.n_shards, err) != 0 || meta_read(sh->file, sh->path, allow_unlabeled, m, err) != 0) {
+      meta_free(&mk);
+      return -1;
+    }
     for (int s = 0; s < 2; s++) {
       sh->n[s] = m->n[s];
       sh->first[s] = total[s];
@@ -607,73 +596,74 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
         labeled_by[s] = k;
       } else if (labeled[s] != m->has_y[s]) {
         const int lk = labeled[s] ? labeled_by[s] : k;
-        mt_fail(err, "shard %s has labels for its %s rows but %s has none; all shards must agree",
-                ds->shards[lk].path, split_name[s], ds->shards[lk == k ? labeled_by[s] : k].path);
-        goto fail;
+        meta_free(&mk);
+        return mt_fail(err, "shard %s has labels for its %s rows but %s has none; all shards must agree",
+                       ds->shards[lk].path, data_split_names[s], ds->shards[lk == k ? labeled_by[s] : k].path);
       }
     }
     if (k > 0) {
-      int agree = meta_agree(&m0, ds->shards[0].path, m, sh->path, err);
+      int agree = meta_agree(m0, ds->shards[0].path, m, sh->path, err);
       meta_free(&mk);
-      if (agree != 0) goto fail;
+      if (agree != 0) return -1;
     }
   }
-  const char *p0 = ds->shards[0].path;
-  for (int s = 0; s < 2; s++)
-    if (total[s] > DATA_MAX_ROWS) {
-      mt_fail(err, "%s: the %s split has %lld rows in all; at most %lld rows per split are supported", path,
-              split_name[s], (long long)total[s], (long long)DATA_MAX_ROWS);
-      goto fail;
-    }
-  if (total[SPLIT_TRAIN] == 0) {
-    mt_fail(err, "%s: /train/x has 0 rows; expected at least one training row", ds->info.n_shards > 1 ? path : p0);
-    goto fail;
-  }
-  dataset_adopt(ds, &m0, total);
-  DataInfo *in = &ds->info;
-  for (int s = 0; s < 2; s++) in->labeled[s] = labeled[s] != 0;
+  return 0;
+}
 
-  /* Sizes before allocating anything big: a header claiming absurd sizes must fail with a message, not an OOM. */
+/* The splits' sizes in all: within the limits, and at least one training row. */
+static int totals_check(const Dataset *ds, const char *path, const int64_t total[2], MtError *err) {
+  for (int s = 0; s < 2; s++)
+    if (total[s] > DATA_MAX_ROWS)
+      return mt_fail(err, "%s: the %s split has %lld rows in all; at most %lld rows per split are supported", path,
+                     data_split_names[s], (long long)total[s], (long long)DATA_MAX_ROWS);
+  if (total[SPLIT_TRAIN] == 0)
+    return mt_fail(err, "%s: /train/x has 0 rows; expected at least one training row",
+                   ds->info.n_shards > 1 ? path : ds->shards[0].path);
+  return 0;
+}
+
+/* Which splits are held in memory (o->memory, the limit, the machine), sizes checked before allocating anything
+ * big: a header claiming absurd sizes must fail with a message, not an OOM. *streams: some split is read per batch. */
+static int memory_decide(Dataset *ds, const char *path, const DataOptions *o, int *streams, MtError *err) {
+  DataInfo *in = &ds->info;
   int64_t ram = phys_memory();
-  double label_bytes = 4.0 * (double)(total[0] + total[1]);
-  if (label_bytes > ram / 2) {
-    mt_fail(err, "%s: the labels alone need %.1f GiB in memory but this machine has %.1f GiB", path, gib(label_bytes),
-            gib((double)ram));
-    goto fail;
-  }
-  int streams = 0;
+  double label_bytes = 4.0 * (double)(in->n[0] + in->n[1]);
+  if (label_bytes > ram / 2)
+    return mt_fail(err, "%s: the labels alone need %.1f GiB in memory but this machine has %.1f GiB", path,
+                   gib(label_bytes), gib((double)ram));
+  *streams = 0;
   for (int s = 0; s < 2; s++) {
     double bytes = (double)in->n[s] * in->d * (double)ds->elem;
     if (in->n[s] == 0) {
       in->in_memory[s] = 1; /* nothing to read */
       continue;
     }
-    if (o.memory == MEMORY_YES) {
-      if (bytes > 0.75 * (double)ram) {
-        mt_fail(err, "%s: holding the %s split in memory needs %.1f GiB (%lld rows x %d features x %s) but this "
-                "machine has %.1f GiB; use --in-memory no to read each batch from the file", path, split_name[s],
-                gib(bytes), (long long)in->n[s], in->d, in->stored_uint8 ? "uint8" : "float32", gib((double)ram));
-        goto fail;
-      }
+    if (o->memory == MEMORY_YES) {
+      if (bytes > 0.75 * (double)ram)
+        return mt_fail(err, "%s: holding the %s split in memory needs %.1f GiB (%lld rows x %d features x %s) but "
+                       "this machine has %.1f GiB; use --in-memory no to read each batch from the file", path,
+                       data_split_names[s], gib(bytes), (long long)in->n[s], in->d, in->stored_uint8 ? "uint8" : "float32",
+                       gib((double)ram));
       in->in_memory[s] = 1;
-    } else if (o.memory == MEMORY_NO) {
+    } else if (o->memory == MEMORY_NO) {
       in->in_memory[s] = 0;
     } else {
       /* auto never takes more than half of the machine, whatever the limit says */
-      in->in_memory[s] = bytes <= (double)o.memory_limit && bytes <= 0.5 * (double)ram;
+      in->in_memory[s] = bytes <= (double)o->memory_limit && bytes <= 0.5 * (double)ram;
     }
-    if (!in->in_memory[s]) streams = 1;
+    if (!in->in_memory[s]) *streams = 1;
   }
-  if (streams) {
-    double stage = (double)o.max_rows * in->d * (double)ds->elem;
-    if (stage > 0.25 * (double)ram) {
-      mt_fail(err, "%s: a read buffer of %d rows x %d features needs %.1f GiB; use smaller batches", path, o.max_rows,
-              in->d, gib(stage));
-      goto fail;
-    }
-  }
+  double stage = (double)o->max_rows * in->d * (double)ds->elem;
+  if (*streams && stage > 0.25 * (double)ram)
+    return mt_fail(err, "%s: a read buffer of %d rows x %d features needs %.1f GiB; use smaller batches", path,
+                   o->max_rows, in->d, gib(stage));
+  return 0;
+}
 
-  /* Labels of every split that has them, in memory. */
+/* Labels of every split that has them, in memory; without a num_classes attribute the class count comes from the
+ * class names or the labels. */
+static int labels_load_all(Dataset *ds, const char *path, MtError *err) {
+  DataInfo *in = &ds->info;
   int64_t max_label = -1;
   int any_labels = 0;
   for (int s = 0; s < 2; s++) {
@@ -681,80 +671,100 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
     any_labels = 1;
     ds->y[s] = mt_alloc((size_t)in->n[s] * sizeof(int32_t), s == 0 ? "training labels" : "test labels", err);
     if (ds->y[s] == NULL || labels_load(ds, s, in->n_classes > 0 ? in->n_classes : 0, &max_label, err) != 0)
-      goto fail;
+      return -1;
   }
-  if (in->n_classes <= 0 && !any_labels) {
+  if (in->n_classes > 0) return 0;
+  if (!any_labels) {
     /* Features only, no num_classes: the class names tell, else the model that reads them (predict). */
     in->n_classes = ds->names ? ds->n_names : 0;
-  } else if (in->n_classes <= 0) {
-    /* No num_classes attribute: the labels tell. */
-    if (max_label + 1 < 2) {
-      mt_fail(err, "%s: no num_classes attribute and every label is 0; expected at least 2 classes", path);
-      goto fail;
-    }
-    /* The bound num_classes has when it is given: a stray huge label must not size the model (or, past 2^31, wrap
-     * the class count negative). Labels beyond int32 are read clipped to 2147483647. */
-    if (max_label + 1 > DATA_MAX_CLASSES) {
-      mt_fail(err, "%s: no num_classes attribute and the largest label is %lld; expected class ids below %d (a "
-              "damaged label? else set num_classes)", path, (long long)max_label, DATA_MAX_CLASSES);
-      goto fail;
-    }
-    in->n_classes = (int)(max_label + 1);
-    in->n_classes_inferred = 1;
-    if (ds->names && ds->n_names != in->n_classes) {
-      mt_fail(err, "%s: class_names has %d entries but the labels use %d classes; expected one name per class", path,
-              ds->n_names, in->n_classes);
-      goto fail;
-    }
+    return 0;
   }
+  /* No num_classes attribute: the labels tell. */
+  if (max_label + 1 < 2)
+    return mt_fail(err, "%s: no num_classes attribute and every label is 0; expected at least 2 classes", path);
+  /* The bound num_classes has when it is given: a stray huge label must not size the model (or, past 2^31, wrap
+   * the class count negative). Labels beyond int32 are read clipped to 2147483647. */
+  if (max_label + 1 > DATA_MAX_CLASSES)
+    return mt_fail(err, "%s: no num_classes attribute and the largest label is %lld; expected class ids below %d (a "
+                   "damaged label? else set num_classes)", path, (long long)max_label, DATA_MAX_CLASSES);
+  in->n_classes = (int)(max_label + 1);
+  in->n_classes_inferred = 1;
+  if (ds->names && ds->n_names != in->n_classes)
+    return mt_fail(err, "%s: class_names has %d entries but the labels use %d classes; expected one name per class",
+                   path, ds->n_names, in->n_classes);
+  return 0;
+}
 
-  /* Features: in memory as stored, or datasets kept open for per-batch reads. */
+/* Split s's features datasets of every shard kept open for per-batch reads. */
+static int features_keep_open(Dataset *ds, int s, MtError *err) {
+  for (int k = 0; k < ds->info.n_shards; k++) {
+    Shard *sh = &ds->shards[k];
+    if (sh->n[s] == 0) continue;
+    sh->x[s] = x_open(sh, s, 1);
+    sh->xspace[s] = sh->x[s] < 0 ? -1 : H5Dget_space(sh->x[s]);
+    hid_t dcpl = sh->xspace[s] < 0 ? -1 : H5Dget_create_plist(sh->x[s]);
+    if (dcpl < 0) return mt_fail(err, "%s: cannot open %s", sh->path, x_path[s]);
+    sh->chunked[s] = H5Pget_layout(dcpl) == H5D_CHUNKED;
+    H5Pclose(dcpl);
+  }
+  return 0;
+}
+
+/* Features: in memory as stored (or later: defer_features), or datasets kept open for per-batch reads with their
+ * read buffer; when everything is in memory, the files are let go (another job may rewrite them). */
+static int features_prepare(Dataset *ds, const char *path, const DataOptions *o, int streams, MtError *err) {
+  DataInfo *in = &ds->info;
   for (int s = 0; s < 2; s++) {
     if (in->n[s] == 0) continue;
-    if (in->in_memory[s] && o.defer_features) {
+    if (in->in_memory[s] && o->defer_features) {
       ds->x_pending[s] = 1;
     } else if (in->in_memory[s]) {
       ds->x[s] = mt_alloc((size_t)in->n[s] * (size_t)in->d * ds->elem, s == 0 ? "training features" : "test features",
                           err);
-      if (ds->x[s] == NULL || features_load(ds, s, err) != 0) goto fail;
-    } else {
-      for (int k = 0; k < in->n_shards; k++) {
-        Shard *sh = &ds->shards[k];
-        if (sh->n[s] == 0) continue;
-        sh->x[s] = x_open(sh, s, 1);
-        sh->xspace[s] = sh->x[s] < 0 ? -1 : H5Dget_space(sh->x[s]);
-        hid_t dcpl = sh->xspace[s] < 0 ? -1 : H5Dget_create_plist(sh->x[s]);
-        if (dcpl < 0) {
-          mt_fail(err, "%s: cannot open %s", sh->path, x_path[s]);
-          goto fail;
-        }
-        sh->chunked[s] = H5Pget_layout(dcpl) == H5D_CHUNKED;
-        H5Pclose(dcpl);
-      }
+      if (ds->x[s] == NULL || features_load(ds, s, err) != 0) return -1;
+    } else if (features_keep_open(ds, s, err) != 0) {
+      return -1;
     }
   }
   if (streams) {
-    ds->max_rows = o.max_rows;
-    ds->stage = mt_alloc((size_t)o.max_rows * (size_t)in->d * ds->elem, "read buffer", err);
-    ds->blocks = ds->stage ? mt_alloc((size_t)o.max_rows * 2 * sizeof(int64_t), "read block list", err) : NULL;
-    if (ds->blocks == NULL) goto fail;
-    hsize_t dims[2] = {(hsize_t)o.max_rows, (hsize_t)in->d};
+    ds->max_rows = o->max_rows;
+    ds->stage = mt_alloc((size_t)o->max_rows * (size_t)in->d * ds->elem, "read buffer", err);
+    ds->blocks = ds->stage ? mt_alloc((size_t)o->max_rows * 2 * sizeof(int64_t), "read block list", err) : NULL;
+    if (ds->blocks == NULL) return -1;
+    hsize_t dims[2] = {(hsize_t)o->max_rows, (hsize_t)in->d};
     ds->stage_space = H5Screate_simple(2, dims, NULL);
-    if (ds->stage_space < 0) {
-      mt_fail(err, "%s: cannot create the HDF5 dataspace of the read buffer", path);
-      goto fail;
-    }
+    if (ds->stage_space < 0) return mt_fail(err, "%s: cannot create the HDF5 dataspace of the read buffer", path);
   } else if (!ds->x_pending[0] && !ds->x_pending[1]) {
-    /* Everything is in memory: let go of the files (another job may rewrite them). */
     for (int k = in->n_shards - 1; k >= 0; k--) {
       H5Fclose(ds->shards[k].file);
       ds->shards[k].file = -1;
     }
   }
+  return 0;
+}
+
+int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
+  *out = NULL;
+  DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS, 0, 0};
+  if (opt) o = *opt;
+  if (o.memory_limit <= 0) o.memory_limit = DATA_DEFAULT_MEMORY_LIMIT;
+  if (o.max_rows <= 0) o.max_rows = DATA_DEFAULT_MAX_ROWS;
+  Meta m0 = {0};
+  Dataset *ds = dataset_new(path);
+  if (ds == NULL) return mt_fail(err, "out of memory opening %s", path);
+  int64_t total[2] = {0, 0};
+  int labeled[2] = {-1, -1}, streams = 0;
+  if (shards_resolve(ds, path, err) != 0 || shards_read(ds, o.allow_unlabeled, &m0, total, labeled, err) != 0 ||
+      totals_check(ds, path, total, err) != 0)
+    goto fail;
+  dataset_adopt(ds, &m0, total);
+  for (int s = 0; s < 2; s++) ds->info.labeled[s] = labeled[s] != 0;
+  if (memory_decide(ds, path, &o, &streams, err) != 0 || labels_load_all(ds, path, err) != 0 ||
+      features_prepare(ds, path, &o, streams, err) != 0)
+    goto fail;
   *out = ds;
   return 0;
 fail:
-  meta_free(&mk);
   meta_free(&m0);
   data_close(ds);
   return -1;
@@ -766,8 +776,8 @@ int data_open_synthetic(Dataset **out, const SynthSpec *spec, MtError *err) {
     return mt_fail(err, "synthetic data: %lld train / %lld test rows; expected 1 .. %lld train and 0 .. %lld test",
                    (long long)spec->n_train, (long long)spec->n_test, (long long)DATA_MAX_ROWS,
                    (long long)DATA_MAX_ROWS);
-  if (spec->d < 1 || spec->d > DATA_MAX_D)
-    return mt_fail(err, "synthetic data: %d features; expected 1 .. %d", spec->d, DATA_MAX_D);
+  if (spec->d < 1 || spec->d > DATA_MAX_FEATURES)
+    return mt_fail(err, "synthetic data: %d features; expected 1 .. %d", spec->d, DATA_MAX_FEATURES);
   if (spec->n_classes < 2 || spec->n_classes > DATA_MAX_CLASSES)
     return mt_fail(err, "synthetic data: %d classes; expected 2 .. %d", spec->n_classes, DATA_MAX_CLASSES);
   if (!isfinite(spec->noise) || spec->noise < 0)
@@ -868,7 +878,7 @@ void data_probe_format(const char *path, char *buf, size_t n) {
   char **v = NULL;
   int nv = 0;
   MtError ignored = {0};
-  if (h5_attr_read_strings(f, path, "format", 1, &v, &nv, &ignored) == 0 && nv == 1) snprintf(buf, n, "%s", v[0]);
+  if (h5_attr_read_strings(f, path, DATA_ATTR_FORMAT, 1, &v, &nv, &ignored) == 0 && nv == 1) snprintf(buf, n, "%s", v[0]);
   h5_strings_free(v, nv);
   H5Fclose(f);
 }
@@ -979,7 +989,7 @@ static int shard_of(const Dataset *ds, int s, int64_t r) {
 
 static int split_check(const Dataset *ds, Split s, MtError *err) {
   if (s != SPLIT_TRAIN && s != SPLIT_TEST) return mt_fail(err, "%s: no split %d", ds->info.path, (int)s);
-  if (ds->info.n[s] == 0) return mt_fail(err, "%s: has no %s split", ds->info.path, split_name[s]);
+  if (ds->info.n[s] == 0) return mt_fail(err, "%s: has no %s split", ds->info.path, data_split_names[s]);
   return 0;
 }
 
@@ -1034,7 +1044,7 @@ int data_read(Dataset *ds, Split s, const int64_t *rows /* [n] */, int n, float 
   for (int k = 0; k < n; k++)
     if (rows[k] < 0 || rows[k] >= N || (k > 0 && rows[k] < rows[k - 1]))
       return mt_fail(err, "%s: data_read: row %lld at position %d; expected rows sorted ascending in [0, %lld) of "
-                     "the %s split", ds->info.path, (long long)rows[k], k, (long long)N, split_name[s]);
+                     "the %s split", ds->info.path, (long long)rows[k], k, (long long)N, data_split_names[s]);
   const size_t row_bytes = ds->elem * (size_t)d;
   if (ds->info.in_memory[s]) {
     const char *base = ds->x[s];
@@ -1090,7 +1100,7 @@ int data_read_range(Dataset *ds, Split s, int64_t first, int n, float *x /* [n, 
   const int d = ds->info.d;
   if (first < 0 || n < 0 || first + n > ds->info.n[s])
     return mt_fail(err, "%s: data_read_range: rows %lld .. %lld are outside [0, %lld) of the %s split", ds->info.path,
-                   (long long)first, (long long)(first + n - 1), (long long)ds->info.n[s], split_name[s]);
+                   (long long)first, (long long)(first + n - 1), (long long)ds->info.n[s], data_split_names[s]);
   const size_t row_bytes = ds->elem * (size_t)d;
   if (ds->info.in_memory[s]) {
     const char *base = ds->x[s];

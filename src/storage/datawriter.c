@@ -18,16 +18,14 @@
 
 #include "h5util.h"
 #include "mpitrain/atomicfile.h"
+#include "mpitrain/dataformat.h"
 
-#define DW_PATH_MAX 4096
-#define DW_MAX_ROWS ((int64_t)INT32_MAX) /* what data_open accepts */
-#define DW_MAX_D (1 << 24)
 #define DW_CHUNK_BYTES ((size_t)1 << 20) /* ~1 MiB of rows per chunk: big enough for sequential reads and
                                             compression, small enough that a random row costs little to decode */
 
 struct DataWriter {
-  char path[DW_PATH_MAX];  /* final name */
-  char tmp[DW_PATH_MAX];   /* where it is written until datawriter_close */
+  char path[DATA_PATH_MAX];  /* final name */
+  char tmp[DATA_PATH_MAX];   /* where it is written until datawriter_close */
   int64_t n[2];            /* rows announced per split */
   int64_t done[2];         /* rows appended so far */
   int d, n_classes, store_uint8, no_labels;
@@ -36,7 +34,7 @@ struct DataWriter {
   hid_t x[2], y[2];
 };
 
-static const char *const split_group[2] = {"/train", "/test"};
+static const char *const split_group[2] = DATA_SPLIT_GROUPS;
 
 /* ==== Datasets ==== */
 
@@ -85,11 +83,11 @@ static void close_handles(DataWriter *w) {
 }
 
 static int spec_check(const char *path, const DataWriterSpec *sp, MtError *err) {
-  if (sp->n[0] < 0 || sp->n[1] < 0 || sp->n[0] > DW_MAX_ROWS || sp->n[1] > DW_MAX_ROWS)
+  if (sp->n[0] < 0 || sp->n[1] < 0 || sp->n[0] > DATA_MAX_ROWS || sp->n[1] > DATA_MAX_ROWS)
     return mt_fail(err, "%s: %lld train / %lld test rows; expected 0 .. %lld per split", path, (long long)sp->n[0],
-                   (long long)sp->n[1], (long long)DW_MAX_ROWS);
-  if (sp->d < 1 || sp->d > DW_MAX_D)
-    return mt_fail(err, "%s: %d features; expected 1 .. %d", path, sp->d, DW_MAX_D);
+                   (long long)sp->n[1], (long long)DATA_MAX_ROWS);
+  if (sp->d < 1 || sp->d > DATA_MAX_FEATURES)
+    return mt_fail(err, "%s: %d features; expected 1 .. %d", path, sp->d, DATA_MAX_FEATURES);
   if (sp->n_classes < 2 && !(sp->no_labels && sp->n_classes == 0))
     return mt_fail(err, "%s: %d classes; expected at least 2", path, sp->n_classes);
   if (sp->class_names && sp->n_classes == 0)
@@ -141,18 +139,18 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
     goto fail;
   }
 
-  const char *format = "mpitrain-dataset";
+  const char *format = DATA_FORMAT;
   const char *source = sp->source ? sp->source : "";
-  int32_t version = 1, n_classes = sp->n_classes;
+  int32_t version = DATA_FORMAT_VERSION, n_classes = sp->n_classes;
   float scale = sp->scale;
-  if (h5_attr_write_strings(w->file, "format", &format, 1, 1) < 0 ||
-      h5_attr_write_scalar(w->file, "format_version", H5T_STD_I32LE, &version) < 0 ||
-      (n_classes > 0 && h5_attr_write_scalar(w->file, "num_classes", H5T_STD_I32LE, &n_classes) < 0) ||
-      h5_attr_write_scalar(w->file, "scale", H5T_IEEE_F32LE, &scale) < 0 ||
-      h5_attr_write_strings(w->file, "source", &source, 1, 1) < 0 ||
-      (sp->class_names && h5_attr_write_strings(w->file, "class_names", sp->class_names, (hsize_t)sp->n_classes, 0) < 0) ||
-      (sp->mean && (h5_attr_write_floats(w->file, "mean", sp->mean, (hsize_t)sp->d) < 0 ||
-                    h5_attr_write_floats(w->file, "std", sp->std, (hsize_t)sp->d) < 0))) {
+  if (h5_attr_write_strings(w->file, DATA_ATTR_FORMAT, &format, 1, 1) < 0 ||
+      h5_attr_write_scalar(w->file, DATA_ATTR_FORMAT_VERSION, H5T_STD_I32LE, &version) < 0 ||
+      (n_classes > 0 && h5_attr_write_scalar(w->file, DATA_ATTR_NUM_CLASSES, H5T_STD_I32LE, &n_classes) < 0) ||
+      h5_attr_write_scalar(w->file, DATA_ATTR_SCALE, H5T_IEEE_F32LE, &scale) < 0 ||
+      h5_attr_write_strings(w->file, DATA_ATTR_SOURCE, &source, 1, 1) < 0 ||
+      (sp->class_names && h5_attr_write_strings(w->file, DATA_ATTR_CLASS_NAMES, sp->class_names, (hsize_t)sp->n_classes, 0) < 0) ||
+      (sp->mean && (h5_attr_write_floats(w->file, DATA_ATTR_MEAN, sp->mean, (hsize_t)sp->d) < 0 ||
+                    h5_attr_write_floats(w->file, DATA_ATTR_STD, sp->std, (hsize_t)sp->d) < 0))) {
     mt_fail(err, "%s: cannot write the dataset attributes: %s", path, why());
     goto fail;
   }

@@ -246,6 +246,22 @@ int h5_attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf) {
   return rc < 0 ? -1 : 0;
 }
 
+/* A one-value attribute read as mtype into buf; stored as an integer (integer) or as any number. 0 found, 1 missing,
+ * -1 error (message set). */
+static int attr_read_one(hid_t loc, const char *path, const char *name, int integer, hid_t mtype, void *buf,
+                         MtError *err) {
+  H5T_class_t cls;
+  hssize_t count;
+  int f = h5_attr_find(loc, name, &cls, &count);
+  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  if (f == 0) return 1;
+  if (count != 1) return mt_fail(err, "%s: attribute %s has %lld values; expected one", path, name, (long long)count);
+  if (cls != H5T_INTEGER && (integer || cls != H5T_FLOAT))
+    return mt_fail(err, "%s: attribute %s is not %s", path, name, integer ? "an integer" : "a number");
+  if (h5_attr_read_raw(loc, name, mtype, buf) < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  return 0;
+}
+
 /* A numeric scalar (or one-element array) attribute. 0 found, 1 missing, -1 error (message set). */
 int h5_attr_read_number(hid_t loc, const char *path, const char *name, int integer, double *v, MtError *err) {
   if (integer) { /* the same checks and messages as an exact integer, then as a double */
@@ -254,32 +270,14 @@ int h5_attr_read_number(hid_t loc, const char *path, const char *name, int integ
     if (f == 0) *v = (double)i;
     return f;
   }
-  H5T_class_t cls;
-  hssize_t count;
-  int f = h5_attr_find(loc, name, &cls, &count);
-  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
-  if (f == 0) return 1;
-  if (count != 1) return mt_fail(err, "%s: attribute %s has %lld values; expected one", path, name, (long long)count);
-  if (cls != H5T_INTEGER && cls != H5T_FLOAT) return mt_fail(err, "%s: attribute %s is not a number", path, name);
-  if (h5_attr_read_raw(loc, name, H5T_NATIVE_DOUBLE, v) < 0)
-    return mt_fail(err, "%s: cannot read attribute %s", path, name);
-  return 0;
+  return attr_read_one(loc, path, name, 0, H5T_NATIVE_DOUBLE, v, err);
 }
 
 /* An integer scalar (or one-element array) attribute, exactly: 64-bit counters and seeds do not survive a trip
  * through double. 0 found, 1 missing, -1 error (message set). */
 int h5_attr_read_int64(hid_t loc, const char *path, const char *name, int64_t *v, MtError *err) {
-  H5T_class_t cls;
-  hssize_t count;
-  int f = h5_attr_find(loc, name, &cls, &count);
-  if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
-  if (f == 0) return 1;
-  if (count != 1) return mt_fail(err, "%s: attribute %s has %lld values; expected one", path, name, (long long)count);
-  if (cls != H5T_INTEGER) return mt_fail(err, "%s: attribute %s is not an integer", path, name);
   /* HDF5 clips an unsigned value beyond INT64_MAX to INT64_MAX: the callers' range checks then refuse it. */
-  if (h5_attr_read_raw(loc, name, H5T_NATIVE_INT64, v) < 0)
-    return mt_fail(err, "%s: cannot read attribute %s", path, name);
-  return 0;
+  return attr_read_one(loc, path, name, 1, H5T_NATIVE_INT64, v, err);
 }
 
 /* A string attribute (scalar or 1-D) as *n malloc'd strings. 0 found, 1 missing, -1 error. */

@@ -95,11 +95,11 @@ int idx_read(const char *path, int labels, Idx *out, MtError *err) {
   out->d = 1;
   for (int i = 1; i < ndims; i++) {
     out->d *= be32(dimb + 4 * i);
-    if (out->d > IMPORT_MAX_D) break;
+    if (out->d > DATA_MAX_FEATURES) break;
   }
-  if (out->n < 1 || out->n > IMPORT_MAX_ROWS || out->d < 1 || out->d > IMPORT_MAX_D) {
+  if (out->n < 1 || out->n > DATA_MAX_ROWS || out->d < 1 || out->d > DATA_MAX_FEATURES) {
     mt_fail(err, "%s: IDX header announces %lld items of %lld values; expected 1 .. %lld items of 1 .. %d", path,
-            (long long)out->n, (long long)out->d, (long long)IMPORT_MAX_ROWS, IMPORT_MAX_D);
+            (long long)out->n, (long long)out->d, (long long)DATA_MAX_ROWS, DATA_MAX_FEATURES);
     goto done;
   }
   size_t bytes = (size_t)out->n * (size_t)out->d;
@@ -208,9 +208,9 @@ int csv_next(Csv *c, MtError *err) {
       return mt_fail(err, "%s:%lld: %d fields but line %lld has %d; expected the same number on every line", c->path,
                      (long long)c->lineno, fields, (long long)c->first_line, c->fields);
     const int labeled = c->label_col != CSV_LABEL_NONE, d = fields - labeled;
-    if (d > IMPORT_MAX_D)
+    if (d > DATA_MAX_FEATURES)
       return mt_fail(err, "%s:%lld: %d features; at most %d are supported", c->path, (long long)c->lineno, d,
-                     IMPORT_MAX_D);
+                     DATA_MAX_FEATURES);
     if (d > c->row_cap) {
       float *r = realloc(c->row, sizeof(float) * (size_t)d);
       if (r == NULL) return mt_fail(err, "%s:%lld: out of memory", c->path, (long long)c->lineno);
@@ -282,9 +282,9 @@ int csv_scan(const char *path, int label_col, int64_t classes, int want_stats, C
       if (want_stats && (sc->sum = mt_alloc(2 * (size_t)sc->d * sizeof(double), "feature statistics", err)) == NULL)
         goto done;
     }
-    if (sc->rows == IMPORT_MAX_ROWS) {
+    if (sc->rows == DATA_MAX_ROWS) {
       mt_fail(err, "%s: more than %lld rows; at most that many per split are supported", path,
-              (long long)IMPORT_MAX_ROWS);
+              (long long)DATA_MAX_ROWS);
       goto done;
     }
     sc->rows++;

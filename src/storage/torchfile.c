@@ -451,6 +451,70 @@ static int op_reduce(Vm *vm) {
   return mt_fail(vm->err, "%s: pickle REDUCE at byte %" PRIu64 " calls a storage class", vm->path, vm->pos);
 }
 
+/* BINPUT / LONG_BINPUT (the top of the stack into the memo) and BINGET / LONG_BINGET (a memo entry pushed). */
+static int op_memo(Vm *vm, uint8_t op, uint64_t at) {
+  int wide = op == 'r' || op == 'j';
+  if (need_bytes(vm, wide ? 4 : 1, "a memo index") != 0) return -1;
+  uint64_t idx = wide ? le32(vm->p + vm->pos) : vm->p[vm->pos];
+  vm->pos += wide ? 4 : 1;
+  if (idx >= MAX_VALUES)
+    return mt_fail(vm->err, "%s: pickle memo index %" PRIu64 " at byte %" PRIu64 " is out of range (at most %d)",
+                   vm->path, idx, at, MAX_VALUES - 1);
+  if (op == 'q' || op == 'r') {
+    int old = vm->cap_memo;
+    if (grow((void **)&vm->memo, &vm->cap_memo, (int)idx + 1, sizeof(int), MAX_VALUES, vm, "memo entries") != 0)
+      return -1;
+    for (int i = old; i < vm->cap_memo; i++) vm->memo[i] = -1;
+    if (vm->sp == 0) return mt_fail(vm->err, "%s: pickle BINPUT at byte %" PRIu64 " with an empty stack", vm->path, at);
+    vm->memo[idx] = vm->stack[vm->sp - 1];
+    return 0;
+  }
+  if ((int)idx >= vm->cap_memo || vm->memo[idx] < 0)
+    return mt_fail(vm->err, "%s: pickle memo entry %" PRIu64 " is read at byte %" PRIu64 " before it is set",
+                   vm->path, idx, at);
+  return push(vm, vm->memo[idx]);
+}
+
+/* BINUNICODE: a string (pointing into the pickle) pushed. */
+static int op_binunicode(Vm *vm, uint64_t at) {
+  if (need_bytes(vm, 4, "a string length") != 0) return -1;
+  uint64_t len = le32(vm->p + vm->pos);
+  vm->pos += 4;
+  if (vm->n - vm->pos < len)
+    return mt_fail(vm->err, "%s: a pickle string of %" PRIu64 " bytes runs past the end of the pickle at byte %" PRIu64
+                            " (truncated?)",
+                   vm->path, len, at);
+  int v = new_val(vm, V_STR);
+  if (v < 0) return -1;
+  vm->v[v].s = (const char *)vm->p + vm->pos;
+  vm->v[v].len = len;
+  vm->pos += len;
+  return push(vm, v);
+}
+
+/* BININT1, BININT2, BININT, LONG1: an integer pushed. */
+static int op_int(Vm *vm, uint8_t op, uint64_t at) {
+  uint64_t k = op == 'K' ? 1 : op == 'M' ? 2 : op == 'J' ? 4 : 0;
+  if (op == 0x8a) {
+    if (need_bytes(vm, 1, "an integer") != 0) return -1;
+    k = vm->p[vm->pos++];
+    if (k > 8)
+      return mt_fail(vm->err, "%s: a pickle integer of %" PRIu64 " bytes at byte %" PRIu64 " (at most 8)", vm->path,
+                     k, at);
+  }
+  if (need_bytes(vm, k, "an integer") != 0) return -1;
+  uint64_t u = 0;
+  for (uint64_t i = 0; i < k; i++) u |= (uint64_t)vm->p[vm->pos + i] << (8 * i);
+  /* BININT and LONG1 are signed (two's complement); BININT1 and BININT2 unsigned. */
+  int64_t x = (int64_t)u;
+  if ((op == 'J' || op == 0x8a) && k > 0 && k < 8 && (u >> (8 * k - 1)) & 1) x = (int64_t)(u | (~(uint64_t)0 << (8 * k)));
+  vm->pos += k;
+  int v = new_val(vm, V_INT);
+  if (v < 0) return -1;
+  vm->v[v].i = x;
+  return push(vm, v);
+}
+
 /* Runs the pickle to its STOP; *result is the value left. */
 static int vm_run(Vm *vm, int *result) {
   if (vm->n < 2 || vm->p[0] != 0x80 || vm->p[1] != 2)
@@ -472,29 +536,9 @@ static int vm_run(Vm *vm, int *result) {
     case 'c':
       rc = op_global(vm);
       break;
-    case 'q': case 'r': case 'h': case 'j': { /* BINPUT, LONG_BINPUT, BINGET, LONG_BINGET */
-      int wide = op == 'r' || op == 'j';
-      if (need_bytes(vm, wide ? 4 : 1, "a memo index") != 0) return -1;
-      uint64_t idx = wide ? le32(vm->p + vm->pos) : vm->p[vm->pos];
-      vm->pos += wide ? 4 : 1;
-      if (idx >= MAX_VALUES)
-        return mt_fail(vm->err, "%s: pickle memo index %" PRIu64 " at byte %" PRIu64 " is out of range (at most %d)",
-                       vm->path, idx, at, MAX_VALUES - 1);
-      if (op == 'q' || op == 'r') {
-        int old = vm->cap_memo;
-        if (grow((void **)&vm->memo, &vm->cap_memo, (int)idx + 1, sizeof(int), MAX_VALUES, vm, "memo entries") != 0)
-          return -1;
-        for (int i = old; i < vm->cap_memo; i++) vm->memo[i] = -1;
-        if (vm->sp == 0) return mt_fail(vm->err, "%s: pickle BINPUT at byte %" PRIu64 " with an empty stack", vm->path, at);
-        vm->memo[idx] = vm->stack[vm->sp - 1];
-      } else {
-        if ((int)idx >= vm->cap_memo || vm->memo[idx] < 0)
-          return mt_fail(vm->err, "%s: pickle memo entry %" PRIu64 " is read at byte %" PRIu64 " before it is set",
-                         vm->path, idx, at);
-        rc = push(vm, vm->memo[idx]);
-      }
+    case 'q': case 'r': case 'h': case 'j': /* BINPUT, LONG_BINPUT, BINGET, LONG_BINGET */
+      rc = op_memo(vm, op, at);
       break;
-    }
     case '(': /* MARK */
       if (vm->nmarks >= MAX_MARKS)
         return mt_fail(vm->err, "%s: the pickle is nested deeper than %d levels", vm->path, MAX_MARKS);
@@ -519,42 +563,12 @@ static int vm_run(Vm *vm, int *result) {
       rc = push(vm, v);
       break;
     }
-    case 'X': { /* BINUNICODE */
-      if (need_bytes(vm, 4, "a string length") != 0) return -1;
-      uint64_t len = le32(vm->p + vm->pos);
-      vm->pos += 4;
-      if (vm->n - vm->pos < len)
-        return mt_fail(vm->err, "%s: a pickle string of %" PRIu64 " bytes runs past the end of the pickle at byte %" PRIu64
-                                " (truncated?)",
-                       vm->path, len, at);
-      if ((v = new_val(vm, V_STR)) < 0) return -1;
-      vm->v[v].s = (const char *)vm->p + vm->pos;
-      vm->v[v].len = len;
-      vm->pos += len;
-      rc = push(vm, v);
+    case 'X': /* BINUNICODE */
+      rc = op_binunicode(vm, at);
       break;
-    }
-    case 'K': case 'M': case 'J': case 0x8a: { /* BININT1, BININT2, BININT, LONG1 */
-      uint64_t k = op == 'K' ? 1 : op == 'M' ? 2 : op == 'J' ? 4 : 0;
-      if (op == 0x8a) {
-        if (need_bytes(vm, 1, "an integer") != 0) return -1;
-        k = vm->p[vm->pos++];
-        if (k > 8)
-          return mt_fail(vm->err, "%s: a pickle integer of %" PRIu64 " bytes at byte %" PRIu64 " (at most 8)", vm->path,
-                         k, at);
-      }
-      if (need_bytes(vm, k, "an integer") != 0) return -1;
-      uint64_t u = 0;
-      for (uint64_t i = 0; i < k; i++) u |= (uint64_t)vm->p[vm->pos + i] << (8 * i);
-      /* BININT and LONG1 are signed (two's complement); BININT1 and BININT2 unsigned. */
-      int64_t x = (int64_t)u;
-      if ((op == 'J' || op == 0x8a) && k > 0 && k < 8 && (u >> (8 * k - 1)) & 1) x = (int64_t)(u | (~(uint64_t)0 << (8 * k)));
-      vm->pos += k;
-      if ((v = new_val(vm, V_INT)) < 0) return -1;
-      vm->v[v].i = x;
-      rc = push(vm, v);
+    case 'K': case 'M': case 'J': case 0x8a: /* BININT1, BININT2, BININT, LONG1 */
+      rc = op_int(vm, op, at);
       break;
-    }
     case 0x88: case 0x89: /* NEWTRUE, NEWFALSE */
       if ((v = new_val(vm, V_BOOL)) < 0) return -1;
       vm->v[v].i = op == 0x88;
@@ -851,120 +865,140 @@ static int named_layer(const char *s) {
   return 1;
 }
 
+/* The module's first tensor, to name it by a key. */
+static const TorchTensor *module_first(const Module *mod) {
+  return mod->weight ? mod->weight : mod->bias ? mod->bias : mod->running_mean ? mod->running_mean : mod->running_var;
+}
+
+/* The model the state dict is loaded into: its tensors and its architecture for messages. */
+typedef struct Target {
+  const char *path;
+  Model *m;
+  ModelTensor ts[4 * MODEL_MAX_HIDDEN + 2], ss[2 * MODEL_MAX_HIDDEN];
+  int nt, ns;
+  char arch[256];
+} Target;
+
+/* Keys by name: every module must be one of this model's layers. */
+static int modules_belong(const Target *tg, const Module *mods, int n_mods, MtError *err) {
+  for (int j = 0; j < n_mods; j++) {
+    int found = 0;
+    for (int i = 0; i < tg->m->n_layers; i++) found = found || strcmp(tg->m->layers[i].name, mods[j].path) == 0;
+    if (!found)
+      return mt_fail(err, "%s: key %s does not belong to this model (%s)", tg->path, module_first(&mods[j])->key,
+                     tg->arch);
+  }
+  return 0;
+}
+
+/* A Linear into dense layer l; a bias this layer has not (batch norm follows) is left in *pending_bias for that
+ * batch norm to absorb. */
+static int load_dense(Target *tg, const Layer *l, const Module *mod, const TorchTensor **pending_bias, MtError *err) {
+  const char *path = tg->path;
+  Model *m = tg->m;
+  if (mod->weight == NULL) return mt_fail(err, "%s: module %s has no weight (this model's %s/W)", path, mod->path, l->name);
+  if (put(path, mod->weight, find_tensor(tg->ts, tg->nt, l->name, "W"), m->params, NULL, err) != 0) return -1;
+  *pending_bias = NULL;
+  if (l->has_bias && mod->bias) {
+    if (put(path, mod->bias, find_tensor(tg->ts, tg->nt, l->name, "b"), m->params, NULL, err) != 0) return -1;
+  } else if (l->has_bias) {
+    memset(m->params + l->b_off, 0, sizeof(float) * (size_t)l->out); /* Linear(bias=False) */
+  } else if (mod->bias) {
+    char name[64];
+    snprintf(name, sizeof name, "%s/b (folded into the batch norm)", l->name);
+    if (check(path, mod->bias, name, 1, &l->out, err) != 0) return -1;
+    *pending_bias = mod->bias;
+  }
+  return 0;
+}
+
+/* A BatchNorm1d into batch-norm layer l: gamma, beta, running mean and variance, all required. */
+static int load_bn(Target *tg, const Layer *l, const Module *mod, const TorchTensor *pending_bias, MtError *err) {
+  const char *path = tg->path;
+  Model *m = tg->m;
+  const TorchTensor *parts[4] = {mod->weight, mod->bias, mod->running_mean, mod->running_var};
+  static const char *const pn[4] = {"weight", "bias", "running_mean", "running_var"};
+  for (int k = 0; k < 4; k++)
+    if (parts[k] == NULL)
+      return mt_fail(err, "%s: key %s.%s is missing (this model's %s needs weight, bias, running_mean, running_var)",
+                     path, mod->path, pn[k], l->name);
+  if (put(path, mod->weight, find_tensor(tg->ts, tg->nt, l->name, "gamma"), m->params, NULL, err) != 0 ||
+      put(path, mod->bias, find_tensor(tg->ts, tg->nt, l->name, "beta"), m->params, NULL, err) != 0 ||
+      put(path, mod->running_mean, find_tensor(tg->ss, tg->ns, l->name, "running_mean"), m->state,
+          pending_bias ? pending_bias->data : NULL, err) != 0 ||
+      put(path, mod->running_var, find_tensor(tg->ss, tg->ns, l->name, "running_var"), m->state, NULL, err) != 0)
+    return -1;
+  for (int64_t k = 0; k < mod->running_var->count; k++)
+    if (mod->running_var->data[k] < 0)
+      return mt_fail(err, "%s: key %s holds a negative variance at index %" PRId64, path, mod->running_var->key, k);
+  return 0;
+}
+
+/* The modules into the model's layers, matched by name (by_name) or in order. */
+static int modules_load(Target *tg, const Module *mods, int n_mods, int by_name, MtError *err) {
+  const char *path = tg->path;
+  int next = 0;
+  const TorchTensor *pending_bias = NULL; /* a Linear's bias for the batch norm right after it to absorb */
+  for (int i = 0; i < tg->m->n_layers; i++) {
+    const Layer *l = &tg->m->layers[i];
+    if (l->kind != LAYER_DENSE && l->kind != LAYER_BN) continue;
+    const Module *mod = NULL;
+    if (by_name) {
+      for (int j = 0; j < n_mods && !mod; j++)
+        if (strcmp(mods[j].path, l->name) == 0) mod = &mods[j];
+      if (mod == NULL)
+        return mt_fail(err, "%s: no keys %s.* for this model's layer %s (%s)", path, l->name, l->name, tg->arch);
+    } else {
+      if (next == n_mods)
+        return mt_fail(err, "%s: the state dict ends after module %s; this model (%s) has %s too", path,
+                       mods[n_mods - 1].path, tg->arch, l->name);
+      mod = &mods[next++];
+    }
+    int is_bn = mod->running_mean != NULL || mod->running_var != NULL;
+    if (l->kind == LAYER_DENSE && is_bn)
+      return mt_fail(err, "%s: key %s: a batch norm where this model (%s) has %s (set --batchnorm to match)", path,
+                     module_first(mod)->key, tg->arch, l->name);
+    if (l->kind == LAYER_BN && !is_bn)
+      return mt_fail(err, "%s: key %s: a linear layer where this model (%s) has %s (set --batchnorm to match)", path,
+                     module_first(mod)->key, tg->arch, l->name);
+    if (l->kind == LAYER_DENSE ? load_dense(tg, l, mod, &pending_bias, err) != 0
+                               : load_bn(tg, l, mod, pending_bias, err) != 0)
+      return -1;
+    if (l->kind == LAYER_BN) pending_bias = NULL;
+  }
+  if (!by_name && next < n_mods)
+    return mt_fail(err, "%s: key %s does not belong to this model (%s): the state dict has more layers", path,
+                   module_first(&mods[next])->key, tg->arch);
+  return 0;
+}
+
 int torchfile_load_model(const char *path, Model *m, char *how, size_t how_n, MtError *err) {
   TorchStateDict sd;
   if (torchfile_read(path, &sd, err) != 0) return -1;
   Module *mods = calloc((size_t)(sd.n ? sd.n : 1), sizeof *mods);
-  ModelTensor ts[4 * MODEL_MAX_HIDDEN + 2], ss[2 * MODEL_MAX_HIDDEN];
-  int nt = model_tensors(m, ts, 4 * MODEL_MAX_HIDDEN + 2), ns = model_state_tensors(m, ss, 2 * MODEL_MAX_HIDDEN);
-  char arch[256];
-  checkpoint_arch_string(&m->spec, arch, sizeof arch);
-  int n_mods = 0, rc = -1, by_name = 1, next = 0;
-  const TorchTensor *pending_bias = NULL; /* a Linear's bias for the batch norm right after it to absorb */
-  if (mods == NULL) {
+  Target *tg = calloc(1, sizeof *tg);
+  int n_mods = 0, rc = -1, by_name = 1;
+  if (mods == NULL || tg == NULL) {
     mt_fail(err, "%s: out of memory", path);
     goto done;
   }
+  tg->path = path;
+  tg->m = m;
+  tg->nt = model_tensors(m, tg->ts, 4 * MODEL_MAX_HIDDEN + 2);
+  tg->ns = model_state_tensors(m, tg->ss, 2 * MODEL_MAX_HIDDEN);
+  checkpoint_arch_string(&m->spec, tg->arch, sizeof tg->arch);
   if (split_modules(path, &sd, mods, &n_mods, err) != 0) goto done;
   if (n_mods == 0) {
     mt_fail(err, "%s: the state dict holds no tensors", path);
     goto done;
   }
   for (int j = 0; j < n_mods; j++) by_name = by_name && named_layer(mods[j].path);
-  if (by_name) /* every module must be one of this model's layers */
-    for (int j = 0; j < n_mods; j++) {
-      int found = 0;
-      for (int i = 0; i < m->n_layers; i++) found = found || strcmp(m->layers[i].name, mods[j].path) == 0;
-      if (!found) {
-        const TorchTensor *t = mods[j].weight ? mods[j].weight : mods[j].bias ? mods[j].bias : mods[j].running_mean
-                                                                                               ? mods[j].running_mean
-                                                                                               : mods[j].running_var;
-        mt_fail(err, "%s: key %s does not belong to this model (%s)", path, t->key, arch);
-        goto done;
-      }
-    }
-  for (int i = 0; i < m->n_layers; i++) {
-    const Layer *l = &m->layers[i];
-    if (l->kind != LAYER_DENSE && l->kind != LAYER_BN) continue;
-    const Module *mod = NULL;
-    if (by_name) {
-      for (int j = 0; j < n_mods && !mod; j++)
-        if (strcmp(mods[j].path, l->name) == 0) mod = &mods[j];
-      if (mod == NULL) {
-        mt_fail(err, "%s: no keys %s.* for this model's layer %s (%s)", path, l->name, l->name, arch);
-        goto done;
-      }
-    } else {
-      if (next == n_mods) {
-        mt_fail(err, "%s: the state dict ends after module %s; this model (%s) has %s too", path,
-                mods[n_mods - 1].path, arch, l->name);
-        goto done;
-      }
-      mod = &mods[next++];
-    }
-    const TorchTensor *first = mod->weight ? mod->weight : mod->bias ? mod->bias : mod->running_mean ? mod->running_mean
-                                                                                                     : mod->running_var;
-    int is_bn = mod->running_mean != NULL || mod->running_var != NULL;
-    if (l->kind == LAYER_DENSE && is_bn) {
-      mt_fail(err, "%s: key %s: a batch norm where this model (%s) has %s (set --batchnorm to match)", path,
-              first->key, arch, l->name);
-      goto done;
-    }
-    if (l->kind == LAYER_BN && !is_bn) {
-      mt_fail(err, "%s: key %s: a linear layer where this model (%s) has %s (set --batchnorm to match)", path,
-              first->key, arch, l->name);
-      goto done;
-    }
-    if (l->kind == LAYER_DENSE) {
-      if (mod->weight == NULL) {
-        mt_fail(err, "%s: module %s has no weight (this model's %s/W)", path, mod->path, l->name);
-        goto done;
-      }
-      if (put(path, mod->weight, find_tensor(ts, nt, l->name, "W"), m->params, NULL, err) != 0) goto done;
-      pending_bias = NULL;
-      if (l->has_bias && mod->bias) {
-        if (put(path, mod->bias, find_tensor(ts, nt, l->name, "b"), m->params, NULL, err) != 0) goto done;
-      } else if (l->has_bias) {
-        memset(m->params + l->b_off, 0, sizeof(float) * (size_t)l->out); /* Linear(bias=False) */
-      } else if (mod->bias) {
-        char name[64];
-        snprintf(name, sizeof name, "%s/b (folded into the batch norm)", l->name);
-        if (check(path, mod->bias, name, 1, &l->out, err) != 0) goto done;
-        pending_bias = mod->bias;
-      }
-      continue;
-    }
-    /* Batch norm: gamma, beta, running mean and variance, all required. */
-    const TorchTensor *parts[4] = {mod->weight, mod->bias, mod->running_mean, mod->running_var};
-    static const char *const pn[4] = {"weight", "bias", "running_mean", "running_var"};
-    for (int k = 0; k < 4; k++)
-      if (parts[k] == NULL) {
-        mt_fail(err, "%s: key %s.%s is missing (this model's %s needs weight, bias, running_mean, running_var)", path,
-                mod->path, pn[k], l->name);
-        goto done;
-      }
-    if (put(path, mod->weight, find_tensor(ts, nt, l->name, "gamma"), m->params, NULL, err) != 0 ||
-        put(path, mod->bias, find_tensor(ts, nt, l->name, "beta"), m->params, NULL, err) != 0 ||
-        put(path, mod->running_mean, find_tensor(ss, ns, l->name, "running_mean"), m->state,
-            pending_bias ? pending_bias->data : NULL, err) != 0 ||
-        put(path, mod->running_var, find_tensor(ss, ns, l->name, "running_var"), m->state, NULL, err) != 0)
-      goto done;
-    for (int64_t k = 0; k < mod->running_var->count; k++)
-      if (mod->running_var->data[k] < 0) {
-        mt_fail(err, "%s: key %s holds a negative variance at index %" PRId64, path, mod->running_var->key, k);
-        goto done;
-      }
-    pending_bias = NULL;
-  }
-  if (!by_name && next < n_mods) {
-    const Module *x = &mods[next];
-    const TorchTensor *t = x->weight ? x->weight : x->bias ? x->bias : x->running_mean ? x->running_mean : x->running_var;
-    mt_fail(err, "%s: key %s does not belong to this model (%s): the state dict has more layers", path, t->key, arch);
+  if ((by_name && modules_belong(tg, mods, n_mods, err) != 0) || modules_load(tg, mods, n_mods, by_name, err) != 0)
     goto done;
-  }
   snprintf(how, how_n, "%s", by_name ? "keys by name" : "keys in layer order");
   rc = 0;
 done:
+  free(tg);
   free(mods);
   torchfile_free(&sd);
   return rc;

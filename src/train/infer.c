@@ -11,37 +11,20 @@
 #include "mpitrain/replicate.h"
 #include "mpitrain/util.h"
 
-const char *const infer_split_names[] = {"train", "test", NULL};
-
 /* Collective: the checkpoint's model on every rank, with room for max_batch rows, and its metadata in meta (every
- * rank: spec and preprocessing; rank 0: everything, class names included). */
+ * rank, all of it: spec, preprocessing, class names). */
 static int load_model(Comm *c, const char *path, Model *m, CheckpointMeta *meta, int max_batch, MtError *err) {
   memset(meta, 0, sizeof *meta);
   MtError local = {0};
   if (c->rank == 0) checkpoint_read_meta(path, meta, &local);
-  if (comm_agree(c, &local) != 0) goto fail;
-  comm_bcast(c, &meta->spec, sizeof meta->spec, 0);
+  /* The preprocessing goes along, checked by the CRC on rank 0 just below (a mismatch fails every rank). */
+  if (comm_agree(c, &local) != 0 || checkpoint_meta_broadcast(c, meta, 0, &local) != 0) goto fail;
   model_create(m, &meta->spec, max_batch, &local);
   if (comm_agree(c, &local) != 0) goto fail;
   if (c->rank == 0) checkpoint_read_state(path, meta, m, NULL, &local);
-  /* The preprocessing, checked by the CRC just now, for every rank's reads. */
-  int pre[2] = {meta->has_preprocess, meta->mean != NULL};
-  comm_bcast(c, pre, sizeof pre, 0);
-  comm_bcast(c, &meta->scale, sizeof meta->scale, 0);
-  size_t bytes = sizeof(float) * (size_t)meta->spec.n_inputs;
-  if (pre[1] && c->rank != 0 && !local.failed) {
-    meta->mean = malloc(bytes);
-    meta->std = malloc(bytes);
-    if (meta->mean == NULL || meta->std == NULL) mt_fail(&local, "out of memory reading the checkpoint's mean/std");
-  }
   if (comm_agree(c, &local) != 0) {
     model_free(m);
     goto fail;
-  }
-  meta->has_preprocess = pre[0];
-  if (pre[1]) {
-    comm_bcast(c, meta->mean, bytes, 0);
-    comm_bcast(c, meta->std, bytes, 0);
   }
   model_replicate(c, m, 0);
   return 0;
@@ -113,10 +96,10 @@ int infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, MtErr
       mt_fail(&local, "%s has %d classes; the checkpoint %s predicts %d", o->data, info->n_classes, o->checkpoint,
               sp->n_classes);
     else if (info->n[o->split] == 0)
-      mt_fail(&local, "%s has no %s split", o->data, infer_split_names[o->split]);
+      mt_fail(&local, "%s has no %s split", o->data, data_split_names[o->split]);
     else if (need_labels && !info->labeled[o->split])
       mt_fail(&local, "%s: the %s split has no labels (no /%s/y): eval needs labels; use predict", o->data,
-              infer_split_names[o->split], infer_split_names[o->split]);
+              data_split_names[o->split], data_split_names[o->split]);
     else
       preprocess_apply(c, o, in, &local);
     if (!local.failed) {

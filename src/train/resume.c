@@ -200,18 +200,14 @@ int trainer_resume(Trainer *t, MtError *err) {
     *err = local;
     return -1;
   }
-  /* step, epoch, pos, optimiser t, epoch samples, seed, found | epoch sums */
-  int64_t iv[9] = {meta.step,          meta.epoch, meta.epoch_pos,  meta.opt_step, meta.epoch_samples,
-                   meta.seed,          found,      meta.best_epoch, meta.since_best};
-  double dv[4] = {meta.epoch_loss_sum, meta.epoch_correct, meta.best_val_loss, meta.elapsed_s};
-  comm_bcast(t->comm, iv, sizeof iv, 0);
-  comm_bcast(t->comm, dv, sizeof dv, 0);
-  float det_max[sizeof meta.det_max / sizeof meta.det_max[0]];
-  int det_n = meta.det_n;
-  memcpy(det_max, meta.det_max, sizeof det_max);
-  comm_bcast(t->comm, &det_n, sizeof det_n, 0);
-  comm_bcast(t->comm, det_max, sizeof det_max, 0);
-  if (!iv[6]) {
+  /* Every rank gets the whole checkpoint's metadata (rank 0's, however resume_pick left it when nothing was found). */
+  if (checkpoint_meta_broadcast(t->comm, &meta, 0, err) != 0) {
+    if (have_full) optim_free(&full);
+    return -1;
+  }
+  comm_bcast(t->comm, &found, sizeof found, 0);
+  if (!found) {
+    checkpoint_meta_free(&meta);
     if (have_full) optim_free(&full);
     log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
     return 0;
@@ -225,22 +221,22 @@ int trainer_resume(Trainer *t, MtError *err) {
     if (t->opt.v) comm_bcast(t->comm, t->opt.v, sizeof(float) * t->opt.n, 0);
   }
   if (have_full) optim_free(&full);
-  t->step = t->saved_step = iv[0];
-  t->epoch = (int)iv[1];
-  t->epoch_pos = iv[2];
-  t->opt.t = iv[3];
-  t->epoch_samples = iv[4];
-  t->epoch_loss = dv[0];
-  t->epoch_correct = dv[1];
-  t->best_val = dv[2];
-  t->elapsed_base = dv[3] >= 0 ? dv[3] : 0;
-  t->best_epoch = (int)iv[7];
-  t->since_best = (int)iv[8];
-  if (t->cfg.seed != iv[5]) resume_seed(t, iv[5]);
+  t->step = t->saved_step = meta.step;
+  t->epoch = (int)meta.epoch;
+  t->epoch_pos = meta.epoch_pos;
+  t->opt.t = meta.opt_step;
+  t->epoch_samples = meta.epoch_samples;
+  t->epoch_loss = meta.epoch_loss_sum;
+  t->epoch_correct = meta.epoch_correct;
+  t->best_val = meta.best_val_loss;
+  t->elapsed_base = meta.elapsed_s >= 0 ? meta.elapsed_s : 0;
+  t->best_epoch = (int)meta.best_epoch;
+  t->since_best = (int)meta.since_best;
+  if (t->cfg.seed != meta.seed) resume_seed(t, meta.seed);
   if (t->det) {
     /* The next step's fixed-point scales: with them the resumed run has the same bits as one never stopped. */
-    t->dt.known = det_n == t->n_tensors;
-    for (int i = 0; t->dt.known && i < t->n_tensors; i++) memcpy(&t->dt.prev[i], &det_max[i], sizeof(float));
+    t->dt.known = meta.det_n == t->n_tensors;
+    for (int i = 0; t->dt.known && i < t->n_tensors; i++) memcpy(&t->dt.prev[i], &meta.det_max[i], sizeof(float));
     if (!t->dt.known)
       log_info(t->log, "note: %s was not written by a --deterministic run: from here on every rank count gives "
                        "the same bits, but not the same as a run that was never stopped", used);

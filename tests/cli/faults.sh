@@ -9,6 +9,13 @@ scenario=$1 bin=$2
 work=faults-$scenario
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
+# The PIDs of this test's own processes matching a pgrep -f pattern: those working in this test's directory. Tests
+# run in parallel, and a pattern alone can match another test's mpitrain (a SIGTERM or SIGKILL meant for ours would
+# then fail it).
+own_pids() {
+  local p
+  for p in $(pgrep -f "$1"); do [ "$(readlink "/proc/$p/cwd" 2>/dev/null)" = "$PWD" ] && echo "$p"; done
+}
 crashed() { grep -Eq 'Segmentation fault|core dumped|signal 11|signal 6|Aborted|AddressSanitizer|runtime error:' "$1"; }
 
 # A small dataset and a checkpoint trained on it (5 classes, 32 features).
@@ -29,7 +36,7 @@ stall() { # PHASE COMMAND...: 3 ranks, rank 1 stops in PHASE; the job must end s
   MPITRAIN_TEST_STOP=1:$phase timeout --kill-after=5 60 mpirun -np 3 -x MPITRAIN_TEST_STOP "$bin" "$@" \
     --stall-timeout 2 >run.log 2>&1
   local status=$? took=$(( $(date +%s) - t0 ))
-  pkill -KILL -f "^$bin .*--stall-timeout 2" 2>/dev/null # a stopped rank mpirun did not reap
+  own_pids "^$bin .*--stall-timeout 2" | xargs -r kill -KILL 2>/dev/null # a stopped rank mpirun did not reap
   grep stall run.log
   echo "job ended after $took s, exit status $status"
   [ "$status" -ne 124 ] && [ "$status" -ne 137 ] || { cat run.log; fail "the job hung with rank 1 stopped in $phase"; }
@@ -94,7 +101,7 @@ interrupt() { # SIG VICTIM GLOB TARGET COMMAND...
   done
   [ -n "$grown" ] || { wait "$pid"; cat run.log; fail "the write never got going (or ended too soon)"; }
   local target_pid=$pid
-  if [ -n "$victim" ]; then target_pid=$(pgrep -f "$victim" | tail -n 1); fi
+  if [ -n "$victim" ]; then target_pid=$(own_pids "$victim" | tail -n 1); fi
   kill -"$sig" "$target_pid"
   local t0
   t0=$(date +%s)

@@ -41,7 +41,7 @@ concurrent)
   train 2 --epochs 10 --checkpoint-every 1 --checkpoint-dir D >a.log 2>&1 &
   a=$!
   wait_checkpoint D "$a" || { cat a.log; fail "run A wrote no checkpoint"; }
-  mapfile -t apids < <(pgrep -f "^$bin train .*--checkpoint-dir D")
+  mapfile -t apids < <(pgrep -f "^$bin train .*--checkpoint-dir D( |$)")
   [ "${#apids[@]}" -eq 2 ] || fail "expected A's 2 rank processes, found ${#apids[@]}"
   # What B must not delete: a temporary of A's, as A names them (A is alive, so it is in flight).
   inflight="D/.ckpt-000000999999.h5.tmp.$host.${apids[0]}"
