@@ -77,7 +77,7 @@ static OptionSpec *bench_table(void) {
   if (table[0].name != NULL) return table;
   size_t n = 0;
   const char *section = NULL, *pending = NULL; /* a heading whose first option was skipped moves to the next */
-  for (const OptionSpec *o = config_train_options; o->name; o++) {
+  for (const OptionSpec *o = mt_config_train_options; o->name; o++) {
     if (o->section != NULL) section = pending = o->section;
     if (listed(bench_skip_sections, section) || listed(bench_skip_options, o->name)) continue;
     table[n] = *o;
@@ -98,13 +98,13 @@ static OptionSpec *bench_table(void) {
  * model has its own parameters, gradients and activations, laid out like the trained one, so the roofline sees the
  * same operand sizes and cache footprint as a training step — not a single weight matrix kept hot in cache. */
 static double time_gemms(Model *shadow, const float *x, const float *dlogits, int m) {
-  double modelled = sim_gemm_seconds(shadow, m); /* SMPI hook (sim.h): > 0 when compute is modelled */
+  double modelled = mt_sim_gemm_seconds(shadow, m); /* SMPI hook (sim.h): > 0 when compute is modelled */
   if (modelled > 0) return modelled;
-  model_run_gemms(shadow, x, dlogits, m); /* untimed: page in the buffers */
+  mt_model_run_gemms(shadow, x, dlogits, m); /* untimed: page in the buffers */
   int iters = 0;
   double t0 = MPI_Wtime(), t1 = t0;
   do {
-    model_run_gemms(shadow, x, dlogits, m);
+    mt_model_run_gemms(shadow, x, dlogits, m);
     iters++;
     t1 = MPI_Wtime();
   } while (t1 - t0 < 0.1);
@@ -128,7 +128,7 @@ static void wait_for_rank0(Comm *c) {
 static double timed_steps(Comm *c, Trainer *t, int steps, MtError *err) {
   MPI_Barrier(c->comm);
   double t0 = MPI_Wtime();
-  for (int i = 0; i < steps && err->failed == 0; i++) trainer_step(t, NULL, err);
+  for (int i = 0; i < steps && err->failed == 0; i++) mt_trainer_step(t, NULL, err);
   MPI_Barrier(c->comm);
   return MPI_Wtime() - t0;
 }
@@ -160,8 +160,8 @@ static int bench_parse(Comm *c, BenchConfig *bc, int argc, char **argv, int *rc)
   MtError err = {0};
   OptsResult res;
   const OptionSpec *table = bench_table();
-  opts_defaults(config_train_options, &bc->train); /* the options bench skips keep train's defaults */
-  int prc = opts_parse(table, bc, argc, argv, 1, 1, &res, &err);
+  mt_opts_defaults(mt_config_train_options, &bc->train); /* the options bench skips keep train's defaults */
+  int prc = mt_opts_parse(table, bc, argc, argv, 1, 1, &res, &err);
   if (prc == 0 && res.n_positional > 0) mt_fail(&err, "unexpected argument '%s'", res.positional[0]);
   if (cli_agree_and_report(c, &err) != 0) {
     *rc = EXIT_USAGE;
@@ -211,12 +211,12 @@ static int bench_reference(Comm *c, Bench *b, MtError *err) {
     rc1.batch = b->ref_batch;
     /* The reference runs with the N-rank run's threads per rank (its own choice on a one-rank communicator
      * would take all of the node's cores), and OpenBLAS's count is the process's: put it back. */
-    rc1.threads = trainer_threads(b->t)->n;
-    if (comm_init(&b->solo, b->solo_comm, err) == 0 &&
-        trainer_create(&b->ref, &rc1, &b->solo, trainer_data(b->t), err) == 0)
-      blas_set_threads(trainer_threads(b->t)->n);
+    rc1.threads = mt_trainer_threads(b->t)->n;
+    if (mt_comm_init(&b->solo, b->solo_comm, err) == 0 &&
+        mt_trainer_create(&b->ref, &rc1, &b->solo, mt_trainer_data(b->t), err) == 0)
+      mt_blas_set_threads(mt_trainer_threads(b->t)->n);
   }
-  return comm_agree(c, err);
+  return mt_comm_agree(c, err);
 }
 
 /* Collective: data, trainer, reference and shadow model. 0, or -1 with err agreed. */
@@ -225,12 +225,12 @@ static int bench_setup(Comm *c, Bench *b, MtError *err) {
   if (b->bc.synthetic) {
     SynthSpec spec = {.n_train = b->bc.samples, .n_test = 0, .d = b->bc.features, .n_classes = b->bc.classes,
                       .seed = (uint64_t)cfg->seed, .noise = 1.0f};
-    data_open_synthetic(&b->ds, &spec, err);
+    mt_data_open_synthetic(&b->ds, &spec, err);
   }
-  if (comm_agree(c, err) != 0) return -1;
-  if (trainer_create(&b->t, cfg, c, b->ds, err) != 0) return -1;
-  Model *model = trainer_model(b->t);
-  b->info = data_info(trainer_data(b->t));
+  if (mt_comm_agree(c, err) != 0) return -1;
+  if (mt_trainer_create(&b->t, cfg, c, b->ds, err) != 0) return -1;
+  Model *model = mt_trainer_model(b->t);
+  b->info = mt_data_info(mt_trainer_data(b->t));
   b->B = cfg->batch == 0 || cfg->batch > b->info->n[SPLIT_TRAIN] ? b->info->n[SPLIT_TRAIN] : cfg->batch;
   int64_t lo, hi;
   mt_even_split(b->B, c->rank, c->size, &lo, &hi);
@@ -242,11 +242,11 @@ static int bench_setup(Comm *c, Bench *b, MtError *err) {
 
   /* Roofline: the GEMMs of the same chunks the rank runs in a step, on a shadow model of the same shape. */
   const int micro = b->micro, d = b->info->d, C = b->info->n_classes;
-  if (model_create(&b->shadow, &model->spec, micro, err) == 0) {
+  if (mt_model_create(&b->shadow, &model->spec, micro, err) == 0) {
     b->x = mt_alloc(sizeof(float) * (size_t)micro * (size_t)d, "benchmark inputs", err);
     b->dl = mt_alloc(sizeof(float) * (size_t)micro * (size_t)C, "benchmark gradients", err);
   }
-  if (comm_agree(c, err) != 0) return -1;
+  if (mt_comm_agree(c, err) != 0) return -1;
   memcpy(b->shadow.params, model->params, sizeof(float) * model->n_params);
   for (size_t i = 0; i < (size_t)micro * (size_t)d; i++) b->x[i] = (float)(i % 7) * 0.1f;
   for (size_t i = 0; i < (size_t)micro * (size_t)C; i++) b->dl[i] = (float)(i % 5) * 0.01f - 0.02f;
@@ -258,12 +258,12 @@ static int bench_setup(Comm *c, Bench *b, MtError *err) {
 static void bench_rounds(Comm *c, Bench *b, BenchResult *m, MtError *err) {
   const int local = b->local, micro = b->micro;
   for (int c0 = 0; c0 < local; c0 += micro)
-    m->gemm_flops += model_gemm_flops(trainer_model(b->t), local - c0 < micro ? local - c0 : micro);
-  for (int i = 0; i < b->bc.warmup && err->failed == 0; i++) trainer_step(b->t, NULL, err);
+    m->gemm_flops += mt_model_gemm_flops(mt_trainer_model(b->t), local - c0 < micro ? local - c0 : micro);
+  for (int i = 0; i < b->bc.warmup && err->failed == 0; i++) mt_trainer_step(b->t, NULL, err);
   if (b->ref)
-    for (int i = 0; i < b->bc.warmup && err->failed == 0; i++) trainer_step(b->ref, NULL, err);
+    for (int i = 0; i < b->bc.warmup && err->failed == 0; i++) mt_trainer_step(b->ref, NULL, err);
   if (b->with_ref) wait_for_rank0(c);
-  trainer_reset_timers(b->t);
+  mt_trainer_reset_timers(b->t);
   for (int r = 0; r < ROUNDS && err->failed == 0; r++) {
     double gemm_s = 0;
     for (int c0 = 0; c0 < local; c0 += micro)
@@ -290,11 +290,11 @@ static void bench_rounds(Comm *c, Bench *b, BenchResult *m, MtError *err) {
  * convention of NCCL's and OSU's benchmarks: what each link carries in a ring allreduce. */
 static void bench_reduction(Comm *c, Bench *b, BenchResult *m) {
   double red[REPS], bare[REPS];
-  m->nred = trainer_model(b->t)->n_params + 4;
+  m->nred = mt_trainer_model(b->t)->n_params + 4;
   const size_t nred = m->nred;
   float *scratch = c->size > 1 ? calloc(nred, sizeof(float)) : NULL;
   for (int i = 0; c->size > 1 && i < REPS; i++) {
-    red[i] = trainer_bench_reduction(b->t);
+    red[i] = mt_trainer_bench_reduction(b->t);
     MPI_Barrier(c->comm);
     double t0 = MPI_Wtime();
     if (scratch) MPI_Allreduce(MPI_IN_PLACE, scratch, (int)nred, MPI_FLOAT, MPI_SUM, c->comm);
@@ -319,9 +319,9 @@ static void bench_summarise(Comm *c, Bench *b, BenchResult *m) {
   getrusage(RUSAGE_SELF, &ru);
   m->max_rss = (double)ru.ru_maxrss / 1024.0;
   MPI_Allreduce(MPI_IN_PLACE, &m->max_rss, 1, MPI_DOUBLE, MPI_MAX, c->comm);
-  m->model_bytes = trainer_model_bytes(b->t, &m->opt_bytes);
+  m->model_bytes = mt_trainer_model_bytes(b->t, &m->opt_bytes);
 
-  const StepTimes *tm = trainer_times(b->t);
+  const StepTimes *tm = mt_trainer_times(b->t);
   const int steps = b->bc.steps;
   double v[7] = {m->gemm_flops * ROUNDS / m->gemm_total, m->gemm_flops * steps / m->train_s, tm->data, tm->forward,
                  tm->backward, tm->reduce, tm->update};
@@ -351,11 +351,11 @@ static void bench_report_json(Comm *c, Bench *b, const BenchResult *m, const cha
          "\"grad_reduce_ms\": %.4f, \"bare_allreduce_ms\": %.4f, \"grad_busbw_gbs\": %.3f, "
          "\"bare_busbw_gbs\": %.3f, \"peak_rss_mb\": %.1f, \"model_mb\": %.2f, \"optimizer_mb\": %.2f, "
          "\"blas_core\": \"%s\"}\n",
-         c->size, blas_get_threads(), arch, trainer_model(t)->n_params, optim_name((OptKind)cfg->optimizer),
+         c->size, mt_blas_get_threads(), arch, mt_trainer_model(t)->n_params, mt_optim_name((OptKind)cfg->optimizer),
          (long long)b->B, b->local, b->micro, b->bc.steps, m->step_ms, m->samples_per_s, m->achieved / 1e9,
          m->roof / 1e9, m->frac[ROUNDS / 2], m->ms[0], m->ms[1], m->ms[2], m->ms[3], m->ms[4], scaling,
          (long long)(b->with_ref ? b->ref_batch : 0), m->ref_sps, b->with_ref ? m->speedup[ROUNDS / 2] : 1.0,
-         trainer_buckets(t), cfg->shard_optimizer && c->size > 1, m->red_ms, m->bare_ms, m->red_bw, m->bare_bw,
+         mt_trainer_buckets(t), cfg->shard_optimizer && c->size > 1, m->red_ms, m->bare_ms, m->red_bw, m->bare_bw,
          m->max_rss, m->model_bytes / 1048576.0, m->opt_bytes / 1048576.0, openblas_get_corename());
 }
 
@@ -363,10 +363,10 @@ static void bench_report_table(Comm *c, Bench *b, const BenchResult *m, const ch
   const Config *cfg = &b->bc.train;
   Trainer *t = b->t;
   char blas[512];
-  blas_describe(blas, sizeof blas);
+  mt_blas_describe(blas, sizeof blas);
   printf("mpitrain bench: model %s (%zu parameters), %s, %d rank%s x %d thread%s (%s)\n", arch,
-         trainer_model(t)->n_params, optim_name((OptKind)cfg->optimizer), c->size, c->size == 1 ? "" : "s",
-         blas_get_threads(), blas_get_threads() == 1 ? "" : "s", trainer_threads(t)->source);
+         mt_trainer_model(t)->n_params, mt_optim_name((OptKind)cfg->optimizer), c->size, c->size == 1 ? "" : "s",
+         mt_blas_get_threads(), mt_blas_get_threads() == 1 ? "" : "s", mt_trainer_threads(t)->source);
   printf("blas: %s\n", blas);
   printf("global batch %lld (%d rows on rank 0, micro-batch %d), %d timed steps after %d warm-up\n", (long long)b->B,
          b->local, b->micro, b->bc.steps, b->bc.warmup);
@@ -380,7 +380,7 @@ static void bench_report_table(Comm *c, Bench *b, const BenchResult *m, const ch
   if (c->size > 1)
     printf("  gradient reduction %9.3f ms  (%d bucket%s%s; bus bandwidth %.2f GB/s = %.0f %% of a bare "
            "MPI_Allreduce of the same %.1f MB: %.3f ms, %.2f GB/s)\n",
-           m->red_ms, trainer_buckets(t), trainer_buckets(t) == 1 ? "" : "s",
+           m->red_ms, mt_trainer_buckets(t), mt_trainer_buckets(t) == 1 ? "" : "s",
            cfg->shard_optimizer ? ", reduce-scatter + all-gather" : "", m->red_bw, 100 * m->red_bw / m->bare_bw,
            m->nred * 4 / 1048576.0, m->bare_ms, m->bare_bw);
   printf("  memory per rank    %9.1f MB peak resident (largest rank); model %.1f MB of which optimiser state "
@@ -395,23 +395,23 @@ static void bench_report_table(Comm *c, Bench *b, const BenchResult *m, const ch
 static void bench_free(Bench *b) {
   mt_free(b->dl);
   mt_free(b->x);
-  model_free(&b->shadow);
-  trainer_free(b->ref);
+  mt_model_free(&b->shadow);
+  mt_trainer_free(b->ref);
   if (b->solo_comm != MPI_COMM_NULL) {
-    comm_free(&b->solo);
+    mt_comm_free(&b->solo);
     MPI_Comm_free(&b->solo_comm);
   }
-  trainer_free(b->t);
-  if (b->ds) data_close(b->ds);
+  mt_trainer_free(b->t);
+  if (b->ds) mt_data_close(b->ds);
 }
 
 int bench_main(Comm *c, int argc, char **argv) {
   Bench b = {.solo_comm = MPI_COMM_NULL};
   int ret = 1;
   if (bench_parse(c, &b.bc, argc, argv, &ret) != 0) return ret;
-  comm_warn_oversubscribed(c);
+  mt_comm_warn_oversubscribed(c);
   Config *cfg = &b.bc.train;
-  comm_watchdog_timeout(c, cfg->stall_timeout);
+  mt_comm_watchdog_timeout(c, cfg->stall_timeout);
   cfg->progress = PROGRESS_OFF;
   cfg->eval = 0;
   cfg->log[0] = '\0';
@@ -420,7 +420,7 @@ int bench_main(Comm *c, int argc, char **argv) {
   MtError err = {0};
   BenchResult m = {0};
   if (bench_setup(c, &b, &err) == 0) bench_rounds(c, &b, &m, &err);
-  /* A step's error is already agreed (reduced values or comm_agree inside the step). */
+  /* A step's error is already agreed (reduced values or mt_comm_agree inside the step). */
   if (!err.failed) {
     bench_reduction(c, &b, &m);
     bench_summarise(c, &b, &m);
@@ -436,7 +436,7 @@ int bench_main(Comm *c, int argc, char **argv) {
     }
     ret = 0;
   }
-  if (err.failed) comm_report(c, &err);
+  if (err.failed) mt_comm_report(c, &err);
   bench_free(&b);
   return ret;
 }

@@ -11,14 +11,14 @@
 
 
 void cli_print_usage(const CliUsage *u, const OptionSpec *table) {
-  opts_print_help_ex(stdout, u->usage, u->summary, table, 1);
+  mt_opts_print_help_ex(stdout, u->usage, u->summary, table, 1);
   if (u->example) printf("\nexample:\n%s", u->example);
   fflush(stdout);
 }
 
 int cli_parse(Comm *c, const OptionSpec *table, const CliUsage *u, void *dst, int argc, char **argv, OptsResult *res,
               MtError *err) {
-  int rc = opts_parse(table, dst, argc, argv, 1, 1, res, err);
+  int rc = mt_opts_parse(table, dst, argc, argv, 1, 1, res, err);
   if (rc == 0 && res->help) {
     if (c->rank == 0) cli_print_usage(u, table);
     return -1;
@@ -27,14 +27,14 @@ int cli_parse(Comm *c, const OptionSpec *table, const CliUsage *u, void *dst, in
 }
 
 int cli_agree_and_report(Comm *c, MtError *err) {
-  if (comm_agree(c, err) == 0) return 0;
-  comm_report(c, err);
+  if (mt_comm_agree(c, err) == 0) return 0;
+  mt_comm_report(c, err);
   return -1;
 }
 
-int cli_fail_exit(Comm *c, MtError *err) { return comm_agree(c, err) == 0 ? 0 : comm_fail_exit(c, err); }
+int cli_fail_exit(Comm *c, MtError *err) { return mt_comm_agree(c, err) == 0 ? 0 : mt_comm_fail_exit(c, err); }
 
-void cli_wait_for_all(Comm *c) { comm_wait_all(c, "wait for the other ranks"); }
+void cli_wait_for_all(Comm *c) { mt_comm_wait_all(c, "wait for the other ranks"); }
 
 int cli_check_out(const char *out, MtError *err) {
   if (out[0] == '\0') return mt_fail(err, "--out FILE.h5 is required (where to write the dataset)");
@@ -44,15 +44,15 @@ int cli_check_out(const char *out, MtError *err) {
   return 0;
 }
 
-/* Renaming the new file into place would destroy an input it is (fileid_check: by device and inode). */
+/* Renaming the new file into place would destroy an input it is (mt_fileid_check: by device and inode). */
 int cli_check_files(const FileRole *inputs, int n_inputs, const char *out, int shards, MtError *err) {
   for (int i = 0; i < n_inputs; i++)
-    if (fileid_regular(inputs[i].path, inputs[i].role, err) != 0) return -1;
+    if (mt_fileid_regular(inputs[i].path, inputs[i].role, err) != 0) return -1;
   for (int k = 0; k < shards; k++) {
     char path[WRITE_SET_PATH];
-    write_set_file_name(out, k, shards, path, sizeof path);
+    mt_write_set_file_name(out, k, shards, path, sizeof path);
     FileRole o = {.role = "--out", .path = path, .replaced = 1};
-    if (fileid_check(inputs, n_inputs, &o, 1, err) != 0) return -1;
+    if (mt_fileid_check(inputs, n_inputs, &o, 1, err) != 0) return -1;
   }
   return 0;
 }
@@ -63,7 +63,7 @@ void cli_report_set(const char *cmd, const char *out, int shards, const int64_t 
          shards > 1 ? " as shards" : "", (long long)n[0], (long long)n[1], d, uint8 ? "uint8" : "float32", tail);
   if (shards > 1) {
     char first[WRITE_SET_PATH];
-    write_set_file_name(out, 0, shards, first, sizeof first);
+    mt_write_set_file_name(out, 0, shards, first, sizeof first);
     printf("%s: %d files, %s ...\n", cmd, shards, first);
   }
 }
@@ -84,7 +84,7 @@ static int infer_parse(Comm *c, const OptionSpec *table, const CliUsage *u, int 
       mt_fail(&err, "--out: where should the predictions go? (a CSV file name)");
   }
   if (cli_agree_and_report(c, &err) != 0) return -1;
-  comm_watchdog_timeout(c, o->stall_timeout);
+  mt_comm_watchdog_timeout(c, o->stall_timeout);
   return 0;
 }
 
@@ -95,10 +95,10 @@ int cli_infer_start(Comm *c, const OptionSpec *table, const CliUsage *u, int pre
     *rc = p > 0 ? 0 : EXIT_USAGE;
     return -1;
   }
-  comm_warn_oversubscribed(c);
+  mt_comm_warn_oversubscribed(c);
   MtError err = {0};
-  if (infer_open(c, &o->in, !predict, in, &err) != 0) {
-    comm_report(c, &err);
+  if (mt_infer_open(c, &o->in, !predict, in, &err) != 0) {
+    mt_comm_report(c, &err);
     *rc = 1;
     return -1;
   }

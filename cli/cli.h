@@ -46,7 +46,7 @@ int cli_parse(Comm *c, const OptionSpec *table, const CliUsage *u, void *dst, in
 int cli_agree_and_report(Comm *c, MtError *err);
 /* Agrees on err: 0, or after a failure (rank 0 says it) the exit code (128 + the signal when interrupted, else 1). */
 int cli_fail_exit(Comm *c, MtError *err);
-/* Ranks with nothing to do wait here for the busy ones without spinning a core each (comm_agree's allreduce would
+/* Ranks with nothing to do wait here for the busy ones without spinning a core each (mt_comm_agree's allreduce would
  * busy-poll while rank 0 works), watched by the stall inspector. */
 void cli_wait_for_all(Comm *c);
 
@@ -80,7 +80,7 @@ typedef struct InferArgs {
       {.name = "data", .type = OT_STRING, .offset = INFER_FIELD(data), .def = "datasets/fashion-mnist.h5",        \
        .metavar = "FILE", .help = "dataset (one file, a shard, or a set's base name)"},                            \
       {.name = "split", .type = OT_ENUM, .offset = offsetof(InferArgs, in.split), .def = "test",                  \
-       .choices = data_split_names, .help = "which split of the dataset"},                                        \
+       .choices = mt_data_split_names, .help = "which split of the dataset"},                                        \
       {.name = "micro-batch", .type = OT_INT, .offset = offsetof(InferArgs, in.micro_batch), .def = "1024",       \
        .metavar = "N", .min = 1, .max = 1 << 24, .flags = OPT_RANGED, .help = "rows per forward pass on a rank"},  \
       {.name = "threads", .type = OT_INT, .offset = offsetof(InferArgs, in.threads), .def = "auto",              \
@@ -88,7 +88,7 @@ typedef struct InferArgs {
        .help = "OpenBLAS threads per rank; auto = OPENBLAS_NUM_THREADS if set, else OMP_NUM_THREADS, else the "  \
                "node's cores shared among its ranks"},                                                          \
       {.name = "in-memory", .type = OT_ENUM, .offset = offsetof(InferArgs, in.in_memory), .def = "auto",         \
-       .choices = memory_names, .help = "hold the split in memory (yes) or read rows per chunk (no)"},       \
+       .choices = mt_memory_names, .help = "hold the split in memory (yes) or read rows per chunk (no)"},       \
       {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(InferArgs, in.memory_limit_mb),            \
        .def = "2048", .metavar = "MB", .min = 1, .max = 1e12, .flags = OPT_RANGED,                                \
        .help = "largest split --in-memory auto loads"},                                                       \

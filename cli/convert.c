@@ -1,5 +1,5 @@
 /* convert.c — `mpitrain convert`: IDX files (MNIST, Fashion-MNIST) or CSV files into an mpitrain dataset, on rank 0.
- * The readers are storage's (import.h); the rows go to write_set (writeset.h) from a source: the IDX arrays in
+ * The readers are storage's (import.h); the rows go to mt_write_set (writeset.h) from a source: the IDX arrays in
  * memory, or a CSV reader streaming each file a second time. */
 #include <errno.h>
 #include <stdarg.h>
@@ -145,7 +145,7 @@ static int csv_fill(void *ctx, int s, int64_t first, int64_t n, void *x /* [n, d
   CsvSource *src = ctx;
   float *xf = x;
   for (int64_t i = 0; i < n; i++) {
-    int r = csv_next(&src->rd[s], err);
+    int r = mt_csv_next(&src->rd[s], err);
     if (r < 0) return -1;
     if (r == 0 || src->rd[s].d != src->d)
       return mt_fail(err, "%s changed while it was being converted (row %lld)", src->rd[s].path,
@@ -193,7 +193,7 @@ static int class_names_pick(const ConvertOptions *o, char *buf, const char **nam
  * dataset's root attributes, for new data stored with the same scale (they normalise x * scale). */
 static int normalize_from(const char *path, int d, float scale, float *mean, float *std, MtError *err) {
   char format[128];
-  data_probe_format(path, format, sizeof format);
+  mt_data_probe_format(path, format, sizeof format);
   CheckpointMeta meta;
   memset(&meta, 0, sizeof meta);
   Model model;
@@ -202,9 +202,9 @@ static int normalize_from(const char *path, int d, float scale, float *mean, flo
   float from_scale = 0;
   const float *m = NULL, *s = NULL;
   if (strcmp(format, CHECKPOINT_FORMAT) == 0) {
-    if (checkpoint_read_meta(path, &meta, err) != 0 || model_create(&model, &meta.spec, 1, err) != 0) goto done;
+    if (mt_checkpoint_read_meta(path, &meta, err) != 0 || mt_model_create(&model, &meta.spec, 1, err) != 0) goto done;
     have_model = 1;
-    if (checkpoint_read_state(path, &meta, &model, NULL, err) != 0) goto done;
+    if (mt_checkpoint_read_state(path, &meta, &model, NULL, err) != 0) goto done;
     if (!meta.has_preprocess) {
       mt_fail(err, "--normalize-from %s: the checkpoint stores no preprocessing (an older mpitrain wrote it); name "
               "the dataset it was trained on instead", path);
@@ -216,11 +216,11 @@ static int normalize_from(const char *path, int d, float scale, float *mean, flo
     s = meta.std;
   } else {
     DataOptions dopt = {.memory = MEMORY_NO, .max_rows = 1, .allow_unlabeled = 1};
-    if (data_open(&ds, path, &dopt, err) != 0) goto done;
-    from_scale = data_info(ds)->scale;
-    from_d = data_info(ds)->d;
-    m = data_mean(ds);
-    s = data_std(ds);
+    if (mt_data_open(&ds, path, &dopt, err) != 0) goto done;
+    from_scale = mt_data_info(ds)->scale;
+    from_d = mt_data_info(ds)->d;
+    m = mt_data_mean(ds);
+    s = mt_data_std(ds);
   }
   if (from_d != d)
     mt_fail(err, "--normalize-from %s: %s %d features; the data being converted has %d", path,
@@ -237,9 +237,9 @@ static int normalize_from(const char *path, int d, float scale, float *mean, flo
     rc = 0;
   }
 done:
-  if (ds) data_close(ds);
-  if (have_model) model_free(&model);
-  checkpoint_meta_free(&meta);
+  if (ds) mt_data_close(ds);
+  if (have_model) mt_model_free(&model);
+  mt_checkpoint_meta_free(&meta);
   return rc;
 }
 
@@ -275,7 +275,7 @@ static int convert_idx(const ConvertOptions *o, const char *config, DataWriterSp
   if (cli_check_files(inputs, 5, o->out, o->shards, err) != 0) return -1;
   int has_test = path[2][0] != '\0';
   for (int s = 0; s < 1 + has_test; s++) {
-    if (idx_read(path[2 * s], 0, &src->img[s], err) != 0 || idx_read(path[2 * s + 1], 1, &src->lab[s], err) != 0)
+    if (mt_idx_read(path[2 * s], 0, &src->img[s], err) != 0 || mt_idx_read(path[2 * s + 1], 1, &src->lab[s], err) != 0)
       return -1;
     if (src->img[s].n != src->lab[s].n)
       return mt_fail(err, "%s has %lld images but %s has %lld labels; expected one label per image", path[2 * s],
@@ -323,7 +323,7 @@ static int convert_csv(const ConvertOptions *o, const char *config, DataWriterSp
   if (cli_check_files(inputs, 3, o->out, o->shards, err) != 0) return -1;
   for (int s = 0; s < 2; s++) {
     if (files[s][0] == '\0') continue;
-    if (csv_scan(files[s], o->label_column, o->classes, s == 0 && o->normalize, &scan[s], err) != 0) return -1;
+    if (mt_csv_scan(files[s], o->label_column, o->classes, s == 0 && o->normalize, &scan[s], err) != 0) return -1;
     if (s == 1 && scan[1].d != scan[0].d)
       return mt_fail(err, "%s has %d features but %s has %d; expected the same columns", o->test, scan[1].d,
                      o->train, scan[0].d);
@@ -347,7 +347,7 @@ static int convert_csv(const ConvertOptions *o, const char *config, DataWriterSp
   text_into(source, source_n, "CSV %s%s%s", o->train, o->test[0] ? ", " : "", o->test);
   csv->d = spec->d;
   for (int s = 0; s < 2; s++)
-    if (files[s][0] != '\0' && csv_open(&csv->rd[s], files[s], o->label_column, o->classes, err) != 0) return -1;
+    if (files[s][0] != '\0' && mt_csv_open(&csv->rd[s], files[s], o->label_column, o->classes, err) != 0) return -1;
   ws->fill = csv_fill;
   ws->ctx = csv;
   return 0;
@@ -375,9 +375,9 @@ static int convert_normalise(const ConvertOptions *o, const IdxSource *idx, cons
   if (o->normalize_from[0] != '\0') {
     if (normalize_from(o->normalize_from, spec->d, spec->scale, *mean, *std, err) != 0) return -1;
   } else if (o->from == FROM_IDX) {
-    if (feature_stats(idx->img[0].data, 1, idx->img[0].n, spec->d, spec->scale, *mean, *std, err) != 0) return -1;
+    if (mt_feature_stats(idx->img[0].data, 1, idx->img[0].n, spec->d, spec->scale, *mean, *std, err) != 0) return -1;
   } else {
-    feature_stats_from_sums(scan[0].sum, scan[0].rows, spec->d, *mean, *std);
+    mt_feature_stats_from_sums(scan[0].sum, scan[0].rows, spec->d, *mean, *std);
   }
   spec->mean = *mean;
   spec->std = *std;
@@ -428,8 +428,8 @@ static int convert_run(Comm *c, const ConvertOptions *o, const char *config, dou
   }
   ws.written = written;
   ws.spec = spec;
-  if (write_set(&ws, err) != 0) {
-    write_set_undo(&ws);
+  if (mt_write_set(&ws, err) != 0) {
+    mt_write_set_undo(&ws);
     goto done;
   }
   convert_report(o, &spec, &ws, t0);
@@ -440,7 +440,7 @@ done:
   mt_free(mean);
   free(names);
   for (int s = 1; s >= 0; s--) {
-    csv_close(&csv.rd[s]);
+    mt_csv_close(&csv.rd[s]);
     mt_free(scan[s].sum);
     mt_free(idx.lab[s].data);
     mt_free(idx.img[s].data);
@@ -462,10 +462,10 @@ int convert_main(Comm *c, int argc, char **argv) {
     mt_fail(&err, "--normalize and --normalize-from: choose one (compute the statistics from this data, or reuse "
             "the training data's)");
   if (cli_agree_and_report(c, &err) != 0) return EXIT_USAGE;
-  comm_watchdog_timeout(c, o.stall_timeout);
-  comm_stop_catch(); /* SIGTERM / SIGINT: the write is given up and its temporary removed (write_set) */
+  mt_comm_watchdog_timeout(c, o.stall_timeout);
+  mt_comm_stop_catch(); /* SIGTERM / SIGINT: the write is given up and its temporary removed (mt_write_set) */
   if (c->rank == 0 && convert_run(c, &o, res.config_path, t0, &err) == 0) fflush(stdout);
   cli_wait_for_all(c);
-  comm_stop_release();
+  mt_comm_stop_release();
   return cli_fail_exit(c, &err);
 }

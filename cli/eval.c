@@ -23,13 +23,13 @@ int eval_main(Comm *c, int argc, char **argv) {
   MtError local = {0};
   if (v == NULL) mt_fail(&local, "out of memory");
   for (int64_t r = in.lo; v && r < in.hi && !local.failed; r += in.micro) {
-    comm_phase(c, "eval", (r - in.lo) / in.micro);
+    mt_comm_phase(c, "eval", (r - in.lo) / in.micro);
     int cn;
-    const float *z = infer_chunk(&in, r, &cn, &local);
+    const float *z = mt_infer_chunk(&in, r, &cn, &local);
     if (z == NULL) break;
     for (int i = 0; i < cn; i++) {
       LossSums s = {0, 0};
-      loss_softmax_xent(z + (size_t)i * C, in.y + i, 1, C, 0.0f, NULL, &s);
+      mt_loss_softmax_xent(z + (size_t)i * C, in.y + i, 1, C, 0.0f, NULL, &s);
       v[0] += s.loss;
       v[1] += s.correct;
       v[3 + 2 * in.y[i]] += 1;
@@ -38,23 +38,23 @@ int eval_main(Comm *c, int argc, char **argv) {
   }
   if (v) {
     v[2] = local.failed;
-    comm_allreduce_sum_double(c, v, 3 + 2 * (size_t)C);
+    mt_comm_allreduce_sum_double(c, v, 3 + 2 * (size_t)C);
   }
-  if ((v == NULL || v[2] > 0) && comm_agree(c, &local) != 0) {
-    comm_report(c, &local);
+  if ((v == NULL || v[2] > 0) && mt_comm_agree(c, &local) != 0) {
+    mt_comm_report(c, &local);
     free(v);
-    infer_free(&in);
+    mt_infer_free(&in);
     return 1;
   }
-  const DataInfo *info = data_info(in.ds);
+  const DataInfo *info = mt_data_info(in.ds);
   int64_t n = info->n[o.in.split];
   if (c->rank == 0) {
     printf("eval: %s on %s (%s split, %lld rows, %d rank%s)\n", o.in.checkpoint, o.in.data,
-           data_split_names[o.in.split], (long long)n, c->size, c->size == 1 ? "" : "s");
+           mt_data_split_names[o.in.split], (long long)n, c->size, c->size == 1 ? "" : "s");
     printf("loss %.4f  accuracy %.2f%%\n", v[0] / (double)n, 100 * v[1] / (double)n);
     printf("  class  name                  rows   accuracy\n");
     for (int k = 0; k < C && k < 1000; k++) {
-      const char *name = in.meta.class_names ? in.meta.class_names[k] : data_class_name(in.ds, k);
+      const char *name = in.meta.class_names ? in.meta.class_names[k] : mt_data_class_name(in.ds, k);
       double rows = v[3 + 2 * k];
       printf("  %5d  %-18.18s %8.0f   %s", k, name ? name : "", rows, rows > 0 ? "" : "-\n");
       if (rows > 0) printf("%6.2f%%\n", 100 * v[4 + 2 * k] / rows);
@@ -62,6 +62,6 @@ int eval_main(Comm *c, int argc, char **argv) {
     fflush(stdout);
   }
   free(v);
-  infer_free(&in);
+  mt_infer_free(&in);
   return 0;
 }

@@ -1,5 +1,5 @@
 /* info.c — `mpitrain info`: describes a dataset (splits, shapes, types, classes, scaling, source, label counts,
- * after the validation `mpitrain train` does) or a checkpoint (checkpoint_describe), on rank 0. */
+ * after the validation `mpitrain train` does) or a checkpoint (mt_checkpoint_describe), on rank 0. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,15 +45,15 @@ static void print_range(const char *what, const float *v /* [n] */, int n) {
   printf("%s in [%g, %g]", what, (double)lo, (double)hi);
 }
 
-/* Reads every row of split s (which data_read_range checks for NaN/Inf). */
+/* Reads every row of split s (which mt_data_read_range checks for NaN/Inf). */
 static int info_scan(Dataset *ds, Split s, MtError *err) {
-  const DataInfo *in = data_info(ds);
+  const DataInfo *in = mt_data_info(ds);
   float *x = mt_alloc(sizeof(float) * INFO_SCAN_ROWS * (size_t)in->d, "scan buffer", err);
   int32_t *y = x ? mt_alloc(sizeof(int32_t) * INFO_SCAN_ROWS, "scan labels", err) : NULL;
   int rc = y ? 0 : -1;
   for (int64_t r = 0; rc == 0 && r < in->n[s]; r += INFO_SCAN_ROWS) {
     int n = (int)(in->n[s] - r < INFO_SCAN_ROWS ? in->n[s] - r : INFO_SCAN_ROWS);
-    rc = data_read_range(ds, s, r, n, x, y, err);
+    rc = mt_data_read_range(ds, s, r, n, x, y, err);
   }
   mt_free(y);
   mt_free(x);
@@ -62,20 +62,20 @@ static int info_scan(Dataset *ds, Split s, MtError *err) {
 
 /* The table of label counts per class and split. */
 static int info_labels(Dataset *ds, MtError *err) {
-  const DataInfo *in = data_info(ds);
+  const DataInfo *in = mt_data_info(ds);
   int64_t *count = calloc(2 * (size_t)in->n_classes, sizeof *count);
   if (count == NULL) return mt_fail(err, "out of memory counting labels");
   for (int s = 0; s < 2; s++) {
-    const int32_t *y = data_labels(ds, (Split)s);
+    const int32_t *y = mt_data_labels(ds, (Split)s);
     for (int64_t i = 0; y && i < in->n[s]; i++) count[(size_t)s * in->n_classes + y[i]]++;
   }
   int w = 5;
   for (int k = 0; k < in->n_classes; k++)
-    if (data_class_name(ds, k) && (int)strlen(data_class_name(ds, k)) > w) w = (int)strlen(data_class_name(ds, k));
+    if (mt_data_class_name(ds, k) && (int)strlen(mt_data_class_name(ds, k)) > w) w = (int)strlen(mt_data_class_name(ds, k));
   if (w > 40) w = 40;
   printf("labels:\n  %6s  %-*s %10s %10s\n", "class", w, "name", "train", in->n[1] > 0 ? "test" : "");
   for (int k = 0; k < in->n_classes; k++) {
-    printf("  %6d  %-*.*s", k, w, w, data_class_name(ds, k) ? data_class_name(ds, k) : "");
+    printf("  %6d  %-*.*s", k, w, w, mt_data_class_name(ds, k) ? mt_data_class_name(ds, k) : "");
     for (int s = 0; s < 1 + (in->n[1] > 0); s++)
       if (in->labeled[s])
         printf(" %10lld", (long long)count[(size_t)s * in->n_classes + k]);
@@ -91,13 +91,13 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
   DataOptions dopt = {.memory = o->memory_limit_mb > 0 ? MEMORY_AUTO : MEMORY_NO,
                       .memory_limit = o->memory_limit_mb << 20, .max_rows = INFO_SCAN_ROWS, .allow_unlabeled = 1};
   Dataset *ds = NULL;
-  if (data_open(&ds, path, &dopt, err) != 0) return -1;
-  const DataInfo *in = data_info(ds);
+  if (mt_data_open(&ds, path, &dopt, err) != 0) return -1;
+  const DataInfo *in = mt_data_info(ds);
   int scanned[2] = {in->in_memory[0], in->in_memory[1]};
   for (int s = 0; s < 2; s++)
     if (!scanned[s] && o->scan) {
       if (info_scan(ds, (Split)s, err) != 0) {
-        data_close(ds);
+        mt_data_close(ds);
         return -1;
       }
       scanned[s] = 1;
@@ -105,13 +105,13 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
 
   printf("dataset:     %s\n", path);
   char format[128];
-  data_probe_format(data_shard_path(ds, 0), format, sizeof format);
+  mt_data_probe_format(mt_data_shard_path(ds, 0), format, sizeof format);
   printf("format:      %s\n", format[0] ? format : "(no format attribute: read as mpitrain-dataset)");
   if (in->n_shards > 1)
-    printf("files:       %d shards: %s .. %s\n", in->n_shards, data_shard_path(ds, 0),
-           data_shard_path(ds, in->n_shards - 1));
+    printf("files:       %d shards: %s .. %s\n", in->n_shards, mt_data_shard_path(ds, 0),
+           mt_data_shard_path(ds, in->n_shards - 1));
   else
-    printf("files:       1: %s\n", data_shard_path(ds, 0));
+    printf("files:       1: %s\n", mt_data_shard_path(ds, 0));
   for (int s = 0; s < 2; s++)
     if (in->n[s] > 0)
       printf("%-12s %lld rows x %d features, %s%s\n", s == 0 ? "train:" : "test:", (long long)in->n[s], in->d,
@@ -123,16 +123,16 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
   else
     printf("classes:     %d%s", in->n_classes,
            in->n_classes_inferred ? " (no num_classes attribute: largest label + 1)" : "");
-  if (data_class_name(ds, 0)) {
+  if (mt_data_class_name(ds, 0)) {
     printf(": ");
-    for (int k = 0; k < in->n_classes; k++) printf("%s%s", k ? ", " : "", data_class_name(ds, k));
+    for (int k = 0; k < in->n_classes; k++) printf("%s%s", k ? ", " : "", mt_data_class_name(ds, k));
   }
   printf("\nscale:       %g (features = x * scale%s)\n", (double)in->scale, in->has_norm ? ", then normalised" : "");
   if (in->has_norm) {
     printf("normalised:  per feature, (x * scale - mean) / std; ");
-    print_range("mean", data_mean(ds), in->d);
+    print_range("mean", mt_data_mean(ds), in->d);
     printf(", ");
-    print_range("std", data_std(ds), in->d);
+    print_range("std", mt_data_std(ds), in->d);
     printf("\n");
   } else {
     printf("normalised:  no\n");
@@ -145,15 +145,15 @@ static int info_dataset(const char *path, const InfoOptions *o, MtError *err) {
     if (in->n[s] > 0 && !in->stored_uint8)
       printf(scanned[s] ? "; %s features finite"
                         : "; %s features not scanned (over --memory-limit-mb: --scan reads them)",
-             data_split_names[s]);
+             mt_data_split_names[s]);
   printf("\n");
 
   if (!any_labels) {
-    data_close(ds);
+    mt_data_close(ds);
     return 0;
   }
   int rc = info_labels(ds, err);
-  data_close(ds);
+  mt_data_close(ds);
   return rc;
 }
 
@@ -161,10 +161,10 @@ typedef int (*InfoFn)(const char *path, const InfoOptions *o, MtError *err);
 
 static int info_checkpoint(const char *path, const InfoOptions *o, MtError *err) {
   (void)o;
-  return checkpoint_describe(path, err);
+  return mt_checkpoint_describe(path, err);
 }
 
-/* What info can describe, by the root `format` attribute. Files without one are read as datasets (data_open then
+/* What info can describe, by the root `format` attribute. Files without one are read as datasets (mt_data_open then
  * says what is missing). Checkpoints join here with their own describer. */
 static const struct {
   const char *format;
@@ -184,11 +184,11 @@ int info_main(Comm *c, int argc, char **argv) {
     mt_fail(&err, "info: expected one FILE (a dataset, one shard of a set, the set's base name, or a checkpoint), got %d",
             res.n_positional);
   if (cli_agree_and_report(c, &err) != 0) return EXIT_USAGE;
-  comm_watchdog_timeout(c, o.stall_timeout);
+  mt_comm_watchdog_timeout(c, o.stall_timeout);
   if (c->rank == 0) {
     const char *path = res.positional[0];
     char format[128];
-    data_probe_format(path, format, sizeof format);
+    mt_data_probe_format(path, format, sizeof format);
     InfoFn fn = NULL;
     for (size_t i = 0; i < sizeof info_kinds / sizeof info_kinds[0]; i++)
       if (strcmp(format, info_kinds[i].format) == 0) fn = info_kinds[i].fn;

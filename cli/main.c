@@ -50,16 +50,16 @@ static int version_main(Comm *c, int argc, char **argv) {
   if (nl) *nl = '\0';
   printf("mpitrain %s\n", MPITRAIN_VERSION);
   printf("mpi: %s\n", lib);
-  printf("blas: %s\n", blas_describe(buf, sizeof buf));
-  const char *hint = blas_weak_core_hint(buf, sizeof buf);
+  printf("blas: %s\n", mt_blas_describe(buf, sizeof buf));
+  const char *hint = mt_blas_weak_core_hint(buf, sizeof buf);
   if (hint) printf("warning: %s\n", hint);
   return 0;
 }
 
 int main(int argc, char **argv) {
   /* Before MPI_Init and before any BLAS call: may re-execute this program with better OpenBLAS kernels. */
-  blas_fix_coretype(argv);
-  blas_flush_denormals();
+  mt_blas_fix_coretype(argv);
+  mt_blas_flush_denormals();
 
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
     usage(argc < 2 ? stderr : stdout);
@@ -85,22 +85,22 @@ int main(int argc, char **argv) {
   /* THREAD_MULTIPLE for the stall inspector's thread (comm.h); without it the inspector stays off. */
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
-  data_library_init(); /* once, for every subcommand and every file */
+  mt_data_library_init(); /* once, for every subcommand and every file */
   Comm comm;
   MtError err = {0};
-  if (comm_init(&comm, MPI_COMM_WORLD, &err) != 0) {
+  if (mt_comm_init(&comm, MPI_COMM_WORLD, &err) != 0) {
     fprintf(stderr, "mpitrain: error: %s\n", err.msg);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  opts_set_warnings(comm.rank == 0 ? stderr : NULL); /* every rank parses the options: one of them speaks */
+  mt_opts_set_warnings(comm.rank == 0 ? stderr : NULL); /* every rank parses the options: one of them speaks */
   /* The stall inspector watches every subcommand (each applies its own --stall-timeout once it has its options);
-   * comm_free stops it. */
-  if (comm_watchdog_start(&comm, COMM_STALL_TIMEOUT_DEFAULT, &err) != 0) {
+   * mt_comm_free stops it. */
+  if (mt_comm_watchdog_start(&comm, COMM_STALL_TIMEOUT_DEFAULT, &err) != 0) {
     fprintf(stderr, "mpitrain: error: %s\n", err.msg);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   int rc = fn(&comm, argc - 1, argv + 1);
-  comm_free(&comm);
+  mt_comm_free(&comm);
   MPI_Finalize();
   return rc;
 }

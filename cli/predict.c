@@ -40,14 +40,14 @@ typedef struct Predict {
 /* Rank 0, before the temporary of --out is created: renaming it into place must not replace an input, whatever name
  * --out gives it. */
 static int check_out(const InferArgs *o, const Infer *in, MtError *err) {
-  const int n_shards = data_info(in->ds)->n_shards;
+  const int n_shards = mt_data_info(in->ds)->n_shards;
   FileRole *inputs = mt_alloc(sizeof *inputs * (size_t)(n_shards + 2), "the inputs", err);
   if (inputs == NULL) return -1;
   inputs[0] = (FileRole){.role = "--checkpoint", .path = o->in.checkpoint};
   inputs[1] = (FileRole){.role = "--config", .path = o->config};
-  for (int k = 0; k < n_shards; k++) inputs[2 + k] = (FileRole){.role = "--data", .path = data_shard_path(in->ds, k)};
+  for (int k = 0; k < n_shards; k++) inputs[2 + k] = (FileRole){.role = "--data", .path = mt_data_shard_path(in->ds, k)};
   FileRole out = {.role = "--out", .path = o->out, .replaced = 1};
-  int rc = fileid_check(inputs, n_shards + 2, &out, 1, err);
+  int rc = mt_fileid_check(inputs, n_shards + 2, &out, 1, err);
   mt_free(inputs);
   return rc;
 }
@@ -74,16 +74,16 @@ static size_t format_rows(char *buf, int64_t first, int n, const int32_t *y, con
 /* The CSV lines of the rows [r, r + a micro-batch) of this rank's slice into p->text: their length, or -1. */
 static long long predict_chunk(Predict *p, int64_t r, MtError *err) {
   int cn;
-  const float *z = infer_chunk(&p->in, r, &cn, err);
+  const float *z = mt_infer_chunk(&p->in, r, &cn, err);
   if (z == NULL) return -1;
-  loss_softmax(z, cn, p->C, p->probs);
+  mt_loss_softmax(z, cn, p->C, p->probs);
   return (long long)format_rows(p->text, r, cn, p->labels, p->probs, p->C);
 }
 
 /* Rank 0: the temporary of --out, with the CSV header. */
 static void predict_create(Predict *p, MtError *err) {
   if (check_out(&p->o, &p->in, err) != 0) return;
-  p->f = atomic_temp_name(p->o.out, p->tmp, sizeof p->tmp) == 0 ? fopen(p->tmp, "w") : NULL;
+  p->f = mt_atomic_temp_name(p->o.out, p->tmp, sizeof p->tmp) == 0 ? fopen(p->tmp, "w") : NULL;
   if (p->f == NULL) {
     mt_fail(err, "--out %s: cannot create it: %s", p->o.out, strerror(errno));
     return;
@@ -103,15 +103,15 @@ enum { PREDICT_TAG = 7 };
 static int predict_own_rows(Comm *c, Predict *p, MtError *err) {
   int cut = 0;
   for (int64_t r = p->in.lo; r < p->in.hi && !err->failed; r += p->in.micro) {
-    if ((cut = comm_stop_signal()) != 0) break;
-    comm_phase(c, "predict", (r - p->in.lo) / p->in.micro);
+    if ((cut = mt_comm_stop_signal()) != 0) break;
+    mt_comm_phase(c, "predict", (r - p->in.lo) / p->in.micro);
     long long len = predict_chunk(p, r, err);
     if (len < 0) break;
     if (c->rank == 0 && fwrite(p->text, 1, (size_t)len, p->f) != (size_t)len)
       mt_fail(err, "--out %s: write failed: %s", p->o.out, strerror(errno));
     if (c->rank != 0) {
-      comm_send(c, &len, 1, MPI_LONG_LONG, 0, PREDICT_TAG, "send of predictions");
-      comm_send(c, p->text, (int)len, MPI_CHAR, 0, PREDICT_TAG, "send of predictions");
+      mt_comm_send(c, &len, 1, MPI_LONG_LONG, 0, PREDICT_TAG, "send of predictions");
+      mt_comm_send(c, p->text, (int)len, MPI_CHAR, 0, PREDICT_TAG, "send of predictions");
     }
   }
   return cut;
@@ -123,17 +123,17 @@ static void predict_write(Comm *c, Predict *p, MtError *err) {
   for (int src = 1; src < c->size; src++)
     for (long long chunk = 0;; chunk++) {
       long long len = 0;
-      comm_recv(c, &len, 1, MPI_LONG_LONG, src, PREDICT_TAG, "receive of predictions");
+      mt_comm_recv(c, &len, 1, MPI_LONG_LONG, src, PREDICT_TAG, "receive of predictions");
       if (len <= -100 && cut == 0) cut = (int)(-100 - len);
       if (len <= 0) break;
-      comm_recv(c, p->text, (int)len, MPI_CHAR, src, PREDICT_TAG, "receive of predictions");
-      comm_phase(c, "write", chunk);
-      if (cut == 0) cut = comm_stop_signal();
+      mt_comm_recv(c, p->text, (int)len, MPI_CHAR, src, PREDICT_TAG, "receive of predictions");
+      mt_comm_phase(c, "write", chunk);
+      if (cut == 0) cut = mt_comm_stop_signal();
       if (!err->failed && cut == 0 && fwrite(p->text, 1, (size_t)len, p->f) != (size_t)len)
         mt_fail(err, "--out %s: write failed: %s", p->o.out, strerror(errno));
     }
   if (cut != 0)
-    mt_fail(err, "predict interrupted by %s: removed the unfinished %s; nothing written", comm_signal_name(cut),
+    mt_fail(err, "predict interrupted by %s: removed the unfinished %s; nothing written", mt_comm_signal_name(cut),
             p->tmp);
 }
 
@@ -141,13 +141,13 @@ static void predict_write(Comm *c, Predict *p, MtError *err) {
 static void predict_send(Comm *c, Predict *p, MtError *err) {
   int cut = predict_own_rows(c, p, err); /* the stop signal that left rows unsent */
   long long end = err->failed ? -1 : cut != 0 ? -100 - cut : 0;
-  comm_send(c, &end, 1, MPI_LONG_LONG, 0, PREDICT_TAG, "send of predictions");
+  mt_comm_send(c, &end, 1, MPI_LONG_LONG, 0, PREDICT_TAG, "send of predictions");
 }
 
 /* Rank 0: the complete output into place, or the temporary removed. */
 static void predict_commit(Predict *p, MtError *err) {
   if (fclose(p->f) != 0) mt_fail(err, "--out %s: write failed: %s", p->o.out, strerror(errno));
-  if (!err->failed && atomic_commit(p->tmp, p->o.out) != 0)
+  if (!err->failed && mt_atomic_commit(p->tmp, p->o.out) != 0)
     mt_fail(err, "--out %s: cannot move %s into place: %s", p->o.out, p->tmp, strerror(errno));
   if (err->failed) unlink(p->tmp);
 }
@@ -155,7 +155,7 @@ static void predict_commit(Predict *p, MtError *err) {
 static void predict_free(Predict *p) {
   mt_free(p->text);
   mt_free(p->probs);
-  infer_free(&p->in);
+  mt_infer_free(&p->in);
 }
 
 int predict_main(Comm *c, int argc, char **argv) {
@@ -163,18 +163,18 @@ int predict_main(Comm *c, int argc, char **argv) {
   int rc = 0;
   if (cli_infer_start(c, predict_options, &predict_usage, 1, &p.o, argc, argv, &p.in, &rc) != 0) return rc;
   p.C = p.in.model.spec.n_classes;
-  p.labels = data_info(p.in.ds)->labeled[p.o.in.split] ? p.in.y : NULL;
+  p.labels = mt_data_info(p.in.ds)->labeled[p.o.in.split] ? p.in.y : NULL;
   /* Worst case per value: 13 characters for %.6g plus the comma. */
   const size_t line_bytes = 64 + 14 * (size_t)p.C;
   MtError local = {0};
   p.probs = mt_alloc(sizeof(float) * (size_t)p.in.micro * (size_t)p.C, "probabilities", &local);
   p.text = mt_alloc(line_bytes * (size_t)p.in.micro, "the output buffer", &local);
-  comm_stop_catch(); /* SIGTERM / SIGINT from here on: abandon the output (below), remove the temporary */
+  mt_comm_stop_catch(); /* SIGTERM / SIGINT from here on: abandon the output (below), remove the temporary */
   if (c->rank == 0 && !local.failed) predict_create(&p, &local);
   if (cli_agree_and_report(c, &local) != 0) {
     if (p.f) fclose(p.f);
     if (p.tmp[0]) unlink(p.tmp);
-    comm_stop_release();
+    mt_comm_stop_release();
     predict_free(&p);
     return 1;
   }
@@ -184,12 +184,12 @@ int predict_main(Comm *c, int argc, char **argv) {
   } else {
     predict_send(c, &p, &local);
   }
-  comm_stop_release(); /* the output is complete and in place, or removed */
-  if (comm_agree(c, &local) != 0) {
-    rc = comm_fail_exit(c, &local);
+  mt_comm_stop_release(); /* the output is complete and in place, or removed */
+  if (mt_comm_agree(c, &local) != 0) {
+    rc = mt_comm_fail_exit(c, &local);
   } else if (c->rank == 0) {
     printf("predict: wrote %s: %lld rows x %d classes (%s split of %s, %d rank%s)\n", p.o.out,
-           (long long)data_info(p.in.ds)->n[p.o.in.split], p.C, data_split_names[p.o.in.split], p.o.in.data, c->size,
+           (long long)mt_data_info(p.in.ds)->n[p.o.in.split], p.C, mt_data_split_names[p.o.in.split], p.o.in.data, c->size,
            c->size == 1 ? "" : "s");
   }
   predict_free(&p);

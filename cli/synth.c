@@ -1,5 +1,5 @@
 /* synth.c — `mpitrain synth`: a generated classification dataset of any size (synth.h), written in chunks with
- * bounded memory by write_set (writeset.h); under mpirun shard k is written by rank k % ranks. */
+ * bounded memory by mt_write_set (writeset.h); under mpirun shard k is written by rank k % ranks. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -75,10 +75,10 @@ static int synth_fill(void *ctx, int s, int64_t first, int64_t n, void *x /* [n,
   SynthSource *src = ctx;
   int d = src->spec.d;
   if (!src->uint8) {
-    synth_rows(&src->spec, src->centres, s, first, n, x, y);
+    mt_synth_rows(&src->spec, src->centres, s, first, n, x, y);
     return 0;
   }
-  synth_rows(&src->spec, src->centres, s, first, n, src->tmp, y);
+  mt_synth_rows(&src->spec, src->centres, s, first, n, src->tmp, y);
   uint8_t *q = x;
   for (int64_t i = 0; i < n * d; i++) {
     float v = rintf((src->tmp[i] - src->lo) / src->step);
@@ -127,9 +127,9 @@ static void synth_write(const SynthOptions *o, SynthSource *src, WriteSet *ws, f
     ws->spec.std = *std;
   }
   if (!err->failed) {
-    synth_centres(&src->spec, src->centres);
+    mt_synth_centres(&src->spec, src->centres);
     ws->written = *written;
-    if (write_set(ws, err) != 0) write_set_undo(ws);
+    if (mt_write_set(ws, err) != 0) mt_write_set_undo(ws);
   }
 }
 
@@ -144,7 +144,7 @@ int synth_main(Comm *c, int argc, char **argv) {
   FileRole config = {.role = "--config", .path = res.config_path};
   if (c->rank == 0) cli_check_files(&config, 1, o.out, o.shards, &err);
   if (cli_agree_and_report(c, &err) != 0) return 1;
-  comm_watchdog_timeout(c, o.stall_timeout);
+  mt_comm_watchdog_timeout(c, o.stall_timeout);
 
   SynthSource src = {.spec = {o.samples, o.test_samples, o.features, o.classes, (uint64_t)o.seed, o.noise},
                      .uint8 = o.dtype == 1};
@@ -160,14 +160,14 @@ int synth_main(Comm *c, int argc, char **argv) {
                  .fill = synth_fill, .ctx = &src, .rank = c->rank, .size = c->size};
   ws.spec = (DataWriterSpec){.d = o.features, .n_classes = o.classes, .store_uint8 = src.uint8, .scale = 1.0f,
                              .source = source, .gzip = o.gzip};
-  comm_stop_catch(); /* SIGTERM / SIGINT: the set is given up and its temporaries removed (write_set) */
+  mt_comm_stop_catch(); /* SIGTERM / SIGINT: the set is given up and its temporaries removed (mt_write_set) */
   if (c->rank < o.shards) synth_write(&o, &src, &ws, &mean, &std, &written, &err); /* the others have nothing */
   cli_wait_for_all(c);
-  comm_stop_release();
+  mt_comm_stop_release();
   int rc = 0;
-  if (comm_agree(c, &err) != 0) {
-    write_set_undo(&ws); /* another rank failed: the set is incomplete */
-    rc = comm_fail_exit(c, &err);
+  if (mt_comm_agree(c, &err) != 0) {
+    mt_write_set_undo(&ws); /* another rank failed: the set is incomplete */
+    rc = mt_comm_fail_exit(c, &err);
   } else if (c->rank == 0) {
     int writers = c->size < o.shards ? c->size : o.shards;
     char tail[128];

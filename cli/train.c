@@ -16,28 +16,28 @@ static const CliUsage train_usage = {
 int train_main(Comm *c, int argc, char **argv) {
   Config cfg;
   MtError err = {0};
-  int rc = config_parse(&cfg, argc, argv, 1, &err);
-  if (comm_agree(c, &err) != 0) {
-    comm_report(c, &err);
+  int rc = mt_config_parse(&cfg, argc, argv, 1, &err);
+  if (mt_comm_agree(c, &err) != 0) {
+    mt_comm_report(c, &err);
     if (c->rank == 0) fprintf(stderr, "(see `mpitrain train --help`)\n");
     return 2;
   }
   if (rc == 1) {
-    if (c->rank == 0) cli_print_usage(&train_usage, config_train_options);
+    if (c->rank == 0) cli_print_usage(&train_usage, mt_config_train_options);
     return 0;
   }
-  comm_warn_oversubscribed(c);
-  comm_watchdog_timeout(c, cfg.stall_timeout);
+  mt_comm_warn_oversubscribed(c);
+  mt_comm_watchdog_timeout(c, cfg.stall_timeout);
   Trainer *t = NULL;
-  if (trainer_create(&t, &cfg, c, NULL, &err) != 0) {
-    comm_report(c, &err);
+  if (mt_trainer_create(&t, &cfg, c, NULL, &err) != 0) {
+    mt_comm_report(c, &err);
     return 1;
   }
-  int ok = trainer_fit(t, &err);
+  int ok = mt_trainer_fit(t, &err);
   /* Errors inside fit are already the same on every rank (agreed, or derived from reduced values). */
-  trainer_free(t);
+  mt_trainer_free(t);
   if (ok != 0) {
-    comm_report(c, &err);
+    mt_comm_report(c, &err);
     return 1;
   }
   return 0;

@@ -19,7 +19,7 @@
  *     little-endian float32; what does not exist is skipped). The CRC covers every float32 dataset of the file and
  *     no attribute (scale and class_names included: attributes are range-checked on read instead).
  *
- * Nothing here talks to MPI but checkpoint_meta_broadcast: the trainer decides which rank calls what (rank 0 writes
+ * Nothing here talks to MPI but mt_checkpoint_meta_broadcast: the trainer decides which rank calls what (rank 0 writes
  * and reads, then broadcasts), and agrees on the outcome. */
 #ifndef MPITRAIN_CHECKPOINT_H
 #define MPITRAIN_CHECKPOINT_H
@@ -68,67 +68,67 @@ typedef struct CheckpointMeta {
   float *mean, *std;       /* ... then (· - mean) / std: [n_inputs] each (malloc'd), or NULL: not normalised */
   char **class_names;      /* [n_classes] (malloc'd strings), or NULL: the training data had none */
   uint32_t crc32;
-  char *config;            /* the run's options as INI text (malloc'd; checkpoint_meta_free) */
+  char *config;            /* the run's options as INI text (malloc'd; mt_checkpoint_meta_free) */
   double elapsed_s;        /* wall time spent training so far, over every part of the run, in seconds (< 0: not
                             * recorded — a checkpoint of an older mpitrain; such a value is not written) */
 } CheckpointMeta;
 
 /* Frees config, mean, std and class_names. */
-void checkpoint_meta_free(CheckpointMeta *meta);
+void mt_checkpoint_meta_free(CheckpointMeta *meta);
 
 /* Collective: every rank's meta becomes a copy of root's, every field (the heap ones too: config, mean, std,
  * class_names). Other ranks' meta must be zeroed or hold what they own (it is freed first). 0 everywhere, or -1
  * everywhere (out of memory on some rank: err agreed, other ranks' meta left empty). */
-int checkpoint_meta_broadcast(Comm *c, CheckpointMeta *meta, int root, MtError *err);
+int mt_checkpoint_meta_broadcast(Comm *c, CheckpointMeta *meta, int root, MtError *err);
 
 /* Writes dir/ckpt-<step>.h5 (or dir/name when name is not NULL) atomically: to a temporary name in dir, flushed,
  * fsync'ed, renamed, and the directory fsync'ed. o may be NULL (no optimiser state). On success the final path is
  * copied into path_out [n]. */
-int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *meta, const Model *m,
+int mt_checkpoint_write(const char *dir, const char *name, const CheckpointMeta *meta, const Model *m,
                      const Optimizer *o, char *path_out, size_t n, MtError *err);
 
 /* Deletes the oldest ckpt-*.h5 in dir beyond the newest keep (keep <= 0: none). */
-int checkpoint_prune(const char *dir, int keep, MtError *err);
+int mt_checkpoint_prune(const char *dir, int keep, MtError *err);
 
 /* Removes temporaries (".ckpt-*.tmp*") left in dir by writers that are gone. all = 1 (the caller holds dir's lock,
  * so no live run writes there): every one. all = 0 (no lock to prove it): only those whose name says they were
  * written on this host by a process that no longer exists. Returns how many. */
-int checkpoint_clean_temporaries(const char *dir, int all);
+int mt_checkpoint_clean_temporaries(const char *dir, int all);
 
 /* One run per checkpoint directory: takes an advisory lock on dir/.mpitrain.lock (fcntl, which NFS supports, and
  * which the kernel releases when the process ends, however it ends) and writes the holder into it ("pid P on
- * HOST, started T UTC: COMMAND"). Returns 0 with *fd the lock (held until checkpoint_dir_unlock or the end of the
+ * HOST, started T UTC: COMMAND"). Returns 0 with *fd the lock (held until mt_checkpoint_dir_unlock or the end of the
  * process); if the file named a holder that ended without releasing it (killed), that line is copied into
  * stale [n], else stale is "". Returns 1 (*fd = -1, err says why) when the file system cannot lock (ENOLCK,
  * EOPNOTSUPP: the caller goes on with a warning); -1 when another process holds the lock (err names it) or the
  * file cannot be opened or written. */
-int checkpoint_dir_lock(const char *dir, int *fd, char *stale, size_t n, MtError *err);
+int mt_checkpoint_dir_lock(const char *dir, int *fd, char *stale, size_t n, MtError *err);
 
-/* Releases a lock of checkpoint_dir_lock (fd < 0: nothing), emptying the file first: an empty lock file is one
+/* Releases a lock of mt_checkpoint_dir_lock (fd < 0: nothing), emptying the file first: an empty lock file is one
  * released on purpose, a non-empty unlocked one was left by a run that died. */
-void checkpoint_dir_unlock(int fd);
+void mt_checkpoint_dir_unlock(int fd);
 
 /* Checkpoint files in dir, newest (highest step) first, into paths [max][1024]; returns how many (or -1). */
-int checkpoint_list(const char *dir, char (*paths)[1024], int max, MtError *err);
+int mt_checkpoint_list(const char *dir, char (*paths)[1024], int max, MtError *err);
 
 /* Reads the attributes (and /preprocess), checking the format and version (a newer version is refused with a
- * hint). mean/std are verified by the CRC only in checkpoint_read_state. */
-int checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err);
+ * hint). mean/std are verified by the CRC only in mt_checkpoint_read_state. */
+int mt_checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err);
 
 /* 0 if a checkpoint with meta can be loaded into m (and o): same architecture, classes, inputs, and optimiser kind
  * (its moments must exist); else -1 with a message saying what differs and how to match it. */
-int checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Model *m, const Optimizer *o,
+int mt_checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Model *m, const Optimizer *o,
                           MtError *err);
 
 /* Reads the arrays into m (and o, if not NULL) after checking that they fit: the architecture in meta must equal
  * m->spec, and o's kind must equal the checkpoint's (its moments must exist). Verifies the CRC-32 of everything
  * read. m and o keep their previous contents on failure only as far as the failure was detected before reading. */
-int checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m, Optimizer *o, MtError *err);
+int mt_checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m, Optimizer *o, MtError *err);
 
 /* Describes a checkpoint (attributes, architecture, arrays, whether the CRC matches) — `mpitrain info FILE`. */
-int checkpoint_describe(const char *path, MtError *err);
+int mt_checkpoint_describe(const char *path, MtError *err);
 
 /* "784-512-256-10 relu" */
-void checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n);
+void mt_checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n);
 
 #endif

@@ -24,51 +24,51 @@ typedef struct Comm {
   Watchdog *wd;       /* the stall inspector, when running */
 } Comm;
 
-int comm_init(Comm *c, MPI_Comm parent, MtError *err);
-void comm_free(Comm *c);
+int mt_comm_init(Comm *c, MPI_Comm parent, MtError *err);
+void mt_comm_free(Comm *c);
 
 /* Collective. Each rank passes its own status; if any rank failed, every rank's err becomes the message of the
  * lowest failing rank, prefixed with "rank R" and the number of failing ranks, and -1 is returned everywhere.
  * A failing rank whose own message differs from the agreed one prints it to stderr first, so no reason is lost
  * while 512 identical messages are not printed 512 times. */
-int comm_agree(Comm *c, MtError *err);
+int mt_comm_agree(Comm *c, MtError *err);
 
 /* Rank 0 prints "mpitrain: error: <msg>" (err must be agreed). */
-void comm_report(const Comm *c, const MtError *err);
+void mt_comm_report(const Comm *c, const MtError *err);
 
 /* In-place SUM over ranks of buf[0..n). */
-void comm_allreduce_sum(Comm *c, float *buf, size_t n);
-void comm_allreduce_sum_double(Comm *c, double *buf, size_t n);
+void mt_comm_allreduce_sum(Comm *c, float *buf, size_t n);
+void mt_comm_allreduce_sum_double(Comm *c, double *buf, size_t n);
 
 /* In-place allreduce of n elements of any type and operation, and an allgatherv: for callers with their own
  * layouts (deterministic mode's integer sums). Like every collective here, watched by the stall inspector; `what`
  * (static) names it in a stall report ("gradient reduction"). */
-void comm_allreduce(Comm *c, void *buf, int n, MPI_Datatype type, MPI_Op op, const char *what);
-void comm_allgatherv(Comm *c, const void *send, int n, void *recv, const int *counts, const int *displs,
+void mt_comm_allreduce(Comm *c, void *buf, int n, MPI_Datatype type, MPI_Op op, const char *what);
+void mt_comm_allgatherv(Comm *c, const void *send, int n, void *recv, const int *counts, const int *displs,
                      MPI_Datatype type, const char *what);
 
 /* Broadcasts bytes from root (in pieces, so any size works). */
-void comm_bcast(Comm *c, void *buf, size_t bytes, int root);
+void mt_comm_bcast(Comm *c, void *buf, size_t bytes, int root);
 
 /* Blocking point-to-point (predict's rows streaming to rank 0), watched by the stall inspector like the collectives;
  * `what` (static) names the wait in a stall report ("receive of predictions"). */
-void comm_send(Comm *c, const void *buf, int n, MPI_Datatype type, int dest, int tag, const char *what);
-void comm_recv(Comm *c, void *buf, int n, MPI_Datatype type, int src, int tag, const char *what);
+void mt_comm_send(Comm *c, const void *buf, int n, MPI_Datatype type, int dest, int tag, const char *what);
+void mt_comm_recv(Comm *c, void *buf, int n, MPI_Datatype type, int src, int tag, const char *what);
 
 /* A barrier for ranks with nothing to do while others work (convert on rank 0, synth's shards): it sleeps instead of
  * spinning a core, and is watched by the stall inspector. */
-void comm_wait_all(Comm *c, const char *what);
+void mt_comm_wait_all(Comm *c, const char *what);
 
 /* 1 if buf[0..n) has the same bits on every rank (64-bit hash, reduced by MIN and MAX), else 0. */
-int comm_replicas_identical(Comm *c, const void *buf, size_t bytes);
+int mt_comm_replicas_identical(Comm *c, const void *buf, size_t bytes);
 
 /* ==== Gradient reduction in buckets ====
  *
  * The flat gradient buffer [0, n) is cut into buckets at tensor boundaries, about bucket_bytes each, counted from
  * the END of the buffer: backward finishes the last layer first, so that is the first bucket it completes. As
- * backward reports "everything from offset on is final" (gradsync_ready), every bucket inside that range is handed
+ * backward reports "everything from offset on is final" (mt_gradsync_ready), every bucket inside that range is handed
  * to a non-blocking reduction at once, and pending ones are kept moving with MPI_Test, overlapping communication with
- * the rest of backward. gradsync_finish completes them all.
+ * the rest of backward. mt_gradsync_finish completes them all.
  *
  * Two schedules:
  *  - replicated: MPI_Iallreduce (SUM) of each bucket in place; every rank then holds the whole summed gradient and
@@ -76,7 +76,7 @@ int comm_replicas_identical(Comm *c, const void *buf, size_t bytes);
  *    which ends where the tail begins.
  *  - sharded (ZeRO-1): MPI_Ireduce_scatter of each bucket: rank r receives the sum of its own part of every bucket
  *    (parts differ by at most one element, so no padding is needed and no size is refused), updates only those
- *    parameters with only their optimiser moments (memory ÷ N), then gradsync_allgather shares the updated
+ *    parameters with only their optimiser moments (memory ÷ N), then mt_gradsync_allgather shares the updated
  *    parameters (MPI_Iallgatherv in place). Same bytes on the wire as an allreduce. The tail gets its own small
  *    allreduce. */
 typedef struct GradSync {
@@ -94,24 +94,24 @@ typedef struct GradSync {
   size_t *own_moff;       /* [n_buckets]: where that part starts in the concatenation of this rank's parts */
   size_t n_own;           /* this rank's parameters: the optimiser's size in sharded mode */
   float *own;             /* [n_own] the summed gradient of this rank's parts */
-  double reduce_wait;     /* seconds spent waiting in gradsync_finish (communication not hidden) */
+  double reduce_wait;     /* seconds spent waiting in mt_gradsync_finish (communication not hidden) */
 } GradSync;
 
 /* Buckets split at the given tensor boundaries (ascending offsets, 0 and n included: [nb]). */
-int gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail, const size_t *boundaries, int nb,
+int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail, const size_t *boundaries, int nb,
                     size_t bucket_bytes, int shard, MtError *err);
-void gradsync_free(GradSync *g);
+void mt_gradsync_free(GradSync *g);
 /* Gradients [offset, n) are final. The tail must be final before the first call. Not collective by itself, but every
  * rank must report the same offsets in the same order (they do: backward is the same program on every rank). */
-void gradsync_ready(GradSync *g, size_t offset);
+void mt_gradsync_ready(GradSync *g, size_t offset);
 /* Launches what is left and waits for everything; afterwards grads (replicated) or own (sharded) hold the sums. */
-void gradsync_finish(GradSync *g);
+void mt_gradsync_finish(GradSync *g);
 /* Sharded: after this rank updated its parts of params, share them (params [n], in place). */
-void gradsync_allgather(GradSync *g, float *params);
+void mt_gradsync_allgather(GradSync *g, float *params);
 /* Sharded: this rank's parts of a full buffer <-> the concatenation of its parts (moments in checkpoints). gather:
  * root gets full [n] from everyone's own [n_own]; scatter: the reverse. Collective. */
-void gradsync_gather(GradSync *g, const float *own, float *full, int root);
-void gradsync_scatter(GradSync *g, const float *full, float *own, int root);
+void mt_gradsync_gather(GradSync *g, const float *own, float *full, int root);
+void mt_gradsync_scatter(GradSync *g, const float *full, float *own, int root);
 
 /* ==== Memory shared by the ranks of a node (MPI-3 shared windows) ==== */
 
@@ -123,39 +123,39 @@ typedef struct CommShared {
 
 /* Collective over the node's ranks (and, in practice, called by every rank): node rank 0 allocates bytes, every
  * rank of the node maps them. *owner = 1 on the rank that should fill them. */
-int comm_shared_alloc(Comm *c, size_t bytes, CommShared *sh, int *owner, MtError *err);
+int mt_comm_shared_alloc(Comm *c, size_t bytes, CommShared *sh, int *owner, MtError *err);
 /* Collective over the node: the owner's writes become visible to the node's other ranks. */
-void comm_shared_sync(Comm *c, CommShared *sh);
-void comm_shared_free(CommShared *sh);
+void mt_comm_shared_sync(Comm *c, CommShared *sh);
+void mt_comm_shared_free(CommShared *sh);
 
 /* Collective. Rank 0 prints one warning line when the ranks of some node outnumber the CPUs they may run on
  * (naming the most crowded node); nothing otherwise. For the commands that compute (train, bench, eval, predict). */
-void comm_warn_oversubscribed(Comm *c);
+void mt_comm_warn_oversubscribed(Comm *c);
 
 /* Prints "mpitrain: rank R: fatal: <msg>" and MPI_Aborts the job. For errors that cannot be agreed on. */
-void comm_abort(const Comm *c, const char *fmt, ...) MT_PRINTF(2, 3);
+void mt_comm_abort(const Comm *c, const char *fmt, ...) MT_PRINTF(2, 3);
 
 /* ==== Stall inspector ====
  *
  * In MPI a rank that stops (hangs in I/O, livelocks, is SIGSTOPped, or simply took a different path) leaves every
  * other rank waiting in the next collective, forever. The inspector is a thread per rank (it needs
  * MPI_THREAD_MULTIPLE) on a communicator of its own: when this rank has waited in a collective (or a watched
- * send / receive / comm_wait_all) for longer than the timeout, it asks every rank where it is — the phase (startup,
+ * send / receive / mt_comm_wait_all) for longer than the timeout, it asks every rank where it is — the phase (startup,
  * data, forward, backward, gradient reduction, update, eval, checkpoint; predict, write, read in the other
  * subcommands), whether it waits and where, the step, and its last sign of life (a phase or step change, entering
  * or leaving a wait). If no rank has shown one within the timeout, the lowest waiting rank prints one line naming
  * the ranks that have not arrived and what they are doing, then aborts the job: a clean end with a reason instead
  * of a job that burns its allocation. A rank that keeps moving (writing the shards others wait for) is not a stall.
  *
- * main.c starts it for every subcommand with the default timeout and comm_free stops it; each multi-rank
- * subcommand has the option COMM_STALL_OPTION in its table and applies it with comm_watchdog_timeout. */
-int comm_watchdog_start(Comm *c, double timeout_s, MtError *err); /* collective; running already: sets the timeout */
-void comm_watchdog_stop(Comm *c);                                  /* collective */
+ * main.c starts it for every subcommand with the default timeout and mt_comm_free stops it; each multi-rank
+ * subcommand has the option COMM_STALL_OPTION in its table and applies it with mt_comm_watchdog_timeout. */
+int mt_comm_watchdog_start(Comm *c, double timeout_s, MtError *err); /* collective; running already: sets the timeout */
+void mt_comm_watchdog_stop(Comm *c);                                  /* collective */
 /* The timeout of the running inspector (0 = never report; it keeps passing stop signals on). Not collective; every
  * rank passes the same (agreed) value. */
-void comm_watchdog_timeout(Comm *c, double timeout_s);
+void mt_comm_watchdog_timeout(Comm *c, double timeout_s);
 /* What this rank is doing now (a string with static lifetime) and the step: cheap, call freely (per chunk). */
-void comm_phase(Comm *c, const char *phase, int64_t step);
+void mt_comm_phase(Comm *c, const char *phase, int64_t step);
 
 #define COMM_STALL_TIMEOUT_DEFAULT 600
 #define COMM_STR_(x) #x
@@ -172,21 +172,21 @@ void comm_phase(Comm *c, const char *phase, int64_t step);
 
 /* ==== Stop signals ====
  *
- * Between comm_stop_catch and comm_stop_release, SIGTERM, SIGINT and SIGUSR1 (a scheduler, a user, Slurm before
- * the time limit) only record the signal. Long loops check comm_stop_signal between chunks and unwind through
+ * Between mt_comm_stop_catch and mt_comm_stop_release, SIGTERM, SIGINT and SIGUSR1 (a scheduler, a user, Slurm before
+ * the time limit) only record the signal. Long loops check mt_comm_stop_signal between chunks and unwind through
  * their normal error path: training after the step, with a checkpoint; the writers (predict, synth, convert)
  * abandoning their output and removing its temporary. The inspector thread passes a stop on to every rank, so a
  * signal that reaches one rank stops them all. A second SIGINT ends the process at once. Not collective. */
-void comm_stop_catch(void);
-void comm_stop_release(void);
-int comm_stop_signal(void);             /* the signal (since the last comm_stop_catch), or 0 */
-const char *comm_signal_name(int sig);  /* "SIGTERM" */
+void mt_comm_stop_catch(void);
+void mt_comm_stop_release(void);
+int mt_comm_stop_signal(void);             /* the signal (since the last mt_comm_stop_catch), or 0 */
+const char *mt_comm_signal_name(int sig);  /* "SIGTERM" */
 /* Collective, for a command that failed (err agreed, failed on every rank): rank 0 prints the message, and every
  * rank gets the exit code: 128 + the signal when a stop signal reached any rank ("mpitrain: <msg>": an
  * interruption, not an error), else 1 ("mpitrain: error: <msg>"). */
-int comm_fail_exit(Comm *c, const MtError *err);
+int mt_comm_fail_exit(Comm *c, const MtError *err);
 
 /* 64-bit FNV-1a of a byte buffer (used for replica checks; exposed for tests). Not collective. */
-uint64_t comm_hash(const void *buf, size_t bytes);
+uint64_t mt_comm_hash(const void *buf, size_t bytes);
 
 #endif

@@ -13,7 +13,7 @@
 /* --on-nonfinite: what the trainer does with a NaN/Inf loss or gradient. Its names, in enum order and
  * NULL-terminated, are the option table's choices. */
 typedef enum NonfiniteMode { NONFINITE_STOP = 0, NONFINITE_SKIP, NONFINITE_COUNT } NonfiniteMode;
-extern const char *const nonfinite_names[NONFINITE_COUNT + 1];
+extern const char *const mt_nonfinite_names[NONFINITE_COUNT + 1];
 
 typedef struct Config {
   /* data */
@@ -76,18 +76,18 @@ typedef struct Config {
   char resume[1024];         /* "" = start fresh, "auto" = newest valid checkpoint in checkpoint_dir, or a file */
 } Config;
 
-extern const OptionSpec config_train_options[];
+extern const OptionSpec mt_config_train_options[];
 
-/* Defaults + --config + command line (argv[first..)), then config_validate, and --log must not be the --config file
- * (fileid_check: by device and inode). Returns 0, 1 if --help was asked (nothing printed: the command prints its usage;
+/* Defaults + --config + command line (argv[first..)), then mt_config_validate, and --log must not be the --config file
+ * (mt_fileid_check: by device and inode). Returns 0, 1 if --help was asked (nothing printed: the command prints its usage;
  * c holds the defaults), -1 on error (positional arguments included). */
-int config_parse(Config *c, int argc, char **argv, int first, MtError *err);
+int mt_config_parse(Config *c, int argc, char **argv, int first, MtError *err);
 
-/* Cross-option checks that the table's ranges cannot express (config_parse already calls it; call it again
+/* Cross-option checks that the table's ranges cannot express (mt_config_parse already calls it; call it again
  * after changing fields in code): --data non-empty, --log's format known, --log not the dataset. */
-int config_validate(const Config *c, MtError *err);
+int mt_config_validate(const Config *c, MtError *err);
 
 /* The effective beta2 for the configured optimiser. */
-float config_beta2(const Config *c);
+float mt_config_beta2(const Config *c);
 
 #endif

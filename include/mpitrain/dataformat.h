@@ -23,7 +23,7 @@
 #define DATA_ATTR_STD "std"
 
 /* The splits: index SPLIT_TRAIN (0) and SPLIT_TEST (1) of these (data.h); the names NULL-terminated, as option
- * tables take them (data_split_names). */
+ * tables take them (mt_data_split_names). */
 #define DATA_SPLIT_NAMES {"train", "test", NULL}
 #define DATA_SPLIT_GROUPS {"/train", "/test"}
 #define DATA_X_PATHS {"/train/x", "/test/x"}

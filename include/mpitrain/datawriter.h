@@ -2,7 +2,7 @@
  *
  * One writer writes one file (a whole dataset or one shard). Rows are appended in chunks, so a dataset of any size
  * is written with bounded memory. The file is written under a temporary name and renamed into place by
- * datawriter_close, so a crash never leaves a half-written file under the final name. */
+ * mt_datawriter_close, so a crash never leaves a half-written file under the final name. */
 #ifndef MPITRAIN_DATAWRITER_H
 #define MPITRAIN_DATAWRITER_H
 
@@ -28,17 +28,17 @@ typedef struct DataWriter DataWriter;
 
 /* Creates ".NAME.tmp.<host>.<pid>" beside path and writes the root attributes (format = "mpitrain-dataset",
  * format_version = 1, num_classes (unless unknown), scale, source, and class_names / mean / std when given). */
-int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *spec, MtError *err);
+int mt_datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *spec, MtError *err);
 /* Appends n rows to split s: x [n, d] as uint8 or float32 per spec, y [n] (ignored with no_labels). Labels must lie in [0, n_classes) and
- * float features must be finite (checked: a file data_open would refuse is never written). */
-int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const int32_t *y /* [n] */, int64_t n,
+ * float features must be finite (checked: a file mt_data_open would refuse is never written). */
+int mt_datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const int32_t *y /* [n] */, int64_t n,
                       MtError *err);
 /* Checks every split received exactly spec.n rows, flushes, closes, fsyncs and renames into place. Frees w whether
  * it succeeds or not (on failure the temporary is removed and the final name is left untouched). */
-int datawriter_close(DataWriter *w, MtError *err);
-/* The temporary name the file is written under until datawriter_close (for messages). */
-const char *datawriter_temp(const DataWriter *w);
+int mt_datawriter_close(DataWriter *w, MtError *err);
+/* The temporary name the file is written under until mt_datawriter_close (for messages). */
+const char *mt_datawriter_temp(const DataWriter *w);
 /* Abandons the file (deletes the temporary) and frees w. NULL is ignored. */
-void datawriter_abort(DataWriter *w);
+void mt_datawriter_abort(DataWriter *w);
 
 #endif

@@ -8,7 +8,7 @@
  *    of two per tensor, the same on every rank) and added as integers — exact, so associative, so the order of
  *    groups, ranks and MPI's reduction tree cannot matter; one MPI_SUM on int64 then one conversion back to float;
  *  - batch-norm statistics (small vectors): every rank gathers all groups' partial sums and adds them in group
- *    order (det_reduce_groups).
+ *    order (mt_det_reduce_groups).
  *
  * The scale of tensor t is 2^e_t, chosen at the start of a step from the largest |value| any group had at the
  * previous step, with headroom, so that no group's value can reach the limit L and the sum of all groups stays
@@ -56,31 +56,31 @@ typedef struct Det {
   int64_t red[DET_TAIL + DET_MAX_TENSORS]; /* the small collective: tail sums, then maxima */
   int retries;                     /* steps computed twice (the first step, overflows) */
   int portable;                    /* 1: never the AVX2 loops (tests compare the two) */
-  int *counts;                     /* [2 · ranks] det_reduce_groups' counts and displacements */
+  int *counts;                     /* [2 · ranks] mt_det_reduce_groups' counts and displacements */
   int have_op;
   MPI_Op op;                       /* sum over the tail, max over the rest */
 } Det;
 
 /* bounds [n_tensors + 1]: tensor start offsets in the gradient buffer, then its length. */
-int det_create(Det *d, const size_t *bounds, int n_tensors, int comm_size, MtError *err);
-void det_free(Det *d);
+int mt_det_create(Det *d, const size_t *bounds, int n_tensors, int comm_size, MtError *err);
+void mt_det_free(Det *d);
 
 /* Before a step whose global batch has groups_per_step groups: picks the width and the scales. */
-void det_begin(Det *d, int64_t groups_per_step);
+void mt_det_begin(Det *d, int64_t groups_per_step);
 /* One group's gradient for grads[off, off+n) (whole tensors) has just been written: add it to the accumulator. */
-void det_add(Det *d, const float *grads, size_t off, size_t n);
+void mt_det_add(Det *d, const float *grads, size_t off, size_t n);
 /* One group's loss sum and correct count. */
-void det_add_loss(Det *d, double loss, int64_t correct);
+void mt_det_add_loss(Det *d, double loss, int64_t correct);
 /* Collective. Sums the accumulators over ranks, writes the float gradients into grads [n] and returns the tail
  * (loss sum as a double, correct count, flags) in out [DET_TAIL]. Returns 1 when the step must be computed again
- * (a group overflowed its scale; the next det_begin takes scales from this step's maxima), else 0. A NaN or Inf
+ * (a group overflowed its scale; the next mt_det_begin takes scales from this step's maxima), else 0. A NaN or Inf
  * anywhere sets out[DET_NONFINITE] and the loss to NaN. */
-int det_finish(Det *d, Comm *c, float *grads, int64_t failed, int64_t stop, double out[DET_TAIL]);
+int mt_det_finish(Det *d, Comm *c, float *grads, int64_t failed, int64_t stop, double out[DET_TAIL]);
 
 /* Collective. The sum over all groups of per-group vectors, added in group order: parts [groups[rank]][len] are
  * this rank's groups (a rank's groups are consecutive, and ranks hold them in rank order); groups [size] says how
  * many each rank has. out [len]; scratch holds [all groups][len] doubles. */
-void det_reduce_groups(Det *d, Comm *c, const double *parts, size_t len, const int *groups, double *scratch,
+void mt_det_reduce_groups(Det *d, Comm *c, const double *parts, size_t len, const int *groups, double *scratch,
                        double *out);
 
 

@@ -2,7 +2,7 @@
  *
  * Functions that can fail return 0 on success and -1 on failure, after writing one line into an MtError:
  * what failed, naming the file / option / rank, and what was expected. Only the first message is kept, so the
- * root cause survives cleanup paths. Nothing here prints or exits: the caller (usually comm_agree) decides. */
+ * root cause survives cleanup paths. Nothing here prints or exits: the caller (usually mt_comm_agree) decides. */
 #ifndef MPITRAIN_ERROR_H
 #define MPITRAIN_ERROR_H
 

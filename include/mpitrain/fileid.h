@@ -16,17 +16,17 @@ typedef struct FileRole {
 } FileRole;
 
 /* 1 if a and b name the same existing file (links followed), else 0 (also when either does not exist). */
-int fileid_same(const char *a, const char *b);
+int mt_fileid_same(const char *a, const char *b);
 
 /* 0 when path is a regular file (links followed), or cannot be stat'ed at all: the caller's own open then says why
  * in its words ("No such file or directory"). -1 with "ROLE PATH: is a FIFO, not a regular file" (or a directory,
  * a character device, ...) when it exists and is something else; role may be NULL (then "PATH: is ..."). */
-int fileid_regular(const char *path, const char *role, MtError *err);
+int mt_fileid_regular(const char *path, const char *role, MtError *err);
 
 /* Every output against every input: -1 with "--log m.csv is the same file as --data d.h5 (through a link); an
  * output must not overwrite an input" when one is the other, and when an existing output is a directory (or, if
  * replaced, not a regular file). An output that does not exist yet is no input. Inputs are not checked for being
- * regular files here (fileid_regular does that where they are opened). */
-int fileid_check(const FileRole *inputs, int n_inputs, const FileRole *outputs, int n_outputs, MtError *err);
+ * regular files here (mt_fileid_regular does that where they are opened). */
+int mt_fileid_check(const FileRole *inputs, int n_inputs, const FileRole *outputs, int n_outputs, MtError *err);
 
 #endif

@@ -29,25 +29,25 @@ typedef struct FixedStep {
 } FixedStep;
 
 /* The width and limits for a step whose sums add `groups` groups (< 1 counts as 1). */
-FixedStep fixed_step(int64_t groups);
+FixedStep mt_fixed_step(int64_t groups);
 
 /* The exponent e of a tensor whose largest |x| (float bits) was maxbits: max · headroom · 2^e < s->limit. */
-int fixed_scale(uint32_t maxbits, const FixedStep *s);
+int mt_fixed_scale(uint32_t maxbits, const FixedStep *s);
 
 /* acc [n] (int64 if wide, else int32) = (add: +=) round(x [n] · 2^e), wrapping on overflow. Returns the largest |x|
  * as float bits (NaN and Inf above every finite value). portable: never the AVX2 loop (tests compare the two). */
-uint32_t fixed_quantise(const float *x, void *acc, size_t n, int e, int wide, int add, int portable);
+uint32_t mt_fixed_quantise(const float *x, void *acc, size_t n, int e, int wide, int add, int portable);
 
-/* A group's largest |x| (float bits, from fixed_quantise) at exponent e stays below the step's limit (NaN and Inf
+/* A group's largest |x| (float bits, from mt_fixed_quantise) at exponent e stays below the step's limit (NaN and Inf
  * do not). */
-int fixed_fits(uint32_t maxbits, int e, const FixedStep *s);
+int mt_fixed_fits(uint32_t maxbits, int e, const FixedStep *s);
 
-/* g [n] = acc [n] · 2^-e as float (acc as in fixed_quantise). */
-void fixed_dequantise(const void *acc, float *g, size_t n, int e, int wide, int portable);
+/* g [n] = acc [n] · 2^-e as float (acc as in mt_fixed_quantise). */
+void mt_fixed_dequantise(const void *acc, float *g, size_t n, int e, int wide, int portable);
 
 /* A loss sum in fixed point: *q = round(loss · 2^FIXED_LOSS_BITS) and 0, or -1 when loss is not finite or its
- * |loss · 2^FIXED_LOSS_BITS| reaches limit. fixed_to_loss is the way back. */
-int fixed_from_loss(double loss, double limit, int64_t *q);
-double fixed_to_loss(int64_t q);
+ * |loss · 2^FIXED_LOSS_BITS| reaches limit. mt_fixed_to_loss is the way back. */
+int mt_fixed_from_loss(double loss, double limit, int64_t *q);
+double mt_fixed_to_loss(int64_t q);
 
 #endif

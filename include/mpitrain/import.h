@@ -19,9 +19,9 @@ typedef struct Idx {
 } Idx;
 
 /* An IDX file of unsigned bytes, gzip-compressed or not: labels (1 dimension) or images (2 or more). 0 or -1. */
-int idx_read(const char *path, int labels, Idx *out, MtError *err);
+int mt_idx_read(const char *path, int labels, Idx *out, MtError *err);
 
-/* ---- CSV files (convert --from csv reads each file twice: csv_scan, then csv_next row by row; its fuzz target,
+/* ---- CSV files (convert --from csv reads each file twice: mt_csv_scan, then mt_csv_next row by row; its fuzz target,
  * tests/fuzz/fuzz_csv.c, does the same) ---- */
 
 enum { CSV_LABEL_FIRST = 0, CSV_LABEL_LAST = 1, CSV_LABEL_NONE = 2 }; /* --label-column, in the order of its choices */
@@ -43,11 +43,11 @@ typedef struct Csv {
   int32_t label;       /* its label (-1 with CSV_LABEL_NONE) */
 } Csv;
 
-/* Opens path (a regular file only) for csv_next; labels must be below classes (0: any). 0 or -1. */
-int csv_open(Csv *c, const char *path, int label_col, int64_t classes, MtError *err);
+/* Opens path (a regular file only) for mt_csv_next; labels must be below classes (0: any). 0 or -1. */
+int mt_csv_open(Csv *c, const char *path, int label_col, int64_t classes, MtError *err);
 /* The next row into c->row / c->label: 1 read, 0 end of file, -1 error (FILE:LINE in the message). */
-int csv_next(Csv *c, MtError *err);
-void csv_close(Csv *c);
+int mt_csv_next(Csv *c, MtError *err);
+void mt_csv_close(Csv *c);
 
 /* Pass 1 over a CSV file: rows, features, largest label, and (want_stats) sums for normalisation. */
 typedef struct CsvScan {
@@ -56,16 +56,16 @@ typedef struct CsvScan {
   int64_t max_label;
   double *sum;  /* [2, d]: sums and sums of squares of x, when asked for (mt_free) */
 } CsvScan;
-int csv_scan(const char *path, int label_col, int64_t classes, int want_stats, CsvScan *sc, MtError *err);
+int mt_csv_scan(const char *path, int label_col, int64_t classes, int want_stats, CsvScan *sc, MtError *err);
 
 /* ---- Feature statistics ---- */
 
 /* Per-feature mean and std of x*scale over n rows (stored type: uint8 or float), std floored (a feature constant in
  * training must not blow up a million times elsewhere). 0 or -1. */
-int feature_stats(const void *x /* [n, d] */, int uint8, int64_t n, int d, float scale, float *mean /* [d] */,
+int mt_feature_stats(const void *x /* [n, d] */, int uint8, int64_t n, int d, float scale, float *mean /* [d] */,
                   float *std /* [d] */, MtError *err);
-/* The same from sums and sums of squares over n rows (sum [2, d], as csv_scan gives them). */
-void feature_stats_from_sums(const double *sum /* [2, d] */, int64_t n, int d, float *mean /* [d] */,
+/* The same from sums and sums of squares over n rows (sum [2, d], as mt_csv_scan gives them). */
+void mt_feature_stats_from_sums(const double *sum /* [2, d] */, int64_t n, int d, float *mean /* [d] */,
                              float *std /* [d] */);
 
 #endif

@@ -1,7 +1,7 @@
 /* infer.h — using a trained model on a dataset (`mpitrain eval` and `mpitrain predict`), on any number of ranks.
  *
  * Rank 0 reads the checkpoint (one reader, whatever the rank count) and broadcasts the architecture and the model's
- * whole state (model_replicate: parameters and batch-norm statistics); the checkpoint's preprocessing is applied to
+ * whole state (mt_model_replicate: parameters and batch-norm statistics); the checkpoint's preprocessing is applied to
  * the data's stored features; every rank then evaluates a contiguous slice of the split, a micro-batch at a time. */
 #ifndef MPITRAIN_INFER_H
 #define MPITRAIN_INFER_H
@@ -20,7 +20,7 @@ typedef struct InferOptions {
   char data[1024];
   int split;         /* Split */
   int micro_batch;
-  int threads;       /* OpenBLAS threads per rank; 0 = auto (blas_threads_choose) */
+  int threads;       /* OpenBLAS threads per rank; 0 = auto (mt_blas_threads_choose) */
   int in_memory;     /* MemoryMode */
   int64_t memory_limit_mb;
 } InferOptions;
@@ -39,10 +39,10 @@ typedef struct Infer {
 
 /* Collective: model, dataset and buffers, all checked against each other (need_labels: the split must have labels),
  * and the BLAS threads set. The same verdict on every rank; 0, or -1 with nothing left to free. */
-int infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, MtError *err);
+int mt_infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, MtError *err);
 /* Logits [cn, C] of the rows [r, r+cn) of this rank's slice (cn = up to a micro-batch); labels in in->y. NULL on a
  * read error. */
-const float *infer_chunk(Infer *in, int64_t r, int *cn, MtError *err);
-void infer_free(Infer *in);
+const float *mt_infer_chunk(Infer *in, int64_t r, int *cn, MtError *err);
+void mt_infer_free(Infer *in);
 
 #endif

@@ -17,12 +17,12 @@ typedef enum InitKind {
   INIT_COUNT
 } InitKind;
 /* Their names, in enum order and NULL-terminated (the option table's choices too). */
-extern const char *const init_names[INIT_COUNT + 1];
+extern const char *const mt_init_names[INIT_COUNT + 1];
 
-const char *init_name(InitKind k);
-int init_from_name(const char *s);       /* -1 if unknown */
-InitKind init_resolve(InitKind k, ActKind act);  /* AUTO -> the concrete kind */
+const char *mt_init_name(InitKind k);
+int mt_init_from_name(const char *s);       /* -1 if unknown */
+InitKind mt_init_resolve(InitKind k, ActKind act);  /* AUTO -> the concrete kind */
 
-void init_params(Model *m, InitKind kind, uint64_t seed);
+void mt_init_params(Model *m, InitKind kind, uint64_t seed);
 
 #endif

@@ -33,10 +33,10 @@ typedef enum ProgressMode {
   PROGRESS_OFF,
   PROGRESS_COUNT
 } ProgressMode;
-extern const char *const log_format_names[LOGFMT_COUNT + 1];
-extern const char *const progress_names[PROGRESS_COUNT + 1];
+extern const char *const mt_log_format_names[LOGFMT_COUNT + 1];
+extern const char *const mt_progress_names[PROGRESS_COUNT + 1];
 /* The format --log-format auto takes from a file name: .csv, or .jsonl / .json (any case); LOGFMT_AUTO if neither. */
-LogFormat log_format_from_path(const char *path);
+LogFormat mt_log_format_from_path(const char *path);
 
 typedef struct StepStats {
   int epoch;              /* 0-based */
@@ -75,33 +75,33 @@ typedef struct LogOptions {
   int format;             /* LogFormat */
   int every;              /* steps between plain lines / metric lines (counted in global steps); 0 = auto: about
                            * 10 plain lines per epoch, and every step in the file (see above) */
-  int defer_file;         /* leave the metrics file to log_open_file (a run that may resume: it continues it) */
+  int defer_file;         /* leave the metrics file to mt_log_open_file (a run that may resume: it continues it) */
 } LogOptions;
 
 /* Collective-free; on rank 0 opens the metrics file. Failure (cannot create the file) is reported in err and
  * must be agreed on by the caller. On other ranks it only allocates, and every call below is a cheap no-op;
  * all of them also accept l == NULL. */
-int log_open(Log **out, const LogOptions *o, MtError *err);
+int mt_log_open(Log **out, const LogOptions *o, MtError *err);
 /* Rank 0 with --log and defer_file: opens the metrics file. resumed_step < 0: a new file (emptied if it exists);
  * else the run resumed from a checkpoint of that step and continues the file — its records up to that step are
  * kept, later ones dropped (rewritten atomically), a line torn by a crash dropped; the file is created if missing.
  * A file that is not a metrics log of this format (CSV header, records) is refused and left alone. Elsewhere, and
  * when the file is already open, a no-op. */
-int log_open_file(Log *l, int64_t resumed_step, MtError *err);
-void log_step(Log *l, const StepStats *s);
-void log_epoch(Log *l, const EpochStats *s);
+int mt_log_open_file(Log *l, int64_t resumed_step, MtError *err);
+void mt_log_step(Log *l, const StepStats *s);
+void mt_log_epoch(Log *l, const EpochStats *s);
 /* Whether step s gets a record in the metrics file (rank 0 with --log only): the trainer computes the per-layer
  * norms only for those steps. */
-int log_step_due(const Log *l, const StepStats *s);
+int mt_log_step_due(const Log *l, const StepStats *s);
 /* A "layer" record for step s: one tensor's weight and gradient L2 norms. */
-void log_layer(Log *l, const StepStats *s, const char *layer, double weight_norm, double grad_norm);
+void mt_log_layer(Log *l, const StepStats *s, const char *layer, double weight_norm, double grad_norm);
 /* Flushes the metrics file (the trainer does after each checkpoint: a run killed later has every record up to the
  * checkpoint's step on disk, so the resumed run's file has no gap). */
-void log_flush(Log *l);
+void mt_log_flush(Log *l);
 /* A line of text for the user (rank 0 only; clears the progress bar first). */
-void log_info(Log *l, const char *fmt, ...) MT_PRINTF(2, 3);
+void mt_log_info(Log *l, const char *fmt, ...) MT_PRINTF(2, 3);
 /* Flushes and closes; reports a write error (e.g. disk full) in err. A progress bar still on screen is left
  * there and its line ended. */
-int log_close(Log *l, MtError *err);
+int mt_log_close(Log *l, MtError *err);
 
 #endif

@@ -15,10 +15,10 @@ typedef struct LossSums {
 /* For n rows of logits [n, C]: adds each row's loss and correctness to *sums. If dlogits [n, C] is not NULL it
  * receives (softmax - onehot) * grad_scale, where grad_scale = 1 / global batch size so that summing gradients over
  * ranks yields the mean. Stable for any finite logits (log-sum-exp with the row maximum subtracted). */
-void loss_softmax_xent(const float *logits, const int32_t *labels, int n, int C, float grad_scale,
+void mt_loss_softmax_xent(const float *logits, const int32_t *labels, int n, int C, float grad_scale,
                        float *dlogits, LossSums *sums);
 
 /* Class probabilities: probs [n, C] = softmax(logits [n, C]) per row, stable for any finite logits. */
-void loss_softmax(const float *logits, int n, int C, float *probs);
+void mt_loss_softmax(const float *logits, int n, int C, float *probs);
 
 #endif

@@ -3,7 +3,7 @@
  * Memory layout (README "How a training step works"): all parameters live in one float buffer `params`, all
  * gradients in `grads` with the same offsets, and the non-trainable state (batch-norm running statistics) in
  * `state`. A layer only records offsets into them. Activations are allocated once for `max_batch` rows. Nothing
- * here allocates after model_create, talks to MPI or reads files: batch normalisation, which needs statistics of
+ * here allocates after mt_model_create, talks to MPI or reads files: batch normalisation, which needs statistics of
  * the whole global batch, gets them through a reduction callback the caller provides. */
 #ifndef MPITRAIN_MODEL_H
 #define MPITRAIN_MODEL_H
@@ -19,13 +19,13 @@
 #define MODEL_GRAD_TAIL 16
 
 typedef enum ActKind { ACT_RELU = 0, ACT_LEAKY_RELU, ACT_TANH, ACT_SIGMOID, ACT_COUNT } ActKind;
-/* Its names, in enum order and NULL-terminated (the option table's choices too); act_name / act_from_name. */
-extern const char *const act_names[ACT_COUNT + 1];
+/* Its names, in enum order and NULL-terminated (the option table's choices too); mt_act_name / mt_act_from_name. */
+extern const char *const mt_act_names[ACT_COUNT + 1];
 typedef enum LayerKind { LAYER_DENSE = 0, LAYER_ACT, LAYER_BN, LAYER_DROPOUT } LayerKind;
 /* Where batch normalisation goes in each hidden block: dense → BN → act, or dense → act → BN. */
 typedef enum BnPlace { BN_NONE = 0, BN_BEFORE, BN_AFTER, BN_COUNT } BnPlace;
-/* Its names, as act_names; bn_place_name / bn_place_from_name. */
-extern const char *const bn_place_names[BN_COUNT + 1];
+/* Its names, as mt_act_names; mt_bn_place_name / mt_bn_place_from_name. */
+extern const char *const mt_bn_place_names[BN_COUNT + 1];
 
 typedef struct ModelSpec {
   int n_inputs;                    /* D, features per sample */
@@ -105,33 +105,33 @@ typedef struct Model {
 
 /* Builds the layer list dense0 [bn0] act0 [bn0] [dropout0] dense1 ... denseL (logits), allocates everything, and
  * sets batch-norm gamma = 1, beta = 0, running mean 0 and variance 1 (weights are init.h's job). */
-int model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err);
-/* Bytes model_create would allocate (parameters, gradients, statistics, activations), computed without allocating:
+int mt_model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err);
+/* Bytes mt_model_create would allocate (parameters, gradients, statistics, activations), computed without allocating:
  * to refuse an absurd model with a message before asking for the memory. */
-double model_plan_bytes(const ModelSpec *spec, int max_batch);
-void model_free(Model *m);
-int model_has_bn(const Model *m);
+double mt_model_plan_bytes(const ModelSpec *spec, int max_batch);
+void mt_model_free(Model *m);
+int mt_model_has_bn(const Model *m);
 
 /* Inference forward pass for n <= max_batch rows of x [n, n_inputs]; returns the logits [n, n_classes]. */
-const float *model_forward(Model *m, const float *x, int n);
+const float *mt_model_forward(Model *m, const float *x, int n);
 /* Forward pass in the given context (training: ctx->train = 1). */
-const float *model_forward_ctx(Model *m, const float *x, int n, const ModelContext *ctx);
+const float *mt_model_forward_ctx(Model *m, const float *x, int n, const ModelContext *ctx);
 
 /* Backward pass given dlogits [n, n_classes] (the loss gradient w.r.t. the logits of the last forward, whose
  * input x must still be valid). accumulate = 0 overwrites grads, 1 adds to them (micro-batches; not in group
  * mode, where grads holds one group's gradient at a time). A training
  * forward with batch normalisation calls ctx->reduce once per BN layer, and backward once more per BN layer: every
  * replica must make the same calls. */
-void model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate);
+void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate);
 
 /* Only the GEMMs of one forward + backward pass over n rows (same calls, shapes and buffers as training, no
  * bias, activation or loss work): what the benchmark times as the roofline a training step could reach. */
-void model_run_gemms(Model *m, const float *x /* [n, n_inputs] */, const float *dlogits /* [n, n_classes] */, int n);
+void mt_model_run_gemms(Model *m, const float *x /* [n, n_inputs] */, const float *dlogits /* [n, n_classes] */, int n);
 
 /* A named tensor: a view into params (and, at the same offset, grads and the optimiser's moments) or into state. */
 typedef struct ModelTensor {
   char name[40];   /* "dense0/W", "dense0/b", "bn0/gamma", "bn0/running_mean", ... */
-  size_t offset;   /* into params (model_tensors) or state (model_state_tensors) */
+  size_t offset;   /* into params (mt_model_tensors) or state (mt_model_state_tensors) */
   size_t count;    /* floats */
   int rank;        /* 1 or 2 */
   int dims[2];     /* [out, in] for W, [out] otherwise */
@@ -139,26 +139,26 @@ typedef struct ModelTensor {
 } ModelTensor;
 
 /* The parameter tensors in buffer order (so concatenating them gives params). Returns how many; fills at most max. */
-int model_tensors(const Model *m, ModelTensor *out, int max);
+int mt_model_tensors(const Model *m, ModelTensor *out, int max);
 /* The state tensors (batch-norm running statistics) in buffer order. */
-int model_state_tensors(const Model *m, ModelTensor *out, int max);
+int mt_model_state_tensors(const Model *m, ModelTensor *out, int max);
 
 /* Floating-point operations of one forward+backward pass over n rows, counting only the GEMMs
  * (2·m·n·k each); used by the benchmark. The first layer's input gradient is not computed. */
-double model_gemm_flops(const Model *m, int n);
+double mt_model_gemm_flops(const Model *m, int n);
 
-/* Activation name <-> kind ("relu", "leaky_relu", "tanh", "sigmoid"). act_from_name returns -1 if unknown. */
-const char *act_name(ActKind a);
-int act_from_name(const char *s);
-const char *bn_place_name(BnPlace b); /* "none", "before", "after" */
-int bn_place_from_name(const char *s);
+/* Activation name <-> kind ("relu", "leaky_relu", "tanh", "sigmoid"). mt_act_from_name returns -1 if unknown. */
+const char *mt_act_name(ActKind a);
+int mt_act_from_name(const char *s);
+const char *mt_bn_place_name(BnPlace b); /* "none", "before", "after" */
+int mt_bn_place_from_name(const char *s);
 
 /* Elementwise activation and its derivative written in terms of the output y (exact for all four kinds). */
-void act_forward(ActKind a, float slope, float *y /* [n] in place */, size_t n);
-void act_backward(ActKind a, float slope, const float *y /* [n] */, float *dy /* [n] in place */, size_t n);
+void mt_act_forward(ActKind a, float slope, float *y /* [n] in place */, size_t n);
+void mt_act_backward(ActKind a, float slope, const float *y /* [n] */, float *dy /* [n] in place */, size_t n);
 
 /* The inverted-dropout factor of (sample, unit) in hidden block `block` at `step`: 0 (dropped, with probability p)
  * or 1/(1-p). A pure function of its arguments: the same on every rank and for any rank count. */
-float model_dropout_factor(uint64_t seed, int64_t step, int block, int64_t sample, int unit, float p);
+float mt_model_dropout_factor(uint64_t seed, int64_t step, int block, int64_t sample, int unit, float p);
 
 #endif

@@ -11,8 +11,8 @@
 #include "mpitrain/error.h"
 
 typedef enum OptKind { OPT_SGD = 0, OPT_MOMENTUM, OPT_RMSPROP, OPT_ADAM, OPT_COUNT } OptKind;
-/* Its names, in enum order and NULL-terminated (the option table's choices too); optim_name / optim_from_name. */
-extern const char *const optim_names[OPT_COUNT + 1];
+/* Its names, in enum order and NULL-terminated (the option table's choices too); mt_optim_name / mt_optim_from_name. */
+extern const char *const mt_optim_names[OPT_COUNT + 1];
 
 typedef struct OptConfig {
   OptKind kind;
@@ -27,31 +27,31 @@ typedef struct Optimizer {
   float *m;      /* [n] first moment (momentum, Adam) or NULL */
   float *v;      /* [n] second moment (RMSProp, Adam) or NULL */
   int64_t t;     /* steps taken; Adam's bias correction uses it */
-  float lr;      /* of the current step (optim_begin) */
+  float lr;      /* of the current step (mt_optim_begin) */
   float step_size, rs; /* Adam: lr/(1-β1^t) and 1/sqrt(1-β2^t) of the current step */
 } Optimizer;
 
-const char *optim_name(OptKind k);
-int optim_from_name(const char *s);   /* -1 if unknown */
+const char *mt_optim_name(OptKind k);
+int mt_optim_from_name(const char *s);   /* -1 if unknown */
 
-int optim_create(Optimizer *o, const OptConfig *cfg, size_t n, MtError *err);
-void optim_free(Optimizer *o);
+int mt_optim_create(Optimizer *o, const OptConfig *cfg, size_t n, MtError *err);
+void mt_optim_free(Optimizer *o);
 
 /* One step with learning rate lr: params[0..n) -= update(grads[0..n)). Increments t. */
-void optim_step(Optimizer *o, float *params /* [n] */, const float *grads /* [n] */, float lr);
+void mt_optim_step(Optimizer *o, float *params /* [n] */, const float *grads /* [n] */, float lr);
 
 /* The same step in pieces, for a sharded optimiser (each rank updates the ranges it owns) or per gradient bucket:
- * optim_begin once per step (increments t, fixes the rate and Adam's corrections), then optim_update for each
+ * mt_optim_begin once per step (increments t, fixes the rate and Adam's corrections), then mt_optim_update for each
  * range: params [count] and grads [count] use the moments at moff .. moff+count. */
-void optim_begin(Optimizer *o, float lr);
-void optim_update(Optimizer *o, float *params, const float *grads, size_t moff, size_t count);
+void mt_optim_begin(Optimizer *o, float lr);
+void mt_optim_update(Optimizer *o, float *params, const float *grads, size_t moff, size_t count);
 
 /* ==== Learning-rate schedules, clipping, decay ==== */
 
 typedef enum LrScheduleKind { LR_CONSTANT = 0, LR_STEP, LR_EXP, LR_INV, LR_COSINE, LR_COUNT } LrScheduleKind;
-/* Its names, as optim_names; lr_schedule_name. */
-extern const char *const lr_schedule_names[LR_COUNT + 1];
-const char *lr_schedule_name(LrScheduleKind k); /* "?" if not a kind */
+/* Its names, as mt_optim_names; mt_lr_schedule_name. */
+extern const char *const mt_lr_schedule_names[LR_COUNT + 1];
+const char *mt_lr_schedule_name(LrScheduleKind k); /* "?" if not a kind */
 
 typedef struct LrSchedule {
   LrScheduleKind kind;
@@ -66,16 +66,16 @@ typedef struct LrSchedule {
 
 /* The rate of 1-based step `step` (the step about to be taken) when an epoch has steps_per_epoch steps: the
  * schedule at e = (step - 1) / steps_per_epoch epochs done, times min(1, step / warmup_steps). */
-double lr_at(const LrSchedule *s, int64_t step, int64_t steps_per_epoch);
+double mt_lr_at(const LrSchedule *s, int64_t step, int64_t steps_per_epoch);
 
 /* Scales g [n] so its L2 norm is at most max_norm (max_norm <= 0: untouched). Returns the norm before. */
-double optim_clip_norm(float *g, size_t n, double max_norm);
+double mt_optim_clip_norm(float *g, size_t n, double max_norm);
 
 /* Sum of squares of p [n] (in double). */
-double optim_sumsq(const float *p, size_t n);
+double mt_optim_sumsq(const float *p, size_t n);
 /* The same sequential sum continued from s: chained over consecutive pieces it has the bits of one pass over all of
  * them (adding per-piece sums instead would round differently). */
-double optim_sumsq_add(double s, const float *p, size_t n);
+double mt_optim_sumsq_add(double s, const float *p, size_t n);
 
 /* A range of the flat buffers (a weight matrix): what L2 and weight decay apply to. */
 typedef struct ParamRange {
@@ -84,9 +84,9 @@ typedef struct ParamRange {
 
 /* L2 regularisation of the ranges for a global batch of B rows: adds lambda/B·w to grads and returns the loss
  * term lambda/(2B)·Σw². */
-double optim_l2(const ParamRange *r, int n, const float *params, float *grads, double lambda, int64_t B);
+double mt_optim_l2(const ParamRange *r, int n, const float *params, float *grads, double lambda, int64_t B);
 
 /* Decoupled weight decay: w *= 1 - lr·wd over the ranges. */
-void optim_weight_decay(const ParamRange *r, int n, float *params, double lr, double wd);
+void mt_optim_weight_decay(const ParamRange *r, int n, float *params, double lr, double wd);
 
 #endif

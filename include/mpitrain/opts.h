@@ -11,7 +11,7 @@
 #include "mpitrain/error.h"
 
 #define OPTS_LIST_MAX 16
-#define OPTS_POSITIONAL_MAX 64  /* positional arguments opts_parse collects; more is an error */
+#define OPTS_POSITIONAL_MAX 64  /* positional arguments mt_opts_parse collects; more is an error */
 
 typedef enum OptType {
   OT_INT,       /* int */
@@ -45,7 +45,7 @@ typedef struct OptionSpec {
   OptType type;
   size_t offset;        /* offsetof(TheStruct, field) */
   size_t size;          /* OT_STRING: buffer size in bytes */
-  const char *def;      /* default as text; applied by opts_defaults and shown in --help; NULL = empty/zero */
+  const char *def;      /* default as text; applied by mt_opts_defaults and shown in --help; NULL = empty/zero */
   const char *metavar;  /* "N", "FILE", ... for --help */
   const char *help;     /* one line */
   double min, max;      /* with OPT_RANGED */
@@ -54,7 +54,7 @@ typedef struct OptionSpec {
   const char *word;     /* a word accepted instead of a number ("full", "auto") ... */
   double word_value;    /* ... and the value it stands for (exempt from the range check); for OT_INT_LIST the
                          * word means the empty list and word_value is unused */
-  const char *section;  /* if set, --help prints it as a heading (and opts_write_ini as [section]) before this
+  const char *section;  /* if set, --help prints it as a heading (and mt_opts_write_ini as [section]) before this
                          * option; it holds for the following options until the next one */
 } OptionSpec;
 /* In a table entry: an OT_STRING option stored in the char array f of struct T (its type, offset and size). */
@@ -72,40 +72,40 @@ typedef struct OptsResult {
 } OptsResult;
 
 /* Applies every default of the table to dst. */
-void opts_defaults(const OptionSpec *table, void *dst);
+void mt_opts_defaults(const OptionSpec *table, void *dst);
 
 /* Parses argv[first..argc): defaults, then the INI file named by --config (if allow_config), then the command
  * line, so the command line wins. Accepts "--name value" and "--name=value". Positional arguments are collected
  * in res (the caller decides whether it wants any). Unknown options fail with a "did you mean" hint; INI errors name
  * FILE:LINE. Returns 0 on success, -1 on error (err set). */
-int opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int first, int allow_config,
+int mt_opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int first, int allow_config,
                OptsResult *res, MtError *err);
 
 /* Applies INI text [len] (need not be NUL-terminated) to dst exactly as --config FILE would, on top of what dst
- * holds (call opts_defaults first for a fresh start); name stands for the file name in messages ("NAME:LINE: ...").
+ * holds (call mt_opts_defaults first for a fresh start); name stands for the file name in messages ("NAME:LINE: ...").
  * Returns 0, or -1 with err set. */
-int opts_parse_ini_string(const OptionSpec *table, void *dst, const char *text, size_t len, const char *name,
+int mt_opts_parse_ini_string(const OptionSpec *table, void *dst, const char *text, size_t len, const char *name,
                           MtError *err);
 
 /* Where the parsers write their warnings (one line each, "mpitrain: warning: FILE:LINE: ..."; today: an INI key set
  * twice, the later value used): stderr until set. Every rank parses the same options, so mpitrain sets stderr on
  * rank 0 and NULL (nowhere) on the others. */
-void opts_set_warnings(FILE *f);
+void mt_opts_set_warnings(FILE *f);
 
 /* Sets one option from text, as the command line would (source is used in messages, e.g. "--lr" or "a.ini:3"). */
-int opts_set(const OptionSpec *table, void *dst, const char *name, const char *value, const char *source,
+int mt_opts_set(const OptionSpec *table, void *dst, const char *name, const char *value, const char *source,
              MtError *err);
 
 /* Help: a usage line, then one line per option with its metavar, help and default. */
-void opts_print_help(FILE *f, const char *usage, const char *summary, const OptionSpec *table);
-/* The same, also listing --config FILE (for commands that pass allow_config to opts_parse). */
-void opts_print_help_ex(FILE *f, const char *usage, const char *summary, const OptionSpec *table,
+void mt_opts_print_help(FILE *f, const char *usage, const char *summary, const OptionSpec *table);
+/* The same, also listing --config FILE (for commands that pass allow_config to mt_opts_parse). */
+void mt_opts_print_help_ex(FILE *f, const char *usage, const char *summary, const OptionSpec *table,
                         int allow_config);
 
 /* The value of an option as text (what --help would show as the default, but for the current value). */
-void opts_format_value(const OptionSpec *o, const void *src, char *buf, size_t n);
+void mt_opts_format_value(const OptionSpec *o, const void *src, char *buf, size_t n);
 
 /* Writes every option as "name = value" lines (a valid INI file for --config). */
-void opts_write_ini(FILE *f, const OptionSpec *table, const void *src);
+void mt_opts_write_ini(FILE *f, const OptionSpec *table, const void *src);
 
 #endif

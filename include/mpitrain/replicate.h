@@ -10,6 +10,6 @@
 /* Collective. Copies root's whole model state to every rank: the parameters and every non-trainable buffer (the
  * batch-norm running statistics). Every rank's m must already have root's architecture (the same n_params and
  * n_state); gradients and activations are not state and are left alone. */
-void model_replicate(Comm *c, Model *m, int root);
+void mt_model_replicate(Comm *c, Model *m, int root);
 
 #endif

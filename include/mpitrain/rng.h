@@ -18,20 +18,20 @@ typedef enum RngStream {
 } RngStream;
 
 /* The raw generator: 10 rounds of Philox4x32 on counter ctr with key key. Exposed for known-answer tests. */
-void rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+void mt_rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
 /* 128 random bits for (seed, stream, a, b); a < 2^56. Key = seed, counter = {b, a, stream}. */
-void rng_block(uint64_t seed, RngStream stream, uint64_t a, uint64_t b, uint32_t out[4]);
+void mt_rng_block(uint64_t seed, RngStream stream, uint64_t a, uint64_t b, uint32_t out[4]);
 
 /* Converts 32 random bits to a float uniform in [0, 1) (24 bits of precision). */
-float rng_u01(uint32_t bits);
+float mt_rng_u01(uint32_t bits);
 
 /* Element i of a standard-normal sequence (Box–Muller on block i/4; each block yields 4 normals). */
-float rng_normal(uint64_t seed, RngStream stream, uint64_t a, uint64_t i);
+float mt_rng_normal(uint64_t seed, RngStream stream, uint64_t a, uint64_t i);
 
 /* perm[0..n) = a uniformly random permutation of 0..n-1 determined by (seed, epoch) only.
  * Fisher–Yates with one 64-bit draw per swap, mapped to [0, i] by a 64x64→128 multiply
  * (bias below i/2^64, far under anything measurable). */
-void rng_permutation(uint64_t seed, uint64_t epoch, uint32_t *perm /* [n] */, size_t n);
+void mt_rng_permutation(uint64_t seed, uint64_t epoch, uint32_t *perm /* [n] */, size_t n);
 
 #endif

@@ -17,14 +17,14 @@ typedef struct SynthSpec {
 
 /* Writes sample i of split (0 = train, 1 = test) into x [d] and its label into *y. Labels are uniform over the
  * classes; x = centre[label] + noise * N(0, 1). */
-void synth_sample(const SynthSpec *s, int split, int64_t i, float *x /* [d] */, int32_t *y);
+void mt_synth_sample(const SynthSpec *s, int split, int64_t i, float *x /* [d] */, int32_t *y);
 
-/* The class centres [n_classes, d] that synth_sample adds noise to. Code generating many rows computes them once
- * and calls synth_rows, which skips synth_sample's per-row recomputation of the centre. */
-void synth_centres(const SynthSpec *s, float *centres /* [n_classes, d] */);
+/* The class centres [n_classes, d] that mt_synth_sample adds noise to. Code generating many rows computes them once
+ * and calls mt_synth_rows, which skips mt_synth_sample's per-row recomputation of the centre. */
+void mt_synth_centres(const SynthSpec *s, float *centres /* [n_classes, d] */);
 
-/* Rows first .. first+n-1 of split: bit-identical to n calls of synth_sample. */
-void synth_rows(const SynthSpec *s, const float *centres /* [n_classes, d] */, int split, int64_t first, int64_t n,
+/* Rows first .. first+n-1 of split: bit-identical to n calls of mt_synth_sample. */
+void mt_synth_rows(const SynthSpec *s, const float *centres /* [n_classes, d] */, int split, int64_t first, int64_t n,
                 float *x /* [n, d] */, int32_t *y /* [n] */);
 
 #endif

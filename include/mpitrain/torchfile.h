@@ -39,14 +39,14 @@ typedef struct TorchStateDict {
   TorchTensor *t;     /* [n], in the state dict's order */
 } TorchStateDict;
 
-/* 1 if path starts like a torch.save file (a zip archive, or the legacy pickle format, which torchfile_read refuses
+/* 1 if path starts like a torch.save file (a zip archive, or the legacy pickle format, which mt_torchfile_read refuses
  * with a hint), 0 if not (or unreadable). */
-int torchfile_sniff(const char *path);
+int mt_torchfile_sniff(const char *path);
 
 /* Reads a state dict (a dict or OrderedDict from string keys to tensors). Messages start with the path. */
-int torchfile_read(const char *path, TorchStateDict *sd, MtError *err);
-void torchfile_free(TorchStateDict *sd);
-const char *torchfile_dtype_name(TorchDtype d); /* "float32", ... */
+int mt_torchfile_read(const char *path, TorchStateDict *sd, MtError *err);
+void mt_torchfile_free(TorchStateDict *sd);
+const char *mt_torchfile_dtype_name(TorchDtype d); /* "float32", ... */
 
 /* Reads path and copies its tensors into m's parameters and batch-norm running statistics (README "PyTorch
  * interop"): by name when every module is dense<k> or bn<k> (launch/export.py's names), else in layer order (an
@@ -56,6 +56,6 @@ const char *torchfile_dtype_name(TorchDtype d); /* "float32", ... */
  * contiguous, finite and of the model's shape; a mismatch names the key. Writes "keys by name" or "keys in layer
  * order" into how [n]. m's contents are unspecified after a failure. export.py's preprocessing buffers pre.scale,
  * pre.mean, pre.std are ignored: mpitrain preprocesses with the dataset's own values. */
-int torchfile_load_model(const char *path, Model *m, char *how, size_t n, MtError *err);
+int mt_torchfile_load_model(const char *path, Model *m, char *how, size_t n, MtError *err);
 
 #endif

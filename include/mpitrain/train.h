@@ -19,7 +19,7 @@
 
 typedef struct Trainer Trainer;
 
-/* Per-step timing split, seconds (accumulated since the last trainer_reset_timers). */
+/* Per-step timing split, seconds (accumulated since the last mt_trainer_reset_timers). */
 typedef struct StepTimes {
   double data, forward, backward, reduce, update;
   int64_t steps;
@@ -27,40 +27,40 @@ typedef struct StepTimes {
 
 /* Collective. Opens the data (or uses ds if not NULL; ownership stays with the caller), builds the model,
  * the optimiser and the log. Errors are agreed across ranks. */
-int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err);
+int mt_trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err);
 
 /* Collective. Runs the configured epochs (or max_steps), evaluating after each epoch (and where max_steps ends the
  * run mid-epoch), writing checkpoints as configured; prints progress. Stops early, after the same step on every rank, when any rank got SIGTERM, SIGUSR1
- * or SIGINT (then trainer_stopped is 1 and a checkpoint has been written if there is a --checkpoint-dir). */
-int trainer_fit(Trainer *t, MtError *err);
-int trainer_stopped(const Trainer *t);
+ * or SIGINT (then mt_trainer_stopped is 1 and a checkpoint has been written if there is a --checkpoint-dir). */
+int mt_trainer_fit(Trainer *t, MtError *err);
+int mt_trainer_stopped(const Trainer *t);
 
 /* Collective. One optimisation step on the next global batch; fills st (loss and accuracy of the batch). */
-int trainer_step(Trainer *t, StepStats *st, MtError *err);
+int mt_trainer_step(Trainer *t, StepStats *st, MtError *err);
 
 /* Collective. Mean loss and accuracy over a whole split (data-parallel, sums reduced). */
-int trainer_evaluate(Trainer *t, Split s, double *loss, double *acc, MtError *err);
+int mt_trainer_evaluate(Trainer *t, Split s, double *loss, double *acc, MtError *err);
 /* Collective. The same over the validation rows held out by --val-fraction. */
-int trainer_evaluate_validation(Trainer *t, double *loss, double *acc, MtError *err);
+int mt_trainer_evaluate_validation(Trainer *t, double *loss, double *acc, MtError *err);
 
-Model *trainer_model(Trainer *t);
-Dataset *trainer_data(Trainer *t);
-int64_t trainer_steps_done(const Trainer *t);
-const StepTimes *trainer_times(const Trainer *t);
-void trainer_reset_timers(Trainer *t);
+Model *mt_trainer_model(Trainer *t);
+Dataset *mt_trainer_data(Trainer *t);
+int64_t mt_trainer_steps_done(const Trainer *t);
+const StepTimes *mt_trainer_times(const Trainer *t);
+void mt_trainer_reset_timers(Trainer *t);
 /* Parameters this rank's optimiser updates (all of them, or its 1/N with --shard-optimizer), and the gradient
  * buckets of a step. */
-size_t trainer_optimizer_params(const Trainer *t);
-int trainer_buckets(const Trainer *t);
-/* The OpenBLAS threads per rank this trainer set, and where the number came from (blas_threads_choose). */
-const BlasThreads *trainer_threads(const Trainer *t);
+size_t mt_trainer_optimizer_params(const Trainer *t);
+int mt_trainer_buckets(const Trainer *t);
+/* The OpenBLAS threads per rank this trainer set, and where the number came from (mt_blas_threads_choose). */
+const BlasThreads *mt_trainer_threads(const Trainer *t);
 /* Benchmark only: one reduction of the gradient buffer by the trainer's own schedule (all buckets at once, nothing to
  * overlap with), returning its seconds. Collective; leaves the gradients summed (meaningless for training). */
-double trainer_bench_reduction(Trainer *t);
+double mt_trainer_bench_reduction(Trainer *t);
 /* Bytes this rank holds for the model: parameters, gradients, optimiser state, activations. */
-size_t trainer_model_bytes(const Trainer *t, size_t *optimizer_bytes);
+size_t mt_trainer_model_bytes(const Trainer *t, size_t *optimizer_bytes);
 /* The training rows this rank processed in its last step (sorted), for coverage tests. */
-const int64_t *trainer_last_rows(const Trainer *t, int *n);
-void trainer_free(Trainer *t);
+const int64_t *mt_trainer_last_rows(const Trainer *t, int *n);
+void mt_trainer_free(Trainer *t);
 
 #endif

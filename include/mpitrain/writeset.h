@@ -12,7 +12,7 @@
 #include "mpitrain/error.h"
 
 #define WRITE_SET_PATH 1024                      /* bytes of a file name of the set */
-#define WRITE_SET_CHUNK_BYTES ((size_t)4 << 20) /* rows handed to one datawriter_append */
+#define WRITE_SET_CHUNK_BYTES ((size_t)4 << 20) /* rows handed to one mt_datawriter_append */
 
 /* Fills rows [first, first+n) of split s into x [n, d] (stored type) and y [n]. Called in increasing row order
  * within each split for the shards one rank writes. */
@@ -33,12 +33,12 @@ typedef struct WriteSet {
   int n_written;
 } WriteSet;
 
-/* Writes this rank's shards (k = rank, rank + size, ...). A stop signal (comm_stop_catch) gives the set up. 0 or -1;
- * after -1 (here or on another rank) call write_set_undo. */
-int write_set(WriteSet *ws, MtError *err);
+/* Writes this rank's shards (k = rank, rank + size, ...). A stop signal (mt_comm_stop_catch) gives the set up. 0 or -1;
+ * after -1 (here or on another rank) call mt_write_set_undo. */
+int mt_write_set(WriteSet *ws, MtError *err);
 /* After a failure anywhere: a partial set would open as a broken dataset, so take back what this rank wrote. */
-void write_set_undo(WriteSet *ws);
+void mt_write_set_undo(WriteSet *ws);
 /* File k of the set named out: out itself when there is one file, else its shard names. */
-void write_set_file_name(const char *out, int k, int shards, char *path, size_t n);
+void mt_write_set_file_name(const char *out, int k, int shards, char *path, size_t n);
 
 #endif

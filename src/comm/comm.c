@@ -19,7 +19,7 @@
 #include "mpitrain/sim.h"
 /* SimGrid 3.32 models non-blocking allreduce as all-to-all copies of the whole buffer (sim.h): use the blocking,
  * correctly modelled one there. The simulation then shows no overlap: an upper bound on the step time. */
-#define MPI_Iallreduce sim_iallreduce
+#define MPI_Iallreduce mt_sim_iallreduce
 #endif
 
 /* A failed MPI call inside a collective leaves the other ranks in an unknown state: abort the job with a message
@@ -31,7 +31,7 @@
       char s_[MPI_MAX_ERROR_STRING];                                                         \
       int l_ = 0;                                                                            \
       MPI_Error_string(rc_, s_, &l_);                                                        \
-      comm_abort((c), "%s failed at %s:%d: %s", #call, __FILE__, __LINE__, s_);              \
+      mt_comm_abort((c), "%s failed at %s:%d: %s", #call, __FILE__, __LINE__, s_);              \
     }                                                                                        \
   } while (0)
 
@@ -46,7 +46,7 @@ static void wd_leave(Comm *c);
     wd_leave((c));           \
   } while (0)
 
-int comm_init(Comm *c, MPI_Comm parent, MtError *err) {
+int mt_comm_init(Comm *c, MPI_Comm parent, MtError *err) {
   memset(c, 0, sizeof *c);
   c->comm = MPI_COMM_NULL;
   c->node = MPI_COMM_NULL;
@@ -73,13 +73,13 @@ int comm_init(Comm *c, MPI_Comm parent, MtError *err) {
   return 0;
 }
 
-void comm_free(Comm *c) {
-  comm_watchdog_stop(c);
+void mt_comm_free(Comm *c) {
+  mt_comm_watchdog_stop(c);
   if (c->node != MPI_COMM_NULL) MPI_Comm_free(&c->node);
   if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
 }
 
-int comm_agree(Comm *c, MtError *err) {
+int mt_comm_agree(Comm *c, MtError *err) {
   /* Lowest failing rank and number of failing ranks in one reduction: {rank or size, -failed} under MIN
    * gives the rank; the count needs a SUM, so a second small reduction. Start-up phases only. */
   int mine = err->failed ? c->rank : c->size;
@@ -107,14 +107,14 @@ int comm_agree(Comm *c, MtError *err) {
   return -1;
 }
 
-void comm_report(const Comm *c, const MtError *err) {
+void mt_comm_report(const Comm *c, const MtError *err) {
   if (c->rank != 0 || !err->failed) return;
   fflush(stdout);
   fprintf(stderr, "mpitrain: error: %s\n", err->msg);
   fflush(stderr);
 }
 
-void comm_allreduce_sum(Comm *c, float *buf, size_t n) {
+void mt_comm_allreduce_sum(Comm *c, float *buf, size_t n) {
   /* MPI counts are int: reduce in pieces of at most 2^30 elements. */
   const size_t piece = (size_t)1 << 30;
   for (size_t off = 0; off < n; off += piece) {
@@ -123,20 +123,20 @@ void comm_allreduce_sum(Comm *c, float *buf, size_t n) {
   }
 }
 
-void comm_allreduce_sum_double(Comm *c, double *buf, size_t n) {
+void mt_comm_allreduce_sum_double(Comm *c, double *buf, size_t n) {
   COLL(c, "allreduce", MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, c->comm));
 }
 
-void comm_allreduce(Comm *c, void *buf, int n, MPI_Datatype type, MPI_Op op, const char *what) {
+void mt_comm_allreduce(Comm *c, void *buf, int n, MPI_Datatype type, MPI_Op op, const char *what) {
   COLL(c, what, MPI_Allreduce(MPI_IN_PLACE, buf, n, type, op, c->comm));
 }
 
-void comm_allgatherv(Comm *c, const void *send, int n, void *recv, const int *counts, const int *displs,
+void mt_comm_allgatherv(Comm *c, const void *send, int n, void *recv, const int *counts, const int *displs,
                      MPI_Datatype type, const char *what) {
   COLL(c, what, MPI_Allgatherv(send, n, type, recv, counts, displs, type, c->comm));
 }
 
-void comm_bcast(Comm *c, void *buf, size_t bytes, int root) {
+void mt_comm_bcast(Comm *c, void *buf, size_t bytes, int root) {
   const size_t piece = (size_t)1 << 30;
   for (size_t off = 0; off < bytes; off += piece) {
     int cnt = (int)(bytes - off < piece ? bytes - off : piece);
@@ -144,15 +144,15 @@ void comm_bcast(Comm *c, void *buf, size_t bytes, int root) {
   }
 }
 
-void comm_send(Comm *c, const void *buf, int n, MPI_Datatype type, int dest, int tag, const char *what) {
+void mt_comm_send(Comm *c, const void *buf, int n, MPI_Datatype type, int dest, int tag, const char *what) {
   COLL(c, what, MPI_Send(buf, n, type, dest, tag, c->comm));
 }
 
-void comm_recv(Comm *c, void *buf, int n, MPI_Datatype type, int src, int tag, const char *what) {
+void mt_comm_recv(Comm *c, void *buf, int n, MPI_Datatype type, int src, int tag, const char *what) {
   COLL(c, what, MPI_Recv(buf, n, type, src, tag, c->comm, MPI_STATUS_IGNORE));
 }
 
-void comm_wait_all(Comm *c, const char *what) {
+void mt_comm_wait_all(Comm *c, const char *what) {
   MPI_Request req;
   MPI_CHECK(c, MPI_Ibarrier(c->comm, &req));
   wd_enter(c, what);
@@ -165,7 +165,7 @@ void comm_wait_all(Comm *c, const char *what) {
   wd_leave(c);
 }
 
-uint64_t comm_hash(const void *buf, size_t bytes) {
+uint64_t mt_comm_hash(const void *buf, size_t bytes) {
   const unsigned char *p = buf;
   uint64_t h = 1469598103934665603ULL;
   for (size_t i = 0; i < bytes; i++) {
@@ -175,14 +175,14 @@ uint64_t comm_hash(const void *buf, size_t bytes) {
   return h;
 }
 
-int comm_replicas_identical(Comm *c, const void *buf, size_t bytes) {
-  unsigned long long h = comm_hash(buf, bytes), lo = 0, hi = 0;
+int mt_comm_replicas_identical(Comm *c, const void *buf, size_t bytes) {
+  unsigned long long h = mt_comm_hash(buf, bytes), lo = 0, hi = 0;
   COLL(c, "replica check", MPI_Allreduce(&h, &lo, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, c->comm));
   MPI_CHECK(c, MPI_Allreduce(&h, &hi, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, c->comm));
   return lo == hi;
 }
 
-void comm_warn_oversubscribed(Comm *c) {
+void mt_comm_warn_oversubscribed(Comm *c) {
   /* Each node's first rank speaks for its node; the most crowded node is named (MAXLOC: the lowest rank of ties). */
   int mine[2] = {c->node_rank == 0 ? c->node_size - c->node_cpus : -1, c->rank}, worst[2];
   MPI_CHECK(c, MPI_Allreduce(mine, worst, 1, MPI_2INT, MPI_MAXLOC, c->comm));
@@ -204,7 +204,7 @@ void comm_warn_oversubscribed(Comm *c) {
   fflush(stderr);
 }
 
-void comm_abort(const Comm *c, const char *fmt, ...) {
+void mt_comm_abort(const Comm *c, const char *fmt, ...) {
   char msg[MT_ERROR_MSG];
   va_list ap;
   va_start(ap, fmt);
@@ -219,7 +219,7 @@ void comm_abort(const Comm *c, const char *fmt, ...) {
 
 /* ==== Gradient reduction in buckets ==== */
 
-int gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail, const size_t *boundaries, int nb,
+int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail, const size_t *boundaries, int nb,
                     size_t bucket_bytes, int shard, MtError *err) {
   memset(g, 0, sizeof *g);
   g->c = c;
@@ -282,7 +282,7 @@ int gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail,
   return g->own ? 0 : -1;
 }
 
-void gradsync_free(GradSync *g) {
+void mt_gradsync_free(GradSync *g) {
   mt_free(g->own);
   free(g->own_moff);
   free(g->own_off);
@@ -312,14 +312,14 @@ static void launch(GradSync *g, int b) {
                                    MPI_SUM, c->comm, &g->req[b]));
 }
 
-void gradsync_ready(GradSync *g, size_t offset) {
-  if (g->c->size == 1 || g->n_buckets == 1) return; /* one bucket: fused, blocking, in gradsync_finish */
+void mt_gradsync_ready(GradSync *g, size_t offset) {
+  if (g->c->size == 1 || g->n_buckets == 1) return; /* one bucket: fused, blocking, in mt_gradsync_finish */
   while (g->launched < g->n_buckets && g->start[g->launched] >= offset) launch(g, g->launched++);
   int done = 0;
   MPI_CHECK(g->c, MPI_Testall(g->n_buckets + 1, g->req, &done, MPI_STATUSES_IGNORE));
 }
 
-void gradsync_finish(GradSync *g) {
+void mt_gradsync_finish(GradSync *g) {
   if (g->c->size == 1) return;
   double t0 = MPI_Wtime();
   if (g->n_buckets == 1) {
@@ -345,7 +345,7 @@ void gradsync_finish(GradSync *g) {
   g->reduce_wait += MPI_Wtime() - t0;
 }
 
-void gradsync_allgather(GradSync *g, float *params) {
+void mt_gradsync_allgather(GradSync *g, float *params) {
   if (!g->shard) return;
   Comm *c = g->c;
   const int N = c->size;
@@ -360,7 +360,7 @@ void gradsync_allgather(GradSync *g, float *params) {
   COLL(c, "parameter all-gather", MPI_Waitall(g->n_buckets, g->req, MPI_STATUSES_IGNORE));
 }
 
-void gradsync_gather(GradSync *g, const float *own, float *full, int root) {
+void mt_gradsync_gather(GradSync *g, const float *own, float *full, int root) {
   Comm *c = g->c;
   const int N = c->size;
   for (int b = 0; b < g->n_buckets; b++)
@@ -369,7 +369,7 @@ void gradsync_gather(GradSync *g, const float *own, float *full, int root) {
                              MPI_FLOAT, root, c->comm));
 }
 
-void gradsync_scatter(GradSync *g, const float *full, float *own, int root) {
+void mt_gradsync_scatter(GradSync *g, const float *full, float *own, int root) {
   Comm *c = g->c;
   const int N = c->size;
   for (int b = 0; b < g->n_buckets; b++)
@@ -380,7 +380,7 @@ void gradsync_scatter(GradSync *g, const float *full, float *own, int root) {
 
 /* ==== Memory shared by the ranks of a node ==== */
 
-int comm_shared_alloc(Comm *c, size_t bytes, CommShared *sh, int *owner, MtError *err) {
+int mt_comm_shared_alloc(Comm *c, size_t bytes, CommShared *sh, int *owner, MtError *err) {
   memset(sh, 0, sizeof *sh);
   sh->win = MPI_WIN_NULL;
   *owner = c->node_rank == 0;
@@ -396,7 +396,7 @@ int comm_shared_alloc(Comm *c, size_t bytes, CommShared *sh, int *owner, MtError
   return 0;
 }
 
-void comm_shared_sync(Comm *c, CommShared *sh) {
+void mt_comm_shared_sync(Comm *c, CommShared *sh) {
   /* The formal recipe for shared windows (MPI-3.1 §11.8): a passive epoch, MPI_Win_sync on both sides of a barrier,
    * so the owner's stores are complete and visible before anyone loads. */
   MPI_CHECK(c, MPI_Win_lock_all(MPI_MODE_NOCHECK, sh->win));
@@ -406,7 +406,7 @@ void comm_shared_sync(Comm *c, CommShared *sh) {
   MPI_CHECK(c, MPI_Win_unlock_all(sh->win));
 }
 
-void comm_shared_free(CommShared *sh) {
+void mt_comm_shared_free(CommShared *sh) {
   if (sh->win != MPI_WIN_NULL) MPI_Win_free(&sh->win);
   memset(sh, 0, sizeof *sh);
   sh->win = MPI_WIN_NULL;
@@ -428,7 +428,7 @@ static void on_stop_signal(int sig) {
   atomic_store(&stop_sig, sig);
 }
 
-void comm_stop_catch(void) {
+void mt_comm_stop_catch(void) {
   atomic_store(&stop_sig, 0);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -438,13 +438,13 @@ void comm_stop_catch(void) {
   for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &stop_old[i]);
 }
 
-void comm_stop_release(void) {
+void mt_comm_stop_release(void) {
   for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &stop_old[i], NULL);
 }
 
-int comm_stop_signal(void) { return atomic_load(&stop_sig); }
+int mt_comm_stop_signal(void) { return atomic_load(&stop_sig); }
 
-const char *comm_signal_name(int sig) {
+const char *mt_comm_signal_name(int sig) {
   switch (sig) {
     case SIGTERM: return "SIGTERM";
     case SIGINT: return "SIGINT";
@@ -453,9 +453,9 @@ const char *comm_signal_name(int sig) {
   }
 }
 
-int comm_fail_exit(Comm *c, const MtError *err) {
-  int sig = comm_stop_signal();
-  comm_allreduce(c, &sig, 1, MPI_INT, MPI_MAX, "error agreement");
+int mt_comm_fail_exit(Comm *c, const MtError *err) {
+  int sig = mt_comm_stop_signal();
+  mt_comm_allreduce(c, &sig, 1, MPI_INT, MPI_MAX, "error agreement");
   if (c->rank == 0 && err->failed) {
     fflush(stdout);
     fprintf(stderr, sig ? "mpitrain: %s\n" : "mpitrain: error: %s\n", err->msg);
@@ -523,7 +523,7 @@ static void test_stop(const Comm *c, const char *phase) {
   }
 }
 
-void comm_phase(Comm *c, const char *phase, int64_t step) {
+void mt_comm_phase(Comm *c, const char *phase, int64_t step) {
   if (c->wd == NULL) return;
   int moved = atomic_exchange(&c->wd->step, (long long)step) != (long long)step;
   if (atomic_load(&c->wd->phase) != phase) {
@@ -717,13 +717,13 @@ static void *wd_main(void *arg) {
   return NULL;
 }
 
-void comm_watchdog_timeout(Comm *c, double timeout_s) {
+void mt_comm_watchdog_timeout(Comm *c, double timeout_s) {
   if (c->wd != NULL) atomic_store(&c->wd->timeout_us, timeout_s > 0 ? (long long)(timeout_s * 1e6) : 0);
 }
 
-int comm_watchdog_start(Comm *c, double timeout_s, MtError *err) {
+int mt_comm_watchdog_start(Comm *c, double timeout_s, MtError *err) {
   if (c->wd != NULL) {
-    comm_watchdog_timeout(c, timeout_s);
+    mt_comm_watchdog_timeout(c, timeout_s);
     return 0;
   }
 #ifdef MPITRAIN_SMPI
@@ -738,8 +738,8 @@ int comm_watchdog_start(Comm *c, double timeout_s, MtError *err) {
   atomic_store(&w->phase, "startup");
   atomic_store(&w->phase_since_us, now_us());
   atomic_store(&w->progress_us, now_us());
-  c->wd = w; /* for comm_watchdog_timeout; unset again below if the thread cannot start */
-  comm_watchdog_timeout(c, timeout_s);
+  c->wd = w; /* for mt_comm_watchdog_timeout; unset again below if the thread cannot start */
+  mt_comm_watchdog_timeout(c, timeout_s);
   c->wd = NULL;
   if (MPI_Comm_dup(c->comm, &w->comm) != MPI_SUCCESS) {
     free(w);
@@ -755,7 +755,7 @@ int comm_watchdog_start(Comm *c, double timeout_s, MtError *err) {
   return 0;
 }
 
-void comm_watchdog_stop(Comm *c) {
+void mt_comm_watchdog_stop(Comm *c) {
   Watchdog *w = c->wd;
   if (w == NULL) return;
   atomic_store(&w->stop, 1);

@@ -18,7 +18,7 @@ extern void blas_thread_shutdown_(void) __attribute__((weak));
 
 #define REEXEC_ENV "MPITRAIN_BLAS_REEXEC" /* set on the re-executed process: holds what OpenBLAS picked first */
 
-CpuLevel blas_cpu_level(void) {
+CpuLevel mt_blas_cpu_level(void) {
   /* __builtin_cpu_supports also checks that the OS saves the wide registers (XCR0), so a level reported here
    * is one whose kernels will actually run. SkylakeX kernels need F, BW, VL and DQ. */
   __builtin_cpu_init();
@@ -30,7 +30,7 @@ CpuLevel blas_cpu_level(void) {
   return CPU_SSE3;
 }
 
-int blas_core_level(const char *corename) {
+int mt_blas_core_level(const char *corename) {
   static const struct {
     const char *name;
     int level;
@@ -51,8 +51,8 @@ int blas_core_level(const char *corename) {
   return -1;
 }
 
-const char *blas_better_core(const char *corename, CpuLevel cpu) {
-  int have = blas_core_level(corename);
+const char *mt_blas_better_core(const char *corename, CpuLevel cpu) {
+  int have = mt_blas_core_level(corename);
   if (have < 0 || have >= (int)cpu) return NULL;
   switch (cpu) {
     case CPU_AVX512: return "SkylakeX";
@@ -67,7 +67,7 @@ static const char *level_name(int level) {
   return level >= 0 && level <= CPU_AVX512 ? names[level] : "?";
 }
 
-void blas_fix_coretype(char **argv) {
+void mt_blas_fix_coretype(char **argv) {
 #ifdef MPITRAIN_SMPI
   /* Under smpirun /proc/self/exe is SimGrid's launcher, not this program: set OPENBLAS_CORETYPE outside. */
   (void)argv;
@@ -78,7 +78,7 @@ void blas_fix_coretype(char **argv) {
   if (getenv("OPENBLAS_CORETYPE") != NULL) return; /* the user's explicit choice wins */
   if (getenv(REEXEC_ENV) != NULL) return;          /* already re-executed once: never loop */
   const char *core = openblas_get_corename();
-  const char *better = blas_better_core(core, blas_cpu_level());
+  const char *better = mt_blas_better_core(core, mt_blas_cpu_level());
   if (better == NULL) return;
   setenv("OPENBLAS_CORETYPE", better, 1);
   setenv(REEXEC_ENV, core, 1);
@@ -88,13 +88,13 @@ void blas_fix_coretype(char **argv) {
   unsetenv(REEXEC_ENV);
 }
 
-const char *blas_describe(char *buf, size_t n) {
+const char *mt_blas_describe(char *buf, size_t n) {
   const char *first = getenv(REEXEC_ENV);
   const char *core = openblas_get_corename();
   char how[160] = "";
   if (first != NULL)
     snprintf(how, sizeof how, " (auto-selected by mpitrain: the library detected %s on this %s CPU)", first,
-             level_name(blas_cpu_level()));
+             level_name(mt_blas_cpu_level()));
   else if (getenv("OPENBLAS_CORETYPE") != NULL)
     snprintf(how, sizeof how, " (OPENBLAS_CORETYPE=%s)", getenv("OPENBLAS_CORETYPE"));
   snprintf(buf, n, "%s; core %s%s; %d thread%s", openblas_get_config(), core, how, openblas_get_num_threads(),
@@ -102,19 +102,19 @@ const char *blas_describe(char *buf, size_t n) {
   return buf;
 }
 
-const char *blas_weak_core_hint(char *buf, size_t n) {
+const char *mt_blas_weak_core_hint(char *buf, size_t n) {
   const char *core = openblas_get_corename();
-  CpuLevel cpu = blas_cpu_level();
-  const char *better = blas_better_core(core, cpu);
+  CpuLevel cpu = mt_blas_cpu_level();
+  const char *better = mt_blas_better_core(core, cpu);
   if (better == NULL) return NULL;
   snprintf(buf, n,
            "OpenBLAS runs its %s (%s) kernels but this CPU supports %s; sgemm would be several times faster with "
            "OPENBLAS_CORETYPE=%s (mpitrain sets it itself unless OPENBLAS_CORETYPE is set or MPITRAIN_BLAS_AUTOFIX=0)",
-           core, level_name(blas_core_level(core)), level_name(cpu), better);
+           core, level_name(mt_blas_core_level(core)), level_name(cpu), better);
   return buf;
 }
 
-int blas_flush_denormals(void) {
+int mt_blas_flush_denormals(void) {
 #if defined(__x86_64__) || defined(__i386__)
   _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ (bit 15) and DAZ (bit 6) */
   /* OpenBLAS started its thread pool when the library was loaded, before main(); new threads inherit the creating
@@ -126,13 +126,13 @@ int blas_flush_denormals(void) {
 #endif
 }
 
-void blas_set_threads(int n) {
+void mt_blas_set_threads(int n) {
 #ifdef MPITRAIN_SMPI
   n = 1; /* SMPI charges the CPU time of the calling thread only; OpenBLAS's workers would go unaccounted */
 #endif
   openblas_set_num_threads(n < 1 ? 1 : n);
 }
-int blas_get_threads(void) { return openblas_get_num_threads(); }
+int mt_blas_get_threads(void) { return openblas_get_num_threads(); }
 
 #define THREADS_MAX 1024 /* the range of --threads */
 
@@ -151,7 +151,7 @@ static int env_threads(const char *name, int allow_list, const char **text, MtEr
   return (int)n;
 }
 
-int blas_threads_choose(int requested, int deterministic, int rank_cpus, int node_cpus, int node_ranks,
+int mt_blas_threads_choose(int requested, int deterministic, int rank_cpus, int node_cpus, int node_ranks,
                         BlasThreads *out, MtError *err) {
   const char *openblas_text = NULL, *omp_text = NULL;
   int openblas = env_threads("OPENBLAS_NUM_THREADS", 0, &openblas_text, err);

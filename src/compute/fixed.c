@@ -132,7 +132,7 @@ static int use_avx2(int e) {
 }
 
 
-FixedStep fixed_step(int64_t groups) {
+FixedStep mt_fixed_step(int64_t groups) {
   if (groups < 1) groups = 1;
   int k = 0;
   while (((int64_t)1 << k) < groups) k++;
@@ -145,9 +145,9 @@ FixedStep fixed_step(int64_t groups) {
   return s;
 }
 
-int fixed_scale(uint32_t maxbits, const FixedStep *s) { return scale_for(maxbits, s->limit, s->wide ? 256.0 : 16.0); }
+int mt_fixed_scale(uint32_t maxbits, const FixedStep *s) { return scale_for(maxbits, s->limit, s->wide ? 256.0 : 16.0); }
 
-uint32_t fixed_quantise(const float *x, void *acc, size_t n, int e, int wide, int add, int portable) {
+uint32_t mt_fixed_quantise(const float *x, void *acc, size_t n, int e, int wide, int add, int portable) {
   const double scale = ldexp(1.0, e);
   if (wide) return quantise64(x, acc, n, scale, add);
 #ifdef HAVE_AVX2_PATH
@@ -158,13 +158,13 @@ uint32_t fixed_quantise(const float *x, void *acc, size_t n, int e, int wide, in
   return quantise32(x, acc, n, scale, add);
 }
 
-int fixed_fits(uint32_t maxbits, int e, const FixedStep *s) {
+int mt_fixed_fits(uint32_t maxbits, int e, const FixedStep *s) {
   float max;
   memcpy(&max, &maxbits, sizeof max);
   return (double)max * ldexp(1.0, e) < s->limit; /* false for NaN and Inf too */
 }
 
-void fixed_dequantise(const void *acc, float *g, size_t n, int e, int wide, int portable) {
+void mt_fixed_dequantise(const void *acc, float *g, size_t n, int e, int wide, int portable) {
   if (wide) {
     dequantise64(acc, g, n, ldexp(1.0, -e));
     return;
@@ -180,11 +180,11 @@ void fixed_dequantise(const void *acc, float *g, size_t n, int e, int wide, int 
   dequantise32(acc, g, n, ldexp(1.0, -e));
 }
 
-int fixed_from_loss(double loss, double limit, int64_t *q) {
+int mt_fixed_from_loss(double loss, double limit, int64_t *q) {
   double v = ldexp(loss, FIXED_LOSS_BITS);
   if (!(isfinite(v) && fabs(v) < limit)) return -1;
   *q = llrint(v);
   return 0;
 }
 
-double fixed_to_loss(int64_t q) { return ldexp((double)q, -FIXED_LOSS_BITS); }
+double mt_fixed_to_loss(int64_t q) { return ldexp((double)q, -FIXED_LOSS_BITS); }

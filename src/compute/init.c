@@ -7,20 +7,20 @@
 #include "mpitrain/rng.h"
 #include "mpitrain/util.h"
 
-const char *const init_names[INIT_COUNT + 1] = {"auto", "small", "xavier", "he", "zero", NULL};
+const char *const mt_init_names[INIT_COUNT + 1] = {"auto", "small", "xavier", "he", "zero", NULL};
 
-const char *init_name(InitKind k) { return mt_enum_name(init_names, INIT_COUNT, k); }
-int init_from_name(const char *s) { return mt_enum_from_name(init_names, s); }
+const char *mt_init_name(InitKind k) { return mt_enum_name(mt_init_names, INIT_COUNT, k); }
+int mt_init_from_name(const char *s) { return mt_enum_from_name(mt_init_names, s); }
 
-InitKind init_resolve(InitKind k, ActKind act) {
+InitKind mt_init_resolve(InitKind k, ActKind act) {
   if (k != INIT_AUTO) return k;
   /* He keeps the variance of ReLU outputs constant across layers (half the units are zero); Xavier does the
    * same for activations that are linear around 0. */
   return act == ACT_RELU || act == ACT_LEAKY_RELU ? INIT_HE : INIT_XAVIER;
 }
 
-void init_params(Model *m, InitKind kind, uint64_t seed) {
-  kind = init_resolve(kind, m->spec.act);
+void mt_init_params(Model *m, InitKind kind, uint64_t seed) {
+  kind = mt_init_resolve(kind, m->spec.act);
   int tensor = 0;
   for (int i = 0; i < m->n_layers; i++) {
     Layer *l = &m->layers[i];
@@ -34,7 +34,7 @@ void init_params(Model *m, InitKind kind, uint64_t seed) {
       case INIT_HE: std = sqrt(2.0 / l->in); break;
       default: std = 0; break;
     }
-    for (size_t e = 0; e < nw; e++) W[e] = std == 0 ? 0.0f : (float)(std * rng_normal(seed, RNG_STREAM_INIT, (uint64_t)tensor, e));
+    for (size_t e = 0; e < nw; e++) W[e] = std == 0 ? 0.0f : (float)(std * mt_rng_normal(seed, RNG_STREAM_INIT, (uint64_t)tensor, e));
     if (l->has_bias) memset(m->params + l->b_off, 0, sizeof(float) * (size_t)l->out);
     tensor++;
   }

@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stddef.h>
 
-void loss_softmax_xent(const float *logits, const int32_t *labels, int n, int C, float grad_scale,
+void mt_loss_softmax_xent(const float *logits, const int32_t *labels, int n, int C, float grad_scale,
                        float *dlogits, LossSums *sums) {
   double loss = 0, correct = 0;
   for (int r = 0; r < n; r++) {
@@ -34,7 +34,7 @@ void loss_softmax_xent(const float *logits, const int32_t *labels, int n, int C,
   sums->correct += correct;
 }
 
-void loss_softmax(const float *logits, int n, int C, float *probs) {
+void mt_loss_softmax(const float *logits, int n, int C, float *probs) {
   for (int r = 0; r < n; r++) {
     const float *z = logits + (size_t)r * C;
     float *p = probs + (size_t)r * C;

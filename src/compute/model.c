@@ -12,13 +12,13 @@
 #include "mpitrain/rng.h"
 #include "mpitrain/util.h"
 
-const char *const act_names[ACT_COUNT + 1] = {"relu", "leaky_relu", "tanh", "sigmoid", NULL};
-const char *const bn_place_names[BN_COUNT + 1] = {"none", "before", "after", NULL};
+const char *const mt_act_names[ACT_COUNT + 1] = {"relu", "leaky_relu", "tanh", "sigmoid", NULL};
+const char *const mt_bn_place_names[BN_COUNT + 1] = {"none", "before", "after", NULL};
 
-const char *act_name(ActKind a) { return mt_enum_name(act_names, ACT_COUNT, a); }
-int act_from_name(const char *s) { return mt_enum_from_name(act_names, s); }
-const char *bn_place_name(BnPlace b) { return mt_enum_name(bn_place_names, BN_COUNT, b); }
-int bn_place_from_name(const char *s) { return mt_enum_from_name(bn_place_names, s); }
+const char *mt_act_name(ActKind a) { return mt_enum_name(mt_act_names, ACT_COUNT, a); }
+int mt_act_from_name(const char *s) { return mt_enum_from_name(mt_act_names, s); }
+const char *mt_bn_place_name(BnPlace b) { return mt_enum_name(mt_bn_place_names, BN_COUNT, b); }
+int mt_bn_place_from_name(const char *s) { return mt_enum_from_name(mt_bn_place_names, s); }
 
 /* ==== Building ==== */
 
@@ -32,7 +32,7 @@ static Layer *add_layer(Model *m, LayerKind kind, int block, int width, const ch
   return l;
 }
 
-int model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err) {
+int mt_model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err) {
   memset(m, 0, sizeof *m);
   m->spec = *spec;
   if (spec->n_inputs < 1 || spec->n_classes < 2 || spec->n_hidden < 0 || spec->n_hidden > MODEL_MAX_HIDDEN ||
@@ -74,7 +74,7 @@ int model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err) {
         soff += 2 * (size_t)out;
       }
       if (part == 0) {
-        Layer *a = add_layer(m, LAYER_ACT, k, out, act_name(spec->act));
+        Layer *a = add_layer(m, LAYER_ACT, k, out, mt_act_name(spec->act));
         a->act = spec->act;
         a->slope = spec->leaky_slope;
       }
@@ -101,7 +101,7 @@ int model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err) {
   m->dbuf[1] = mt_alloc(sizeof(float) * rows * (size_t)m->max_width, "backward buffers", err);
   m->red = mt_alloc(sizeof(double) * 2 * (size_t)m->max_width, "batch-norm scratch", err);
   if (err->failed) {
-    model_free(m);
+    mt_model_free(m);
     return -1;
   }
   float *p = m->act_mem;
@@ -129,7 +129,7 @@ int model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err) {
   return 0;
 }
 
-double model_plan_bytes(const ModelSpec *spec, int max_batch) {
+double mt_model_plan_bytes(const ModelSpec *spec, int max_batch) {
   double params = 0, acts = 0, in = spec->n_inputs, widest = spec->n_classes;
   for (int k = 0; k <= spec->n_hidden && k <= MODEL_MAX_HIDDEN; k++) {
     double out = k < spec->n_hidden ? spec->hidden[k] : spec->n_classes;
@@ -141,7 +141,7 @@ double model_plan_bytes(const ModelSpec *spec, int max_batch) {
   return 4.0 * (2 * params + acts + 2.0 * max_batch * widest);
 }
 
-void model_free(Model *m) {
+void mt_model_free(Model *m) {
   mt_free(m->red);
   mt_free(m->dbuf[1]);
   mt_free(m->dbuf[0]);
@@ -153,7 +153,7 @@ void model_free(Model *m) {
   memset(m, 0, sizeof *m);
 }
 
-int model_has_bn(const Model *m) { return m->spec.bn != BN_NONE && m->spec.n_hidden > 0; }
+int mt_model_has_bn(const Model *m) { return m->spec.bn != BN_NONE && m->spec.n_hidden > 0; }
 
 static void tensor(ModelTensor *t, const Layer *l, const char *what, size_t offset, int rows, int cols, int decay) {
   snprintf(t->name, sizeof t->name, "%s/%s", l->name, what);
@@ -165,7 +165,7 @@ static void tensor(ModelTensor *t, const Layer *l, const char *what, size_t offs
   t->decay = decay;
 }
 
-int model_tensors(const Model *m, ModelTensor *out, int max) {
+int mt_model_tensors(const Model *m, ModelTensor *out, int max) {
   int n = 0;
   ModelTensor t;
   for (int i = 0; i < m->n_layers; i++) {
@@ -186,7 +186,7 @@ int model_tensors(const Model *m, ModelTensor *out, int max) {
   return n;
 }
 
-int model_state_tensors(const Model *m, ModelTensor *out, int max) {
+int mt_model_state_tensors(const Model *m, ModelTensor *out, int max) {
   int n = 0;
   for (int i = 0; i < m->n_layers; i++) {
     const Layer *l = &m->layers[i];
@@ -203,7 +203,7 @@ int model_state_tensors(const Model *m, ModelTensor *out, int max) {
 
 /* Comparisons are written so that NaN passes through (NaN < 0 is false): a diverging run must show NaN in
  * the loss, not be silently clamped to 0 by ReLU. */
-void act_forward(ActKind a, float slope, float *y, size_t n) {
+void mt_act_forward(ActKind a, float slope, float *y, size_t n) {
   switch (a) {
     case ACT_RELU:
       for (size_t i = 0; i < n; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
@@ -223,7 +223,7 @@ void act_forward(ActKind a, float slope, float *y, size_t n) {
   }
 }
 
-void act_backward(ActKind a, float slope, const float *y, float *dy, size_t n) {
+void mt_act_backward(ActKind a, float slope, const float *y, float *dy, size_t n) {
   switch (a) {
     case ACT_RELU: /* y > 0 exactly when z > 0; the derivative at 0 is taken as 0 */
       for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
@@ -242,11 +242,11 @@ void act_backward(ActKind a, float slope, const float *y, float *dy, size_t n) {
   }
 }
 
-float model_dropout_factor(uint64_t seed, int64_t step, int block, int64_t sample, int unit, float p) {
+float mt_model_dropout_factor(uint64_t seed, int64_t step, int block, int64_t sample, int unit, float p) {
   uint32_t r[4];
-  rng_block(seed, RNG_STREAM_DROPOUT, (uint64_t)step * 32 + (uint64_t)block,
+  mt_rng_block(seed, RNG_STREAM_DROPOUT, (uint64_t)step * 32 + (uint64_t)block,
             ((uint64_t)sample << 18) | ((uint64_t)unit >> 2), r);
-  return rng_u01(r[unit & 3]) < p ? 0.0f : 1.0f / (1.0f - p);
+  return mt_rng_u01(r[unit & 3]) < p ? 0.0f : 1.0f / (1.0f - p);
 }
 
 /* Inverted dropout: y = x · mask, mask = 0 with probability p, else 1/(1-p), so inference needs no rescaling. The
@@ -265,9 +265,9 @@ static void dropout_forward(const Model *m, Layer *l, const float *x, int n) {
     uint32_t bits[4];
     for (size_t u = 0; u < w; u++) {
       if ((u & 3) == 0)
-        rng_block(c->seed, RNG_STREAM_DROPOUT, (uint64_t)c->step * 32 + (uint64_t)l->block, (sample << 18) | (u >> 2),
+        mt_rng_block(c->seed, RNG_STREAM_DROPOUT, (uint64_t)c->step * 32 + (uint64_t)l->block, (sample << 18) | (u >> 2),
                   bits);
-      mask[u] = rng_u01(bits[u & 3]) < l->p ? 0.0f : keep;
+      mask[u] = mt_rng_u01(bits[u & 3]) < l->p ? 0.0f : keep;
     }
     const float *xr = x + (size_t)r * w;
     float *yr = l->y + (size_t)r * w;
@@ -408,7 +408,7 @@ static void dense_backward_gemms(Model *m, const Layer *l, const float *in, cons
 
 /* ==== Passes ==== */
 
-const float *model_forward_ctx(Model *m, const float *x, int n, const ModelContext *ctx) {
+const float *mt_model_forward_ctx(Model *m, const float *x, int n, const ModelContext *ctx) {
   m->ctx = *ctx;
   if (m->ctx.batch_rows <= 0) m->ctx.batch_rows = n;
   const float *in = x;
@@ -423,7 +423,7 @@ const float *model_forward_ctx(Model *m, const float *x, int n, const ModelConte
         dense_forward_gemm(m, l, in, n, m->ctx.group > 0 ? m->ctx.group : n); /* group mode: fixed shapes */
         break;
       }
-      case LAYER_ACT: act_forward(l->act, l->slope, l->y, (size_t)n * (size_t)l->out); break;
+      case LAYER_ACT: mt_act_forward(l->act, l->slope, l->y, (size_t)n * (size_t)l->out); break;
       case LAYER_BN: bn_forward(m, l, in, n); break;
       case LAYER_DROPOUT: dropout_forward(m, l, in, n); break;
     }
@@ -432,12 +432,12 @@ const float *model_forward_ctx(Model *m, const float *x, int n, const ModelConte
   return in;
 }
 
-const float *model_forward(Model *m, const float *x, int n) {
+const float *mt_model_forward(Model *m, const float *x, int n) {
   const ModelContext inference = {.train = 0, .batch_rows = n};
-  return model_forward_ctx(m, x, n, &inference);
+  return mt_model_forward_ctx(m, x, n, &inference);
 }
 
-void model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate) {
+void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate) {
   const float beta = accumulate ? 1.0f : 0.0f;
   const float *dy = dlogits; /* gradient w.r.t. the current layer's output */
   int cur = 0;
@@ -473,7 +473,7 @@ void model_backward(Model *m, const float *x, const float *dlogits, int n, int a
       }
       case LAYER_ACT:
         /* dy points into dbuf (the layer above an activation is never the loss), so it is ours to overwrite. */
-        act_backward(l->act, l->slope, l->y, (float *)dy, count);
+        mt_act_backward(l->act, l->slope, l->y, (float *)dy, count);
         break;
       case LAYER_BN: {
         float *dx = m->dbuf[cur];
@@ -491,7 +491,7 @@ void model_backward(Model *m, const float *x, const float *dlogits, int n, int a
   }
 }
 
-void model_run_gemms(Model *m, const float *x, const float *dlogits, int n) {
+void mt_model_run_gemms(Model *m, const float *x, const float *dlogits, int n) {
   const float *in = x;
   for (int i = 0; i < m->n_layers; i++) {
     const Layer *l = &m->layers[i];
@@ -518,7 +518,7 @@ void model_run_gemms(Model *m, const float *x, const float *dlogits, int n) {
   }
 }
 
-double model_gemm_flops(const Model *m, int n) {
+double mt_model_gemm_flops(const Model *m, int n) {
   double f = 0;
   for (int i = 0; i < m->n_layers; i++) {
     const Layer *l = &m->layers[i];

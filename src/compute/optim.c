@@ -13,14 +13,14 @@
 
 #include "mpitrain/util.h"
 
-const char *const optim_names[OPT_COUNT + 1] = {"sgd", "momentum", "rmsprop", "adam", NULL};
-const char *const lr_schedule_names[LR_COUNT + 1] = {"constant", "step", "exp", "inv", "cosine", NULL};
+const char *const mt_optim_names[OPT_COUNT + 1] = {"sgd", "momentum", "rmsprop", "adam", NULL};
+const char *const mt_lr_schedule_names[LR_COUNT + 1] = {"constant", "step", "exp", "inv", "cosine", NULL};
 
-const char *optim_name(OptKind k) { return mt_enum_name(optim_names, OPT_COUNT, k); }
-int optim_from_name(const char *s) { return mt_enum_from_name(optim_names, s); }
-const char *lr_schedule_name(LrScheduleKind k) { return mt_enum_name(lr_schedule_names, LR_COUNT, k); }
+const char *mt_optim_name(OptKind k) { return mt_enum_name(mt_optim_names, OPT_COUNT, k); }
+int mt_optim_from_name(const char *s) { return mt_enum_from_name(mt_optim_names, s); }
+const char *mt_lr_schedule_name(LrScheduleKind k) { return mt_enum_name(mt_lr_schedule_names, LR_COUNT, k); }
 
-int optim_create(Optimizer *o, const OptConfig *cfg, size_t n, MtError *err) {
+int mt_optim_create(Optimizer *o, const OptConfig *cfg, size_t n, MtError *err) {
   memset(o, 0, sizeof *o);
   o->cfg = *cfg;
   o->n = n;
@@ -31,20 +31,20 @@ int optim_create(Optimizer *o, const OptConfig *cfg, size_t n, MtError *err) {
   if (cfg->kind == OPT_RMSPROP || cfg->kind == OPT_ADAM) {
     o->v = mt_alloc(sizeof(float) * n, "the optimiser's second moments", err);
     if (o->v == NULL) {
-      optim_free(o);
+      mt_optim_free(o);
       return -1;
     }
   }
   return 0;
 }
 
-void optim_free(Optimizer *o) {
+void mt_optim_free(Optimizer *o) {
   mt_free(o->v);
   mt_free(o->m);
   o->m = o->v = NULL;
 }
 
-void optim_begin(Optimizer *o, float lr) {
+void mt_optim_begin(Optimizer *o, float lr) {
   o->t++;
   o->lr = lr;
   if (o->cfg.kind == OPT_ADAM) {
@@ -58,7 +58,7 @@ void optim_begin(Optimizer *o, float lr) {
   }
 }
 
-void optim_update(Optimizer *o, float *restrict p, const float *restrict g, size_t moff, size_t n) {
+void mt_optim_update(Optimizer *o, float *restrict p, const float *restrict g, size_t moff, size_t n) {
   const float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps, lr = o->lr;
   float *restrict m = o->m ? o->m + moff : NULL, *restrict v = o->v ? o->v + moff : NULL;
   switch (o->cfg.kind) {
@@ -91,14 +91,14 @@ void optim_update(Optimizer *o, float *restrict p, const float *restrict g, size
   }
 }
 
-void optim_step(Optimizer *o, float *p, const float *g, float lr) {
-  optim_begin(o, lr);
-  optim_update(o, p, g, 0, o->n);
+void mt_optim_step(Optimizer *o, float *p, const float *g, float lr) {
+  mt_optim_begin(o, lr);
+  mt_optim_update(o, p, g, 0, o->n);
 }
 
 /* ==== Learning-rate schedules, clipping ==== */
 
-double lr_at(const LrSchedule *s, int64_t step, int64_t steps_per_epoch) {
+double mt_lr_at(const LrSchedule *s, int64_t step, int64_t steps_per_epoch) {
   double e = steps_per_epoch > 0 ? (double)(step - 1) / (double)steps_per_epoch : 0, lr = s->lr;
   switch (s->kind) {
     case LR_STEP: lr = s->lr * pow(s->gamma, floor(e / s->step_epochs)); break;
@@ -116,15 +116,15 @@ double lr_at(const LrSchedule *s, int64_t step, int64_t steps_per_epoch) {
   return lr;
 }
 
-double optim_sumsq_add(double s, const float *p, size_t n) {
+double mt_optim_sumsq_add(double s, const float *p, size_t n) {
   for (size_t i = 0; i < n; i++) s += (double)p[i] * p[i];
   return s;
 }
 
-double optim_sumsq(const float *p, size_t n) { return optim_sumsq_add(0, p, n); }
+double mt_optim_sumsq(const float *p, size_t n) { return mt_optim_sumsq_add(0, p, n); }
 
-double optim_clip_norm(float *g, size_t n, double max_norm) {
-  double norm = sqrt(optim_sumsq(g, n));
+double mt_optim_clip_norm(float *g, size_t n, double max_norm) {
+  double norm = sqrt(mt_optim_sumsq(g, n));
   if (max_norm > 0 && norm > max_norm) {
     const float scale = (float)(max_norm / norm);
     for (size_t i = 0; i < n; i++) g[i] *= scale;
@@ -132,20 +132,20 @@ double optim_clip_norm(float *g, size_t n, double max_norm) {
   return norm;
 }
 
-double optim_l2(const ParamRange *r, int n, const float *params, float *grads, double lambda, int64_t B) {
+double mt_optim_l2(const ParamRange *r, int n, const float *params, float *grads, double lambda, int64_t B) {
   if (lambda <= 0 || B <= 0) return 0;
   double sumsq = 0;
   const float k = (float)(lambda / (double)B);
   for (int i = 0; i < n; i++) {
     const float *w = params + r[i].offset;
     float *g = grads + r[i].offset;
-    sumsq += optim_sumsq(w, r[i].count);
+    sumsq += mt_optim_sumsq(w, r[i].count);
     for (size_t e = 0; e < r[i].count; e++) g[e] += k * w[e];
   }
   return lambda / (2.0 * (double)B) * sumsq;
 }
 
-void optim_weight_decay(const ParamRange *r, int n, float *params, double lr, double wd) {
+void mt_optim_weight_decay(const ParamRange *r, int n, float *params, double lr, double wd) {
   if (wd <= 0) return;
   const float keep = (float)(1.0 - lr * wd);
   for (int i = 0; i < n; i++) {

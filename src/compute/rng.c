@@ -9,7 +9,7 @@ static inline void mulhilo32(uint32_t a, uint32_t b, uint32_t *hi, uint32_t *lo)
   *lo = (uint32_t)p;
 }
 
-void rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
+void mt_rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
   uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
   uint32_t k0 = key[0], k1 = key[1];
   for (int r = 0; r < 10; r++) {
@@ -32,18 +32,18 @@ void rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4
   out[3] = c3;
 }
 
-void rng_block(uint64_t seed, RngStream stream, uint64_t a, uint64_t b, uint32_t out[4]) {
+void mt_rng_block(uint64_t seed, RngStream stream, uint64_t a, uint64_t b, uint32_t out[4]) {
   const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
   const uint32_t ctr[4] = {(uint32_t)b, (uint32_t)(b >> 32), (uint32_t)a,
                            (uint32_t)((a >> 32) & 0xFFFFFFu) | ((uint32_t)stream << 24)};
-  rng_philox4x32(ctr, key, out);
+  mt_rng_philox4x32(ctr, key, out);
 }
 
-float rng_u01(uint32_t bits) { return (float)(bits >> 8) * (1.0f / 16777216.0f); }
+float mt_rng_u01(uint32_t bits) { return (float)(bits >> 8) * (1.0f / 16777216.0f); }
 
-float rng_normal(uint64_t seed, RngStream stream, uint64_t a, uint64_t i) {
+float mt_rng_normal(uint64_t seed, RngStream stream, uint64_t a, uint64_t i) {
   uint32_t r[4];
-  rng_block(seed, stream, a, i / 4, r);
+  mt_rng_block(seed, stream, a, i / 4, r);
   int pair = (int)(i % 4) / 2, use_sin = (int)(i % 2);
   /* Box–Muller; u1 in (0, 1] so the log is finite. Double precision so the float result is correctly rounded
    * for all but the rarest inputs. */
@@ -53,11 +53,11 @@ float rng_normal(uint64_t seed, RngStream stream, uint64_t a, uint64_t i) {
   return (float)(use_sin ? rad * sin(theta) : rad * cos(theta));
 }
 
-void rng_permutation(uint64_t seed, uint64_t epoch, uint32_t *perm, size_t n) {
+void mt_rng_permutation(uint64_t seed, uint64_t epoch, uint32_t *perm, size_t n) {
   for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
   uint32_t r[4] = {0, 0, 0, 0};
   for (size_t i = n; i-- > 1;) {
-    if (i == n - 1 || i % 2 == 1) rng_block(seed, RNG_STREAM_SHUFFLE, epoch, i / 2, r);
+    if (i == n - 1 || i % 2 == 1) mt_rng_block(seed, RNG_STREAM_SHUFFLE, epoch, i / 2, r);
     uint64_t u = (i % 2) ? ((uint64_t)r[1] << 32 | r[0]) : ((uint64_t)r[3] << 32 | r[2]);
     size_t j = (size_t)(((unsigned __int128)u * (i + 1)) >> 64);
     uint32_t t = perm[i];

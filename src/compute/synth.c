@@ -2,12 +2,12 @@
  *
  * Every random number comes from the counter-based generator (rng.h, stream RNG_STREAM_SYNTH), addressed by what it
  * is for, so a row never depends on which rank, shard or order produced it:
- *   label of row i of split s   rng_block(seed, SYNTH, A_LABEL | s, i / 4) word i % 4, mapped onto [0, C)
+ *   label of row i of split s   mt_rng_block(seed, SYNTH, A_LABEL | s, i / 4) word i % 4, mapped onto [0, C)
  *   centre[c][j]                normal j of the sequence (seed, SYNTH, A_CENTRE | c)
  *   x[j] of row i of split s    centre[label][j] + noise * normal j of (seed, SYNTH, A_NOISE(s) | i)
  * Normal j of a sequence comes from block j / 4 (words 0,1 give normals 4b, 4b+1; words 2,3 give 4b+2, 4b+3), by
  * Box–Muller with our own single-precision log and sine/cosine polynomials (errors below 1e-6) instead of libm's:
- * they vectorise, which brought a 60000 x 784 dataset from 1.8 s (rng_normal per element) to about 0.4 s, and they
+ * they vectorise, which brought a 60000 x 784 dataset from 1.8 s (mt_rng_normal per element) to about 0.4 s, and they
  * give the same bits on every C library. */
 #include "mpitrain/synth.h"
 
@@ -16,7 +16,7 @@
 
 #include "mpitrain/rng.h"
 
-/* Purposes live in the top bits of the counter word `a` (rng_block takes a < 2^56), rows in the low 52.
+/* Purposes live in the top bits of the counter word `a` (mt_rng_block takes a < 2^56), rows in the low 52.
  * Part of the reproducibility contract of synthetic datasets: never renumber. */
 #define SYNTH_A_CENTRE ((uint64_t)1 << 52)
 #define SYNTH_A_LABEL ((uint64_t)2 << 52)
@@ -76,7 +76,7 @@ static void normals(uint64_t seed, uint64_t a, int first, int n, float *z /* [n]
   for (int t = 0; t < n; t += TILE) {
     int cnt = n - t < TILE ? n - t : TILE, blocks = (cnt + 3) / 4;
     for (int b = 0; b < blocks; b++)
-      rng_block(seed, RNG_STREAM_SYNTH, a, (uint64_t)(first + t) / 4 + (uint64_t)b, w + 4 * b);
+      mt_rng_block(seed, RNG_STREAM_SYNTH, a, (uint64_t)(first + t) / 4 + (uint64_t)b, w + 4 * b);
     box_muller(w, zt, blocks * 2);
     memcpy(z + t, zt, sizeof(float) * (size_t)cnt);
   }
@@ -84,22 +84,22 @@ static void normals(uint64_t seed, uint64_t a, int first, int n, float *z /* [n]
 
 static int32_t synth_label(const SynthSpec *s, int split, int64_t i) {
   uint32_t r[4];
-  rng_block(s->seed, RNG_STREAM_SYNTH, SYNTH_A_LABEL | (uint64_t)split, (uint64_t)i / 4, r);
+  mt_rng_block(s->seed, RNG_STREAM_SYNTH, SYNTH_A_LABEL | (uint64_t)split, (uint64_t)i / 4, r);
   /* Multiply-shift instead of modulo: uniform to within C/2^32 and no division. */
   return (int32_t)(((uint64_t)r[i % 4] * (uint64_t)s->n_classes) >> 32);
 }
 
-/* x[j] = centre[j] + noise * z[j]: one expression for both paths, so synth_sample and synth_rows agree to the bit. */
+/* x[j] = centre[j] + noise * z[j]: one expression for both paths, so mt_synth_sample and mt_synth_rows agree to the bit. */
 static void add_noise(const float *centre /* [n] */, float noise, const float *z /* [n] */, float *x /* [n] */, int n) {
   for (int j = 0; j < n; j++) x[j] = centre[j] + noise * z[j];
 }
 
-void synth_centres(const SynthSpec *s, float *centres /* [n_classes, d] */) {
+void mt_synth_centres(const SynthSpec *s, float *centres /* [n_classes, d] */) {
   for (int c = 0; c < s->n_classes; c++)
     normals(s->seed, SYNTH_A_CENTRE | (uint64_t)c, 0, s->d, centres + (size_t)c * (size_t)s->d);
 }
 
-void synth_sample(const SynthSpec *s, int split, int64_t i, float *x /* [d] */, int32_t *y) {
+void mt_synth_sample(const SynthSpec *s, int split, int64_t i, float *x /* [d] */, int32_t *y) {
   int32_t label = synth_label(s, split, i);
   *y = label;
   float c[TILE], z[TILE];
@@ -111,7 +111,7 @@ void synth_sample(const SynthSpec *s, int split, int64_t i, float *x /* [d] */, 
   }
 }
 
-void synth_rows(const SynthSpec *s, const float *centres /* [n_classes, d] */, int split, int64_t first, int64_t n,
+void mt_synth_rows(const SynthSpec *s, const float *centres /* [n_classes, d] */, int split, int64_t first, int64_t n,
                 float *x /* [n, d] */, int32_t *y /* [n] */) {
   float z[TILE];
   for (int64_t r = 0; r < n; r++) {

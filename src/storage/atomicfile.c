@@ -8,18 +8,18 @@
 #include <string.h>
 #include <unistd.h>
 
-void atomic_host_name(char *out, size_t n) {
+void mt_atomic_host_name(char *out, size_t n) {
   if (gethostname(out, n) != 0) snprintf(out, n, "unknown-host");
   out[n - 1] = '\0';
   for (char *p = out; *p; p++)
     if (*p == '/' || *p == '\n') *p = '_';
 }
 
-int atomic_temp_name(const char *path, char *out, size_t n) {
+int mt_atomic_temp_name(const char *path, char *out, size_t n) {
   const char *slash = strrchr(path, '/');
   int dir_len = slash ? (int)(slash - path) + 1 : 0;
   char host[256];
-  atomic_host_name(host, sizeof host);
+  mt_atomic_host_name(host, sizeof host);
   int len = snprintf(out, n, "%.*s.%s.tmp.%s.%ld", dir_len, path, slash ? slash + 1 : path, host, (long)getpid());
   return len < 0 || (size_t)len >= n ? -1 : 0;
 }
@@ -35,7 +35,7 @@ static int fsync_path(const char *path, int is_dir) {
   return rc;
 }
 
-int atomic_commit(const char *tmp, const char *path) {
+int mt_atomic_commit(const char *tmp, const char *path) {
   if (fsync_path(tmp, 0) != 0 || rename(tmp, path) != 0) return -1;
   /* The rename itself is durable only once the directory is synced. */
   char dir[4096];

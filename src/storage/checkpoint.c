@@ -2,7 +2,7 @@
  *
  * Crash safety comes from the order of operations, not from HDF5: the file is complete, flushed and fsync'ed
  * under a temporary name before rename() gives it a checkpoint's name, and the directory is fsync'ed so the
- * rename itself survives a power cut (atomic_commit). Anything named ckpt-*.h5 is therefore whole — unless the disk lies, which
+ * rename itself survives a power cut (mt_atomic_commit). Anything named ckpt-*.h5 is therefore whole — unless the disk lies, which
  * the CRC-32 over every array catches. */
 #define _GNU_SOURCE /* F_OFD_SETLK (open-file-description locks) */
 #include "mpitrain/checkpoint.h"
@@ -34,7 +34,7 @@
 /* ==== The fields of CheckpointMeta on the heap ====
  *
  * Everything else in CheckpointMeta is plain data (copied, and broadcast, as bytes); these rows say what each
- * pointer holds, for checkpoint_meta_free and checkpoint_meta_broadcast. */
+ * pointer holds, for mt_checkpoint_meta_free and mt_checkpoint_meta_broadcast. */
 
 typedef enum { HEAP_TEXT, HEAP_FLOATS, HEAP_STRINGS } HeapKind; /* a string, [n_inputs] floats, [n_classes] strings */
 
@@ -51,11 +51,11 @@ static const struct {
 
 static void **heap_slot(CheckpointMeta *meta, size_t i) { return (void **)((char *)meta + heap_fields[i].offset); }
 
-void checkpoint_meta_free(CheckpointMeta *meta) {
+void mt_checkpoint_meta_free(CheckpointMeta *meta) {
   for (size_t i = 0; i < N_HEAP; i++) {
     void **p = heap_slot(meta, i);
     if (heap_fields[i].kind == HEAP_STRINGS)
-      h5_strings_free(*p, meta->spec.n_classes);
+      mt_h5_strings_free(*p, meta->spec.n_classes);
     else
       free(*p);
     *p = NULL;
@@ -94,7 +94,7 @@ static int heap_unpack(CheckpointMeta *meta, size_t i, char *buf, MtError *err) 
   char **names = calloc((size_t)n, sizeof *names);
   for (int k = 0, off = 0; names && k < n; k++) {
     if ((names[k] = strdup(buf + off)) == NULL) {
-      h5_strings_free(names, n);
+      mt_h5_strings_free(names, n);
       names = NULL;
       break;
     }
@@ -105,10 +105,10 @@ static int heap_unpack(CheckpointMeta *meta, size_t i, char *buf, MtError *err) 
   return names ? 0 : mt_fail(err, "out of memory receiving the checkpoint's class names");
 }
 
-int checkpoint_meta_broadcast(Comm *c, CheckpointMeta *meta, int root, MtError *err) {
+int mt_checkpoint_meta_broadcast(Comm *c, CheckpointMeta *meta, int root, MtError *err) {
   const int is_root = c->rank == root;
-  if (!is_root) checkpoint_meta_free(meta);
-  comm_bcast(c, meta, sizeof *meta, root);
+  if (!is_root) mt_checkpoint_meta_free(meta);
+  mt_comm_bcast(c, meta, sizeof *meta, root);
   uint64_t bytes[N_HEAP];
   char *buf[N_HEAP] = {0};
   int owned[N_HEAP] = {0};
@@ -119,36 +119,36 @@ int checkpoint_meta_broadcast(Comm *c, CheckpointMeta *meta, int root, MtError *
     else
       *heap_slot(meta, i) = NULL; /* the root's addresses */
   }
-  comm_bcast(c, bytes, sizeof bytes, root);
+  mt_comm_bcast(c, bytes, sizeof bytes, root);
   for (size_t i = 0; !is_root && i < N_HEAP; i++)
     if (bytes[i] > 0 && !local.failed && (buf[i] = malloc(bytes[i])) == NULL)
       mt_fail(&local, "out of memory receiving the checkpoint's metadata");
-  int rc = comm_agree(c, &local);
+  int rc = mt_comm_agree(c, &local);
   for (size_t i = 0; rc == 0 && i < N_HEAP; i++)
-    if (bytes[i] > 0) comm_bcast(c, buf[i], bytes[i], root);
+    if (bytes[i] > 0) mt_comm_bcast(c, buf[i], bytes[i], root);
   for (size_t i = 0; i < N_HEAP; i++) {
     if (is_root ? owned[i] : rc != 0 || local.failed)
       free(buf[i]);
     else if (bytes[i] > 0)
       heap_unpack(meta, i, buf[i], &local);
   }
-  if (rc == 0) rc = comm_agree(c, &local);
+  if (rc == 0) rc = mt_comm_agree(c, &local);
   if (rc != 0) {
-    if (!is_root) checkpoint_meta_free(meta);
+    if (!is_root) mt_checkpoint_meta_free(meta);
     *err = local;
   }
   return rc;
 }
 
-void checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n) {
+void mt_checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n) {
   int p = snprintf(out, n, "%d", spec->n_inputs);
   for (int i = 0; i < spec->n_hidden && p > 0 && (size_t)p < n; i++)
     p += snprintf(out + p, n - (size_t)p, "-%d", spec->hidden[i]);
   if (p > 0 && (size_t)p < n)
     p += snprintf(out + p, n - (size_t)p, "-%d %s", spec->n_classes,
-                  spec->n_hidden > 0 ? act_name(spec->act) : "(softmax regression)");
+                  spec->n_hidden > 0 ? mt_act_name(spec->act) : "(softmax regression)");
   if (p > 0 && (size_t)p < n && spec->n_hidden > 0 && spec->bn != BN_NONE)
-    snprintf(out + p, n - (size_t)p, ", batchnorm %s", bn_place_name(spec->bn));
+    snprintf(out + p, n - (size_t)p, ", batchnorm %s", mt_bn_place_name(spec->bn));
 }
 
 /* CRC-32 of the parameters, then the first and second moments (those that exist), then the batch-norm running
@@ -199,17 +199,17 @@ done:
   return rc;
 }
 
-int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *meta, const Model *m,
+int mt_checkpoint_write(const char *dir, const char *name, const CheckpointMeta *meta, const Model *m,
                      const Optimizer *o, char *path_out, size_t n, MtError *err) {
   char final[1100], tmp[1400];
   if (name)
     snprintf(final, sizeof final, "%s/%s", dir, name);
   else
     snprintf(final, sizeof final, "%s/ckpt-%012lld.h5", dir, (long long)meta->step);
-  if (atomic_temp_name(final, tmp, sizeof tmp) != 0) return mt_fail(err, "checkpoint path %s is too long", final);
+  if (mt_atomic_temp_name(final, tmp, sizeof tmp) != 0) return mt_fail(err, "checkpoint path %s is too long", final);
   const float *mom1 = o ? o->m : NULL, *mom2 = o ? o->v : NULL;
   ModelTensor ts[MAX_TENSORS];
-  int nt = model_tensors(m, ts, MAX_TENSORS);
+  int nt = mt_model_tensors(m, ts, MAX_TENSORS);
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), f = -1;
   int rc = -1;
   errno = 0;
@@ -224,13 +224,13 @@ int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *me
     if (mom2 && write_tensor(f, "/optimizer/v", &ts[i], mom2) < 0) goto done;
   }
   ModelTensor ss[MAX_TENSORS];
-  int ns = model_state_tensors(m, ss, MAX_TENSORS);
+  int ns = mt_model_state_tensors(m, ss, MAX_TENSORS);
   for (int i = 0; i < ns; i++)
     if (write_tensor(f, "/model", &ss[i], m->state) < 0) goto done;
   if (meta->has_preprocess) {
     hid_t g = H5Gcreate2(f, "/preprocess", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     float scale = meta->scale;
-    int bad = g < 0 || h5_attr_write_scalar(g, "scale", H5T_IEEE_F32LE, &scale) < 0;
+    int bad = g < 0 || mt_h5_attr_write_scalar(g, "scale", H5T_IEEE_F32LE, &scale) < 0;
     if (g >= 0 && H5Gclose(g) < 0) bad = 1;
     if (bad) goto done;
     ModelTensor mt = vector_tensor("mean", meta->spec.n_inputs), st = vector_tensor("std", meta->spec.n_inputs);
@@ -238,16 +238,16 @@ int checkpoint_write(const char *dir, const char *name, const CheckpointMeta *me
         (write_tensor(f, "/preprocess", &mt, meta->mean) < 0 || write_tensor(f, "/preprocess", &st, meta->std) < 0))
       goto done;
   }
-  if (ckpt_attrs_write(f, meta, state_crc(m, mom1, mom2, meta)) < 0) goto done;
-  if (h5_file_flush(f, tmp) != 0) goto done;
+  if (mt_ckpt_attrs_write(f, meta, state_crc(m, mom1, mom2, meta)) < 0) goto done;
+  if (mt_h5_file_flush(f, tmp) != 0) goto done;
   herr_t closed = H5Fclose(f);
   f = -1;
-  if (closed < 0 || atomic_commit(tmp, final) != 0) goto done;
+  if (closed < 0 || mt_atomic_commit(tmp, final) != 0) goto done;
   rc = 0;
 done:;
   int e = errno;
   if (f >= 0) {
-    h5_file_abandon(f); /* a failed write: the close must not fail too (h5util.h) */
+    mt_h5_file_abandon(f); /* a failed write: the close must not fail too (h5util.h) */
     H5Fclose(f);
   }
   if (fapl >= 0) H5Pclose(fapl);
@@ -282,7 +282,7 @@ static int cmp_entry_desc(const void *a, const void *b) {
   return (x < y) - (x > y);
 }
 
-int checkpoint_list(const char *dir, char (*paths)[1024], int max, MtError *err) {
+int mt_checkpoint_list(const char *dir, char (*paths)[1024], int max, MtError *err) {
   DIR *d = opendir(dir);
   if (d == NULL) return mt_fail(err, "cannot read checkpoint directory %s: %s", dir, strerror(errno));
   Entry *e = malloc(sizeof(Entry) * CHECKPOINT_MAX);
@@ -307,11 +307,11 @@ int checkpoint_list(const char *dir, char (*paths)[1024], int max, MtError *err)
   return k;
 }
 
-int checkpoint_prune(const char *dir, int keep, MtError *err) {
+int mt_checkpoint_prune(const char *dir, int keep, MtError *err) {
   if (keep <= 0) return 0;
   char (*paths)[1024] = malloc(sizeof(*paths) * CHECKPOINT_MAX);
   if (paths == NULL) return mt_fail(err, "out of memory pruning %s", dir);
-  int n = checkpoint_list(dir, paths, CHECKPOINT_MAX, err);
+  int n = mt_checkpoint_list(dir, paths, CHECKPOINT_MAX, err);
   int rc = n < 0 ? -1 : 0;
   for (int i = keep; i < n; i++)
     if (unlink(paths[i]) != 0 && errno != ENOENT) {
@@ -334,13 +334,13 @@ static int writer_gone(const char *name, const char *host) {
   return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-int checkpoint_clean_temporaries(const char *dir, int all) {
+int mt_checkpoint_clean_temporaries(const char *dir, int all) {
   DIR *d = opendir(dir);
   if (d == NULL) return 0;
   int n = 0;
   struct dirent *de;
   char path[1400], host[256];
-  atomic_host_name(host, sizeof host);
+  mt_atomic_host_name(host, sizeof host);
   while ((de = readdir(d)) != NULL) {
     if (strncmp(de->d_name, ".ckpt-", 6) != 0 || strstr(de->d_name, ".tmp") == NULL) continue;
     if (!all && !writer_gone(de->d_name, host)) continue;
@@ -394,7 +394,7 @@ static int lock_whole_file(int fd) {
   return fcntl(fd, F_SETLK, &fl); /* kernels before 3.15 */
 }
 
-int checkpoint_dir_lock(const char *dir, int *fd, char *stale, size_t n, MtError *err) {
+int mt_checkpoint_dir_lock(const char *dir, int *fd, char *stale, size_t n, MtError *err) {
   char path[1100], holder[512];
   *fd = -1;
   if (stale && n) stale[0] = '\0';
@@ -425,7 +425,7 @@ int checkpoint_dir_lock(const char *dir, int *fd, char *stale, size_t n, MtError
   }
   if (stale && n) read_holder(lfd, stale, n);
   char host[256], cmd[LOCK_COMMAND_MAX + 1], when[32];
-  atomic_host_name(host, sizeof host);
+  mt_atomic_host_name(host, sizeof host);
   own_command(cmd, sizeof cmd);
   time_t now = time(NULL);
   struct tm tm;
@@ -442,7 +442,7 @@ int checkpoint_dir_lock(const char *dir, int *fd, char *stale, size_t n, MtError
   return 0;
 }
 
-void checkpoint_dir_unlock(int fd) {
+void mt_checkpoint_dir_unlock(int fd) {
   if (fd < 0) return;
   /* Should emptying fail, the file reads as a dead run's: the next run says it takes it over, no harm done. */
   int emptied = ftruncate(fd, 0);
@@ -459,7 +459,7 @@ static hid_t open_ro(const char *path, MtError *err) {
     return -1;
   }
   /* before HDF5 opens it: a FIFO would block that open until a writer came */
-  if (fileid_regular(path, "checkpoint", err) != 0) return -1;
+  if (mt_fileid_regular(path, "checkpoint", err) != 0) return -1;
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (fapl < 0 || H5Pset_file_locking(fapl, 0, 1) < 0) {
     if (fapl >= 0) H5Pclose(fapl);
@@ -476,14 +476,14 @@ static hid_t open_ro(const char *path, MtError *err) {
 
 static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtError *err);
 
-int checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err) {
+int mt_checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err) {
   memset(meta, 0, sizeof *meta);
   hid_t f = open_ro(path, err);
   if (f < 0) return -1;
-  int rc = ckpt_attrs_read(f, path, meta, err);
+  int rc = mt_ckpt_attrs_read(f, path, meta, err);
   if (rc == 0) rc = read_preprocess(f, path, meta, err);
   H5Fclose(f);
-  if (rc != 0) checkpoint_meta_free(meta);
+  if (rc != 0) mt_checkpoint_meta_free(meta);
   return rc;
 }
 
@@ -497,7 +497,7 @@ static int read_tensor(hid_t file, const char *path, const char *group, const Mo
   if (ds < 0) return mt_fail(err, "checkpoint %s: cannot open %s", path, name);
   char in_file[1100];
   snprintf(in_file, sizeof in_file, "checkpoint %s", path);
-  if (h5_filters_check(ds, in_file, name, err) != 0) {
+  if (mt_h5_filters_check(ds, in_file, name, err) != 0) {
     H5Dclose(ds);
     return -1;
   }
@@ -511,7 +511,7 @@ static int read_tensor(hid_t file, const char *path, const char *group, const Mo
   if (rank != t->rank || dims[0] != (hsize_t)t->dims[0] || (t->rank == 2 && dims[1] != (hsize_t)t->dims[1]))
     rc = mt_fail(err, "checkpoint %s: %s has shape %lldx%lld; expected %dx%d", path, name, (long long)dims[0],
                  (long long)dims[1], t->dims[0], t->dims[1]);
-  else if (h5_check_stored(ds, where, err) != 0)
+  else if (mt_h5_check_stored(ds, where, err) != 0)
     rc = -1;
   else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, base + t->offset) < 0)
     rc = mt_fail(err, "checkpoint %s: reading %s failed (truncated or damaged?)", path, name);
@@ -544,7 +544,7 @@ static int check_values(const char *path, const char *group, const ModelTensor *
  * averages of squares: the optimiser takes their root, batch norm divides by it). */
 static int check_state(const char *path, const Model *m, const float *mom1, const float *mom2, MtError *err) {
   ModelTensor ts[MAX_TENSORS], ss[MAX_TENSORS];
-  int nt = model_tensors(m, ts, MAX_TENSORS), ns = model_state_tensors(m, ss, MAX_TENSORS);
+  int nt = mt_model_tensors(m, ts, MAX_TENSORS), ns = mt_model_state_tensors(m, ss, MAX_TENSORS);
   for (int i = 0; i < nt; i++)
     if (check_values(path, "/model", &ts[i], m->params, 0, "finite weights", err) != 0 ||
         (mom1 && check_values(path, "/optimizer/m", &ts[i], mom1, 0, "finite first moments", err) != 0) ||
@@ -568,7 +568,7 @@ static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtEr
   hid_t g = H5Gopen2(f, "/preprocess", H5P_DEFAULT);
   if (g < 0) return mt_fail(err, "checkpoint %s: /preprocess is not a group", path);
   double scale = 0;
-  int rs = h5_attr_read_number(g, path, "scale", 0, &scale, err);
+  int rs = mt_h5_attr_read_number(g, path, "scale", 0, &scale, err);
   htri_t hm = H5Lexists(g, "mean", H5P_DEFAULT), hs = H5Lexists(g, "std", H5P_DEFAULT);
   H5Gclose(g);
   if (rs < 0) return -1;
@@ -585,7 +585,7 @@ static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtEr
   if ((hm && read_tensor(f, path, "/preprocess", &mt, meta->mean, err) != 0) ||
       (hs && read_tensor(f, path, "/preprocess", &st, meta->std, err) != 0))
     return -1;
-  if (data_check_preprocess(where, scale, meta->mean, meta->std, d, err) != 0) return -1;
+  if (mt_data_check_preprocess(where, scale, meta->mean, meta->std, d, err) != 0) return -1;
   meta->has_preprocess = 1;
   meta->scale = (float)scale;
   return 0;
@@ -593,7 +593,7 @@ static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtEr
 
 
 /* The architecture must match exactly: a checkpoint is not a warm start for another model. */
-int checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Model *m, const Optimizer *o,
+int mt_checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Model *m, const Optimizer *o,
                       MtError *err) {
   const ModelSpec *a = &meta->spec, *b = &m->spec;
   if (a->n_classes != b->n_classes)
@@ -608,8 +608,8 @@ int checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Mo
   for (int i = 0; same && i < a->n_hidden; i++) same = a->hidden[i] == b->hidden[i];
   if (!same) {
     char x[256], y[256];
-    checkpoint_arch_string(a, x, sizeof x);
-    checkpoint_arch_string(b, y, sizeof y);
+    mt_checkpoint_arch_string(a, x, sizeof x);
+    mt_checkpoint_arch_string(b, y, sizeof y);
     return mt_fail(err, "checkpoint %s holds a %s model; this run builds %s (set --hidden, --activation and "
                         "--batchnorm to match, or use a new --checkpoint-dir to start afresh)",
                    path, x, y);
@@ -617,12 +617,12 @@ int checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Mo
   if (o && o->cfg.kind != meta->opt.kind)
     return mt_fail(err, "checkpoint %s was written with --optimizer %s; this run uses %s, whose state it does not "
                         "hold (resume with --optimizer %s, or use a new --checkpoint-dir to start afresh)",
-                   path, optim_name(meta->opt.kind), optim_name(o->cfg.kind), optim_name(meta->opt.kind));
+                   path, mt_optim_name(meta->opt.kind), mt_optim_name(o->cfg.kind), mt_optim_name(meta->opt.kind));
   return 0;
 }
 
-int checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m, Optimizer *o, MtError *err) {
-  if (checkpoint_check_fits(path, meta, m, o, err) != 0) return -1;
+int mt_checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m, Optimizer *o, MtError *err) {
+  if (mt_checkpoint_check_fits(path, meta, m, o, err) != 0) return -1;
   /* The CRC covers the moments too, so they are read even when the caller (evaluation) has no optimiser. */
   int has_m = meta->opt.kind == OPT_MOMENTUM || meta->opt.kind == OPT_ADAM;
   int has_v = meta->opt.kind == OPT_RMSPROP || meta->opt.kind == OPT_ADAM;
@@ -637,7 +637,7 @@ int checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m
   hid_t f = open_ro(path, err);
   if (f >= 0) {
     ModelTensor ts[MAX_TENSORS];
-    int nt = model_tensors(m, ts, MAX_TENSORS);
+    int nt = mt_model_tensors(m, ts, MAX_TENSORS);
     rc = 0;
     for (int i = 0; i < nt && rc == 0; i++) {
       rc = read_tensor(f, path, "/model", &ts[i], m->params, err);
@@ -645,7 +645,7 @@ int checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m
       if (rc == 0 && has_v) rc = read_tensor(f, path, "/optimizer/v", &ts[i], mom2, err);
     }
     ModelTensor ss[MAX_TENSORS];
-    int ns = model_state_tensors(m, ss, MAX_TENSORS);
+    int ns = mt_model_state_tensors(m, ss, MAX_TENSORS);
     for (int i = 0; i < ns && rc == 0; i++) rc = read_tensor(f, path, "/model", &ss[i], m->state, err);
     H5Fclose(f);
   }
@@ -665,31 +665,31 @@ int checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model *m
 
 /* ==== Describing ==== */
 
-int checkpoint_describe(const char *path, MtError *err) {
+int mt_checkpoint_describe(const char *path, MtError *err) {
   CheckpointMeta meta;
-  if (checkpoint_read_meta(path, &meta, err) != 0) return -1;
+  if (mt_checkpoint_read_meta(path, &meta, err) != 0) return -1;
   char arch[256];
-  checkpoint_arch_string(&meta.spec, arch, sizeof arch);
+  mt_checkpoint_arch_string(&meta.spec, arch, sizeof arch);
   Model m;
   Optimizer o;
-  int have_model = model_create(&m, &meta.spec, 1, err) == 0;
+  int have_model = mt_model_create(&m, &meta.spec, 1, err) == 0;
   int have_opt = 0;
   if (have_model) {
     OptConfig oc = meta.opt;
-    have_opt = optim_create(&o, &oc, m.n_params, err) == 0;
+    have_opt = mt_optim_create(&o, &oc, m.n_params, err) == 0;
   }
   if (!have_model || !have_opt) {
-    if (have_model) model_free(&m);
-    checkpoint_meta_free(&meta);
+    if (have_model) mt_model_free(&m);
+    mt_checkpoint_meta_free(&meta);
     return -1;
   }
   MtError rerr = {0};
-  int ok = checkpoint_read_state(path, &meta, &m, &o, &rerr) == 0;
+  int ok = mt_checkpoint_read_state(path, &meta, &m, &o, &rerr) == 0;
   printf("checkpoint:  %s\n", path);
   printf("format:      %s version %d, written by mpitrain %s on %s\n", CHECKPOINT_FORMAT, meta.format_version,
          meta.version, meta.created);
   printf("model:       %s, %zu parameters\n", arch, m.n_params);
-  printf("optimizer:   %s (beta1 %g, beta2 %g, eps %g), %lld steps taken\n", optim_name(meta.opt.kind),
+  printf("optimizer:   %s (beta1 %g, beta2 %g, eps %g), %lld steps taken\n", mt_optim_name(meta.opt.kind),
          (double)meta.opt.beta1, (double)meta.opt.beta2, (double)meta.opt.eps, (long long)meta.opt_step);
   if (meta.epoch_pos == 0)
     printf("progress:    step %lld; %lld epoch%s complete\n", (long long)meta.step, (long long)meta.epoch,
@@ -726,7 +726,7 @@ int checkpoint_describe(const char *path, MtError *err) {
          ok ? "" : rerr.msg);
   printf("arrays:\n");
   ModelTensor ts[MAX_TENSORS];
-  int nt = model_tensors(&m, ts, MAX_TENSORS);
+  int nt = mt_model_tensors(&m, ts, MAX_TENSORS);
   const char *groups[3] = {"/model", "/optimizer/m", "/optimizer/v"};
   int present[3] = {1, o.m != NULL, o.v != NULL};
   for (int g = 0; g < 3; g++)
@@ -740,7 +740,7 @@ int checkpoint_describe(const char *path, MtError *err) {
       printf("  %-28s %-12s float32\n", name, shape);
     }
   ModelTensor ss[MAX_TENSORS];
-  int ns = model_state_tensors(&m, ss, MAX_TENSORS);
+  int ns = mt_model_state_tensors(&m, ss, MAX_TENSORS);
   for (int i = 0; i < ns; i++) {
     char name[160];
     snprintf(name, sizeof name, "/model/%.40s", ss[i].name);
@@ -759,9 +759,9 @@ int checkpoint_describe(const char *path, MtError *err) {
     if (len > 0) printf("  %.*s\n", len, p);
     p = nl ? nl + 1 : p + len;
   }
-  optim_free(&o);
-  model_free(&m);
-  checkpoint_meta_free(&meta);
+  mt_optim_free(&o);
+  mt_model_free(&m);
+  mt_checkpoint_meta_free(&meta);
   if (!ok) return mt_fail(err, "%s", rerr.msg);
   return 0;
 }

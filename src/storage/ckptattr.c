@@ -51,9 +51,9 @@ typedef struct AttrRule {
 /* The enums as ints, for AK_NAME rows (an enum field is read and written as an int). */
 _Static_assert(sizeof(ActKind) == sizeof(int) && sizeof(BnPlace) == sizeof(int) && sizeof(OptKind) == sizeof(int),
                "enum fields are stored as int");
-static const char *act_str(int v) { return act_name((ActKind)v); }
-static const char *bn_str(int v) { return bn_place_name((BnPlace)v); }
-static const char *opt_str(int v) { return optim_name((OptKind)v); }
+static const char *act_str(int v) { return mt_act_name((ActKind)v); }
+static const char *bn_str(int v) { return mt_bn_place_name((BnPlace)v); }
+static const char *opt_str(int v) { return mt_optim_name((OptKind)v); }
 
 #define FIELD_TYPE(x) \
   _Generic((x), int64_t: F_I64, int: F_INT, uint32_t: F_U32, float: F_FLOAT, double: F_DOUBLE, char *: F_HEAP)
@@ -108,9 +108,9 @@ static const AttrRule attr_rules[] = {
     /* training time so far; older versions did not record it (then -1) */
     REAL("elapsed_s", elapsed_s, 0, INFINITY, 0, .optional = 1, .absent = -1),
     INT("crc32", T_U32, crc32, 0, UINT32_MAX),
-    NAME("activation", spec.act, act_str, act_from_name, "activation"),
-    NAME("batchnorm", spec.bn, bn_str, bn_place_from_name, "batchnorm placement"),
-    NAME("optimizer", opt.kind, opt_str, optim_from_name, "optimizer"),
+    NAME("activation", spec.act, act_str, mt_act_from_name, "activation"),
+    NAME("batchnorm", spec.bn, bn_str, mt_bn_place_from_name, "batchnorm placement"),
+    NAME("optimizer", opt.kind, opt_str, mt_optim_from_name, "optimizer"),
     TEXT("data", data),
     TEXT("created", created),
     TEXT("mpitrain_version", version),
@@ -169,7 +169,7 @@ static int write_list(hid_t f, const char *name, hid_t t, const void *v, int n) 
   hsize_t dim = (hsize_t)n;
   hid_t sp = n > 0 ? H5Screate_simple(1, &dim, NULL) : H5Screate(H5S_NULL);
   if (sp < 0) return -1;
-  int rc = h5_attr_write(f, name, t, sp, v);
+  int rc = mt_h5_attr_write(f, name, t, sp, v);
   if (H5Sclose(sp) < 0) rc = -1;
   return rc;
 }
@@ -183,12 +183,12 @@ static int attr_write(hid_t f, const AttrRule *r, const CheckpointMeta *meta) {
       int32_t i32 = (int32_t)v;
       uint32_t u32 = (uint32_t)v;
       const void *buf = r->type == T_I32 ? (const void *)&i32 : r->type == T_U32 ? (const void *)&u32 : &v;
-      return h5_attr_write_scalar(f, r->name, file_type(r->type), buf);
+      return mt_h5_attr_write_scalar(f, r->name, file_type(r->type), buf);
     }
     case AK_REAL: {
       double v = field_real(meta, r);
       if (r->optional && v < r->lo) return 0; /* elapsed_s < 0: not recorded */
-      return h5_attr_write_scalar(f, r->name, file_type(r->type), &v);
+      return mt_h5_attr_write_scalar(f, r->name, file_type(r->type), &v);
     }
     case AK_INTS: /* int and float arrays are the file's I32 and F32 (little-endian hosts, as everywhere) */
     case AK_REALS: {
@@ -198,28 +198,28 @@ static int attr_write(hid_t f, const AttrRule *r, const CheckpointMeta *meta) {
     case AK_TEXT: {
       const char *s = r->field == F_HEAP ? *(char *const *)p : p;
       if (s == NULL) s = "";
-      return h5_attr_write_strings(f, r->name, &s, 1, 1);
+      return mt_h5_attr_write_strings(f, r->name, &s, 1, 1);
     }
     case AK_NAME: {
       const char *s = r->to_name(*(const int *)p);
-      return h5_attr_write_strings(f, r->name, &s, 1, 1);
+      return mt_h5_attr_write_strings(f, r->name, &s, 1, 1);
     }
     case AK_NAMES: {
       char **v = *(char **const *)p;
-      return v ? h5_attr_write_strings(f, r->name, (const char *const *)v, (hsize_t)meta->spec.n_classes, 0) : 0;
+      return v ? mt_h5_attr_write_strings(f, r->name, (const char *const *)v, (hsize_t)meta->spec.n_classes, 0) : 0;
     }
   }
   return -1;
 }
 
-int ckpt_attrs_write(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
+int mt_ckpt_attrs_write(hid_t f, const CheckpointMeta *meta, uint32_t crc) {
   CheckpointMeta w = *meta; /* what this mpitrain writes, whoever wrote meta */
   w.crc32 = crc;
   snprintf(w.version, sizeof w.version, "%s", MPITRAIN_VERSION);
   const char *format = CHECKPOINT_FORMAT;
   int fv = CHECKPOINT_VERSION, rc = 0;
-  rc |= h5_attr_write_strings(f, "format", &format, 1, 1);
-  rc |= h5_attr_write_scalar(f, "format_version", H5T_STD_I32LE, &fv);
+  rc |= mt_h5_attr_write_strings(f, "format", &format, 1, 1);
+  rc |= mt_h5_attr_write_scalar(f, "format_version", H5T_STD_I32LE, &fv);
   for (size_t i = 0; i < N_RULES; i++) rc |= attr_write(f, &attr_rules[i], &w);
   return rc ? -1 : 0;
 }
@@ -289,7 +289,7 @@ static int attr_value(const char *path, const AttrRule *r, int i, int64_t iv, do
 static int attr_read_list(hid_t f, const char *path, const AttrRule *r, CheckpointMeta *meta, MtError *err) {
   H5T_class_t cls;
   hssize_t count = 0;
-  int found = h5_attr_find(f, r->name, &cls, &count); /* 1 found, 0 missing */
+  int found = mt_h5_attr_find(f, r->name, &cls, &count); /* 1 found, 0 missing */
   if (found < 0) return mt_fail(err, "checkpoint %s: cannot read attribute %s", path, r->name);
   if (found == 0) return r->optional ? 0 : mt_fail(err, "checkpoint %s: attribute %s is missing", path, r->name);
   if (cls != H5T_INTEGER && (r->kind == AK_INTS || cls != H5T_FLOAT))
@@ -307,7 +307,7 @@ static int attr_read_list(hid_t f, const char *path, const AttrRule *r, Checkpoi
   double v[4 * MODEL_MAX_HIDDEN + 2];
   if ((size_t)count > sizeof v / sizeof v[0])
     return mt_fail(err, "checkpoint %s: attribute %s is too long", path, r->name);
-  if (count > 0 && h5_attr_read_raw(f, r->name, r->kind == AK_INTS ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE,
+  if (count > 0 && mt_h5_attr_read_raw(f, r->name, r->kind == AK_INTS ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE,
                                     r->kind == AK_INTS ? (void *)iv : (void *)v) < 0)
     return mt_fail(err, "checkpoint %s: cannot read attribute %s", path, r->name);
   for (int i = 0; i < (int)count; i++)
@@ -320,7 +320,7 @@ static int attr_read_list(hid_t f, const char *path, const AttrRule *r, Checkpoi
 /* A string attribute r: into its char array, malloc'd (config), or as the enum it names. */
 static int attr_read_text(hid_t f, const char *path, const AttrRule *r, CheckpointMeta *meta, MtError *err) {
   char **v = NULL;
-  int nv = 0, found = h5_attr_read_strings(f, path, r->name, 1, &v, &nv, err);
+  int nv = 0, found = mt_h5_attr_read_strings(f, path, r->name, 1, &v, &nv, err);
   if (found == 1) return mt_fail(err, "checkpoint %s: attribute %s is missing", path, r->name);
   if (found < 0) return -1;
   const char *s = nv > 0 ? v[0] : "";
@@ -337,7 +337,7 @@ static int attr_read_text(hid_t f, const char *path, const AttrRule *r, Checkpoi
   } else {
     snprintf(p, r->size, "%s", s);
   }
-  h5_strings_free(v, nv);
+  mt_h5_strings_free(v, nv);
   return rc;
 }
 
@@ -345,10 +345,10 @@ static int attr_read_text(hid_t f, const char *path, const AttrRule *r, Checkpoi
 static int attr_read_names(hid_t f, const char *path, const AttrRule *r, CheckpointMeta *meta, MtError *err) {
   const int C = meta->spec.n_classes;
   char **names = NULL;
-  int nn = 0, found = h5_attr_read_strings(f, path, r->name, C, &names, &nn, err);
+  int nn = 0, found = mt_h5_attr_read_strings(f, path, r->name, C, &names, &nn, err);
   if (found < 0) return -1;
   if (found == 0 && nn != C) {
-    h5_strings_free(names, nn);
+    mt_h5_strings_free(names, nn);
     return mt_fail(err, "checkpoint %s: class_names has %d entries; expected one per class (%d)", path, nn, C);
   }
   *(char ***)field_at(meta, r, 0) = names;
@@ -362,8 +362,8 @@ static int attr_read(hid_t f, const char *path, const AttrRule *r, CheckpointMet
   if (r->kind == AK_NAMES) return attr_read_names(f, path, r, meta, err);
   int64_t iv = 0;
   double v = 0;
-  int found = r->kind == AK_INT ? h5_attr_read_int64(f, path, r->name, &iv, err)
-                                : h5_attr_read_number(f, path, r->name, 0, &v, err);
+  int found = r->kind == AK_INT ? mt_h5_attr_read_int64(f, path, r->name, &iv, err)
+                                : mt_h5_attr_read_number(f, path, r->name, 0, &v, err);
   if (found < 0) return -1;
   if (found == 1) {
     if (r->optional) field_store(meta, r, 0, (int64_t)r->absent, r->absent);
@@ -376,16 +376,16 @@ static int attr_read(hid_t f, const char *path, const AttrRule *r, CheckpointMet
 static int read_format(hid_t f, const char *path, CheckpointMeta *meta, MtError *err) {
   char format[64] = "";
   char **fv = NULL;
-  int nfv = 0, r = h5_attr_read_strings(f, path, "format", 1, &fv, &nfv, err);
+  int nfv = 0, r = mt_h5_attr_read_strings(f, path, "format", 1, &fv, &nfv, err);
   if (r < 0) return -1;
   if (r == 0 && nfv > 0) snprintf(format, sizeof format, "%s", fv[0]);
-  h5_strings_free(fv, nfv);
+  mt_h5_strings_free(fv, nfv);
   if (strcmp(format, CHECKPOINT_FORMAT) != 0)
     return mt_fail(err, "%s is not an mpitrain checkpoint (format attribute '%s'; expected '%s')", path,
                    r == 1 ? "(none)" : format, CHECKPOINT_FORMAT);
   /* Exactly, not through double, like every integer here. */
   int64_t v = 0;
-  r = h5_attr_read_int64(f, path, "format_version", &v, err);
+  r = mt_h5_attr_read_int64(f, path, "format_version", &v, err);
   if (r == 1) return mt_fail(err, "checkpoint %s: attribute %s is missing", path, "format_version");
   if (r < 0) return -1;
   meta->format_version = (int)v;
@@ -396,7 +396,7 @@ static int read_format(hid_t f, const char *path, CheckpointMeta *meta, MtError 
   return 0;
 }
 
-int ckpt_attrs_read(hid_t f, const char *path, CheckpointMeta *meta, MtError *err) {
+int mt_ckpt_attrs_read(hid_t f, const char *path, CheckpointMeta *meta, MtError *err) {
   memset(meta, 0, sizeof *meta);
   if (read_format(f, path, meta, err) != 0) return -1;
   for (size_t i = 0; i < N_RULES; i++)

@@ -24,9 +24,9 @@
 #include "mpitrain/dataformat.h"
 #include "mpitrain/fileid.h"
 
-const char *const memory_names[MEMORY_NO + 2] = {"auto", "yes", "no", NULL};
+const char *const mt_memory_names[MEMORY_NO + 2] = {"auto", "yes", "no", NULL};
 
-void data_library_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+void mt_data_library_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 #define DATA_DEFAULT_MAX_ROWS 1024
 #define DATA_DEFAULT_MEMORY_LIMIT ((int64_t)2 << 30)
@@ -34,7 +34,7 @@ void data_library_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 #define DATA_STREAM_CACHE ((size_t)32 << 20) /* chunk cache of a compressed split read per batch */
 #define DATA_UNLABELED_HINT " (features without labels serve `mpitrain predict` only)"
 
-const char *const data_split_names[3] = DATA_SPLIT_NAMES;
+const char *const mt_data_split_names[3] = DATA_SPLIT_NAMES;
 static const char *const x_path[2] = DATA_X_PATHS;
 static const char *const y_path[2] = DATA_Y_PATHS;
 
@@ -44,7 +44,7 @@ typedef struct Shard {
   hid_t file;        /* open while any split streams */
   hid_t x[2];        /* open only for a split read per batch */
   hid_t xspace[2];   /* its file dataspace, reused for every selection */
-  int chunked[2];    /* its layout: chunked datasets are read block by block (see data_read) */
+  int chunked[2];    /* its layout: chunked datasets are read block by block (see mt_data_read) */
   int64_t n[2];      /* rows of each split in this file */
   int64_t first[2];  /* global index of this file's first row of each split */
 } Shard;
@@ -69,7 +69,7 @@ struct Dataset {
   int32_t *y[2];        /* labels [n[s]], always in memory */
   void *x[2];           /* [n[s], d] as stored, when the split is in memory */
   int x_shared[2];      /* x[s] is memory the caller provided (shared by a node's ranks): not ours to free */
-  int x_pending[2];     /* in memory, but deferred: waiting for data_load_features / data_attach_features */
+  int x_pending[2];     /* in memory, but deferred: waiting for mt_data_load_features / mt_data_attach_features */
   float *mean, *std;    /* [d] when info.has_norm */
   char **names;         /* [n_classes] or NULL */
   int n_names;
@@ -107,7 +107,7 @@ static void type_describe(hid_t t, char *buf, size_t n) {
 
 
 static void meta_free(Meta *m) {
-  h5_strings_free(m->names, m->n_names);
+  mt_h5_strings_free(m->names, m->n_names);
   free(m->std);
   free(m->mean);
   memset(m, 0, sizeof *m);
@@ -116,7 +116,7 @@ static void meta_free(Meta *m) {
 
 /* ==== Shard names ==== */
 
-void data_shard_name(const char *base, int shard, int n_shards, char *out, size_t n) {
+void mt_data_shard_name(const char *base, int shard, int n_shards, char *out, size_t n) {
   size_t len = strlen(base);
   if (len >= 3 && strcmp(base + len - 3, ".h5") == 0) len -= 3;
   snprintf(out, n, "%.*s-%05d-of-%05d.h5", (int)len, base, shard, n_shards);
@@ -196,7 +196,7 @@ static int shards_resolve(Dataset *ds, const char *path, MtError *err) {
     Shard *sh = &ds->shards[i];
     sh->file = sh->x[0] = sh->x[1] = sh->xspace[0] = sh->xspace[1] = -1;
     if (sharded)
-      data_shard_name(base, i, k, sh->path, sizeof sh->path);
+      mt_data_shard_name(base, i, k, sh->path, sizeof sh->path);
     else
       snprintf(sh->path, sizeof sh->path, "%s", path);
   }
@@ -207,7 +207,7 @@ static int shards_resolve(Dataset *ds, const char *path, MtError *err) {
 
 static int file_open(Shard *sh, int k, int n_shards, MtError *err) {
   /* stat before open: a FIFO would block the open (and HDF5's) until a writer came */
-  if (fileid_regular(sh->path, NULL, err) != 0) return -1;
+  if (mt_fileid_regular(sh->path, NULL, err) != 0) return -1;
   int fd = open(sh->path, O_RDONLY);
   if (fd < 0) {
     if (n_shards > 1)
@@ -253,14 +253,14 @@ static int meta_split(hid_t file, const char *path, int s, int has_y, Meta *m, M
     mt_fail(err, "%s: %s is not a dataset", path, x_path[s]);
     goto done;
   }
-  if (h5_filters_check(x, path, x_path[s], err) != 0) goto done;
+  if (mt_h5_filters_check(x, path, x_path[s], err) != 0) goto done;
   if (has_y) {
     y = H5Dopen2(file, y_path[s], H5P_DEFAULT);
     if (y < 0) {
       mt_fail(err, "%s: %s is not a dataset", path, y_path[s]);
       goto done;
     }
-    if (h5_filters_check(y, path, y_path[s], err) != 0) goto done;
+    if (mt_h5_filters_check(y, path, y_path[s], err) != 0) goto done;
     ys = H5Dget_space(y);
     yt = H5Dget_type(y);
   }
@@ -317,9 +317,9 @@ static int meta_split(hid_t file, const char *path, int s, int has_y, Meta *m, M
    * gigabytes of fill values). */
   char where[DATA_PATH_MAX + 16];
   snprintf(where, sizeof where, "%s: %s", path, x_path[s]);
-  if (h5_check_stored(x, where, err) != 0) goto done;
+  if (mt_h5_check_stored(x, where, err) != 0) goto done;
   snprintf(where, sizeof where, "%s: %s", path, y_path[s]);
-  if (has_y && h5_check_stored(y, where, err) != 0) goto done;
+  if (has_y && mt_h5_check_stored(y, where, err) != 0) goto done;
   if (s == SPLIT_TRAIN) {
     m->d = (int)xd[1];
     m->stored_uint8 = is_u8;
@@ -352,18 +352,18 @@ static int meta_read(hid_t file, const char *path, int allow_unlabeled, Meta *m,
 
   /* Root attributes first: a checkpoint passed as data is named as such, not as "no /train/x". */
   char **sv = NULL;
-  int ns = 0, f = h5_attr_read_strings(file, path, DATA_ATTR_FORMAT, 1, &sv, &ns, err);
+  int ns = 0, f = mt_h5_attr_read_strings(file, path, DATA_ATTR_FORMAT, 1, &sv, &ns, err);
   if (f < 0) return -1;
   if (f == 0) {
     int ok = ns == 1 && strcmp(sv[0], DATA_FORMAT) == 0;
     if (!ok)
       mt_fail(err, "%s: format is '%s'; expected '" DATA_FORMAT "'%s", path, ns > 0 ? sv[0] : "",
               ns > 0 && strstr(sv[0], "checkpoint") ? " (this is a checkpoint, not a dataset)" : "");
-    h5_strings_free(sv, ns);
+    mt_h5_strings_free(sv, ns);
     if (!ok) return -1;
   }
   double v;
-  f = h5_attr_read_number(file, path, DATA_ATTR_FORMAT_VERSION, 1, &v, err);
+  f = mt_h5_attr_read_number(file, path, DATA_ATTR_FORMAT_VERSION, 1, &v, err);
   if (f < 0) return -1;
   if (f == 0 && v > DATA_FORMAT_VERSION)
     return mt_fail(err, "%s: format_version %.0f is newer than this mpitrain reads (%d); upgrade mpitrain", path, v,
@@ -381,30 +381,30 @@ static int meta_read(hid_t file, const char *path, int allow_unlabeled, Meta *m,
     return mt_fail(err, "%s: has /test/x but no /test/y; labels are needed here" DATA_UNLABELED_HINT, path);
   if (tx && meta_split(file, path, SPLIT_TEST, ty, m, err) != 0) return -1;
 
-  f = h5_attr_read_number(file, path, DATA_ATTR_NUM_CLASSES, 1, &v, err);
+  f = mt_h5_attr_read_number(file, path, DATA_ATTR_NUM_CLASSES, 1, &v, err);
   if (f < 0) return -1;
   if (f == 0) {
     if (v < 2 || v > DATA_MAX_CLASSES)
       return mt_fail(err, "%s: num_classes = %.0f; expected 2 .. %d", path, v, DATA_MAX_CLASSES);
     m->n_classes = (int64_t)v;
   }
-  f = h5_attr_read_number(file, path, DATA_ATTR_SCALE, 0, &m->scale, err);
+  f = mt_h5_attr_read_number(file, path, DATA_ATTR_SCALE, 0, &m->scale, err);
   if (f < 0) return -1;
-  f = h5_attr_read_strings(file, path, DATA_ATTR_SOURCE, 1, &sv, &ns, err);
+  f = mt_h5_attr_read_strings(file, path, DATA_ATTR_SOURCE, 1, &sv, &ns, err);
   if (f < 0) return -1;
   if (f == 0) {
     snprintf(m->source, sizeof m->source, "%s", ns > 0 ? sv[0] : "");
-    h5_strings_free(sv, ns);
+    mt_h5_strings_free(sv, ns);
   }
-  if (h5_attr_read_strings(file, path, DATA_ATTR_CLASS_NAMES, DATA_MAX_CLASSES, &m->names, &m->n_names, err) < 0) return -1;
+  if (mt_h5_attr_read_strings(file, path, DATA_ATTR_CLASS_NAMES, DATA_MAX_CLASSES, &m->names, &m->n_names, err) < 0) return -1;
   if (m->names && m->n_classes > 0 && m->n_names != m->n_classes)
     return mt_fail(err, "%s: class_names has %d entries but num_classes = %lld; expected one name per class", path,
                    m->n_names, (long long)m->n_classes);
-  int fm = h5_attr_read_floats(file, path, DATA_ATTR_MEAN, m->d, &m->mean, err);
+  int fm = mt_h5_attr_read_floats(file, path, DATA_ATTR_MEAN, m->d, &m->mean, err);
   if (fm < 0) return -1;
-  int fs = h5_attr_read_floats(file, path, DATA_ATTR_STD, m->d, &m->std, err);
+  int fs = mt_h5_attr_read_floats(file, path, DATA_ATTR_STD, m->d, &m->std, err);
   if (fs < 0) return -1;
-  return data_check_preprocess(path, m->scale, m->mean, m->std, m->d, err);
+  return mt_data_check_preprocess(path, m->scale, m->mean, m->std, m->d, err);
 }
 
 /* Shard b must describe the same data as shard 0 (a): same features, type, classes and feature transform. */
@@ -481,7 +481,7 @@ static int labels_load(Dataset *ds, int s, int64_t n_classes, int64_t *max_label
       int64_t cnt = sh->n[s] - r < step ? sh->n[s] - r : step;
       /* HDF5 converts any stored integer type to int32 (clipping what does not fit, which the range check
        * below then reports). */
-      if (h5_rows(y, H5T_NATIVE_INT32, r, cnt, 0, dst + r, 0) < 0) {
+      if (mt_h5_rows(y, H5T_NATIVE_INT32, r, cnt, 0, dst + r, 0) < 0) {
         H5Dclose(y);
         return mt_fail(err, "%s: reading %s rows %lld .. %lld failed (truncated or damaged file?)", sh->path,
                        y_path[s], (long long)r, (long long)(r + cnt - 1));
@@ -529,7 +529,7 @@ static int features_load(Dataset *ds, int s, MtError *err) {
     for (int64_t r = 0; r < sh->n[s]; r += step) {
       int64_t cnt = sh->n[s] - r < step ? sh->n[s] - r : step;
       char *p = dst + (size_t)r * row_bytes;
-      if (h5_rows(x, mtype, r, cnt, ds->info.d, p, 0) < 0) {
+      if (mt_h5_rows(x, mtype, r, cnt, ds->info.d, p, 0) < 0) {
         H5Dclose(x);
         return mt_fail(err, "%s: reading %s rows %lld .. %lld failed (truncated or damaged file?)", sh->path,
                        x_path[s], (long long)r, (long long)(r + cnt - 1));
@@ -598,7 +598,7 @@ static int shards_read(Dataset *ds, int allow_unlabeled, Meta *m0, int64_t total
         const int lk = labeled[s] ? labeled_by[s] : k;
         meta_free(&mk);
         return mt_fail(err, "shard %s has labels for its %s rows but %s has none; all shards must agree",
-                       ds->shards[lk].path, data_split_names[s], ds->shards[lk == k ? labeled_by[s] : k].path);
+                       ds->shards[lk].path, mt_data_split_names[s], ds->shards[lk == k ? labeled_by[s] : k].path);
       }
     }
     if (k > 0) {
@@ -615,7 +615,7 @@ static int totals_check(const Dataset *ds, const char *path, const int64_t total
   for (int s = 0; s < 2; s++)
     if (total[s] > DATA_MAX_ROWS)
       return mt_fail(err, "%s: the %s split has %lld rows in all; at most %lld rows per split are supported", path,
-                     data_split_names[s], (long long)total[s], (long long)DATA_MAX_ROWS);
+                     mt_data_split_names[s], (long long)total[s], (long long)DATA_MAX_ROWS);
   if (total[SPLIT_TRAIN] == 0)
     return mt_fail(err, "%s: /train/x has 0 rows; expected at least one training row",
                    ds->info.n_shards > 1 ? path : ds->shards[0].path);
@@ -642,7 +642,7 @@ static int memory_decide(Dataset *ds, const char *path, const DataOptions *o, in
       if (bytes > 0.75 * (double)ram)
         return mt_fail(err, "%s: holding the %s split in memory needs %.1f GiB (%lld rows x %d features x %s) but "
                        "this machine has %.1f GiB; use --in-memory no to read each batch from the file", path,
-                       data_split_names[s], gib(bytes), (long long)in->n[s], in->d, in->stored_uint8 ? "uint8" : "float32",
+                       mt_data_split_names[s], gib(bytes), (long long)in->n[s], in->d, in->stored_uint8 ? "uint8" : "float32",
                        gib((double)ram));
       in->in_memory[s] = 1;
     } else if (o->memory == MEMORY_NO) {
@@ -743,7 +743,7 @@ static int features_prepare(Dataset *ds, const char *path, const DataOptions *o,
   return 0;
 }
 
-int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
+int mt_data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *err) {
   *out = NULL;
   DataOptions o = {MEMORY_AUTO, DATA_DEFAULT_MEMORY_LIMIT, DATA_DEFAULT_MAX_ROWS, 0, 0};
   if (opt) o = *opt;
@@ -766,11 +766,11 @@ int data_open(Dataset **out, const char *path, const DataOptions *opt, MtError *
   return 0;
 fail:
   meta_free(&m0);
-  data_close(ds);
+  mt_data_close(ds);
   return -1;
 }
 
-int data_open_synthetic(Dataset **out, const SynthSpec *spec, MtError *err) {
+int mt_data_open_synthetic(Dataset **out, const SynthSpec *spec, MtError *err) {
   *out = NULL;
   if (spec->n_train < 1 || spec->n_train > DATA_MAX_ROWS || spec->n_test < 0 || spec->n_test > DATA_MAX_ROWS)
     return mt_fail(err, "synthetic data: %lld train / %lld test rows; expected 1 .. %lld train and 0 .. %lld test",
@@ -805,24 +805,24 @@ int data_open_synthetic(Dataset **out, const SynthSpec *spec, MtError *err) {
            (unsigned long long)spec->seed, (double)spec->noise);
   centres = mt_alloc((size_t)spec->n_classes * (size_t)spec->d * sizeof(float), "synthetic class centres", err);
   if (centres == NULL) goto fail;
-  synth_centres(spec, centres);
+  mt_synth_centres(spec, centres);
   for (int s = 0; s < 2; s++) {
     if (in->n[s] == 0) continue;
     ds->x[s] = mt_alloc((size_t)in->n[s] * (size_t)in->d * sizeof(float), "synthetic features", err);
     ds->y[s] = ds->x[s] ? mt_alloc((size_t)in->n[s] * sizeof(int32_t), "synthetic labels", err) : NULL;
     if (ds->y[s] == NULL) goto fail;
-    synth_rows(spec, centres, s, 0, in->n[s], ds->x[s], ds->y[s]);
+    mt_synth_rows(spec, centres, s, 0, in->n[s], ds->x[s], ds->y[s]);
   }
   mt_free(centres);
   *out = ds;
   return 0;
 fail:
   mt_free(centres);
-  data_close(ds);
+  mt_data_close(ds);
   return -1;
 }
 
-void data_close(Dataset *ds) {
+void mt_data_close(Dataset *ds) {
   if (ds == NULL) return;
   if (ds->stage_space >= 0) H5Sclose(ds->stage_space);
   mt_free(ds->blocks);
@@ -840,33 +840,33 @@ void data_close(Dataset *ds) {
     if (sh->file >= 0) H5Fclose(sh->file);
   }
   free(ds->shards);
-  h5_strings_free(ds->names, ds->n_names);
+  mt_h5_strings_free(ds->names, ds->n_names);
   free(ds->std);
   free(ds->mean);
   free(ds);
 }
 
-size_t data_pending_bytes(const Dataset *ds, Split s) {
+size_t mt_data_pending_bytes(const Dataset *ds, Split s) {
   if (s != SPLIT_TRAIN && s != SPLIT_TEST) return 0;
   return ds->x_pending[s] ? (size_t)ds->info.n[s] * (size_t)ds->info.d * ds->elem : 0;
 }
 
-int data_load_features(Dataset *ds, Split s, void *dst, MtError *err) {
-  if (data_pending_bytes(ds, s) == 0) return 0;
+int mt_data_load_features(Dataset *ds, Split s, void *dst, MtError *err) {
+  if (mt_data_pending_bytes(ds, s) == 0) return 0;
   ds->x[s] = dst;
   int rc = features_load(ds, (int)s, err);
   ds->x[s] = NULL;
   return rc;
 }
 
-void data_attach_features(Dataset *ds, Split s, void *shared) {
-  if (data_pending_bytes(ds, s) == 0) return;
+void mt_data_attach_features(Dataset *ds, Split s, void *shared) {
+  if (mt_data_pending_bytes(ds, s) == 0) return;
   ds->x[s] = shared;
   ds->x_shared[s] = 1;
   ds->x_pending[s] = 0;
 }
 
-void data_probe_format(const char *path, char *buf, size_t n) {
+void mt_data_probe_format(const char *path, char *buf, size_t n) {
   if (n > 0) buf[0] = '\0';
   struct stat st;
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || H5Fis_hdf5(path) <= 0) return;
@@ -878,39 +878,39 @@ void data_probe_format(const char *path, char *buf, size_t n) {
   char **v = NULL;
   int nv = 0;
   MtError ignored = {0};
-  if (h5_attr_read_strings(f, path, DATA_ATTR_FORMAT, 1, &v, &nv, &ignored) == 0 && nv == 1) snprintf(buf, n, "%s", v[0]);
-  h5_strings_free(v, nv);
+  if (mt_h5_attr_read_strings(f, path, DATA_ATTR_FORMAT, 1, &v, &nv, &ignored) == 0 && nv == 1) snprintf(buf, n, "%s", v[0]);
+  mt_h5_strings_free(v, nv);
   H5Fclose(f);
 }
 
 /* ==== Accessors ==== */
 
-const DataInfo *data_info(const Dataset *ds) { return &ds->info; }
+const DataInfo *mt_data_info(const Dataset *ds) { return &ds->info; }
 
-const char *data_class_name(const Dataset *ds, int c) {
+const char *mt_data_class_name(const Dataset *ds, int c) {
   return ds->names && c >= 0 && c < ds->n_names ? ds->names[c] : NULL;
 }
 
-const int32_t *data_labels(const Dataset *ds, Split s) { return ds->y[s]; }
+const int32_t *mt_data_labels(const Dataset *ds, Split s) { return ds->y[s]; }
 
-const char *data_shard_path(const Dataset *ds, int k) {
+const char *mt_data_shard_path(const Dataset *ds, int k) {
   return k >= 0 && k < ds->info.n_shards ? ds->shards[k].path : NULL;
 }
 
-const float *data_mean(const Dataset *ds) { return ds->mean; }
-const float *data_std(const Dataset *ds) { return ds->std; }
+const float *mt_data_mean(const Dataset *ds) { return ds->mean; }
+const float *mt_data_std(const Dataset *ds) { return ds->std; }
 
 static int same_floats(const float *a, const float *b, int n) {
   return (a == NULL) == (b == NULL) && (a == NULL || memcmp(a, b, sizeof(float) * (size_t)n) == 0);
 }
 
-int data_preprocess_differs(const Dataset *ds, float scale, const float *mean, const float *std) {
+int mt_data_preprocess_differs(const Dataset *ds, float scale, const float *mean, const float *std) {
   const int d = ds->info.d;
   return (ds->info.scale != scale ? DATA_PRE_SCALE : 0) |
          (!same_floats(ds->mean, mean, d) || !same_floats(ds->std, std, d) ? DATA_PRE_NORM : 0);
 }
 
-int data_check_preprocess(const char *where, double scale, const float *mean, const float *std, int d, MtError *err) {
+int mt_data_check_preprocess(const char *where, double scale, const float *mean, const float *std, int d, MtError *err) {
   const float s = (float)scale;
   if (!(scale > 0) || !isfinite(scale))
     return mt_fail(err, "%s: scale = %g; expected a positive finite number", where, scale);
@@ -929,9 +929,9 @@ int data_check_preprocess(const char *where, double scale, const float *mean, co
   return 0;
 }
 
-int data_set_preprocess(Dataset *ds, float scale, const float *mean, const float *std, MtError *err) {
+int mt_data_set_preprocess(Dataset *ds, float scale, const float *mean, const float *std, MtError *err) {
   const int d = ds->info.d;
-  if (data_check_preprocess(ds->info.path, scale, mean, std, d, err) != 0) return -1;
+  if (mt_data_check_preprocess(ds->info.path, scale, mean, std, d, err) != 0) return -1;
   float *m = NULL, *sd = NULL;
   if (mean) {
     m = malloc(sizeof(float) * (size_t)d);
@@ -989,7 +989,7 @@ static int shard_of(const Dataset *ds, int s, int64_t r) {
 
 static int split_check(const Dataset *ds, Split s, MtError *err) {
   if (s != SPLIT_TRAIN && s != SPLIT_TEST) return mt_fail(err, "%s: no split %d", ds->info.path, (int)s);
-  if (ds->info.n[s] == 0) return mt_fail(err, "%s: has no %s split", ds->info.path, data_split_names[s]);
+  if (ds->info.n[s] == 0) return mt_fail(err, "%s: has no %s split", ds->info.path, mt_data_split_names[s]);
   return 0;
 }
 
@@ -1036,15 +1036,15 @@ static void labels_copy(const Dataset *ds, Split s, int64_t first, int n, int32_
     for (int i = 0; i < n; i++) y[i] = -1;
 }
 
-int data_read(Dataset *ds, Split s, const int64_t *rows /* [n] */, int n, float *x /* [n, d] */,
+int mt_data_read(Dataset *ds, Split s, const int64_t *rows /* [n] */, int n, float *x /* [n, d] */,
               int32_t *y /* [n] */, MtError *err) {
   if (split_check(ds, s, err) != 0) return -1;
   const int d = ds->info.d;
   const int64_t N = ds->info.n[s];
   for (int k = 0; k < n; k++)
     if (rows[k] < 0 || rows[k] >= N || (k > 0 && rows[k] < rows[k - 1]))
-      return mt_fail(err, "%s: data_read: row %lld at position %d; expected rows sorted ascending in [0, %lld) of "
-                     "the %s split", ds->info.path, (long long)rows[k], k, (long long)N, data_split_names[s]);
+      return mt_fail(err, "%s: mt_data_read: row %lld at position %d; expected rows sorted ascending in [0, %lld) of "
+                     "the %s split", ds->info.path, (long long)rows[k], k, (long long)N, mt_data_split_names[s]);
   const size_t row_bytes = ds->elem * (size_t)d;
   if (ds->info.in_memory[s]) {
     const char *base = ds->x[s];
@@ -1094,13 +1094,13 @@ int data_read(Dataset *ds, Split s, const int64_t *rows /* [n] */, int n, float 
   return 0;
 }
 
-int data_read_range(Dataset *ds, Split s, int64_t first, int n, float *x /* [n, d] */, int32_t *y /* [n] */,
+int mt_data_read_range(Dataset *ds, Split s, int64_t first, int n, float *x /* [n, d] */, int32_t *y /* [n] */,
                     MtError *err) {
   if (split_check(ds, s, err) != 0) return -1;
   const int d = ds->info.d;
   if (first < 0 || n < 0 || first + n > ds->info.n[s])
-    return mt_fail(err, "%s: data_read_range: rows %lld .. %lld are outside [0, %lld) of the %s split", ds->info.path,
-                   (long long)first, (long long)(first + n - 1), (long long)ds->info.n[s], data_split_names[s]);
+    return mt_fail(err, "%s: mt_data_read_range: rows %lld .. %lld are outside [0, %lld) of the %s split", ds->info.path,
+                   (long long)first, (long long)(first + n - 1), (long long)ds->info.n[s], mt_data_split_names[s]);
   const size_t row_bytes = ds->elem * (size_t)d;
   if (ds->info.in_memory[s]) {
     const char *base = ds->x[s];

@@ -25,7 +25,7 @@
 
 struct DataWriter {
   char path[DATA_PATH_MAX];  /* final name */
-  char tmp[DATA_PATH_MAX];   /* where it is written until datawriter_close */
+  char tmp[DATA_PATH_MAX];   /* where it is written until mt_datawriter_close */
   int64_t n[2];            /* rows announced per split */
   int64_t done[2];         /* rows appended so far */
   int d, n_classes, store_uint8, no_labels;
@@ -67,7 +67,7 @@ done:
 
 /* The reason of the HDF5 failure just seen, for a message. */
 static const char *why(void) {
-  const char *r = h5_error_reason();
+  const char *r = mt_h5_error_reason();
   return r ? r : "HDF5 error (disk full?)";
 }
 
@@ -93,13 +93,13 @@ static int spec_check(const char *path, const DataWriterSpec *sp, MtError *err) 
   if (sp->class_names && sp->n_classes == 0)
     return mt_fail(err, "%s: class names without a class count", path);
   if (sp->gzip < 0 || sp->gzip > 9) return mt_fail(err, "%s: gzip level %d; expected 0 .. 9", path, sp->gzip);
-  if (data_check_preprocess(path, sp->scale, sp->mean, sp->std, sp->d, err) != 0) return -1;
+  if (mt_data_check_preprocess(path, sp->scale, sp->mean, sp->std, sp->d, err) != 0) return -1;
   if (sp->gzip > 0 && H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0)
     return mt_fail(err, "%s: this HDF5 library has no gzip (deflate) filter; use --gzip 0", path);
   return 0;
 }
 
-int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp, MtError *err) {
+int mt_datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp, MtError *err) {
   *out = NULL;
   if (spec_check(path, sp, err) != 0) return -1;
   DataWriter *w = calloc(1, sizeof *w);
@@ -113,7 +113,7 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
   w->store_uint8 = sp->store_uint8 ? 1 : 0;
   w->no_labels = sp->no_labels ? 1 : 0;
   hid_t fapl = -1;
-  if (strlen(path) >= sizeof w->path || atomic_temp_name(path, w->tmp, sizeof w->tmp) != 0) {
+  if (strlen(path) >= sizeof w->path || mt_atomic_temp_name(path, w->tmp, sizeof w->tmp) != 0) {
     mt_fail(err, "output path too long: %s", path);
     goto fail;
   }
@@ -143,14 +143,14 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
   const char *source = sp->source ? sp->source : "";
   int32_t version = DATA_FORMAT_VERSION, n_classes = sp->n_classes;
   float scale = sp->scale;
-  if (h5_attr_write_strings(w->file, DATA_ATTR_FORMAT, &format, 1, 1) < 0 ||
-      h5_attr_write_scalar(w->file, DATA_ATTR_FORMAT_VERSION, H5T_STD_I32LE, &version) < 0 ||
-      (n_classes > 0 && h5_attr_write_scalar(w->file, DATA_ATTR_NUM_CLASSES, H5T_STD_I32LE, &n_classes) < 0) ||
-      h5_attr_write_scalar(w->file, DATA_ATTR_SCALE, H5T_IEEE_F32LE, &scale) < 0 ||
-      h5_attr_write_strings(w->file, DATA_ATTR_SOURCE, &source, 1, 1) < 0 ||
-      (sp->class_names && h5_attr_write_strings(w->file, DATA_ATTR_CLASS_NAMES, sp->class_names, (hsize_t)sp->n_classes, 0) < 0) ||
-      (sp->mean && (h5_attr_write_floats(w->file, DATA_ATTR_MEAN, sp->mean, (hsize_t)sp->d) < 0 ||
-                    h5_attr_write_floats(w->file, DATA_ATTR_STD, sp->std, (hsize_t)sp->d) < 0))) {
+  if (mt_h5_attr_write_strings(w->file, DATA_ATTR_FORMAT, &format, 1, 1) < 0 ||
+      mt_h5_attr_write_scalar(w->file, DATA_ATTR_FORMAT_VERSION, H5T_STD_I32LE, &version) < 0 ||
+      (n_classes > 0 && mt_h5_attr_write_scalar(w->file, DATA_ATTR_NUM_CLASSES, H5T_STD_I32LE, &n_classes) < 0) ||
+      mt_h5_attr_write_scalar(w->file, DATA_ATTR_SCALE, H5T_IEEE_F32LE, &scale) < 0 ||
+      mt_h5_attr_write_strings(w->file, DATA_ATTR_SOURCE, &source, 1, 1) < 0 ||
+      (sp->class_names && mt_h5_attr_write_strings(w->file, DATA_ATTR_CLASS_NAMES, sp->class_names, (hsize_t)sp->n_classes, 0) < 0) ||
+      (sp->mean && (mt_h5_attr_write_floats(w->file, DATA_ATTR_MEAN, sp->mean, (hsize_t)sp->d) < 0 ||
+                    mt_h5_attr_write_floats(w->file, DATA_ATTR_STD, sp->std, (hsize_t)sp->d) < 0))) {
     mt_fail(err, "%s: cannot write the dataset attributes: %s", path, why());
     goto fail;
   }
@@ -176,11 +176,11 @@ int datawriter_open(DataWriter **out, const char *path, const DataWriterSpec *sp
   return 0;
 fail:
   if (fapl >= 0) H5Pclose(fapl);
-  datawriter_abort(w);
+  mt_datawriter_abort(w);
   return -1;
 }
 
-int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const int32_t *y /* [n] */, int64_t n,
+int mt_datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const int32_t *y /* [n] */, int64_t n,
                       MtError *err) {
   if ((s != SPLIT_TRAIN && s != SPLIT_TEST) || n < 0)
     return mt_fail(err, "%s: bad append (split %d, %lld rows)", w->path, (int)s, (long long)n);
@@ -189,7 +189,7 @@ int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const 
   if (w->done[s] + n > w->n[s])
     return mt_fail(err, "%s: appending %lld rows to %s would make %lld; the file was opened for %lld", w->path,
                    (long long)n, g, (long long)(w->done[s] + n), (long long)w->n[s]);
-  /* Check what we are given rather than write a file data_open will refuse. */
+  /* Check what we are given rather than write a file mt_data_open will refuse. */
   for (int64_t i = 0; !w->no_labels && i < n; i++)
     if (y[i] < 0 || y[i] >= w->n_classes)
       return mt_fail(err, "%s: label %d of row %lld of %s is outside [0, %d)", w->path, (int)y[i],
@@ -201,25 +201,25 @@ int datawriter_append(DataWriter *w, Split s, const void *x /* [n, d] */, const 
         return mt_fail(err, "%s: row %lld of %s holds %g (feature %d); expected finite features", w->path,
                        (long long)(w->done[s] + i / w->d), g, (double)xf[i], (int)(i % w->d));
   }
-  if (h5_rows(w->x[s], w->store_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, w->done[s], n, w->d, (void *)x, 1) < 0 ||
-      (!w->no_labels && h5_rows(w->y[s], H5T_NATIVE_INT32, w->done[s], n, 0, (void *)y, 1) < 0))
+  if (mt_h5_rows(w->x[s], w->store_uint8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, w->done[s], n, w->d, (void *)x, 1) < 0 ||
+      (!w->no_labels && mt_h5_rows(w->y[s], H5T_NATIVE_INT32, w->done[s], n, 0, (void *)y, 1) < 0))
     return mt_fail(err, "%s: writing rows %lld .. %lld of %s failed: %s", w->path, (long long)w->done[s],
                    (long long)(w->done[s] + n - 1), g, why());
   w->done[s] += n;
   return 0;
 }
 
-int datawriter_close(DataWriter *w, MtError *err) {
+int mt_datawriter_close(DataWriter *w, MtError *err) {
   for (int s = 0; s < 2; s++)
     if (w->done[s] != w->n[s]) {
       mt_fail(err, "%s: %s received %lld rows but the file was opened for %lld", w->path, split_group[s],
               (long long)w->done[s], (long long)w->n[s]);
-      datawriter_abort(w);
+      mt_datawriter_abort(w);
       return -1;
     }
-  if (h5_file_flush(w->file, w->tmp) != 0) {
+  if (mt_h5_file_flush(w->file, w->tmp) != 0) {
     mt_fail(err, "%s: flushing the file failed: %s", w->path, why());
-    datawriter_abort(w);
+    mt_datawriter_abort(w);
     return -1;
   }
   int bad = 0;
@@ -230,30 +230,30 @@ int datawriter_close(DataWriter *w, MtError *err) {
     w->x[s] = w->y[s] = w->group[s] = -1;
   }
   /* Everything is flushed, so closing writes nothing more; if something still fails, the file is abandoned before it
-   * is closed (h5_file_abandon, via datawriter_abort). */
+   * is closed (mt_h5_file_abandon, via mt_datawriter_abort). */
   if (!bad) {
     bad = H5Fclose(w->file) < 0;
     w->file = -1;
   }
   if (bad) {
     mt_fail(err, "%s: closing the file failed: %s", w->path, why());
-    datawriter_abort(w);
+    mt_datawriter_abort(w);
     return -1;
   }
-  if (atomic_commit(w->tmp, w->path) != 0) {
+  if (mt_atomic_commit(w->tmp, w->path) != 0) {
     mt_fail(err, "cannot move '%s' into place as '%s': %s", w->tmp, w->path, strerror(errno));
-    datawriter_abort(w);
+    mt_datawriter_abort(w);
     return -1;
   }
   free(w);
   return 0;
 }
 
-const char *datawriter_temp(const DataWriter *w) { return w->tmp; }
+const char *mt_datawriter_temp(const DataWriter *w) { return w->tmp; }
 
-void datawriter_abort(DataWriter *w) {
+void mt_datawriter_abort(DataWriter *w) {
   if (w == NULL) return;
-  if (w->file >= 0) h5_file_abandon(w->file); /* the closes below must not fail (h5util.h) */
+  if (w->file >= 0) mt_h5_file_abandon(w->file); /* the closes below must not fail (h5util.h) */
   close_handles(w);
   if (w->tmp[0] != '\0') unlink(w->tmp);
   free(w);

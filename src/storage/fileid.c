@@ -19,13 +19,13 @@ static const char *kind_name(mode_t m) {
 
 static int given(const char *path) { return path != NULL && path[0] != '\0'; }
 
-int fileid_same(const char *a, const char *b) {
+int mt_fileid_same(const char *a, const char *b) {
   struct stat sa, sb;
   if (!given(a) || !given(b) || stat(a, &sa) != 0 || stat(b, &sb) != 0) return 0;
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-int fileid_regular(const char *path, const char *role, MtError *err) {
+int mt_fileid_regular(const char *path, const char *role, MtError *err) {
   struct stat st;
   if (!given(path) || stat(path, &st) != 0 || S_ISREG(st.st_mode)) return 0;
   if (role != NULL && role[0] != '\0')
@@ -50,11 +50,11 @@ static const char *how_same(const char *a, const char *b) {
   char da[FILEID_PATH_MAX], db[FILEID_PATH_MAX];
   dir_of(a, da, sizeof da);
   dir_of(b, db, sizeof db);
-  if (strcmp(na ? na + 1 : a, nb ? nb + 1 : b) != 0 || !fileid_same(da, db)) return " (through a hard link)";
+  if (strcmp(na ? na + 1 : a, nb ? nb + 1 : b) != 0 || !mt_fileid_same(da, db)) return " (through a hard link)";
   return " (by another path)";
 }
 
-int fileid_check(const FileRole *inputs, int n_inputs, const FileRole *outputs, int n_outputs, MtError *err) {
+int mt_fileid_check(const FileRole *inputs, int n_inputs, const FileRole *outputs, int n_outputs, MtError *err) {
   for (int o = 0; o < n_outputs; o++) {
     const FileRole *out = &outputs[o];
     struct stat so;
@@ -66,7 +66,7 @@ int fileid_check(const FileRole *inputs, int n_inputs, const FileRole *outputs, 
                      out->role, out->path, kind_name(so.st_mode));
     for (int i = 0; i < n_inputs; i++) {
       const FileRole *in = &inputs[i];
-      if (fileid_same(out->path, in->path))
+      if (mt_fileid_same(out->path, in->path))
         return mt_fail(err, "%s %s is the same file as %s %s%s; an output must not overwrite an input", out->role,
                        out->path, in->role, in->path, how_same(out->path, in->path));
     }

@@ -16,7 +16,7 @@
 
 /* ==== Failures ==== */
 
-static int noted_errno; /* the errno of the last failure h5_rows saw, before its cleanup cleared HDF5's stack */
+static int noted_errno; /* the errno of the last failure mt_h5_rows saw, before its cleanup cleared HDF5's stack */
 
 static herr_t find_errno(unsigned n, const H5E_error2_t *e, void *data) {
   (void)n;
@@ -32,7 +32,7 @@ static int stack_errno(void) {
   return e;
 }
 
-const char *h5_error_reason(void) {
+const char *mt_h5_error_reason(void) {
   int e = stack_errno();
   if (e == 0) e = noted_errno;
   noted_errno = 0;
@@ -44,7 +44,7 @@ static int flush_failed(void) {
   return -1;
 }
 
-int h5_file_flush(hid_t file, const char *path) {
+int mt_h5_file_flush(hid_t file, const char *path) {
   /* Cached chunks first: writing them allocates their space, and a failure here is an ordinary failed write. */
   ssize_t n = H5Fget_obj_count(file, H5F_OBJ_DATASET | H5F_OBJ_LOCAL);
   if (n > 0) {
@@ -80,7 +80,7 @@ int h5_file_flush(hid_t file, const char *path) {
   return 0;
 }
 
-void h5_file_abandon(hid_t file) {
+void mt_h5_file_abandon(hid_t file) {
   hid_t fapl = H5Fget_access_plist(file);
   void *handle = NULL;
   /* The POSIX driver's handle is its descriptor: point it at an anonymous in-memory file. */
@@ -94,7 +94,7 @@ void h5_file_abandon(hid_t file) {
   if (fapl >= 0) H5Pclose(fapl);
 }
 
-int h5_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf, int write) {
+int mt_h5_rows(hid_t ds, hid_t mtype, int64_t first, int64_t n, int cols, void *buf, int write) {
   int rank = cols > 0 ? 2 : 1, rc = -1;
   hsize_t start[2] = {(hsize_t)first, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
   hid_t fs = H5Dget_space(ds), ms = -1;
@@ -128,7 +128,7 @@ static void bytes_text(double b, char *out, size_t n) {
   snprintf(out, n, "%.1f %s", b, unit[u]);
 }
 
-int h5_check_stored(hid_t ds, const char *where, MtError *err) {
+int mt_h5_check_stored(hid_t ds, const char *where, MtError *err) {
   hid_t sp = H5Dget_space(ds), t = H5Dget_type(ds), dcpl = H5Dget_create_plist(ds);
   int rank = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp), rc = -1;
   hsize_t dims[H5S_MAX_RANK], chunk[H5S_MAX_RANK];
@@ -184,7 +184,7 @@ done:
   return rc;
 }
 
-int h5_filters_check(hid_t ds, const char *where, const char *name, MtError *err) {
+int mt_h5_filters_check(hid_t ds, const char *where, const char *name, MtError *err) {
   /* Names for files that do not store one (a filter's name in the file is optional); ids from HDF Group's registry */
   static const struct {
     H5Z_filter_t id;
@@ -213,14 +213,14 @@ int h5_filters_check(hid_t ds, const char *where, const char *name, MtError *err
   return rc;
 }
 
-void h5_strings_free(char **v, int n) {
+void mt_h5_strings_free(char **v, int n) {
   if (v == NULL) return;
   for (int i = 0; i < n; i++) free(v[i]);
   free(v);
 }
 
 /* 1 and the attribute's class and element count if it exists, 0 if not, -1 on error. */
-int h5_attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count) {
+int mt_h5_attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count) {
   htri_t e = H5Aexists(loc, name);
   if (e <= 0) return e < 0 ? -1 : 0;
   hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
@@ -238,7 +238,7 @@ int h5_attr_find(hid_t loc, const char *name, H5T_class_t *cls, hssize_t *count)
   return rc;
 }
 
-int h5_attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf) {
+int mt_h5_attr_read_raw(hid_t loc, const char *name, hid_t mtype, void *buf) {
   hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
   if (a < 0) return -1;
   herr_t rc = H5Aread(a, mtype, buf);
@@ -252,21 +252,21 @@ static int attr_read_one(hid_t loc, const char *path, const char *name, int inte
                          MtError *err) {
   H5T_class_t cls;
   hssize_t count;
-  int f = h5_attr_find(loc, name, &cls, &count);
+  int f = mt_h5_attr_find(loc, name, &cls, &count);
   if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
   if (f == 0) return 1;
   if (count != 1) return mt_fail(err, "%s: attribute %s has %lld values; expected one", path, name, (long long)count);
   if (cls != H5T_INTEGER && (integer || cls != H5T_FLOAT))
     return mt_fail(err, "%s: attribute %s is not %s", path, name, integer ? "an integer" : "a number");
-  if (h5_attr_read_raw(loc, name, mtype, buf) < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
+  if (mt_h5_attr_read_raw(loc, name, mtype, buf) < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
   return 0;
 }
 
 /* A numeric scalar (or one-element array) attribute. 0 found, 1 missing, -1 error (message set). */
-int h5_attr_read_number(hid_t loc, const char *path, const char *name, int integer, double *v, MtError *err) {
+int mt_h5_attr_read_number(hid_t loc, const char *path, const char *name, int integer, double *v, MtError *err) {
   if (integer) { /* the same checks and messages as an exact integer, then as a double */
     int64_t i;
-    int f = h5_attr_read_int64(loc, path, name, &i, err);
+    int f = mt_h5_attr_read_int64(loc, path, name, &i, err);
     if (f == 0) *v = (double)i;
     return f;
   }
@@ -275,18 +275,18 @@ int h5_attr_read_number(hid_t loc, const char *path, const char *name, int integ
 
 /* An integer scalar (or one-element array) attribute, exactly: 64-bit counters and seeds do not survive a trip
  * through double. 0 found, 1 missing, -1 error (message set). */
-int h5_attr_read_int64(hid_t loc, const char *path, const char *name, int64_t *v, MtError *err) {
+int mt_h5_attr_read_int64(hid_t loc, const char *path, const char *name, int64_t *v, MtError *err) {
   /* HDF5 clips an unsigned value beyond INT64_MAX to INT64_MAX: the callers' range checks then refuse it. */
   return attr_read_one(loc, path, name, 1, H5T_NATIVE_INT64, v, err);
 }
 
 /* A string attribute (scalar or 1-D) as *n malloc'd strings. 0 found, 1 missing, -1 error. */
-int h5_attr_read_strings(hid_t loc, const char *path, const char *name, int max, char ***out, int *n, MtError *err) {
+int mt_h5_attr_read_strings(hid_t loc, const char *path, const char *name, int max, char ***out, int *n, MtError *err) {
   *out = NULL;
   *n = 0;
   H5T_class_t cls;
   hssize_t count;
-  int f = h5_attr_find(loc, name, &cls, &count);
+  int f = mt_h5_attr_find(loc, name, &cls, &count);
   if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
   if (f == 0) return 1;
   if (cls != H5T_STRING) return mt_fail(err, "%s: attribute %s is not a string", path, name);
@@ -343,7 +343,7 @@ done:
   if (ft >= 0) H5Tclose(ft);
   if (a >= 0) H5Aclose(a);
   if (rc != 0) {
-    h5_strings_free(v, (int)count);
+    mt_h5_strings_free(v, (int)count);
     return mt_fail(err, "%s: cannot read string attribute %s", path, name);
   }
   *out = v;
@@ -352,11 +352,11 @@ done:
 }
 
 /* A float [d] attribute (mean, std). 0 found, 1 missing, -1 error. */
-int h5_attr_read_floats(hid_t loc, const char *path, const char *name, int d, float **out, MtError *err) {
+int mt_h5_attr_read_floats(hid_t loc, const char *path, const char *name, int d, float **out, MtError *err) {
   *out = NULL;
   H5T_class_t cls;
   hssize_t count;
-  int f = h5_attr_find(loc, name, &cls, &count);
+  int f = mt_h5_attr_find(loc, name, &cls, &count);
   if (f < 0) return mt_fail(err, "%s: cannot read attribute %s", path, name);
   if (f == 0) return 1;
   if (cls != H5T_FLOAT && cls != H5T_INTEGER) return mt_fail(err, "%s: attribute %s is not numeric", path, name);
@@ -365,7 +365,7 @@ int h5_attr_read_floats(hid_t loc, const char *path, const char *name, int d, fl
                    name, (long long)count, d);
   float *v = malloc((size_t)d * sizeof *v);
   if (v == NULL) return mt_fail(err, "%s: out of memory reading attribute %s", path, name);
-  if (h5_attr_read_raw(loc, name, H5T_NATIVE_FLOAT, v) < 0) {
+  if (mt_h5_attr_read_raw(loc, name, H5T_NATIVE_FLOAT, v) < 0) {
     free(v);
     return mt_fail(err, "%s: cannot read attribute %s", path, name);
   }
@@ -373,7 +373,7 @@ int h5_attr_read_floats(hid_t loc, const char *path, const char *name, int d, fl
   return 0;
 }
 
-int h5_attr_write(hid_t loc, const char *name, hid_t type, hid_t space, const void *buf) {
+int mt_h5_attr_write(hid_t loc, const char *name, hid_t type, hid_t space, const void *buf) {
   hid_t a = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
   if (a < 0) return -1;
   herr_t rc = H5Awrite(a, type, buf);
@@ -381,33 +381,33 @@ int h5_attr_write(hid_t loc, const char *name, hid_t type, hid_t space, const vo
   return 0;
 }
 
-int h5_attr_write_scalar(hid_t loc, const char *name, hid_t type, const void *v) {
+int mt_h5_attr_write_scalar(hid_t loc, const char *name, hid_t type, const void *v) {
   hid_t sp = H5Screate(H5S_SCALAR);
   if (sp < 0) return -1;
-  int rc = h5_attr_write(loc, name, type, sp, v);
+  int rc = mt_h5_attr_write(loc, name, type, sp, v);
   if (H5Sclose(sp) < 0) rc = -1;
   return rc;
 }
 
 /* Variable-length UTF-8 strings: what h5py writes for str, so h5py reads them back as str. */
-int h5_attr_write_strings(hid_t loc, const char *name, const char *const *v, hsize_t n, int scalar) {
+int mt_h5_attr_write_strings(hid_t loc, const char *name, const char *const *v, hsize_t n, int scalar) {
   int rc = -1;
   hid_t t = H5Tcopy(H5T_C_S1), sp = -1;
   if (t < 0) return -1;
   if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) goto done;
   sp = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
   if (sp < 0) goto done;
-  rc = h5_attr_write(loc, name, t, sp, v);
+  rc = mt_h5_attr_write(loc, name, t, sp, v);
 done:
   if (sp >= 0 && H5Sclose(sp) < 0) rc = -1;
   if (H5Tclose(t) < 0) rc = -1;
   return rc;
 }
 
-int h5_attr_write_floats(hid_t loc, const char *name, const float *v /* [n] */, hsize_t n) {
+int mt_h5_attr_write_floats(hid_t loc, const char *name, const float *v /* [n] */, hsize_t n) {
   hid_t sp = H5Screate_simple(1, &n, NULL);
   if (sp < 0) return -1;
-  int rc = h5_attr_write(loc, name, H5T_IEEE_F32LE, sp, v);
+  int rc = mt_h5_attr_write(loc, name, H5T_IEEE_F32LE, sp, v);
   if (H5Sclose(sp) < 0) rc = -1;
   return rc;
 }

@@ -18,7 +18,7 @@
 
 /* ==== Feature statistics ==== */
 
-void feature_stats_from_sums(const double *sum, int64_t n, int d, float *mean, float *std) {
+void mt_feature_stats_from_sums(const double *sum, int64_t n, int d, float *mean, float *std) {
   for (int j = 0; j < d; j++) {
     double m = sum[j] / (double)n, var = sum[d + j] / (double)n - m * m;
     mean[j] = (float)m;
@@ -27,7 +27,7 @@ void feature_stats_from_sums(const double *sum, int64_t n, int d, float *mean, f
   }
 }
 
-int feature_stats(const void *x, int uint8, int64_t n, int d, float scale, float *mean, float *std, MtError *err) {
+int mt_feature_stats(const void *x, int uint8, int64_t n, int d, float scale, float *mean, float *std, MtError *err) {
   double *sum = mt_alloc(2 * (size_t)d * sizeof(double), "feature statistics", err);
   if (sum == NULL) return -1;
   double *sq = sum + d;
@@ -38,7 +38,7 @@ int feature_stats(const void *x, int uint8, int64_t n, int d, float scale, float
       sum[j] += v;
       sq[j] += v * v;
     }
-  feature_stats_from_sums(sum, n, d, mean, std);
+  mt_feature_stats_from_sums(sum, n, d, mean, std);
   mt_free(sum);
   return 0;
 }
@@ -62,9 +62,9 @@ static int gz_read_all(gzFile f, void *buf, size_t n, size_t *got) {
 }
 
 /* An IDX file of unsigned bytes, gzip-compressed or not: labels (1 dimension) or images (2 or more). */
-int idx_read(const char *path, int labels, Idx *out, MtError *err) {
+int mt_idx_read(const char *path, int labels, Idx *out, MtError *err) {
   memset(out, 0, sizeof *out);
-  if (fileid_regular(path, NULL, err) != 0) return -1; /* before gzopen: a FIFO would block it */
+  if (mt_fileid_regular(path, NULL, err) != 0) return -1; /* before gzopen: a FIFO would block it */
   errno = 0;
   gzFile f = gzopen(path, "rb");
   if (f == NULL) return mt_fail(err, "cannot open '%s': %s", path, errno ? strerror(errno) : "out of memory");
@@ -133,18 +133,18 @@ done:
 
 /* ==== CSV files ==== */
 
-int csv_open(Csv *c, const char *path, int label_col, int64_t classes, MtError *err) {
+int mt_csv_open(Csv *c, const char *path, int label_col, int64_t classes, MtError *err) {
   memset(c, 0, sizeof *c);
   c->path = path;
   c->label_col = label_col;
   c->classes = classes;
-  if (fileid_regular(path, NULL, err) != 0) return -1; /* before fopen: a FIFO would block it */
+  if (mt_fileid_regular(path, NULL, err) != 0) return -1; /* before fopen: a FIFO would block it */
   c->f = fopen(path, "r");
   if (c->f == NULL) return mt_fail(err, "cannot open '%s': %s", path, strerror(errno));
   return 0;
 }
 
-void csv_close(Csv *c) {
+void mt_csv_close(Csv *c) {
   free(c->row);
   free(c->line);
   if (c->f) fclose(c->f);
@@ -190,7 +190,7 @@ static int csv_line(Csv *c, MtError *err) {
 /* The next row into c->row / c->label: 1 read, 0 end of file, -1 error (FILE:LINE in the message). Blank lines
  * are skipped, and so is the first line when it is not all numbers (a header). A UTF-8 byte-order mark (Excel's
  * "CSV UTF-8") before the first line is not part of it: it made the first row read as a header, and lost it. */
-int csv_next(Csv *c, MtError *err) {
+int mt_csv_next(Csv *c, MtError *err) {
   for (;;) {
     int got = csv_line(c, err);
     if (got <= 0) return got;
@@ -265,16 +265,16 @@ int csv_next(Csv *c, MtError *err) {
 }
 
 /* Pass 1 over a CSV file (import.h). */
-int csv_scan(const char *path, int label_col, int64_t classes, int want_stats, CsvScan *sc, MtError *err) {
+int mt_csv_scan(const char *path, int label_col, int64_t classes, int want_stats, CsvScan *sc, MtError *err) {
   memset(sc, 0, sizeof *sc);
   sc->max_label = -1;
   Csv c;
-  if (csv_open(&c, path, label_col, classes, err) != 0) return -1;
+  if (mt_csv_open(&c, path, label_col, classes, err) != 0) return -1;
   int rc = -1, r;
-  while ((r = csv_next(&c, err)) == 1) {
-    int sig = comm_stop_signal();
+  while ((r = mt_csv_next(&c, err)) == 1) {
+    int sig = mt_comm_stop_signal();
     if (sig != 0) {
-      mt_fail(err, "convert interrupted by %s while reading %s; nothing written", comm_signal_name(sig), path);
+      mt_fail(err, "convert interrupted by %s while reading %s; nothing written", mt_comm_signal_name(sig), path);
       goto done;
     }
     if (sc->rows == 0) {
@@ -304,7 +304,7 @@ int csv_scan(const char *path, int label_col, int64_t classes, int want_stats, C
   }
   rc = 0;
 done:
-  csv_close(&c);
+  mt_csv_close(&c);
   if (rc != 0) {
     mt_free(sc->sum);
     sc->sum = NULL;

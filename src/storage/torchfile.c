@@ -40,7 +40,7 @@ static const char *const storage_names[TORCH_DTYPE_COUNT] = {
     "IntStorage",   "ShortStorage",  "CharStorage", "ByteStorage",     "BoolStorage"};
 static const int dtype_bytes[TORCH_DTYPE_COUNT] = {4, 8, 2, 2, 8, 4, 2, 1, 1, 1};
 
-const char *torchfile_dtype_name(TorchDtype d) {
+const char *mt_torchfile_dtype_name(TorchDtype d) {
   return d >= 0 && d < TORCH_DTYPE_COUNT ? dtype_names[d] : "unknown";
 }
 
@@ -635,7 +635,7 @@ static int read_file(const char *path, uint8_t **buf, uint64_t *size, MtError *e
   return rc;
 }
 
-int torchfile_sniff(const char *path) {
+int mt_torchfile_sniff(const char *path) {
   unsigned char b[4] = {0};
   FILE *f = fopen(path, "rb");
   if (f == NULL) return 0;
@@ -644,7 +644,7 @@ int torchfile_sniff(const char *path) {
   return (n >= 4 && memcmp(b, "PK\x03\x04", 4) == 0) || (n >= 2 && b[0] == 0x80 && b[1] <= 5);
 }
 
-void torchfile_free(TorchStateDict *sd) {
+void mt_torchfile_free(TorchStateDict *sd) {
   for (int i = 0; sd->t && i < sd->n; i++) free(sd->t[i].data);
   free(sd->t);
   memset(sd, 0, sizeof *sd);
@@ -702,7 +702,7 @@ static int collect(Vm *vm, int result, TorchStateDict *sd) {
   return 0;
 }
 
-int torchfile_read(const char *path, TorchStateDict *sd, MtError *err) {
+int mt_torchfile_read(const char *path, TorchStateDict *sd, MtError *err) {
   memset(sd, 0, sizeof *sd);
   uint8_t *buf = NULL;
   uint64_t size = 0;
@@ -762,7 +762,7 @@ done:
   free(vm.v);
   free(z.e);
   free(buf);
-  if (rc != 0) torchfile_free(sd);
+  if (rc != 0) mt_torchfile_free(sd);
   return rc;
 }
 
@@ -786,7 +786,7 @@ static void shape_text(const int64_t *dims, int rank, char *out, size_t n) {
 static int check(const char *path, const TorchTensor *t, const char *name, int rank, const int *dims, MtError *err) {
   if (t->dtype != TORCH_FLOAT32)
     return mt_fail(err, "%s: key %s is %s; mpitrain reads float32 tensors (save {k: v.float() for k, v in "
-                        "sd.items()})", path, t->key, torchfile_dtype_name(t->dtype));
+                        "sd.items()})", path, t->key, mt_torchfile_dtype_name(t->dtype));
   if (!t->contiguous)
     return mt_fail(err, "%s: key %s is not contiguous (save {k: v.contiguous() ...})", path, t->key);
   int64_t want[2] = {dims[0], rank == 2 ? dims[1] : 0};
@@ -972,9 +972,9 @@ static int modules_load(Target *tg, const Module *mods, int n_mods, int by_name,
   return 0;
 }
 
-int torchfile_load_model(const char *path, Model *m, char *how, size_t how_n, MtError *err) {
+int mt_torchfile_load_model(const char *path, Model *m, char *how, size_t how_n, MtError *err) {
   TorchStateDict sd;
-  if (torchfile_read(path, &sd, err) != 0) return -1;
+  if (mt_torchfile_read(path, &sd, err) != 0) return -1;
   Module *mods = calloc((size_t)(sd.n ? sd.n : 1), sizeof *mods);
   Target *tg = calloc(1, sizeof *tg);
   int n_mods = 0, rc = -1, by_name = 1;
@@ -984,9 +984,9 @@ int torchfile_load_model(const char *path, Model *m, char *how, size_t how_n, Mt
   }
   tg->path = path;
   tg->m = m;
-  tg->nt = model_tensors(m, tg->ts, 4 * MODEL_MAX_HIDDEN + 2);
-  tg->ns = model_state_tensors(m, tg->ss, 2 * MODEL_MAX_HIDDEN);
-  checkpoint_arch_string(&m->spec, tg->arch, sizeof tg->arch);
+  tg->nt = mt_model_tensors(m, tg->ts, 4 * MODEL_MAX_HIDDEN + 2);
+  tg->ns = mt_model_state_tensors(m, tg->ss, 2 * MODEL_MAX_HIDDEN);
+  mt_checkpoint_arch_string(&m->spec, tg->arch, sizeof tg->arch);
   if (split_modules(path, &sd, mods, &n_mods, err) != 0) goto done;
   if (n_mods == 0) {
     mt_fail(err, "%s: the state dict holds no tensors", path);
@@ -1000,6 +1000,6 @@ int torchfile_load_model(const char *path, Model *m, char *how, size_t how_n, Mt
 done:
   free(tg);
   free(mods);
-  torchfile_free(&sd);
+  mt_torchfile_free(&sd);
   return rc;
 }

@@ -21,12 +21,12 @@ static char *config_text(const Config *c) {
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
   if (f == NULL) return NULL;
-  opts_write_ini(f, config_train_options, c);
+  mt_opts_write_ini(f, mt_config_train_options, c);
   fclose(f);
   return buf;
 }
 
-/* 0, or -1 when out of memory (what was filled is freed by checkpoint_meta_free). */
+/* 0, or -1 when out of memory (what was filled is freed by mt_checkpoint_meta_free). */
 static int fill_meta(const Trainer *t, CheckpointMeta *meta) {
   memset(meta, 0, sizeof *meta);
   meta->format_version = CHECKPOINT_VERSION;
@@ -48,7 +48,7 @@ static int fill_meta(const Trainer *t, CheckpointMeta *meta) {
     for (int i = 0; i < t->n_tensors; i++) memcpy(&meta->det_max[i], &t->dt.prev[i], sizeof(float));
   }
   meta->since_best = t->since_best;
-  meta->elapsed_s = t->elapsed_base + now() - t->t_start; /* checkpoints are written in trainer_fit only */
+  meta->elapsed_s = t->elapsed_base + now() - t->t_start; /* checkpoints are written in mt_trainer_fit only */
   meta->n_train = t->info->n[SPLIT_TRAIN];
   snprintf(meta->data, sizeof meta->data, "%s", t->cfg.data);
   snprintf(meta->version, sizeof meta->version, "%s", MPITRAIN_VERSION);
@@ -65,13 +65,13 @@ static int fill_meta(const Trainer *t, CheckpointMeta *meta) {
     meta->mean = malloc(sizeof(float) * (size_t)D);
     meta->std = malloc(sizeof(float) * (size_t)D);
     if (meta->mean == NULL || meta->std == NULL) return -1;
-    memcpy(meta->mean, data_mean(t->ds), sizeof(float) * (size_t)D);
-    memcpy(meta->std, data_std(t->ds), sizeof(float) * (size_t)D);
+    memcpy(meta->mean, mt_data_mean(t->ds), sizeof(float) * (size_t)D);
+    memcpy(meta->std, mt_data_std(t->ds), sizeof(float) * (size_t)D);
   }
-  if (data_class_name(t->ds, 0)) {
+  if (mt_data_class_name(t->ds, 0)) {
     meta->class_names = calloc((size_t)C, sizeof *meta->class_names);
     for (int k = 0; meta->class_names && k < C; k++)
-      if ((meta->class_names[k] = strdup(data_class_name(t->ds, k) ? data_class_name(t->ds, k) : "")) == NULL)
+      if ((meta->class_names[k] = strdup(mt_data_class_name(t->ds, k) ? mt_data_class_name(t->ds, k) : "")) == NULL)
         return -1;
     if (meta->class_names == NULL) return -1;
   }
@@ -79,7 +79,7 @@ static int fill_meta(const Trainer *t, CheckpointMeta *meta) {
 }
 
 /* The parameters are the same on every rank, so is this verdict. */
-int trainer_check_finite(const Trainer *t, MtError *err) {
+int mt_trainer_check_finite(const Trainer *t, MtError *err) {
   for (size_t i = 0; i < t->model.n_params; i++)
     if (!isfinite(t->model.params[i]))
       return mt_fail(err, "the parameters are not finite after step %lld (parameter %zu): the run diverged; the last "
@@ -91,14 +91,14 @@ int trainer_check_finite(const Trainer *t, MtError *err) {
 /* Collective. Rank 0 writes (every rank holds the same state), then all agree on the outcome: a checkpoint that
  * could not be written (disk full, directory gone) stops the run on every rank, the previous one intact. name NULL:
  * ckpt-<step>.h5, kept K at a time; else that file (best.h5). */
-int trainer_save_as(Trainer *t, const char *name, MtError *err) {
-  comm_phase(t->comm, "checkpoint", t->step);
+int mt_trainer_save_as(Trainer *t, const char *name, MtError *err) {
+  mt_comm_phase(t->comm, "checkpoint", t->step);
   MtError local = {0};
   char path[1100] = "";
   double t0 = now();
   /* Never replace a good checkpoint with a diverged model (a gradient can overflow while the loss is still finite;
    * the next step's loss would tell, but a checkpoint may come first). */
-  if (trainer_check_finite(t, err) != 0) return -1;
+  if (mt_trainer_check_finite(t, err) != 0) return -1;
   /* Checkpoints hold whole moments, whatever the rank count: a sharded optimiser gathers its parts on rank 0. */
   Optimizer full = t->opt, *o = &t->opt;
   if (t->gs.shard) {
@@ -108,50 +108,50 @@ int trainer_save_as(Trainer *t, const char *name, MtError *err) {
       if (t->opt.m) full.m = mt_alloc(sizeof(float) * full.n, "the gathered optimiser moments", &local);
       if (t->opt.v) full.v = mt_alloc(sizeof(float) * full.n, "the gathered optimiser moments", &local);
     }
-    if (comm_agree(t->comm, &local) != 0) {
+    if (mt_comm_agree(t->comm, &local) != 0) {
       mt_free(full.m);
       mt_free(full.v);
       *err = local;
       return -1;
     }
-    if (t->opt.m) gradsync_gather(&t->gs, t->opt.m, full.m, 0);
-    if (t->opt.v) gradsync_gather(&t->gs, t->opt.v, full.v, 0);
+    if (t->opt.m) mt_gradsync_gather(&t->gs, t->opt.m, full.m, 0);
+    if (t->opt.v) mt_gradsync_gather(&t->gs, t->opt.v, full.v, 0);
     o = &full;
   }
   if (t->comm->rank == 0) {
     CheckpointMeta meta;
     if (fill_meta(t, &meta) != 0)
       mt_fail(&local, "out of memory describing the run for a checkpoint");
-    else if (checkpoint_write(t->cfg.checkpoint_dir, name, &meta, &t->model, o, path, sizeof path, &local) == 0 &&
+    else if (mt_checkpoint_write(t->cfg.checkpoint_dir, name, &meta, &t->model, o, path, sizeof path, &local) == 0 &&
              name == NULL)
-      checkpoint_prune(t->cfg.checkpoint_dir, t->cfg.keep, &local);
-    checkpoint_meta_free(&meta);
+      mt_checkpoint_prune(t->cfg.checkpoint_dir, t->cfg.keep, &local);
+    mt_checkpoint_meta_free(&meta);
   }
   if (t->gs.shard) {
     mt_free(full.m);
     mt_free(full.v);
   }
-  if (comm_agree(t->comm, &local) != 0) {
+  if (mt_comm_agree(t->comm, &local) != 0) {
     *err = local;
     return -1;
   }
   if (name == NULL) t->saved_step = t->step;
-  log_flush(t->log);
+  mt_log_flush(t->log);
   if (t->comm->rank == 0) {
     struct stat st;
     double mb = stat(path, &st) == 0 ? st.st_size / 1048576.0 : 0;
-    log_info(t->log, "checkpoint %s (%.1f MB in %.0f ms)", path, mb, (now() - t0) * 1e3);
+    mt_log_info(t->log, "checkpoint %s (%.1f MB in %.0f ms)", path, mb, (now() - t0) * 1e3);
   }
   return 0;
 }
 
-int trainer_save(Trainer *t, MtError *err) { return trainer_save_as(t, NULL, err); }
+int mt_trainer_save(Trainer *t, MtError *err) { return mt_trainer_save_as(t, NULL, err); }
 
 
 /* Collective: rank 0 makes the directory, proves it can write there before any training time is spent, and takes
  * the directory's lock for the rest of the run (refused, on every rank, if another live run holds it). Only then
  * are temporaries removed: with the lock held no live run can be writing them. */
-int trainer_checkpoint_dir_ready(Trainer *t, MtError *err) {
+int mt_trainer_checkpoint_dir_ready(Trainer *t, MtError *err) {
   MtError local = {0};
   const char *dir = t->cfg.checkpoint_dir;
   if (t->comm->rank == 0) {
@@ -171,7 +171,7 @@ int trainer_checkpoint_dir_ready(Trainer *t, MtError *err) {
       mt_fail(&local, "--checkpoint-dir %s: cannot write there: %s", dir, strerror(errno));
     unlink(path);
     char holder[512] = "";
-    int locked = local.failed ? -1 : checkpoint_dir_lock(dir, &t->dir_lock, holder, sizeof holder, &local);
+    int locked = local.failed ? -1 : mt_checkpoint_dir_lock(dir, &t->dir_lock, holder, sizeof holder, &local);
     if (locked == 1) {
       fprintf(stderr, "mpitrain: warning: %s\n", local.msg);
       mt_error_clear(&local);
@@ -179,14 +179,14 @@ int trainer_checkpoint_dir_ready(Trainer *t, MtError *err) {
     if (locked == 0 && holder[0] != '\0')
       fprintf(stderr, "mpitrain: taking over --checkpoint-dir %s from a run that ended without releasing it (%s)\n",
               dir, holder);
-    int stale = locked < 0 ? 0 : checkpoint_clean_temporaries(dir, locked == 0);
+    int stale = locked < 0 ? 0 : mt_checkpoint_clean_temporaries(dir, locked == 0);
     if (stale > 0)
       fprintf(stderr, "mpitrain: removed %d unfinished checkpoint file%s left in %s by an interrupted run\n", stale,
               stale == 1 ? "" : "s", dir);
   }
   /* The directory's verdict is the job's, not rank 0's: every rank reports it (one line, no "rank 0:"). */
-  comm_bcast(t->comm, &local, sizeof local, 0);
-  if (comm_agree(t->comm, &local) != 0) {
+  mt_comm_bcast(t->comm, &local, sizeof local, 0);
+  if (mt_comm_agree(t->comm, &local) != 0) {
     *err = local;
     return -1;
   }

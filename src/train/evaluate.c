@@ -10,7 +10,7 @@
 /* The evaluation in deterministic mode: the rows in fixed groups (det.h) — whole groups per rank, one GEMM per
  * group, each group's loss sum rounded to 2^-FIXED_LOSS_BITS and added as an integer — so the result has the same
  * bits on any number of ranks (early stopping then decides the same way). */
-int evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err) {
+int mt_evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err) {
   Model *m = &t->model;
   const int C = t->info->n_classes;
   /* Groups of --det-group rows, or fewer when the model holds fewer (batch < --det-group): the same on any N. */
@@ -23,15 +23,15 @@ int evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *lo
   const ModelContext ctx = {.train = 0, .group = G};
   for (int64_t r = lo; r < hi; r += chunk) {
     int cn = (int)(hi - r < chunk ? hi - r : chunk);
-    if ((rows ? data_read(t->ds, s, rows + r, cn, t->x, t->y, &local)
-              : data_read_range(t->ds, s, r, cn, t->x, t->y, &local)) != 0)
+    if ((rows ? mt_data_read(t->ds, s, rows + r, cn, t->x, t->y, &local)
+              : mt_data_read_range(t->ds, s, r, cn, t->x, t->y, &local)) != 0)
       break;
-    const float *logits = model_forward_ctx(m, t->x, cn, &ctx);
+    const float *logits = mt_model_forward_ctx(m, t->x, cn, &ctx);
     for (int j = 0; j < cn; j += G) {
       LossSums gs = {0, 0};
-      loss_softmax_xent(logits + (size_t)j * C, t->y + j, cn - j < G ? cn - j : G, C, 0.0f, NULL, &gs);
+      mt_loss_softmax_xent(logits + (size_t)j * C, t->y + j, cn - j < G ? cn - j : G, C, 0.0f, NULL, &gs);
       int64_t q;
-      if (fixed_from_loss(gs.loss, 0x1p62 / (double)(n / G + 1), &q) == 0)
+      if (mt_fixed_from_loss(gs.loss, 0x1p62 / (double)(n / G + 1), &q) == 0)
         v[0] += q;
       else
         v[3] = 1;
@@ -39,19 +39,19 @@ int evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *lo
     }
   }
   v[2] = local.failed;
-  if (t->comm->size > 1) comm_allreduce(t->comm, v, 4, MPI_INT64_T, MPI_SUM, "evaluation");
+  if (t->comm->size > 1) mt_comm_allreduce(t->comm, v, 4, MPI_INT64_T, MPI_SUM, "evaluation");
   if (v[2] > 0) {
     *err = local;
-    comm_agree(t->comm, err);
+    mt_comm_agree(t->comm, err);
     return -1;
   }
-  *loss = v[3] > 0 ? NAN : n > 0 ? fixed_to_loss(v[0]) / (double)n : 0;
+  *loss = v[3] > 0 ? NAN : n > 0 ? mt_fixed_to_loss(v[0]) / (double)n : 0;
   *acc = n > 0 ? (double)v[1] / (double)n : 0;
   return 0;
 }
 
 /* The evaluation in the default mode: each rank takes a contiguous part of the rows; the sums are reduced. */
-int evaluate_default(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err) {
+int mt_evaluate_default(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err) {
   Model *m = &t->model;
   int64_t lo, hi;
   mt_even_split(n, t->comm->rank, t->comm->size, &lo, &hi);
@@ -59,17 +59,17 @@ int evaluate_default(Trainer *t, Split s, const int64_t *rows, int64_t n, double
   MtError local = {0};
   for (int64_t r = lo; r < hi; r += t->micro) {
     int cn = (int)(hi - r < t->micro ? hi - r : t->micro);
-    if ((rows ? data_read(t->ds, s, rows + r, cn, t->x, t->y, &local)
-              : data_read_range(t->ds, s, r, cn, t->x, t->y, &local)) != 0)
+    if ((rows ? mt_data_read(t->ds, s, rows + r, cn, t->x, t->y, &local)
+              : mt_data_read_range(t->ds, s, r, cn, t->x, t->y, &local)) != 0)
       break;
-    const float *logits = model_forward(m, t->x, cn);
-    loss_softmax_xent(logits, t->y, cn, t->info->n_classes, 0.0f, NULL, &sums);
+    const float *logits = mt_model_forward(m, t->x, cn);
+    mt_loss_softmax_xent(logits, t->y, cn, t->info->n_classes, 0.0f, NULL, &sums);
   }
   double v[3] = {sums.loss, sums.correct, local.failed ? 1 : 0};
-  comm_allreduce_sum_double(t->comm, v, 3);
+  mt_comm_allreduce_sum_double(t->comm, v, 3);
   if (v[2] > 0) {
     *err = local;
-    comm_agree(t->comm, err);
+    mt_comm_agree(t->comm, err);
     return -1;
   }
   *loss = n > 0 ? v[0] / (double)n : 0;
@@ -80,15 +80,15 @@ int evaluate_default(Trainer *t, Split s, const int64_t *rows, int64_t n, double
 /* Mean loss and accuracy over n rows of split s: rows [0, n) when rows is NULL, else the sorted list rows [n]. */
 static int evaluate_rows(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc,
                          MtError *err) {
-  comm_phase(t->comm, "eval", t->step);
+  mt_comm_phase(t->comm, "eval", t->step);
   return t->engine->evaluate(t, s, rows, n, loss, acc, err);
 }
 
-int trainer_evaluate(Trainer *t, Split s, double *loss, double *acc, MtError *err) {
+int mt_trainer_evaluate(Trainer *t, Split s, double *loss, double *acc, MtError *err) {
   return evaluate_rows(t, s, NULL, t->info->n[s], loss, acc, err);
 }
 
-int trainer_evaluate_validation(Trainer *t, double *loss, double *acc, MtError *err) {
+int mt_trainer_evaluate_validation(Trainer *t, double *loss, double *acc, MtError *err) {
   if (t->n_val == 0) return mt_fail(err, "no validation split (--val-fraction)");
   return evaluate_rows(t, SPLIT_TRAIN, t->val_rows, t->n_val, loss, acc, err);
 }

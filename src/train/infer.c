@@ -16,37 +16,37 @@
 static int load_model(Comm *c, const char *path, Model *m, CheckpointMeta *meta, int max_batch, MtError *err) {
   memset(meta, 0, sizeof *meta);
   MtError local = {0};
-  if (c->rank == 0) checkpoint_read_meta(path, meta, &local);
+  if (c->rank == 0) mt_checkpoint_read_meta(path, meta, &local);
   /* The preprocessing goes along, checked by the CRC on rank 0 just below (a mismatch fails every rank). */
-  if (comm_agree(c, &local) != 0 || checkpoint_meta_broadcast(c, meta, 0, &local) != 0) goto fail;
-  model_create(m, &meta->spec, max_batch, &local);
-  if (comm_agree(c, &local) != 0) goto fail;
-  if (c->rank == 0) checkpoint_read_state(path, meta, m, NULL, &local);
-  if (comm_agree(c, &local) != 0) {
-    model_free(m);
+  if (mt_comm_agree(c, &local) != 0 || mt_checkpoint_meta_broadcast(c, meta, 0, &local) != 0) goto fail;
+  mt_model_create(m, &meta->spec, max_batch, &local);
+  if (mt_comm_agree(c, &local) != 0) goto fail;
+  if (c->rank == 0) mt_checkpoint_read_state(path, meta, m, NULL, &local);
+  if (mt_comm_agree(c, &local) != 0) {
+    mt_model_free(m);
     goto fail;
   }
-  model_replicate(c, m, 0);
+  mt_model_replicate(c, m, 0);
   return 0;
 fail:
-  checkpoint_meta_free(meta);
+  mt_checkpoint_meta_free(meta);
   *err = local;
   return -1;
 }
 
-void infer_free(Infer *in) {
+void mt_infer_free(Infer *in) {
   mt_free(in->y);
   mt_free(in->x);
-  if (in->ds) data_close(in->ds);
-  model_free(&in->model);
-  checkpoint_meta_free(&in->meta);
+  if (in->ds) mt_data_close(in->ds);
+  mt_model_free(&in->model);
+  mt_checkpoint_meta_free(&in->meta);
 }
 
 /* The checkpoint's preprocessing on the data's stored features, with one line (rank 0) for each way the data file's
  * own differs: the stored x is what both have in common. Same verdict on every rank. */
 static int preprocess_apply(Comm *c, const InferOptions *o, Infer *in, MtError *err) {
   const CheckpointMeta *meta = &in->meta;
-  const DataInfo *info = data_info(in->ds);
+  const DataInfo *info = mt_data_info(in->ds);
   const int C = meta->spec.n_classes, say = c->rank == 0;
   if (!meta->has_preprocess) {
     if (say)
@@ -54,7 +54,7 @@ static int preprocess_apply(Comm *c, const InferOptions *o, Infer *in, MtError *
               o->checkpoint, o->data);
     return 0;
   }
-  const int differs = data_preprocess_differs(in->ds, meta->scale, meta->mean, meta->std);
+  const int differs = mt_data_preprocess_differs(in->ds, meta->scale, meta->mean, meta->std);
   if (say && (differs & DATA_PRE_SCALE))
     fprintf(stderr, "mpitrain: warning: %s has scale %g but the checkpoint was trained with %g: using the "
             "checkpoint's on the stored features\n", o->data, (double)info->scale, (double)meta->scale);
@@ -65,29 +65,29 @@ static int preprocess_apply(Comm *c, const InferOptions *o, Infer *in, MtError *
             meta->mean ? "normalised (its mean/std are in the checkpoint)" : "not normalised");
   int names = 0;
   for (int k = 0; say && meta->class_names && k < C; k++)
-    names |= data_class_name(in->ds, k) && strcmp(data_class_name(in->ds, k), meta->class_names[k]) != 0;
+    names |= mt_data_class_name(in->ds, k) && strcmp(mt_data_class_name(in->ds, k), meta->class_names[k]) != 0;
   if (names)
     fprintf(stderr, "mpitrain: warning: %s names its classes differently from the checkpoint: showing the "
             "checkpoint's\n", o->data);
-  return data_set_preprocess(in->ds, meta->scale, meta->mean, meta->std, err);
+  return mt_data_set_preprocess(in->ds, meta->scale, meta->mean, meta->std, err);
 }
 
-int infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, MtError *err) {
+int mt_infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, MtError *err) {
   memset(in, 0, sizeof *in);
   in->micro = o->micro_batch;
   in->split = o->split;
   MtError local = {0};
   /* By stat, before anything opens them: opening a FIFO to read blocks until a writer comes. */
-  if (fileid_regular(o->checkpoint, "--checkpoint", &local) == 0) fileid_regular(o->data, "--data", &local);
-  if (comm_agree(c, &local) != 0) {
+  if (mt_fileid_regular(o->checkpoint, "--checkpoint", &local) == 0) mt_fileid_regular(o->data, "--data", &local);
+  if (mt_comm_agree(c, &local) != 0) {
     *err = local;
     return -1;
   }
   if (load_model(c, o->checkpoint, &in->model, &in->meta, in->micro, err) != 0) return -1;
   DataOptions dopt = {.memory = o->in_memory, .memory_limit = o->memory_limit_mb * 1024 * 1024, .max_rows = in->micro,
                       .allow_unlabeled = 1};
-  if (data_open(&in->ds, o->data, &dopt, &local) == 0) {
-    const DataInfo *info = data_info(in->ds);
+  if (mt_data_open(&in->ds, o->data, &dopt, &local) == 0) {
+    const DataInfo *info = mt_data_info(in->ds);
     const ModelSpec *sp = &in->model.spec;
     if (info->d != sp->n_inputs)
       mt_fail(&local, "%s has %d features; the checkpoint %s was trained on %d", o->data, info->d, o->checkpoint,
@@ -96,10 +96,10 @@ int infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, MtErr
       mt_fail(&local, "%s has %d classes; the checkpoint %s predicts %d", o->data, info->n_classes, o->checkpoint,
               sp->n_classes);
     else if (info->n[o->split] == 0)
-      mt_fail(&local, "%s has no %s split", o->data, data_split_names[o->split]);
+      mt_fail(&local, "%s has no %s split", o->data, mt_data_split_names[o->split]);
     else if (need_labels && !info->labeled[o->split])
       mt_fail(&local, "%s: the %s split has no labels (no /%s/y): eval needs labels; use predict", o->data,
-              data_split_names[o->split], data_split_names[o->split]);
+              mt_data_split_names[o->split], mt_data_split_names[o->split]);
     else
       preprocess_apply(c, o, in, &local);
     if (!local.failed) {
@@ -109,18 +109,18 @@ int infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, MtErr
     }
   }
   BlasThreads bt;
-  if (blas_threads_choose(o->threads, 0, c->node_cores, c->node_cpus, c->node_size, &bt, &local) == 0)
-    blas_set_threads(bt.n);
-  if (comm_agree(c, &local) != 0) {
-    infer_free(in);
+  if (mt_blas_threads_choose(o->threads, 0, c->node_cores, c->node_cpus, c->node_size, &bt, &local) == 0)
+    mt_blas_set_threads(bt.n);
+  if (mt_comm_agree(c, &local) != 0) {
+    mt_infer_free(in);
     *err = local;
     return -1;
   }
   return 0;
 }
 
-const float *infer_chunk(Infer *in, int64_t r, int *cn, MtError *err) {
+const float *mt_infer_chunk(Infer *in, int64_t r, int *cn, MtError *err) {
   *cn = (int)(in->hi - r < in->micro ? in->hi - r : in->micro);
-  if (data_read_range(in->ds, (Split)in->split, r, *cn, in->x, in->y, err) != 0) return NULL;
-  return model_forward(&in->model, in->x, *cn);
+  if (mt_data_read_range(in->ds, (Split)in->split, r, *cn, in->x, in->y, err) != 0) return NULL;
+  return mt_model_forward(&in->model, in->x, *cn);
 }

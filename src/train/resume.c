@@ -20,21 +20,21 @@ static int options_changed(const Config *cfg, const char *stored, int flag, char
   out[0] = '\0';
   Config *old = malloc(sizeof *old);
   if (old == NULL) return mt_fail(err, "out of memory");
-  opts_defaults(config_train_options, old);
-  if (opts_parse_ini_string(config_train_options, old, stored ? stored : "", stored ? strlen(stored) : 0,
+  mt_opts_defaults(mt_config_train_options, old);
+  if (mt_opts_parse_ini_string(mt_config_train_options, old, stored ? stored : "", stored ? strlen(stored) : 0,
                             "its config", err) != 0) {
     free(old);
     return -1;
   }
   size_t used = 0;
-  for (const OptionSpec *o = config_train_options; o->name != NULL && used < n; o++) {
+  for (const OptionSpec *o = mt_config_train_options; o->name != NULL && used < n; o++) {
     if (!(o->flags & flag)) continue;
     /* --epochs is the length of the cosine schedule; under the other schedules it only says when to stop. */
     if (o->offset == offsetof(Config, epochs) && old->lr_schedule != LR_COSINE && cfg->lr_schedule != LR_COSINE)
       continue;
     char a[256], b[256];
-    opts_format_value(o, old, a, sizeof a);
-    opts_format_value(o, cfg, b, sizeof b);
+    mt_opts_format_value(o, old, a, sizeof a);
+    mt_opts_format_value(o, cfg, b, sizeof b);
     if (strcmp(a, b) != 0)
       used += (size_t)snprintf(out + used, n - used, "%s--%s %s → %s", used ? ", " : "", o->name, a, b);
   }
@@ -52,15 +52,15 @@ static int resume_pick(Trainer *t, Optimizer *opt, CheckpointMeta *meta, char *u
   if (paths == NULL) return mt_fail(err, "out of memory listing checkpoints");
   int n = 1;
   if (autodir)
-    n = checkpoint_list(c->checkpoint_dir, paths, CHECKPOINT_MAX, err);
+    n = mt_checkpoint_list(c->checkpoint_dir, paths, CHECKPOINT_MAX, err);
   else
     snprintf(paths[0], sizeof paths[0], "%s", c->resume);
   int rc = n < 0 ? -1 : 0, skipped = 0;
   for (int i = 0; i < n && rc == 0; i++) {
     MtError e = {0};
-    if (checkpoint_read_meta(paths[i], meta, &e) == 0) {
+    if (mt_checkpoint_read_meta(paths[i], meta, &e) == 0) {
       /* Incompatible is final (every checkpoint of this directory is the same run); damage skips to an older one. */
-      if (checkpoint_check_fits(paths[i], meta, &t->model, opt, &e) != 0) {
+      if (mt_checkpoint_check_fits(paths[i], meta, &t->model, opt, &e) != 0) {
         /* Name the options that made the difference, when the checkpoint's own options say. */
         char diff[300];
         MtError ignore = {0};
@@ -68,22 +68,22 @@ static int resume_pick(Trainer *t, Optimizer *opt, CheckpointMeta *meta, char *u
           rc = mt_fail(err, "%s: %s", diff, e.msg);
         else
           rc = mt_fail(err, "%s", e.msg);
-        checkpoint_meta_free(meta);
+        mt_checkpoint_meta_free(meta);
         break;
       }
-      if (checkpoint_read_state(paths[i], meta, &t->model, opt, &e) == 0) {
+      if (mt_checkpoint_read_state(paths[i], meta, &t->model, opt, &e) == 0) {
         snprintf(used, used_n, "%s", paths[i]);
         char diff[600];
         MtError why = {0};
         if (options_changed(c, meta->config, OPT_TRAJECTORY, diff, sizeof diff, &why) != 0)
-          log_info(t->log, "note: cannot compare this run's options with those of %s (%s)", paths[i], why.msg);
+          mt_log_info(t->log, "note: cannot compare this run's options with those of %s (%s)", paths[i], why.msg);
         else if (diff[0] != '\0')
-          log_info(t->log, "warning: %s was written with other training options: %s; the run goes on with the new "
+          mt_log_info(t->log, "warning: %s was written with other training options: %s; the run goes on with the new "
                            "ones", paths[i], diff);
         rc = 1;
         break;
       }
-      checkpoint_meta_free(meta);
+      mt_checkpoint_meta_free(meta);
     }
     if (!autodir) {
       rc = mt_fail(err, "--resume %s: %s", paths[i], e.msg);
@@ -107,15 +107,15 @@ static int load_best(Trainer *t, MtError *err) {
   if (t->comm->rank == 0) {
     CheckpointMeta meta;
     Model tmp;
-    if (checkpoint_read_meta(path, &meta, &local) == 0) {
-      if (model_create(&tmp, &t->model.spec, 1, &local) == 0) {
-        if (checkpoint_read_state(path, &meta, &tmp, NULL, &local) == 0) {
+    if (mt_checkpoint_read_meta(path, &meta, &local) == 0) {
+      if (mt_model_create(&tmp, &t->model.spec, 1, &local) == 0) {
+        if (mt_checkpoint_read_state(path, &meta, &tmp, NULL, &local) == 0) {
           memcpy(t->best_params, tmp.params, sizeof(float) * tmp.n_params);
           if (tmp.n_state) memcpy(t->best_state, tmp.state, sizeof(float) * tmp.n_state);
         }
-        model_free(&tmp);
+        mt_model_free(&tmp);
       }
-      checkpoint_meta_free(&meta);
+      mt_checkpoint_meta_free(&meta);
     }
     if (local.failed) {
       char why[MT_ERROR_MSG];
@@ -126,7 +126,7 @@ static int load_best(Trainer *t, MtError *err) {
               why);
     }
   }
-  if (comm_agree(t->comm, &local) != 0) {
+  if (mt_comm_agree(t->comm, &local) != 0) {
     *err = local;
     return -1;
   }
@@ -134,13 +134,13 @@ static int load_best(Trainer *t, MtError *err) {
   Model best = t->model;
   best.params = t->best_params;
   best.state = t->best_state;
-  model_replicate(t->comm, &best, 0);
+  mt_model_replicate(t->comm, &best, 0);
   return 0;
 }
 
 /* The checkpoint's seed wins over --seed: it fixes the data order (and the validation rows). */
 static void resume_seed(Trainer *t, int64_t seed) {
-  log_info(t->log, "note: continuing with the checkpoint's seed %lld (not --seed %lld): it fixes the data order",
+  mt_log_info(t->log, "note: continuing with the checkpoint's seed %lld (not --seed %lld): it fixes the data order",
            (long long)seed, (long long)t->cfg.seed);
   t->cfg.seed = seed;
   if (t->n_val > 0) { /* the validation rows derive from the seed too */
@@ -150,7 +150,7 @@ static void resume_seed(Trainer *t, int64_t seed) {
     t->train_index = NULL;
     t->n_train = t->info->n[SPLIT_TRAIN];
     MtError e = {0};
-    trainer_split_validation(t, &e); /* cannot fail where it succeeded before with the same sizes */
+    mt_trainer_split_validation(t, &e); /* cannot fail where it succeeded before with the same sizes */
     t->perm_epoch = -1;
   }
 }
@@ -158,27 +158,27 @@ static void resume_seed(Trainer *t, int64_t seed) {
 /* Rank 0: what the resumed run differs in from the one that wrote the checkpoint, and where it resumes. */
 static void resume_report(Trainer *t, const CheckpointMeta *meta, const char *used) {
   if (meta->n_train != t->n_train)
-    log_info(t->log, "warning: %s was trained on %lld rows (%s); this dataset has %lld: the data order differs",
+    mt_log_info(t->log, "warning: %s was trained on %lld rows (%s); this dataset has %lld: the data order differs",
              used, (long long)meta->n_train, meta->data, (long long)t->n_train);
-  const int pre = meta->has_preprocess ? data_preprocess_differs(t->ds, meta->scale, meta->mean, meta->std) : 0;
+  const int pre = meta->has_preprocess ? mt_data_preprocess_differs(t->ds, meta->scale, meta->mean, meta->std) : 0;
   if (pre)
-    log_info(t->log, "warning: %s was trained on data %s; the run goes on with %s's own, so the model sees its "
+    mt_log_info(t->log, "warning: %s was trained on data %s; the run goes on with %s's own, so the model sees its "
              "features differently from here on", used,
              pre == DATA_PRE_SCALE ? "of another scale" : pre == DATA_PRE_NORM ? "normalised otherwise"
                                                                               : "of another scale and normalisation",
              t->cfg.data);
   if (t->epoch_pos > t->n_train) t->epoch_pos = t->n_train;
-  log_info(t->log, "resumed from %s: step %lld, epoch %d (%lld of %lld rows done), written at %d rank%s", used,
+  mt_log_info(t->log, "resumed from %s: step %lld, epoch %d (%lld of %lld rows done), written at %d rank%s", used,
            (long long)t->step, t->epoch + 1, (long long)t->epoch_pos, (long long)t->n_train, meta->world_size,
            meta->world_size == 1 ? "" : "s");
   if (meta->elapsed_s < 0 && t->cfg.log[0] != '\0')
-    log_info(t->log, "note: %s does not record the training time so far (an older mpitrain): elapsed_s in %s "
+    mt_log_info(t->log, "note: %s does not record the training time so far (an older mpitrain): elapsed_s in %s "
                      "counts from 0 again", used, t->cfg.log);
 }
 
 /* Collective. Rank 0 reads the checkpoint and broadcasts the state: one reader, however many ranks (a parallel
  * file system does not enjoy 512 ranks opening the same file at once). */
-int trainer_resume(Trainer *t, MtError *err) {
+int mt_trainer_resume(Trainer *t, MtError *err) {
   CheckpointMeta meta;
   memset(&meta, 0, sizeof meta);
   char used[1024] = "";
@@ -190,37 +190,37 @@ int trainer_resume(Trainer *t, MtError *err) {
     /* Whole moments come off the file; a sharded optimiser then receives its parts. */
     if (t->gs.shard) {
       OptConfig oc = t->opt.cfg;
-      if (optim_create(&full, &oc, t->model.n_params, &local) == 0) have_full = 1;
+      if (mt_optim_create(&full, &oc, t->model.n_params, &local) == 0) have_full = 1;
     }
     if (!local.failed) found = resume_pick(t, have_full ? &full : &t->opt, &meta, used, sizeof used, &local);
     if (found < 0) found = 0;
   }
-  if (comm_agree(t->comm, &local) != 0) {
-    if (have_full) optim_free(&full);
+  if (mt_comm_agree(t->comm, &local) != 0) {
+    if (have_full) mt_optim_free(&full);
     *err = local;
     return -1;
   }
   /* Every rank gets the whole checkpoint's metadata (rank 0's, however resume_pick left it when nothing was found). */
-  if (checkpoint_meta_broadcast(t->comm, &meta, 0, err) != 0) {
-    if (have_full) optim_free(&full);
+  if (mt_checkpoint_meta_broadcast(t->comm, &meta, 0, err) != 0) {
+    if (have_full) mt_optim_free(&full);
     return -1;
   }
-  comm_bcast(t->comm, &found, sizeof found, 0);
+  mt_comm_bcast(t->comm, &found, sizeof found, 0);
   if (!found) {
-    checkpoint_meta_free(&meta);
-    if (have_full) optim_free(&full);
-    log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
+    mt_checkpoint_meta_free(&meta);
+    if (have_full) mt_optim_free(&full);
+    mt_log_info(t->log, "--resume auto: no checkpoint in %s yet: starting fresh", t->cfg.checkpoint_dir);
     return 0;
   }
-  model_replicate(t->comm, &t->model, 0);
+  mt_model_replicate(t->comm, &t->model, 0);
   if (t->gs.shard) {
-    if (t->opt.m) gradsync_scatter(&t->gs, have_full ? full.m : NULL, t->opt.m, 0);
-    if (t->opt.v) gradsync_scatter(&t->gs, have_full ? full.v : NULL, t->opt.v, 0);
+    if (t->opt.m) mt_gradsync_scatter(&t->gs, have_full ? full.m : NULL, t->opt.m, 0);
+    if (t->opt.v) mt_gradsync_scatter(&t->gs, have_full ? full.v : NULL, t->opt.v, 0);
   } else {
-    if (t->opt.m) comm_bcast(t->comm, t->opt.m, sizeof(float) * t->opt.n, 0);
-    if (t->opt.v) comm_bcast(t->comm, t->opt.v, sizeof(float) * t->opt.n, 0);
+    if (t->opt.m) mt_comm_bcast(t->comm, t->opt.m, sizeof(float) * t->opt.n, 0);
+    if (t->opt.v) mt_comm_bcast(t->comm, t->opt.v, sizeof(float) * t->opt.n, 0);
   }
-  if (have_full) optim_free(&full);
+  if (have_full) mt_optim_free(&full);
   t->step = t->saved_step = meta.step;
   t->epoch = (int)meta.epoch;
   t->epoch_pos = meta.epoch_pos;
@@ -238,18 +238,18 @@ int trainer_resume(Trainer *t, MtError *err) {
     t->dt.known = meta.det_n == t->n_tensors;
     for (int i = 0; t->dt.known && i < t->n_tensors; i++) memcpy(&t->dt.prev[i], &meta.det_max[i], sizeof(float));
     if (!t->dt.known)
-      log_info(t->log, "note: %s was not written by a --deterministic run: from here on every rank count gives "
+      mt_log_info(t->log, "note: %s was not written by a --deterministic run: from here on every rank count gives "
                        "the same bits, but not the same as a run that was never stopped", used);
   }
   if (t->best_params && t->best_val >= 0 && t->cfg.checkpoint_dir[0] == '\0') t->best_val = -1;
   if (t->best_params && t->best_val >= 0 && load_best(t, err) != 0) {
-    checkpoint_meta_free(&meta);
+    mt_checkpoint_meta_free(&meta);
     return -1;
   }
   if (t->comm->rank == 0) resume_report(t, &meta, used);
   if (t->epoch_pos > t->n_train) t->epoch_pos = t->n_train;
-  checkpoint_meta_free(&meta);
-  if (comm_agree(t->comm, &local) != 0) {
+  mt_checkpoint_meta_free(&meta);
+  if (mt_comm_agree(t->comm, &local) != 0) {
     *err = local;
     return -1;
   }
@@ -259,18 +259,18 @@ int trainer_resume(Trainer *t, MtError *err) {
 /* Rank 0 only: FILE's weights into the model — an mpitrain checkpoint (architecture checked as for a resume, CRC
  * verified; its optimiser state and progress are not used), else a PyTorch state dict (torchfile.h). */
 static int init_read(Trainer *t, const char *path, char *how, size_t how_n, MtError *err) {
-  if (fileid_regular(path, NULL, err) != 0) return -1; /* before anything opens it: a FIFO would block */
-  if (torchfile_sniff(path)) {
+  if (mt_fileid_regular(path, NULL, err) != 0) return -1; /* before anything opens it: a FIFO would block */
+  if (mt_torchfile_sniff(path)) {
     char keys[64] = "";
-    if (torchfile_load_model(path, &t->model, keys, sizeof keys, err) != 0) return -1;
+    if (mt_torchfile_load_model(path, &t->model, keys, sizeof keys, err) != 0) return -1;
     snprintf(how, how_n, "PyTorch state dict, %s", keys);
     return 0;
   }
   CheckpointMeta meta;
   MtError e = {0};
-  if (checkpoint_read_meta(path, &meta, &e) == 0) {
-    checkpoint_read_state(path, &meta, &t->model, NULL, &e);
-    checkpoint_meta_free(&meta);
+  if (mt_checkpoint_read_meta(path, &meta, &e) == 0) {
+    mt_checkpoint_read_state(path, &meta, &t->model, NULL, &e);
+    mt_checkpoint_meta_free(&meta);
   }
   if (e.failed) return mt_fail(err, "%s: %s", path, e.msg);
   snprintf(how, how_n, "mpitrain checkpoint");
@@ -279,10 +279,10 @@ static int init_read(Trainer *t, const char *path, char *how, size_t how_n, MtEr
 
 /* Collective. --init-from FILE: the run starts from FILE's weights instead of --init's; everything else (step,
  * epoch, optimiser state, data order) is a fresh run's. A checkpoint resumed wins. */
-int trainer_init_from(Trainer *t, MtError *err) {
+int mt_trainer_init_from(Trainer *t, MtError *err) {
   const char *path = t->cfg.init_from;
   if (t->saved_step >= 0) {
-    log_info(t->log, "note: --init-from %s ignored: the run resumed a checkpoint (step %lld)", path,
+    mt_log_info(t->log, "note: --init-from %s ignored: the run resumed a checkpoint (step %lld)", path,
              (long long)t->saved_step);
     return 0;
   }
@@ -294,11 +294,11 @@ int trainer_init_from(Trainer *t, MtError *err) {
     mt_error_clear(&local);
     mt_fail(&local, "--init-from %s", why);
   }
-  if (comm_agree(t->comm, &local) != 0) {
+  if (mt_comm_agree(t->comm, &local) != 0) {
     *err = local;
     return -1;
   }
-  model_replicate(t->comm, &t->model, 0);
-  log_info(t->log, "initialised from %s (%s)", path, how);
+  mt_model_replicate(t->comm, &t->model, 0);
+  mt_log_info(t->log, "initialised from %s (%s)", path, how);
   return 0;
 }

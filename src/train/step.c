@@ -1,4 +1,4 @@
-/* step.c — one optimisation step (trainer_step) and its bookkeeping.
+/* step.c — one optimisation step (mt_trainer_step) and its bookkeeping.
  *
  * The only collectives in a step are the gradient allreduce (which also carries the loss and accuracy sums and an
  * error count, so a rank whose read failed is known to all ranks in the same call) and, when asked for, the replica
@@ -15,7 +15,7 @@
 #include "mpitrain/replicate.h"
 #include "mpitrain/rng.h"
 
-void trainer_advance_epoch(Trainer *t) {
+void mt_trainer_advance_epoch(Trainer *t) {
   t->epoch++;
   t->epoch_pos = 0;
   t->epoch_loss = t->epoch_correct = 0;
@@ -45,13 +45,13 @@ static void fault_inject(Trainer *t) {
  * the data phase's seconds so far, the other phases 0. */
 static void step_batch(Trainer *t, int64_t *first, int64_t *Bt, double tm[4]) {
   Model *m = &t->model;
-  if (t->epoch_pos >= t->n_train) trainer_advance_epoch(t);
-  comm_phase(t->comm, "data", t->step + 1);
+  if (t->epoch_pos >= t->n_train) mt_trainer_advance_epoch(t);
+  mt_comm_phase(t->comm, "data", t->step + 1);
   fault_inject(t);
   double t0 = now();
   if (t->perm_epoch != t->epoch) {
     /* The same (seed, epoch) gives the same order on every rank and for every rank count. */
-    rng_permutation((uint64_t)t->cfg.seed, (uint64_t)t->epoch, t->perm, (size_t)t->n_train);
+    mt_rng_permutation((uint64_t)t->cfg.seed, (uint64_t)t->epoch, t->perm, (size_t)t->n_train);
     t->perm_epoch = t->epoch;
   }
   *first = t->epoch_pos;
@@ -68,7 +68,7 @@ static int step_nonfinite(Trainer *t, double loss, double *sq, MtError *err) {
   const int skip_mode = t->cfg.on_nonfinite == NONFINITE_SKIP;
   int bad_loss = !isfinite(loss), bad_grad = 0;
   if (skip_mode && !bad_loss) {
-    *sq = update_grad_sumsq(t);
+    *sq = mt_update_grad_sumsq(t);
     bad_grad = !isfinite(*sq);
   }
   if (!bad_loss && !bad_grad) {
@@ -86,7 +86,7 @@ static int step_nonfinite(Trainer *t, double loss, double *sq, MtError *err) {
                         "good; restart from a checkpoint with a smaller --lr",
                    t->skipped_in_row, bad_loss ? "loss" : "gradient", (long long)t->step + 1);
   if (t->state_snapshot) memcpy(t->model.state, t->state_snapshot, sizeof(float) * t->model.n_state);
-  log_info(t->log, "step %lld: non-finite %s, update skipped (%lld so far)", (long long)t->step + 1,
+  mt_log_info(t->log, "step %lld: non-finite %s, update skipped (%lld so far)", (long long)t->step + 1,
            bad_loss ? "loss" : "gradient", (long long)t->skipped);
   return 1;
 }
@@ -130,7 +130,7 @@ static int step_account(Trainer *t, StepStats *s, int64_t Bt, const double tm[4]
   t->epoch_samples += Bt;
   t->session_samples += Bt;
   if (t->cfg.check_replicas > 0 && t->step % t->cfg.check_replicas == 0 &&
-      !comm_replicas_identical(t->comm, t->model.params, sizeof(float) * t->model.n_params))
+      !mt_comm_replicas_identical(t->comm, t->model.params, sizeof(float) * t->model.n_params))
     return mt_fail(err, "replica check failed after step %lld: the parameters differ between ranks (this is a bug "
                         "in mpitrain or a faulty node; please report it)",
                    (long long)t->step);
@@ -141,30 +141,30 @@ static int step_account(Trainer *t, StepStats *s, int64_t Bt, const double tm[4]
 
 /* README's step: batch → engine (forward, backward, reduction) → agreement on a failed read → non-finite policy →
  * update → bookkeeping. */
-int trainer_step(Trainer *t, StepStats *st, MtError *err) {
+int mt_trainer_step(Trainer *t, StepStats *st, MtError *err) {
   const float *tail = t->model.grads + t->model.n_params;
   int64_t first, Bt;
   double tm[4]; /* data, forward, backward, reduction seconds */
   step_batch(t, &first, &Bt, tm);
   MtError local = {0};
   t->engine->run(t, first, Bt, &local, tm);
-  comm_phase(t->comm, "update", t->step + 1);
+  mt_comm_phase(t->comm, "update", t->step + 1);
   const double r1 = now();
   if (tail[TAIL_FAILED] > 0) { /* every rank saw the count: all enter the agreement together */
     *err = local;
-    comm_agree(t->comm, err);
+    mt_comm_agree(t->comm, err);
     return -1;
   }
   /* From here on every rank computes the same thing from the same reduced values. L2 after the sum over ranks, so
    * every rank adds the same λ/B·W. */
-  t->last_l2 = update_l2(t, Bt);
+  t->last_l2 = mt_update_l2(t, Bt);
   const double loss = tail[TAIL_LOSS] / (double)Bt + t->last_l2, acc = tail[TAIL_CORRECT] / (double)Bt;
   double sq = -1; /* the gradient's squared norm, once known */
   const int skip = step_nonfinite(t, loss, &sq, err);
   if (skip < 0) return -1;
-  const double lr = skip ? 0 : lr_at(&t->sched, t->step + 1, t->steps_per_epoch);
+  const double lr = skip ? 0 : mt_lr_at(&t->sched, t->step + 1, t->steps_per_epoch);
   StepStats local_st, *s = st ? st : &local_st;
   step_stats(t, s, first, Bt, loss, skip ? 0 : acc, lr);
-  if (!skip) update_apply(t, s, st != NULL, lr, sq);
+  if (!skip) mt_update_apply(t, s, st != NULL, lr, sq);
   return step_account(t, s, Bt, tm, r1, !skip, err);
 }

@@ -1,5 +1,5 @@
 /* trainer.c — creating and freeing the trainer: sizes, the model, node-shared features, the gradient-sync plan,
- * the validation split; and the accessors. Everything is allocated here; trainer_step allocates nothing. */
+ * the validation split; and the accessors. Everything is allocated here; mt_trainer_step allocates nothing. */
 #include "trainer_impl.h"
 
 #include <stdlib.h>
@@ -14,27 +14,27 @@
 #include "mpitrain/rng.h"
 #include "mpitrain/util.h"
 
-int trainer_cmp_i64(const void *a, const void *b) {
+int mt_trainer_cmp_i64(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return (x > y) - (x < y);
 }
 
-Model *trainer_model(Trainer *t) { return &t->model; }
-Dataset *trainer_data(Trainer *t) { return t->ds; }
-int64_t trainer_steps_done(const Trainer *t) { return t->step; }
-const StepTimes *trainer_times(const Trainer *t) { return &t->times; }
-void trainer_reset_timers(Trainer *t) { memset(&t->times, 0, sizeof t->times); }
-size_t trainer_optimizer_params(const Trainer *t) { return t->opt.n; }
+Model *mt_trainer_model(Trainer *t) { return &t->model; }
+Dataset *mt_trainer_data(Trainer *t) { return t->ds; }
+int64_t mt_trainer_steps_done(const Trainer *t) { return t->step; }
+const StepTimes *mt_trainer_times(const Trainer *t) { return &t->times; }
+void mt_trainer_reset_timers(Trainer *t) { memset(&t->times, 0, sizeof t->times); }
+size_t mt_trainer_optimizer_params(const Trainer *t) { return t->opt.n; }
 
-double trainer_bench_reduction(Trainer *t) {
+double mt_trainer_bench_reduction(Trainer *t) {
   MPI_Barrier(t->comm->comm);
   double t0 = now();
-  gradsync_ready(&t->gs, 0);
-  gradsync_finish(&t->gs);
+  mt_gradsync_ready(&t->gs, 0);
+  mt_gradsync_finish(&t->gs);
   return now() - t0;
 }
 
-size_t trainer_model_bytes(const Trainer *t, size_t *optimizer_bytes) {
+size_t mt_trainer_model_bytes(const Trainer *t, size_t *optimizer_bytes) {
   const Model *m = &t->model;
   size_t acts = 0;
   for (int i = 0; i < m->n_layers; i++) {
@@ -48,17 +48,17 @@ size_t trainer_model_bytes(const Trainer *t, size_t *optimizer_bytes) {
   return sizeof(float) * (2 * m->n_params + m->n_state + moments + acts + 2 * (size_t)m->max_batch * m->max_width) +
          (t->gs.shard ? sizeof(float) * t->gs.n_own : 0);
 }
-int trainer_buckets(const Trainer *t) { return t->gs.n_buckets; }
-const BlasThreads *trainer_threads(const Trainer *t) { return &t->threads; }
-const int64_t *trainer_last_rows(const Trainer *t, int *n) {
+int mt_trainer_buckets(const Trainer *t) { return t->gs.n_buckets; }
+const BlasThreads *mt_trainer_threads(const Trainer *t) { return &t->threads; }
+const int64_t *mt_trainer_last_rows(const Trainer *t, int *n) {
   *n = t->n_rows;
   return t->rows;
 }
 
-void trainer_free(Trainer *t) {
+void mt_trainer_free(Trainer *t) {
   if (t == NULL) return;
   MtError ignore = {0};
-  if (t->log) log_close(t->log, &ignore);
+  if (t->log) mt_log_close(t->log, &ignore);
   mt_free(t->dlogits);
   mt_free(t->y);
   mt_free(t->x);
@@ -69,17 +69,17 @@ void trainer_free(Trainer *t) {
   mt_free(t->det_scratch);
   mt_free(t->det_parts);
   mt_free(t->det_groups);
-  det_free(&t->dt);
+  mt_det_free(&t->dt);
   mt_free(t->best_params);
   mt_free(t->val_rows);
   mt_free(t->train_index);
-  optim_free(&t->opt);
-  gradsync_free(&t->gs);
-  update_free(t);
-  model_free(&t->model);
-  if (t->owns_ds) data_close(t->ds);
-  for (int s = 1; s >= 0; s--) comm_shared_free(&t->shared[s]); /* collective over the node, after data_close */
-  checkpoint_dir_unlock(t->dir_lock);
+  mt_optim_free(&t->opt);
+  mt_gradsync_free(&t->gs);
+  mt_update_free(t);
+  mt_model_free(&t->model);
+  if (t->owns_ds) mt_data_close(t->ds);
+  for (int s = 1; s >= 0; s--) mt_comm_shared_free(&t->shared[s]); /* collective over the node, after mt_data_close */
+  mt_checkpoint_dir_unlock(t->dir_lock);
   free(t);
 }
 
@@ -98,26 +98,26 @@ static int check_sizes(Trainer *t, MtError *err) {
   return 0;
 }
 
-/* Collective. The features of the in-memory splits, when data_open deferred them: one copy per node in shared
+/* Collective. The features of the in-memory splits, when mt_data_open deferred them: one copy per node in shared
  * memory, read by the node's first rank, mapped by the others — N ranks on a node, 1/N of the memory. */
 static int share_features(Trainer *t, MtError *err) {
   for (int s = 0; s < 2 && t->ds; s++) {
-    size_t bytes = data_pending_bytes(t->ds, (Split)s);
+    size_t bytes = mt_data_pending_bytes(t->ds, (Split)s);
     if (bytes == 0) continue;
     MtError local = {0};
     int owner = 0;
-    comm_shared_alloc(t->comm, bytes, &t->shared[s], &owner, &local);
-    if (comm_agree(t->comm, &local) != 0) {
+    mt_comm_shared_alloc(t->comm, bytes, &t->shared[s], &owner, &local);
+    if (mt_comm_agree(t->comm, &local) != 0) {
       *err = local;
       return -1;
     }
-    if (owner) data_load_features(t->ds, (Split)s, t->shared[s].base, &local);
-    comm_shared_sync(t->comm, &t->shared[s]); /* every rank of the node, loaded or not */
-    if (comm_agree(t->comm, &local) != 0) {
+    if (owner) mt_data_load_features(t->ds, (Split)s, t->shared[s].base, &local);
+    mt_comm_shared_sync(t->comm, &t->shared[s]); /* every rank of the node, loaded or not */
+    if (mt_comm_agree(t->comm, &local) != 0) {
       *err = local;
       return -1;
     }
-    data_attach_features(t->ds, (Split)s, t->shared[s].base);
+    mt_data_attach_features(t->ds, (Split)s, t->shared[s].base);
   }
   return 0;
 }
@@ -132,15 +132,15 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   double mb = t->cfg.bucket_mb;
   if (mb < 0) mb = t->comm->node_size == t->comm->size ? 0 : 2; /* auto: see --bucket-mb's help */
   size_t bytes = mb > 0 ? (size_t)(mb * 1048576.0) : (size_t)-1 / 2;
-  if (gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, t->cfg.shard_optimizer,
+  if (mt_gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, t->cfg.shard_optimizer,
                       err) != 0)
     return -1;
-  return update_plan(t, err);
+  return mt_update_plan(t, err);
 }
 
 /* --val-fraction: a fixed random subset of the training split (drawn from the seed, independent of the epoch and
  * of the rank count) is held out; the rest is what the epochs permute. */
-int trainer_split_validation(Trainer *t, MtError *err) {
+int mt_trainer_split_validation(Trainer *t, MtError *err) {
   const int64_t total = t->n_train, n_val = (int64_t)((double)t->cfg.val_fraction * (double)total);
   if (n_val < 1 || total - n_val < 1)
     return mt_fail(err, "--val-fraction %g of %lld training rows leaves %lld for validation and %lld for training; "
@@ -155,9 +155,9 @@ int trainer_split_validation(Trainer *t, MtError *err) {
     return -1;
   }
   /* Epoch numbers count up from 0; a split drawn as "epoch" 2^55 never coincides with one. */
-  rng_permutation((uint64_t)t->cfg.seed, (uint64_t)1 << 55, order, (size_t)total);
+  mt_rng_permutation((uint64_t)t->cfg.seed, (uint64_t)1 << 55, order, (size_t)total);
   for (int64_t i = 0; i < n_val; i++) t->val_rows[i] = order[i];
-  qsort(t->val_rows, (size_t)n_val, sizeof(int64_t), trainer_cmp_i64);
+  qsort(t->val_rows, (size_t)n_val, sizeof(int64_t), mt_trainer_cmp_i64);
   /* The training rows in ascending order: mark the held-out ones, keep the rest. */
   memset(order, 0, sizeof(uint32_t) * (size_t)total);
   for (int64_t i = 0; i < n_val; i++) order[t->val_rows[i]] = 1;
@@ -174,10 +174,10 @@ int trainer_split_validation(Trainer *t, MtError *err) {
 static int create_data(Trainer *t, Dataset *ds, MtError *err) {
   const Config *cfg = &t->cfg;
   Comm *comm = t->comm;
-  if (config_validate(cfg, err) != 0) return -1;
+  if (mt_config_validate(cfg, err) != 0) return -1;
   /* By stat, before anything opens them: opening a FIFO to read blocks until a writer comes, past any watchdog. */
-  if (fileid_regular(cfg->data, "--data", err) != 0 ||
-      (strcmp(cfg->resume, "auto") != 0 && fileid_regular(cfg->resume, "--resume", err) != 0))
+  if (mt_fileid_regular(cfg->data, "--data", err) != 0 ||
+      (strcmp(cfg->resume, "auto") != 0 && mt_fileid_regular(cfg->resume, "--resume", err) != 0))
     return -1;
 
   if (ds != NULL) {
@@ -187,12 +187,12 @@ static int create_data(Trainer *t, Dataset *ds, MtError *err) {
     DataOptions dopt = {.memory = cfg->in_memory, .memory_limit = cfg->memory_limit_mb * 1024 * 1024,
                         .max_rows = cfg->micro_batch > 0 ? cfg->micro_batch : AUTO_MICRO_BATCH,
                         .defer_features = comm->node_size > 1};
-    if (data_open(&t->ds, cfg->data, &dopt, err) != 0) return -1;
+    if (mt_data_open(&t->ds, cfg->data, &dopt, err) != 0) return -1;
     t->owns_ds = 1;
   }
-  t->info = data_info(t->ds);
+  t->info = mt_data_info(t->ds);
   t->n_train = t->info->n[SPLIT_TRAIN];
-  if (cfg->val_fraction > 0 && trainer_split_validation(t, err) != 0) return -1;
+  if (cfg->val_fraction > 0 && mt_trainer_split_validation(t, err) != 0) return -1;
   if (check_sizes(t, err) != 0) return -1;
   return 0;
 }
@@ -208,7 +208,7 @@ static int create_sizes(Trainer *t, MtError *err) {
   t->max_local = (t->batch + comm->size - 1) / comm->size;
   int64_t micro = cfg->micro_batch > 0 ? cfg->micro_batch : AUTO_MICRO_BATCH;
   t->det = cfg->deterministic;
-  t->engine = t->det ? &engine_det : &engine_default;
+  t->engine = t->det ? &mt_engine_det : &mt_engine_default;
   const int64_t G = cfg->det_group;
   if (t->det) {
     /* Whole groups per rank, and chunks of whole groups. */
@@ -245,16 +245,16 @@ static int create_model(Trainer *t, MtError *err) {
   }
   /* Before asking for the memory: an absurd model fails with a message, not with the OOM killer. The optimiser
    * adds up to two more copies of the parameters. */
-  double need = model_plan_bytes(&spec, t->micro) * 2, ram = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+  double need = mt_model_plan_bytes(&spec, t->micro) * 2, ram = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
   if (ram > 0 && need > 0.75 * ram) {
     mt_fail(err, "the model (--hidden %s) needs about %.1f GiB per rank with its optimiser state and activations; "
                  "this machine has %.1f GiB",
             cfg->hidden.n ? "as given" : "none", need / 1073741824.0, ram / 1073741824.0);
     return -1;
   }
-  if (model_create(&t->model, &spec, t->micro, err) != 0) return -1;
-  init_params(&t->model, (InitKind)cfg->init, (uint64_t)cfg->seed);
-  t->n_tensors = model_tensors(&t->model, t->tensors, 4 * MODEL_MAX_HIDDEN + 2);
+  if (mt_model_create(&t->model, &spec, t->micro, err) != 0) return -1;
+  mt_init_params(&t->model, (InitKind)cfg->init, (uint64_t)cfg->seed);
+  t->n_tensors = mt_model_tensors(&t->model, t->tensors, 4 * MODEL_MAX_HIDDEN + 2);
   for (int i = 0; i < t->n_tensors; i++)
     if (t->tensors[i].decay) t->decay[t->n_decay++] = (ParamRange){t->tensors[i].offset, t->tensors[i].count};
   if (plan_gradsync(t, err) != 0) return -1;
@@ -279,7 +279,7 @@ static int create_det(Trainer *t, MtError *err) {
   bounds[t->n_tensors] = t->model.n_params;
   const size_t w2 = 2 * (size_t)t->model.max_width;
   const int64_t groups = (t->batch + G - 1) / G, chunk_groups = (t->micro + G - 1) / G;
-  if (det_create(&t->dt, bounds, t->n_tensors, comm->size, err) != 0) return -1;
+  if (mt_det_create(&t->dt, bounds, t->n_tensors, comm->size, err) != 0) return -1;
   t->det_groups = mt_alloc(sizeof(int) * (size_t)comm->size, "the deterministic-mode group counts", err);
   t->det_parts = mt_alloc(sizeof(double) * w2 * (size_t)chunk_groups, "per-group batch-norm sums", err);
   t->det_scratch = mt_alloc(sizeof(double) * w2 * (size_t)groups, "per-group batch-norm sums", err);
@@ -299,7 +299,7 @@ static int create_buffers(Trainer *t, MtError *err) {
   }
 
   OptConfig oc = {.kind = (OptKind)cfg->optimizer, .beta1 = cfg->beta1, .beta2 = t->beta2, .eps = cfg->eps};
-  if (optim_create(&t->opt, &oc, t->gs.shard ? t->gs.n_own : t->model.n_params, err) != 0) return -1;
+  if (mt_optim_create(&t->opt, &oc, t->gs.shard ? t->gs.n_own : t->model.n_params, err) != 0) return -1;
 
   t->perm = mt_alloc(sizeof(uint32_t) * (size_t)t->n_train, "the epoch permutation", err);
   t->rows = mt_alloc(sizeof(int64_t) * (size_t)t->max_local, "the batch's row list", err);
@@ -308,28 +308,28 @@ static int create_buffers(Trainer *t, MtError *err) {
   t->dlogits = mt_alloc(sizeof(float) * (size_t)t->micro * (size_t)t->info->n_classes, "the loss gradient", err);
   if (err->failed) return -1;
 
-  /* The screen only, for now: --log is opened by trainer_metrics_open once every input has been checked and the run
+  /* The screen only, for now: --log is opened by mt_trainer_metrics_open once every input has been checked and the run
    * knows whether it resumed (then it continues the file of the run it resumes). */
   LogOptions lo = {.is_root = comm->rank == 0, .progress = cfg->progress, .path = cfg->log,
                    .format = cfg->log_format, .every = cfg->log_every, .defer_file = 1};
-  if (log_open(&t->log, &lo, err) != 0) return -1;
+  if (mt_log_open(&t->log, &lo, err) != 0) return -1;
 
   /* Deterministic mode: one OpenBLAS thread, always. OpenBLAS 0.3.21 blocks the K dimension of a GEMM differently
    * with several threads, which changes the order of the additions (measured: the same run with 1 and 2 threads
    * differs in most weights after 30 steps). Start one rank per core instead. */
-  if (blas_threads_choose(cfg->threads, t->det, comm->node_cores, comm->node_cpus, comm->node_size, &t->threads,
+  if (mt_blas_threads_choose(cfg->threads, t->det, comm->node_cores, comm->node_cpus, comm->node_size, &t->threads,
                           err) != 0)
     return -1;
-  blas_set_threads(t->threads.n);
+  mt_blas_set_threads(t->threads.n);
   return 0;
 }
 
-int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err) {
+int mt_trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err) {
   *out = NULL;
   Trainer *t = calloc(1, sizeof *t);
   if (t == NULL) {
     mt_fail(err, "out of memory creating the trainer");
-    comm_agree(comm, err);
+    mt_comm_agree(comm, err);
     return -1;
   }
   t->cfg = *cfg;
@@ -338,20 +338,20 @@ int trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, Mt
   t->dir_lock = -1;
   t->perm_epoch = -1;
   t->saved_step = -1;
-  t->beta2 = config_beta2(cfg);
+  t->beta2 = mt_config_beta2(cfg);
 
   /* Each stage stops at its first error; the ranks then agree on the outcome. */
   if (create_data(t, ds, err) == 0 && create_sizes(t, err) == 0 && create_model(t, err) == 0 &&
       (!t->det || create_det(t, err) == 0))
     create_buffers(t, err);
-  if (comm_agree(comm, err) != 0) {
-    trainer_free(t);
+  if (mt_comm_agree(comm, err) != 0) {
+    mt_trainer_free(t);
     return -1;
   }
-  if (share_features(t, err) != 0 || (cfg->checkpoint_dir[0] != '\0' && trainer_checkpoint_dir_ready(t, err) != 0) ||
-      (cfg->resume[0] != '\0' && trainer_resume(t, err) != 0) ||
-      (cfg->init_from[0] != '\0' && trainer_init_from(t, err) != 0) || trainer_metrics_open(t, err) != 0) {
-    trainer_free(t);
+  if (share_features(t, err) != 0 || (cfg->checkpoint_dir[0] != '\0' && mt_trainer_checkpoint_dir_ready(t, err) != 0) ||
+      (cfg->resume[0] != '\0' && mt_trainer_resume(t, err) != 0) ||
+      (cfg->init_from[0] != '\0' && mt_trainer_init_from(t, err) != 0) || mt_trainer_metrics_open(t, err) != 0) {
+    mt_trainer_free(t);
     return -1;
   }
   *out = t;

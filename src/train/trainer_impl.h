@@ -44,7 +44,7 @@ struct Trainer {
   Model model;
   Optimizer opt;
   Log *log;
-  int dir_lock;             /* rank 0: the --checkpoint-dir lock (checkpoint_dir_lock), -1 if none */
+  int dir_lock;             /* rank 0: the --checkpoint-dir lock (mt_checkpoint_dir_lock), -1 if none */
   float beta2;
   BlasThreads threads;      /* OpenBLAS threads per rank and where the number came from */
 
@@ -62,7 +62,7 @@ struct Trainer {
    * reduction left this rank holding (own, or whole when the engine sums the whole gradient on every rank). */
   UpdateSlices whole, own, *held;
   int held_parts;           /* held is parts of the gradient (sharded and not whole): its norm needs a reduction */
-  const struct StepEngine *engine; /* chosen once by trainer_create: default or --deterministic */
+  const struct StepEngine *engine; /* chosen once by mt_trainer_create: default or --deterministic */
   double *norm_sums;        /* [n_tensors] per-tensor sums of squares (sharded: reduced) */
   int n_decay;              /* tensors that L2 and weight decay apply to (the weight matrices) */
   ParamRange decay[MODEL_MAX_HIDDEN + 1];
@@ -110,13 +110,13 @@ struct Trainer {
 };
 
 /* qsort's order of int64_t rows. */
-int trainer_cmp_i64(const void *a, const void *b);
+int mt_trainer_cmp_i64(const void *a, const void *b);
 /* --val-fraction: hold out the validation rows (again, after a resume changed the seed). */
-int trainer_split_validation(Trainer *t, MtError *err);
-void trainer_advance_epoch(Trainer *t);
+int mt_trainer_split_validation(Trainer *t, MtError *err);
+void mt_trainer_advance_epoch(Trainer *t);
 
 /* A step engine (engine.c): how the forward and backward passes of a step run and the gradient is reduced, and how
- * an evaluation sums its loss. One per mode, chosen once in trainer_create. */
+ * an evaluation sums its loss. One per mode, chosen once in mt_trainer_create. */
 typedef struct StepEngine {
   const char *name;
   /* Fills the gradient buffer and its tail (TAIL_*) for the batch at [first, first + Bt) of the epoch's order. tm:
@@ -128,31 +128,31 @@ typedef struct StepEngine {
   /* Mean loss and accuracy over n rows of split s (rows [0, n) when rows is NULL, else the sorted rows [n]). */
   int (*evaluate)(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err);
 } StepEngine;
-extern const StepEngine engine_default, engine_det;
-int evaluate_default(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err);
-int evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err);
+extern const StepEngine mt_engine_default, mt_engine_det;
+int mt_evaluate_default(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err);
+int mt_evaluate_det(Trainer *t, Split s, const int64_t *rows, int64_t n, double *loss, double *acc, MtError *err);
 
 /* The update path (update.c), on the slices this rank holds and updates. */
 /* Collective (sharded). The slices of the gradient (plan_gradsync, once gs is planned). */
-int update_plan(Trainer *t, MtError *err);
-void update_free(Trainer *t);
+int mt_update_plan(Trainer *t, MtError *err);
+void mt_update_free(Trainer *t);
 /* L2 (--l2) after the sum over ranks: adds λ/B·W to the gradient this rank holds; returns the loss term. */
-double update_l2(Trainer *t, int64_t Bt);
+double mt_update_l2(Trainer *t, int64_t Bt);
 /* The squared norm of the whole gradient (reduced when this rank holds parts: collective then). */
-double update_grad_sumsq(Trainer *t);
+double mt_update_grad_sumsq(Trainer *t);
 /* Collective. The rest of a step that is not skipped: per-layer norms, clipping, weight decay, the optimiser, and
  * with a sharded optimiser the gathering of the parameters. logged: the caller wants s; sq: the gradient's squared
  * norm if already known, else < 0. Fills s->grad_norm when computed. */
-void update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq);
+void mt_update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq);
 
 /* Checkpoints (checkpointing.c, resume.c), all collective. */
-int trainer_check_finite(const Trainer *t, MtError *err);
-int trainer_save_as(Trainer *t, const char *name, MtError *err);
-int trainer_save(Trainer *t, MtError *err);
-int trainer_checkpoint_dir_ready(Trainer *t, MtError *err);
-int trainer_resume(Trainer *t, MtError *err);
-int trainer_init_from(Trainer *t, MtError *err);
+int mt_trainer_check_finite(const Trainer *t, MtError *err);
+int mt_trainer_save_as(Trainer *t, const char *name, MtError *err);
+int mt_trainer_save(Trainer *t, MtError *err);
+int mt_trainer_checkpoint_dir_ready(Trainer *t, MtError *err);
+int mt_trainer_resume(Trainer *t, MtError *err);
+int mt_trainer_init_from(Trainer *t, MtError *err);
 /* The metrics file (fit.c), once every input is checked. Collective. */
-int trainer_metrics_open(Trainer *t, MtError *err);
+int mt_trainer_metrics_open(Trainer *t, MtError *err);
 
 #endif

@@ -10,7 +10,7 @@
 
 #include "mpitrain/optim.h"
 
-int update_plan(Trainer *t, MtError *err) {
+int mt_update_plan(Trainer *t, MtError *err) {
   const Model *m = &t->model;
   t->norm_sums = calloc((size_t)t->n_tensors + 1, sizeof(double));
   t->whole.s = calloc((size_t)t->n_tensors + 1, sizeof *t->whole.s);
@@ -43,18 +43,18 @@ int update_plan(Trainer *t, MtError *err) {
   return 0;
 }
 
-void update_free(Trainer *t) {
+void mt_update_free(Trainer *t) {
   if (t->own.s != t->whole.s) free(t->own.s);
   free(t->whole.s);
   free(t->norm_sums);
 }
 
-double update_l2(Trainer *t, int64_t Bt) {
+double mt_update_l2(Trainer *t, int64_t Bt) {
   if (t->cfg.l2 <= 0) return 0;
   const float *w = t->model.params;
   /* The loss term on the (replicated) weights, every rank the same; the gradient term on the slices it holds. */
   double sumsq = 0;
-  for (int i = 0; i < t->n_decay; i++) sumsq += optim_sumsq(w + t->decay[i].offset, t->decay[i].count);
+  for (int i = 0; i < t->n_decay; i++) sumsq += mt_optim_sumsq(w + t->decay[i].offset, t->decay[i].count);
   const float k = (float)(t->cfg.l2 / (double)Bt);
   for (int i = 0; i < t->held->n; i++) {
     const UpdateSlice *sl = &t->held->s[i];
@@ -64,10 +64,10 @@ double update_l2(Trainer *t, int64_t Bt) {
   return t->cfg.l2 / (2.0 * (double)Bt) * sumsq;
 }
 
-double update_grad_sumsq(Trainer *t) {
+double mt_update_grad_sumsq(Trainer *t) {
   double sq = 0;
-  for (int i = 0; i < t->held->n; i++) sq = optim_sumsq_add(sq, t->held->s[i].g, t->held->s[i].n);
-  if (t->held_parts) comm_allreduce_sum_double(t->comm, &sq, 1);
+  for (int i = 0; i < t->held->n; i++) sq = mt_optim_sumsq_add(sq, t->held->s[i].g, t->held->s[i].n);
+  if (t->held_parts) mt_comm_allreduce_sum_double(t->comm, &sq, 1);
   return sq;
 }
 
@@ -77,17 +77,17 @@ static void log_norms(Trainer *t, const StepStats *st) {
   const Model *m = &t->model;
   /* Sharded, each rank holds parts of the gradient: sum the squares of its parts per tensor, reduce, then rank 0
    * logs. Every step (not only logged ones), so that every rank takes part in the reduction. */
-  if (!t->gs.shard && !log_step_due(t->log, st)) return;
+  if (!t->gs.shard && !mt_log_step_due(t->log, st)) return;
   memset(t->norm_sums, 0, sizeof(double) * (size_t)t->n_tensors);
-  for (int i = 0; i < t->own.n; i++) t->norm_sums[t->own.s[i].tensor] += optim_sumsq(t->own.s[i].g, t->own.s[i].n);
-  if (t->gs.shard) comm_allreduce_sum_double(t->comm, t->norm_sums, (size_t)t->n_tensors);
-  if (!log_step_due(t->log, st)) return;
+  for (int i = 0; i < t->own.n; i++) t->norm_sums[t->own.s[i].tensor] += mt_optim_sumsq(t->own.s[i].g, t->own.s[i].n);
+  if (t->gs.shard) mt_comm_allreduce_sum_double(t->comm, t->norm_sums, (size_t)t->n_tensors);
+  if (!mt_log_step_due(t->log, st)) return;
   for (int i = 0; i < t->n_tensors; i++)
-    log_layer(t->log, st, t->tensors[i].name, sqrt(optim_sumsq(m->params + t->tensors[i].offset, t->tensors[i].count)),
+    mt_log_layer(t->log, st, t->tensors[i].name, sqrt(mt_optim_sumsq(m->params + t->tensors[i].offset, t->tensors[i].count)),
               sqrt(t->norm_sums[i]));
 }
 
-void update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq) {
+void mt_update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq) {
   Model *m = &t->model;
   const UpdateSlices *own = &t->own;
   /* The engine left the whole sum on every rank: a sharded optimiser takes its parts of it. */
@@ -96,8 +96,8 @@ void update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq) {
   log_norms(t, s);
   /* The global gradient norm: when clipping needs it, or for the metrics log. Sharded, decided by the configuration
    * alone, so that every rank makes the reduction it may need. */
-  if (t->cfg.clip_norm > 0 || (t->gs.shard ? t->cfg.log_norms : logged && log_step_due(t->log, s))) {
-    s->grad_norm = sqrt(sq >= 0 ? sq : update_grad_sumsq(t));
+  if (t->cfg.clip_norm > 0 || (t->gs.shard ? t->cfg.log_norms : logged && mt_log_step_due(t->log, s))) {
+    s->grad_norm = sqrt(sq >= 0 ? sq : mt_update_grad_sumsq(t));
     if (t->cfg.clip_norm > 0 && s->grad_norm > t->cfg.clip_norm) {
       const float scale = (float)(t->cfg.clip_norm / s->grad_norm);
       for (int i = 0; i < own->n; i++)
@@ -107,9 +107,9 @@ void update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq) {
   /* Decoupled: shrink the weights directly, before and apart from the optimiser's own step (AdamW). */
   for (int i = 0; i < own->n; i++)
     if (t->tensors[own->s[i].tensor].decay)
-      optim_weight_decay(&(ParamRange){own->s[i].poff, own->s[i].n}, 1, m->params, lr, t->cfg.weight_decay);
-  optim_begin(&t->opt, (float)lr);
+      mt_optim_weight_decay(&(ParamRange){own->s[i].poff, own->s[i].n}, 1, m->params, lr, t->cfg.weight_decay);
+  mt_optim_begin(&t->opt, (float)lr);
   for (int i = 0; i < own->n; i++)
-    optim_update(&t->opt, m->params + own->s[i].poff, own->s[i].g, own->s[i].moff, own->s[i].n);
-  if (t->gs.shard) gradsync_allgather(&t->gs, m->params);
+    mt_optim_update(&t->opt, m->params + own->s[i].poff, own->s[i].g, own->s[i].moff, own->s[i].n);
+  if (t->gs.shard) mt_gradsync_allgather(&t->gs, m->params);
 }

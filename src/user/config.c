@@ -15,7 +15,7 @@
 #include "mpitrain/optim.h"
 
 /* The choices of the enum options are the names their modules keep (in enum order, NULL-terminated). */
-const char *const nonfinite_names[NONFINITE_COUNT + 1] = {"stop", "skip", NULL};
+const char *const mt_nonfinite_names[NONFINITE_COUNT + 1] = {"stop", "skip", NULL};
 
 _Static_assert(OPTS_LIST_MAX <= MODEL_MAX_HIDDEN, "--hidden accepts more layers than a model can hold");
 
@@ -28,13 +28,13 @@ _Static_assert(OPTS_LIST_MAX <= MODEL_MAX_HIDDEN, "--hidden accepts more layers 
  * --seed (a resumed run keeps the checkpoint's seed, which fixes the data order, and says so), --data (its shape is
  * checked against the checkpoint, its row count warned about; its path may move, e.g. to node-local scratch). */
 /* clang-format off */
-const OptionSpec config_train_options[] = {
+const OptionSpec mt_config_train_options[] = {
   {.section = "data", .name = "data", OPTS_STRING_FIELD(Config, data),
    .def = "datasets/fashion-mnist.h5", .metavar = "FILE",
    .help = "dataset (HDF5 from `mpitrain convert` or `mpitrain synth`; one file, one shard or a sharded set's "
            "base name)"},
   {.name = "in-memory", .type = OT_ENUM, .offset = offsetof(Config, in_memory), .def = "auto",
-   .choices = memory_names,
+   .choices = mt_memory_names,
    .help = "hold the training split in memory (yes), or read each batch's rows from the file (no); auto = yes "
            "when the split fits in --memory-limit-mb"},
   {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(Config, memory_limit_mb), .def = "2048",
@@ -46,11 +46,11 @@ const OptionSpec config_train_options[] = {
    .help = "widths of the hidden layers, input side first; none (or \"\") = no hidden layer, i.e. softmax "
            "regression"},
   {.name = "activation", .flags = OPT_MODEL, .type = OT_ENUM, .offset = offsetof(Config, activation), .def = "relu",
-   .choices = act_names, .help = "activation after every hidden layer"},
+   .choices = mt_act_names, .help = "activation after every hidden layer"},
   {.name = "leaky-slope", .type = OT_FLOAT, .offset = offsetof(Config, leaky_slope), .def = "0.01",
    .metavar = "X", .min = 0, .max = 1, .flags = RANGED | OPT_MIN_EXCLUSIVE | OPT_MAX_EXCLUSIVE | OPT_MODEL,
    .help = "slope of leaky_relu for negative inputs, in (0, 1)"},
-  {.name = "init", .type = OT_ENUM, .offset = offsetof(Config, init), .def = "auto", .choices = init_names,
+  {.name = "init", .type = OT_ENUM, .offset = offsetof(Config, init), .def = "auto", .choices = mt_init_names,
    .help = "weight initialisation: auto = he for (leaky_)relu, xavier for tanh and sigmoid; small = N(0,1)*0.01; "
            "zero = all zero (shows why symmetry must be broken); biases start at zero"},
   {.name = "init-from", OPTS_STRING_FIELD(Config, init_from), .def = "", .metavar = "FILE",
@@ -61,7 +61,7 @@ const OptionSpec config_train_options[] = {
            "with a note)"},
 
   {.name = "batchnorm", .flags = OPT_MODEL, .type = OT_ENUM, .offset = offsetof(Config, batchnorm), .def = "none",
-   .choices = bn_place_names,
+   .choices = mt_bn_place_names,
    .help = "batch normalisation in every hidden block: before or after the activation; statistics are those of "
            "the global batch, summed over all ranks (synchronised BN), so any rank count trains the same model"},
   {.name = "bn-momentum", .type = OT_FLOAT, .offset = offsetof(Config, bn_momentum), .def = "0.1", .metavar = "X",
@@ -76,7 +76,7 @@ const OptionSpec config_train_options[] = {
 
   {.section = "optimisation", .name = "optimizer", .flags = OPT_MODEL, .type = OT_ENUM,
    .offset = offsetof(Config, optimizer),
-   .def = "adam", .choices = optim_names,
+   .def = "adam", .choices = mt_optim_names,
    .help = "sgd: w -= lr*g; momentum: v = beta1*v + (1-beta1)*g, w -= lr*v; rmsprop: s = beta2*s + "
            "(1-beta2)*g^2, w -= lr*g/(sqrt(s)+eps); adam: both moments, bias-corrected"},
   {.name = "lr", .type = OT_FLOAT, .offset = offsetof(Config, lr), .def = "5e-4", .metavar = "X", .min = 0,
@@ -114,7 +114,7 @@ const OptionSpec config_train_options[] = {
            "optimiser's moments; weights only"},
   {.name = "lr-schedule", .flags = OPT_TRAJECTORY, .type = OT_ENUM, .offset = offsetof(Config, lr_schedule),
    .def = "constant",
-   .choices = lr_schedule_names,
+   .choices = mt_lr_schedule_names,
    .help = "with e = epochs done (fractional): step = lr*gamma^floor(e/lr-step); exp = lr*gamma^e; "
            "inv = lr/(1 + decay-rate*e); cosine = lr-min + (lr-lr-min)*(1+cos(pi*e/epochs))/2"},
   {.name = "lr-gamma", .type = OT_FLOAT, .offset = offsetof(Config, lr_gamma), .def = "auto", .metavar = "G",
@@ -137,7 +137,7 @@ const OptionSpec config_train_options[] = {
    .help = "scale the gradient down when its global L2 norm (all layers, after the sum over ranks) exceeds C; 0 = off"},
   {.name = "on-nonfinite", .flags = OPT_TRAJECTORY, .type = OT_ENUM, .offset = offsetof(Config, on_nonfinite),
    .def = "stop",
-   .choices = nonfinite_names,
+   .choices = mt_nonfinite_names,
    .help = "a NaN or infinite loss or gradient (the summed values, so every rank sees it at once): stop = end the "
            "run with the step and a hint, the last checkpoint intact; skip = drop that step's update and go on, "
            "counting them (100 in a row still stop)"},
@@ -184,14 +184,14 @@ const OptionSpec config_train_options[] = {
   {.section = "output", .name = "log", OPTS_STRING_FIELD(Config, log), .def = "", .metavar = "FILE",
    .help = "write metrics to FILE: a line per step (see --log-every) and per epoch"},
   {.name = "log-format", .type = OT_ENUM, .offset = offsetof(Config, log_format), .def = "auto",
-   .choices = log_format_names,
+   .choices = mt_log_format_names,
    .help = "format of --log; auto = from its extension (.csv, or .jsonl / .json)"},
   {.name = "log-every", .type = OT_INT, .offset = offsetof(Config, log_every), .def = "auto", .metavar = "N",
    .min = 1, .max = NOMAX, .flags = RANGED, .word = "auto", .word_value = 0,
    .help = "steps between plain progress lines and between step lines of --log; auto = about 10 progress lines "
            "per epoch, and every step in --log (thinned to about 1000 lines per epoch)"},
   {.name = "progress", .type = OT_ENUM, .offset = offsetof(Config, progress), .def = "auto",
-   .choices = progress_names,
+   .choices = mt_progress_names,
    .help = "bar = one line redrawn in place; plain = a line every --log-every steps (for batch-job output); "
            "off = epoch summaries only; auto = bar on a terminal, plain otherwise"},
   {.name = "eval", .type = OT_BOOL, .offset = offsetof(Config, eval), .def = "true",
@@ -220,9 +220,9 @@ const OptionSpec config_train_options[] = {
 
 /* ==== Parsing and checks ==== */
 
-int config_parse(Config *c, int argc, char **argv, int first, MtError *err) {
+int mt_config_parse(Config *c, int argc, char **argv, int first, MtError *err) {
   OptsResult res;
-  if (opts_parse(config_train_options, c, argc, argv, first, 1, &res, err) != 0) return -1;
+  if (mt_opts_parse(mt_config_train_options, c, argc, argv, first, 1, &res, err) != 0) return -1;
   if (res.help) return 1;
   if (res.n_positional > 0) {
     const char *a = res.positional[0];
@@ -232,13 +232,13 @@ int config_parse(Config *c, int argc, char **argv, int first, MtError *err) {
       return mt_fail(err, "unexpected argument '%s': the dataset is given with --data %s", a, a);
     return mt_fail(err, "unexpected argument '%s': this command takes only --options (see --help)", a);
   }
-  if (config_validate(c, err) != 0) return -1;
+  if (mt_config_validate(c, err) != 0) return -1;
   /* The INI file is read by now; the metrics file, created later, must not be it (by any name). */
   FileRole config = {.role = "--config", .path = res.config_path}, log = {.role = "--log", .path = c->log};
-  return fileid_check(&config, 1, &log, 1, err);
+  return mt_fileid_check(&config, 1, &log, 1, err);
 }
 
-int config_validate(const Config *c, MtError *err) {
+int mt_config_validate(const Config *c, MtError *err) {
   if (c->data[0] == '\0') return mt_fail(err, "--data: expected a dataset file name, got ''");
   if (c->hidden.n > MODEL_MAX_HIDDEN)
     return mt_fail(err, "--hidden: at most %d hidden layers, got %d", MODEL_MAX_HIDDEN, c->hidden.n);
@@ -259,7 +259,7 @@ int config_validate(const Config *c, MtError *err) {
     return mt_fail(err, "--micro-batch %d with --deterministic: a micro-batch holds whole groups; use at least "
                         "--det-group (%d) rows", c->micro_batch, c->det_group);
   if (c->log[0] != '\0') {
-    if (c->log_format == LOGFMT_AUTO && log_format_from_path(c->log) == LOGFMT_AUTO)
+    if (c->log_format == LOGFMT_AUTO && mt_log_format_from_path(c->log) == LOGFMT_AUTO)
       return mt_fail(err,
                      "--log %s: cannot tell the format from the file name; add --log-format csv or "
                      "--log-format jsonl (or name it .csv or .jsonl)",
@@ -271,7 +271,7 @@ int config_validate(const Config *c, MtError *err) {
   return 0;
 }
 
-float config_beta2(const Config *c) {
+float mt_config_beta2(const Config *c) {
   if (c->beta2 >= 0) return c->beta2;
   /* RMSProp's customary 0.9 (Hinton's lecture) forgets faster than Adam's 0.999 (Kingma & Ba), which can afford
    * a long memory because of its bias correction. */

@@ -3,8 +3,8 @@
  * Screen (stdout): on a terminal, one progress line redrawn in place at most ~10 times a second; elsewhere (a
  * batch job's output file) plain lines at a steady cadence, flushed at once so `tail -f` shows them. Epoch
  * summaries always. Metrics file (--log): CSV or JSONL, one record per logged step and per epoch, numbers with
- * enough digits to read back; a resumed run continues the file of the run it resumed (log_open_file). A failed
- * write is remembered and reported by log_close rather than ignored, so a full disk cannot silently truncate the
+ * enough digits to read back; a resumed run continues the file of the run it resumed (mt_log_open_file). A failed
+ * write is remembered and reported by mt_log_close rather than ignored, so a full disk cannot silently truncate the
  * record of a run. */
 #include "mpitrain/log.h"
 
@@ -22,8 +22,8 @@
 #include "mpitrain/atomicfile.h"
 #include "mpitrain/util.h"
 
-const char *const log_format_names[LOGFMT_COUNT + 1] = {"auto", "csv", "jsonl", NULL};
-const char *const progress_names[PROGRESS_COUNT + 1] = {"auto", "bar", "plain", "off", NULL};
+const char *const mt_log_format_names[LOGFMT_COUNT + 1] = {"auto", "csv", "jsonl", NULL};
+const char *const mt_progress_names[PROGRESS_COUNT + 1] = {"auto", "bar", "plain", "off", NULL};
 
 #define LOG_PATH_MAX 1024
 #define BAR_REDRAW_S 0.1       /* ~10 redraws a second: smooth, yet no measurable cost to a fast step loop */
@@ -49,7 +49,7 @@ struct Log {
 
 /* ==== Metrics file ==== */
 
-LogFormat log_format_from_path(const char *path) {
+LogFormat mt_log_format_from_path(const char *path) {
   if (mt_has_suffix(path, ".csv", 1)) return LOGFMT_CSV;
   if (mt_has_suffix(path, ".jsonl", 1) || mt_has_suffix(path, ".json", 1)) return LOGFMT_JSONL;
   return LOGFMT_AUTO;
@@ -189,12 +189,12 @@ static void file_epoch(Log *l, const EpochStats *s) {
   file_flush(l);
 }
 
-int log_step_due(const Log *l, const StepStats *s) {
+int mt_log_step_due(const Log *l, const StepStats *s) {
   return l != NULL && l->is_root && l->f != NULL && l->write_errno == 0 && file_due(l, s);
 }
 
-void log_layer(Log *l, const StepStats *s, const char *layer, double weight_norm, double grad_norm) {
-  if (!log_step_due(l, s)) return;
+void mt_log_layer(Log *l, const StepStats *s, const char *layer, double weight_norm, double grad_norm) {
+  if (!mt_log_step_due(l, s)) return;
   Record r;
   record_start(&r, l, "layer", s->epoch, s->step);
   record_num(&r, COL_WNORM, weight_norm, 1);
@@ -351,7 +351,7 @@ static int file_continue(Log *l, int64_t after, MtError *err) {
   if (in == NULL && errno == ENOENT) return file_create(l, err);
   if (in == NULL) return mt_fail(err, "--log %s: cannot read it to continue it: %s", l->path, strerror(errno));
   char tmp[LOG_PATH_MAX + 64];
-  FILE *out = atomic_temp_name(l->path, tmp, sizeof tmp) == 0 ? fopen(tmp, "w") : NULL;
+  FILE *out = mt_atomic_temp_name(l->path, tmp, sizeof tmp) == 0 ? fopen(tmp, "w") : NULL;
   if (out == NULL) {
     fclose(in);
     return mt_fail(err, "--log %s: cannot create a temporary next to it: %s", l->path, strerror(errno));
@@ -380,7 +380,7 @@ static int file_continue(Log *l, int64_t after, MtError *err) {
     } else if (!record_step(l, line, &step)) {
       rc = mt_fail(err, "--log %s: not a metrics log of mpitrain in %s format: line %lld is not a metrics record; "
                         "refusing to append to it; move it away or give another --log",
-                   l->path, log_format_names[l->format], lineno);
+                   l->path, mt_log_format_names[l->format], lineno);
     } else if (step > after) {
       dropped++;
       continue;
@@ -394,7 +394,7 @@ static int file_continue(Log *l, int64_t after, MtError *err) {
   if (rc == 0 && lineno == 0 && l->format == LOGFMT_CSV && fprintf(out, "%s\n", header) < 0)
     rc = mt_fail(err, "--log %s: writing %s failed: %s", l->path, tmp, strerror(errno));
   if (rc == 0 && fflush(out) != 0) rc = mt_fail(err, "--log %s: writing %s failed: %s", l->path, tmp, strerror(errno));
-  if (rc == 0 && atomic_commit(tmp, l->path) != 0)
+  if (rc == 0 && mt_atomic_commit(tmp, l->path) != 0)
     rc = mt_fail(err, "--log %s: cannot move %s into place: %s", l->path, tmp, strerror(errno));
   if (rc != 0) {
     fclose(out);
@@ -403,14 +403,14 @@ static int file_continue(Log *l, int64_t after, MtError *err) {
   }
   l->f = out; /* still open: the file now has the final name */
   if (dropped > 0)
-    log_info(l, "continuing %s after step %lld (dropped %lld record%s written after that checkpoint)", l->path,
+    mt_log_info(l, "continuing %s after step %lld (dropped %lld record%s written after that checkpoint)", l->path,
              (long long)after, dropped, dropped == 1 ? "" : "s");
   else
-    log_info(l, "continuing %s after step %lld", l->path, (long long)after);
+    mt_log_info(l, "continuing %s after step %lld", l->path, (long long)after);
   return 0;
 }
 
-int log_open_file(Log *l, int64_t resumed_step, MtError *err) {
+int mt_log_open_file(Log *l, int64_t resumed_step, MtError *err) {
   if (l == NULL || !l->is_root || l->path[0] == '\0' || l->f != NULL) return 0;
   int rc = resumed_step < 0 ? file_create(l, err) : file_continue(l, resumed_step, err);
   l->last_flush = mt_now();
@@ -433,7 +433,7 @@ static int stdout_is_terminal(void) {
   return strncmp(target, "/dev/pts/", 9) == 0 || strncmp(target, "/dev/tty", 8) == 0;
 }
 
-int log_open(Log **out, const LogOptions *o, MtError *err) {
+int mt_log_open(Log **out, const LogOptions *o, MtError *err) {
   *out = NULL;
   Log *l = mt_alloc(sizeof *l, "the log", err);
   if (l == NULL) return -1;
@@ -460,14 +460,14 @@ int log_open(Log **out, const LogOptions *o, MtError *err) {
     strcpy(l->path, path);
     l->format = o->format;
     if (l->format == LOGFMT_AUTO) {
-      l->format = log_format_from_path(path);
+      l->format = mt_log_format_from_path(path);
       if (l->format == LOGFMT_AUTO) {
         mt_free(l);
         return mt_fail(err, "--log %s: cannot tell the format from the file name; add --log-format csv or "
                             "--log-format jsonl", path);
       }
     }
-    if (!o->defer_file && log_open_file(l, -1, err) != 0) {
+    if (!o->defer_file && mt_log_open_file(l, -1, err) != 0) {
       mt_free(l);
       return -1;
     }
@@ -476,7 +476,7 @@ int log_open(Log **out, const LogOptions *o, MtError *err) {
   return 0;
 }
 
-void log_step(Log *l, const StepStats *s) {
+void mt_log_step(Log *l, const StepStats *s) {
   if (l == NULL || !l->is_root) return;
   l->have_step = 1;
   l->last_lr = s->lr;
@@ -488,7 +488,7 @@ void log_step(Log *l, const StepStats *s) {
     plain_step(l, s);
 }
 
-void log_epoch(Log *l, const EpochStats *s) {
+void mt_log_epoch(Log *l, const EpochStats *s) {
   if (l == NULL || !l->is_root) return;
   if (l->f != NULL) file_epoch(l, s);
   bar_clear(l);
@@ -508,11 +508,11 @@ void log_epoch(Log *l, const EpochStats *s) {
   l->last_draw = -1; /* the next epoch's bar appears with its first step */
 }
 
-void log_flush(Log *l) {
+void mt_log_flush(Log *l) {
   if (l != NULL && l->is_root) file_flush(l);
 }
 
-void log_info(Log *l, const char *fmt, ...) {
+void mt_log_info(Log *l, const char *fmt, ...) {
   if (l == NULL || !l->is_root) return;
   bar_clear(l);
   va_list ap;
@@ -525,7 +525,7 @@ void log_info(Log *l, const char *fmt, ...) {
   l->last_draw = -1;
 }
 
-int log_close(Log *l, MtError *err) {
+int mt_log_close(Log *l, MtError *err) {
   if (l == NULL) return 0;
   int rc = 0;
   if (l->is_root) {

@@ -298,7 +298,7 @@ static int assign_list(const OptionSpec *o, void *dst, const char *s, const char
 }
 
 /* What an INI file cannot hold of a text value, or NULL. Every option can come from an INI file, and the effective
- * configuration is written back out as INI (opts_write_ini: checkpoints keep it): a value that would read back
+ * configuration is written back out as INI (mt_opts_write_ini: checkpoints keep it): a value that would read back
  * differently — or, with a line break, as further options — is refused where it is given. inih trims white space
  * around a value and takes a ';' after white space (or at its start) as the start of a comment. */
 static const char *ini_unsafe(const char *v) {
@@ -312,7 +312,7 @@ static const char *ini_unsafe(const char *v) {
   return NULL;
 }
 
-/* The core of opts_set: value text -> field, with range and type checks. src names the origin in messages. */
+/* The core of mt_opts_set: value text -> field, with range and type checks. src names the origin in messages. */
 static int opt_assign(const OptionSpec *o, void *dst, const char *value, const char *src, MtError *err) {
   if (value == NULL) value = "";
   if (o->type == OT_STRING) {
@@ -380,7 +380,7 @@ static int opt_assign(const OptionSpec *o, void *dst, const char *value, const c
 
 /* ==== Public: defaults, set, format ==== */
 
-void opts_defaults(const OptionSpec *table, void *dst) {
+void mt_opts_defaults(const OptionSpec *table, void *dst) {
   for (const OptionSpec *o = table; o->name != NULL; o++) {
     if (o->def == NULL) {
       /* Zero of the field's type; the option's range does not apply to "not given". */
@@ -397,7 +397,7 @@ void opts_defaults(const OptionSpec *table, void *dst) {
   }
 }
 
-int opts_set(const OptionSpec *table, void *dst, const char *name, const char *value, const char *source,
+int mt_opts_set(const OptionSpec *table, void *dst, const char *name, const char *value, const char *source,
              MtError *err) {
   const OptionSpec *o = opts_find(table, name, strlen(name));
   if (o == NULL) {
@@ -437,7 +437,7 @@ static void format_float(float v, char *buf, size_t n) {
   }
 }
 
-void opts_format_value(const OptionSpec *o, const void *src, char *buf, size_t n) {
+void mt_opts_format_value(const OptionSpec *o, const void *src, char *buf, size_t n) {
   if (n == 0) return;
   buf[0] = '\0';
   const void *p = cfield(o, src);
@@ -489,10 +489,10 @@ void opts_format_value(const OptionSpec *o, const void *src, char *buf, size_t n
 
 /* ==== INI files ==== */
 
-static FILE *warnings;   /* opts_set_warnings; stderr until set */
+static FILE *warnings;   /* mt_opts_set_warnings; stderr until set */
 static int warnings_set;
 
-void opts_set_warnings(FILE *f) {
+void mt_opts_set_warnings(FILE *f) {
   warnings = f;
   warnings_set = 1;
 }
@@ -596,13 +596,13 @@ static int opts_load_ini_stream(const OptionSpec *table, void *dst, FILE *f, con
 
 static int opts_load_ini(const OptionSpec *table, void *dst, const char *path, MtError *err) {
   /* stat first: opening a FIFO to read would block until a writer came, on every rank, before any watchdog runs */
-  if (fileid_regular(path, "--config", err) != 0) return -1;
+  if (mt_fileid_regular(path, "--config", err) != 0) return -1;
   FILE *f = fopen(path, "r");
   if (f == NULL) return mt_fail(err, "cannot open config file '%s': %s", path, strerror(errno));
   return opts_load_ini_stream(table, dst, f, path, err);
 }
 
-int opts_parse_ini_string(const OptionSpec *table, void *dst, const char *text, size_t len, const char *name,
+int mt_opts_parse_ini_string(const OptionSpec *table, void *dst, const char *text, size_t len, const char *name,
                           MtError *err) {
   if (len == 0) return 0; /* nothing to apply (and fmemopen refuses an empty buffer on older C libraries) */
   /* Through a memory stream, so text takes exactly the path a file does: the same line reader and messages. */
@@ -624,7 +624,7 @@ static const char *next_value(int argc, char **argv, int *i) {
 
 static int is_help(const char *a) { return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0; }
 
-/* Pass 1 of opts_parse: --help and --config, wherever they are, because the INI file is applied before every
+/* Pass 1 of mt_opts_parse: --help and --config, wherever they are, because the INI file is applied before every
  * command-line option. Skips values exactly as pass 2 consumes them, so a value is never mistaken for an option.
  * Returns the --config value (the last one) or NULL; *help = 1 if --help / -h was given. */
 static const char *scan_help_and_config(const OptionSpec *table, int argc, char **argv, int first, int allow_config,
@@ -713,11 +713,11 @@ static int parse_long_option(const OptionSpec *table, void *dst, int argc, char 
   return opt_assign(o, dst, value, src, err) != 0 ? -1 : 0;
 }
 
-int opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int first, int allow_config,
+int mt_opts_parse(const OptionSpec *table, void *dst, int argc, char **argv, int first, int allow_config,
                OptsResult *res, MtError *err) {
   memset(res, 0, sizeof *res);
   res->positional = res->positional_store;
-  opts_defaults(table, dst);
+  mt_opts_defaults(table, dst);
 
   const char *config = scan_help_and_config(table, argc, argv, first, allow_config, &res->help);
   if (res->help) return 0; /* `--help` wins over any mistake elsewhere on the line */
@@ -805,11 +805,11 @@ static void help_line(FILE *f, const char *left, int col, const char *text) {
   fputc('\n', f);
 }
 
-void opts_print_help(FILE *f, const char *usage, const char *summary, const OptionSpec *table) {
-  opts_print_help_ex(f, usage, summary, table, 0);
+void mt_opts_print_help(FILE *f, const char *usage, const char *summary, const OptionSpec *table) {
+  mt_opts_print_help_ex(f, usage, summary, table, 0);
 }
 
-void opts_print_help_ex(FILE *f, const char *usage, const char *summary, const OptionSpec *table,
+void mt_opts_print_help_ex(FILE *f, const char *usage, const char *summary, const OptionSpec *table,
                         int allow_config) {
   char left[400], text[1400], list[300];
   int col = 0;
@@ -856,14 +856,14 @@ void opts_print_help_ex(FILE *f, const char *usage, const char *summary, const O
   }
 }
 
-void opts_write_ini(FILE *f, const OptionSpec *table, const void *src) {
+void mt_opts_write_ini(FILE *f, const OptionSpec *table, const void *src) {
   char value[2048];
   int first = 1;
   for (const OptionSpec *o = table; o->name != NULL; o++) {
     if (o->section != NULL) {
       fprintf(f, "%s[%s]\n", first ? "" : "\n", o->section);
     }
-    opts_format_value(o, src, value, sizeof value);
+    mt_opts_format_value(o, src, value, sizeof value);
     fprintf(f, "%s = %s\n", o->name, value);
     first = 0;
   }

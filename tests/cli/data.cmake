@@ -91,6 +91,11 @@ mt_expect(NAME data.info.scan EXIT fail WITHIN 10 MATCH "bad/nan_features.h5: /t
           FIXTURES_REQUIRED bad_data COMMAND ${MT_BIN} info bad/nan_features.h5 --memory-limit-mb 0 --scan)
 mt_expect(NAME data.convert.shards0 EXIT 2 WITHIN 10 MATCH "--shards: expected a whole number in \\[1, 99999\\]"
           COMMAND ${MT_BIN} convert --shards 0 --out never.h5)
+# convert and synth take as many classes as training reads (DATA_MAX_CLASSES, dataformat.h), no fewer.
+mt_expect(NAME data.convert.classes_limit EXIT 2 WITHIN 10 MATCH "--classes: expected .*\\[2, 16777216\\]"
+          COMMAND ${MT_BIN} convert --classes 16777217 --out never.h5)
+mt_expect(NAME data.synth.classes_limit EXIT 2 WITHIN 10 MATCH "--classes: expected .*\\[2, 16777216\\]"
+          COMMAND ${MT_BIN} synth --samples 10 --features 2 --classes 16777217 --out never.h5)
 mt_expect(NAME data.convert.unknown_option EXIT 2 WITHIN 10 MATCH "unknown option --shard; did you mean --shards\\?"
           COMMAND ${MT_BIN} convert --shard 3 --out never.h5)
 mt_expect(NAME data.convert.no_out EXIT 2 WITHIN 10 MATCH "--out FILE.h5 is required" COMMAND ${MT_BIN} convert)

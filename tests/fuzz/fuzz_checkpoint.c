@@ -1,8 +1,8 @@
-/* fuzz_checkpoint.c — libFuzzer target: the checkpoint reader (checkpoint_read_meta, checkpoint_read_state,
- * checkpoint_describe).
+/* fuzz_checkpoint.c — libFuzzer target: the checkpoint reader (mt_checkpoint_read_meta, mt_checkpoint_read_state,
+ * mt_checkpoint_describe).
  *
  * Structure-aware, like fuzz_data: the input describes a model (architecture, optimiser, every parameter and
- * moment, the progress counters), which checkpoint_write writes; then up to a few damages the input picks are done
+ * moment, the progress counters), which mt_checkpoint_write writes; then up to a few damages the input picks are done
  * to the file with the HDF5 API — an attribute deleted or replaced by one of another type, shape or value, the
  * hidden list or dropout rewritten, a string attribute changed, a numeric attribute set to an edge value of its
  * type (0, -1, 2^31-1, NaN, ...), an array deleted, reshaped, retyped, replaced by a group, or one of its values
@@ -107,7 +107,7 @@ static int all_finite(const float *v, size_t n, int need_nonneg) {
  * first moments and running means finite; second moments and running variances finite and >= 0. */
 static int state_invalid(const Model *m, const float *mom1, const float *mom2) {
   ModelTensor ss[MAX_TENSORS];
-  int ns = model_state_tensors(m, ss, MAX_TENSORS);
+  int ns = mt_model_state_tensors(m, ss, MAX_TENSORS);
   int bad = !all_finite(m->params, m->n_params, 0) || (mom1 && !all_finite(mom1, m->n_params, 0)) ||
             (mom2 && !all_finite(mom2, m->n_params, 1));
   for (int i = 0; i < ns; i++)
@@ -139,7 +139,7 @@ static void spec_read(FuzzIn *f, ModelSpec *s, OptConfig *oc) {
 /* The HDF5 paths of every array the checkpoint of m (and o) holds. */
 static int array_paths(const Model *m, const Optimizer *o, const CheckpointMeta *w, char (*out)[96], int max) {
   ModelTensor ts[MAX_TENSORS], ss[MAX_TENSORS];
-  int nt = model_tensors(m, ts, MAX_TENSORS), ns = model_state_tensors(m, ss, MAX_TENSORS), n = 0;
+  int nt = mt_model_tensors(m, ts, MAX_TENSORS), ns = mt_model_state_tensors(m, ss, MAX_TENSORS), n = 0;
   for (int i = 0; i < nt && n < max; i++) {
     snprintf(out[n++], 96, "/model/%.40s", ts[i].name);
     if (o->m && n < max) snprintf(out[n++], 96, "/optimizer/m/%.40s", ts[i].name);
@@ -158,7 +158,7 @@ static int array_paths(const Model *m, const Optimizer *o, const CheckpointMeta 
  * tamperer would; does nothing if an earlier damage left an array unreadable. */
 static void crc_rewrite(hid_t file, const Model *m, const Optimizer *o) {
   ModelTensor ts[MAX_TENSORS], ss[MAX_TENSORS];
-  int nt = model_tensors(m, ts, MAX_TENSORS), ns = model_state_tensors(m, ss, MAX_TENSORS);
+  int nt = mt_model_tensors(m, ts, MAX_TENSORS), ns = mt_model_state_tensors(m, ss, MAX_TENSORS);
   const char *groups[3] = {"/model", "/optimizer/m", "/optimizer/v"};
   int present[4] = {1, o->m != NULL, o->v != NULL, 1};
   uLong crc = crc32_z(0L, Z_NULL, 0);
@@ -334,7 +334,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *e = getenv("MT_FUZZ_CORRUPT");
     corrupt_files = e != NULL && strcmp(e, "1") == 0;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    /* checkpoint_describe prints what `mpitrain info` shows: not needed here */
+    /* mt_checkpoint_describe prints what `mpitrain info` shows: not needed here */
     if (freopen("/dev/null", "w", stdout) == NULL) abort();
   }
   FuzzIn in = {data, size, 0}, *f = &in;
@@ -349,15 +349,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   Model m;
   Optimizer o;
   MtError err = {0};
-  FZ_CHECK(model_create(&m, &spec, 1, &err) == 0, "%s", err.msg);
-  FZ_CHECK(optim_create(&o, &oc, m.n_params, &err) == 0, "%s", err.msg);
+  FZ_CHECK(mt_model_create(&m, &spec, 1, &err) == 0, "%s", err.msg);
+  FZ_CHECK(mt_optim_create(&o, &oc, m.n_params, &err) == 0, "%s", err.msg);
   /* Mostly what training holds; value()'s raw bit patterns are now and then NaN or Inf, and a second moment or a
    * running variance is now and then negative: such a checkpoint must be refused. */
   for (size_t i = 0; i < m.n_params; i++) m.params[i] = value(f);
   for (size_t i = 0; o.m && i < m.n_params; i++) o.m[i] = value(f);
   for (size_t i = 0; o.v && i < m.n_params; i++) o.v[i] = fz_chance(f, 252) ? fabsf(value(f)) : value(f);
   ModelTensor st[MAX_TENSORS];
-  for (int k = 0, ns = model_state_tensors(&m, st, MAX_TENSORS); k < ns; k++)
+  for (int k = 0, ns = mt_model_state_tensors(&m, st, MAX_TENSORS); k < ns; k++)
     for (size_t i = 0; i < st[k].count; i++)
       m.state[st[k].offset + i] =
           strstr(st[k].name, "running_var") && fz_chance(f, 252) ? fabsf(value(f)) : value(f);
@@ -409,7 +409,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (fz_chance(f, 32)) { /* a deterministic run's per-tensor gradient maxima */
     ModelTensor ts[MAX_TENSORS];
-    w.det_n = 1 + fz_pick(f, model_tensors(&m, ts, MAX_TENSORS));
+    w.det_n = 1 + fz_pick(f, mt_model_tensors(&m, ts, MAX_TENSORS));
     for (int k = 0; k < w.det_n; k++) w.det_max[k] = fz_chance(f, 250) ? fabsf(value(f)) : value(f);
   }
   /* Now and then one value out of range (at its edge, mostly), as the attributes of a tampered file hold. */
@@ -439,8 +439,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int bad_meta = meta_invalid(&w, &bad_name);
   int bad_state = state_invalid(&m, o.m, o.v);
   char written[1100];
-  int wrc = checkpoint_write(dir, "c.h5", &w, &m, &o, written, sizeof written, &err);
-  FZ_CHECK(wrc == 0, "checkpoint_write: %s", err.msg);
+  int wrc = mt_checkpoint_write(dir, "c.h5", &w, &m, &o, written, sizeof written, &err);
+  FZ_CHECK(wrc == 0, "mt_checkpoint_write: %s", err.msg);
 
   /* Damage. */
   int damages = fz_chance(f, 64) ? 0 : 1 + fz_pick(f, 3);
@@ -460,7 +460,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* Read back, as resume / eval / info do. */
   CheckpointMeta r;
   mt_error_clear(&err);
-  int rc = checkpoint_read_meta(path, &r, &err);
+  int rc = mt_checkpoint_read_meta(path, &r, &err);
   const char *loaded_bad = NULL;
   FZ_CHECK(rc != 0 || meta_invalid(&r, &loaded_bad) == 0, "attribute %s was loaded though no run can write it",
            loaded_bad);
@@ -509,11 +509,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     Optimizer ro;
     int kind = damages == 0 ? (int)r.opt.kind : fz_pick(f, OPT_COUNT + 1); /* OPT_COUNT: no optimiser (eval) */
     MtError e2 = {0};
-    if (model_create(&rm, &r.spec, 1, &e2) == 0) {
+    if (mt_model_create(&rm, &r.spec, 1, &e2) == 0) {
       OptConfig roc = r.opt;
       roc.kind = kind < OPT_COUNT ? (OptKind)kind : OPT_SGD;
-      FZ_CHECK(optim_create(&ro, &roc, rm.n_params, &e2) == 0, "%s", e2.msg);
-      int src = checkpoint_read_state(path, &r, &rm, kind < OPT_COUNT ? &ro : NULL, &e2);
+      FZ_CHECK(mt_optim_create(&ro, &roc, rm.n_params, &e2) == 0, "%s", e2.msg);
+      int src = mt_checkpoint_read_state(path, &r, &rm, kind < OPT_COUNT ? &ro : NULL, &e2);
       FZ_CHECK(src != 0 || !state_invalid(&rm, kind < OPT_COUNT ? ro.m : NULL, kind < OPT_COUNT ? ro.v : NULL),
                "an array holding a value no run can write was loaded");
       if (damages == 0 && bad_state) {
@@ -528,22 +528,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       } else if (src != 0) {
         check_message(&e2);
       }
-      optim_free(&ro);
-      model_free(&rm);
+      mt_optim_free(&ro);
+      mt_model_free(&rm);
     } else {
       FZ_CHECK(damages > 0, "an undamaged checkpoint describes a model that cannot be built: %s", e2.msg);
       check_message(&e2);
     }
     MtError e3 = {0};
-    int drc = checkpoint_describe(path, &e3);
+    int drc = mt_checkpoint_describe(path, &e3);
     if (drc != 0) check_message(&e3);
     if (damages == 0)
       FZ_CHECK((drc == 0) == undamaged_valid, "info returned %d for an undamaged checkpoint, valid = %d", drc,
                undamaged_valid);
   }
-  if (rc == 0) checkpoint_meta_free(&r);
-  optim_free(&o);
-  model_free(&m);
+  if (rc == 0) mt_checkpoint_meta_free(&r);
+  mt_optim_free(&o);
+  mt_model_free(&m);
   unlink(path);
   return 0;
 }

@@ -1,4 +1,4 @@
-/* fuzz_csv.c — libFuzzer target: convert's CSV reader (csv_scan, then csv_open / csv_next, as `convert --from csv`
+/* fuzz_csv.c — libFuzzer target: convert's CSV reader (mt_csv_scan, then mt_csv_open / mt_csv_next, as `convert --from csv`
  * reads a file: pass 1 counts, pass 2 reads the rows).
  *
  * Input: one byte of options (bits 0-1: --label-column first / last / none; bits 2-4: --classes, 0 = auto, else
@@ -125,8 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ref_parse(text, n, label_col, classes, &ref);
   CsvScan scan;
   MtError err = {0};
-  int rc = csv_scan(path, label_col, classes, 1, &scan, &err);
-  FZ_CHECK(rc == 0 || rc == -1, "csv_scan returned %d", rc);
+  int rc = mt_csv_scan(path, label_col, classes, 1, &scan, &err);
+  FZ_CHECK(rc == 0 || rc == -1, "mt_csv_scan returned %d", rc);
   if (rc != 0) {
     check_refusal(&err, path);
     FZ_CHECK(!ref.ok, "refused what the reference parse reads as %lld rows x %d: %s", (long long)ref.rows, ref.d,
@@ -144,18 +144,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     mt_free(scan.sum);
     /* pass 2, as csv_fill reads it */
     Csv c;
-    FZ_CHECK(csv_open(&c, path, label_col, classes, &err) == 0, "csv_open: %s", err.msg);
+    FZ_CHECK(mt_csv_open(&c, path, label_col, classes, &err) == 0, "mt_csv_open: %s", err.msg);
     for (int64_t i = 0; i < ref.rows; i++) {
-      int r = csv_next(&c, &err);
+      int r = mt_csv_next(&c, &err);
       FZ_CHECK(r == 1, "pass 2 ended at row %lld of %lld (%d): %s", (long long)i, (long long)ref.rows, r, err.msg);
       FZ_CHECK(c.d == ref.d, "row %lld has %d features; expected %d", (long long)i, c.d, ref.d);
       FZ_CHECK(c.label == ref.y[i], "row %lld: label %d, the reference's %d", (long long)i, c.label, ref.y[i]);
       FZ_CHECK(memcmp(c.row, ref.x + (size_t)i * ref.d, sizeof(float) * (size_t)ref.d) == 0,
                "row %lld: the features differ from the reference's", (long long)i);
     }
-    FZ_CHECK(csv_next(&c, &err) == 0, "pass 2 has more rows than pass 1: %s", err.msg);
+    FZ_CHECK(mt_csv_next(&c, &err) == 0, "pass 2 has more rows than pass 1: %s", err.msg);
     FZ_CHECK(c.cap <= CSV_MAX_LINE + 2, "the line buffer grew to %zu bytes", c.cap);
-    csv_close(&c);
+    mt_csv_close(&c);
   }
   free(ref.x);
   free(ref.y);

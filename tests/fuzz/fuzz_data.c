@@ -1,4 +1,4 @@
-/* fuzz_data.c — libFuzzer target: the dataset reader (data_open, data_read, data_read_range).
+/* fuzz_data.c — libFuzzer target: the dataset reader (mt_data_open, mt_data_read, mt_data_read_range).
  *
  * Structure-aware: the input does not become the bytes of an HDF5 file (HDF5's own parser is not ours to fuzz);
  * it describes a dataset — one file or a set of shards — which this target writes with the HDF5 API: the root
@@ -8,10 +8,10 @@
  * without labels are allowed) come from the input too.
  *
  * Invariants, beyond "no sanitizer report":
- *  - data_open fails with a one-line message, or yields a dataset whose shape and labels are valid (at least one
+ *  - mt_data_open fails with a one-line message, or yields a dataset whose shape and labels are valid (at least one
  *    training row, 1 <= d, 2 <= classes, every label in [0, classes); with splits without labels allowed, those
  *    have no labels and read as -1, and the class count may be unknown (0) when no split has labels);
- *  - every way of reading a split gives the same bits: data_read_range over all rows, data_read of any sorted row
+ *  - every way of reading a split gives the same bits: mt_data_read_range over all rows, mt_data_read of any sorted row
  *    list (with duplicates), and the same rows with the split held in memory versus streamed from the file.
  *
  * MT_FUZZ_CORRUPT=1 in the environment additionally overwrites a few bytes of the written file (at places the
@@ -197,22 +197,22 @@ static void write_file(const char *path, const Header *h, FuzzIn *f) {
 static int open_checked(Dataset **ds, const char *path, int memory, int64_t limit, int max_rows, int unlabeled) {
   DataOptions o = {.memory = memory, .memory_limit = limit, .max_rows = max_rows, .allow_unlabeled = unlabeled};
   MtError err = {0};
-  int rc = data_open(ds, path, &o, &err);
-  FZ_CHECK(rc == 0 || rc == -1, "data_open returned %d", rc);
+  int rc = mt_data_open(ds, path, &o, &err);
+  FZ_CHECK(rc == 0 || rc == -1, "mt_data_open returned %d", rc);
   FZ_CHECK((rc == 0) == !err.failed && (rc == 0) == (*ds != NULL), "rc %d, failed %d, ds %p", rc, err.failed,
            (void *)*ds);
   if (rc != 0) {
     FZ_CHECK(err.msg[0] != '\0' && strchr(err.msg, '\n') == NULL, "bad message '%s'", err.msg);
     return -1;
   }
-  const DataInfo *in = data_info(*ds);
+  const DataInfo *in = mt_data_info(*ds);
   const int any_labels = (in->n[0] > 0 && in->labeled[0]) || (in->n[1] > 0 && in->labeled[1]);
   FZ_CHECK(in->n[SPLIT_TRAIN] >= 1 && in->n[SPLIT_TEST] >= 0 && in->d >= 1 &&
                (in->n_classes >= 2 || (!any_labels && in->n_classes == 0)) && in->n_classes <= (1 << 24),
            "opened with %lld/%lld rows, d %d, %d classes", (long long)in->n[0], (long long)in->n[1], in->d,
            in->n_classes);
   for (int s = 0; s < 2; s++) {
-    const int32_t *y = data_labels(*ds, (Split)s);
+    const int32_t *y = mt_data_labels(*ds, (Split)s);
     FZ_CHECK(unlabeled || in->labeled[s], "split %d without labels opened without allow_unlabeled", s);
     FZ_CHECK((y != NULL) == (in->n[s] > 0 && in->labeled[s]), "labels of split %d: %p for %lld rows", s,
              (const void *)y, (long long)in->n[s]);
@@ -222,21 +222,21 @@ static int open_checked(Dataset **ds, const char *path, int memory, int64_t limi
                in->n_classes);
   }
   for (int c = 0; c < in->n_classes && c < 64; c++) {
-    const char *name = data_class_name(*ds, c);
+    const char *name = mt_data_class_name(*ds, c);
     if (name) FZ_CHECK(strlen(name) < 1 << 20, "class name");
   }
-  for (int k = 0; k < in->n_shards; k++) FZ_CHECK(data_shard_path(*ds, k) != NULL, "shard %d has no path", k);
+  for (int k = 0; k < in->n_shards; k++) FZ_CHECK(mt_data_shard_path(*ds, k) != NULL, "shard %d has no path", k);
   return 0;
 }
 
-/* All of split s, through data_read_range in pieces of `piece` rows, into x [n, d] and y [n]. -1 if a read fails
+/* All of split s, through mt_data_read_range in pieces of `piece` rows, into x [n, d] and y [n]. -1 if a read fails
  * (a streamed NaN is found only when read). */
 static int read_all(Dataset *ds, Split s, int piece, float *x, int32_t *y) {
-  const DataInfo *in = data_info(ds);
+  const DataInfo *in = mt_data_info(ds);
   MtError err = {0};
   for (int64_t r = 0; r < in->n[s]; r += piece) {
     int n = (int)(in->n[s] - r < piece ? in->n[s] - r : piece);
-    if (data_read_range(ds, s, r, n, x + (size_t)r * (size_t)in->d, y + r, &err) != 0) {
+    if (mt_data_read_range(ds, s, r, n, x + (size_t)r * (size_t)in->d, y + r, &err) != 0) {
       FZ_CHECK(err.msg[0] != '\0' && strchr(err.msg, '\n') == NULL, "bad message '%s'", err.msg);
       return -1;
     }
@@ -246,7 +246,7 @@ static int read_all(Dataset *ds, Split s, int piece, float *x, int32_t *y) {
 
 static void check_dataset(const char *path, Dataset *ds, int memory, int64_t limit, int max_rows, int unlabeled,
                           FuzzIn *f) {
-  const DataInfo *in = data_info(ds);
+  const DataInfo *in = mt_data_info(ds);
   const int d = in->d;
   for (int s = 0; s < 2; s++) {
     int64_t n = in->n[s];
@@ -259,9 +259,9 @@ static void check_dataset(const char *path, Dataset *ds, int memory, int64_t lim
     FZ_CHECK(x && x2 && y && y2, "out of memory");
     int ok = read_all(ds, (Split)s, 1 + fz_pick(f, 7), x, y) == 0;
     if (ok) {
-      const int32_t *labels = data_labels(ds, (Split)s);
+      const int32_t *labels = mt_data_labels(ds, (Split)s);
       for (int64_t i = 0; i < n; i++) FZ_CHECK(y[i] == (labels ? labels[i] : -1), "row %lld label", (long long)i);
-      /* A sorted row list with duplicates, read with data_read: the same bits as the range reads. */
+      /* A sorted row list with duplicates, read with mt_data_read: the same bits as the range reads. */
       int k = 1 + fz_pick(f, 40);
       int64_t at = 0;
       for (int i = 0; i < k; i++) {
@@ -269,18 +269,18 @@ static void check_dataset(const char *path, Dataset *ds, int memory, int64_t lim
         rows[i] = at < n ? at : n - 1;
       }
       MtError err = {0};
-      int rc = data_read(ds, (Split)s, rows, k, x2, y2, &err);
-      FZ_CHECK(rc == 0, "data_read failed after the range reads succeeded: %s", err.msg);
+      int rc = mt_data_read(ds, (Split)s, rows, k, x2, y2, &err);
+      FZ_CHECK(rc == 0, "mt_data_read failed after the range reads succeeded: %s", err.msg);
       for (int i = 0; i < k; i++) {
-        FZ_CHECK(y2[i] == y[rows[i]], "data_read label of row %lld", (long long)rows[i]);
+        FZ_CHECK(y2[i] == y[rows[i]], "mt_data_read label of row %lld", (long long)rows[i]);
         FZ_CHECK(memcmp(x2 + (size_t)i * d, x + (size_t)rows[i] * d, sizeof(float) * (size_t)d) == 0,
-                 "data_read and data_read_range differ at row %lld", (long long)rows[i]);
+                 "mt_data_read and mt_data_read_range differ at row %lld", (long long)rows[i]);
       }
       /* Rows out of order or out of range are refused, not read. */
       int64_t bad[2] = {n - 1, fz_pick(f, 2) ? n : 0};
       mt_error_clear(&err);
       if (bad[1] < bad[0] || bad[1] >= n)
-        FZ_CHECK(data_read(ds, (Split)s, bad, 2, x2, y2, &err) == -1, "a bad row list was read");
+        FZ_CHECK(mt_data_read(ds, (Split)s, bad, 2, x2, y2, &err) == -1, "a bad row list was read");
     }
     /* The same split the other way (memory <-> streamed): the same bits, or for a streamed split whose file holds
      * a NaN, the same refusal. */
@@ -296,7 +296,7 @@ static void check_dataset(const char *path, Dataset *ds, int memory, int64_t lim
         FZ_CHECK(memcmp(x, x2, sizeof(float) * (size_t)n * (size_t)d) == 0,
                  "features differ between memory and streaming");
       }
-      data_close(other);
+      mt_data_close(other);
     } else {
       /* Opening in memory can fail where streaming opened (a NaN is found at open, not at read). */
       FZ_CHECK(other_memory == MEMORY_YES, "streaming open failed where the in-memory open succeeded");
@@ -327,7 +327,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (n_shards == 1)
       snprintf(files[k], sizeof files[k], "%s", base);
     else
-      data_shard_name(base, k, n_shards, files[k], sizeof files[k]);
+      mt_data_shard_name(base, k, n_shards, files[k], sizeof files[k]);
     const Header *h = &h0;
     if (k > 0 && fz_chance(f, 30)) {
       header_read(f, &hk);
@@ -346,11 +346,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int max_rows = fz_chance(f, 64) ? 0 : 1 + fz_pick(f, 8);
   int unlabeled = fz_pick(f, 2);
   char fmt[64];
-  data_probe_format(open_path, fmt, sizeof fmt);
+  mt_data_probe_format(open_path, fmt, sizeof fmt);
   Dataset *ds = NULL;
   if (open_checked(&ds, open_path, memory, limit, max_rows, unlabeled) == 0) {
     check_dataset(open_path, ds, memory, limit, max_rows, unlabeled, f);
-    data_close(ds);
+    mt_data_close(ds);
   }
   for (int k = 0; k < n_shards; k++) unlink(files[k]);
   return 0;

@@ -1,4 +1,4 @@
-/* fuzz_opts.c — libFuzzer target: the option parser with the real `mpitrain train` table (config_train_options),
+/* fuzz_opts.c — libFuzzer target: the option parser with the real `mpitrain train` table (mt_config_train_options),
  * fed INI text and command lines.
  *
  * Input: one flags byte, then INI text up to the first NUL, then command-line words separated by NULs.
@@ -23,7 +23,7 @@ static char *ini_dump(const Config *c, size_t *len) {
   char *buf = NULL;
   FILE *f = open_memstream(&buf, len);
   FZ_CHECK(f != NULL, "open_memstream failed");
-  opts_write_ini(f, config_train_options, c);
+  mt_opts_write_ini(f, mt_config_train_options, c);
   FZ_CHECK(fclose(f) == 0, "closing the memory stream failed");
   return buf;
 }
@@ -53,8 +53,8 @@ static void check_round_trip(const Config *c) {
   char *text1 = ini_dump(c, &len1);
   Config d;
   MtError err = {0};
-  opts_defaults(config_train_options, &d);
-  int rc = opts_parse_ini_string(config_train_options, &d, text1, len1, "dump.ini", &err);
+  mt_opts_defaults(mt_config_train_options, &d);
+  int rc = mt_opts_parse_ini_string(mt_config_train_options, &d, text1, len1, "dump.ini", &err);
   if (rc != 0 && strstr(err.msg, ": line is too long") != NULL && longest_line(text1) > 197) {
     /* A known limit, not a bug to find again: inih (Debian's build) reads lines of at most 199 bytes, so a long
      * path given on the command line is written out but cannot be read back from an INI file. */
@@ -80,8 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* 1. The INI text alone, applied over the defaults. */
   Config a;
   MtError err = {0};
-  opts_defaults(config_train_options, &a);
-  int rc = opts_parse_ini_string(config_train_options, &a, text, ini_len, "fuzz.ini", &err);
+  mt_opts_defaults(mt_config_train_options, &a);
+  int rc = mt_opts_parse_ini_string(mt_config_train_options, &a, text, ini_len, "fuzz.ini", &err);
   check_message(rc, &err);
   if (rc == 0) check_round_trip(&a);
 
@@ -114,22 +114,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   Config c;
   OptsResult res;
   mt_error_clear(&err);
-  rc = opts_parse(config_train_options, &c, argc, words, 1, flags & 1, &res, &err);
+  rc = mt_opts_parse(mt_config_train_options, &c, argc, words, 1, flags & 1, &res, &err);
   check_message(rc, &err);
   if (rc == 0) {
     FZ_CHECK(res.n_positional >= 0 && res.n_positional <= OPTS_POSITIONAL_MAX, "%d positional", res.n_positional);
     for (int i = 0; i < res.n_positional; i++) FZ_CHECK(res.positional[i] != NULL, "positional %d is NULL", i);
     if (!res.help) {
       MtError verr = {0};
-      check_message(config_validate(&c, &verr), &verr);
+      check_message(mt_config_validate(&c, &verr), &verr);
       check_round_trip(&c);
     }
   }
   /* What `mpitrain train` itself calls: the same parse plus the cross-option checks. */
   Config t;
   mt_error_clear(&err);
-  rc = config_parse(&t, argc, words, 1, &err);
-  FZ_CHECK(rc >= -1 && rc <= 1, "config_parse returned %d", rc);
+  rc = mt_config_parse(&t, argc, words, 1, &err);
+  FZ_CHECK(rc >= -1 && rc <= 1, "mt_config_parse returned %d", rc);
   check_message(rc == 1 ? 0 : rc, &err);
 
   for (int i = 0; i < argc; i++) free(words[i]);

@@ -1,4 +1,4 @@
-/* fuzz_torchfile.c — libFuzzer target: the PyTorch state-dict reader (torchfile_read), `train --init-from X.pth`.
+/* fuzz_torchfile.c — libFuzzer target: the PyTorch state-dict reader (mt_torchfile_read), `train --init-from X.pth`.
  *
  * Input: one mode byte, then the payload.
  *   mode even: the payload is the whole file, as is (the zip structure, truncations, damage);
@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n) {
   }
   TorchStateDict sd;
   MtError err = {0};
-  int rc = torchfile_read(path, &sd, &err);
+  int rc = mt_torchfile_read(path, &sd, &err);
   FZ_CHECK(rc == 0 || rc == -1, "returned %d", rc);
   FZ_CHECK((rc == 0) == !err.failed, "rc %d but err.failed %d (%s)", rc, err.failed, err.msg);
   if (rc != 0) {
@@ -99,6 +99,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n) {
     for (int64_t j = 0; want_data && j < t->count; j++) sum += t->data[j];
     (void)sum;
   }
-  torchfile_free(&sd);
+  mt_torchfile_free(&sd);
   return 0;
 }

@@ -30,5 +30,5 @@ mt_layout_probe(mt_storage hdf5.h allowed)
 # No function in src/ or cli/ longer than 100 lines (tables are data, not functions); and the check itself can fail.
 mt_expect(NAME layout.function_length EXIT ok MATCH "no function longer than 100 lines" WITHIN 30
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/fnlen.py 100 ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/cli)
-mt_expect(NAME layout.function_length_fails EXIT fail MATCH "optim_update is [0-9]+ lines \\(limit 10\\)" WITHIN 30
+mt_expect(NAME layout.function_length_fails EXIT fail MATCH "mt_optim_update is [0-9]+ lines \\(limit 10\\)" WITHIN 30
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/fnlen.py 10 ${CMAKE_SOURCE_DIR}/src/compute/optim.c)

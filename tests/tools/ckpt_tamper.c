@@ -40,14 +40,14 @@ static int crc_order(const char *path, char (*names)[96], int max) {
   CheckpointMeta meta;
   MtError err = {0};
   Model m;
-  if (checkpoint_read_meta(path, &meta, &err) != 0 || model_create(&m, &meta.spec, 1, &err) != 0) {
+  if (mt_checkpoint_read_meta(path, &meta, &err) != 0 || mt_model_create(&m, &meta.spec, 1, &err) != 0) {
     fprintf(stderr, "ckpt_tamper: %s\n", err.msg);
     return -1;
   }
   int has_m = meta.opt.kind == OPT_MOMENTUM || meta.opt.kind == OPT_ADAM;
   int has_v = meta.opt.kind == OPT_RMSPROP || meta.opt.kind == OPT_ADAM;
   ModelTensor ts[MAX_TENSORS], ss[MAX_TENSORS];
-  int nt = model_tensors(&m, ts, MAX_TENSORS), ns = model_state_tensors(&m, ss, MAX_TENSORS), n = 0;
+  int nt = mt_model_tensors(&m, ts, MAX_TENSORS), ns = mt_model_state_tensors(&m, ss, MAX_TENSORS), n = 0;
   const char *groups[3] = {"/model", "/optimizer/m", "/optimizer/v"};
   int present[3] = {1, has_m, has_v};
   for (int g = 0; g < 3; g++)
@@ -57,8 +57,8 @@ static int crc_order(const char *path, char (*names)[96], int max) {
     snprintf(names[n++], 96, "/preprocess/mean");
     snprintf(names[n++], 96, "/preprocess/std");
   }
-  model_free(&m);
-  checkpoint_meta_free(&meta);
+  mt_model_free(&m);
+  mt_checkpoint_meta_free(&meta);
   return n;
 }
 

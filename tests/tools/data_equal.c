@@ -40,11 +40,11 @@ int main(int argc, char **argv) {
   int32_t *ya = NULL, *yb = NULL;
   MtError err = {0};
   DataOptions oa = {.memory = MEMORY_YES, .max_rows = BLOCK}, ob = {.memory = MEMORY_NO, .max_rows = BLOCK};
-  if (data_open(&a, argv[1], &oa, &err) != 0 || data_open(&b, argv[2], &ob, &err) != 0) {
+  if (mt_data_open(&a, argv[1], &oa, &err) != 0 || mt_data_open(&b, argv[2], &ob, &err) != 0) {
     fprintf(stderr, "data_equal: %s\n", err.msg);
     goto done;
   }
-  const DataInfo *ia = data_info(a), *ib = data_info(b);
+  const DataInfo *ia = mt_data_info(a), *ib = mt_data_info(b);
   if (ia->n[0] != ib->n[0] || ia->n[1] != ib->n[1] || ia->d != ib->d || ia->n_classes != ib->n_classes) {
     fprintf(stderr, "data_equal: shapes differ: %lld+%lld x %d, %d classes vs %lld+%lld x %d, %d classes\n",
             (long long)ia->n[0], (long long)ia->n[1], ia->d, ia->n_classes, (long long)ib->n[0],
@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
   for (int s = 0; s < 2; s++)
     for (int64_t r = 0; r < ia->n[s]; r += BLOCK) {
       int n = (int)(ia->n[s] - r < BLOCK ? ia->n[s] - r : BLOCK);
-      if (data_read_range(a, (Split)s, r, n, xa, ya, &err) != 0 || data_read_range(b, (Split)s, r, n, xb, yb, &err)) {
+      if (mt_data_read_range(a, (Split)s, r, n, xa, ya, &err) != 0 || mt_data_read_range(b, (Split)s, r, n, xb, yb, &err)) {
         fprintf(stderr, "data_equal: %s\n", err.msg);
         goto done;
       }
@@ -107,8 +107,8 @@ done:
   free(ya);
   free(xb);
   free(xa);
-  data_close(b);
-  data_close(a);
+  mt_data_close(b);
+  mt_data_close(a);
   MPI_Finalize();
   return rc;
 }

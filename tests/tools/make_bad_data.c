@@ -5,7 +5,7 @@
  * Every file is made with the raw HDF5 API, so the files are broken the way a foreign writer might break them,
  * not the way our own writer could. Unless said otherwise a file has num_classes = 10, 10 features and 8 training
  * rows (float32, labels int32 0..7), so `mpirun -np 2..4 mpitrain train --data DIR/FILE` reaches the data check.
- * The phrase is part of the message data_open gives (and `mpitrain info` / `train` print after "mpitrain: error: ").
+ * The phrase is part of the message mt_data_open gives (and `mpitrain info` / `train` print after "mpitrain: error: ").
  *
  *   file                          what is wrong                                  phrase in the message
  *   good.h5                       nothing: 200 train + 50 test rows, 10 classes  (opens; easy to learn)

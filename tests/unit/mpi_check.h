@@ -8,6 +8,8 @@
 #include <mpi.h>
 #include <stdio.h>
 
+#include "mpitrain/comm.h"
+
 static int failures = 0;
 
 #define CHECK(cond, ...)                                   \
@@ -27,6 +29,24 @@ static int mpi_check_result(void) {
   MPI_Allreduce(MPI_IN_PLACE, &failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
   if (rank == 0) printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
   return failures ? 1 : 0;
+}
+
+/* MPI_Init and a Comm over MPI_COMM_WORLD (the job aborts with the reason if it cannot be made). */
+static inline void mpi_check_start(int *argc, char ***argv, Comm *c) {
+  MPI_Init(argc, argv);
+  MtError err = {0};
+  if (mt_comm_init(c, MPI_COMM_WORLD, &err) != 0) {
+    fprintf(stderr, "mt_comm_init: %s\n", err.msg);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+}
+
+/* mpi_check_result, then the Comm freed and MPI finalised: main's exit code. */
+static inline int mpi_check_finish(Comm *c) {
+  const int rc = mpi_check_result();
+  mt_comm_free(c);
+  MPI_Finalize();
+  return rc;
 }
 
 #endif

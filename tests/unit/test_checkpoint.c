@@ -25,9 +25,9 @@ static void make_model(Model *m, Optimizer *o, int hidden, OptKind kind) {
                     .leaky_slope = 0.01f, .bn_momentum = 0.1f, .bn_eps = 1e-5f};
   OptConfig oc = {.kind = kind, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
   MtError err = {0};
-  assert_int_equal(model_create(m, &spec, 4, &err), 0);
-  assert_int_equal(optim_create(o, &oc, m->n_params, &err), 0);
-  init_params(m, INIT_XAVIER, 3);
+  assert_int_equal(mt_model_create(m, &spec, 4, &err), 0);
+  assert_int_equal(mt_optim_create(o, &oc, m->n_params, &err), 0);
+  mt_init_params(m, INIT_XAVIER, 3);
   for (size_t i = 0; o->m && i < m->n_params; i++) o->m[i] = 0.001f * (float)i;
   for (size_t i = 0; o->v && i < m->n_params; i++) o->v[i] = 0.002f * (float)i;
   o->t = 17;
@@ -53,8 +53,8 @@ static void write_at(const Model *m, const Optimizer *o, int64_t step) {
   meta_for(m, o, step, &meta);
   MtError err = {0};
   char path[1100];
-  if (checkpoint_write(dir, NULL, &meta, m, o, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  checkpoint_meta_free(&meta);
+  if (mt_checkpoint_write(dir, NULL, &meta, m, o, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  mt_checkpoint_meta_free(&meta);
 }
 
 static void test_round_trip(void **s) {
@@ -70,25 +70,25 @@ static void test_round_trip(void **s) {
   snprintf(path, sizeof path, "%s/ckpt-000000000007.h5", dir);
   CheckpointMeta meta;
   MtError err = {0};
-  assert_int_equal(checkpoint_read_meta(path, &meta, &err), 0);
+  assert_int_equal(mt_checkpoint_read_meta(path, &meta, &err), 0);
   assert_int_equal(meta.step, 7);
   assert_int_equal(meta.epoch_pos, 40);
   assert_int_equal(meta.world_size, 4);
   assert_string_equal(meta.config, "lr = 0.1\n");
-  if (checkpoint_read_state(path, &meta, &b, &ob, &err) != 0) fail_msg("%s", err.msg);
+  if (mt_checkpoint_read_state(path, &meta, &b, &ob, &err) != 0) fail_msg("%s", err.msg);
   assert_memory_equal(a.params, b.params, sizeof(float) * a.n_params);
   assert_memory_equal(oa.m, ob.m, sizeof(float) * a.n_params);
   assert_memory_equal(oa.v, ob.v, sizeof(float) * a.n_params);
   assert_int_equal(ob.t, 17);
   /* evaluation reads parameters only, still checking the CRC over the moments */
   memset(b.params, 0, sizeof(float) * b.n_params);
-  assert_int_equal(checkpoint_read_state(path, &meta, &b, NULL, &err), 0);
+  assert_int_equal(mt_checkpoint_read_state(path, &meta, &b, NULL, &err), 0);
   assert_memory_equal(a.params, b.params, sizeof(float) * a.n_params);
-  checkpoint_meta_free(&meta);
-  optim_free(&ob);
-  optim_free(&oa);
-  model_free(&b);
-  model_free(&a);
+  mt_checkpoint_meta_free(&meta);
+  mt_optim_free(&ob);
+  mt_optim_free(&oa);
+  mt_model_free(&b);
+  mt_model_free(&a);
 }
 
 /* 64-bit attributes come back exactly (fuzz_checkpoint: they were read through double, so --seed
@@ -105,21 +105,21 @@ static void test_big_counters(void **s) {
   meta.n_train = INT64_C(1) << 62 | 1;
   MtError err = {0};
   char path[1100];
-  if (checkpoint_write(dir, "big.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  if (mt_checkpoint_write(dir, "big.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
   assert_true(back.seed == meta.seed);
   assert_true(back.opt_step == INT64_MAX);
   assert_true(back.n_train == meta.n_train);
   assert_true(back.step == 12);
-  checkpoint_meta_free(&back);
+  mt_checkpoint_meta_free(&back);
   /* counters no run reaches are damage (fuzz_checkpoint: `info` computed epoch + 1 of 2^63-1) */
   meta.epoch = INT64_MAX;
-  if (checkpoint_write(dir, "big.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), -1);
+  if (mt_checkpoint_write(dir, "big.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), -1);
   assert_non_null(strstr(err.msg, "attribute epoch = 9223372036854775807 is out of range [0, 2147483646]"));
-  checkpoint_meta_free(&meta);
-  optim_free(&oa);
-  model_free(&a);
+  mt_checkpoint_meta_free(&meta);
+  mt_optim_free(&oa);
+  mt_model_free(&a);
 }
 
 /* Deterministic mode's det_max: absent unless written, back exactly, and a negative or NaN maximum is damage. */
@@ -132,25 +132,25 @@ static void test_det_max(void **s) {
   meta_for(&a, &oa, 5, &meta);
   MtError err = {0};
   char path[1100];
-  if (checkpoint_write(dir, "det.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  if (mt_checkpoint_write(dir, "det.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
   assert_int_equal(back.det_n, 0);
-  checkpoint_meta_free(&back);
+  mt_checkpoint_meta_free(&back);
   const float max[4] = {0.0f, 1e-30f, 3.5f, 1.4e-45f};
   meta.det_n = 4;
   memcpy(meta.det_max, max, sizeof max);
-  if (checkpoint_write(dir, "det.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  if (mt_checkpoint_write(dir, "det.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
   assert_int_equal(back.det_n, 4);
   assert_memory_equal(back.det_max, max, sizeof max);
-  checkpoint_meta_free(&back);
+  mt_checkpoint_meta_free(&back);
   meta.det_max[2] = -1.0f;
-  if (checkpoint_write(dir, "det.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), -1);
+  if (mt_checkpoint_write(dir, "det.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), -1);
   assert_non_null(strstr(err.msg, "attribute det_max[2] = -1 is out of range [0, inf)"));
-  checkpoint_meta_free(&meta);
-  optim_free(&oa);
-  model_free(&a);
+  mt_checkpoint_meta_free(&meta);
+  mt_optim_free(&oa);
+  mt_model_free(&a);
 }
 
 /* elapsed_s: back exactly; not written when unknown (< 0), which is how an older checkpoint reads; NaN is damage. */
@@ -164,26 +164,26 @@ static void test_elapsed(void **s) {
   MtError err = {0};
   char path[1100];
   meta.elapsed_s = 1234.5678901234;
-  if (checkpoint_write(dir, "el.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  if (mt_checkpoint_write(dir, "el.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
   assert_true(back.elapsed_s == meta.elapsed_s);
-  checkpoint_meta_free(&back);
+  mt_checkpoint_meta_free(&back);
   meta.elapsed_s = -1;
-  if (checkpoint_write(dir, "el.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  if (mt_checkpoint_write(dir, "el.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   assert_true(f >= 0);
   assert_int_equal(H5Aexists(f, "elapsed_s"), 0);
   H5Fclose(f);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
   assert_true(back.elapsed_s < 0);
-  checkpoint_meta_free(&back);
+  mt_checkpoint_meta_free(&back);
   meta.elapsed_s = NAN;
-  if (checkpoint_write(dir, "el.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), -1);
+  if (mt_checkpoint_write(dir, "el.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), -1);
   assert_non_null(strstr(err.msg, "attribute elapsed_s = nan is out of range [0, inf)"));
-  checkpoint_meta_free(&meta);
-  optim_free(&oa);
-  model_free(&a);
+  mt_checkpoint_meta_free(&meta);
+  mt_optim_free(&oa);
+  mt_model_free(&a);
 }
 
 /* The training data's preprocessing and class names: absent unless written (and then still loadable), back
@@ -198,14 +198,14 @@ static void test_preprocess(void **s) {
   MtError err = {0};
   char path[1100];
   /* none: as checkpoints written before mpitrain stored it */
-  if (checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  if (mt_checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
   assert_int_equal(back.has_preprocess, 0);
   assert_null(back.mean);
   assert_null(back.class_names);
-  assert_int_equal(checkpoint_read_state(path, &back, &a, &oa, &err), 0);
+  assert_int_equal(mt_checkpoint_read_state(path, &back, &a, &oa, &err), 0);
   const uint32_t crc_plain = back.crc32;
-  checkpoint_meta_free(&back);
+  mt_checkpoint_meta_free(&back);
   /* a scale and class names */
   meta.has_preprocess = 1;
   meta.scale = 1.0f / 255.0f;
@@ -214,15 +214,15 @@ static void test_preprocess(void **s) {
   meta.class_names[0] = strdup("cat");
   meta.class_names[1] = strdup("dog");
   meta.class_names[2] = strdup("emu");
-  if (checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  if (mt_checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
   assert_int_equal(back.has_preprocess, 1);
   assert_true(back.scale == 1.0f / 255.0f);
   assert_null(back.mean);
   assert_non_null(back.class_names);
   assert_string_equal(back.class_names[2], "emu");
   assert_int_equal(back.crc32, crc_plain); /* a scale alone changes no array */
-  checkpoint_meta_free(&back);
+  mt_checkpoint_meta_free(&back);
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   assert_true(f >= 0);
   hid_t at = H5Aopen_by_name(f, "/preprocess", "scale", H5P_DEFAULT, H5P_DEFAULT), t = H5Aget_type(at);
@@ -240,14 +240,14 @@ static void test_preprocess(void **s) {
     meta.mean[j] = 0.1f * (float)j - 0.2f;
     meta.std[j] = 0.3f + (float)j;
   }
-  if (checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
+  if (mt_checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
   assert_non_null(back.mean);
   assert_memory_equal(back.mean, meta.mean, sizeof(float) * 6);
   assert_memory_equal(back.std, meta.std, sizeof(float) * 6);
   assert_int_not_equal(back.crc32, crc_plain);
-  assert_int_equal(checkpoint_read_state(path, &back, &a, &oa, &err), 0);
-  checkpoint_meta_free(&back);
+  assert_int_equal(mt_checkpoint_read_state(path, &back, &a, &oa, &err), 0);
+  mt_checkpoint_meta_free(&back);
   f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
   hid_t ds = H5Dopen2(f, "/preprocess/std", H5P_DEFAULT);
   float changed[6];
@@ -256,19 +256,19 @@ static void test_preprocess(void **s) {
   assert_true(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, changed) >= 0);
   H5Dclose(ds);
   H5Fclose(f);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), 0);
-  assert_int_equal(checkpoint_read_state(path, &back, &a, NULL, &err), -1);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
+  assert_int_equal(mt_checkpoint_read_state(path, &back, &a, NULL, &err), -1);
   assert_non_null(strstr(err.msg, "fails its CRC-32 check"));
-  checkpoint_meta_free(&back);
+  mt_checkpoint_meta_free(&back);
   /* a std of 0 is damage, refused when read */
   meta.std[1] = 0.0f;
   mt_error_clear(&err);
-  if (checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(checkpoint_read_meta(path, &back, &err), -1);
+  if (mt_checkpoint_write(dir, "pre.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), -1);
   assert_non_null(strstr(err.msg, "/preprocess: std of feature 1 = 0; expected a positive finite number"));
-  checkpoint_meta_free(&meta);
-  optim_free(&oa);
-  model_free(&a);
+  mt_checkpoint_meta_free(&meta);
+  mt_optim_free(&oa);
+  mt_model_free(&a);
 }
 
 static void test_refusals(void **s) {
@@ -281,17 +281,17 @@ static void test_refusals(void **s) {
   snprintf(path, sizeof path, "%s/ckpt-000000000008.h5", dir);
   CheckpointMeta meta;
   MtError err = {0};
-  assert_int_equal(checkpoint_read_meta(path, &meta, &err), 0);
+  assert_int_equal(mt_checkpoint_read_meta(path, &meta, &err), 0);
   make_model(&other, &osgd, 4, OPT_SGD);
-  assert_int_equal(checkpoint_read_state(path, &meta, &other, NULL, &err), -1);
+  assert_int_equal(mt_checkpoint_read_state(path, &meta, &other, NULL, &err), -1);
   assert_non_null(strstr(err.msg, "holds a 6-5-3 tanh model; this run builds 6-4-3 tanh"));
-  model_free(&other);
-  optim_free(&osgd);
+  mt_model_free(&other);
+  mt_optim_free(&osgd);
   make_model(&other, &osgd, 5, OPT_SGD);
   mt_error_clear(&err);
-  assert_int_equal(checkpoint_check_fits(path, &meta, &other, &osgd, &err), -1);
+  assert_int_equal(mt_checkpoint_check_fits(path, &meta, &other, &osgd, &err), -1);
   assert_non_null(strstr(err.msg, "written with --optimizer adam; this run uses sgd"));
-  checkpoint_meta_free(&meta);
+  mt_checkpoint_meta_free(&meta);
   /* one flipped bit inside the stored weights (found through HDF5, then changed behind its back): the CRC
    * must catch it */
   hid_t hf = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -308,10 +308,10 @@ static void test_refusals(void **s) {
   fputc(c ^ 0x04, f);
   fclose(f);
   mt_error_clear(&err);
-  assert_int_equal(checkpoint_read_meta(path, &meta, &err), 0);
-  assert_int_equal(checkpoint_read_state(path, &meta, &a, &oa, &err), -1);
+  assert_int_equal(mt_checkpoint_read_meta(path, &meta, &err), 0);
+  assert_int_equal(mt_checkpoint_read_state(path, &meta, &a, &oa, &err), -1);
   assert_non_null(strstr(err.msg, "fails its CRC-32 check"));
-  checkpoint_meta_free(&meta);
+  mt_checkpoint_meta_free(&meta);
   /* not a checkpoint at all */
   mt_error_clear(&err);
   char text[1100];
@@ -319,12 +319,12 @@ static void test_refusals(void **s) {
   f = fopen(text, "w");
   fputs("hello\n", f);
   fclose(f);
-  assert_int_equal(checkpoint_read_meta(text, &meta, &err), -1);
+  assert_int_equal(mt_checkpoint_read_meta(text, &meta, &err), -1);
   assert_non_null(strstr(err.msg, "not an HDF5 file"));
-  optim_free(&osgd);
-  model_free(&other);
-  optim_free(&oa);
-  model_free(&a);
+  mt_optim_free(&osgd);
+  mt_model_free(&other);
+  mt_optim_free(&oa);
+  mt_model_free(&a);
 }
 
 /* Attributes and objects the reader does not know (another version's, or another tool's) are not its business:
@@ -339,8 +339,8 @@ static void test_unknown_and_rounded(void **s) {
   meta_for(&a, &oa, 3, &meta);
   MtError err = {0};
   char path[1100];
-  if (checkpoint_write(dir, "extra.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
-  checkpoint_meta_free(&meta);
+  if (mt_checkpoint_write(dir, "extra.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  mt_checkpoint_meta_free(&meta);
   hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
   assert_true(f >= 0);
   hid_t sp = H5Screate(H5S_SCALAR);
@@ -361,21 +361,21 @@ static void test_unknown_and_rounded(void **s) {
   H5Gclose(g);
   H5Sclose(sp);
   H5Fclose(f);
-  assert_int_equal(checkpoint_read_meta(path, &meta, &err), 0);
-  if (checkpoint_read_state(path, &meta, &b, &ob, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &meta, &err), 0);
+  if (mt_checkpoint_read_state(path, &meta, &b, &ob, &err) != 0) fail_msg("%s", err.msg);
   assert_memory_equal(a.params, b.params, sizeof(float) * a.n_params);
-  checkpoint_meta_free(&meta);
+  mt_checkpoint_meta_free(&meta);
   /* eps = 1e-50 is > 0, but as float32 it is 0 (the optimiser would divide by sqrt(v) + 0) */
   f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
   at = H5Aopen(f, "eps", H5P_DEFAULT);
   assert_true(at >= 0 && H5Awrite(at, H5T_NATIVE_DOUBLE, &tiny) >= 0 && H5Aclose(at) >= 0);
   H5Fclose(f);
-  assert_int_equal(checkpoint_read_meta(path, &meta, &err), -1);
+  assert_int_equal(mt_checkpoint_read_meta(path, &meta, &err), -1);
   assert_non_null(strstr(err.msg, "attribute eps = 1e-50 (0 as float32) is out of range (0, inf)"));
-  optim_free(&ob);
-  optim_free(&oa);
-  model_free(&b);
-  model_free(&a);
+  mt_optim_free(&ob);
+  mt_optim_free(&oa);
+  mt_model_free(&b);
+  mt_model_free(&a);
 }
 
 static void test_list_prune_temporaries(void **s) {
@@ -397,19 +397,19 @@ static void test_list_prune_temporaries(void **s) {
   fclose(f);
   char paths[8][1024];
   MtError err = {0};
-  int n = checkpoint_list(dir, paths, 8, &err);
+  int n = mt_checkpoint_list(dir, paths, 8, &err);
   assert_int_equal(n, 4);
   assert_non_null(strstr(paths[0], "ckpt-000000001000.h5")); /* newest first, by step */
   assert_non_null(strstr(paths[3], "ckpt-000000000005.h5"));
-  assert_int_equal(checkpoint_prune(dir, 2, &err), 0);
-  n = checkpoint_list(dir, paths, 8, &err);
+  assert_int_equal(mt_checkpoint_prune(dir, 2, &err), 0);
+  n = mt_checkpoint_list(dir, paths, 8, &err);
   assert_int_equal(n, 2);
   assert_non_null(strstr(paths[1], "ckpt-000000000500.h5"));
-  assert_int_equal(checkpoint_clean_temporaries(dir, 1), 1);
+  assert_int_equal(mt_checkpoint_clean_temporaries(dir, 1), 1);
   assert_int_equal(access(tmp, F_OK), -1);
   snprintf(dir, sizeof dir, "%s", keep);
-  optim_free(&oa);
-  model_free(&a);
+  mt_optim_free(&oa);
+  mt_model_free(&a);
 }
 
 /* The directory lock: a second holder is refused naming the first (in the same process too), a release empties the
@@ -422,33 +422,33 @@ static void test_dir_lock(void **state) {
   mkdir(sub, 0777);
   MtError err = {0};
   int fd = -1, fd2 = -1;
-  assert_int_equal(checkpoint_dir_lock(sub, &fd, line, sizeof line, &err), 0);
+  assert_int_equal(mt_checkpoint_dir_lock(sub, &fd, line, sizeof line, &err), 0);
   assert_true(fd >= 0);
   assert_string_equal(line, "");
   snprintf(want, sizeof want, "in use by another run (pid %ld on ", (long)getpid());
-  assert_int_equal(checkpoint_dir_lock(sub, &fd2, line, sizeof line, &err), -1);
+  assert_int_equal(mt_checkpoint_dir_lock(sub, &fd2, line, sizeof line, &err), -1);
   assert_int_equal(fd2, -1);
   assert_non_null(strstr(err.msg, want));
   assert_non_null(strstr(err.msg, "); wait for it to end or use another --checkpoint-dir"));
-  checkpoint_dir_unlock(fd);
+  mt_checkpoint_dir_unlock(fd);
   mt_error_clear(&err);
-  assert_int_equal(checkpoint_dir_lock(sub, &fd, line, sizeof line, &err), 0);
+  assert_int_equal(mt_checkpoint_dir_lock(sub, &fd, line, sizeof line, &err), 0);
   assert_string_equal(line, ""); /* released on purpose: nothing to take over */
-  checkpoint_dir_unlock(fd);
+  mt_checkpoint_dir_unlock(fd);
   pid_t child = fork();
   assert_true(child >= 0);
   if (child == 0) { /* takes the lock and dies holding it */
     int cfd = -1;
     MtError cerr = {0};
-    _exit(checkpoint_dir_lock(sub, &cfd, NULL, 0, &cerr) == 0 ? 0 : 1);
+    _exit(mt_checkpoint_dir_lock(sub, &cfd, NULL, 0, &cerr) == 0 ? 0 : 1);
   }
   int status = -1;
   assert_int_equal(waitpid(child, &status, 0), child);
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  assert_int_equal(checkpoint_dir_lock(sub, &fd, line, sizeof line, &err), 0);
+  assert_int_equal(mt_checkpoint_dir_lock(sub, &fd, line, sizeof line, &err), 0);
   snprintf(want, sizeof want, "pid %ld on ", (long)child);
   assert_int_equal(strncmp(line, want, strlen(want)), 0);
-  checkpoint_dir_unlock(fd);
+  mt_checkpoint_dir_unlock(fd);
   /* The child is gone: its temporary is a leftover; ours and another host's may be in flight. */
   char host[256], tmp[900];
   assert_int_equal(gethostname(host, sizeof host), 0);
@@ -460,9 +460,9 @@ static void test_dir_lock(void **state) {
     assert_non_null(f);
     fclose(f);
   }
-  assert_int_equal(checkpoint_clean_temporaries(sub, 0), 1);
-  assert_int_equal(checkpoint_clean_temporaries(sub, 0), 0);
-  assert_int_equal(checkpoint_clean_temporaries(sub, 1), 2);
+  assert_int_equal(mt_checkpoint_clean_temporaries(sub, 0), 1);
+  assert_int_equal(mt_checkpoint_clean_temporaries(sub, 0), 0);
+  assert_int_equal(mt_checkpoint_clean_temporaries(sub, 1), 2);
 }
 
 int main(void) {

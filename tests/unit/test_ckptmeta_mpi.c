@@ -1,4 +1,4 @@
-/* test_ckptmeta_mpi.c — checkpoint_meta_broadcast at 4 ranks: every byte of CheckpointMeta reaches every rank, and
+/* test_ckptmeta_mpi.c — mt_checkpoint_meta_broadcast at 4 ranks: every byte of CheckpointMeta reaches every rank, and
  * the heap fields (config, mean, std, class_names) arrive as copies of their contents, from any root.
  *
  * The root fills the whole struct with a byte pattern (so a field added to CheckpointMeta without being broadcast
@@ -55,7 +55,7 @@ static void check_from(Comm *c, int root, int with_heap) {
   else
     memset(&got, 0, sizeof got);
   MtError err = {0};
-  CHECK(checkpoint_meta_broadcast(c, &got, root, &err) == 0, "rank %d: %s", c->rank, err.msg);
+  CHECK(mt_checkpoint_meta_broadcast(c, &got, root, &err) == 0, "rank %d: %s", c->rank, err.msg);
   CheckpointMeta a = plain(&want), b = plain(&got);
   const unsigned char *x = (const unsigned char *)&a, *y = (const unsigned char *)&b;
   size_t first = sizeof a;
@@ -75,24 +75,16 @@ static void check_from(Comm *c, int root, int with_heap) {
   } else {
     CHECK(!got.config && !got.mean && !got.std && !got.class_names, "rank %d: NULL heap fields arrived", c->rank);
   }
-  checkpoint_meta_free(&want);
-  checkpoint_meta_free(&got);
+  mt_checkpoint_meta_free(&want);
+  mt_checkpoint_meta_free(&got);
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
   Comm c;
-  MtError err = {0};
-  if (comm_init(&c, MPI_COMM_WORLD, &err) != 0) {
-    fprintf(stderr, "comm_init: %s\n", err.msg);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  mpi_check_start(&argc, &argv, &c);
   for (int root = 0; root < c.size; root++) {
     check_from(&c, root, 1);
     check_from(&c, root, 0);
   }
-  const int rc = mpi_check_result();
-  comm_free(&c);
-  MPI_Finalize();
-  return rc;
+  return mpi_check_finish(&c);
 }

@@ -28,7 +28,7 @@ static int parse(Config *c, MtError *err, ...) {
   argv[argc] = NULL;
   memset(c, 0, sizeof *c);
   mt_error_clear(err);
-  return config_parse(c, argc, argv, 1, err);
+  return mt_config_parse(c, argc, argv, 1, err);
 }
 
 static void assert_fails_with(int rc, const MtError *err, const char *expected) {
@@ -72,7 +72,7 @@ static void test_defaults(void **state) {
   assert_int_equal(c.log_every, 0);
   assert_int_equal(c.progress, PROGRESS_AUTO);
   assert_int_equal(c.eval, 1);
-  assert_true(config_beta2(&c) == 0.999f);
+  assert_true(mt_config_beta2(&c) == 0.999f);
   assert_string_equal(c.checkpoint_dir, "");
   assert_true(c.checkpoint_every == 0);
   assert_int_equal(c.checkpoint_epochs, 1);
@@ -92,15 +92,15 @@ static void test_defaults(void **state) {
   assert_true(c.stall_timeout == 600);
 }
 
-/* Every default must pass its own option's checks (opts_defaults does not report a bad one). */
+/* Every default must pass its own option's checks (mt_opts_defaults does not report a bad one). */
 static void test_table_defaults_valid(void **state) {
   (void)state;
   Config c;
   MtError err = {0};
   int count = 0;
-  for (const OptionSpec *o = config_train_options; o->name != NULL; o++, count++) {
+  for (const OptionSpec *o = mt_config_train_options; o->name != NULL; o++, count++) {
     mt_error_clear(&err);
-    if (opts_set(config_train_options, &c, o->name, o->def ? o->def : "", NULL, &err) != 0)
+    if (mt_opts_set(mt_config_train_options, &c, o->name, o->def ? o->def : "", NULL, &err) != 0)
       fail_msg("default of --%s is rejected: %s", o->name, err.msg);
     assert_non_null(o->help);
   }
@@ -160,13 +160,13 @@ static void test_beta2(void **state) {
   Config c;
   MtError err = {0};
   assert_int_equal(parse(&c, &err, "--beta2", "auto", "--optimizer", "adam", NULL), 0);
-  assert_true(config_beta2(&c) == 0.999f);
+  assert_true(mt_config_beta2(&c) == 0.999f);
   assert_int_equal(parse(&c, &err, "--optimizer", "rmsprop", NULL), 0);
-  assert_true(config_beta2(&c) == 0.9f);
+  assert_true(mt_config_beta2(&c) == 0.9f);
   assert_int_equal(parse(&c, &err, "--optimizer", "rmsprop", "--beta2", "0.99", NULL), 0);
-  assert_true(config_beta2(&c) == 0.99f);
+  assert_true(mt_config_beta2(&c) == 0.99f);
   assert_int_equal(parse(&c, &err, "--optimizer", "adam", "--beta2", "0", NULL), 0);
-  assert_true(config_beta2(&c) == 0.0f);
+  assert_true(mt_config_beta2(&c) == 0.0f);
   assert_fails_with(parse(&c, &err, "--beta2", "1", NULL), &err,
                     "--beta2: expected a number in [0, 1) or 'auto', got '1'");
 }
@@ -242,14 +242,14 @@ static void test_validate(void **state) {
   assert_fails_containing(parse(&c, &err, "--data", "x.h5", "--log", "x.h5", "--log-format", "csv", NULL), &err,
                           "that is the dataset");
   assert_fails_with(parse(&c, &err, "--data", "", NULL), &err, "--data: expected a dataset file name, got ''");
-  /* config_validate alone, on a struct filled by other means */
+  /* mt_config_validate alone, on a struct filled by other means */
   assert_int_equal(parse(&c, &err, NULL), 0);
   snprintf(c.log, sizeof c.log, "%s", "noext");
   mt_error_clear(&err);
-  assert_int_equal(config_validate(&c, &err), -1);
+  assert_int_equal(mt_config_validate(&c, &err), -1);
   c.log_format = LOGFMT_JSONL;
   mt_error_clear(&err);
-  assert_int_equal(config_validate(&c, &err), 0);
+  assert_int_equal(mt_config_validate(&c, &err), 0);
 }
 
 static void test_config_file(void **state) {
@@ -272,7 +272,7 @@ static void test_config_file(void **state) {
                    0);
   f = fopen(path, "w");
   assert_non_null(f);
-  opts_write_ini(f, config_train_options, &c);
+  mt_opts_write_ini(f, mt_config_train_options, &c);
   assert_int_equal(fclose(f), 0);
   Config d;
   assert_int_equal(parse(&d, &err, "--config", path, NULL), 0);
@@ -295,7 +295,7 @@ static void test_help(void **state) {
   assert_true(fd >= 0);
   assert_true(dup2(fd, STDOUT_FILENO) >= 0);
   close(fd);
-  opts_print_help_ex(stdout, "mpitrain train [--config FILE] [options]", "Trains.", config_train_options, 1);
+  mt_opts_print_help_ex(stdout, "mpitrain train [--config FILE] [options]", "Trains.", mt_config_train_options, 1);
   fflush(stdout);
   assert_true(dup2(saved, STDOUT_FILENO) >= 0);
   close(saved);
@@ -339,7 +339,7 @@ static void test_help(void **state) {
     if (strstr(where, expected[i]) == NULL) fail_msg("help lacks '%s':\n%s", expected[i], text);
   }
   /* every option of the table is documented */
-  for (const OptionSpec *o = config_train_options; o->name != NULL; o++) {
+  for (const OptionSpec *o = mt_config_train_options; o->name != NULL; o++) {
     char key[80];
     snprintf(key, sizeof key, "%s%s", o->type == OT_BOOL ? "--[no-]" : "--", o->name);
     if (strstr(text, key) == NULL) fail_msg("help lacks %s", key);
@@ -348,7 +348,7 @@ static void test_help(void **state) {
 
 /* What a resume with a changed value means is a flag on the option's entry: a few by name, and never both. */
 static int flags_of(const char *name) {
-  for (const OptionSpec *o = config_train_options; o->name; o++)
+  for (const OptionSpec *o = mt_config_train_options; o->name; o++)
     if (strcmp(o->name, name) == 0) return o->flags;
   fail_msg("no option %s", name);
   return 0;
@@ -366,7 +366,7 @@ static void test_resume_classes(void **state) {
     assert_true(flags_of(trajectory[i]) & OPT_TRAJECTORY);
   for (size_t i = 0; i < sizeof neither / sizeof *neither; i++)
     assert_int_equal(flags_of(neither[i]) & (OPT_MODEL | OPT_TRAJECTORY), 0);
-  for (const OptionSpec *o = config_train_options; o->name; o++)
+  for (const OptionSpec *o = mt_config_train_options; o->name; o++)
     assert_false((o->flags & OPT_MODEL) && (o->flags & OPT_TRAJECTORY));
 }
 

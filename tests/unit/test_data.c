@@ -1,5 +1,5 @@
-/* test_data.c — datasets end to end: datawriter -> data_open/data_read round trips, shards, streaming vs memory
- * (bit-identical), synthetic data determinism, and every validation error data_open promises (bad files are made
+/* test_data.c — datasets end to end: datawriter -> mt_data_open/mt_data_read round trips, shards, streaming vs memory
+ * (bit-identical), synthetic data determinism, and every validation error mt_data_open promises (bad files are made
  * here with the raw HDF5 API). Runs in a fresh directory under the current one, removed at the end. */
 #define _GNU_SOURCE /* mkdtemp, nftw, M_PI */
 #include <ftw.h>
@@ -47,7 +47,7 @@ static float gen_scale(const Gen *g) { return g->uint8 ? 1.0f / 255.0f : 0.5f; }
 static float gen_mean(int j) { return 0.1f * (float)j; }
 static float gen_std(int j) { return 0.5f + 0.25f * (float)j; }
 
-/* What data_read must return for a row (same formula as the reader, written independently). */
+/* What mt_data_read must return for a row (same formula as the reader, written independently). */
 static void expect_row(const Gen *g, int s, int64_t i, float *x) {
   for (int j = 0; j < g->d; j++) {
     float v = g->uint8 ? (float)gen_u8(s, i, j) * gen_scale(g) : gen_f32(s, i, j) * gen_scale(g);
@@ -85,10 +85,10 @@ static void gen_write(const Gen *g, const char *base, int k) {
     if (k == 1)
       snprintf(path, sizeof path, "%s", base);
     else
-      data_shard_name(base, sh, k, path, sizeof path);
+      mt_data_shard_name(base, sh, k, path, sizeof path);
     DataWriter *w = NULL;
     MtError err = {0};
-    assert_int_equal(datawriter_open(&w, path, &spec, &err), 0);
+    assert_int_equal(mt_datawriter_open(&w, path, &spec, &err), 0);
     for (int s = 0; s < 2; s++) {
       for (int64_t i = lo[s]; i < hi[s]; i += 7) {
         int64_t cnt = hi[s] - i < 7 ? hi[s] - i : 7;
@@ -103,11 +103,11 @@ static void gen_write(const Gen *g, const char *base, int k) {
             xf[r * g->d + j] = gen_f32(s, i + r, j);
           }
         }
-        if (datawriter_append(w, (Split)s, g->uint8 ? (const void *)xu : (const void *)xf, y, cnt, &err) != 0)
+        if (mt_datawriter_append(w, (Split)s, g->uint8 ? (const void *)xu : (const void *)xf, y, cnt, &err) != 0)
           fail_msg("append: %s", err.msg);
       }
     }
-    if (datawriter_close(w, &err) != 0) fail_msg("close: %s", err.msg);
+    if (mt_datawriter_close(w, &err) != 0) fail_msg("close: %s", err.msg);
   }
   free(std);
   free(mean);
@@ -117,17 +117,17 @@ static Dataset *open_ok(const char *path, int memory, int max_rows) {
   DataOptions o = {.memory = memory, .max_rows = max_rows};
   Dataset *ds = NULL;
   MtError err = {0};
-  if (data_open(&ds, path, &o, &err) != 0) fail_msg("data_open %s: %s", path, err.msg);
+  if (mt_data_open(&ds, path, &o, &err) != 0) fail_msg("mt_data_open %s: %s", path, err.msg);
   return ds;
 }
 
-/* Every row of split s through data_read_range equals the reference. */
+/* Every row of split s through mt_data_read_range equals the reference. */
 static void check_all_rows(Dataset *ds, const Gen *g, int s) {
   int64_t n = g->n[s];
   float *x = malloc(sizeof(float) * (size_t)(n * g->d)), *want = malloc(sizeof(float) * (size_t)g->d);
   int32_t *y = malloc(sizeof(int32_t) * (size_t)n);
   MtError err = {0};
-  if (data_read_range(ds, (Split)s, 0, (int)n, x, y, &err) != 0) fail_msg("read_range: %s", err.msg);
+  if (mt_data_read_range(ds, (Split)s, 0, (int)n, x, y, &err) != 0) fail_msg("read_range: %s", err.msg);
   for (int64_t i = 0; i < n; i++) {
     expect_row(g, s, i, want);
     assert_int_equal(y[i], gen_label(g, s, i));
@@ -144,7 +144,7 @@ static void roundtrip(const Gen *g, const char *name) {
   gen_write(g, tpath(name), 1);
   for (int memory = MEMORY_YES; memory <= MEMORY_NO; memory++) {
     Dataset *ds = open_ok(tpath(name), memory, 5);
-    const DataInfo *in = data_info(ds);
+    const DataInfo *in = mt_data_info(ds);
     assert_int_equal(in->n[0], g->n[0]);
     assert_int_equal(in->n[1], g->n[1]);
     assert_int_equal(in->d, g->d);
@@ -156,8 +156,8 @@ static void roundtrip(const Gen *g, const char *name) {
     assert_int_equal(in->in_memory[0], memory == MEMORY_YES);
     assert_true(in->scale == gen_scale(g));
     assert_string_equal(in->source, "unit test");
-    assert_string_equal(data_class_name(ds, 1), "class1");
-    assert_null(data_class_name(ds, g->classes));
+    assert_string_equal(mt_data_class_name(ds, 1), "class1");
+    assert_null(mt_data_class_name(ds, g->classes));
     for (int s = 0; s < 2; s++)
       if (g->n[s] > 0) check_all_rows(ds, g, s);
     if (g->n[1] == 0) {
@@ -165,10 +165,10 @@ static void roundtrip(const Gen *g, const char *name) {
       int32_t y;
       int64_t row = 0;
       MtError err = {0};
-      assert_int_equal(data_read(ds, SPLIT_TEST, &row, 1, x, &y, &err), -1);
+      assert_int_equal(mt_data_read(ds, SPLIT_TEST, &row, 1, x, &y, &err), -1);
       assert_non_null(strstr(err.msg, "no test split"));
     }
-    data_close(ds);
+    mt_data_close(ds);
   }
 }
 
@@ -198,7 +198,7 @@ static void test_roundtrip_norm_gzip(void **state) {
 static void random_rows(uint64_t seed, int64_t n_rows, int n, int64_t *rows) {
   for (int i = 0; i < n; i++) {
     uint32_t r[4];
-    rng_block(seed, RNG_STREAM_SHUFFLE, 99, (uint64_t)i, r);
+    mt_rng_block(seed, RNG_STREAM_SHUFFLE, 99, (uint64_t)i, r);
     rows[i] = (int64_t)(r[0] % (uint32_t)n_rows);
     if (i > 0 && r[1] % 5 == 0) rows[i] = rows[i - 1]; /* plenty of duplicates */
   }
@@ -220,8 +220,8 @@ static void compare_reads(Dataset *a, Dataset *b, int s, int64_t n_rows, int d, 
     int n = 1 + trial * 3 % N;
     random_rows(seed + (uint64_t)trial, n_rows, n, rows);
     MtError err = {0};
-    if (data_read(a, (Split)s, rows, n, xa, ya, &err) != 0) fail_msg("read a: %s", err.msg);
-    if (data_read(b, (Split)s, rows, n, xb, yb, &err) != 0) fail_msg("read b: %s", err.msg);
+    if (mt_data_read(a, (Split)s, rows, n, xa, ya, &err) != 0) fail_msg("read a: %s", err.msg);
+    if (mt_data_read(b, (Split)s, rows, n, xb, yb, &err) != 0) fail_msg("read b: %s", err.msg);
     assert_memory_equal(xa, xb, sizeof(float) * (size_t)(n * d));
     assert_memory_equal(ya, yb, sizeof(int32_t) * (size_t)n);
   }
@@ -229,8 +229,8 @@ static void compare_reads(Dataset *a, Dataset *b, int s, int64_t n_rows, int d, 
   for (int64_t first = 0; first < n_rows; first += 13) {
     int n = (int)(n_rows - first < N ? n_rows - first : N);
     MtError err = {0};
-    if (data_read_range(a, (Split)s, first, n, xa, ya, &err) != 0) fail_msg("range a: %s", err.msg);
-    if (data_read_range(b, (Split)s, first, n, xb, yb, &err) != 0) fail_msg("range b: %s", err.msg);
+    if (mt_data_read_range(a, (Split)s, first, n, xa, ya, &err) != 0) fail_msg("range a: %s", err.msg);
+    if (mt_data_read_range(b, (Split)s, first, n, xb, yb, &err) != 0) fail_msg("range b: %s", err.msg);
     assert_memory_equal(xa, xb, sizeof(float) * (size_t)(n * d));
     assert_memory_equal(ya, yb, sizeof(int32_t) * (size_t)n);
   }
@@ -247,15 +247,15 @@ static void test_shards_match_single_file(void **state) {
   for (int i = 0; i < 3; i++)
     for (int memory = MEMORY_YES; memory <= MEMORY_NO; memory++) {
       Dataset *three = open_ok(tpath(names[i]), memory, 8);
-      assert_int_equal(data_info(three)->n_shards, 3);
-      assert_int_equal(data_info(three)->n[0], 101);
-      assert_int_equal(data_info(three)->n[1], 23);
-      assert_string_equal(data_shard_path(three, 1), tpath("three-00001-of-00003.h5"));
+      assert_int_equal(mt_data_info(three)->n_shards, 3);
+      assert_int_equal(mt_data_info(three)->n[0], 101);
+      assert_int_equal(mt_data_info(three)->n[1], 23);
+      assert_string_equal(mt_data_shard_path(three, 1), tpath("three-00001-of-00003.h5"));
       for (int s = 0; s < 2; s++) compare_reads(one, three, s, g.n[s], g.d, 1000 + (uint64_t)(i * 10 + memory));
       check_all_rows(three, &g, 0);
-      data_close(three);
+      mt_data_close(three);
     }
-  data_close(one);
+  mt_data_close(one);
 }
 
 static void test_streaming_bit_identical(void **state) {
@@ -267,8 +267,8 @@ static void test_streaming_bit_identical(void **state) {
   Dataset *mem = open_ok(tpath("stream.h5"), MEMORY_YES, 0);
   Dataset *str = open_ok(tpath("stream.h5"), MEMORY_NO, 16); /* calls of up to 60 rows: several reads each */
   Dataset *str4 = open_ok(tpath("stream4.h5"), MEMORY_NO, 1000);
-  assert_int_equal(data_info(str)->in_memory[0], 0);
-  assert_int_equal(data_info(str)->in_memory[1], 0);
+  assert_int_equal(mt_data_info(str)->in_memory[0], 0);
+  assert_int_equal(mt_data_info(str)->in_memory[1], 0);
   for (int s = 0; s < 2; s++) {
     compare_reads(mem, str, s, g.n[s], g.d, 7 + (uint64_t)s);
     compare_reads(mem, str4, s, g.n[s], g.d, 70 + (uint64_t)s);
@@ -277,16 +277,16 @@ static void test_streaming_bit_identical(void **state) {
   DataOptions o = {.memory = MEMORY_AUTO, .memory_limit = 100};
   Dataset *a = NULL;
   MtError err = {0};
-  assert_int_equal(data_open(&a, tpath("stream.h5"), &o, &err), 0);
-  assert_int_equal(data_info(a)->in_memory[0], 0);
-  data_close(a);
+  assert_int_equal(mt_data_open(&a, tpath("stream.h5"), &o, &err), 0);
+  assert_int_equal(mt_data_info(a)->in_memory[0], 0);
+  mt_data_close(a);
   o.memory_limit = 1 << 20;
-  assert_int_equal(data_open(&a, tpath("stream.h5"), &o, &err), 0);
-  assert_int_equal(data_info(a)->in_memory[0], 1);
-  data_close(a);
-  data_close(str4);
-  data_close(str);
-  data_close(mem);
+  assert_int_equal(mt_data_open(&a, tpath("stream.h5"), &o, &err), 0);
+  assert_int_equal(mt_data_info(a)->in_memory[0], 1);
+  mt_data_close(a);
+  mt_data_close(str4);
+  mt_data_close(str);
+  mt_data_close(mem);
 }
 
 static void test_read_arguments(void **state) {
@@ -299,15 +299,15 @@ static void test_read_arguments(void **state) {
     int32_t y[3];
     int64_t unsorted[3] = {5, 2, 9}, outside[2] = {3, 20};
     MtError err = {0};
-    assert_int_equal(data_read(ds, SPLIT_TRAIN, unsorted, 3, x, y, &err), -1);
+    assert_int_equal(mt_data_read(ds, SPLIT_TRAIN, unsorted, 3, x, y, &err), -1);
     assert_non_null(strstr(err.msg, "sorted ascending"));
     mt_error_clear(&err);
-    assert_int_equal(data_read(ds, SPLIT_TRAIN, outside, 2, x, y, &err), -1);
+    assert_int_equal(mt_data_read(ds, SPLIT_TRAIN, outside, 2, x, y, &err), -1);
     assert_non_null(strstr(err.msg, "[0, 20)"));
     mt_error_clear(&err);
-    assert_int_equal(data_read_range(ds, SPLIT_TRAIN, 18, 3, x, y, &err), -1);
+    assert_int_equal(mt_data_read_range(ds, SPLIT_TRAIN, 18, 3, x, y, &err), -1);
     assert_non_null(strstr(err.msg, "outside"));
-    data_close(ds);
+    mt_data_close(ds);
   }
 }
 
@@ -318,14 +318,14 @@ static void write_unlabeled(const char *path, int64_t n, int64_t nt, int classes
   DataWriterSpec spec = {{n, nt}, 3, classes, 0, 0.5f, NULL, NULL, "unit test", NULL, 0, 1};
   DataWriter *w = NULL;
   MtError err = {0};
-  if (datawriter_open(&w, path, &spec, &err) != 0) fail_msg("open: %s", err.msg);
+  if (mt_datawriter_open(&w, path, &spec, &err) != 0) fail_msg("open: %s", err.msg);
   for (int s = 0; s < 2; s++)
     for (int64_t i = 0; i < spec.n[s]; i++) {
       float x[3];
       for (int j = 0; j < 3; j++) x[j] = gen_f32(s, i, j);
-      if (datawriter_append(w, (Split)s, x, NULL, 1, &err) != 0) fail_msg("append: %s", err.msg);
+      if (mt_datawriter_append(w, (Split)s, x, NULL, 1, &err) != 0) fail_msg("append: %s", err.msg);
     }
-  if (datawriter_close(w, &err) != 0) fail_msg("close: %s", err.msg);
+  if (mt_datawriter_close(w, &err) != 0) fail_msg("close: %s", err.msg);
 }
 
 static void test_unlabeled(void **state) {
@@ -334,45 +334,45 @@ static void test_unlabeled(void **state) {
   Dataset *ds = NULL;
   MtError err = {0};
   /* refused unless the caller allows it (training needs labels) */
-  assert_int_equal(data_open(&ds, tpath("nolab.h5"), NULL, &err), -1);
+  assert_int_equal(mt_data_open(&ds, tpath("nolab.h5"), NULL, &err), -1);
   assert_non_null(strstr(err.msg, "no dataset /train/y"));
   assert_non_null(strstr(err.msg, "mpitrain predict"));
   for (int memory = MEMORY_YES; memory <= MEMORY_NO; memory++) {
     DataOptions o = {.memory = memory, .max_rows = 4, .allow_unlabeled = 1};
     mt_error_clear(&err);
-    if (data_open(&ds, tpath("nolab.h5"), &o, &err) != 0) fail_msg("allow_unlabeled: %s", err.msg);
-    const DataInfo *in = data_info(ds);
+    if (mt_data_open(&ds, tpath("nolab.h5"), &o, &err) != 0) fail_msg("allow_unlabeled: %s", err.msg);
+    const DataInfo *in = mt_data_info(ds);
     assert_int_equal(in->labeled[SPLIT_TRAIN], 0);
     assert_int_equal(in->labeled[SPLIT_TEST], 0);
     assert_int_equal(in->n_classes, 0);
     assert_int_equal(in->n[SPLIT_TEST], 5);
-    assert_null(data_labels(ds, SPLIT_TRAIN));
+    assert_null(mt_data_labels(ds, SPLIT_TRAIN));
     float x[20 * 3];
     int32_t y[20];
-    assert_int_equal(data_read_range(ds, SPLIT_TRAIN, 0, 20, x, y, &err), 0);
+    assert_int_equal(mt_data_read_range(ds, SPLIT_TRAIN, 0, 20, x, y, &err), 0);
     for (int i = 0; i < 20; i++) {
       assert_int_equal(y[i], -1);
       for (int j = 0; j < 3; j++) assert_true(x[i * 3 + j] == gen_f32(0, i, j) * 0.5f);
     }
     const int64_t rows[4] = {0, 3, 3, 19};
-    assert_int_equal(data_read(ds, SPLIT_TRAIN, rows, 4, x, y, &err), 0);
+    assert_int_equal(mt_data_read(ds, SPLIT_TRAIN, rows, 4, x, y, &err), 0);
     for (int k = 0; k < 4; k++) {
       assert_int_equal(y[k], -1);
       assert_true(x[k * 3 + 2] == gen_f32(0, rows[k], 2) * 0.5f);
     }
-    data_close(ds);
+    mt_data_close(ds);
   }
   /* a class count given without labels is kept */
   write_unlabeled(tpath("nolab3.h5"), 4, 0, 3);
   DataOptions o = {.allow_unlabeled = 1};
-  if (data_open(&ds, tpath("nolab3.h5"), &o, &err) != 0) fail_msg("%s", err.msg);
-  assert_int_equal(data_info(ds)->n_classes, 3);
-  data_close(ds);
+  if (mt_data_open(&ds, tpath("nolab3.h5"), &o, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_data_info(ds)->n_classes, 3);
+  mt_data_close(ds);
   /* shards must agree on which splits have labels */
   Gen g = {{6, 0}, 3, 2, 0, 0, 0};
   gen_write(&g, tpath("mixed-00000-of-00002.h5"), 1);
   write_unlabeled(tpath("mixed-00001-of-00002.h5"), 6, 0, 2);
-  assert_int_equal(data_open(&ds, tpath("mixed.h5"), &o, &err), -1);
+  assert_int_equal(mt_data_open(&ds, tpath("mixed.h5"), &o, &err), -1);
   assert_non_null(strstr(err.msg, "has labels for its train rows but"));
   assert_non_null(strstr(err.msg, "mixed-00001-of-00002.h5 has none; all shards must agree"));
 }
@@ -387,27 +387,27 @@ static void test_set_preprocess(void **state) {
     float x[30 * 4];
     int32_t y[30];
     /* another scale, no normalisation: x * 2 of the stored bytes */
-    assert_int_equal(data_set_preprocess(ds, 2.0f, NULL, NULL, &err), 0);
-    assert_int_equal(data_info(ds)->has_norm, 0);
-    assert_null(data_mean(ds));
-    assert_int_equal(data_read_range(ds, SPLIT_TRAIN, 0, 30, x, y, &err), 0);
+    assert_int_equal(mt_data_set_preprocess(ds, 2.0f, NULL, NULL, &err), 0);
+    assert_int_equal(mt_data_info(ds)->has_norm, 0);
+    assert_null(mt_data_mean(ds));
+    assert_int_equal(mt_data_read_range(ds, SPLIT_TRAIN, 0, 30, x, y, &err), 0);
     for (int i = 0; i < 30; i++)
       for (int j = 0; j < 4; j++) assert_true(x[i * 4 + j] == (float)gen_u8(0, i, j) * 2.0f);
     /* and with mean/std: (x * scale - mean) / std */
     const float mean[4] = {1, 2, 3, 4}, std[4] = {2, 4, 8, 16};
-    assert_int_equal(data_set_preprocess(ds, 0.5f, mean, std, &err), 0);
-    assert_int_equal(data_info(ds)->has_norm, 1);
-    assert_int_equal(data_read_range(ds, SPLIT_TRAIN, 0, 30, x, y, &err), 0);
+    assert_int_equal(mt_data_set_preprocess(ds, 0.5f, mean, std, &err), 0);
+    assert_int_equal(mt_data_info(ds)->has_norm, 1);
+    assert_int_equal(mt_data_read_range(ds, SPLIT_TRAIN, 0, 30, x, y, &err), 0);
     for (int i = 0; i < 30; i++)
       for (int j = 0; j < 4; j++) assert_true(x[i * 4 + j] == ((float)gen_u8(0, i, j) * 0.5f - mean[j]) / std[j]);
     const float zero[4] = {1, 0, 1, 1};
-    assert_int_equal(data_set_preprocess(ds, 0.5f, mean, zero, &err), -1);
+    assert_int_equal(mt_data_set_preprocess(ds, 0.5f, mean, zero, &err), -1);
     assert_non_null(strstr(err.msg, "std of feature 1 = 0; expected a positive finite number"));
-    data_close(ds);
+    mt_data_close(ds);
   }
 }
 
-/* The one check of a scale and mean/std, which the reader, the writer, data_set_preprocess and checkpoints share. */
+/* The one check of a scale and mean/std, which the reader, the writer, mt_data_set_preprocess and checkpoints share. */
 static void test_check_preprocess(void **state) {
   (void)state;
   const float mean[3] = {0, 1, 2}, std[3] = {1, 2, 3}, mean_nan[3] = {0, NAN, 2}, std_inf[3] = {1, 2, INFINITY},
@@ -433,7 +433,7 @@ static void test_check_preprocess(void **state) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     MtError err = {0};
-    int rc = data_check_preprocess("f.h5", cases[i].scale, cases[i].mean, cases[i].std, 3, &err);
+    int rc = mt_data_check_preprocess("f.h5", cases[i].scale, cases[i].mean, cases[i].std, 3, &err);
     if (cases[i].msg == NULL) {
       assert_int_equal(rc, 0);
     } else {
@@ -455,43 +455,43 @@ static void test_writer_checks(void **state) {
   const char *path = tpath("w.h5");
   char tmp[600];
   char host[256];
-  atomic_host_name(host, sizeof host);
+  mt_atomic_host_name(host, sizeof host);
   snprintf(tmp, sizeof tmp, "%s/.w.h5.tmp.%s.%ld", dir, host, (long)getpid()); /* atomicfile.h's name, spelt out */
 
   /* too few rows: close fails, nothing appears under the final name and the temporary is gone */
-  assert_int_equal(datawriter_open(&w, path, &spec, &err), 0);
+  assert_int_equal(mt_datawriter_open(&w, path, &spec, &err), 0);
   assert_int_equal(access(tmp, F_OK), 0);
-  assert_int_equal(datawriter_append(w, SPLIT_TRAIN, x, y, 2, &err), 0);
-  assert_int_equal(datawriter_close(w, &err), -1);
+  assert_int_equal(mt_datawriter_append(w, SPLIT_TRAIN, x, y, 2, &err), 0);
+  assert_int_equal(mt_datawriter_close(w, &err), -1);
   assert_non_null(strstr(err.msg, "received 2 rows"));
   assert_int_equal(access(path, F_OK), -1);
   assert_int_equal(access(tmp, F_OK), -1);
 
   /* too many rows, bad label, NaN: refused; abort removes the temporary */
   mt_error_clear(&err);
-  assert_int_equal(datawriter_open(&w, path, &spec, &err), 0);
-  assert_int_equal(datawriter_append(w, SPLIT_TRAIN, x, y, 4, &err), -1);
+  assert_int_equal(mt_datawriter_open(&w, path, &spec, &err), 0);
+  assert_int_equal(mt_datawriter_append(w, SPLIT_TRAIN, x, y, 4, &err), -1);
   assert_non_null(strstr(err.msg, "opened for 3"));
   mt_error_clear(&err);
-  assert_int_equal(datawriter_append(w, SPLIT_TRAIN, x, bad_y, 1, &err), -1);
+  assert_int_equal(mt_datawriter_append(w, SPLIT_TRAIN, x, bad_y, 1, &err), -1);
   assert_non_null(strstr(err.msg, "outside [0, 2)"));
   mt_error_clear(&err);
   x[1] = NAN;
-  assert_int_equal(datawriter_append(w, SPLIT_TRAIN, x, y, 1, &err), -1);
+  assert_int_equal(mt_datawriter_append(w, SPLIT_TRAIN, x, y, 1, &err), -1);
   assert_non_null(strstr(err.msg, "finite"));
   x[1] = 1;
-  datawriter_abort(w);
+  mt_datawriter_abort(w);
   assert_int_equal(access(tmp, F_OK), -1);
   assert_int_equal(access(path, F_OK), -1);
 
   /* a directory that does not exist: named in the message */
   mt_error_clear(&err);
-  assert_int_equal(datawriter_open(&w, tpath("nodir/x.h5"), &spec, &err), -1);
+  assert_int_equal(mt_datawriter_open(&w, tpath("nodir/x.h5"), &spec, &err), -1);
   assert_non_null(strstr(err.msg, "nodir/x.h5"));
   assert_non_null(strstr(err.msg, "No such file or directory"));
   mt_error_clear(&err);
   spec.n_classes = 1;
-  assert_int_equal(datawriter_open(&w, path, &spec, &err), -1);
+  assert_int_equal(mt_datawriter_open(&w, path, &spec, &err), -1);
   assert_non_null(strstr(err.msg, "at least 2"));
 }
 
@@ -502,13 +502,13 @@ static void test_synth_deterministic(void **state) {
   SynthSpec sp = {500, 100, 37, 6, 12345, 0.7f};
   float centres[6 * 37], rows[50 * 37], one[37];
   int32_t ys[50], y1;
-  synth_centres(&sp, centres);
-  /* any order, any split of the range gives the same rows as synth_sample */
+  mt_synth_centres(&sp, centres);
+  /* any order, any split of the range gives the same rows as mt_synth_sample */
   for (int s = 0; s < 2; s++)
     for (int64_t first = 0; first < 100; first += 50) {
-      synth_rows(&sp, centres, s, first, 50, rows, ys);
+      mt_synth_rows(&sp, centres, s, first, 50, rows, ys);
       for (int64_t r = 49; r >= 0; r--) {
-        synth_sample(&sp, s, first + r, one, &y1);
+        mt_synth_sample(&sp, s, first + r, one, &y1);
         assert_int_equal(y1, ys[r]);
         assert_memory_equal(one, rows + r * 37, sizeof one);
         assert_true(y1 >= 0 && y1 < 6);
@@ -517,10 +517,10 @@ static void test_synth_deterministic(void **state) {
   /* the noise is the documented Box–Muller on the row's blocks (checked against libm, to float accuracy) */
   SynthSpec unit = sp;
   unit.noise = 1.0f;
-  synth_sample(&unit, 1, 77, one, &y1);
+  mt_synth_sample(&unit, 1, 77, one, &y1);
   for (int j = 0; j < 37; j++) {
     uint32_t w[4];
-    rng_block(unit.seed, RNG_STREAM_SYNTH, ((uint64_t)4 << 52) | 77u, (uint64_t)j / 4, w);
+    mt_rng_block(unit.seed, RNG_STREAM_SYNTH, ((uint64_t)4 << 52) | 77u, (uint64_t)j / 4, w);
     int pair = (j % 4) / 2;
     double u1 = ((double)(w[2 * pair] >> 8) + 1.0) / 16777216.0;
     uint32_t v = w[2 * pair + 1];
@@ -534,8 +534,8 @@ static void test_synth_deterministic(void **state) {
     float *cb = malloc(sizeof(float) * 2 * 1000), *xb = malloc(sizeof(float) * 200 * 1000);
     int32_t *yb = malloc(sizeof(int32_t) * 200);
     assert_true(cb && xb && yb);
-    synth_centres(&big, cb);
-    synth_rows(&big, cb, 0, 0, 200, xb, yb);
+    mt_synth_centres(&big, cb);
+    mt_synth_rows(&big, cb, 0, 0, 200, xb, yb);
     double m1 = 0, m2 = 0, m3 = 0, m4 = 0, tail = 0;
     for (int r = 0; r < 200; r++)
       for (int j = 0; j < 1000; j++) {
@@ -560,44 +560,44 @@ static void test_synth_deterministic(void **state) {
   /* train and test rows differ; another seed differs */
   float a[37], b[37];
   int32_t ya, yb;
-  synth_sample(&sp, 0, 3, a, &ya);
-  synth_sample(&sp, 1, 3, b, &yb);
+  mt_synth_sample(&sp, 0, 3, a, &ya);
+  mt_synth_sample(&sp, 1, 3, b, &yb);
   assert_memory_not_equal(a, b, sizeof a);
   SynthSpec other = sp;
   other.seed = 12346;
-  synth_sample(&other, 0, 3, b, &yb);
+  mt_synth_sample(&other, 0, 3, b, &yb);
   assert_memory_not_equal(a, b, sizeof a);
   /* labels are spread over every class; noise 0 puts every row on its centre */
   int count[6] = {0};
   for (int64_t i = 0; i < 600; i++) {
-    synth_sample(&sp, 0, i, a, &ya);
+    mt_synth_sample(&sp, 0, i, a, &ya);
     count[ya]++;
   }
   for (int c = 0; c < 6; c++) assert_true(count[c] > 60 && count[c] < 140);
   other = sp;
   other.noise = 0.0f;
-  synth_sample(&other, 0, 8, a, &ya);
+  mt_synth_sample(&other, 0, 8, a, &ya);
   assert_memory_equal(a, centres + ya * 37, sizeof a);
 
-  /* data_open_synthetic serves the same rows */
+  /* mt_data_open_synthetic serves the same rows */
   Dataset *ds = NULL;
   MtError err = {0};
-  assert_int_equal(data_open_synthetic(&ds, &sp, &err), 0);
-  assert_int_equal(data_info(ds)->n[0], 500);
-  assert_int_equal(data_info(ds)->n[1], 100);
+  assert_int_equal(mt_data_open_synthetic(&ds, &sp, &err), 0);
+  assert_int_equal(mt_data_info(ds)->n[0], 500);
+  assert_int_equal(mt_data_info(ds)->n[1], 100);
   int64_t pick[3] = {0, 250, 499};
   float got[3 * 37];
   int32_t gy[3];
-  assert_int_equal(data_read(ds, SPLIT_TRAIN, pick, 3, got, gy, &err), 0);
+  assert_int_equal(mt_data_read(ds, SPLIT_TRAIN, pick, 3, got, gy, &err), 0);
   for (int k = 0; k < 3; k++) {
-    synth_sample(&sp, 0, pick[k], one, &y1);
+    mt_synth_sample(&sp, 0, pick[k], one, &y1);
     assert_int_equal(gy[k], y1);
     assert_memory_equal(got + k * 37, one, sizeof one);
   }
-  data_close(ds);
+  mt_data_close(ds);
   SynthSpec bad = sp;
   bad.n_classes = 1;
-  assert_int_equal(data_open_synthetic(&ds, &bad, &err), -1);
+  assert_int_equal(mt_data_open_synthetic(&ds, &bad, &err), -1);
   assert_non_null(strstr(err.msg, "classes"));
 }
 
@@ -605,7 +605,7 @@ static void test_synth_deterministic(void **state) {
 
 typedef struct Bad {
   const char *name;
-  const char *phrase;  /* data_open's message must contain it (and the file name) */
+  const char *phrase;  /* mt_data_open's message must contain it (and the file name) */
 } Bad;
 
 static hid_t h5_create(const char *name) {
@@ -644,7 +644,7 @@ static void h5_attr_int(hid_t f, const char *name, int v) {
   H5Sclose(sp);
 }
 
-/* Fixed-length strings (numpy 'S'), the other kind data_open must read. */
+/* Fixed-length strings (numpy 'S'), the other kind mt_data_open must read. */
 static void h5_attr_fixed_strings(hid_t f, const char *name, const char *const *v, int n, size_t width) {
   hsize_t dims[1] = {(hsize_t)n};
   hid_t t = H5Tcopy(H5T_C_S1);
@@ -836,8 +836,8 @@ static void test_bad_files(void **state) {
     Dataset *ds = NULL;
     MtError err = {0};
     DataOptions o = {.memory = MEMORY_AUTO};
-    int rc = data_open(&ds, tpath(bad[i].name), &o, &err);
-    if (rc == 0) fail_msg("%s: data_open succeeded", bad[i].name);
+    int rc = mt_data_open(&ds, tpath(bad[i].name), &o, &err);
+    if (rc == 0) fail_msg("%s: mt_data_open succeeded", bad[i].name);
     assert_null(ds);
     if (strstr(err.msg, bad[i].phrase) == NULL) fail_msg("%s: message '%s' lacks '%s'", bad[i].name, err.msg,
                                                         bad[i].phrase);
@@ -851,14 +851,14 @@ static void test_bad_files(void **state) {
   DataOptions o = {.memory = MEMORY_NO};
   Dataset *ds = NULL;
   MtError err = {0};
-  assert_int_equal(data_open(&ds, tpath("nan_features.h5"), &o, &err), 0);
+  assert_int_equal(mt_data_open(&ds, tpath("nan_features.h5"), &o, &err), 0);
   float x[4 * 2];
   int32_t y[4];
   int64_t rows[2] = {1, 2};
-  assert_int_equal(data_read(ds, SPLIT_TRAIN, rows, 1, x, y, &err), 0);
-  assert_int_equal(data_read(ds, SPLIT_TRAIN, rows, 2, x, y, &err), -1);
+  assert_int_equal(mt_data_read(ds, SPLIT_TRAIN, rows, 1, x, y, &err), 0);
+  assert_int_equal(mt_data_read(ds, SPLIT_TRAIN, rows, 2, x, y, &err), -1);
   assert_non_null(strstr(err.msg, "/train/x[2] holds NaN"));
-  data_close(ds);
+  mt_data_close(ds);
   /* a claim of too much memory is refused before anything is allocated, with the size and the way out. The data
    * is declared to live in external raw files (which nothing reads before that check): a small file whose own
    * datasets declare 64 TiB is refused sooner, as damaged (below). */
@@ -880,7 +880,7 @@ static void test_bad_files(void **state) {
   H5Fclose(f);
   o.memory = MEMORY_YES;
   mt_error_clear(&err);
-  assert_int_equal(data_open(&ds, tpath("too_big_for_memory.h5"), &o, &err), -1);
+  assert_int_equal(mt_data_open(&ds, tpath("too_big_for_memory.h5"), &o, &err), -1);
   assert_non_null(strstr(err.msg, "65536.0 GiB"));
   assert_non_null(strstr(err.msg, "--in-memory no"));
   /* the same sizes declared by the file's own datasets, of which it stores nothing */
@@ -889,7 +889,7 @@ static void test_bad_files(void **state) {
   h5_dataset(f, "/train/y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, hy, NULL);
   H5Fclose(f);
   mt_error_clear(&err);
-  assert_int_equal(data_open(&ds, tpath("declares_64tib.h5"), &o, &err), -1);
+  assert_int_equal(mt_data_open(&ds, tpath("declares_64tib.h5"), &o, &err), -1);
   if (strstr(err.msg, "/train/x declares 1073741824 rows x 65536 (64.0 TiB) but the file stores only 0 bytes of it "
                       "(0 of 17179869184 chunks): truncated or damaged") == NULL)
     fail_msg("%s", err.msg);
@@ -908,20 +908,20 @@ static void test_foreign_files(void **state) {
   h5_attr_fixed_strings(f, "class_names", names, 4, 5);
   H5Fclose(f);
   Dataset *ds = open_ok(tpath("foreign.h5"), MEMORY_AUTO, 0);
-  const DataInfo *in = data_info(ds);
+  const DataInfo *in = mt_data_info(ds);
   assert_int_equal(in->n_classes, 4);
   assert_int_equal(in->n_classes_inferred, 1);
   assert_true(in->scale == 1.0f);
-  assert_string_equal(data_class_name(ds, 3), "three");
-  assert_string_equal(data_class_name(ds, 0), "zero");
-  const int32_t *labels = data_labels(ds, SPLIT_TRAIN);
+  assert_string_equal(mt_data_class_name(ds, 3), "three");
+  assert_string_equal(mt_data_class_name(ds, 0), "zero");
+  const int32_t *labels = mt_data_labels(ds, SPLIT_TRAIN);
   for (int i = 0; i < 5; i++) assert_int_equal(labels[i], (int32_t)y[i]);
   float out[10];
   int32_t yo[5];
   MtError err = {0};
-  assert_int_equal(data_read_range(ds, SPLIT_TRAIN, 0, 5, out, yo, &err), 0);
+  assert_int_equal(mt_data_read_range(ds, SPLIT_TRAIN, 0, 5, out, yo, &err), 0);
   assert_true(out[9] == 250.0f);
-  data_close(ds);
+  mt_data_close(ds);
 }
 
 /* Files written without chunking (h5py's default) are streamed by the other read path (one OR-ed selection):
@@ -955,11 +955,11 @@ static void test_streaming_contiguous(void **state) {
   float row[DD];
   int32_t label;
   MtError err = {0};
-  assert_int_equal(data_read_range(str, SPLIT_TRAIN, 123, 1, row, &label, &err), 0);
+  assert_int_equal(mt_data_read_range(str, SPLIT_TRAIN, 123, 1, row, &label, &err), 0);
   assert_memory_equal(row, x + 123 * DD, sizeof row);
   assert_int_equal(label, 3);
-  data_close(str);
-  data_close(mem);
+  mt_data_close(str);
+  mt_data_close(mem);
 }
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {

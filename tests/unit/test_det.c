@@ -25,32 +25,32 @@ enum { NG = 6, NP = 700 };
 static void group_values(int g, float *v, float scale) {
   for (int i = 0; i < NP; i++) {
     uint32_t r[4];
-    rng_block(11, 0, (uint64_t)g, (uint64_t)i, r);
-    v[i] = scale * (float)(rng_u01(r[0]) - 0.5) * powf(10.0f, (float)(r[1] % 7) - 3.0f);
+    mt_rng_block(11, 0, (uint64_t)g, (uint64_t)i, r);
+    v[i] = scale * (float)(mt_rng_u01(r[0]) - 0.5) * powf(10.0f, (float)(r[1] % 7) - 3.0f);
   }
 }
 
 /* Sums NG groups in the given order through a Det (computing the step again when it asks), into out [NP]. */
-static int declared = NG; /* groups per step as det_begin is told: > FIXED_NARROW_GROUPS sums in int64 */
+static int declared = NG; /* groups per step as mt_det_begin is told: > FIXED_NARROW_GROUPS sums in int64 */
 
 static void det_sum(Det *d, const int *order, float scale, float *out, double tail[DET_TAIL]) {
   float v[NP];
   for (int attempt = 0; attempt < 3; attempt++) {
-    det_begin(d, declared);
+    mt_det_begin(d, declared);
     for (int k = 0; k < NG; k++) {
       group_values(order[k], v, scale);
-      det_add(d, v, 0, NP);
-      det_add_loss(d, 0.25 * (order[k] + 1), order[k]);
+      mt_det_add(d, v, 0, NP);
+      mt_det_add_loss(d, 0.25 * (order[k] + 1), order[k]);
     }
-    if (det_finish(d, &one, out, 0, 0, tail) == 0) return;
+    if (mt_det_finish(d, &one, out, 0, 0, tail) == 0) return;
   }
-  fail_msg("det_finish asked for more than two passes");
+  fail_msg("mt_det_finish asked for more than two passes");
 }
 
 static void make_det(Det *d) {
   const size_t bounds[3] = {0, 300, NP}; /* two tensors, each with its own scale */
   MtError err = {0};
-  assert_int_equal(det_create(d, bounds, 2, 1, &err), 0);
+  assert_int_equal(mt_det_create(d, bounds, 2, 1, &err), 0);
 }
 
 static void exact_and_order_independent(void) {
@@ -85,7 +85,7 @@ static void exact_and_order_independent(void) {
   assert_true(ta[DET_LOSS] == 0.25 * 21 && tb[DET_LOSS] == ta[DET_LOSS]);
   assert_true(ta[DET_CORRECT] == 15);
   assert_true(ta[DET_NONFINITE] == 0);
-  det_free(&d);
+  mt_det_free(&d);
 }
 
 static void test_exact_and_order_independent(void **s) {
@@ -114,7 +114,7 @@ static void test_overflow_retries(void **s) {
   /* 100 times smaller fits without a retry (it keeps 7 bits fewer until the next step's scales). */
   det_sum(&d, fwd, 1.0f / 100, a, t);
   assert_int_equal(d.retries, retries + 1);
-  det_free(&d);
+  mt_det_free(&d);
 }
 
 static void test_nonfinite(void **s) {
@@ -125,20 +125,20 @@ static void test_nonfinite(void **s) {
   float a[NP], v[NP];
   double t[DET_TAIL];
   det_sum(&d, fwd, 1.0f, a, t);
-  det_begin(&d, NG);
+  mt_det_begin(&d, NG);
   group_values(0, v, 1.0f);
   v[123] = NAN;
-  det_add(&d, v, 0, NP);
-  det_add_loss(&d, 1.0, 1);
-  assert_int_equal(det_finish(&d, &one, a, 0, 0, t), 0); /* not a retry: reported */
+  mt_det_add(&d, v, 0, NP);
+  mt_det_add_loss(&d, 1.0, 1);
+  assert_int_equal(mt_det_finish(&d, &one, a, 0, 0, t), 0); /* not a retry: reported */
   assert_true(t[DET_NONFINITE] == 1 && isnan(t[DET_LOSS]));
-  det_begin(&d, NG);
+  mt_det_begin(&d, NG);
   group_values(0, v, 1.0f);
-  det_add(&d, v, 0, NP);
-  det_add_loss(&d, INFINITY, 1);
-  assert_int_equal(det_finish(&d, &one, a, 0, 1, t), 0);
+  mt_det_add(&d, v, 0, NP);
+  mt_det_add_loss(&d, INFINITY, 1);
+  assert_int_equal(mt_det_finish(&d, &one, a, 0, 1, t), 0);
   assert_true(t[DET_NONFINITE] == 1 && isnan(t[DET_LOSS]) && t[DET_STOP] == 1);
-  det_free(&d);
+  mt_det_free(&d);
 }
 
 /* The AVX2 loops (used where the CPU has them) and the portable ones give the same bits, including for the
@@ -159,15 +159,15 @@ static void test_vector_paths_agree(void **s) {
   }
   /* Denormals and values far below the quantum, added to a normal step. */
   for (Det *d = &a; d; d = d == &a ? &b : NULL) {
-    det_begin(d, NG);
+    mt_det_begin(d, NG);
     group_values(0, v, 1.0f);
     for (int i = 0; i < 40; i++) v[i] = (i % 2 ? 1 : -1) * 1e-39f * (float)i;
-    det_add(d, v, 0, NP);
-    assert_int_equal(det_finish(d, &one, d == &a ? ga : gb, 0, 0, ta), 0);
+    mt_det_add(d, v, 0, NP);
+    assert_int_equal(mt_det_finish(d, &one, d == &a ? ga : gb, 0, 0, ta), 0);
   }
   assert_memory_equal(ga, gb, sizeof ga);
-  det_free(&a);
-  det_free(&b);
+  mt_det_free(&a);
+  mt_det_free(&b);
 }
 
 /* ==== The model's group mode ==== */
@@ -197,8 +197,8 @@ static void make_model(Model *m, BnPlace bn, float drop) {
   ModelSpec spec = {.n_inputs = D, .n_classes = C, .n_hidden = 2, .hidden = {20, 9}, .act = ACT_TANH, .bn = bn,
                     .bn_momentum = 0.1f, .bn_eps = 1e-5f, .dropout = {drop, drop}};
   MtError err = {0};
-  assert_int_equal(model_create(m, &spec, N, &err), 0);
-  init_params(m, INIT_XAVIER, 3);
+  assert_int_equal(mt_model_create(m, &spec, N, &err), 0);
+  mt_init_params(m, INIT_XAVIER, 3);
 }
 
 static void inputs(float *x, int32_t *y, int64_t *ids) {
@@ -219,8 +219,8 @@ static void group_mode_matches(BnPlace bn, float drop) {
   /* Ordinary passes. */
   ModelContext ctx = {.train = 1, .seed = 9, .step = 4, .sample_ids = ids, .batch_rows = N};
   LossSums ls = {0, 0};
-  loss_softmax_xent(model_forward_ctx(&m, x, N, &ctx), y, N, C, 1.0f / N, dl, &ls);
-  model_backward(&m, x, dl, N, 0);
+  mt_loss_softmax_xent(mt_model_forward_ctx(&m, x, N, &ctx), y, N, C, 1.0f / N, dl, &ls);
+  mt_model_backward(&m, x, dl, N, 0);
   float *plain = malloc(sizeof(float) * m.n_params);
   memcpy(plain, m.grads, sizeof(float) * m.n_params);
   /* Group mode: the sink adds up each group's gradient. */
@@ -233,9 +233,9 @@ static void group_mode_matches(BnPlace bn, float drop) {
   gctx.group_arg = &k;
   gctx.group_parts = parts;
   LossSums gs = {0, 0};
-  loss_softmax_xent(model_forward_ctx(&m, x, N, &gctx), y, N, C, 1.0f / N, dl, &gs);
+  mt_loss_softmax_xent(mt_model_forward_ctx(&m, x, N, &gctx), y, N, C, 1.0f / N, dl, &gs);
   assert_true(fabs(gs.loss - ls.loss) < 1e-5 * ls.loss);
-  model_backward(&m, x, dl, N, 0);
+  mt_model_backward(&m, x, dl, N, 0);
   int layers = 3 + (bn != BN_NONE ? 2 : 0);
   assert_int_equal(k.calls, layers * 3); /* every layer with parameters, once per group (16, 16, 8 rows) */
   double worst = 0, norm = 0;
@@ -247,7 +247,7 @@ static void group_mode_matches(BnPlace bn, float drop) {
   assert_true(worst < 1e-5 * norm);
   free(k.grad);
   free(plain);
-  model_free(&m);
+  mt_model_free(&m);
 }
 
 static void test_group_mode_gradient(void **s) {
@@ -269,12 +269,12 @@ static void test_group_bits_independent(void **s) {
   inputs(x, y, ids);
   ModelContext ctx = {.train = 1, .seed = 9, .step = 4, .sample_ids = ids, .batch_rows = N, .group = G};
   float all[N * C];
-  memcpy(all, model_forward_ctx(&m, x, N, &ctx), sizeof all);
+  memcpy(all, mt_model_forward_ctx(&m, x, N, &ctx), sizeof all);
   ModelContext tail = ctx;
   tail.sample_ids = ids + G;
-  const float *second = model_forward_ctx(&m, x + G * D, N - G, &tail); /* groups 2 and 3 alone */
+  const float *second = mt_model_forward_ctx(&m, x + G * D, N - G, &tail); /* groups 2 and 3 alone */
   assert_memory_equal(second, all + G * C, sizeof(float) * (N - G) * C);
-  model_free(&m);
+  mt_model_free(&m);
 }
 
 int main(void) {

@@ -1,5 +1,5 @@
 /* test_fileid.c — files compared by device and inode (a symbolic link, a hard link, `dir/..` and `./` all name the
- * same file; a missing one names none), the kinds of file an input must not be, and fileid_check's messages. */
+ * same file; a missing one names none), the kinds of file an input must not be, and mt_fileid_check's messages. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,37 +50,37 @@ static int teardown(void **state) {
 
 static void test_same(void **state) {
   (void)state;
-  assert_true(fileid_same(file, file));
-  assert_true(fileid_same(file, sym));
-  assert_true(fileid_same(sym, file));
-  assert_true(fileid_same(file, hard));
-  assert_true(fileid_same(file, dotdot));
-  assert_false(fileid_same(file, other));
+  assert_true(mt_fileid_same(file, file));
+  assert_true(mt_fileid_same(file, sym));
+  assert_true(mt_fileid_same(sym, file));
+  assert_true(mt_fileid_same(file, hard));
+  assert_true(mt_fileid_same(file, dotdot));
+  assert_false(mt_fileid_same(file, other));
   char missing[128];
   snprintf(missing, sizeof missing, "%s/missing.h5", dir);
-  assert_false(fileid_same(missing, missing)); /* a file that does not exist is none of the inputs */
-  assert_false(fileid_same(file, ""));
-  assert_false(fileid_same(NULL, file));
+  assert_false(mt_fileid_same(missing, missing)); /* a file that does not exist is none of the inputs */
+  assert_false(mt_fileid_same(file, ""));
+  assert_false(mt_fileid_same(NULL, file));
 }
 
 static void test_regular(void **state) {
   (void)state;
   MtError err = {0};
-  assert_int_equal(fileid_regular(file, "--data", &err), 0);
-  assert_int_equal(fileid_regular(sym, "--data", &err), 0); /* the link is followed */
-  assert_int_equal(fileid_regular("/nonexistent/x.h5", "--data", &err), 0); /* the caller's open says why */
-  assert_int_equal(fileid_regular("", "--data", &err), 0);
+  assert_int_equal(mt_fileid_regular(file, "--data", &err), 0);
+  assert_int_equal(mt_fileid_regular(sym, "--data", &err), 0); /* the link is followed */
+  assert_int_equal(mt_fileid_regular("/nonexistent/x.h5", "--data", &err), 0); /* the caller's open says why */
+  assert_int_equal(mt_fileid_regular("", "--data", &err), 0);
   assert_false(err.failed);
   char want[256];
   snprintf(want, sizeof want, "--data %s: is a FIFO, not a regular file", fifo);
-  assert_int_equal(fileid_regular(fifo, "--data", &err), -1);
+  assert_int_equal(mt_fileid_regular(fifo, "--data", &err), -1);
   assert_string_equal(err.msg, want);
   mt_error_clear(&err);
   snprintf(want, sizeof want, "%s: is a directory, not a regular file", dir);
-  assert_int_equal(fileid_regular(dir, NULL, &err), -1);
+  assert_int_equal(mt_fileid_regular(dir, NULL, &err), -1);
   assert_string_equal(err.msg, want);
   mt_error_clear(&err);
-  assert_int_equal(fileid_regular("/dev/null", "--config", &err), -1);
+  assert_int_equal(mt_fileid_regular("/dev/null", "--config", &err), -1);
   assert_string_equal(err.msg, "--config /dev/null: is a character device, not a regular file");
 }
 
@@ -95,7 +95,7 @@ static void test_check(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     FileRole out = {.role = "--log", .path = cases[i].out};
     mt_error_clear(&err);
-    assert_int_equal(fileid_check(in, 2, &out, 1, &err), -1);
+    assert_int_equal(mt_fileid_check(in, 2, &out, 1, &err), -1);
     snprintf(want, sizeof want, "--log %s is the same file as --data %s%s; an output must not overwrite an input",
              cases[i].out, file, cases[i].how);
     assert_string_equal(err.msg, want);
@@ -106,18 +106,18 @@ static void test_check(void **state) {
   FileRole ok[] = {{.role = "--log", .path = other}, {.role = "--out", .path = fresh, .replaced = 1},
                    {.role = "--log", .path = NULL}};
   mt_error_clear(&err);
-  assert_int_equal(fileid_check(in, 2, ok, 3, &err), 0);
+  assert_int_equal(mt_fileid_check(in, 2, ok, 3, &err), 0);
   /* a directory is never an output; a device may be written in place, not replaced by a rename */
   FileRole d = {.role = "--log", .path = dir};
-  assert_int_equal(fileid_check(in, 2, &d, 1, &err), -1);
+  assert_int_equal(mt_fileid_check(in, 2, &d, 1, &err), -1);
   snprintf(want, sizeof want, "--log %s: is a directory; expected a file name", dir);
   assert_string_equal(err.msg, want);
   FileRole dev = {.role = "--log", .path = "/dev/null"};
   mt_error_clear(&err);
-  assert_int_equal(fileid_check(in, 2, &dev, 1, &err), 0);
+  assert_int_equal(mt_fileid_check(in, 2, &dev, 1, &err), 0);
   dev.role = "--out";
   dev.replaced = 1;
-  assert_int_equal(fileid_check(in, 2, &dev, 1, &err), -1);
+  assert_int_equal(mt_fileid_check(in, 2, &dev, 1, &err), -1);
   assert_string_equal(err.msg, "--out /dev/null: is a character device; expected a file name (it is written "
                                "elsewhere and renamed into place)");
 }

@@ -1,5 +1,5 @@
 /* test_log.c — metrics files (CSV and JSONL read back number by number), the cadence of step records, rank > 0
- * staying silent, write errors surfacing at log_close (/dev/full), and what plain and bar progress print. */
+ * staying silent, write errors surfacing at mt_log_close (/dev/full), and what plain and bar progress print. */
 #include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
@@ -129,18 +129,18 @@ static void test_csv(void **state) {
   LogOptions o = {.is_root = 1, .progress = PROGRESS_OFF, .path = path, .format = LOGFMT_AUTO};
   Log *l = NULL;
   MtError err = {0};
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   for (int64_t t = 1; t <= 3; t++) {
     StepStats s = make_step(0, t, t, 3);
-    log_step(l, &s);
+    mt_log_step(l, &s);
   }
   EpochStats e = make_epoch(0, 3, 1);
-  log_epoch(l, &e);
+  mt_log_epoch(l, &e);
   StepStats s4 = make_step(1, 4, 1, 3);
-  log_step(l, &s4);
+  mt_log_step(l, &s4);
   EpochStats e2 = make_epoch(1, 4, 0);
-  log_epoch(l, &e2);
-  assert_int_equal(log_close(l, &err), 0);
+  mt_log_epoch(l, &e2);
+  assert_int_equal(mt_log_close(l, &err), 0);
 
   char *text = slurp(path);
   remove(path);
@@ -199,17 +199,17 @@ static void test_jsonl(void **state) {
   LogOptions o = {.is_root = 1, .progress = PROGRESS_OFF, .path = path, .format = LOGFMT_AUTO};
   Log *l = NULL;
   MtError err = {0};
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   StepStats s = make_step(0, 1, 1, 2);
-  log_step(l, &s);
+  mt_log_step(l, &s);
   s = make_step(0, 2, 2, 2);
   s.loss = NAN; /* a diverged step: JSON has no NaN */
-  log_step(l, &s);
+  mt_log_step(l, &s);
   EpochStats e = make_epoch(0, 2, 1);
-  log_epoch(l, &e);
+  mt_log_epoch(l, &e);
   e = make_epoch(1, 4, 0);
-  log_epoch(l, &e);
-  assert_int_equal(log_close(l, &err), 0);
+  mt_log_epoch(l, &e);
+  assert_int_equal(mt_log_close(l, &err), 0);
 
   char *text = slurp(path);
   remove(path);
@@ -257,12 +257,12 @@ static void test_file_cadence(void **state) {
   LogOptions o = {.is_root = 1, .progress = PROGRESS_OFF, .path = path, .format = LOGFMT_CSV, .every = 2};
   Log *l = NULL;
   MtError err = {0};
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   for (int64_t t = 1; t <= 5; t++) {
     StepStats s = make_step(0, t, t, 5);
-    log_step(l, &s);
+    mt_log_step(l, &s);
   }
-  assert_int_equal(log_close(l, &err), 0);
+  assert_int_equal(mt_log_close(l, &err), 0);
   char *text = slurp(path);
   assert_int_equal(count_lines_starting(text, "step,"), 2);
   assert_non_null(strstr(text, "\nstep,1,2,"));
@@ -271,12 +271,12 @@ static void test_file_cadence(void **state) {
 
   /* auto: every step while epochs are short, about 1000 records per epoch when they are long */
   o.every = 0;
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   for (int64_t t = 1; t <= 5000; t++) {
     StepStats s = make_step(0, t, t, 5000);
-    log_step(l, &s);
+    mt_log_step(l, &s);
   }
-  assert_int_equal(log_close(l, &err), 0);
+  assert_int_equal(mt_log_close(l, &err), 0);
   text = slurp(path);
   remove(path);
   assert_int_equal(count_lines_starting(text, "step,"), 1000);
@@ -288,16 +288,16 @@ static void test_open_errors(void **state) {
   Log *l = (Log *)1;
   MtError err = {0};
   LogOptions o = {.is_root = 1, .progress = PROGRESS_OFF, .path = "/nonexistent/dir/m.csv"};
-  assert_int_equal(log_open(&l, &o, &err), -1);
+  assert_int_equal(mt_log_open(&l, &o, &err), -1);
   assert_null(l);
   assert_string_equal(err.msg, "cannot create metrics file '/nonexistent/dir/m.csv': No such file or directory");
   mt_error_clear(&err);
   o.path = "metrics.txt";
-  assert_int_equal(log_open(&l, &o, &err), -1);
+  assert_int_equal(mt_log_open(&l, &o, &err), -1);
   assert_non_null(strstr(err.msg, "--log metrics.txt: cannot tell the format"));
 }
 
-/* A resumed run's file (log_open_file): records up to the checkpoint's step kept, later ones and a torn last line
+/* A resumed run's file (mt_log_open_file): records up to the checkpoint's step kept, later ones and a torn last line
  * dropped, new ones appended after them, one CSV header; JSONL likewise; a file of another kind refused untouched;
  * without a checkpoint (step < 0) a new file. */
 static void write_steps(const char *path, int format, int64_t from, int64_t to, int defer, int64_t resumed) {
@@ -305,17 +305,17 @@ static void write_steps(const char *path, int format, int64_t from, int64_t to, 
                   .defer_file = defer};
   Log *l = NULL;
   MtError err = {0};
-  assert_int_equal(log_open(&l, &o, &err), 0);
-  if (defer && log_open_file(l, resumed, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
+  if (defer && mt_log_open_file(l, resumed, &err) != 0) fail_msg("%s", err.msg);
   for (int64_t t = from; t <= to; t++) {
     StepStats s = make_step(0, t, t, 100);
-    log_step(l, &s);
+    mt_log_step(l, &s);
   }
   if (to == 6) {
     EpochStats e = make_epoch(0, 6, 0);
-    log_epoch(l, &e);
+    mt_log_epoch(l, &e);
   }
-  assert_int_equal(log_close(l, &err), 0);
+  assert_int_equal(mt_log_close(l, &err), 0);
 }
 
 static void test_continue(void **state) {
@@ -364,10 +364,10 @@ static void test_continue(void **state) {
   LogOptions o = {.is_root = 1, .progress = PROGRESS_OFF, .path = csv, .defer_file = 1};
   Log *l = NULL;
   MtError err = {0};
-  assert_int_equal(log_open(&l, &o, &err), 0);
-  assert_int_equal(log_open_file(l, 3, &err), -1);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open_file(l, 3, &err), -1);
   assert_non_null(strstr(err.msg, "not a metrics log of mpitrain (its first line is not the header kind,epoch"));
-  assert_int_equal(log_close(l, &err), 0);
+  assert_int_equal(mt_log_close(l, &err), 0);
   text = slurp(csv);
   assert_string_equal(text, "name,score\nalice,3\n");
   free(text);
@@ -387,19 +387,19 @@ static void test_disk_full(void **state) {
   LogOptions o = {.is_root = 1, .progress = PROGRESS_OFF, .path = "/dev/full", .format = LOGFMT_CSV};
   Log *l = NULL;
   MtError err = {0};
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   StepStats s = make_step(0, 1, 1, 1);
-  log_step(l, &s);
-  assert_int_equal(log_close(l, &err), -1);
+  mt_log_step(l, &s);
+  assert_int_equal(mt_log_close(l, &err), -1);
   assert_string_equal(err.msg, "writing metrics file '/dev/full' failed: No space left on device");
 
   /* the same when the failure happens at an epoch's flush, long before the close */
   mt_error_clear(&err);
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   EpochStats e = make_epoch(0, 1, 1);
-  log_epoch(l, &e);
-  log_step(l, &s);
-  assert_int_equal(log_close(l, &err), -1);
+  mt_log_epoch(l, &e);
+  mt_log_step(l, &s);
+  assert_int_equal(mt_log_close(l, &err), -1);
   assert_non_null(strstr(err.msg, "No space left on device"));
 }
 
@@ -411,22 +411,22 @@ static void test_non_root_silent(void **state) {
   Log *l = NULL;
   MtError err = {0};
   capture_begin();
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   StepStats s = make_step(0, 1, 1, 1);
-  log_step(l, &s);
+  mt_log_step(l, &s);
   EpochStats e = make_epoch(0, 1, 1);
-  log_epoch(l, &e);
-  log_info(l, "hello from rank %d", 1);
-  assert_int_equal(log_close(l, &err), 0);
+  mt_log_epoch(l, &e);
+  mt_log_info(l, "hello from rank %d", 1);
+  assert_int_equal(mt_log_close(l, &err), 0);
   char *out = capture_end();
   assert_string_equal(out, "");
   free(out);
   assert_int_equal(access(path, F_OK), -1);
   /* and a NULL log is a no-op everywhere */
-  log_step(NULL, &s);
-  log_epoch(NULL, &e);
-  log_info(NULL, "x");
-  assert_int_equal(log_close(NULL, &err), 0);
+  mt_log_step(NULL, &s);
+  mt_log_epoch(NULL, &e);
+  mt_log_info(NULL, "x");
+  assert_int_equal(mt_log_close(NULL, &err), 0);
 }
 
 /* ==== Screen ==== */
@@ -437,24 +437,24 @@ static void test_plain(void **state) {
   Log *l = NULL;
   MtError err = {0};
   capture_begin();
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   for (int64_t t = 1; t <= 20; t++) {
     StepStats s = make_step(0, t, t, 20);
     s.loss = 0.5;
-    log_step(l, &s);
+    mt_log_step(l, &s);
   }
-  log_info(l, "checkpoint written to %s", "x.h5");
+  mt_log_info(l, "checkpoint written to %s", "x.h5");
   EpochStats e = make_epoch(0, 20, 1);
   e.train_loss = 0.3012;
-  log_epoch(l, &e);
+  mt_log_epoch(l, &e);
   /* a short epoch gets a line per step */
   for (int64_t t = 21; t <= 23; t++) {
     StepStats s = make_step(1, t, t - 20, 3);
-    log_step(l, &s);
+    mt_log_step(l, &s);
   }
   e = make_epoch(1, 23, 0);
-  log_epoch(l, &e);
-  assert_int_equal(log_close(l, &err), 0);
+  mt_log_epoch(l, &e);
+  assert_int_equal(mt_log_close(l, &err), 0);
   char *out = capture_end();
 
   assert_int_equal(count_lines_starting(out, "step "), 10 + 3);
@@ -472,12 +472,12 @@ static void test_plain(void **state) {
   /* --log-every 7: by global step */
   o.every = 7;
   capture_begin();
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   for (int64_t t = 1; t <= 20; t++) {
     StepStats s = make_step(0, t, t, 20);
-    log_step(l, &s);
+    mt_log_step(l, &s);
   }
-  assert_int_equal(log_close(l, &err), 0);
+  assert_int_equal(mt_log_close(l, &err), 0);
   out = capture_end();
   assert_int_equal(count_lines_starting(out, "step "), 2);
   assert_non_null(strstr(out, "step 14 "));
@@ -490,21 +490,21 @@ static void test_bar(void **state) {
   Log *l = NULL;
   MtError err = {0};
   capture_begin();
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   for (int64_t t = 1; t <= 1000; t++) {
     StepStats s = make_step(2, t, t, 2000);
     s.loss = 0.3121;
     s.acc = 0.882;
-    log_step(l, &s);
+    mt_log_step(l, &s);
   }
   struct timespec pause = {0, 150 * 1000 * 1000};
   nanosleep(&pause, NULL);
   StepStats s = make_step(2, 1001, 1001, 2000);
   s.loss = 0.3121;
-  log_step(l, &s); /* due: more than 0.1 s since the last redraw */
+  mt_log_step(l, &s); /* due: more than 0.1 s since the last redraw */
   EpochStats e = make_epoch(2, 2000, 1);
-  log_epoch(l, &e);
-  assert_int_equal(log_close(l, &err), 0);
+  mt_log_epoch(l, &e);
+  assert_int_equal(mt_log_close(l, &err), 0);
   char *out = capture_end();
 
   /* redraws are rate-limited: 1001 steps, a handful of redraws */
@@ -532,20 +532,20 @@ static void test_norms_and_validation(void **state) {
   LogOptions o = {.is_root = 1, .progress = PROGRESS_OFF, .path = path, .format = LOGFMT_AUTO, .every = 2};
   Log *l = NULL;
   MtError err = {0};
-  assert_int_equal(log_open(&l, &o, &err), 0);
+  assert_int_equal(mt_log_open(&l, &o, &err), 0);
   StepStats s1 = make_step(0, 1, 1, 4), s2 = make_step(0, 2, 2, 4);
   s2.grad_norm = 2.5;
-  assert_false(log_step_due(l, &s1)); /* --log-every 2: step 1 has no record, so no layer records either */
-  assert_true(log_step_due(l, &s2));
-  log_step(l, &s1);
-  log_layer(l, &s1, "dense0/W", 9, 9);
-  log_step(l, &s2);
-  log_layer(l, &s2, "dense0/W", 3.25, 0.125);
+  assert_false(mt_log_step_due(l, &s1)); /* --log-every 2: step 1 has no record, so no layer records either */
+  assert_true(mt_log_step_due(l, &s2));
+  mt_log_step(l, &s1);
+  mt_log_layer(l, &s1, "dense0/W", 9, 9);
+  mt_log_step(l, &s2);
+  mt_log_layer(l, &s2, "dense0/W", 3.25, 0.125);
   EpochStats e = make_epoch(0, 4, 1);
   e.val_loss = 0.5;
   e.val_acc = 0.8;
-  log_epoch(l, &e);
-  assert_int_equal(log_close(l, &err), 0);
+  mt_log_epoch(l, &e);
+  assert_int_equal(mt_log_close(l, &err), 0);
   char *text = slurp(path);
   remove(path);
   char *save = NULL, *f[16];

@@ -15,7 +15,7 @@ static void test_hand_values(void **state) {
   const int32_t y[1] = {2};
   float d[3];
   LossSums s = {0, 0};
-  loss_softmax_xent(z, y, 1, 3, 1.0f, d, &s);
+  mt_loss_softmax_xent(z, y, 1, 3, 1.0f, d, &s);
   assert_true(fabs(s.loss - 0.4076059644) < 1e-6);
   assert_true(s.correct == 1);
   const double want[3] = {0.0900305732, 0.2447284711, 0.6652409558 - 1};
@@ -23,7 +23,7 @@ static void test_hand_values(void **state) {
   /* label 0 is wrong (argmax is 2), and grad_scale multiplies the gradient */
   const int32_t y0[1] = {0};
   LossSums s0 = {0, 0};
-  loss_softmax_xent(z, y0, 1, 3, 0.5f, d, &s0);
+  mt_loss_softmax_xent(z, y0, 1, 3, 0.5f, d, &s0);
   assert_true(s0.correct == 0);
   assert_true(fabs(d[0] - 0.5 * (0.0900305732 - 1)) < 1e-6);
 }
@@ -44,7 +44,7 @@ static void test_finite_differences(void **state) {
   for (int i = 0; i < N * C; i++) z[i] = (float)sin(1.7 * i + 0.3) * 3.0f;
   float d[N * C];
   LossSums s = {0, 0};
-  loss_softmax_xent(z, y, N, C, 1.0f / N, d, &s);
+  mt_loss_softmax_xent(z, y, N, C, 1.0f / N, d, &s);
   for (int i = 0; i < N * C; i++) {
     int r = i / C;
     double zp[C], zm[C];
@@ -63,7 +63,7 @@ static void test_extreme_logits(void **state) {
   const int32_t y[2] = {1, 2};
   float d[6];
   LossSums s = {0, 0};
-  loss_softmax_xent(z, y, 2, 3, 1.0f, d, &s);
+  mt_loss_softmax_xent(z, y, 2, 3, 1.0f, d, &s);
   /* row 0: loss = 2000 + ln(1 + e^-1000 + e^-2000) = 2000; row 1: uniform, ln 3 */
   assert_true(isfinite(s.loss));
   assert_true(fabs(s.loss - (2000 + log(3.0))) < 1e-3);

@@ -53,7 +53,7 @@ static double ref_loss(const Model *m, const double *theta, const float *x, cons
         } else if (l->kind == LAYER_BN) {
           b[r][o] = theta[l->w_off + o] * (a[r][o] - mean) / sqrt(var + m->spec.bn_eps) + theta[l->b_off + o];
         } else {
-          b[r][o] = a[r][o] * model_dropout_factor(SEED, STEP, l->block, r, o, l->p);
+          b[r][o] = a[r][o] * mt_model_dropout_factor(SEED, STEP, l->block, r, o, l->p);
         }
       }
     }
@@ -77,8 +77,8 @@ static void make_model_ex(Model *m, ActKind act, int n_hidden, BnPlace bn, float
                     .leaky_slope = 0.1f, .bn = bn, .bn_momentum = 0.1f, .bn_eps = 1e-5f,
                     .dropout = {dropout, dropout}};
   MtError err = {0};
-  assert_int_equal(model_create(m, &spec, N, &err), 0);
-  init_params(m, INIT_XAVIER, 11);
+  assert_int_equal(mt_model_create(m, &spec, N, &err), 0);
+  mt_init_params(m, INIT_XAVIER, 11);
   /* Non-zero biases so their gradients are exercised through the activations. */
   for (int i = 0; i < m->n_layers; i++)
     if (m->layers[i].kind == LAYER_DENSE && m->layers[i].has_bias)
@@ -103,19 +103,19 @@ static void gradcheck_ex(ActKind act, int n_hidden, BnPlace bn, float dropout) {
   const int32_t y[N] = {1, 3, 0};
   for (int i = 0; i < N * D; i++) x[i] = (float)cos(0.9 * i) * 1.5f;
 
-  const float *logits = model_forward_ctx(&m, x, N, &train_ctx);
+  const float *logits = mt_model_forward_ctx(&m, x, N, &train_ctx);
   double *theta = malloc(sizeof(double) * m.n_params);
   for (size_t i = 0; i < m.n_params; i++) theta[i] = m.params[i];
   double ref_logits[N * C];
   ref_loss(&m, theta, x, y, ref_logits);
   for (int i = 0; i < N * C; i++)
     if (fabs(logits[i] - ref_logits[i]) > 1e-5 * (1 + fabs(ref_logits[i])))
-      fail_msg("%s: logit %d: %g vs reference %g", act_name(act), i, logits[i], ref_logits[i]);
+      fail_msg("%s: logit %d: %g vs reference %g", mt_act_name(act), i, logits[i], ref_logits[i]);
 
   float dlogits[N * C];
   LossSums s = {0, 0};
-  loss_softmax_xent(logits, y, N, C, 1.0f / N, dlogits, &s);
-  model_backward(&m, x, dlogits, N, 0);
+  mt_loss_softmax_xent(logits, y, N, C, 1.0f / N, dlogits, &s);
+  mt_model_backward(&m, x, dlogits, N, 0);
 
   const double h = 1e-6;
   for (size_t i = 0; i < m.n_params; i++) {
@@ -127,11 +127,11 @@ static void gradcheck_ex(ActKind act, int n_hidden, BnPlace bn, float dropout) {
     theta[i] = keep;
     double fd = (lp - lm) / (2 * h);
     if (fabs(m.grads[i] - fd) > 1e-5 + 1e-3 * fabs(fd))
-      fail_msg("%s: gradient of parameter %zu: backward %.8g, finite differences %.8g", act_name(act), i,
+      fail_msg("%s: gradient of parameter %zu: backward %.8g, finite differences %.8g", mt_act_name(act), i,
                m.grads[i], fd);
   }
   free(theta);
-  model_free(&m);
+  mt_model_free(&m);
 }
 
 static void gradcheck(ActKind act, int n_hidden) { gradcheck_ex(act, n_hidden, BN_NONE, 0); }
@@ -154,7 +154,7 @@ static void test_bn_running_stats_and_dropout_modes(void **s) {
   make_model_ex(&m, ACT_RELU, 1, BN_BEFORE, 0.5f);
   float x[N * D];
   for (int i = 0; i < N * D; i++) x[i] = (float)sin(0.37 * i) + 0.5f;
-  model_forward_ctx(&m, x, N, &train_ctx);
+  mt_model_forward_ctx(&m, x, N, &train_ctx);
   const Layer *dense = &m.layers[0], *bn = &m.layers[1];
   assert_int_equal(bn->kind, LAYER_BN);
   for (int o = 0; o < bn->out; o++) {
@@ -175,9 +175,9 @@ static void test_bn_running_stats_and_dropout_modes(void **s) {
   }
   assert_true(dropped > 0 && kept > 0);
   /* inference: dropout is the identity, BN uses the running statistics */
-  model_forward(&m, x, N);
+  mt_model_forward(&m, x, N);
   assert_memory_equal(drop->y, m.layers[2].y, sizeof(float) * N * (size_t)drop->out);
-  model_free(&m);
+  mt_model_free(&m);
 }
 
 /* A sample's mask depends on (seed, step, block, sample id, unit) only — not on where the row sits in a batch. */
@@ -190,22 +190,22 @@ static void test_dropout_mask_keyed_by_sample(void **s) {
   const int64_t ids[N] = {900, 17, 5};
   ModelContext c = train_ctx;
   c.sample_ids = ids;
-  model_forward_ctx(&m, x, N, &c);
+  mt_model_forward_ctx(&m, x, N, &c);
   const Layer *drop = &m.layers[2];
   float first[7];
   memcpy(first, drop->aux + 1 * drop->out, sizeof(float) * (size_t)drop->out); /* sample 17 in row 1 */
   const int64_t moved[1] = {17};
   c.sample_ids = moved;
   c.batch_rows = 1;
-  model_forward_ctx(&m, x, 1, &c); /* now in row 0 of a batch of one */
+  mt_model_forward_ctx(&m, x, 1, &c); /* now in row 0 of a batch of one */
   assert_memory_equal(first, drop->aux, sizeof(float) * (size_t)drop->out);
-  for (int u = 0; u < drop->out; u++) assert_true(first[u] == model_dropout_factor(SEED, STEP, 0, 17, u, 0.5f));
+  for (int u = 0; u < drop->out; u++) assert_true(first[u] == mt_model_dropout_factor(SEED, STEP, 0, 17, u, 0.5f));
   c.step = STEP + 1; /* another step: another mask */
-  model_forward_ctx(&m, x, 1, &c);
+  mt_model_forward_ctx(&m, x, 1, &c);
   int same = 0;
   for (int u = 0; u < drop->out; u++) same += first[u] == drop->aux[u];
   assert_true(same < drop->out);
-  model_free(&m);
+  mt_model_free(&m);
 }
 
 /* Two micro-batches with accumulate = 1 give the gradient of the whole batch. */
@@ -217,32 +217,32 @@ static void test_accumulate(void **s) {
   const int32_t y[N] = {2, 0, 1};
   for (int i = 0; i < N * D; i++) x[i] = (float)sin(0.7 * i);
   LossSums ls = {0, 0};
-  const float *z = model_forward(&m, x, N);
-  loss_softmax_xent(z, y, N, C, 1.0f / N, dl, &ls);
-  model_backward(&m, x, dl, N, 0);
+  const float *z = mt_model_forward(&m, x, N);
+  mt_loss_softmax_xent(z, y, N, C, 1.0f / N, dl, &ls);
+  mt_model_backward(&m, x, dl, N, 0);
   float *full = malloc(sizeof(float) * m.n_params);
   memcpy(full, m.grads, sizeof(float) * m.n_params);
-  z = model_forward(&m, x, 2);
-  loss_softmax_xent(z, y, 2, C, 1.0f / N, dl, &ls);
-  model_backward(&m, x, dl, 2, 0);
-  z = model_forward(&m, x + 2 * D, 1);
-  loss_softmax_xent(z, y + 2, 1, C, 1.0f / N, dl, &ls);
-  model_backward(&m, x + 2 * D, dl, 1, 1);
+  z = mt_model_forward(&m, x, 2);
+  mt_loss_softmax_xent(z, y, 2, C, 1.0f / N, dl, &ls);
+  mt_model_backward(&m, x, dl, 2, 0);
+  z = mt_model_forward(&m, x + 2 * D, 1);
+  mt_loss_softmax_xent(z, y + 2, 1, C, 1.0f / N, dl, &ls);
+  mt_model_backward(&m, x + 2 * D, dl, 1, 1);
   for (size_t i = 0; i < m.n_params; i++) assert_true(fabs(full[i] - m.grads[i]) < 1e-6);
   free(full);
-  model_free(&m);
+  mt_model_free(&m);
 }
 
 static void test_activation_limits(void **s) {
   (void)s;
   float y[4] = {-1000, 1000, NAN, 0};
-  act_forward(ACT_SIGMOID, 0, y, 2);
+  mt_act_forward(ACT_SIGMOID, 0, y, 2);
   assert_true(y[0] == 0.0f && y[1] == 1.0f);
   float r[2] = {NAN, -1};
-  act_forward(ACT_RELU, 0, r, 2);
+  mt_act_forward(ACT_RELU, 0, r, 2);
   assert_true(isnan(r[0])); /* divergence must stay visible */
   assert_true(r[1] == 0.0f);
-  for (int a = 0; a < ACT_COUNT; a++) assert_int_equal(act_from_name(act_name(a)), a);
+  for (int a = 0; a < ACT_COUNT; a++) assert_int_equal(mt_act_from_name(mt_act_name(a)), a);
 }
 
 static void test_layout_and_flops(void **s) {
@@ -250,22 +250,22 @@ static void test_layout_and_flops(void **s) {
   Model m;
   ModelSpec spec = {.n_inputs = 784, .n_classes = 10, .n_hidden = 2, .hidden = {512, 256}, .act = ACT_RELU};
   MtError err = {0};
-  assert_int_equal(model_create(&m, &spec, 128, &err), 0);
+  assert_int_equal(mt_model_create(&m, &spec, 128, &err), 0);
   assert_int_equal(m.n_params, 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10);
   assert_int_equal(m.n_layers, 5);
   assert_string_equal(m.layers[2].name, "dense1");
   assert_int_equal(m.layers[4].w_off, 784 * 512 + 512 + 512 * 256 + 256);
   double f = 2.0 * 128 * (784 * 512 * 2 + 512 * 256 * 3 + 256 * 10 * 3);
-  assert_true(model_gemm_flops(&m, 128) == f);
-  model_free(&m);
+  assert_true(mt_model_gemm_flops(&m, 128) == f);
+  mt_model_free(&m);
 }
 
 static void init_stats(InitKind kind, ActKind act, double want_std) {
   Model m;
   ModelSpec spec = {.n_inputs = 400, .n_classes = 10, .n_hidden = 1, .hidden = {300}, .act = act};
   MtError err = {0};
-  assert_int_equal(model_create(&m, &spec, 1, &err), 0);
-  init_params(&m, kind, 5);
+  assert_int_equal(mt_model_create(&m, &spec, 1, &err), 0);
+  mt_init_params(&m, kind, 5);
   const Layer *l = &m.layers[0];
   double s = 0, s2 = 0;
   size_t n = (size_t)l->in * l->out;
@@ -276,15 +276,15 @@ static void init_stats(InitKind kind, ActKind act, double want_std) {
   }
   double sd = sqrt(s2 / n - (s / n) * (s / n));
   if (fabs(sd - want_std) > 0.02 * want_std + 1e-12)
-    fail_msg("%s: std %g, want %g", init_name(kind), sd, want_std);
+    fail_msg("%s: std %g, want %g", mt_init_name(kind), sd, want_std);
   for (int o = 0; o < l->out; o++) assert_true(m.params[l->b_off + o] == 0.0f);
   /* the same seed gives the same bits */
   float *copy = malloc(sizeof(float) * m.n_params);
   memcpy(copy, m.params, sizeof(float) * m.n_params);
-  init_params(&m, kind, 5);
+  mt_init_params(&m, kind, 5);
   assert_memory_equal(copy, m.params, sizeof(float) * m.n_params);
   free(copy);
-  model_free(&m);
+  mt_model_free(&m);
 }
 
 static void test_init(void **s) {
@@ -295,7 +295,7 @@ static void test_init(void **s) {
   init_stats(INIT_AUTO, ACT_RELU, sqrt(2.0 / 400));     /* auto = He for ReLU */
   init_stats(INIT_AUTO, ACT_SIGMOID, sqrt(2.0 / 700));  /* auto = Xavier for sigmoid */
   init_stats(INIT_ZERO, ACT_RELU, 0);
-  for (int k = 0; k < INIT_COUNT; k++) assert_int_equal(init_from_name(init_name(k)), k);
+  for (int k = 0; k < INIT_COUNT; k++) assert_int_equal(mt_init_from_name(mt_init_name(k)), k);
 }
 
 int main(void) {

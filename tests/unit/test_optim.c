@@ -23,17 +23,17 @@ static void check(OptKind kind, float beta2, const double want[3][2]) {
   OptConfig cfg = {.kind = kind, .beta1 = 0.9f, .beta2 = beta2, .eps = 1e-8f};
   Optimizer o;
   MtError err = {0};
-  assert_int_equal(optim_create(&o, &cfg, 2, &err), 0);
+  assert_int_equal(mt_optim_create(&o, &cfg, 2, &err), 0);
   float p[2] = {0.5f, -1.0f};
   for (int t = 0; t < 3; t++) {
-    optim_step(&o, p, g[t], 0.1f);
+    mt_optim_step(&o, p, g[t], 0.1f);
     for (int i = 0; i < 2; i++) {
-      if (fabs(p[i] - want[t][i]) > 2e-6) fail_msg("%s step %d param %d: got %.9g want %.9g", optim_name(kind),
+      if (fabs(p[i] - want[t][i]) > 2e-6) fail_msg("%s step %d param %d: got %.9g want %.9g", mt_optim_name(kind),
                                                   t + 1, i, p[i], want[t][i]);
     }
   }
   assert_int_equal(o.t, 3);
-  optim_free(&o);
+  mt_optim_free(&o);
 }
 
 static void test_sgd(void **s) {
@@ -62,8 +62,8 @@ static void test_adam(void **s) {
 
 static void test_names(void **s) {
   (void)s;
-  for (int k = 0; k < OPT_COUNT; k++) assert_int_equal(optim_from_name(optim_name(k)), k);
-  assert_int_equal(optim_from_name("adamw"), -1);
+  for (int k = 0; k < OPT_COUNT; k++) assert_int_equal(mt_optim_from_name(mt_optim_name(k)), k);
+  assert_int_equal(mt_optim_from_name("adamw"), -1);
 }
 
 static void near(double got, double want) {
@@ -74,38 +74,38 @@ static void near(double got, double want) {
 static void test_schedules(void **s) {
   (void)s;
   LrSchedule c = {.kind = LR_CONSTANT, .lr = 0.1};
-  near(lr_at(&c, 1, 10), 0.1);
-  near(lr_at(&c, 12345, 10), 0.1);
+  near(mt_lr_at(&c, 1, 10), 0.1);
+  near(mt_lr_at(&c, 12345, 10), 0.1);
   LrSchedule st = {.kind = LR_STEP, .lr = 0.1, .gamma = 0.5, .step_epochs = 2};
-  near(lr_at(&st, 1, 10), 0.1);    /* e = 0 */
-  near(lr_at(&st, 20, 10), 0.1);   /* e = 1.9: still the first stair */
-  near(lr_at(&st, 21, 10), 0.05);  /* e = 2 */
-  near(lr_at(&st, 41, 10), 0.025); /* e = 4 */
+  near(mt_lr_at(&st, 1, 10), 0.1);    /* e = 0 */
+  near(mt_lr_at(&st, 20, 10), 0.1);   /* e = 1.9: still the first stair */
+  near(mt_lr_at(&st, 21, 10), 0.05);  /* e = 2 */
+  near(mt_lr_at(&st, 41, 10), 0.025); /* e = 4 */
   LrSchedule ex = {.kind = LR_EXP, .lr = 1, .gamma = 0.5};
-  near(lr_at(&ex, 5, 4), 0.5);                  /* e = 1 */
-  near(lr_at(&ex, 3, 4), 0.70710678118654757);  /* e = 0.5: sqrt(1/2) */
+  near(mt_lr_at(&ex, 5, 4), 0.5);                  /* e = 1 */
+  near(mt_lr_at(&ex, 3, 4), 0.70710678118654757);  /* e = 0.5: sqrt(1/2) */
   LrSchedule inv = {.kind = LR_INV, .lr = 1, .decay_rate = 1};
-  near(lr_at(&inv, 5, 4), 0.5);                 /* 1/(1+1) */
-  near(lr_at(&inv, 9, 4), 1.0 / 3);             /* 1/(1+2) */
+  near(mt_lr_at(&inv, 5, 4), 0.5);                 /* 1/(1+1) */
+  near(mt_lr_at(&inv, 9, 4), 1.0 / 3);             /* 1/(1+2) */
   LrSchedule cos_ = {.kind = LR_COSINE, .lr = 1, .lr_min = 0.1, .epochs = 4};
-  near(lr_at(&cos_, 1, 10), 1);                 /* e = 0 */
-  near(lr_at(&cos_, 21, 10), 0.55);             /* e = 2: halfway, 0.1 + 0.9/2 */
-  near(lr_at(&cos_, 41, 10), 0.1);              /* e = 4: the floor */
-  near(lr_at(&cos_, 99, 10), 0.1);              /* past the end: stays at the floor */
+  near(mt_lr_at(&cos_, 1, 10), 1);                 /* e = 0 */
+  near(mt_lr_at(&cos_, 21, 10), 0.55);             /* e = 2: halfway, 0.1 + 0.9/2 */
+  near(mt_lr_at(&cos_, 41, 10), 0.1);              /* e = 4: the floor */
+  near(mt_lr_at(&cos_, 99, 10), 0.1);              /* past the end: stays at the floor */
   LrSchedule wu = {.kind = LR_STEP, .lr = 0.1, .gamma = 0.5, .step_epochs = 2, .warmup_steps = 4};
-  near(lr_at(&wu, 1, 10), 0.025); /* 1/4 of the schedule */
-  near(lr_at(&wu, 3, 10), 0.075);
-  near(lr_at(&wu, 4, 10), 0.1);   /* warm-up done */
+  near(mt_lr_at(&wu, 1, 10), 0.025); /* 1/4 of the schedule */
+  near(mt_lr_at(&wu, 3, 10), 0.075);
+  near(mt_lr_at(&wu, 4, 10), 0.1);   /* warm-up done */
 }
 
 static void test_clip(void **s) {
   (void)s;
   float g[2] = {3, 4};
-  near(optim_clip_norm(g, 2, 10), 5); /* under the bound: untouched */
+  near(mt_optim_clip_norm(g, 2, 10), 5); /* under the bound: untouched */
   assert_true(g[0] == 3 && g[1] == 4);
-  near(optim_clip_norm(g, 2, 1), 5);
+  near(mt_optim_clip_norm(g, 2, 1), 5);
   assert_true(fabs(g[0] - 0.6) < 1e-7 && fabs(g[1] - 0.8) < 1e-7);
-  assert_true(fabs(sqrt(optim_sumsq(g, 2)) - 1) < 1e-7); /* the global norm is now the bound */
+  assert_true(fabs(sqrt(mt_optim_sumsq(g, 2)) - 1) < 1e-7); /* the global norm is now the bound */
 }
 
 /* L2: W = [[1, 2], [3, -1]] decays, b = [5] does not; lambda = 0.5, B = 2:
@@ -114,11 +114,11 @@ static void test_l2_and_weight_decay(void **s) {
   (void)s;
   float p[5] = {1, 2, 3, -1, 5}, g[5] = {0, 0, 0, 0, 0};
   ParamRange w = {0, 4};
-  near(optim_l2(&w, 1, p, g, 0.5, 2), 1.875);
+  near(mt_optim_l2(&w, 1, p, g, 0.5, 2), 1.875);
   const float want[5] = {0.25f, 0.5f, 0.75f, -0.25f, 0};
   assert_memory_equal(g, want, sizeof g);
-  near(optim_l2(&w, 1, p, g, 0, 2), 0); /* off */
-  optim_weight_decay(&w, 1, p, 0.1, 0.5);
+  near(mt_optim_l2(&w, 1, p, g, 0, 2), 0); /* off */
+  mt_optim_weight_decay(&w, 1, p, 0.1, 0.5);
   const float decayed[5] = {0.95f, 1.9f, 2.85f, -0.95f, 5};
   for (int i = 0; i < 5; i++) assert_true(fabsf(p[i] - decayed[i]) < 1e-6f);
 }

@@ -64,7 +64,7 @@ static int parse_v(T *t, MtError *err, OptsResult *res, int allow_config, va_lis
   argv[argc] = NULL;
   memset(t, 0, sizeof *t);
   mt_error_clear(err);
-  return opts_parse(table, t, argc, argv, 1, allow_config, res, err);
+  return mt_opts_parse(table, t, argc, argv, 1, allow_config, res, err);
 }
 
 static int parse(T *t, MtError *err, ...) {
@@ -86,7 +86,7 @@ static int parse_res(T *t, MtError *err, OptsResult *res, ...) {
 
 static int set(T *t, MtError *err, const char *name, const char *value) {
   mt_error_clear(err);
-  return opts_set(table, t, name, value, NULL, err);
+  return mt_opts_set(table, t, name, value, NULL, err);
 }
 
 static void assert_fails_with(int rc, const MtError *err, const char *expected) {
@@ -117,7 +117,7 @@ static void test_defaults(void **state) {
   (void)state;
   T t;
   memset(&t, 0x5a, sizeof t);
-  opts_defaults(table, &t);
+  mt_opts_defaults(table, &t);
   assert_int_equal(t.n, 128);
   assert_int_equal(t.big, 0);
   assert_true(t.lr == 1e-3f);
@@ -137,7 +137,7 @@ static void test_int(void **state) {
   (void)state;
   T t;
   MtError err = {0};
-  opts_defaults(table, &t);
+  mt_opts_defaults(table, &t);
   assert_int_equal(set(&t, &err, "n", "12"), 0);
   assert_int_equal(t.n, 12);
   assert_int_equal(set(&t, &err, "n", " 7 "), 0);
@@ -163,7 +163,7 @@ static void test_int64(void **state) {
   (void)state;
   T t;
   MtError err = {0};
-  opts_defaults(table, &t);
+  mt_opts_defaults(table, &t);
   assert_int_equal(set(&t, &err, "big", "9223372036854775807"), 0);
   assert_true(t.big == INT64_MAX);
   assert_fails_containing(set(&t, &err, "big", "9223372036854775808"), &err, "expected a whole number >= 0");
@@ -176,7 +176,7 @@ static void test_float(void **state) {
   (void)state;
   T t;
   MtError err = {0};
-  opts_defaults(table, &t);
+  mt_opts_defaults(table, &t);
   assert_int_equal(set(&t, &err, "lr", "1e-3"), 0);
   assert_true(t.lr == 1e-3f);
   assert_int_equal(set(&t, &err, "lr", "0.5"), 0);
@@ -194,7 +194,7 @@ static void test_ranges(void **state) {
   (void)state;
   T t;
   MtError err = {0};
-  opts_defaults(table, &t);
+  mt_opts_defaults(table, &t);
   /* [0, 1): 0 in, 1 out */
   assert_int_equal(set(&t, &err, "beta", "0"), 0);
   assert_int_equal(set(&t, &err, "beta", "0.999"), 0);
@@ -221,7 +221,7 @@ static void test_string(void **state) {
   (void)state;
   T t;
   MtError err = {0};
-  opts_defaults(table, &t);
+  mt_opts_defaults(table, &t);
   assert_int_equal(set(&t, &err, "name", "1234567"), 0);
   assert_string_equal(t.name, "1234567");
   assert_fails_with(set(&t, &err, "name", "12345678"), &err, "--name: value is too long (8 characters; at most 7)");
@@ -248,7 +248,7 @@ static void test_enum(void **state) {
   (void)state;
   T t;
   MtError err = {0};
-  opts_defaults(table, &t);
+  mt_opts_defaults(table, &t);
   assert_int_equal(set(&t, &err, "activation", "tanh"), 0);
   assert_int_equal(t.act, 2);
   assert_int_equal(set(&t, &err, "activation", "Leaky-ReLU"), 0); /* case and -/_ forgiven */
@@ -291,7 +291,7 @@ static void test_list(void **state) {
   (void)state;
   T t;
   MtError err = {0};
-  opts_defaults(table, &t);
+  mt_opts_defaults(table, &t);
   assert_int_equal(set(&t, &err, "hidden", " 3 , 4 "), 0);
   assert_int_equal(t.hidden.n, 2);
   assert_int_equal(t.hidden.v[0], 3);
@@ -375,7 +375,7 @@ static void test_unknown(void **state) {
   OptsResult res;
   char *argv[] = {(char *)"cmd", (char *)"--config", (char *)"x.ini", NULL};
   mt_error_clear(&err);
-  assert_int_equal(opts_parse(table, &t, 3, argv, 1, 0, &res, &err), -1);
+  assert_int_equal(mt_opts_parse(table, &t, 3, argv, 1, 0, &res, &err), -1);
   assert_string_equal(err.msg, "unknown option --config");
 }
 
@@ -514,25 +514,25 @@ static void test_ini_string(void **state) {
   (void)state;
   T t;
   MtError err = {0};
-  opts_defaults(table, &t);
+  mt_opts_defaults(table, &t);
   static const char text[] = "n = 32\n[model]\n  hidden = 7,6\nflag = off"; /* no final newline */
-  assert_int_equal(opts_parse_ini_string(table, &t, text, strlen(text), "mem.ini", &err), 0);
+  assert_int_equal(mt_opts_parse_ini_string(table, &t, text, strlen(text), "mem.ini", &err), 0);
   assert_int_equal(t.n, 32);
   assert_int_equal(t.hidden.n, 2);
   assert_int_equal(t.hidden.v[1], 6);
   assert_int_equal(t.flag, 0);
   assert_true(t.lr == 1e-3f); /* untouched */
   /* only len bytes count: the rest of the buffer is not read */
-  assert_int_equal(opts_parse_ini_string(table, &t, "small = 3\nsmall = 99\n", 10, "mem.ini", &err), 0);
+  assert_int_equal(mt_opts_parse_ini_string(table, &t, "small = 3\nsmall = 99\n", 10, "mem.ini", &err), 0);
   assert_int_equal(t.small, 3);
-  assert_int_equal(opts_parse_ini_string(table, &t, "", 0, "mem.ini", &err), 0);
+  assert_int_equal(mt_opts_parse_ini_string(table, &t, "", 0, "mem.ini", &err), 0);
   static const char bad[] = "n = 4\nlr = -1\n";
-  assert_fails_with(opts_parse_ini_string(table, &t, bad, strlen(bad), "mem.ini", &err), &err,
+  assert_fails_with(mt_opts_parse_ini_string(table, &t, bad, strlen(bad), "mem.ini", &err), &err,
                     "mem.ini:2: lr: expected a number > 0, got '-1'");
 }
 
 /* A key given twice (sections do not make keys distinct): the later value wins, with a warning naming both lines,
- * written to the stream opts_set_warnings names (mpitrain: rank 0's stderr; NULL: nowhere). */
+ * written to the stream mt_opts_set_warnings names (mpitrain: rank 0's stderr; NULL: nowhere). */
 static void test_ini_twice(void **state) {
   (void)state;
   T t;
@@ -541,11 +541,11 @@ static void test_ini_twice(void **state) {
   size_t len = 0;
   FILE *mem = open_memstream(&buf, &len);
   assert_non_null(mem);
-  opts_set_warnings(mem);
-  opts_defaults(table, &t);
+  mt_opts_set_warnings(mem);
+  mt_opts_defaults(table, &t);
   static const char text[] = "n = 32\n[a]\nlr = 0.1\nsmall = 2\n\n[b]\nlr = 0.01\nbeta_two = 0.5\nbeta-two = 0.25\n"
                              "LR = 0.02\n";
-  assert_int_equal(opts_parse_ini_string(table, &t, text, strlen(text), "x.ini", &err), 0);
+  assert_int_equal(mt_opts_parse_ini_string(table, &t, text, strlen(text), "x.ini", &err), 0);
   assert_true(t.lr == 0.02f);
   assert_true(t.b2 == 0.25f);
   assert_int_equal(fflush(mem), 0);
@@ -557,20 +557,20 @@ static void test_ini_twice(void **state) {
   /* a file read once more starts afresh; the command line overriding the file is no repetition */
   rewind(mem);
   len = 0;
-  opts_defaults(table, &t);
+  mt_opts_defaults(table, &t);
   static const char once[] = "lr = 0.1\nn = 4\n";
-  assert_int_equal(opts_parse_ini_string(table, &t, once, strlen(once), "x.ini", &err), 0);
-  assert_int_equal(opts_parse_ini_string(table, &t, once, strlen(once), "x.ini", &err), 0);
+  assert_int_equal(mt_opts_parse_ini_string(table, &t, once, strlen(once), "x.ini", &err), 0);
+  assert_int_equal(mt_opts_parse_ini_string(table, &t, once, strlen(once), "x.ini", &err), 0);
   assert_int_equal(fflush(mem), 0);
   assert_int_equal(len, 0);
   /* NULL: no warnings at all (every rank but 0) */
-  opts_set_warnings(NULL);
+  mt_opts_set_warnings(NULL);
   static const char twice[] = "lr = 0.1\nlr = 0.2\n";
-  assert_int_equal(opts_parse_ini_string(table, &t, twice, strlen(twice), "x.ini", &err), 0);
+  assert_int_equal(mt_opts_parse_ini_string(table, &t, twice, strlen(twice), "x.ini", &err), 0);
   assert_true(t.lr == 0.2f);
   assert_int_equal(fflush(mem), 0);
   assert_int_equal(len, 0);
-  opts_set_warnings(stderr);
+  mt_opts_set_warnings(stderr);
   assert_int_equal(fclose(mem), 0);
   free(buf);
 }
@@ -594,27 +594,27 @@ static void test_format_value(void **state) {
   T t;
   MtError err = {0};
   char buf[64];
-  opts_defaults(table, &t);
-  opts_format_value(&table[2], &t, buf, sizeof buf);
+  mt_opts_defaults(table, &t);
+  mt_opts_format_value(&table[2], &t, buf, sizeof buf);
   assert_string_equal(buf, "0.001");
   assert_int_equal(set(&t, &err, "lr", "1e-8"), 0);
-  opts_format_value(&table[2], &t, buf, sizeof buf);
+  mt_opts_format_value(&table[2], &t, buf, sizeof buf);
   assert_string_equal(buf, "1e-8");
-  opts_format_value(&table[4], &t, buf, sizeof buf);
+  mt_opts_format_value(&table[4], &t, buf, sizeof buf);
   assert_string_equal(buf, "auto");
-  opts_format_value(&table[0], &t, buf, sizeof buf);
+  mt_opts_format_value(&table[0], &t, buf, sizeof buf);
   assert_string_equal(buf, "128");
   t.n = 0;
-  opts_format_value(&table[0], &t, buf, sizeof buf);
+  mt_opts_format_value(&table[0], &t, buf, sizeof buf);
   assert_string_equal(buf, "full");
-  opts_format_value(&table[10], &t, buf, sizeof buf);
+  mt_opts_format_value(&table[10], &t, buf, sizeof buf);
   assert_string_equal(buf, "512,256");
   t.hidden.n = 0;
-  opts_format_value(&table[10], &t, buf, sizeof buf);
+  mt_opts_format_value(&table[10], &t, buf, sizeof buf);
   assert_string_equal(buf, "none");
-  opts_format_value(&table[8], &t, buf, sizeof buf);
+  mt_opts_format_value(&table[8], &t, buf, sizeof buf);
   assert_string_equal(buf, "relu");
-  opts_format_value(&table[9], &t, buf, sizeof buf);
+  mt_opts_format_value(&table[9], &t, buf, sizeof buf);
   assert_string_equal(buf, "true");
 }
 
@@ -633,10 +633,10 @@ static void test_format_float(void **state) {
   T t;
   char buf[64];
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    opts_defaults(table, &t);
+    mt_opts_defaults(table, &t);
     float v = strtof(cases[i].in, NULL);
     t.lr = v;
-    opts_format_value(&table[2], &t, buf, sizeof buf);
+    mt_opts_format_value(&table[2], &t, buf, sizeof buf);
     if (strcmp(buf, cases[i].out) != 0) fail_msg("%s printed as '%s', expected '%s'", cases[i].in, buf, cases[i].out);
     assert_true(strtof(buf, NULL) == v);
   }
@@ -646,7 +646,7 @@ static void test_format_float(void **state) {
       float v = (float)(m * pow(10.0, e));
       if (!isfinite(v)) continue;
       t.lr = v;
-      opts_format_value(&table[2], &t, buf, sizeof buf);
+      mt_opts_format_value(&table[2], &t, buf, sizeof buf);
       if (strtof(buf, NULL) != v) fail_msg("%.9g printed as '%s', which reads back as %.9g", v, buf, strtof(buf, NULL));
     }
 }
@@ -656,7 +656,7 @@ static void test_ini_round_trip(void **state) {
   T a, b;
   MtError err = {0};
   memset(&a, 0, sizeof a);
-  opts_defaults(table, &a);
+  mt_opts_defaults(table, &a);
   assert_int_equal(set(&a, &err, "n", "full"), 0);
   assert_int_equal(set(&a, &err, "big", "123456789012"), 0);
   assert_int_equal(set(&a, &err, "lr", "0.1"), 0); /* not exact in binary: must still come back bit-identical */
@@ -672,18 +672,18 @@ static void test_ini_round_trip(void **state) {
   snprintf(path, sizeof path, "/tmp/test_opts_rt_%d.ini", (int)getpid());
   FILE *f = fopen(path, "w");
   assert_non_null(f);
-  opts_write_ini(f, table, &a);
+  mt_opts_write_ini(f, table, &a);
   assert_int_equal(fclose(f), 0);
   assert_int_equal(parse(&b, &err, "--config", path, NULL), 0);
   assert_memory_equal(&a, &b, sizeof a);
 
   /* and the empty list / defaults round trip as well */
   memset(&a, 0, sizeof a);
-  opts_defaults(table, &a);
+  mt_opts_defaults(table, &a);
   memset(&a.hidden, 0, sizeof a.hidden); /* as the parser leaves an empty list: unused slots zero */
   f = fopen(path, "w");
   assert_non_null(f);
-  opts_write_ini(f, table, &a);
+  mt_opts_write_ini(f, table, &a);
   assert_int_equal(fclose(f), 0);
   assert_int_equal(parse(&b, &err, "--config", path, NULL), 0);
   assert_memory_equal(&a, &b, sizeof a);
@@ -704,7 +704,7 @@ static void test_help(void **state) {
   (void)state;
   FILE *f = tmpfile();
   assert_non_null(f);
-  opts_print_help(f, "cmd [options]", "Does things.", table);
+  mt_opts_print_help(f, "cmd [options]", "Does things.", table);
   char *s = read_all(f);
   fclose(f);
   assert_true(strncmp(s, "usage: cmd [options]\n\nDoes things.\n", 35) == 0);
@@ -727,7 +727,7 @@ static void test_help(void **state) {
 
   f = tmpfile();
   assert_non_null(f);
-  opts_print_help_ex(f, "cmd", NULL, table, 1);
+  mt_opts_print_help_ex(f, "cmd", NULL, table, 1);
   s = read_all(f);
   fclose(f);
   assert_non_null(strstr(s, "  --config FILE "));

@@ -42,34 +42,34 @@ static void run(int k, char **extra, int n_extra, Dataset *ds, Result *res, size
   if (sub == MPI_COMM_NULL) return;
   Comm c;
   MtError err = {0};
-  CHECK(comm_init(&c, sub, &err) == 0, "comm_init: %s", err.msg);
+  CHECK(mt_comm_init(&c, sub, &err) == 0, "mt_comm_init: %s", err.msg);
   char *argv[64] = {"train", "--hidden", "24,16", "--activation", "tanh", "--batch", "64", "--check-replicas", "1",
                     "--progress", "off", "--seed", "7"};
   int argc = 13;
   for (int i = 0; i < n_extra; i++) argv[argc++] = extra[i];
   Config cfg;
-  CHECK(config_parse(&cfg, argc, argv, 1, &err) == 0, "config: %s", err.msg);
+  CHECK(mt_config_parse(&cfg, argc, argv, 1, &err) == 0, "config: %s", err.msg);
   Trainer *t = NULL;
-  CHECK(trainer_create(&t, &cfg, &c, ds, &err) == 0, "trainer_create at k=%d: %s", k, err.msg);
+  CHECK(mt_trainer_create(&t, &cfg, &c, ds, &err) == 0, "mt_trainer_create at k=%d: %s", k, err.msg);
   if (t == NULL) return;
-  const DataInfo *info = data_info(ds);
+  const DataInfo *info = mt_data_info(ds);
   int64_t spe = (info->n[SPLIT_TRAIN] + 63) / 64;
   if (cfg.shard_optimizer && k > 1) { /* each rank updates (and keeps moments for) its share only */
-    size_t n = trainer_model(t)->n_params, own = trainer_optimizer_params(t);
+    size_t n = mt_trainer_model(t)->n_params, own = mt_trainer_optimizer_params(t);
     CHECK(own <= n / (size_t)k + 1, "k=%d: sharded optimiser holds %zu of %zu parameters", k, own, n);
   }
   if (cfg.bucket_mb > 0 && cfg.bucket_mb < 0.01f)
-    CHECK(trainer_buckets(t) > 1, "--bucket-mb %g: expected several buckets, got %d", (double)cfg.bucket_mb,
-          trainer_buckets(t));
+    CHECK(mt_trainer_buckets(t) > 1, "--bucket-mb %g: expected several buckets, got %d", (double)cfg.bucket_mb,
+          mt_trainer_buckets(t));
   for (int s = 0; s < STEPS; s++) {
     StepStats st;
-    CHECK(trainer_step(t, &st, &err) == 0, "step %d at k=%d: %s", s, k, err.msg);
+    CHECK(mt_trainer_step(t, &st, &err) == 0, "step %d at k=%d: %s", s, k, err.msg);
     if (err.failed) break;
     res->loss[s] = st.loss;
     if (s < spe) {
       /* Gather every rank's rows of this step on rank 0 and count them. */
       int n = 0;
-      const int64_t *rows = trainer_last_rows(t, &n);
+      const int64_t *rows = mt_trainer_last_rows(t, &n);
       int counts[MAXK], displs[MAXK], total = 0;
       MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, c.comm);
       if (c.rank == 0)
@@ -84,8 +84,8 @@ static void run(int k, char **extra, int n_extra, Dataset *ds, Result *res, size
       free(all);
     }
   }
-  CHECK(trainer_evaluate(t, SPLIT_TEST, &res->test_loss, &res->test_acc, &err) == 0, "evaluate: %s", err.msg);
-  Model *m = trainer_model(t);
+  CHECK(mt_trainer_evaluate(t, SPLIT_TEST, &res->test_loss, &res->test_acc, &err) == 0, "evaluate: %s", err.msg);
+  Model *m = mt_trainer_model(t);
   *n_params = m->n_params;
   if (c.rank == 0) {
     res->params = malloc(sizeof(float) * m->n_params);
@@ -94,8 +94,8 @@ static void run(int k, char **extra, int n_extra, Dataset *ds, Result *res, size
     res->state = malloc(sizeof(float) * (m->n_state + 1));
     memcpy(res->state, m->state, sizeof(float) * m->n_state);
   }
-  trainer_free(t);
-  comm_free(&c);
+  mt_trainer_free(t);
+  mt_comm_free(&c);
   MPI_Comm_free(&sub);
 }
 
@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
   SynthSpec spec = {.n_train = 1003, .n_test = 300, .d = 20, .n_classes = 5, .seed = 3, .noise = 1.5f};
   Dataset *ds = NULL;
   MtError err = {0};
-  if (data_open_synthetic(&ds, &spec, &err) != 0) {
+  if (mt_data_open_synthetic(&ds, &spec, &err) != 0) {
     fprintf(stderr, "synthetic data: %s\n", err.msg);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
@@ -217,7 +217,7 @@ int main(int argc, char **argv) {
       free(r[k].seen);
     }
   }
-  data_close(ds);
+  mt_data_close(ds);
   const int rc = mpi_check_result();
   MPI_Finalize();
   return rc;

@@ -12,16 +12,16 @@ int main(void) {
   ModelSpec spec = {.n_inputs = 6, .n_classes = 3, .n_hidden = 1, .hidden = {5}, .act = ACT_RELU};
   Model m;
   MtError err = {0};
-  if (model_create(&m, &spec, 4, &err) != 0) {
-    fprintf(stderr, "consumer: model_create failed: %s\n", err.msg);
+  if (mt_model_create(&m, &spec, 4, &err) != 0) {
+    fprintf(stderr, "consumer: mt_model_create failed: %s\n", err.msg);
     return 1;
   }
-  init_params(&m, INIT_HE, 7);
+  mt_init_params(&m, INIT_HE, 7);
   float x[4 * 6];
   for (int i = 0; i < 4 * 6; i++) x[i] = (float)((i * 37) % 11) / 11.0f;
-  const float *z = model_forward(&m, x, 4);
+  const float *z = mt_model_forward(&m, x, 4);
   float p[4 * 3];
-  loss_softmax(z, 4, 3, p);
+  mt_loss_softmax(z, 4, 3, p);
   int bad = 0;
   for (int r = 0; r < 4; r++) {
     double sum = 0;
@@ -30,6 +30,6 @@ int main(void) {
   }
   printf("consumer: %zu parameters, softmax rows summing to 1: %d of 4\n", m.n_params, 4 - bad);
   const int params_ok = m.n_params == (size_t)(6 * 5 + 5 + 5 * 3 + 3);
-  model_free(&m);
+  mt_model_free(&m);
   return bad == 0 && params_ok ? 0 : 1;
 }
