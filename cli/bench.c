@@ -242,7 +242,9 @@ static int bench_setup(Comm *c, Bench *b, MtError *err) {
 
   /* Roofline: the GEMMs of the same chunks the rank runs in a step, on a shadow model of the same shape. */
   const int micro = b->micro, d = b->info->d, C = b->info->n_classes;
-  if (mt_model_create(&b->shadow, &model->spec, micro, err) == 0) {
+  const int rows[1] = {b->local % micro}; /* the chunks' row counts: micro, and the last one's */
+  if (mt_model_create(&b->shadow, &model->spec, micro, err) == 0 &&
+      mt_model_set_precision(&b->shadow, mt_gemm_precision(model->gemm), rows, 1, err) == 0) {
     b->x = mt_alloc(sizeof(float) * (size_t)micro * (size_t)d, "benchmark inputs", err);
     b->dl = mt_alloc(sizeof(float) * (size_t)micro * (size_t)C, "benchmark gradients", err);
   }

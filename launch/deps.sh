@@ -7,6 +7,7 @@ packages=(
   gcc make cmake pkg-config            # toolchain
   openmpi-bin libopenmpi-dev           # MPI
   libopenblas-dev                      # BLAS (CBLAS interface)
+  libdnnl-dev                          # oneDNN: the bf16 GEMMs (--precision bf16, AMX)
   libhdf5-openmpi-dev hdf5-tools       # parallel HDF5, h5dump
   zlib1g-dev                           # gzipped IDX files
   libinih-dev                          # INI configuration files

@@ -55,6 +55,7 @@ typedef struct Config {
   int patience;           /* early stopping: epochs without a better validation loss (0 = off) */
   /* system */
   int threads;            /* OpenBLAS threads per rank; 0 = auto (cores / ranks on the node) */
+  int precision;          /* MtPrecision (gemm.h): of the dense layers' GEMMs */
   int check_replicas;     /* every K steps, verify all replicas are bit-identical (0 = never) */
   float bucket_mb;        /* gradient buckets reduced while backward goes on (0 = one bucket) */
   int shard_optimizer;    /* ZeRO-1: reduce-scatter, update 1/N of the parameters, all-gather */

@@ -21,6 +21,7 @@ typedef struct InferOptions {
   int split;         /* Split */
   int micro_batch;
   int threads;       /* OpenBLAS threads per rank; 0 = auto (mt_blas_threads_choose) */
+  int precision;     /* MtPrecision (gemm.h) of the GEMMs */
   int in_memory;     /* MemoryMode */
   int64_t memory_limit_mb;
 } InferOptions;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "mpitrain/error.h"
+#include "mpitrain/gemm.h"
 
 #define MODEL_MAX_HIDDEN 16
 /* grads has MODEL_GRAD_TAIL floats after the n_params gradients: scratch for values that ride along in the same
@@ -101,6 +102,7 @@ typedef struct Model {
   float *dbuf[2];     /* backward ping-pong [max_batch, max_width] */
   double *red;        /* [2 * max_width] batch-norm reduction scratch */
   ModelContext ctx;   /* of the last forward pass (backward uses it) */
+  MtGemm *gemm;       /* the dense layers' GEMMs (gemm.h): fp32 from mt_model_create, mt_model_set_precision */
 } Model;
 
 /* Builds the layer list dense0 [bn0] act0 [bn0] [dropout0] dense1 ... denseL (logits), allocates everything, and
@@ -110,6 +112,10 @@ int mt_model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err
  * to refuse an absurd model with a message before asking for the memory. */
 double mt_model_plan_bytes(const ModelSpec *spec, int max_batch);
 void mt_model_free(Model *m);
+/* The precision of the dense layers' GEMMs (resolved: fp32 or bf16; mt_model_create sets fp32). bf16 allocates its
+ * buffers and creates its primitives here, for max_batch rows and each of rows[0..n_rows): call it at start-up
+ * with every row count the forward and backward passes will see. 0, or -1 with err set (the model unchanged). */
+int mt_model_set_precision(Model *m, MtPrecision p, const int *rows, int n_rows, MtError *err);
 int mt_model_has_bn(const Model *m);
 
 /* Inference forward pass for n <= max_batch rows of x [n, n_inputs]; returns the logits [n, n_classes]. */

@@ -12,6 +12,8 @@
 #include <xmmintrin.h>
 #endif
 
+#include "mpitrain/gemm.h"
+
 /* OpenBLAS's own hook for fork(): stops its worker threads, which it restarts on the next threaded call. Weak, so a
  * BLAS without it still links; used to make the workers inherit the floating-point mode set after they started. */
 extern void blas_thread_shutdown_(void) __attribute__((weak));
@@ -131,6 +133,7 @@ void mt_blas_set_threads(int n) {
   n = 1; /* SMPI charges the CPU time of the calling thread only; OpenBLAS's workers would go unaccounted */
 #endif
   openblas_set_num_threads(n < 1 ? 1 : n);
+  mt_gemm_set_threads(n < 1 ? 1 : n); /* oneDNN's bf16 GEMMs run on as many threads as sgemm does */
 }
 int mt_blas_get_threads(void) { return openblas_get_num_threads(); }
 

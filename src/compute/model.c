@@ -4,11 +4,11 @@
  * layout, so checkpoints read naturally), and backward computes dW = dYᵀ·X, db = Σ_rows dY, dX = dY·W. */
 #include "mpitrain/model.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "mpitrain/gemm.h"
 #include "mpitrain/rng.h"
 #include "mpitrain/util.h"
 
@@ -100,6 +100,7 @@ int mt_model_create(Model *m, const ModelSpec *spec, int max_batch, MtError *err
   m->dbuf[0] = mt_alloc(sizeof(float) * rows * (size_t)m->max_width, "backward buffers", err);
   m->dbuf[1] = mt_alloc(sizeof(float) * rows * (size_t)m->max_width, "backward buffers", err);
   m->red = mt_alloc(sizeof(double) * 2 * (size_t)m->max_width, "batch-norm scratch", err);
+  if (!err->failed) mt_model_set_precision(m, PRECISION_FP32, NULL, 0, err);
   if (err->failed) {
     mt_model_free(m);
     return -1;
@@ -141,7 +142,22 @@ double mt_model_plan_bytes(const ModelSpec *spec, int max_batch) {
   return 4.0 * (2 * params + acts + 2.0 * max_batch * widest);
 }
 
+int mt_model_set_precision(Model *m, MtPrecision p, const int *rows, int n_rows, MtError *err) {
+  MtGemmDense dense[MODEL_MAX_HIDDEN + 1];
+  int n = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const Layer *l = &m->layers[i];
+    if (l->kind == LAYER_DENSE) dense[n++] = (MtGemmDense){l->in, l->out, l->has_bias, l->w_off};
+  }
+  MtGemm *g = NULL;
+  if (mt_gemm_create(&g, p, dense, n, m->n_params, m->max_batch, rows, n_rows, err) != 0) return -1;
+  mt_gemm_free(m->gemm);
+  m->gemm = g;
+  return 0;
+}
+
 void mt_model_free(Model *m) {
+  mt_gemm_free(m->gemm);
   mt_free(m->red);
   mt_free(m->dbuf[1]);
   mt_free(m->dbuf[0]);
@@ -386,24 +402,20 @@ static void bn_backward(Model *m, const Layer *l, const float *dy, float *dx, in
 
 /* ==== Dense layers ==== */
 
-/* The GEMMs of a dense layer, shared by training and by the benchmark's roofline so both run exactly the same
- * calls. Forward: Y += X·Wᵀ (Y holds the broadcast bias), or Y = X·Wᵀ without a bias. */
+/* The GEMMs of a dense layer (gemm.h), shared by training and by the benchmark's roofline so both run exactly the
+ * same calls. The dense layer of block k is the GEMM handle's layer k. Forward: Y = X·Wᵀ (+ b). */
 static void dense_forward_gemm(Model *m, const Layer *l, const float *in, int n, int G /* rows per GEMM */) {
   for (int g0 = 0; g0 < n; g0 += G) {
     const int gn = n - g0 < G ? n - g0 : G;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, gn, l->out, l->in, 1.0f, in + (size_t)g0 * l->in, l->in,
-                m->params + l->w_off, l->in, l->has_bias ? 1.0f : 0.0f, l->y + (size_t)g0 * l->out, l->out);
+    mt_gemm_forward(m->gemm, l->block, in + (size_t)g0 * l->in, m->params + l->w_off,
+                    l->has_bias ? m->params + l->b_off : NULL, l->y + (size_t)g0 * l->out, g0, gn);
   }
 }
 
-/* Backward: dW (+)= dYᵀ·X, and dX = dY·W unless dx is NULL. */
-static void dense_backward_gemms(Model *m, const Layer *l, const float *in, const float *dy, float *dx, int n,
+/* Backward over rows [r0, r0 + n): dW (+)= dYᵀ·X, and dX = dY·W unless dx is NULL (in, dy, dx point at row r0). */
+static void dense_backward_gemms(Model *m, const Layer *l, const float *in, const float *dy, float *dx, int r0, int n,
                                  float beta) {
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, l->in, n, 1.0f, dy, l->out, in, l->in, beta,
-              m->grads + l->w_off, l->in);
-  if (dx)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->in, l->out, 1.0f, dy, l->out, m->params + l->w_off,
-                l->in, 0.0f, dx, l->in);
+  mt_gemm_backward(m->gemm, l->block, in, dy, m->params + l->w_off, m->grads + l->w_off, beta, dx, r0, n);
 }
 
 /* ==== Passes ==== */
@@ -411,18 +423,16 @@ static void dense_backward_gemms(Model *m, const Layer *l, const float *in, cons
 const float *mt_model_forward_ctx(Model *m, const float *x, int n, const ModelContext *ctx) {
   m->ctx = *ctx;
   if (m->ctx.batch_rows <= 0) m->ctx.batch_rows = n;
+  /* bf16: the weights' bf16 copy, one pass over every W. For now at every forward (training or evaluation); it
+   * moves into the optimiser's pass over the weights in a later increment (issue 14), which writes it as it updates
+   * the fp32 master weights. */
+  mt_gemm_stage_weights(m->gemm, m->params);
   const float *in = x;
   for (int i = 0; i < m->n_layers; i++) {
     Layer *l = &m->layers[i];
     switch (l->kind) {
-      case LAYER_DENSE: {
-        /* Y = b broadcast, then Y += X·Wᵀ: the bias costs one write pass and no extra read. */
-        const float *b = m->params + l->b_off;
-        if (l->has_bias)
-          for (int r = 0; r < n; r++) memcpy(l->y + (size_t)r * l->out, b, sizeof(float) * (size_t)l->out);
-        dense_forward_gemm(m, l, in, n, m->ctx.group > 0 ? m->ctx.group : n); /* group mode: fixed shapes */
-        break;
-      }
+      case LAYER_DENSE: dense_forward_gemm(m, l, in, n, m->ctx.group > 0 ? m->ctx.group : n); break; /* group
+                                                                                   * mode: fixed shapes */
       case LAYER_ACT: mt_act_forward(l->act, l->slope, l->y, (size_t)n * (size_t)l->out); break;
       case LAYER_BN: bn_forward(m, l, in, n); break;
       case LAYER_DROPOUT: dropout_forward(m, l, in, n); break;
@@ -455,7 +465,7 @@ void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, in
         for (int g0 = 0; g0 < n || (g0 == 0 && m->ctx.group == 0); g0 += G) {
           const int gn = n - g0 < G ? n - g0 : G;
           const size_t ro = (size_t)g0;
-          dense_backward_gemms(m, l, input + ro * l->in, dy + ro * l->out, dx ? dx + ro * l->in : NULL, gn,
+          dense_backward_gemms(m, l, input + ro * l->in, dy + ro * l->out, dx ? dx + ro * l->in : NULL, g0, gn,
                                m->ctx.group > 0 ? 0.0f : beta);
           if (l->has_bias && (!accumulate || m->ctx.group > 0)) memset(db, 0, sizeof(float) * (size_t)l->out);
           for (int r = 0; l->has_bias && r < gn; r++) {
@@ -492,6 +502,7 @@ void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, in
 }
 
 void mt_model_run_gemms(Model *m, const float *x, const float *dlogits, int n) {
+  mt_gemm_stage_weights(m->gemm, m->params); /* as every forward does, until the optimiser writes the bf16 copy */
   const float *in = x;
   for (int i = 0; i < m->n_layers; i++) {
     const Layer *l = &m->layers[i];
@@ -512,7 +523,7 @@ void mt_model_run_gemms(Model *m, const float *x, const float *dlogits, int n) {
         break;
       }
     float *dx = i == 0 ? NULL : m->dbuf[cur];
-    dense_backward_gemms(m, l, input, dy, dx, n, 0.0f);
+    dense_backward_gemms(m, l, input, dy, dx, 0, n, 0.0f);
     dy = dx;
     cur ^= 1;
   }

@@ -111,6 +111,12 @@ int mt_infer_open(Comm *c, const InferOptions *o, int need_labels, Infer *in, Mt
   BlasThreads bt;
   if (mt_blas_threads_choose(o->threads, 0, c->node_cores, c->node_cpus, c->node_size, &bt, &local) == 0)
     mt_blas_set_threads(bt.n);
+  /* The GEMMs' precision, after the threads (oneDNN plans a primitive for the threads it has): chunks of micro
+   * rows and this rank's last one. */
+  MtPrecision prec;
+  const int rows[1] = {(int)((in->hi - in->lo) % in->micro)};
+  if (!local.failed && mt_precision_resolve((MtPrecision)o->precision, &prec, &local) == 0)
+    mt_model_set_precision(&in->model, prec, rows, 1, &local);
   if (mt_comm_agree(c, &local) != 0) {
     mt_infer_free(in);
     *err = local;

@@ -286,6 +286,40 @@ static int create_det(Trainer *t, MtError *err) {
   return err->failed ? -1 : 0;
 }
 
+/* Adds to rows[*k] the row counts of the GEMMs over `total` rows split among the ranks: this rank's slice (whole
+ * groups of G in deterministic mode, where the GEMMs run on one group at a time) in chunks of `chunk` rows. */
+static void add_rows(const Trainer *t, int64_t total, int chunk, int *rows, int *k, int max) {
+  int64_t lo, hi;
+  const int64_t G = t->det ? t->cfg.det_group : 0;
+  int cand[3] = {0, 0, 0};
+  if (G > 0) {
+    cand[0] = (int)(G < chunk ? G : chunk); /* evaluation groups are min(--det-group, micro) */
+    cand[1] = (int)(total % cand[0]);       /* the last, shorter group */
+  } else {
+    mt_even_split(total, t->comm->rank, t->comm->size, &lo, &hi);
+    cand[0] = (int)(hi - lo < chunk ? hi - lo : chunk);
+    cand[1] = (int)((hi - lo) % chunk);
+  }
+  for (int i = 0; i < 3; i++)
+    if (cand[i] > 0 && *k < max) rows[(*k)++] = cand[i];
+}
+
+/* The precision of the GEMMs (agreed: every rank runs the same CPU model or says why not) and, for bf16, oneDNN's
+ * primitives for every row count a step or an evaluation will use, so that none is created inside the loop. After
+ * the threads are set: oneDNN divides a primitive's work among the threads it has when it is created. */
+static int create_gemms(Trainer *t, MtError *err) {
+  MtPrecision p;
+  if (mt_precision_resolve((MtPrecision)t->cfg.precision, &p, err) != 0) return -1;
+  int rows[16], k = 0;
+  const int64_t last = t->n_train - (t->steps_per_epoch - 1) * t->batch; /* the epoch's last batch */
+  add_rows(t, t->batch, t->micro, rows, &k, 16);
+  add_rows(t, last, t->micro, rows, &k, 16);
+  add_rows(t, t->n_train, t->micro, rows, &k, 16);
+  add_rows(t, t->n_val, t->micro, rows, &k, 16);
+  add_rows(t, t->info->n[SPLIT_TEST], t->micro, rows, &k, 16);
+  return mt_model_set_precision(&t->model, p, rows, k, err);
+}
+
 /* The buffers of a step, the optimiser, the screen log and the BLAS threads. */
 static int create_buffers(Trainer *t, MtError *err) {
   const Config *cfg = &t->cfg;
@@ -321,7 +355,7 @@ static int create_buffers(Trainer *t, MtError *err) {
                           err) != 0)
     return -1;
   mt_blas_set_threads(t->threads.n);
-  return 0;
+  return create_gemms(t, err);
 }
 
 int mt_trainer_create(Trainer **out, const Config *cfg, Comm *comm, Dataset *ds, MtError *err) {

@@ -150,7 +150,12 @@ const OptionSpec mt_config_train_options[] = {
    .help = "early stopping: stop when the validation loss has not improved for this many epochs, and end with the "
            "best model (restored); needs --val-fraction; 0 = off"},
 
-  {.section = "system", .name = "threads", .type = OT_INT, .offset = offsetof(Config, threads), .def = "auto",
+  {.section = "system", .name = "precision", .flags = OPT_TRAJECTORY, .type = OT_ENUM,
+   .offset = offsetof(Config, precision), .def = "fp32", .choices = mt_precision_names,
+   .help = "GEMM precision: fp32; bf16 = mixed precision (bf16 GEMM inputs, fp32 accumulation, master weights, "
+           "optimiser, loss and batch-norm statistics; needs a CPU with bf16, fast with AMX); auto = bf16 where "
+           "oneDNN finds AMX, else fp32"},
+  {.name = "threads", .type = OT_INT, .offset = offsetof(Config, threads), .def = "auto",
    .metavar = "N", .min = 1, .max = 1024, .flags = RANGED, .word = "auto", .word_value = 0,
    .help = "OpenBLAS threads per rank; auto = OPENBLAS_NUM_THREADS if set, else OMP_NUM_THREADS, else the node's "
            "cores shared among its ranks"},

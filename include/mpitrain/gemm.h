@@ -1,0 +1,82 @@
+/* gemm.h — the one GEMM interface the dense layers call: the three products of a dense layer in fp32 (OpenBLAS) or
+ * in bf16 mixed precision (oneDNN matmul, AMX where the CPU has it).
+ *
+ * A dense layer d with W [out, in] computes, on rows [r0, r0 + n) of its [max_rows, ·] buffers:
+ *   forward   Y = X·Wᵀ (+ b)        mt_gemm_forward
+ *   backward  dW = dYᵀ·X (+ dW)     mt_gemm_backward, beta 0 or 1 (micro-batches accumulate)
+ *             dX = dY·W             the same call, unless dx is NULL
+ * fp32 (a handle created for PRECISION_FP32): exactly the cblas_sgemm calls the model always
+ * made. bf16 (mixed precision as PyTorch's autocast does it): X, W and dY are rounded to bf16 (8-bit mantissa) in
+ * buffers allocated once, the products accumulate in fp32 and are written in fp32; the master weights, gradients,
+ * optimiser state, loss and batch-norm statistics stay fp32. oneDNN primitives are created when the handle is:
+ * one per (layer, product, row count) for the row counts the caller lists; a row count nobody listed gets its
+ * primitive when first seen (counted by mt_gemm_late_creations: the trainer lists its row counts so that none is
+ * created inside the step loop). No MPI, no files. */
+#ifndef MPITRAIN_GEMM_H
+#define MPITRAIN_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpitrain/error.h"
+
+typedef enum MtPrecision { PRECISION_FP32 = 0, PRECISION_BF16, PRECISION_AUTO, PRECISION_COUNT } MtPrecision;
+/* "fp32", "bf16", "auto" in enum order, NULL-terminated (the option table's choices). */
+extern const char *const mt_precision_names[PRECISION_COUNT + 1];
+const char *mt_precision_name(MtPrecision p);
+
+/* What oneDNN can run here (its effective ISA, which ONEDNN_MAX_CPU_ISA lowers): bf16 GEMMs at all (AVX512-BF16 or
+ * AMX), and bf16 on the AMX matrix units (the only place where bf16 is faster than fp32). */
+int mt_gemm_cpu_bf16(void);
+int mt_gemm_cpu_amx(void);
+/* oneDNN's effective ISA as a short name ("avx512_core_amx", "avx2", ...). */
+const char *mt_gemm_isa_name(void);
+
+/* The precision a run uses: auto is bf16 where oneDNN has AMX, else fp32; an explicit bf16 where oneDNN has no
+ * bf16 GEMM is an error naming the CPU capability and the way out. Not collective. 0 or -1. */
+int mt_precision_resolve(MtPrecision requested, MtPrecision *out, MtError *err);
+
+/* oneDNN's OpenMP threads for the calling thread (mt_blas_set_threads calls it: both libraries use the same count). */
+void mt_gemm_set_threads(int n);
+
+/* Round to nearest even, NaN stays NaN (quiet), ±Inf and overflow to ±Inf as IEEE rounding says. */
+uint16_t mt_bf16_from_float(float f);
+float mt_bf16_to_float(uint16_t b);
+/* dst[i] = mt_bf16_from_float(src[i]) for i < n (vectorised where the CPU allows). */
+void mt_bf16_convert(const float *src, uint16_t *dst, size_t n);
+
+/* The shape of a dense layer: W at params + w_off, [out, in]. */
+typedef struct MtGemmDense {
+  int in, out;
+  int has_bias;
+  size_t w_off;
+} MtGemmDense;
+
+typedef struct MtGemm MtGemm;
+
+/* A handle for the dense layers of one model (copied), up to max_rows rows per call. PRECISION_BF16: allocates the
+ * bf16 copies (weights with params' offsets, each layer's input [max_rows, in] and output gradient [max_rows, out])
+ * and creates the primitives for every row count of rows[0..n_rows) (and max_rows). PRECISION_FP32: nothing to
+ * allocate. 0, or -1 with err set (and *out NULL). */
+int mt_gemm_create(MtGemm **out, MtPrecision p, const MtGemmDense *dense, int n_dense, size_t n_params, int max_rows,
+                   const int *rows, int n_rows, MtError *err);
+void mt_gemm_free(MtGemm *g);
+/* Creates the primitives of more row counts (the trainer's, once it has planned them). 0 or -1. */
+int mt_gemm_prepare_rows(MtGemm *g, const int *rows, int n_rows, MtError *err);
+MtPrecision mt_gemm_precision(const MtGemm *g);
+/* The kernel that runs: "OpenBLAS sgemm", or oneDNN's implementation string ("brg:avx512_core_amx_bf16"). */
+const char *mt_gemm_kernel(const MtGemm *g);
+/* Primitives created after mt_gemm_create / mt_gemm_prepare_rows, for a row count nobody listed. */
+long mt_gemm_late_creations(const MtGemm *g);
+
+/* bf16: the weights' bf16 copy from the fp32 master weights (one pass over every W); fp32: nothing. */
+void mt_gemm_stage_weights(MtGemm *g, const float *params);
+/* Y[r0..r0+n) = X·Wᵀ (+ b broadcast when b is not NULL). x and y point at row r0; w = params + w_off. bf16 keeps
+ * its rounded copy of these rows of X for the backward pass. */
+void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const float *b, float *y, int r0, int n);
+/* dW = dYᵀ·X + beta·dW and, unless dx is NULL, dX = dY·W, over rows [r0, r0 + n): x (the forward's input: bf16
+ * uses its own copy of it from the forward over the same rows), dy and dx point at row r0. */
+void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const float *w, float *dw, float beta,
+                      float *dx, int r0, int n);
+
+#endif

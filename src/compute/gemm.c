@@ -1,0 +1,180 @@
+/* gemm.c — the GEMM interface of the dense layers (gemm.h): its fp32 backend (OpenBLAS, the calls the model has
+ * always made) and the bf16 side that does not need oneDNN itself: rounding to bf16 and the bf16 buffers. */
+#include "mpitrain/gemm.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm_dnnl.h"
+#include "mpitrain/util.h"
+
+const char *const mt_precision_names[PRECISION_COUNT + 1] = {"fp32", "bf16", "auto", NULL};
+const char *mt_precision_name(MtPrecision p) { return mt_enum_name(mt_precision_names, PRECISION_COUNT, p); }
+
+int mt_gemm_cpu_bf16(void) { return gemm_dnnl_isa_bf16(); }
+int mt_gemm_cpu_amx(void) { return gemm_dnnl_isa_amx(); }
+const char *mt_gemm_isa_name(void) { return gemm_dnnl_isa_name(); }
+
+int mt_precision_resolve(MtPrecision requested, MtPrecision *out, MtError *err) {
+  if (requested == PRECISION_AUTO) {
+    /* Without AMX, bf16 runs on AVX512-BF16 at best, which is slower than fp32 sgemm here: not worth it. */
+    *out = mt_gemm_cpu_amx() ? PRECISION_BF16 : PRECISION_FP32;
+    return 0;
+  }
+  if (requested == PRECISION_BF16 && !mt_gemm_cpu_bf16())
+    return mt_fail(err, "--precision bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX; oneDNN runs %s "
+                        "here); use --precision fp32 (or auto)",
+                   mt_gemm_isa_name());
+  *out = requested;
+  return 0;
+}
+
+/* ==== bf16 rounding ==== */
+
+/* Round to nearest, ties to even, on the bits: adding 0x7fff plus the lowest kept bit carries into the kept half
+ * exactly when the dropped half is above one half, or equal to it with an odd kept half. Overflow carries into the
+ * exponent and gives ±Inf, as IEEE rounding does. A NaN is kept a NaN by forcing its quiet bit (the carry could
+ * otherwise turn a NaN with only low payload bits into Inf). Branch-free, so the loop below vectorises. */
+static inline uint16_t round_bits(uint32_t u) {
+  uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  uint32_t q = (u >> 16) | 0x40u;
+  return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
+}
+
+uint16_t mt_bf16_from_float(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return round_bits(u);
+}
+
+float mt_bf16_to_float(uint16_t b) {
+  uint32_t u = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+void mt_bf16_convert(const float *src, uint16_t *dst, size_t n) {
+  const uint32_t *s = (const uint32_t *)(const void *)src; /* float and uint32_t: same size, reinterpreted bits */
+  for (size_t i = 0; i < n; i++) dst[i] = round_bits(s[i]);
+}
+
+/* ==== The handle ==== */
+
+struct MtGemm {
+  MtPrecision prec;
+  int n_dense, max_rows;
+  MtGemmDense *dense;
+  uint16_t *wb;          /* bf16 weights, params' offsets */
+  uint16_t **xb, **dyb;  /* [n_dense] each layer's input [max_rows, in] and output gradient [max_rows, out] */
+  GemmDnnl *dnnl;
+};
+
+void mt_gemm_free(MtGemm *g) {
+  if (g == NULL) return;
+  gemm_dnnl_free(g->dnnl);
+  for (int d = 0; d < g->n_dense; d++) {
+    if (g->xb) mt_free(g->xb[d]);
+    if (g->dyb) mt_free(g->dyb[d]);
+  }
+  mt_free(g->xb);
+  mt_free(g->dyb);
+  mt_free(g->wb);
+  mt_free(g->dense);
+  free(g);
+}
+
+int mt_gemm_create(MtGemm **out, MtPrecision p, const MtGemmDense *dense, int n_dense, size_t n_params, int max_rows,
+                   const int *rows, int n_rows, MtError *err) {
+  *out = NULL;
+  if (p != PRECISION_FP32 && p != PRECISION_BF16)
+    return mt_fail(err, "GEMM precision %s: resolve it first", mt_precision_name(p));
+  MtGemm *g = calloc(1, sizeof *g);
+  if (g == NULL) return mt_fail(err, "out of memory for the GEMM handle");
+  g->prec = p;
+  g->max_rows = max_rows;
+  g->dense = mt_alloc(sizeof *dense * (size_t)(n_dense ? n_dense : 1), "the GEMM shapes", err);
+  if (g->dense) memcpy(g->dense, dense, sizeof *dense * (size_t)n_dense);
+  g->n_dense = g->dense ? n_dense : 0;
+  if (p == PRECISION_BF16 && g->dense) {
+    g->wb = mt_alloc(sizeof(uint16_t) * (n_params ? n_params : 1), "the bf16 weights", err);
+    g->xb = mt_alloc(sizeof(uint16_t *) * (size_t)(n_dense ? n_dense : 1), "the bf16 activations", err);
+    g->dyb = mt_alloc(sizeof(uint16_t *) * (size_t)(n_dense ? n_dense : 1), "the bf16 gradients", err);
+    if (g->xb) memset(g->xb, 0, sizeof(uint16_t *) * (size_t)n_dense);
+    if (g->dyb) memset(g->dyb, 0, sizeof(uint16_t *) * (size_t)n_dense);
+    for (int d = 0; d < n_dense && g->xb && g->dyb; d++) {
+      g->xb[d] = mt_alloc(sizeof(uint16_t) * (size_t)max_rows * (size_t)dense[d].in, "the bf16 activations", err);
+      g->dyb[d] = mt_alloc(sizeof(uint16_t) * (size_t)max_rows * (size_t)dense[d].out, "the bf16 gradients", err);
+    }
+    if (!err->failed && gemm_dnnl_create(&g->dnnl, dense, n_dense, err) == 0 &&
+        gemm_dnnl_prepare(g->dnnl, max_rows, err) == 0)
+      mt_gemm_prepare_rows(g, rows, n_rows, err);
+  }
+  if (err->failed) {
+    mt_gemm_free(g);
+    return -1;
+  }
+  *out = g;
+  return 0;
+}
+
+int mt_gemm_prepare_rows(MtGemm *g, const int *rows, int n_rows, MtError *err) {
+  if (g == NULL || g->dnnl == NULL) return 0;
+  for (int i = 0; i < n_rows; i++)
+    if (rows[i] >= 1 && rows[i] <= g->max_rows && gemm_dnnl_prepare(g->dnnl, rows[i], err) != 0) return -1;
+  return 0;
+}
+
+MtPrecision mt_gemm_precision(const MtGemm *g) { return g ? g->prec : PRECISION_FP32; }
+const char *mt_gemm_kernel(const MtGemm *g) { return g && g->dnnl ? gemm_dnnl_kernel(g->dnnl) : "OpenBLAS sgemm"; }
+long mt_gemm_late_creations(const MtGemm *g) { return g && g->dnnl ? gemm_dnnl_late(g->dnnl) : 0; }
+void mt_gemm_set_threads(int n) { gemm_dnnl_set_threads(n); }
+
+static int is_bf16(const MtGemm *g) { return g != NULL && g->prec == PRECISION_BF16; }
+
+void mt_gemm_stage_weights(MtGemm *g, const float *params) {
+  if (!is_bf16(g)) return;
+  for (int d = 0; d < g->n_dense; d++) {
+    const MtGemmDense *l = &g->dense[d];
+    mt_bf16_convert(params + l->w_off, g->wb + l->w_off, (size_t)l->out * (size_t)l->in);
+  }
+}
+
+void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const float *b, float *y, int r0, int n) {
+  const MtGemmDense *l = &g->dense[d];
+  if (!is_bf16(g)) {
+    /* Y = b broadcast, then Y += X·Wᵀ: the bias costs one write pass and no extra read. */
+    for (int r = 0; b && r < n; r++) memcpy(y + (size_t)r * l->out, b, sizeof(float) * (size_t)l->out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, x, l->in, w, l->in, b ? 1.0f : 0.0f,
+                y, l->out);
+    return;
+  }
+  if (n == 0) return;
+  uint16_t *xb = g->xb[d] + (size_t)r0 * (size_t)l->in;
+  mt_bf16_convert(x, xb, (size_t)n * (size_t)l->in);
+  gemm_dnnl_run(g->dnnl, GEMM_FWD, d, n, xb, g->wb + l->w_off, b, y);
+}
+
+void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const float *w, float *dw, float beta,
+                      float *dx, int r0, int n) {
+  const MtGemmDense *l = &g->dense[d];
+  if (!is_bf16(g)) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, l->in, n, 1.0f, dy, l->out, x, l->in, beta, dw,
+                l->in);
+    if (dx)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->in, l->out, 1.0f, dy, l->out, w, l->in, 0.0f, dx,
+                  l->in);
+    return;
+  }
+  if (n == 0) { /* a rank without rows: dW = beta·dW, as sgemm with K = 0 gives */
+    if (beta == 0.0f) memset(dw, 0, sizeof(float) * (size_t)l->out * (size_t)l->in);
+    return;
+  }
+  /* dY rounded once, for both products; X is the forward's copy of the same rows. */
+  uint16_t *dyb = g->dyb[d] + (size_t)r0 * (size_t)l->out;
+  const uint16_t *xb = g->xb[d] + (size_t)r0 * (size_t)l->in;
+  mt_bf16_convert(dy, dyb, (size_t)n * (size_t)l->out);
+  gemm_dnnl_run(g->dnnl, beta != 0.0f ? GEMM_DW_ACC : GEMM_DW, d, n, dyb, xb, NULL, dw);
+  if (dx) gemm_dnnl_run(g->dnnl, GEMM_DX, d, n, dyb, g->wb + l->w_off, NULL, dx);
+}
