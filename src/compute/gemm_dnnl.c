@@ -196,11 +196,8 @@ static Shape *find(GemmDnnl *e, int d, GemmOp op, int n) {
 
 int gemm_dnnl_prepare(GemmDnnl *e, int n, MtError *err) {
   for (int d = 0; d < e->n_dense; d++)
-    for (int op = 0; op < GEMM_OPS; op++) {
-      /* The first layer computes no dX (nobody needs the gradient of the input data). */
-      if ((op == GEMM_DX && d == 0) || find(e, d, (GemmOp)op, n)) continue;
-      if (shape_create(e, d, (GemmOp)op, n, err) != 0) return -1;
-    }
+    for (int op = 0; op < GEMM_OPS; op++)
+      if (find(e, d, (GemmOp)op, n) == NULL && shape_create(e, d, (GemmOp)op, n, err) != 0) return -1;
   return 0;
 }
 

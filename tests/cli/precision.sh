@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# precision.sh CASE — the command-line tests of --precision (precision.cmake). Runs in a directory of its own under
+# the test data directory. Exit 77 (skipped) when this CPU cannot run the case: bf16 needs oneDNN's bf16 ISA (AMX
+# for `auto`), both known from the training banner.
+#   agree   bf16 at 1-4 ranks: final test loss within 2 % of the 1-rank run's
+#   det     --deterministic bf16 at 1-4 ranks: the same /model bits
+#   resume  bf16 -> fp32 -> bf16 across a resume (warned, not refused), and eval of the checkpoint in bf16
+#   auto    auto is bf16 with AMX, fp32 under ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16
+#   noamx   explicit bf16 under ONEDNN_MAX_CPU_ISA=AVX2: one agreed error line naming the way out, on 2 ranks
+#   late    no oneDNN primitive created once the first one ran (ONEDNN_VERBOSE=2), with micro-batches, a last short
+#           batch, validation and test chunks of other sizes, and in deterministic mode
+set -uo pipefail
+case_=$1
+bin=${MT_BIN:?} mpirun=${MT_MPIRUN:-mpirun}
+dir=precision_$case_
+rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" || exit 1
+fail() { echo "FAIL: $*"; exit 1; }
+"$bin" synth --samples 1100 --test-samples 230 --features 40 --classes 5 --noise 1.0 --seed 4 --out d.h5 >/dev/null ||
+  fail "synth"
+# The banner's precision line tells what the CPU gave (bf16 only where oneDNN has it).
+probe=$("$bin" train --data d.h5 --hidden 8 --epochs 1 --max-steps 1 --progress off --precision auto 2>&1)
+amx=0
+grep -q "^precision bf16" <<<"$probe" && amx=1
+bf16_ok=$(ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "$bin" train --data d.h5 --hidden 8 --epochs 1 --max-steps 1 \
+  --progress off --precision bf16 >/dev/null 2>&1 && echo 1 || echo 0)
+need_bf16() { [ "$bf16_ok" = 1 ] || { echo "SKIP: no bf16 on this CPU"; exit 77; }; }
+train() { local np=$1; shift; "$mpirun" -np "$np" "$bin" train --data d.h5 --hidden 32,16 --batch 64 --seed 9 \
+  --threads 1 --progress off "$@" 2>&1; }
+final_loss() { sed -n 's/.*final test accuracy: .*(test loss \([0-9.]*\)).*/\1/p' <<<"$1" | tail -n 1; }
+model_hash() { /usr/bin/python3 - "$1" <<'PY'
+import glob, hashlib, sys, h5py
+f = sorted(glob.glob(sys.argv[1] + "/ckpt-*.h5"))[-1]
+h = hashlib.sha256()
+with h5py.File(f, "r") as z:
+    z["model"].visititems(lambda n, o: isinstance(o, h5py.Dataset) and (h.update(n.encode()), h.update(o[()].tobytes())))
+print(h.hexdigest())
+PY
+}
+
+case $case_ in
+  agree)
+    need_bf16
+    out1=$(train 1 --epochs 3 --precision bf16) || fail "1 rank: $out1"
+    grep -q "^precision bf16" <<<"$out1" || fail "1 rank did not run bf16: $out1"
+    l1=$(final_loss "$out1")
+    for np in 2 3 4; do
+      out=$(train $np --epochs 3 --precision bf16) || fail "$np ranks: $out"
+      l=$(final_loss "$out")
+      /usr/bin/python3 -c "import sys; a, b = float('$l1'), float('$l'); sys.exit(abs(a - b) > 0.02 * a)" ||
+        fail "$np ranks: final test loss $l, 1 rank $l1"
+      echo "$np ranks: test loss $l (1 rank $l1)"
+    done ;;
+  det)
+    need_bf16
+    ref=
+    for np in 1 2 3 4; do
+      out=$(train $np --epochs 2 --deterministic --det-group 8 --precision bf16 --checkpoint-dir ck$np) ||
+        fail "$np ranks: $out"
+      grep -q "^precision bf16" <<<"$out" || fail "did not run bf16: $out"
+      h=$(model_hash ck$np) || fail "no checkpoint in ck$np"
+      [ -z "$ref" ] && ref=$h
+      [ "$h" = "$ref" ] || fail "$np ranks: /model differs from 1 rank's ($h vs $ref)"
+      echo "$np ranks: $h"
+    done ;;
+  resume)
+    need_bf16
+    out=$(train 2 --epochs 1 --precision bf16 --checkpoint-dir ck) || fail "bf16: $out"
+    out=$(train 2 --epochs 2 --precision fp32 --checkpoint-dir ck --resume auto) || fail "bf16 -> fp32: $out"
+    grep -q "^precision fp32" <<<"$out" || fail "resumed run is not fp32: $out"
+    grep -qi "precision" <<<"$(grep -i warn <<<"$out")" || fail "no warning about the changed precision: $out"
+    out=$(train 2 --epochs 3 --precision bf16 --checkpoint-dir ck --resume auto) || fail "fp32 -> bf16: $out"
+    grep -q "^precision bf16" <<<"$out" || fail "resumed run is not bf16: $out"
+    grep -q "epoch 3" <<<"$out" || fail "did not train epoch 3: $out"
+    ck=$(ls ck/ckpt-*.h5 | sort | tail -n 1)
+    e32=$("$mpirun" -np 2 "$bin" eval --checkpoint "$ck" --data d.h5 --precision fp32 2>&1) || fail "eval fp32: $e32"
+    e16=$("$mpirun" -np 2 "$bin" eval --checkpoint "$ck" --data d.h5 --precision bf16 2>&1) || fail "eval bf16: $e16"
+    echo "$e32"; echo "$e16" ;;
+  auto)
+    [ "$amx" = 1 ] || { echo "SKIP: no AMX here: auto is fp32"; exit 77; }
+    out=$(ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "$bin" train --data d.h5 --hidden 8 --epochs 1 --max-steps 1 \
+      --progress off --precision auto 2>&1) || fail "$out"
+    grep -q "^precision fp32 (--precision auto)" <<<"$out" || fail "auto without AMX is not fp32: $out"
+    grep -q "^precision bf16.*(--precision auto); GEMMs: oneDNN" <<<"$probe" || fail "auto with AMX: $probe" ;;
+  noamx)
+    out=$(ONEDNN_MAX_CPU_ISA=AVX2 "$mpirun" -np 2 "$bin" train --data d.h5 --hidden 8 --epochs 1 --progress off \
+      --precision bf16 2>&1) && fail "explicit bf16 without bf16 ran: $out"
+    n=$(grep -c "error: --precision bf16: this CPU has no bf16 .* use --precision fp32" <<<"$out")
+    [ "$n" = 1 ] || fail "expected one error line, got $n: $out"
+    [ "$(grep -c "^mpitrain" <<<"$out")" = 1 ] || fail "more than the error: $out" ;;
+  late)
+    need_bf16
+    late() { awk -F, '/^onednn_verbose,exec/{e=1} /^onednn_verbose,create/{if (e) l++; else c++}
+                      END {print c + 0, l + 0}'; }
+    read -r c l < <(ONEDNN_VERBOSE=2 "$bin" train --data d.h5 --hidden 32,16 --batch 100 --micro-batch 30 \
+      --val-fraction 0.1 --epochs 2 --threads 1 --progress off --precision bf16 2>&1 | late)
+    echo "default: $c primitives created at start-up, $l later"
+    [ "$c" -gt 0 ] && [ "$l" = 0 ] || fail "default mode: $l primitives created during training"
+    read -r c l < <(ONEDNN_VERBOSE=2 "$bin" train --data d.h5 --hidden 32,16 --batch 100 --deterministic \
+      --det-group 16 --epochs 2 --progress off --precision bf16 2>&1 | late)
+    echo "deterministic: $c at start-up, $l later"
+    [ "$c" -gt 0 ] && [ "$l" = 0 ] || fail "deterministic mode: $l primitives created during training" ;;
+  *) fail "unknown case $case_" ;;
+esac
+echo "OK"
