@@ -374,7 +374,8 @@ static void bench_report_table(Comm *c, Bench *b, const BenchResult *m, const ch
          b->local, b->micro, b->bc.steps, b->bc.warmup);
   printf("  step time          %9.3f ms\n", m->step_ms);
   printf("  samples/s          %9.0f\n", m->samples_per_s);
-  printf("  GEMM GFLOP/s/rank  %9.2f  (sgemm on the same shapes: %.2f)\n", m->achieved / 1e9, m->roof / 1e9);
+  printf("  GEMM GFLOP/s/rank  %9.2f  (%s on the same shapes: %.2f)\n", m->achieved / 1e9,
+         mt_gemm_kernel(b->shadow.gemm), m->roof / 1e9);
   printf("  of sgemm roofline  %9.1f %%  (median of %d alternating rounds: %.1f .. %.1f %%)\n",
          100 * m->frac[ROUNDS / 2], ROUNDS, 100 * m->frac[0], 100 * m->frac[ROUNDS - 1]);
   printf("  time per step: data %.3f ms, forward %.3f ms, backward %.3f ms, allreduce %.3f ms, update %.3f ms\n",
