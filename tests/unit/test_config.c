@@ -90,6 +90,7 @@ static void test_defaults(void **state) {
   assert_true(c.deterministic == 0 && c.det_group == 64);
   assert_int_equal(c.on_nonfinite, NONFINITE_STOP);
   assert_true(c.stall_timeout == 600);
+  assert_int_equal(c.precision, PRECISION_FP32); /* bf16 becomes a default only once its accuracy is measured */
 }
 
 /* Every default must pass its own option's checks (mt_opts_defaults does not report a bad one). */
@@ -104,7 +105,7 @@ static void test_table_defaults_valid(void **state) {
       fail_msg("default of --%s is rejected: %s", o->name, err.msg);
     assert_non_null(o->help);
   }
-  assert_int_equal(count, 53); /* a new option: add its default to test_defaults too */
+  assert_int_equal(count, 54); /* a new option: add its default to test_defaults too */
 }
 
 static void test_choices_follow_enums(void **state) {
@@ -120,6 +121,10 @@ static void test_choices_follow_enums(void **state) {
   assert_int_equal(c.in_memory, MEMORY_NO);
   assert_int_equal(c.log_format, LOGFMT_JSONL);
   assert_int_equal(c.progress, PROGRESS_OFF);
+  assert_int_equal(parse(&c, &err, "--precision", "bf16", NULL), 0);
+  assert_int_equal(c.precision, PRECISION_BF16);
+  assert_int_equal(parse(&c, &err, "--precision", "auto", NULL), 0);
+  assert_int_equal(c.precision, PRECISION_AUTO);
   assert_int_equal(parse(&c, &err, "--activation", "leaky_relu", "--init", "he", "--optimizer", "momentum", NULL),
                    0);
   assert_int_equal(c.activation, ACT_LEAKY_RELU);
