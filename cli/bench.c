@@ -9,7 +9,11 @@
  *
  * Under mpirun with N > 1 ranks it also trains the same model on rank 0 alone (a one-rank communicator, the other
  * ranks sleeping), in rounds alternating with the N-rank steps, and reports the speed-up over that one-rank run:
- * on a shared or noisy machine, ratios measured side by side are the only trustworthy ones. */
+ * on a shared or noisy machine, ratios measured side by side are the only trustworthy ones.
+ *
+ * With --precision bf16 the roofline is bare oneDNN bf16 matmuls on the same shapes instead (gemm_ref.c: the
+ * backend's primitives on operands already in bf16, nothing else in the loop), reported under its own names
+ * ("onednn_bf16"); the fp32 report is unchanged. */
 #include "cli.h"
 
 #include <cblas.h>
@@ -93,6 +97,9 @@ static OptionSpec *bench_table(void) {
   return table;
 }
 
+/* The roofline's window: long enough to average over a shared machine's noise, short beside the timed steps. */
+#define ROOF_WINDOW_S 0.1
+
 /* Seconds for the GEMMs of one forward + backward pass over m rows: the mean over a 0.1 s window, the same kind
  * of figure as a training step's mean time (a best-of would flatter the roofline on a noisy machine). The shadow
  * model has its own parameters, gradients and activations, laid out like the trained one, so the roofline sees the
@@ -107,7 +114,7 @@ static double time_gemms(Model *shadow, const float *x, const float *dlogits, in
     mt_model_run_gemms(shadow, x, dlogits, m);
     iters++;
     t1 = MPI_Wtime();
-  } while (t1 - t0 < 0.1);
+  } while (t1 - t0 < ROOF_WINDOW_S);
   return (t1 - t0) / iters;
 }
 
@@ -184,8 +191,11 @@ typedef struct Bench {
   Trainer *t, *ref;   /* ref: rank 0 only, with N > 1 ranks and --scaling */
   Comm solo;
   MPI_Comm solo_comm;
-  Model shadow;
+  Model shadow;       /* fp32 only */
   float *x, *dl;      /* [micro, d], [micro, C]: the shadow's inputs and logit gradients */
+  int bf16;           /* the roofline is bare oneDNN bf16 matmuls on these shapes, not the shadow's sgemm */
+  int n_dense;
+  MtGemmDense dense[MODEL_MAX_HIDDEN + 1];
   const DataInfo *info;
   int64_t B, ref_batch; /* the global batch, and the reference's */
   int local, micro;   /* this rank's rows of a step, and the rows of one pass */
@@ -201,6 +211,16 @@ typedef struct BenchResult {
   size_t model_bytes, opt_bytes;
   double roof, achieved, samples_per_s, step_ms, ref_sps, ms[5];
 } BenchResult;
+
+/* The roofline's seconds for one pass over m rows: the shadow's sgemm calls, or bare bf16 matmuls. */
+static double roof_seconds(Bench *b, int m, MtError *err) {
+  if (!b->bf16) return time_gemms(&b->shadow, b->x, b->dl, m);
+  double modelled = mt_sim_gemm_seconds(mt_trainer_model(b->t), m); /* SMPI hook, as in time_gemms */
+  if (modelled > 0) return modelled;
+  double s = 0;
+  if (!err->failed) mt_gemm_ref_bf16_seconds(b->dense, b->n_dense, m, ROOF_WINDOW_S, &s, err);
+  return s;
+}
 
 /* The one-rank reference, on rank 0 only (collective over c). */
 static int bench_reference(Comm *c, Bench *b, MtError *err) {
@@ -240,7 +260,16 @@ static int bench_setup(Comm *c, Bench *b, MtError *err) {
   b->ref_batch = b->bc.scaling == SCALING_WEAK ? (b->B + c->size - 1) / c->size : b->B;
   if (b->with_ref && bench_reference(c, b, err) != 0) return -1;
 
-  /* Roofline: the GEMMs of the same chunks the rank runs in a step, on a shadow model of the same shape. */
+  /* Roofline: the GEMMs of the same chunks the rank runs in a step, on a shadow model of the same shape, or in
+   * bf16 on bare matmul primitives of the dense layers' shapes. */
+  b->bf16 = mt_gemm_precision(model->gemm) == PRECISION_BF16;
+  if (b->bf16) {
+    for (int i = 0; i < model->n_layers; i++) {
+      const Layer *l = &model->layers[i];
+      if (l->kind == LAYER_DENSE) b->dense[b->n_dense++] = (MtGemmDense){l->in, l->out, l->has_bias, l->w_off};
+    }
+    return 0;
+  }
   const int micro = b->micro, d = b->info->d, C = b->info->n_classes;
   const int rows[1] = {b->local % micro}; /* the chunks' row counts: micro, and the last one's */
   if (mt_model_create(&b->shadow, &model->spec, micro, err) == 0 &&
@@ -269,7 +298,8 @@ static void bench_rounds(Comm *c, Bench *b, BenchResult *m, MtError *err) {
   for (int r = 0; r < ROUNDS && err->failed == 0; r++) {
     double gemm_s = 0;
     for (int c0 = 0; c0 < local; c0 += micro)
-      gemm_s += time_gemms(&b->shadow, b->x, b->dl, local - c0 < micro ? local - c0 : micro);
+      gemm_s += roof_seconds(b, local - c0 < micro ? local - c0 : micro, err);
+    if (b->bf16 && mt_comm_agree(c, err) != 0) break; /* its set-up can fail (memory, oneDNN) on one rank */
     int steps = b->bc.steps / ROUNDS + (r < b->bc.steps % ROUNDS);
     double dt = timed_steps(c, b->t, steps, err);
     m->train_s += dt;
@@ -341,24 +371,33 @@ static void bench_summarise(Comm *c, Bench *b, BenchResult *m) {
   for (int i = 0; i < 5; i++) m->ms[i] = v[2 + i] / steps * 1e3;
 }
 
+/* The roofline's name in the JSON keys: "sgemm" (the keys fp32 has always had) or "onednn_bf16". */
+static const char *roof_key(const Bench *b) { return b->bf16 ? "onednn_bf16" : "sgemm"; }
+
 static void bench_report_json(Comm *c, Bench *b, const BenchResult *m, const char *arch, const char *scaling) {
   const Config *cfg = &b->bc.train;
   Trainer *t = b->t;
+  char extra[256] = ""; /* bf16 only: what ran, and what the roofline ran (fp32's object stays as it was) */
+  if (b->bf16)
+    snprintf(extra, sizeof extra,
+             ", \"precision\": \"bf16\", \"gemm_kernel\": \"%s\", \"roofline\": \"bare %s matmul\"",
+             mt_gemm_kernel(mt_trainer_model(t)->gemm), mt_gemm_kernel(mt_trainer_model(t)->gemm));
   printf("{\"ranks\": %d, \"threads\": %d, \"model\": \"%s\", \"params\": %zu, \"optimizer\": \"%s\", "
          "\"batch\": %lld, \"rows_per_rank\": %d, \"micro_batch\": %d, \"steps\": %d, \"step_ms\": %.4f, "
-         "\"samples_per_s\": %.1f, \"gflops_per_rank\": %.2f, \"sgemm_gflops_per_rank\": %.2f, "
-         "\"fraction_of_sgemm\": %.4f, \"ms_data\": %.4f, \"ms_forward\": %.4f, \"ms_backward\": %.4f, "
+         "\"samples_per_s\": %.1f, \"gflops_per_rank\": %.2f, \"%s_gflops_per_rank\": %.2f, "
+         "\"fraction_of_%s\": %.4f, \"ms_data\": %.4f, \"ms_forward\": %.4f, \"ms_backward\": %.4f, "
          "\"ms_allreduce\": %.4f, \"ms_update\": %.4f, \"scaling\": \"%s\", \"reference_batch\": %lld, "
          "\"reference_samples_per_s\": %.1f, \"speedup_vs_1_rank\": %.4f, \"buckets\": %d, \"sharded\": %d, "
          "\"grad_reduce_ms\": %.4f, \"bare_allreduce_ms\": %.4f, \"grad_busbw_gbs\": %.3f, "
          "\"bare_busbw_gbs\": %.3f, \"peak_rss_mb\": %.1f, \"model_mb\": %.2f, \"optimizer_mb\": %.2f, "
-         "\"blas_core\": \"%s\"}\n",
+         "\"blas_core\": \"%s\"%s}\n",
          c->size, mt_blas_get_threads(), arch, mt_trainer_model(t)->n_params, mt_optim_name((OptKind)cfg->optimizer),
          (long long)b->B, b->local, b->micro, b->bc.steps, m->step_ms, m->samples_per_s, m->achieved / 1e9,
-         m->roof / 1e9, m->frac[ROUNDS / 2], m->ms[0], m->ms[1], m->ms[2], m->ms[3], m->ms[4], scaling,
+         roof_key(b), m->roof / 1e9, roof_key(b), m->frac[ROUNDS / 2], m->ms[0], m->ms[1], m->ms[2], m->ms[3],
+         m->ms[4], scaling,
          (long long)(b->with_ref ? b->ref_batch : 0), m->ref_sps, b->with_ref ? m->speedup[ROUNDS / 2] : 1.0,
          mt_trainer_buckets(t), cfg->shard_optimizer && c->size > 1, m->red_ms, m->bare_ms, m->red_bw, m->bare_bw,
-         m->max_rss, m->model_bytes / 1048576.0, m->opt_bytes / 1048576.0, openblas_get_corename());
+         m->max_rss, m->model_bytes / 1048576.0, m->opt_bytes / 1048576.0, openblas_get_corename(), extra);
 }
 
 static void bench_report_table(Comm *c, Bench *b, const BenchResult *m, const char *arch, const char *scaling) {
@@ -374,9 +413,12 @@ static void bench_report_table(Comm *c, Bench *b, const BenchResult *m, const ch
          b->local, b->micro, b->bc.steps, b->bc.warmup);
   printf("  step time          %9.3f ms\n", m->step_ms);
   printf("  samples/s          %9.0f\n", m->samples_per_s);
-  printf("  GEMM GFLOP/s/rank  %9.2f  (%s on the same shapes: %.2f)\n", m->achieved / 1e9,
-         mt_gemm_kernel(b->shadow.gemm), m->roof / 1e9);
-  printf("  of sgemm roofline  %9.1f %%  (median of %d alternating rounds: %.1f .. %.1f %%)\n",
+  char roof[200];
+  snprintf(roof, sizeof roof, "%s%s%s", b->bf16 ? "bare " : "",
+           mt_gemm_kernel(b->bf16 ? mt_trainer_model(t)->gemm : b->shadow.gemm), b->bf16 ? " matmuls" : "");
+  printf("  GEMM GFLOP/s/rank  %9.2f  (%s on the same shapes: %.2f)\n", m->achieved / 1e9, roof, m->roof / 1e9);
+  const char *of = b->bf16 ? "of oneDNN bf16 roofline" : "of sgemm roofline"; /* the figure ends in one column */
+  printf("  %s  %*.1f %%  (median of %d alternating rounds: %.1f .. %.1f %%)\n", of, 26 - (int)strlen(of),
          100 * m->frac[ROUNDS / 2], ROUNDS, 100 * m->frac[0], 100 * m->frac[ROUNDS - 1]);
   printf("  time per step: data %.3f ms, forward %.3f ms, backward %.3f ms, allreduce %.3f ms, update %.3f ms\n",
          m->ms[0], m->ms[1], m->ms[2], m->ms[3], m->ms[4]);

@@ -79,4 +79,12 @@ void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const flo
 void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const float *w, float *dw, float beta,
                       float *dx, int r0, int n);
 
+/* The bf16 roofline (gemm_ref.c, for `mpitrain bench`): the mean seconds of one forward + backward pass over `rows`
+ * rows of bare oneDNN bf16 matmuls on these layers' shapes (forward with the layer's bias, dW, and dX except for the
+ * first layer), on operands already in bf16 with fp32 outputs, over a window of at least `window` seconds, on the
+ * calling thread's oneDNN thread count. Primitives and operands are made and freed inside the call, outside the
+ * timed loop. 0, or -1 with err set. */
+int mt_gemm_ref_bf16_seconds(const MtGemmDense *dense, int n_dense, int rows, double window, double *seconds,
+                             MtError *err);
+
 #endif
