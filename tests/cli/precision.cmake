@@ -10,3 +10,7 @@ endforeach()
 mt_expect(NAME precision.help EXIT ok MATCH "--precision.*fp32" COMMAND ${MT_BIN} train --help)
 mt_expect(NAME precision.help_eval EXIT ok MATCH "--precision" COMMAND ${MT_BIN} eval --help)
 mt_expect(NAME precision.help_bench EXIT ok MATCH "--precision" COMMAND ${MT_BIN} bench --help)
+# bench's bf16 roofline (bare oneDNN bf16 matmuls): named bench.* with the other bench tests.
+mt_test(NAME bench.precision_bf16 LABELS precision bench TIMEOUT 120
+  COMMAND env MT_BIN=${MT_BIN} MT_MPIRUN=${MT_MPIRUN} bash ${MT_PRECISION_SH} bench)
+set_tests_properties(bench.precision_bf16 PROPERTIES SKIP_RETURN_CODE 77)

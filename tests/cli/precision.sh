@@ -9,6 +9,9 @@
 #   noamx   explicit bf16 under ONEDNN_MAX_CPU_ISA=AVX2: one agreed error line naming the way out, on 2 ranks
 #   late    no oneDNN primitive created once the first one ran (ONEDNN_VERBOSE=2), with micro-batches, a last short
 #           batch, validation and test chunks of other sizes, and in deterministic mode
+#   bench   `bench --precision bf16` reports its roofline against bare oneDNN bf16 matmuls (onednn_bf16_* keys, the
+#           table's line), at 1 and 2 ranks with micro-batches; fp32's JSON keeps exactly its keys. Skipped where the
+#           CPU as oneDNN sees it (ONEDNN_MAX_CPU_ISA as set for the test) has no bf16.
 set -uo pipefail
 case_=$1
 bin=${MT_BIN:?} mpirun=${MT_MPIRUN:-mpirun}
@@ -99,6 +102,42 @@ case $case_ in
       --det-group 16 --epochs 2 --progress off --precision bf16 2>&1 | late)
     echo "deterministic: $c at start-up, $l later"
     [ "$c" -gt 0 ] && [ "$l" = 0 ] || fail "deterministic mode: $l primitives created during training" ;;
+  bench)
+    launch=()
+    bench() { "${launch[@]}" "$bin" bench "$@" --threads 1 --hidden 64,32 --features 96 --samples 2048 --batch 128 --steps 20 --warmup 2 \
+      --seed 3 --scaling off; }
+    probe=$(bench --precision bf16 2>&1)
+    grep -q "no bf16 instructions" <<<"$probe" && { echo "SKIP: no bf16 on this CPU: $probe"; exit 77; }
+    # fp32: the JSON object's keys exactly as they were before bf16 existed (scripts and tests read them).
+    keys="ranks threads model params optimizer batch rows_per_rank micro_batch steps step_ms samples_per_s \
+gflops_per_rank sgemm_gflops_per_rank fraction_of_sgemm ms_data ms_forward ms_backward ms_allreduce ms_update \
+scaling reference_batch reference_samples_per_s speedup_vs_1_rank buckets sharded grad_reduce_ms \
+bare_allreduce_ms grad_busbw_gbs bare_busbw_gbs peak_rss_mb model_mb optimizer_mb blas_core"
+    out=$(bench --json) || fail "fp32 bench: $out"
+    got=$(/usr/bin/python3 -c 'import json, sys; print(" ".join(json.loads(sys.stdin.read())))' <<<"$out") ||
+      fail "fp32 bench printed no JSON: $out"
+    [ "$got" = "$(tr -s ' \n' '  ' <<<"$keys" | sed 's/ $//')" ] || fail "fp32 JSON keys changed: $got"
+    check() { # JSON -> fails unless it reports a sane bare-bf16 roofline
+      /usr/bin/python3 - "$1" <<'PY' || fail "bf16 bench: $1"
+import json, sys
+j = json.loads(sys.argv[1])
+roof, frac, ach = j.get("onednn_bf16_gflops_per_rank"), j.get("fraction_of_onednn_bf16"), j["gflops_per_rank"]
+assert j.get("precision") == "bf16" and "oneDNN" in j.get("roofline", ""), "no bf16 roofline named"
+assert "sgemm_gflops_per_rank" not in j and "fraction_of_sgemm" not in j, "a bf16 run reports an sgemm roofline"
+assert roof is not None and frac is not None, "no onednn_bf16 keys"
+assert roof > 0 and 0 < ach and 0 < frac < 1.5, f"roofline {roof} GFLOP/s, achieved {ach}, fraction {frac}"
+print(f"bf16 roofline {roof} GFLOP/s per rank, achieved {ach}, fraction {frac} ({j['roofline']})")
+PY
+    }
+    out=$(bench --precision bf16 --json) || fail "bf16 bench: $out"
+    check "$out"
+    launch=("$mpirun" -np 2)
+    out=$(bench --precision bf16 --micro-batch 40 --json) || fail "bf16 bench, 2 ranks: $out"
+    check "$out"
+    launch=()
+    out=$(bench --precision bf16) || fail "bf16 bench table: $out"
+    grep -Eq "^  of oneDNN bf16 roofline +[0-9.]+ %" <<<"$out" || fail "no bf16 roofline line: $out"
+    grep -q "bare oneDNN .* matmuls on the same shapes: [0-9.]*[1-9]" <<<"$out" || fail "no bf16 roofline: $out" ;;
   *) fail "unknown case $case_" ;;
 esac
 echo "OK"
