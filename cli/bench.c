@@ -157,9 +157,9 @@ static void model_arch(const Config *cfg, const DataInfo *info, char *arch, size
 
 static const CliUsage bench_usage = {
     .usage = "mpirun -np N mpitrain bench [--config FILE] [options]",
-    .summary = "Times sgemm on the model's GEMM shapes, then training steps; reports samples/s, the fraction\n"
-               "of that sgemm roofline reached, and (N > 1) the speed-up over rank 0 training alone, all\n"
-               "measured in alternating rounds of the same run. Takes the `mpitrain train` options that\n"
+    .summary = "Times sgemm on the model's GEMM shapes (with --precision bf16: bare oneDNN bf16 matmuls), then\n"
+               "training steps; reports samples/s, the fraction of that roofline reached, and (N > 1) the\n"
+               "speed-up over rank 0 training alone, all measured in alternating rounds of the same run. Takes the `mpitrain train` options that\n"
                "shape a step (data, model, optimiser, batch, threads, gradient reduction), and its own."};
 
 /* Parses the options: 0 to go on, else -1 with *rc the exit code (0 after --help, 2 on a usage error, agreed). */

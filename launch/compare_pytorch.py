@@ -44,6 +44,10 @@ def parse_args(argv=None):
     p.add_argument("--foreach", action="store_true",
                    help="use the optimiser's multi-tensor (foreach) implementation (PyTorch 1.13's default on "
                         "CPU is the per-tensor loop)")
+    p.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                   help="bf16: forward and loss under torch.autocast(\"cpu\", dtype=torch.bfloat16), PyTorch's mixed "
+                        "precision (its matmuls in bf16 through oneDNN, fp32 weights and optimiser), as against "
+                        "`mpitrain bench --precision bf16` (default: none)")
     p.add_argument("--hidden", default="512,256", help="hidden widths (default: 512,256)")
     p.add_argument("--samples", type=int, default=16384, help="synthetic training rows (default: 16384)")
     p.add_argument("--features", type=int, default=784, help="synthetic features (default: 784)")
@@ -218,6 +222,11 @@ def run(rank, args, port=None):
     xs = [x[k * global_batch + lo:k * global_batch + hi] for k in range(n_batches)]
     ys = [y[k * global_batch + lo:k * global_batch + hi] for k in range(n_batches)]
 
+    import contextlib
+    # Autocast wraps the forward and the loss only, as PyTorch's documentation says (backward runs in the dtypes
+    # the forward chose).
+    mixed = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.autocast == "bf16" else contextlib.nullcontext
+
     def steps(first, count):
         loss = None
         for i in range(first, first + count):
@@ -225,7 +234,8 @@ def run(rank, args, port=None):
             opt.zero_grad(set_to_none=True)
             # The mean over this rank's rows; DDP averages the ranks' gradients: the global batch's mean gradient
             # when B divides evenly (as in every run of compare_pytorch.sh), and the same work when it does not.
-            loss = F.cross_entropy(model(xs[k]), ys[k])
+            with mixed():
+                loss = F.cross_entropy(model(xs[k]), ys[k])
             loss.backward()  # DDP: the gradient allreduce (gloo) overlaps backward
             opt.step()
         return loss
@@ -250,7 +260,7 @@ def run(rank, args, port=None):
         arch = "-".join(str(v) for v in [d] + args.hidden_list + [classes])
         result = {"framework": "pytorch", "torch_version": torch.__version__, "mode": args.mode,
                   "backend": "gloo" if ddp else None, "processes": args.np, "threads": args.threads,
-                  "model": arch, "optimizer": args.optimizer, "foreach": args.foreach,
+                  "model": arch, "optimizer": args.optimizer, "foreach": args.foreach, "autocast": args.autocast,
                   "scaling": args.scaling if ddp else None, "batch": global_batch, "rows_per_rank": hi - lo,
                   "steps": args.steps, "warmup": args.warmup, "step_ms": elapsed / args.steps * 1e3,
                   "samples_per_s": global_batch * args.steps / elapsed, "last_loss": loss_value,
@@ -273,7 +283,8 @@ def report(args, r):
         return
     where = (f"DDP gloo, {r['processes']} processes x {r['threads']} thread" if r["mode"] == "ddp"
              else f"1 process x {r['threads']} thread")
-    print(f"pytorch {r['torch_version']}: model {r['model']}, {r['optimizer']}, {where}; OpenBLAS {r['blas_core']} "
+    mixed = ", bf16 autocast" if r["autocast"] == "bf16" else ""
+    print(f"pytorch {r['torch_version']}: model {r['model']}, {r['optimizer']}{mixed}, {where}; OpenBLAS {r['blas_core']} "
           f"x {r['blas_threads']} thread(s), torch threads {r['torch_threads']}", flush=True)
     print(f"global batch {r['batch']} ({r['rows_per_rank']} rows on rank 0), {r['steps']} timed steps after "
           f"{r['warmup']} warm-up: {r['step_ms']:.3f} ms/step, {r['samples_per_s']:.0f} samples/s "

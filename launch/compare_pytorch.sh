@@ -9,6 +9,11 @@
 # "Prescott" kernels on CPUs it does not recognise, which mpitrain corrects for itself (README, Performance). When
 # PyTorch's own pick differs, a row "PyTorch with OpenBLAS's own pick" shows what an unmodified PyTorch gets.
 #
+# bf16 mixed precision: rows pairing `mpitrain bench --precision bf16` with PyTorch under bf16 autocast
+# (torch.autocast("cpu", dtype=torch.bfloat16): its matmuls in bf16 through oneDNN, AMX where the CPU has it) and its
+# multi-tensor Adam (foreach=True), one process x one thread, at each batch of BF16_BATCHES (default "128"; "" for
+# none); left out, with a note, where mpitrain reports no bf16 on this CPU. The fp32 rows are unchanged.
+#
 # Environment: BATCHES (default "128 32"), NP (2), REPS (3), OPTIMIZER (adam; or sgd), STEPS (200), WARMUP (20);
 # WEAK=1 adds NP processes with each batch per process (weak scaling); PYTORCH_ARGS: more options for every
 # compare_pytorch.py run (e.g. --foreach: PyTorch's multi-tensor Adam, not its default in 1.13); PYTHON
@@ -62,15 +67,24 @@ pt_args=("${pt_own[@]}")
 if [ -n "$mt_core" ]; then pt_args+=(--openblas-coretype "$mt_core"); fi
 torch_version=$("$PY" -c 'import torch; print(torch.__version__)')
 
-mpitrain_run() { # NP BATCH -> samples/s
+mpitrain_run() { # NP BATCH [MORE OPTIONS] -> samples/s
   mt_mpirun -np "$1" "$MT_BUILD/mpitrain" bench --json --threads 1 --batch "$2" --optimizer "$OPT" --lr 1e-3 \
-    --steps "$STEPS" --warmup "$WARMUP" --scaling off | field samples_per_s
+    --steps "$STEPS" --warmup "$WARMUP" --scaling off "${@:3}" | field samples_per_s
 }
+# bf16 where mpitrain has it (an explicit --precision bf16 is an error on a CPU without bf16).
+BF16_BATCHES=${BF16_BATCHES-128}
+bf16_note=
+if [ -n "$BF16_BATCHES" ] && ! "$MT_BUILD/mpitrain" bench --precision bf16 --hidden 8 --features 8 --samples 64 \
+  --batch 32 --steps 1 --warmup 0 --json >/dev/null 2>&1; then
+  bf16_note="bf16 rows left out: mpitrain bench --precision bf16 does not run on this CPU (no AVX512-BF16 or AMX)"
+  BF16_BATCHES=
+fi
 pytorch_run() { # ARGS... -> samples/s
   "$PY" "$COMPARE" "$@" | field samples_per_s
 }
 
-# Rows: "batch|setup|mpitrain ranks|mpitrain batch|PyTorch arguments". The "own pick" row pairs with the 1-rank run.
+# Rows: "batch|setup|mpitrain ranks|mpitrain batch|PyTorch arguments|mpitrain options". The "own pick" row pairs
+# with the 1-rank run.
 rows=()
 for b in $BATCHES; do
   rows+=("$b|1 process x 1 thread|1|$b|--mode single --batch $b ${pt_args[*]}")
@@ -82,11 +96,15 @@ for b in $BATCHES; do
     rows+=("$((b * NP))|$NP processes, $b rows each (weak)|$NP|$((b * NP))|--mode ddp --np $NP --scaling weak --batch $b ${pt_args[*]}")
   fi
 done
+for b in $BF16_BATCHES; do
+  rows+=("$b|1 process x 1 thread, bf16 (autocast, foreach)|1|$b|--mode single --batch $b ${pt_args[*]} --autocast bf16 --foreach|--precision bf16")
+done
 
 echo "mpitrain $("$MT_BUILD/mpitrain" version | sed -n 's/^mpitrain //p') vs PyTorch $torch_version: 784-512-256-10 relu," \
   "$OPT lr 1e-3, $STEPS timed steps after $WARMUP warm-up, one thread per process, $REPS interleaved repetitions"
 opts=${PYTORCH_ARGS:+; PyTorch options: $PYTORCH_ARGS}
 echo "OpenBLAS kernels: mpitrain ${mt_core:-?}; PyTorch ${mt_core:-$pt_core} (on its own: $pt_core)$opts"
+[ -z "$bf16_note" ] || echo "$bf16_note"
 
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 load0=$(loadavg)
@@ -95,11 +113,12 @@ for ((rep = 1; rep <= REPS; rep++)); do
   echo "repetition $rep/$REPS ..." >&2
   mt_done=()
   for i in "${!rows[@]}"; do
-    IFS='|' read -r batch setup np mtbatch args <<<"${rows[$i]}"
-    key="$np/$mtbatch"
-    if [ -z "${mt_done[$key]:-}" ]; then # one mpitrain run per (ranks, batch) and repetition
-      mt_done[$key]=$(mpitrain_run "$np" "$mtbatch")
-      [ -n "${mt_done[$key]}" ] || die "mpitrain bench -np $np --batch $mtbatch printed no samples_per_s"
+    IFS='|' read -r batch setup np mtbatch args mtargs <<<"${rows[$i]}"
+    key="$np/$mtbatch/$mtargs"
+    if [ -z "${mt_done[$key]:-}" ]; then # one mpitrain run per (ranks, batch, options) and repetition
+      # shellcheck disable=SC2086 # mtargs is a word list
+      mt_done[$key]=$(mpitrain_run "$np" "$mtbatch" $mtargs)
+      [ -n "${mt_done[$key]}" ] || die "mpitrain bench -np $np --batch $mtbatch $mtargs printed no samples_per_s"
     fi
     mt[$i]="${mt[$i]:-} ${mt_done[$key]}"
     # shellcheck disable=SC2086 # args is a word list
@@ -124,7 +143,7 @@ echo
 printf "%-6s %-46s %-32s %-32s %s\n" batch setup "mpitrain samples/s (runs)" "PyTorch samples/s (runs)" \
   "mpitrain/PyTorch (range)"
 for i in "${!rows[@]}"; do
-  IFS='|' read -r batch setup _ _ _ <<<"${rows[$i]}"
+  IFS='|' read -r batch setup _ _ _ _ <<<"${rows[$i]}"
   printf "%-6s %-46s %s\n" "$batch" "$setup" "$(summary "${mt[$i]}" "${pt[$i]}")"
 done
 echo "load average (1 min) at the start $load0, at the end $(loadavg) on $(nproc) cores"
