@@ -279,6 +279,7 @@ static int bench_setup(Comm *c, Bench *b, MtError *err) {
   }
   if (mt_comm_agree(c, err) != 0) return -1;
   memcpy(b->shadow.params, model->params, sizeof(float) * model->n_params);
+  mt_gemm_stage_weights(b->shadow.gemm, b->shadow.params);
   for (size_t i = 0; i < (size_t)micro * (size_t)d; i++) b->x[i] = (float)(i % 7) * 0.1f;
   for (size_t i = 0; i < (size_t)micro * (size_t)C; i++) b->dl[i] = (float)(i % 5) * 0.01f - 0.02f;
   return 0;

@@ -69,8 +69,15 @@ const char *mt_gemm_kernel(const MtGemm *g);
 /* Primitives created after mt_gemm_create / mt_gemm_prepare_rows, for a row count nobody listed. */
 long mt_gemm_late_creations(const MtGemm *g);
 
-/* bf16: the weights' bf16 copy from the fp32 master weights (one pass over every W); fp32: nothing. */
+/* The bf16 copy of the weights that the bf16 GEMMs read, at params' offsets (n_params of them; the GEMMs read the
+ * slices of W): it must equal bf16(params) whenever a forward runs. The optimiser keeps it so: mt_optim_update
+ * writes it in the same pass as the fp32 update (NULL here: fp32, nothing to write). Everything else that changes
+ * the parameters (initialisation, loading, broadcasting, restoring) calls mt_gemm_stage_weights afterwards: the
+ * one conversion of every W (a NULL handle or fp32: nothing). mt_gemm_weights_current: 1 if every W's copy equals
+ * bf16(params) (always for fp32) — the check the tests and MPITRAIN_CHECK_BF16_COPY=1 runs make after each step. */
+uint16_t *mt_gemm_weights_bf16(MtGemm *g);
 void mt_gemm_stage_weights(MtGemm *g, const float *params);
+int mt_gemm_weights_current(const MtGemm *g, const float *params);
 /* Y[r0..r0+n) = X·Wᵀ (+ b broadcast when b is not NULL). x and y point at row r0; w = params + w_off. bf16 keeps
  * its rounded copy of these rows of X for the backward pass. */
 void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const float *b, float *y, int r0, int n);

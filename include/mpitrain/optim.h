@@ -42,9 +42,11 @@ void mt_optim_step(Optimizer *o, float *params /* [n] */, const float *grads /* 
 
 /* The same step in pieces, for a sharded optimiser (each rank updates the ranges it owns) or per gradient bucket:
  * mt_optim_begin once per step (increments t, fixes the rate and Adam's corrections), then mt_optim_update for each
- * range: params [count] and grads [count] use the moments at moff .. moff+count. */
+ * range: params [count] and grads [count] use the moments at moff .. moff+count. bf16: NULL, or [count] that
+ * receives mt_bf16_from_float of each updated parameter in the same pass (the bf16 GEMMs' copy of the weights). The
+ * loop is vectorised (AVX-512 / AVX2 where the CPU has them) with the bits of the plain scalar loop. */
 void mt_optim_begin(Optimizer *o, float lr);
-void mt_optim_update(Optimizer *o, float *params, const float *grads, size_t moff, size_t count);
+void mt_optim_update(Optimizer *o, float *params, const float *grads, size_t moff, size_t count, uint16_t *bf16);
 
 /* ==== Learning-rate schedules, clipping, decay ==== */
 

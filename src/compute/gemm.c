@@ -3,9 +3,11 @@
 #include "mpitrain/gemm.h"
 
 #include <cblas.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "gemm_dnnl.h"
 #include "mpitrain/util.h"
 
@@ -32,21 +34,7 @@ int mt_precision_resolve(MtPrecision requested, MtPrecision *out, MtError *err) 
 
 /* ==== bf16 rounding ==== */
 
-/* Round to nearest, ties to even, on the bits: adding 0x7fff plus the lowest kept bit carries into the kept half
- * exactly when the dropped half is above one half, or equal to it with an odd kept half. Overflow carries into the
- * exponent and gives ±Inf, as IEEE rounding does. A NaN is kept a NaN by forcing its quiet bit (the carry could
- * otherwise turn a NaN with only low payload bits into Inf). Branch-free, so the loop below vectorises. */
-static inline uint16_t round_bits(uint32_t u) {
-  uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  uint32_t q = (u >> 16) | 0x40u;
-  return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
-}
-
-uint16_t mt_bf16_from_float(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return round_bits(u);
-}
+uint16_t mt_bf16_from_float(float f) { return bf16_round(f); }
 
 float mt_bf16_to_float(uint16_t b) {
   uint32_t u = (uint32_t)b << 16;
@@ -55,9 +43,15 @@ float mt_bf16_to_float(uint16_t b) {
   return f;
 }
 
+/* Compiled for AVX-512 and AVX2 too, picked at load time (integer operations: the same bits on every path).
+ * SSE2 has no packed 32- to 16-bit narrowing that the vectoriser can use well: the AVX-512 clone is 2.3x faster on
+ * the weights of 784-512-256-10 here (0.12 against 0.28 ms). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 void mt_bf16_convert(const float *src, uint16_t *dst, size_t n) {
   const uint32_t *s = (const uint32_t *)(const void *)src; /* float and uint32_t: same size, reinterpreted bits */
-  for (size_t i = 0; i < n; i++) dst[i] = round_bits(s[i]);
+  for (size_t i = 0; i < n; i++) dst[i] = bf16_round_bits(s[i]);
 }
 
 /* ==== The handle ==== */
@@ -69,6 +63,7 @@ struct MtGemm {
   uint16_t *wb;          /* bf16 weights, params' offsets */
   uint16_t **xb, **dyb;  /* [n_dense] each layer's input [max_rows, in] and output gradient [max_rows, out] */
   GemmDnnl *dnnl;
+  int check;             /* MPITRAIN_CHECK_BF16_COPY=1: every forward verifies the weights' copy first */
 };
 
 void mt_gemm_free(MtGemm *g) {
@@ -94,6 +89,8 @@ int mt_gemm_create(MtGemm **out, MtPrecision p, const MtGemmDense *dense, int n_
   if (g == NULL) return mt_fail(err, "out of memory for the GEMM handle");
   g->prec = p;
   g->max_rows = max_rows;
+  const char *check = getenv("MPITRAIN_CHECK_BF16_COPY");
+  g->check = check != NULL && strcmp(check, "0") != 0;
   g->dense = mt_alloc(sizeof *dense * (size_t)(n_dense ? n_dense : 1), "the GEMM shapes", err);
   if (g->dense) memcpy(g->dense, dense, sizeof *dense * (size_t)n_dense);
   g->n_dense = g->dense ? n_dense : 0;
@@ -133,12 +130,29 @@ void mt_gemm_set_threads(int n) { gemm_dnnl_set_threads(n); }
 
 static int is_bf16(const MtGemm *g) { return g != NULL && g->prec == PRECISION_BF16; }
 
+uint16_t *mt_gemm_weights_bf16(MtGemm *g) { return is_bf16(g) ? g->wb : NULL; }
+
 void mt_gemm_stage_weights(MtGemm *g, const float *params) {
   if (!is_bf16(g)) return;
   for (int d = 0; d < g->n_dense; d++) {
     const MtGemmDense *l = &g->dense[d];
     mt_bf16_convert(params + l->w_off, g->wb + l->w_off, (size_t)l->out * (size_t)l->in);
   }
+}
+
+/* Whether layer d's copy equals bf16(w), w its fp32 W. */
+static int layer_current(const MtGemm *g, int d, const float *w) {
+  const MtGemmDense *l = &g->dense[d];
+  const size_t n = (size_t)l->out * (size_t)l->in;
+  for (size_t i = 0; i < n; i++)
+    if (g->wb[l->w_off + i] != bf16_round(w[i])) return 0;
+  return 1;
+}
+
+int mt_gemm_weights_current(const MtGemm *g, const float *params) {
+  for (int d = 0; is_bf16(g) && d < g->n_dense; d++)
+    if (!layer_current(g, d, params + g->dense[d].w_off)) return 0;
+  return 1;
 }
 
 void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const float *b, float *y, int r0, int n) {
@@ -151,6 +165,12 @@ void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const flo
     return;
   }
   if (n == 0) return;
+  if (g->check && r0 == 0 && !layer_current(g, d, w)) {
+    /* A debugging aid (tests set it): some path changed the weights without mt_gemm_stage_weights. */
+    fprintf(stderr, "mpitrain: fatal: the bf16 copy of layer %d's weights is not bf16 of its fp32 weights at a "
+                    "forward pass (MPITRAIN_CHECK_BF16_COPY)\n", d);
+    abort();
+  }
   uint16_t *xb = g->xb[d] + (size_t)r0 * (size_t)l->in;
   mt_bf16_convert(x, xb, (size_t)n * (size_t)l->in);
   gemm_dnnl_run(g->dnnl, GEMM_FWD, d, n, xb, g->wb + l->w_off, b, y);

@@ -38,4 +38,5 @@ void mt_init_params(Model *m, InitKind kind, uint64_t seed) {
     if (l->has_bias) memset(m->params + l->b_off, 0, sizeof(float) * (size_t)l->out);
     tensor++;
   }
+  mt_gemm_stage_weights(m->gemm, m->params); /* the bf16 GEMMs' copy of the new weights (gemm.h) */
 }

@@ -153,6 +153,7 @@ int mt_model_set_precision(Model *m, MtPrecision p, const int *rows, int n_rows,
   if (mt_gemm_create(&g, p, dense, n, m->n_params, m->max_batch, rows, n_rows, err) != 0) return -1;
   mt_gemm_free(m->gemm);
   m->gemm = g;
+  mt_gemm_stage_weights(g, m->params); /* the copy of the weights the model has now */
   return 0;
 }
 
@@ -423,10 +424,8 @@ static void dense_backward_gemms(Model *m, const Layer *l, const float *in, cons
 const float *mt_model_forward_ctx(Model *m, const float *x, int n, const ModelContext *ctx) {
   m->ctx = *ctx;
   if (m->ctx.batch_rows <= 0) m->ctx.batch_rows = n;
-  /* bf16: the weights' bf16 copy, one pass over every W. For now at every forward (training or evaluation); it
-   * moves into the optimiser's pass over the weights in a later increment (issue 14), which writes it as it updates
-   * the fp32 master weights. */
-  mt_gemm_stage_weights(m->gemm, m->params);
+  /* bf16: the weights' bf16 copy is current already (gemm.h: the optimiser writes it as it updates the master
+   * weights, whatever else changes them refreshes it): no conversion here. */
   const float *in = x;
   for (int i = 0; i < m->n_layers; i++) {
     Layer *l = &m->layers[i];
@@ -502,7 +501,6 @@ void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, in
 }
 
 void mt_model_run_gemms(Model *m, const float *x, const float *dlogits, int n) {
-  mt_gemm_stage_weights(m->gemm, m->params); /* as every forward does, until the optimiser writes the bf16 copy */
   const float *in = x;
   for (int i = 0; i < m->n_layers; i++) {
     const Layer *l = &m->layers[i];

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "mpitrain/util.h"
 
 const char *const mt_optim_names[OPT_COUNT + 1] = {"sgd", "momentum", "rmsprop", "adam", NULL};
@@ -58,42 +59,66 @@ void mt_optim_begin(Optimizer *o, float lr) {
   }
 }
 
-void mt_optim_update(Optimizer *o, float *restrict p, const float *restrict g, size_t moff, size_t n) {
+/* Each optimiser's loop over [0, n), written once in OPTIM_LOOP: BODY updates element i of p (and its moments) and,
+ * when the caller passes b, the new p[i] rounded to bf16 goes to b[i] in the same pass (the bf16 GEMMs' copy of the
+ * weights: no separate conversion pass over them). Two loops rather than a test inside one, so that both vectorise.
+ * Compiled for AVX-512 and AVX2 too, picked at load time (as fixed.c does): vectorising across elements keeps each
+ * element's float operations and their order, and sqrt and divide round correctly at every width, so the bits
+ * are the same on every path. No FMA: the build compiles with -ffp-contract=off (a fused a·b + c rounds once where
+ * the scalar code rounds twice). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define OPTIM_VECTOR __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define OPTIM_VECTOR
+#endif
+
+#define OPTIM_LOOP(BODY)                          \
+  if (b == NULL) {                                \
+    for (size_t i = 0; i < n; i++) {              \
+      BODY;                                       \
+    }                                             \
+  } else {                                        \
+    for (size_t i = 0; i < n; i++) {              \
+      BODY;                                       \
+      b[i] = bf16_round(p[i]);                    \
+    }                                             \
+  }
+
+OPTIM_VECTOR static void sgd(float *restrict p, const float *restrict g, uint16_t *restrict b, size_t n, float lr) {
+  OPTIM_LOOP(p[i] -= lr * g[i])
+}
+
+OPTIM_VECTOR static void momentum(float *restrict p, const float *restrict g, float *restrict m, uint16_t *restrict b,
+                                  size_t n, float lr, float b1) {
+  OPTIM_LOOP(m[i] = b1 * m[i] + (1.0f - b1) * g[i]; p[i] -= lr * m[i])
+}
+
+OPTIM_VECTOR static void rmsprop(float *restrict p, const float *restrict g, float *restrict v, uint16_t *restrict b,
+                                 size_t n, float lr, float b2, float eps) {
+  OPTIM_LOOP(v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i]; p[i] -= lr * g[i] / (sqrtf(v[i]) + eps))
+}
+
+OPTIM_VECTOR static void adam(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                              uint16_t *restrict b, size_t n, float step, float rs, float b1, float b2, float eps) {
+  OPTIM_LOOP(m[i] = b1 * m[i] + (1.0f - b1) * g[i]; v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+             p[i] -= step * m[i] / (sqrtf(v[i]) * rs + eps))
+}
+
+void mt_optim_update(Optimizer *o, float *p, const float *g, size_t moff, size_t n, uint16_t *bf16) {
   const float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps, lr = o->lr;
-  float *restrict m = o->m ? o->m + moff : NULL, *restrict v = o->v ? o->v + moff : NULL;
+  float *m = o->m ? o->m + moff : NULL, *v = o->v ? o->v + moff : NULL;
   switch (o->cfg.kind) {
-    case OPT_SGD:
-      for (size_t i = 0; i < n; i++) p[i] -= lr * g[i];
-      break;
-    case OPT_MOMENTUM:
-      for (size_t i = 0; i < n; i++) {
-        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-        p[i] -= lr * m[i];
-      }
-      break;
-    case OPT_RMSPROP:
-      for (size_t i = 0; i < n; i++) {
-        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-        p[i] -= lr * g[i] / (sqrtf(v[i]) + eps);
-      }
-      break;
-    case OPT_ADAM: {
-      const float step = o->step_size, rs = o->rs;
-      for (size_t i = 0; i < n; i++) {
-        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-        p[i] -= step * m[i] / (sqrtf(v[i]) * rs + eps);
-      }
-      break;
-    }
-    default:
-      break;
+    case OPT_SGD: sgd(p, g, bf16, n, lr); break;
+    case OPT_MOMENTUM: momentum(p, g, m, bf16, n, lr, b1); break;
+    case OPT_RMSPROP: rmsprop(p, g, v, bf16, n, lr, b2, eps); break;
+    case OPT_ADAM: adam(p, g, m, v, bf16, n, o->step_size, o->rs, b1, b2, eps); break;
+    default: break;
   }
 }
 
 void mt_optim_step(Optimizer *o, float *p, const float *g, float lr) {
   mt_optim_begin(o, lr);
-  mt_optim_update(o, p, g, 0, o->n);
+  mt_optim_update(o, p, g, 0, o->n, NULL);
 }
 
 /* ==== Learning-rate schedules, clipping ==== */

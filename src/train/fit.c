@@ -207,6 +207,7 @@ static int fit_finish(Trainer *t, double test_loss, double test_acc, MtError *er
     /* Early stopping ends with the best model, not the last: restore it and measure it. */
     memcpy(t->model.params, t->best_params, sizeof(float) * t->model.n_params);
     if (t->model.n_state) memcpy(t->model.state, t->best_state, sizeof(float) * t->model.n_state);
+    mt_gemm_stage_weights(t->model.gemm, t->model.params);
     mt_log_info(t->log, "restored the model of epoch %d (validation loss %.4f)%s", t->best_epoch, t->best_val,
              ckpt ? "; it is also in best.h5" : "");
     if (c->eval && t->info->n[SPLIT_TEST] > 0) rc = mt_trainer_evaluate(t, SPLIT_TEST, &test_loss, &test_acc, err);

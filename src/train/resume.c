@@ -134,6 +134,7 @@ static int load_best(Trainer *t, MtError *err) {
   Model best = t->model;
   best.params = t->best_params;
   best.state = t->best_state;
+  best.gemm = NULL; /* the model's GEMM copy of the weights is not the best model's: fit_finish refreshes it */
   mt_model_replicate(t->comm, &best, 0);
   return 0;
 }

@@ -87,6 +87,17 @@ static void log_norms(Trainer *t, const StepStats *st) {
               sqrt(t->norm_sums[i]));
 }
 
+/* ZeRO-1 in bf16: the parts of each bucket the other ranks updated arrived in fp32: their bf16 copy, one pass over
+ * them (this rank's own part got its copy in the optimiser's pass). Converting is cheaper than gathering the bf16
+ * copy as well (README, bf16 mixed precision). */
+static void stage_gathered(const GradSync *g, const float *params, uint16_t *wb) {
+  for (int b = 0; b < g->n_buckets; b++) {
+    const size_t lo = g->own_off[b], hi = lo + (size_t)g->counts[b * g->c->size + g->c->rank];
+    mt_bf16_convert(params + g->start[b], wb + g->start[b], lo - g->start[b]);
+    mt_bf16_convert(params + hi, wb + hi, g->end[b] - hi);
+  }
+}
+
 void mt_update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq) {
   Model *m = &t->model;
   const UpdateSlices *own = &t->own;
@@ -108,8 +119,15 @@ void mt_update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq)
   for (int i = 0; i < own->n; i++)
     if (t->tensors[own->s[i].tensor].decay)
       mt_optim_weight_decay(&(ParamRange){own->s[i].poff, own->s[i].n}, 1, m->params, lr, t->cfg.weight_decay);
+  /* bf16: the optimiser writes the GEMMs' bf16 copy of what it updates in the same pass (all slices, biases too:
+   * simpler than cutting out W, and they are a tiny part of the parameters). */
+  uint16_t *wb = mt_gemm_weights_bf16(m->gemm);
   mt_optim_begin(&t->opt, (float)lr);
   for (int i = 0; i < own->n; i++)
-    mt_optim_update(&t->opt, m->params + own->s[i].poff, own->s[i].g, own->s[i].moff, own->s[i].n);
-  if (t->gs.shard) mt_gradsync_allgather(&t->gs, m->params);
+    mt_optim_update(&t->opt, m->params + own->s[i].poff, own->s[i].g, own->s[i].moff, own->s[i].n,
+                    wb ? wb + own->s[i].poff : NULL);
+  if (t->gs.shard) {
+    mt_gradsync_allgather(&t->gs, m->params);
+    if (wb) stage_gathered(&t->gs, m->params, wb);
+  }
 }

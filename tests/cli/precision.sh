@@ -7,6 +7,9 @@
 #   resume  bf16 -> fp32 -> bf16 across a resume (warned, not refused), and eval of the checkpoint in bf16
 #   auto    auto is bf16 with AMX, fp32 under ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16
 #   noamx   explicit bf16 under ONEDNN_MAX_CPU_ISA=AVX2: one agreed error line naming the way out, on 2 ranks
+#   copy    MPITRAIN_CHECK_BF16_COPY=1 (every bf16 forward aborts unless the weights' bf16 copy is bf16 of the fp32
+#           weights): training at 1-3 ranks, unsharded, sharded (one and several buckets), resumed, with each
+#           optimiser, --init-from, early stopping's restored best model, eval and predict
 #   late    no oneDNN primitive created once the first one ran (ONEDNN_VERBOSE=2), with micro-batches, a last short
 #           batch, validation and test chunks of other sizes, and in deterministic mode
 #   bench   `bench --precision bf16` reports its roofline against bare oneDNN bf16 matmuls (onednn_bf16_* keys, the
@@ -90,6 +93,40 @@ case $case_ in
     n=$(grep -c "error: --precision bf16: this CPU has no bf16 .* use --precision fp32" <<<"$out")
     [ "$n" = 1 ] || fail "expected one error line, got $n: $out"
     [ "$(grep -c "^mpitrain" <<<"$out")" = 1 ] || fail "more than the error: $out" ;;
+  copy)
+    need_bf16
+    export MPITRAIN_CHECK_BF16_COPY=1
+    for np in 1 2 3; do
+      for mode in "" "--shard-optimizer" "--shard-optimizer --bucket-mb 0.002"; do
+        ck=ck$np$(tr -dc a-z0-9 <<<"$mode")
+        # shellcheck disable=SC2086 # $mode: several words
+        out=$(train $np --epochs 1 --precision bf16 $mode --checkpoint-dir "$ck") || fail "$np ranks $mode: $out"
+        # shellcheck disable=SC2086
+        out=$(train $np --epochs 2 --precision bf16 $mode --checkpoint-dir "$ck" --resume auto) ||
+          fail "$np ranks $mode, resumed: $out"
+        grep -q "^epoch 2" <<<"$out" || fail "$np ranks $mode: no epoch 2 after the resume: $out"
+        echo "$np ranks ${mode:-unsharded}: trained, resumed"
+      done
+    done
+    for opt in sgd momentum rmsprop adam; do
+      out=$(train 2 --epochs 1 --precision bf16 --optimizer "$opt" --weight-decay 0.01 --clip-norm 1) ||
+        fail "--optimizer $opt: $out"
+    done
+    ck=$(ls ck2/ckpt-*.h5 | sort | tail -n 1)
+    out=$(train 2 --epochs 1 --precision bf16 --init-from "$ck") || fail "--init-from: $out"
+    out=$(train 2 --epochs 8 --lr 0.3 --val-fraction 0.2 --patience 3 --precision bf16) || fail "early stopping: $out"
+    grep -q "^restored the model of epoch" <<<"$out" || fail "no best model restored (the test needs one): $out"
+    # A resume that also loads best.h5 (epoch 3 here, not the last one): the model's copy stays the model's.
+    out=$(train 2 --epochs 4 --lr 0.3 --val-fraction 0.2 --patience 3 --precision bf16 --checkpoint-dir ckb) ||
+      fail "best: $out"
+    [ -f ckb/best.h5 ] || fail "no best.h5 (the test needs one): $out"
+    out=$(train 2 --epochs 5 --lr 0.3 --val-fraction 0.2 --patience 3 --precision bf16 --checkpoint-dir ckb \
+      --resume auto) ||
+      fail "resumed with a best model: $out"
+    out=$("$mpirun" -np 2 "$bin" eval --checkpoint "$ck" --data d.h5 --precision bf16 2>&1) || fail "eval: $out"
+    out=$("$mpirun" -np 3 "$bin" predict --checkpoint "$ck" --data d.h5 --out p.csv --precision bf16 2>&1) ||
+      fail "predict: $out"
+    echo "optimisers, --init-from, early stopping, eval, predict: copy current at every forward" ;;
   late)
     need_bf16
     late() { awk -F, '/^onednn_verbose,exec/{e=1} /^onednn_verbose,create/{if (e) l++; else c++}
