@@ -35,22 +35,26 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* One bare matmul C [M, N] = A [M, K] · B [K, N] (B transposed in memory when bt), bf16 in, f32 out. */
+/* A bare matmul: bf16 in, f32 out, A or B transposed in memory when at, bt. */
 typedef struct Mm {
   dnnl_primitive_t p;
-  dnnl_memory_t a, b, c;
+  dnnl_memory_t a, b, c, bias; /* bias: forward only */
 } Mm;
 
-static void mm_make(Mm *mm, dnnl_engine_t eng, int M, int K, int N, int at, int bt) {
-  dnnl_memory_desc_t ad, bd, cd;
-  dnnl_dims_t as = {M, K}, bs = {K, N}, cs = {M, N}, ast = {1, M}, bst = {1, K};
+/* One bare matmul C [M, N] = A [M, K] · B [K, N] (+ bias [1, N] when bias), as the model's products are made. */
+static void mm_make(Mm *mm, dnnl_engine_t eng, int M, int K, int N, int at, int bt, int bias) {
+  dnnl_memory_desc_t ad, bd, cd, biasd;
+  dnnl_dims_t as = {M, K}, bs = {K, N}, cs = {M, N}, ast = {1, M}, bst = {1, K}, biass = {1, N};
   if (at) CK(dnnl_memory_desc_init_by_strides(&ad, 2, as, dnnl_bf16, ast));
   else CK(dnnl_memory_desc_init_by_tag(&ad, 2, as, dnnl_bf16, dnnl_ab));
   if (bt) CK(dnnl_memory_desc_init_by_strides(&bd, 2, bs, dnnl_bf16, bst));
   else CK(dnnl_memory_desc_init_by_tag(&bd, 2, bs, dnnl_bf16, dnnl_ab));
   CK(dnnl_memory_desc_init_by_tag(&cd, 2, cs, dnnl_f32, dnnl_ab));
+  CK(dnnl_memory_desc_init_by_tag(&biasd, 2, biass, dnnl_f32, dnnl_ab));
   dnnl_matmul_desc_t d;
-  CK(dnnl_matmul_desc_init(&d, &ad, &bd, NULL, &cd));
+  CK(dnnl_matmul_desc_init(&d, &ad, &bd, bias ? &biasd : NULL, &cd));
+  mm->bias = NULL;
+  if (bias) CK(dnnl_memory_create(&mm->bias, &biasd, eng, DNNL_MEMORY_ALLOCATE));
   dnnl_primitive_desc_t pd;
   CK(dnnl_primitive_desc_create(&pd, &d, NULL, eng, NULL));
   CK(dnnl_primitive_create(&mm->p, pd));
@@ -69,6 +73,10 @@ static void mm_make(Mm *mm, dnnl_engine_t eng, int M, int K, int N, int at, int 
   float *c = NULL;
   CK(dnnl_memory_get_data_handle(mm->c, (void **)&c));
   memset(c, 0, sizeof(float) * (size_t)M * N);
+  if (bias) {
+    CK(dnnl_memory_get_data_handle(mm->bias, (void **)&c));
+    for (int j = 0; j < N; j++) c[j] = 0.01f * (float)j;
+  }
 }
 
 static int cmp(const void *a, const void *b) {
@@ -76,13 +84,35 @@ static int cmp(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-enum { T_STEP, T_GEMMS, T_BARE, T_STAGE_W, T_CONV_X0, T_ACT_FWD, T_CONV_ACT, T_LOSS, T_ACT_BWD, T_CONV_DY, T_DB, NT };
-static const char *const names[NT] = {"forward+loss+backward", "its GEMMs (mt_model_run_gemms)",
+enum { T_STEP, T_FWD, T_GEMMS, T_STAGED, T_BARE, T_STAGE_W, T_CONV_X0, T_ACT_FWD, T_CONV_ACT, T_LOSS, T_ACT_BWD, T_CONV_DY, T_DB, NT };
+static const char *const names[NT] = {"forward+loss+backward", "  of which forward", "its GEMMs (mt_model_run_gemms)",
+                                      "its GEMMs alone (bf16: operands staged)",
                                       "bare oneDNN matmuls, same shapes", "  weights -> bf16 (staging)",
                                       "  input X -> bf16", "  activation forward (all hidden)",
                                       "  activations -> bf16", "  softmax + loss + dlogits",
                                       "  activation backward (all hidden)", "  dY -> bf16 (all layers)",
                                       "  bias gradient sum dY (all layers)"};
+
+/* The products of a step through the GEMM interface; bf16: on the operands the last step left in the handle's
+ * buffers (x and dy NULL: no conversion), so this is the GEMMs alone. fp32: mt_model_run_gemms. */
+static void staged_gemms(Model *m, const float *x, const float *dl, int B) {
+  if (mt_gemm_precision(m->gemm) != PRECISION_BF16) {
+    mt_model_run_gemms(m, x, dl, B);
+    return;
+  }
+  int k = 0, dense[3];
+  for (int i = 0; i < m->n_layers; i++)
+    if (m->layers[i].kind == LAYER_DENSE) dense[k++] = i;
+  for (k = 0; k < 3; k++) {
+    const Layer *l = &m->layers[dense[k]];
+    mt_gemm_forward(m->gemm, k, NULL, m->params + l->w_off, m->params + l->b_off, l->y, 0, B);
+  }
+  for (k = 2; k >= 0; k--) {
+    const Layer *l = &m->layers[dense[k]];
+    mt_gemm_backward(m->gemm, k, NULL, NULL, m->params + l->w_off, m->grads + l->w_off, 0.0f, k ? m->dbuf[0] : NULL,
+                     0, B);
+  }
+}
 
 int main(int argc, char **argv) {
   if (argc < 3) {
@@ -115,9 +145,9 @@ int main(int argc, char **argv) {
   Mm mms[8];
   int nm = 0;
   for (int d = 0; d < 3; d++) {
-    mm_make(&mms[nm++], eng, B, ins[d], widths[d], 0, 1);  /* Y = X·Wᵀ */
-    mm_make(&mms[nm++], eng, widths[d], B, ins[d], 1, 0);  /* dW = dYᵀ·X */
-    if (d > 0) mm_make(&mms[nm++], eng, B, widths[d], ins[d], 0, 0); /* dX = dY·W */
+    mm_make(&mms[nm++], eng, B, ins[d], widths[d], 0, 1, 1);  /* Y = X·Wᵀ + b */
+    mm_make(&mms[nm++], eng, widths[d], B, ins[d], 1, 0, 0);  /* dW = dYᵀ·X */
+    if (d > 0) mm_make(&mms[nm++], eng, B, widths[d], ins[d], 0, 0, 0); /* dX = dY·W */
   }
 
   double t[NT][ROUNDS];
@@ -132,13 +162,20 @@ int main(int argc, char **argv) {
     }
     t[T_STEP][round] = now() - t0;
     t0 = now();
+    for (int k = 0; k < REPS; k++) mt_model_forward_ctx(&m, x, B, &ctx);
+    t[T_FWD][round] = now() - t0;
+    t0 = now();
     for (int k = 0; k < REPS; k++) mt_model_run_gemms(&m, x, dl, B);
     t[T_GEMMS][round] = now() - t0;
     t0 = now();
+    for (int k = 0; k < REPS; k++) staged_gemms(&m, x, dl, B);
+    t[T_STAGED][round] = now() - t0;
+    t0 = now();
     for (int k = 0; k < REPS; k++)
       for (int i = 0; i < nm; i++) {
-        dnnl_exec_arg_t a[3] = {{DNNL_ARG_SRC, mms[i].a}, {DNNL_ARG_WEIGHTS, mms[i].b}, {DNNL_ARG_DST, mms[i].c}};
-        CK(dnnl_primitive_execute(mms[i].p, st, 3, a));
+        dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, mms[i].a}, {DNNL_ARG_WEIGHTS, mms[i].b}, {DNNL_ARG_DST, mms[i].c},
+                                {DNNL_ARG_BIAS, mms[i].bias}};
+        CK(dnnl_primitive_execute(mms[i].p, st, mms[i].bias ? 4 : 3, a));
         CK(dnnl_stream_wait(st));
       }
     t[T_BARE][round] = now() - t0;
@@ -193,11 +230,12 @@ int main(int argc, char **argv) {
     qsort(t[i], ROUNDS, sizeof(double), cmp);
     med[i] = t[i][ROUNDS / 2] / REPS * 1e3;
     printf("  %-38s %8.4f", names[i], med[i]);
-    if (i <= T_BARE) printf("   %7.1f GFLOP/s", flops / (med[i] * 1e-3) / 1e9);
+    if (i <= T_BARE && i != T_FWD) printf("   %7.1f GFLOP/s", flops / (med[i] * 1e-3) / 1e9);
     printf("\n");
   }
-  printf("  bare matmuls / step's GEMMs: %.1f %%; step - GEMMs: %.4f ms = %.1f %% of the step\n",
-         100 * med[T_BARE] / med[T_GEMMS], med[T_STEP] - med[T_GEMMS], 100 * (med[T_STEP] - med[T_GEMMS]) / med[T_STEP]);
+  printf("  GEMMs alone / bare matmuls: %.1f %% of the bare speed; step - GEMMs alone: %.4f ms = %.1f %% of the step\n",
+         100 * med[T_BARE] / med[T_STAGED], med[T_STEP] - med[T_STAGED],
+         100 * (med[T_STEP] - med[T_STAGED]) / med[T_STEP]);
   printf("  step - bare matmuls: %.4f ms = %.1f %% of the step\n", med[T_STEP] - med[T_BARE],
          100 * (med[T_STEP] - med[T_BARE]) / med[T_STEP]);
   return 0;

@@ -177,15 +177,17 @@ static void test_dense_bf16(void **state) {
 
 enum { N = 24, D = 40, H1 = 32, H2 = 20, C = 6 };
 
-static void make(Model *m, MtPrecision p) {
-  ModelSpec spec = {.n_inputs = D, .n_classes = C, .n_hidden = 2, .hidden = {H1, H2}, .act = ACT_TANH};
+static const ModelSpec TANH = {.n_inputs = D, .n_classes = C, .n_hidden = 2, .hidden = {H1, H2}, .act = ACT_TANH};
+
+static void make_spec(Model *m, MtPrecision p, const ModelSpec *spec) {
   MtError err = {0};
-  assert_int_equal(mt_model_create(m, &spec, N, &err), 0);
+  assert_int_equal(mt_model_create(m, spec, N, &err), 0);
   assert_int_equal(mt_model_set_precision(m, p, NULL, 0, &err), 0);
   mt_init_params(m, INIT_XAVIER, 7);
   for (size_t i = 0; i < m->n_params; i++)
     if (m->params[i] == 0) m->params[i] = 0.05f * (float)sin((double)i); /* biases */
 }
+static void make(Model *m, MtPrecision p) { make_spec(m, p, &TANH); }
 
 /* The gradient of the mean cross-entropy at (x, y); returns the loss; logits copied to out. */
 static double grad(Model *m, const float *x, const int32_t *y, float *logits_out) {
@@ -215,11 +217,10 @@ static void data(float *x, int32_t *y) {
 
 /* bf16 against fp32: the same model and batch; each of the 3 dense layers adds at most ~2u (normwise) to the logits,
  * backward twice that: ‖Δ‖/‖ref‖ <= 2·L·2u for the logits and 4·L·2u for the gradients. */
-static void test_model_vs_fp32(void **state) {
-  (void)state;
+static void model_vs_fp32(const ModelSpec *spec) {
   Model f, b;
-  make(&f, PRECISION_FP32);
-  make(&b, PRECISION_BF16);
+  make_spec(&f, PRECISION_FP32, spec);
+  make_spec(&b, PRECISION_BF16, spec);
   float x[N * D], lf[N * C], lb[N * C];
   int32_t y[N];
   data(x, y);
@@ -232,6 +233,22 @@ static void test_model_vs_fp32(void **state) {
   assert_true(el > 0 && eg > 0); /* the bf16 model did not run in fp32 */
   mt_model_free(&f);
   mt_model_free(&b);
+}
+
+/* tanh; and ReLU with batch norm before it (dense layers without bias, the fused forward after BN) or after it with
+ * dropout (the activation's backward fused into the dense layer's pass, its forward not: dropout is next). */
+static void test_model_vs_fp32(void **state) {
+  (void)state;
+  model_vs_fp32(&TANH);
+  ModelSpec bn = TANH;
+  bn.act = ACT_RELU;
+  bn.bn = BN_BEFORE;
+  bn.bn_momentum = 0.1f;
+  bn.bn_eps = 1e-5f;
+  model_vs_fp32(&bn);
+  bn.bn = BN_AFTER;
+  bn.dropout[0] = bn.dropout[1] = 0.25f;
+  model_vs_fp32(&bn);
 }
 
 /* The bf16 model's gradient against central differences of the fp32 model's loss (in double, h = 1e-3: the bf16
