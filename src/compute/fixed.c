@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "vector.h"
+
 /* 1.5·2^52: for |x| < 2^51, the bits of (x + MAGIC) minus the bits of MAGIC are round-to-nearest(x) as an int64,
  * and the reverse holds for an int64 q with |q| < 2^51. Plain adds, so the loops vectorise (SSE2 has no packed
  * double <-> int64 conversion). */
@@ -16,13 +18,6 @@ static int64_t magic_bits(void) {
   return b;
 }
 
-/* Compiled for AVX2 as well where the CPU has it (picked at load time): the same IEEE operations on wider vectors,
- * so the same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define FIXED_VECTOR __attribute__((target_clones("avx2", "default")))
-#else
-#define FIXED_VECTOR
-#endif
 
 /* The exponent e with max · headroom · 2^e < limit (limit a power of two). */
 static int scale_for(uint32_t maxbits, double limit, double headroom) {
@@ -53,7 +48,7 @@ static inline int64_t to_fixed(float x, double scale, int64_t mb, uint32_t *top)
  * unsigned (wrapping) so that values beyond the limit, which force a retry anyway, are not undefined. One loop
  * written once, compiled for each width so that each vectorises on its own type. */
 #define FIXED_QUANTISE(name, T)                                                                                     \
-  FIXED_VECTOR static uint32_t name(const float *restrict x, T *restrict acc, size_t n, double scale, int add) {   \
+  MT_VECTOR_CLONES static uint32_t name(const float *restrict x, T *restrict acc, size_t n, double scale, int add) {   \
     const int64_t mb = magic_bits();                                                                              \
     uint32_t top = 0;                                                                                             \
     for (size_t i = 0; i < n; i++) {                                                                              \
@@ -66,7 +61,7 @@ FIXED_QUANTISE(quantise64, uint64_t)
 FIXED_QUANTISE(quantise32, uint32_t)
 
 /* g = q · inv as float. */
-FIXED_VECTOR static void dequantise64(const int64_t *restrict acc, float *restrict g, size_t n, double inv) {
+MT_VECTOR_CLONES static void dequantise64(const int64_t *restrict acc, float *restrict g, size_t n, double inv) {
   const int64_t mb = magic_bits();
   for (size_t i = 0; i < n; i++) {
     int64_t q = acc[i] + mb; /* |acc| < 2^51 */
@@ -76,7 +71,7 @@ FIXED_VECTOR static void dequantise64(const int64_t *restrict acc, float *restri
   }
 }
 
-FIXED_VECTOR static void dequantise32(const int32_t *restrict acc, float *restrict g, size_t n, double inv) {
+MT_VECTOR_CLONES static void dequantise32(const int32_t *restrict acc, float *restrict g, size_t n, double inv) {
   for (size_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * inv);
 }
 

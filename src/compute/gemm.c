@@ -9,6 +9,7 @@
 
 #include "bf16.h"
 #include "gemm_dnnl.h"
+#include "vector.h"
 #include "mpitrain/util.h"
 
 const char *const mt_precision_names[PRECISION_COUNT + 1] = {"fp32", "bf16", "auto", NULL};
@@ -43,15 +44,22 @@ float mt_bf16_to_float(uint16_t b) {
   return f;
 }
 
-/* Compiled for AVX-512 and AVX2 too, picked at load time (integer operations: the same bits on every path).
- * SSE2 has no packed 32- to 16-bit narrowing that the vectoriser can use well: the AVX-512 clone is 2.3x faster on
- * the weights of 784-512-256-10 here (0.12 against 0.28 ms). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-void mt_bf16_convert(const float *src, uint16_t *dst, size_t n) {
+MT_VECTOR_CLONES void mt_bf16_convert(const float *src, uint16_t *dst, size_t n) {
   const uint32_t *s = (const uint32_t *)(const void *)src; /* float and uint32_t: same size, reinterpreted bits */
   for (size_t i = 0; i < n; i++) dst[i] = bf16_round_bits(s[i]);
+}
+
+/* Row by row, as the model's bias-gradient loop adds (the same float additions in the same order), with the
+ * conversion of the same elements while they are in registers. */
+MT_VECTOR_CLONES void mt_bf16_convert_sum(const float *src, uint16_t *dst, float *sum, int rows, int w) {
+  const uint32_t *s = (const uint32_t *)(const void *)src;
+  for (int r = 0; r < rows; r++) {
+    const size_t o = (size_t)r * (size_t)w;
+    for (int j = 0; j < w; j++) {
+      sum[j] += src[o + j];
+      dst[o + j] = bf16_round_bits(s[o + j]);
+    }
+  }
 }
 
 /* ==== The handle ==== */
@@ -62,6 +70,7 @@ struct MtGemm {
   MtGemmDense *dense;
   uint16_t *wb;          /* bf16 weights, params' offsets */
   uint16_t **xb, **dyb;  /* [n_dense] each layer's input [max_rows, in] and output gradient [max_rows, out] */
+  long conversions;      /* operands the products converted themselves (not staged by the caller) */
   GemmDnnl *dnnl;
   int check;             /* MPITRAIN_CHECK_BF16_COPY=1: every forward verifies the weights' copy first */
 };
@@ -155,6 +164,14 @@ int mt_gemm_weights_current(const MtGemm *g, const float *params) {
   return 1;
 }
 
+uint16_t *mt_gemm_input_bf16(MtGemm *g, int d, int r0) {
+  return is_bf16(g) ? g->xb[d] + (size_t)r0 * (size_t)g->dense[d].in : NULL;
+}
+uint16_t *mt_gemm_dy_bf16(MtGemm *g, int d, int r0) {
+  return is_bf16(g) ? g->dyb[d] + (size_t)r0 * (size_t)g->dense[d].out : NULL;
+}
+long mt_gemm_conversions(const MtGemm *g) { return g ? g->conversions : 0; }
+
 void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const float *b, float *y, int r0, int n) {
   const MtGemmDense *l = &g->dense[d];
   if (!is_bf16(g)) {
@@ -172,7 +189,10 @@ void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const flo
     abort();
   }
   uint16_t *xb = g->xb[d] + (size_t)r0 * (size_t)l->in;
-  mt_bf16_convert(x, xb, (size_t)n * (size_t)l->in);
+  if (x != NULL) {
+    mt_bf16_convert(x, xb, (size_t)n * (size_t)l->in);
+    g->conversions++;
+  }
   gemm_dnnl_run(g->dnnl, GEMM_FWD, d, n, xb, g->wb + l->w_off, b, y);
 }
 
@@ -191,10 +211,13 @@ void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const f
     if (beta == 0.0f) memset(dw, 0, sizeof(float) * (size_t)l->out * (size_t)l->in);
     return;
   }
-  /* dY rounded once, for both products; X is the forward's copy of the same rows. */
+  /* dY rounded once, for both products (or already, by the caller); X is the forward's copy of the same rows. */
   uint16_t *dyb = g->dyb[d] + (size_t)r0 * (size_t)l->out;
   const uint16_t *xb = g->xb[d] + (size_t)r0 * (size_t)l->in;
-  mt_bf16_convert(dy, dyb, (size_t)n * (size_t)l->out);
+  if (dy != NULL) {
+    mt_bf16_convert(dy, dyb, (size_t)n * (size_t)l->out);
+    g->conversions++;
+  }
   gemm_dnnl_run(g->dnnl, beta != 0.0f ? GEMM_DW_ACC : GEMM_DW, d, n, dyb, xb, NULL, dw);
   if (dx) gemm_dnnl_run(g->dnnl, GEMM_DX, d, n, dyb, g->wb + l->w_off, NULL, dx);
 }

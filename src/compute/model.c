@@ -408,7 +408,7 @@ static void bn_backward(Model *m, const Layer *l, const float *dy, float *dx, in
 static void dense_forward_gemm(Model *m, const Layer *l, const float *in, int n, int G /* rows per GEMM */) {
   for (int g0 = 0; g0 < n; g0 += G) {
     const int gn = n - g0 < G ? n - g0 : G;
-    mt_gemm_forward(m->gemm, l->block, in + (size_t)g0 * l->in, m->params + l->w_off,
+    mt_gemm_forward(m->gemm, l->block, in ? in + (size_t)g0 * l->in : NULL, m->params + l->w_off,
                     l->has_bias ? m->params + l->b_off : NULL, l->y + (size_t)g0 * l->out, g0, gn);
   }
 }
@@ -419,6 +419,24 @@ static void dense_backward_gemms(Model *m, const Layer *l, const float *in, cons
   mt_gemm_backward(m->gemm, l->block, in, dy, m->params + l->w_off, m->grads + l->w_off, beta, dx, r0, n);
 }
 
+/* bf16, an activation right before a dense layer: the activation's forward and the next GEMM's bf16 input in one
+ * pass, row by row (a row is in L1 for the second loop), with the same float operations as mt_act_forward over the
+ * whole buffer. Returns 1 when it wrote the bf16 input (the dense layer's GEMM is then handed NULL), 0 when this is
+ * not such a place (fp32, or no dense layer next) and nothing was done. */
+static int act_forward_staged(Model *m, int i, int n) {
+  const Layer *l = &m->layers[i];
+  uint16_t *xb = i + 1 < m->n_layers && m->layers[i + 1].kind == LAYER_DENSE
+                     ? mt_gemm_input_bf16(m->gemm, m->layers[i + 1].block, 0)
+                     : NULL;
+  if (xb == NULL) return 0;
+  const size_t w = (size_t)l->out;
+  for (int r = 0; r < n; r++) {
+    mt_act_forward(l->act, l->slope, l->y + (size_t)r * w, w);
+    mt_bf16_convert(l->y + (size_t)r * w, xb + (size_t)r * w, w);
+  }
+  return 1;
+}
+
 /* ==== Passes ==== */
 
 const float *mt_model_forward_ctx(Model *m, const float *x, int n, const ModelContext *ctx) {
@@ -427,12 +445,18 @@ const float *mt_model_forward_ctx(Model *m, const float *x, int n, const ModelCo
   /* bf16: the weights' bf16 copy is current already (gemm.h: the optimiser writes it as it updates the master
    * weights, whatever else changes them refreshes it): no conversion here. */
   const float *in = x;
+  int staged = 0; /* the activation before wrote this dense layer's bf16 input */
   for (int i = 0; i < m->n_layers; i++) {
     Layer *l = &m->layers[i];
     switch (l->kind) {
-      case LAYER_DENSE: dense_forward_gemm(m, l, in, n, m->ctx.group > 0 ? m->ctx.group : n); break; /* group
-                                                                                   * mode: fixed shapes */
-      case LAYER_ACT: mt_act_forward(l->act, l->slope, l->y, (size_t)n * (size_t)l->out); break;
+      case LAYER_DENSE: /* group mode: fixed shapes */
+        dense_forward_gemm(m, l, staged ? NULL : in, n, m->ctx.group > 0 ? m->ctx.group : n);
+        staged = 0;
+        break;
+      case LAYER_ACT:
+        staged = act_forward_staged(m, i, n);
+        if (!staged) mt_act_forward(l->act, l->slope, l->y, (size_t)n * (size_t)l->out);
+        break;
       case LAYER_BN: bn_forward(m, l, in, n); break;
       case LAYER_DROPOUT: dropout_forward(m, l, in, n); break;
     }
@@ -446,9 +470,51 @@ const float *mt_model_forward(Model *m, const float *x, int n) {
   return mt_model_forward_ctx(m, x, n, &inference);
 }
 
-void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate) {
+/* bf16: rows [g0, g0 + gn) of a dense layer's output gradient dy, in one pass, row by row (in L1 for the later loops):
+ * the derivative of the activation act above it if its backward was left to this pass (in place, as
+ * mt_act_backward), then the GEMMs' bf16 copy and the bias gradient (mt_bf16_convert_sum: the same additions, in
+ * the same order, as the fp32 loop of dense_backward). */
+static void dense_stage_dy(Model *m, const Layer *l, const Layer *act, float *dy, float *db, int g0, int gn) {
+  const size_t w = (size_t)l->out;
+  uint16_t *dyb = mt_gemm_dy_bf16(m->gemm, l->block, g0);
+  for (int r = 0; r < gn; r++) {
+    float *row = dy + ((size_t)g0 + (size_t)r) * w;
+    if (act) mt_act_backward(act->act, act->slope, act->y + ((size_t)g0 + (size_t)r) * w, row, w);
+    if (l->has_bias) mt_bf16_convert_sum(row, dyb + (size_t)r * w, db, 1, l->out);
+    else mt_bf16_convert(row, dyb + (size_t)r * w, w);
+  }
+}
+
+/* The backward pass of dense layer l over n rows; act: the activation right above it whose backward is still to do
+ * (bf16 only: dense_stage_dy does it), else NULL. dy is then ours to overwrite (it is in dbuf). */
+static void dense_backward(Model *m, const Layer *l, const Layer *act, const float *input, const float *dy, float *dx,
+                           int n, int accumulate) {
   const float beta = accumulate ? 1.0f : 0.0f;
+  const int bf16 = mt_gemm_dy_bf16(m->gemm, l->block, 0) != NULL;
+  float *db = m->grads + l->b_off;
+  /* Group mode: each group's dW and db on their own, handed over before the next group overwrites them. */
+  const int G = m->ctx.group > 0 ? m->ctx.group : (n > 0 ? n : 1);
+  for (int g0 = 0; g0 < n || (g0 == 0 && m->ctx.group == 0); g0 += G) {
+    const int gn = n - g0 < G ? n - g0 : G;
+    const size_t ro = (size_t)g0;
+    if (l->has_bias && (!accumulate || m->ctx.group > 0)) memset(db, 0, sizeof(float) * (size_t)l->out);
+    if (bf16) dense_stage_dy(m, l, act, (float *)dy, db, g0, gn);
+    dense_backward_gemms(m, l, input + ro * l->in, bf16 ? NULL : dy + ro * l->out, dx ? dx + ro * l->in : NULL, g0,
+                         gn, m->ctx.group > 0 ? 0.0f : beta);
+    for (int r = 0; !bf16 && l->has_bias && r < gn; r++) {
+      const float *row = dy + (ro + (size_t)r) * l->out;
+      for (int j = 0; j < l->out; j++) db[j] += row[j];
+    }
+    if (m->ctx.group > 0)
+      m->ctx.group_grads(m->ctx.group_arg, m->grads, l->w_off,
+                         (size_t)l->out * (size_t)l->in + (l->has_bias ? (size_t)l->out : 0));
+  }
+}
+
+void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate) {
   const float *dy = dlogits; /* gradient w.r.t. the current layer's output */
+  const Layer *act = NULL;   /* bf16: an activation whose backward the dense layer below does in its own pass */
+  const int bf16 = mt_gemm_precision(m->gemm) == PRECISION_BF16;
   int cur = 0;
   for (int i = m->n_layers - 1; i >= 0; i--) {
     Layer *l = &m->layers[i];
@@ -458,23 +524,8 @@ void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, in
       case LAYER_DENSE: {
         /* Nobody needs the gradient w.r.t. the input data: layer 0 computes no dX. */
         float *dx = i == 0 ? NULL : m->dbuf[cur];
-        float *db = m->grads + l->b_off;
-        /* Group mode: each group's dW and db on their own, handed over before the next group overwrites them. */
-        const int G = m->ctx.group > 0 ? m->ctx.group : (n > 0 ? n : 1);
-        for (int g0 = 0; g0 < n || (g0 == 0 && m->ctx.group == 0); g0 += G) {
-          const int gn = n - g0 < G ? n - g0 : G;
-          const size_t ro = (size_t)g0;
-          dense_backward_gemms(m, l, input + ro * l->in, dy + ro * l->out, dx ? dx + ro * l->in : NULL, g0, gn,
-                               m->ctx.group > 0 ? 0.0f : beta);
-          if (l->has_bias && (!accumulate || m->ctx.group > 0)) memset(db, 0, sizeof(float) * (size_t)l->out);
-          for (int r = 0; l->has_bias && r < gn; r++) {
-            const float *row = dy + (ro + (size_t)r) * l->out;
-            for (int j = 0; j < l->out; j++) db[j] += row[j];
-          }
-          if (m->ctx.group > 0)
-            m->ctx.group_grads(m->ctx.group_arg, m->grads, l->w_off,
-                               (size_t)l->out * (size_t)l->in + (l->has_bias ? (size_t)l->out : 0));
-        }
+        dense_backward(m, l, act, input, dy, dx, n, accumulate);
+        act = NULL;
         dy = dx;
         cur ^= 1;
         if (m->ctx.grad_ready) m->ctx.grad_ready(m->ctx.grad_ready_arg, l->w_off);
@@ -482,7 +533,10 @@ void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, in
       }
       case LAYER_ACT:
         /* dy points into dbuf (the layer above an activation is never the loss), so it is ours to overwrite. */
-        mt_act_backward(l->act, l->slope, l->y, (float *)dy, count);
+        if (bf16 && i > 0 && m->layers[i - 1].kind == LAYER_DENSE)
+          act = l;
+        else
+          mt_act_backward(l->act, l->slope, l->y, (float *)dy, count);
         break;
       case LAYER_BN: {
         float *dx = m->dbuf[cur];

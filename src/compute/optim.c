@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bf16.h"
+#include "vector.h"
 #include "mpitrain/util.h"
 
 const char *const mt_optim_names[OPT_COUNT + 1] = {"sgd", "momentum", "rmsprop", "adam", NULL};
@@ -62,15 +63,8 @@ void mt_optim_begin(Optimizer *o, float lr) {
 /* Each optimiser's loop over [0, n), written once in OPTIM_LOOP: BODY updates element i of p (and its moments) and,
  * when the caller passes b, the new p[i] rounded to bf16 goes to b[i] in the same pass (the bf16 GEMMs' copy of the
  * weights: no separate conversion pass over them). Two loops rather than a test inside one, so that both vectorise.
- * Compiled for AVX-512 and AVX2 too, picked at load time (as fixed.c does): vectorising across elements keeps each
- * element's float operations and their order, and sqrt and divide round correctly at every width, so the bits
- * are the same on every path. No FMA: the build compiles with -ffp-contract=off (a fused a·b + c rounds once where
- * the scalar code rounds twice). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define OPTIM_VECTOR __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define OPTIM_VECTOR
-#endif
+ * Compiled for every vector width (vector.h): sqrt and divide round correctly at every width, so the bits are the
+ * same on every path; no FMA (a fused a·b + c rounds once where the scalar code rounds twice). */
 
 #define OPTIM_LOOP(BODY)                          \
   if (b == NULL) {                                \
@@ -84,21 +78,21 @@ void mt_optim_begin(Optimizer *o, float lr) {
     }                                             \
   }
 
-OPTIM_VECTOR static void sgd(float *restrict p, const float *restrict g, uint16_t *restrict b, size_t n, float lr) {
+MT_VECTOR_CLONES static void sgd(float *restrict p, const float *restrict g, uint16_t *restrict b, size_t n, float lr) {
   OPTIM_LOOP(p[i] -= lr * g[i])
 }
 
-OPTIM_VECTOR static void momentum(float *restrict p, const float *restrict g, float *restrict m, uint16_t *restrict b,
+MT_VECTOR_CLONES static void momentum(float *restrict p, const float *restrict g, float *restrict m, uint16_t *restrict b,
                                   size_t n, float lr, float b1) {
   OPTIM_LOOP(m[i] = b1 * m[i] + (1.0f - b1) * g[i]; p[i] -= lr * m[i])
 }
 
-OPTIM_VECTOR static void rmsprop(float *restrict p, const float *restrict g, float *restrict v, uint16_t *restrict b,
+MT_VECTOR_CLONES static void rmsprop(float *restrict p, const float *restrict g, float *restrict v, uint16_t *restrict b,
                                  size_t n, float lr, float b2, float eps) {
   OPTIM_LOOP(v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i]; p[i] -= lr * g[i] / (sqrtf(v[i]) + eps))
 }
 
-OPTIM_VECTOR static void adam(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+MT_VECTOR_CLONES static void adam(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
                               uint16_t *restrict b, size_t n, float step, float rs, float b1, float b2, float eps) {
   OPTIM_LOOP(m[i] = b1 * m[i] + (1.0f - b1) * g[i]; v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
              p[i] -= step * m[i] / (sqrtf(v[i]) * rs + eps))

@@ -65,6 +65,27 @@ static void test_rounding(void **state) {
   (void)bits;
 }
 
+/* The fused conversion of an output gradient: the same bits as mt_bf16_convert, and the bias gradient's sum the same
+ * float additions as the plain loop over rows (so within Higham's bound of the double sum), added onto sum. */
+static void test_convert_sum(void **state) {
+  (void)state;
+  enum { R = 19, W = 37 };
+  float src[R * W], sum[W], loop[W];
+  uint16_t dst[R * W];
+  for (int i = 0; i < R * W; i++) src[i] = from_bits(0x3f800000u + (uint32_t)i * 0x1234u) * (i % 3 ? -0.01f : 0.02f);
+  for (int j = 0; j < W; j++) sum[j] = loop[j] = 0.5f * (float)j;
+  mt_bf16_convert_sum(src, dst, sum, R, W);
+  for (int i = 0; i < R * W; i++) assert_int_equal(dst[i], mt_bf16_from_float(src[i]));
+  for (int r = 0; r < R; r++)
+    for (int j = 0; j < W; j++) loop[j] += src[r * W + j];
+  for (int j = 0; j < W; j++) {
+    double ref = 0.5 * j, abs_ref = 0.5 * j;
+    for (int r = 0; r < R; r++) ref += src[r * W + j], abs_ref += fabs(src[r * W + j]);
+    assert_true(bits(sum[j]) == bits(loop[j]));
+    if (fabs(sum[j] - ref) > (R + 1) * 0x1p-24 * abs_ref) fail_msg("sum[%d] = %g, reference %g", j, sum[j], ref);
+  }
+}
+
 /* ---- One dense layer ---- */
 
 enum { IN = 96, OUT = 40, ROWS = 33 };
@@ -156,15 +177,17 @@ static void test_dense_bf16(void **state) {
 
 enum { N = 24, D = 40, H1 = 32, H2 = 20, C = 6 };
 
-static void make(Model *m, MtPrecision p) {
-  ModelSpec spec = {.n_inputs = D, .n_classes = C, .n_hidden = 2, .hidden = {H1, H2}, .act = ACT_TANH};
+static const ModelSpec TANH = {.n_inputs = D, .n_classes = C, .n_hidden = 2, .hidden = {H1, H2}, .act = ACT_TANH};
+
+static void make_spec(Model *m, MtPrecision p, const ModelSpec *spec) {
   MtError err = {0};
-  assert_int_equal(mt_model_create(m, &spec, N, &err), 0);
+  assert_int_equal(mt_model_create(m, spec, N, &err), 0);
   assert_int_equal(mt_model_set_precision(m, p, NULL, 0, &err), 0);
   mt_init_params(m, INIT_XAVIER, 7);
   for (size_t i = 0; i < m->n_params; i++)
     if (m->params[i] == 0) m->params[i] = 0.05f * (float)sin((double)i); /* biases */
 }
+static void make(Model *m, MtPrecision p) { make_spec(m, p, &TANH); }
 
 /* The gradient of the mean cross-entropy at (x, y); returns the loss; logits copied to out. */
 static double grad(Model *m, const float *x, const int32_t *y, float *logits_out) {
@@ -194,11 +217,10 @@ static void data(float *x, int32_t *y) {
 
 /* bf16 against fp32: the same model and batch; each of the 3 dense layers adds at most ~2u (normwise) to the logits,
  * backward twice that: ‖Δ‖/‖ref‖ <= 2·L·2u for the logits and 4·L·2u for the gradients. */
-static void test_model_vs_fp32(void **state) {
-  (void)state;
+static void model_vs_fp32(const ModelSpec *spec) {
   Model f, b;
-  make(&f, PRECISION_FP32);
-  make(&b, PRECISION_BF16);
+  make_spec(&f, PRECISION_FP32, spec);
+  make_spec(&b, PRECISION_BF16, spec);
   float x[N * D], lf[N * C], lb[N * C];
   int32_t y[N];
   data(x, y);
@@ -211,6 +233,22 @@ static void test_model_vs_fp32(void **state) {
   assert_true(el > 0 && eg > 0); /* the bf16 model did not run in fp32 */
   mt_model_free(&f);
   mt_model_free(&b);
+}
+
+/* tanh; and ReLU with batch norm before it (dense layers without bias, the fused forward after BN) or after it with
+ * dropout (the activation's backward fused into the dense layer's pass, its forward not: dropout is next). */
+static void test_model_vs_fp32(void **state) {
+  (void)state;
+  model_vs_fp32(&TANH);
+  ModelSpec bn = TANH;
+  bn.act = ACT_RELU;
+  bn.bn = BN_BEFORE;
+  bn.bn_momentum = 0.1f;
+  bn.bn_eps = 1e-5f;
+  model_vs_fp32(&bn);
+  bn.bn = BN_AFTER;
+  bn.dropout[0] = bn.dropout[1] = 0.25f;
+  model_vs_fp32(&bn);
 }
 
 /* The bf16 model's gradient against central differences of the fp32 model's loss (in double, h = 1e-3: the bf16
@@ -244,10 +282,69 @@ static void test_gradcheck_bf16(void **state) {
   mt_model_free(&b);
 }
 
+/* The model's bf16 step, whose activations write the next GEMM's bf16 input in their own pass and whose output
+ * gradients are converted in the pass that applies the activation's derivative and sums the bias gradient, against
+ * the unfused composition of the same operations through the GEMM interface (each product converting its own
+ * operand, the activation and Σ dY as passes of their own, Σ dY in double): the same logits and dW bits, db within
+ * fp32 rounding of Σ dY, and only the input data converted by a product (the other 5 operands were staged). */
+static void test_fused_step(void **state) {
+  (void)state;
+  ModelSpec spec = {.n_inputs = D, .n_classes = C, .n_hidden = 2, .hidden = {H1, H2}, .act = ACT_RELU};
+  Model m;
+  MtError err = {0};
+  assert_int_equal(mt_model_create(&m, &spec, N, &err), 0);
+  assert_int_equal(mt_model_set_precision(&m, PRECISION_BF16, NULL, 0, &err), 0);
+  mt_init_params(&m, INIT_HE, 3);
+  for (size_t i = 0; i < m.n_params; i++)
+    if (m.params[i] == 0) m.params[i] = 0.05f * (float)sin((double)i);
+  float x[N * D], lm[N * C];
+  int32_t y[N];
+  data(x, y);
+  const long before = mt_gemm_conversions(m.gemm);
+  grad(&m, x, y, lm);
+  assert_int_equal(mt_gemm_conversions(m.gemm) - before, 1);
+  /* The composition, on a second handle (its own bf16 buffers). */
+  MtGemmDense dense[3];
+  const Layer *dl[3];
+  for (int i = 0, k = 0; i < m.n_layers; i++)
+    if (m.layers[i].kind == LAYER_DENSE) {
+      dl[k] = &m.layers[i];
+      dense[k] = (MtGemmDense){dl[k]->in, dl[k]->out, 1, dl[k]->w_off};
+      k++;
+    }
+  MtGemm *g = NULL;
+  assert_int_equal(mt_gemm_create(&g, PRECISION_BF16, dense, 3, m.n_params, N, NULL, 0, &err), 0);
+  mt_gemm_stage_weights(g, m.params);
+  static float act[3][N * H1], dys[3][N * H1], dw[N * H1 * D];
+  const float *in = x;
+  for (int k = 0; k < 3; k++) {
+    mt_gemm_forward(g, k, in, m.params + dl[k]->w_off, m.params + dl[k]->b_off, act[k], 0, N);
+    if (k < 2) mt_act_forward(ACT_RELU, 0, act[k], (size_t)N * dense[k].out);
+    in = act[k];
+  }
+  for (int i = 0; i < N * C; i++) assert_true(bits(act[2][i]) == bits(lm[i]));
+  LossSums ls = {0, 0};
+  mt_loss_softmax_xent(act[2], y, N, C, 1.0f / N, dys[2], &ls);
+  for (int k = 2; k >= 0; k--) {
+    mt_gemm_backward(g, k, k ? act[k - 1] : x, dys[k], m.params + dl[k]->w_off, dw, 0.0f, k ? dys[k - 1] : NULL, 0, N);
+    if (k) mt_act_backward(ACT_RELU, 0, act[k - 1], dys[k - 1], (size_t)N * dense[k - 1].out);
+    for (size_t i = 0; i < (size_t)dense[k].out * dense[k].in; i++)
+      if (bits(dw[i]) != bits(m.grads[dl[k]->w_off + i])) fail_msg("dense%d dW[%zu]: %g, unfused %g", k, i, m.grads[dl[k]->w_off + i], dw[i]);
+    for (int j = 0; j < dense[k].out; j++) {
+      double s = 0, a = 0;
+      for (int r = 0; r < N; r++) s += dys[k][r * dense[k].out + j], a += fabs(dys[k][r * dense[k].out + j]);
+      const float db = m.grads[dl[k]->b_off + j];
+      if (fabs(db - s) > N * 0x1p-24 * a) fail_msg("dense%d db[%d] = %g, Σ dY %g", k, j, db, s);
+    }
+  }
+  mt_gemm_free(g);
+  mt_model_free(&m);
+}
+
 int main(void) {
-  const struct CMUnitTest conv[] = {cmocka_unit_test(test_rounding)};
+  const struct CMUnitTest conv[] = {cmocka_unit_test(test_rounding), cmocka_unit_test(test_convert_sum)};
   const struct CMUnitTest bf16[] = {cmocka_unit_test(test_dense_bf16), cmocka_unit_test(test_model_vs_fp32),
-                                    cmocka_unit_test(test_gradcheck_bf16)};
+                                    cmocka_unit_test(test_gradcheck_bf16), cmocka_unit_test(test_fused_step)};
   int rc = cmocka_run_group_tests(conv, NULL, NULL);
   if (!mt_gemm_cpu_bf16()) {
     print_message("oneDNN has no bf16 here (ISA %s): bf16 GEMM tests skipped\n", mt_gemm_isa_name());
