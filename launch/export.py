@@ -113,7 +113,7 @@ def build_module(torch, spec, tensors, pre, class_names, path):
     from typing import List
 
     class Preprocess(nn.Module):
-        """x * scale, then (x - mean) / std: mpitrain's row conversion (src/data.c), in float32. Buffers, so they
+        """x * scale, then (x - mean) / std: mpitrain's row conversion (src/storage/data.c), in float32. Buffers, so they
         move with .to(device); in the state dict as pre.scale, pre.mean, pre.std (--init-from ignores them: mpitrain
         preprocesses with the dataset's own values)."""
         normalize: bool
