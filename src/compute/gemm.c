@@ -15,9 +15,9 @@
 const char *const mt_precision_names[PRECISION_COUNT + 1] = {"fp32", "bf16", "auto", NULL};
 const char *mt_precision_name(MtPrecision p) { return mt_enum_name(mt_precision_names, PRECISION_COUNT, p); }
 
-int mt_gemm_cpu_bf16(void) { return gemm_dnnl_isa_bf16(); }
-int mt_gemm_cpu_amx(void) { return gemm_dnnl_isa_amx(); }
-const char *mt_gemm_isa_name(void) { return gemm_dnnl_isa_name(); }
+int mt_gemm_cpu_bf16(void) { return mt_gemm_dnnl_isa_bf16(); }
+int mt_gemm_cpu_amx(void) { return mt_gemm_dnnl_isa_amx(); }
+const char *mt_gemm_isa_name(void) { return mt_gemm_dnnl_isa_name(); }
 
 int mt_precision_resolve(MtPrecision requested, MtPrecision *out, MtError *err) {
   if (requested == PRECISION_AUTO) {
@@ -77,7 +77,7 @@ struct MtGemm {
 
 void mt_gemm_free(MtGemm *g) {
   if (g == NULL) return;
-  gemm_dnnl_free(g->dnnl);
+  mt_gemm_dnnl_free(g->dnnl);
   for (int d = 0; d < g->n_dense; d++) {
     if (g->xb) mt_free(g->xb[d]);
     if (g->dyb) mt_free(g->dyb[d]);
@@ -113,8 +113,8 @@ int mt_gemm_create(MtGemm **out, MtPrecision p, const MtGemmDense *dense, int n_
       g->xb[d] = mt_alloc(sizeof(uint16_t) * (size_t)max_rows * (size_t)dense[d].in, "the bf16 activations", err);
       g->dyb[d] = mt_alloc(sizeof(uint16_t) * (size_t)max_rows * (size_t)dense[d].out, "the bf16 gradients", err);
     }
-    if (!err->failed && gemm_dnnl_create(&g->dnnl, dense, n_dense, err) == 0 &&
-        gemm_dnnl_prepare(g->dnnl, max_rows, err) == 0)
+    if (!err->failed && mt_gemm_dnnl_create(&g->dnnl, dense, n_dense, err) == 0 &&
+        mt_gemm_dnnl_prepare(g->dnnl, max_rows, err) == 0)
       mt_gemm_prepare_rows(g, rows, n_rows, err);
   }
   if (err->failed) {
@@ -128,14 +128,14 @@ int mt_gemm_create(MtGemm **out, MtPrecision p, const MtGemmDense *dense, int n_
 int mt_gemm_prepare_rows(MtGemm *g, const int *rows, int n_rows, MtError *err) {
   if (g == NULL || g->dnnl == NULL) return 0;
   for (int i = 0; i < n_rows; i++)
-    if (rows[i] >= 1 && rows[i] <= g->max_rows && gemm_dnnl_prepare(g->dnnl, rows[i], err) != 0) return -1;
+    if (rows[i] >= 1 && rows[i] <= g->max_rows && mt_gemm_dnnl_prepare(g->dnnl, rows[i], err) != 0) return -1;
   return 0;
 }
 
 MtPrecision mt_gemm_precision(const MtGemm *g) { return g ? g->prec : PRECISION_FP32; }
-const char *mt_gemm_kernel(const MtGemm *g) { return g && g->dnnl ? gemm_dnnl_kernel(g->dnnl) : "OpenBLAS sgemm"; }
-long mt_gemm_late_creations(const MtGemm *g) { return g && g->dnnl ? gemm_dnnl_late(g->dnnl) : 0; }
-void mt_gemm_set_threads(int n) { gemm_dnnl_set_threads(n); }
+const char *mt_gemm_kernel(const MtGemm *g) { return g && g->dnnl ? mt_gemm_dnnl_kernel(g->dnnl) : "OpenBLAS sgemm"; }
+long mt_gemm_late_creations(const MtGemm *g) { return g && g->dnnl ? mt_gemm_dnnl_late(g->dnnl) : 0; }
+void mt_gemm_set_threads(int n) { mt_gemm_dnnl_set_threads(n); }
 
 static int is_bf16(const MtGemm *g) { return g != NULL && g->prec == PRECISION_BF16; }
 
@@ -193,7 +193,7 @@ void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const flo
     mt_bf16_convert(x, xb, (size_t)n * (size_t)l->in);
     g->conversions++;
   }
-  gemm_dnnl_run(g->dnnl, GEMM_FWD, d, n, xb, g->wb + l->w_off, b, y);
+  mt_gemm_dnnl_run(g->dnnl, GEMM_FWD, d, n, xb, g->wb + l->w_off, b, y);
 }
 
 void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const float *w, float *dw, float beta,
@@ -218,6 +218,6 @@ void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const f
     mt_bf16_convert(dy, dyb, (size_t)n * (size_t)l->out);
     g->conversions++;
   }
-  gemm_dnnl_run(g->dnnl, beta != 0.0f ? GEMM_DW_ACC : GEMM_DW, d, n, dyb, xb, NULL, dw);
-  if (dx) gemm_dnnl_run(g->dnnl, GEMM_DX, d, n, dyb, g->wb + l->w_off, NULL, dx);
+  mt_gemm_dnnl_run(g->dnnl, beta != 0.0f ? GEMM_DW_ACC : GEMM_DW, d, n, dyb, xb, NULL, dw);
+  if (dx) mt_gemm_dnnl_run(g->dnnl, GEMM_DX, d, n, dyb, g->wb + l->w_off, NULL, dx);
 }

@@ -158,7 +158,7 @@ static int shape_create(GemmDnnl *e, int d, GemmOp op, int n, MtError *err) {
   return rc;
 }
 
-int gemm_dnnl_create(GemmDnnl **out, const MtGemmDense *dense, int n_dense, MtError *err) {
+int mt_gemm_dnnl_create(GemmDnnl **out, const MtGemmDense *dense, int n_dense, MtError *err) {
   *out = NULL;
   GemmDnnl *e = calloc(1, sizeof *e);
   if (e == NULL || (e->layers = calloc((size_t)n_dense, sizeof *e->layers)) == NULL) {
@@ -168,14 +168,14 @@ int gemm_dnnl_create(GemmDnnl **out, const MtGemmDense *dense, int n_dense, MtEr
   e->n_dense = n_dense;
   for (int d = 0; d < n_dense; d++) e->layers[d].dim = dense[d];
   if (CK(dnnl_engine_create(&e->eng, dnnl_cpu, 0)) || CK(dnnl_stream_create(&e->stream, e->eng, dnnl_stream_default_flags))) {
-    gemm_dnnl_free(e);
+    mt_gemm_dnnl_free(e);
     return -1;
   }
   *out = e;
   return 0;
 }
 
-void gemm_dnnl_free(GemmDnnl *e) {
+void mt_gemm_dnnl_free(GemmDnnl *e) {
   if (e == NULL) return;
   for (int d = 0; e->layers && d < e->n_dense; d++)
     for (int op = 0; op < GEMM_OPS; op++)
@@ -194,7 +194,7 @@ static Shape *find(GemmDnnl *e, int d, GemmOp op, int n) {
   return NULL;
 }
 
-int gemm_dnnl_prepare(GemmDnnl *e, int n, MtError *err) {
+int mt_gemm_dnnl_prepare(GemmDnnl *e, int n, MtError *err) {
   for (int d = 0; d < e->n_dense; d++)
     for (int op = 0; op < GEMM_OPS; op++)
       if (find(e, d, (GemmOp)op, n) == NULL && shape_create(e, d, (GemmOp)op, n, err) != 0) return -1;
@@ -206,7 +206,7 @@ static void die(const char *what, const MtError *err) {
   abort();
 }
 
-void gemm_dnnl_run(GemmDnnl *e, GemmOp op, int d, int n, const void *src, const void *wei, const float *bias,
+void mt_gemm_dnnl_run(GemmDnnl *e, GemmOp op, int d, int n, const void *src, const void *wei, const float *bias,
                    float *dst) {
   MtError err = {0};
   Shape *s = find(e, d, op, n);
@@ -234,15 +234,15 @@ void gemm_dnnl_run(GemmDnnl *e, GemmOp op, int d, int n, const void *src, const 
     die("execution", &err);
 }
 
-const char *gemm_dnnl_kernel(const GemmDnnl *e) { return e->kernel[0] ? e->kernel : "oneDNN"; }
-long gemm_dnnl_late(const GemmDnnl *e) { return e->late; }
+const char *mt_gemm_dnnl_kernel(const GemmDnnl *e) { return e->kernel[0] ? e->kernel : "oneDNN"; }
+long mt_gemm_dnnl_late(const GemmDnnl *e) { return e->late; }
 
 /* The ISA values are bit sets, each including the ones below it (avx2_vnni is not above avx512_core). */
 static int isa_has(dnnl_cpu_isa_t want) { return ((int)dnnl_get_effective_cpu_isa() & (int)want) == (int)want; }
-int gemm_dnnl_isa_bf16(void) { return isa_has(dnnl_cpu_isa_avx512_core_bf16); }
-int gemm_dnnl_isa_amx(void) { return isa_has(dnnl_cpu_isa_avx512_core_amx); }
+int mt_gemm_dnnl_isa_bf16(void) { return isa_has(dnnl_cpu_isa_avx512_core_bf16); }
+int mt_gemm_dnnl_isa_amx(void) { return isa_has(dnnl_cpu_isa_avx512_core_amx); }
 
-const char *gemm_dnnl_isa_name(void) {
+const char *mt_gemm_dnnl_isa_name(void) {
   switch (dnnl_get_effective_cpu_isa()) {
     case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
     case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
@@ -257,4 +257,4 @@ const char *gemm_dnnl_isa_name(void) {
 }
 
 /* oneDNN runs its kernels on OpenMP threads of the calling thread: their count is this thread's ICV. */
-void gemm_dnnl_set_threads(int n) { omp_set_num_threads(n < 1 ? 1 : n); }
+void mt_gemm_dnnl_set_threads(int n) { omp_set_num_threads(n < 1 ? 1 : n); }

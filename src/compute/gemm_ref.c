@@ -56,10 +56,10 @@ static void ref_free(RefLayer *L, int n_dense) {
  * first layer (whose input gradient nobody needs), dX = dY·W — the products a training step's GEMMs issue. */
 static void ref_pass(GemmDnnl *e, const MtGemmDense *dense, const RefLayer *L, int n_dense, int rows) {
   for (int d = 0; d < n_dense; d++)
-    gemm_dnnl_run(e, GEMM_FWD, d, rows, L[d].x, L[d].w, dense[d].has_bias ? L[d].b : NULL, L[d].y);
+    mt_gemm_dnnl_run(e, GEMM_FWD, d, rows, L[d].x, L[d].w, dense[d].has_bias ? L[d].b : NULL, L[d].y);
   for (int d = n_dense - 1; d >= 0; d--) {
-    gemm_dnnl_run(e, GEMM_DW, d, rows, L[d].dy, L[d].x, NULL, L[d].dw);
-    if (d > 0) gemm_dnnl_run(e, GEMM_DX, d, rows, L[d].dy, L[d].w, NULL, L[d].dx);
+    mt_gemm_dnnl_run(e, GEMM_DW, d, rows, L[d].dy, L[d].x, NULL, L[d].dw);
+    if (d > 0) mt_gemm_dnnl_run(e, GEMM_DX, d, rows, L[d].dy, L[d].w, NULL, L[d].dx);
   }
 }
 
@@ -71,8 +71,8 @@ int mt_gemm_ref_bf16_seconds(const MtGemmDense *dense, int n_dense, int rows, do
   RefLayer *L = mt_alloc(sizeof *L * (size_t)n_dense, "the bf16 roofline's layers", err);
   if (L == NULL) return -1;
   for (int d = 0; d < n_dense; d++) L[d] = (RefLayer){0};
-  if (ref_alloc(L, dense, n_dense, rows, err) == 0 && gemm_dnnl_create(&e, dense, n_dense, err) == 0 &&
-      gemm_dnnl_prepare(e, rows, err) == 0) {
+  if (ref_alloc(L, dense, n_dense, rows, err) == 0 && mt_gemm_dnnl_create(&e, dense, n_dense, err) == 0 &&
+      mt_gemm_dnnl_prepare(e, rows, err) == 0) {
     ref_pass(e, dense, L, n_dense, rows); /* untimed: page in the buffers, load the kernels */
     int iters = 0;
     double t0 = mt_now(), t1 = t0;
@@ -83,7 +83,7 @@ int mt_gemm_ref_bf16_seconds(const MtGemmDense *dense, int n_dense, int rows, do
     } while (t1 - t0 < window);
     *seconds = (t1 - t0) / iters;
   }
-  gemm_dnnl_free(e);
+  mt_gemm_dnnl_free(e);
   ref_free(L, n_dense);
   return err->failed ? -1 : 0;
 }

@@ -32,3 +32,8 @@ mt_expect(NAME layout.function_length EXIT ok MATCH "no function longer than 100
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/fnlen.py 100 ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/cli)
 mt_expect(NAME layout.function_length_fails EXIT fail MATCH "mt_optim_update is [0-9]+ lines \\(limit 10\\)" WITHIN 30
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/fnlen.py 10 ${CMAKE_SOURCE_DIR}/src/compute/optim.c)
+
+# Every exported symbol of the part libraries has the mt_ prefix.
+mt_expect(NAME layout.symbols_prefixed EXIT ok MATCH "all [0-9]+ exported symbols start with mt_" WITHIN 30
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/symbols.sh $<TARGET_FILE:mt_compute> $<TARGET_FILE:mt_comm>
+          $<TARGET_FILE:mt_storage> $<TARGET_FILE:mt_user> $<TARGET_FILE:mt_train>)
