@@ -70,8 +70,11 @@ typedef struct LrSchedule {
  * schedule at e = (step - 1) / steps_per_epoch epochs done, times min(1, step / warmup_steps). */
 double mt_lr_at(const LrSchedule *s, int64_t step, int64_t steps_per_epoch);
 
-/* Scales g [n] so its L2 norm is at most max_norm (max_norm <= 0: untouched). Returns the norm before. */
-double mt_optim_clip_norm(float *g, size_t n, double max_norm);
+/* Gradient clipping, for a gradient held in pieces (slices, shards) whose global L2 norm the caller computed:
+ * the factor that brings the norm down to max_norm — 1 when max_norm <= 0 (off), when the norm is within it, or
+ * when it is not a number — and g [n] *= s for each piece. */
+float mt_optim_clip_scale(double norm, double max_norm);
+void mt_optim_scale(float *g, size_t n, float s);
 
 /* Sum of squares of p [n] (in double). */
 double mt_optim_sumsq(const float *p, size_t n);
@@ -84,9 +87,11 @@ typedef struct ParamRange {
   size_t offset, count;
 } ParamRange;
 
-/* L2 regularisation of the ranges for a global batch of B rows: adds lambda/B·w to grads and returns the loss
- * term lambda/(2B)·Σw². */
-double mt_optim_l2(const ParamRange *r, int n, const float *params, float *grads, double lambda, int64_t B);
+/* L2 regularisation for a global batch of B rows (lambda <= 0 or B <= 0: off): the loss term lambda/(2B)·Σw² over
+ * the ranges of params, and the gradient term g [n] += lambda/B·w [n] for one piece of a decaying tensor (the
+ * pieces this rank holds may be shards of the ranges). */
+double mt_optim_l2_loss(const ParamRange *r, int n, const float *params, double lambda, int64_t B);
+void mt_optim_l2_grad(float *g, const float *w, size_t n, double lambda, int64_t B);
 
 /* Decoupled weight decay: w *= 1 - lr·wd over the ranges. */
 void mt_optim_weight_decay(const ParamRange *r, int n, float *params, double lr, double wd);

@@ -142,26 +142,25 @@ double mt_optim_sumsq_add(double s, const float *p, size_t n) {
 
 double mt_optim_sumsq(const float *p, size_t n) { return mt_optim_sumsq_add(0, p, n); }
 
-double mt_optim_clip_norm(float *g, size_t n, double max_norm) {
-  double norm = sqrt(mt_optim_sumsq(g, n));
-  if (max_norm > 0 && norm > max_norm) {
-    const float scale = (float)(max_norm / norm);
-    for (size_t i = 0; i < n; i++) g[i] *= scale;
-  }
-  return norm;
+float mt_optim_clip_scale(double norm, double max_norm) {
+  return max_norm > 0 && norm > max_norm ? (float)(max_norm / norm) : 1.0f;
 }
 
-double mt_optim_l2(const ParamRange *r, int n, const float *params, float *grads, double lambda, int64_t B) {
+void mt_optim_scale(float *g, size_t n, float s) {
+  for (size_t i = 0; i < n; i++) g[i] *= s;
+}
+
+double mt_optim_l2_loss(const ParamRange *r, int n, const float *params, double lambda, int64_t B) {
   if (lambda <= 0 || B <= 0) return 0;
   double sumsq = 0;
-  const float k = (float)(lambda / (double)B);
-  for (int i = 0; i < n; i++) {
-    const float *w = params + r[i].offset;
-    float *g = grads + r[i].offset;
-    sumsq += mt_optim_sumsq(w, r[i].count);
-    for (size_t e = 0; e < r[i].count; e++) g[e] += k * w[e];
-  }
+  for (int i = 0; i < n; i++) sumsq += mt_optim_sumsq(params + r[i].offset, r[i].count);
   return lambda / (2.0 * (double)B) * sumsq;
+}
+
+void mt_optim_l2_grad(float *g, const float *w, size_t n, double lambda, int64_t B) {
+  if (lambda <= 0 || B <= 0) return;
+  const float k = (float)(lambda / (double)B);
+  for (size_t e = 0; e < n; e++) g[e] += k * w[e];
 }
 
 void mt_optim_weight_decay(const ParamRange *r, int n, float *params, double lr, double wd) {

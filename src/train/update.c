@@ -50,18 +50,13 @@ void mt_update_free(Trainer *t) {
 }
 
 double mt_update_l2(Trainer *t, int64_t Bt) {
-  if (t->cfg.l2 <= 0) return 0;
   const float *w = t->model.params;
   /* The loss term on the (replicated) weights, every rank the same; the gradient term on the slices it holds. */
-  double sumsq = 0;
-  for (int i = 0; i < t->n_decay; i++) sumsq += mt_optim_sumsq(w + t->decay[i].offset, t->decay[i].count);
-  const float k = (float)(t->cfg.l2 / (double)Bt);
   for (int i = 0; i < t->held->n; i++) {
     const UpdateSlice *sl = &t->held->s[i];
-    if (!t->tensors[sl->tensor].decay) continue;
-    for (size_t e = 0; e < sl->n; e++) sl->g[e] += k * w[sl->poff + e];
+    if (t->tensors[sl->tensor].decay) mt_optim_l2_grad(sl->g, w + sl->poff, sl->n, t->cfg.l2, Bt);
   }
-  return t->cfg.l2 / (2.0 * (double)Bt) * sumsq;
+  return mt_optim_l2_loss(t->decay, t->n_decay, w, t->cfg.l2, Bt);
 }
 
 double mt_update_grad_sumsq(Trainer *t) {
@@ -109,11 +104,8 @@ void mt_update_apply(Trainer *t, StepStats *s, int logged, double lr, double sq)
    * alone, so that every rank makes the reduction it may need. */
   if (t->cfg.clip_norm > 0 || (t->gs.shard ? t->cfg.log_norms : logged && mt_log_step_due(t->log, s))) {
     s->grad_norm = sqrt(sq >= 0 ? sq : mt_update_grad_sumsq(t));
-    if (t->cfg.clip_norm > 0 && s->grad_norm > t->cfg.clip_norm) {
-      const float scale = (float)(t->cfg.clip_norm / s->grad_norm);
-      for (int i = 0; i < own->n; i++)
-        for (size_t e = 0; e < own->s[i].n; e++) own->s[i].g[e] *= scale;
-    }
+    const float scale = mt_optim_clip_scale(s->grad_norm, t->cfg.clip_norm);
+    for (int i = 0; scale != 1.0f && i < own->n; i++) mt_optim_scale(own->s[i].g, own->s[i].n, scale);
   }
   /* Decoupled: shrink the weights directly, before and apart from the optimiser's own step (AdamW). */
   for (int i = 0; i < own->n; i++)

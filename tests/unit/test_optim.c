@@ -103,9 +103,11 @@ static void test_schedules(void **s) {
 static void test_clip(void **s) {
   (void)s;
   float g[2] = {3, 4};
-  near(mt_optim_clip_norm(g, 2, 10), 5); /* under the bound: untouched */
-  assert_true(g[0] == 3 && g[1] == 4);
-  near(mt_optim_clip_norm(g, 2, 1), 5);
+  near(sqrt(mt_optim_sumsq(g, 2)), 5);
+  assert_true(mt_optim_clip_scale(5, 10) == 1.0f); /* under the bound: untouched */
+  assert_true(mt_optim_clip_scale(5, 0) == 1.0f);  /* off */
+  assert_true(mt_optim_clip_scale(NAN, 1) == 1.0f); /* not a number: left to the non-finite policy */
+  mt_optim_scale(g, 2, mt_optim_clip_scale(5, 1));
   assert_true(fabs(g[0] - 0.6) < 1e-7 && fabs(g[1] - 0.8) < 1e-7);
   assert_true(fabs(sqrt(mt_optim_sumsq(g, 2)) - 1) < 1e-7); /* the global norm is now the bound */
 }
@@ -116,10 +118,13 @@ static void test_l2_and_weight_decay(void **s) {
   (void)s;
   float p[5] = {1, 2, 3, -1, 5}, g[5] = {0, 0, 0, 0, 0};
   ParamRange w = {0, 4};
-  near(mt_optim_l2(&w, 1, p, g, 0.5, 2), 1.875);
+  near(mt_optim_l2_loss(&w, 1, p, 0.5, 2), 1.875);
+  mt_optim_l2_grad(g, p, 4, 0.5, 2); /* the decaying range W; b is not touched */
   const float want[5] = {0.25f, 0.5f, 0.75f, -0.25f, 0};
   assert_memory_equal(g, want, sizeof g);
-  near(mt_optim_l2(&w, 1, p, g, 0, 2), 0); /* off */
+  near(mt_optim_l2_loss(&w, 1, p, 0, 2), 0); /* off */
+  mt_optim_l2_grad(g, p, 4, 0, 2);
+  assert_memory_equal(g, want, sizeof g);
   mt_optim_weight_decay(&w, 1, p, 0.1, 0.5);
   const float decayed[5] = {0.95f, 1.9f, 2.85f, -0.95f, 5};
   for (int i = 0; i < 5; i++) assert_true(fabsf(p[i] - decayed[i]) < 1e-6f);
