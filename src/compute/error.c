@@ -1,4 +1,6 @@
 /* error.c — first-message-wins error records and checked allocation. */
+#define _DEFAULT_SOURCE /* madvise */
+#include <sys/mman.h>
 #include "mpitrain/error.h"
 
 #include <stdarg.h>
@@ -31,7 +33,15 @@ void *mt_alloc(size_t bytes, const char *what, MtError *err) {
     mt_fail(err, "cannot allocate %s: %zu bytes is too large", what, bytes);
     return NULL;
   }
-  void *p = aligned_alloc(64, rounded ? rounded : 64);
+  /* Large buffers (an in-memory dataset above all: a batch's rows are scattered over it) on 2 MiB pages where the
+   * kernel gives them on request (transparent huge pages in "madvise" mode, Debian's default): one TLB entry per
+   * 2 MiB instead of per 4 KiB took a quarter off the time to gather a batch (README, Performance). Only from
+   * 8 MiB up, so that rounding to whole huge pages wastes at most a fifth. Advice: a kernel without it ignores it. */
+  const size_t huge = (size_t)2 << 20;
+  const int big = rounded >= 4 * huge && rounded + huge > rounded;
+  if (big) rounded = (rounded + huge - 1) & ~(huge - 1);
+  void *p = aligned_alloc(big ? huge : 64, rounded ? rounded : 64);
+  if (p != NULL && big) (void)madvise(p, rounded, MADV_HUGEPAGE);
   if (p == NULL) {
     mt_fail(err, "out of memory allocating %s (%.1f MiB)", what, bytes / 1048576.0);
     return NULL;
