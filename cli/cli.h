@@ -87,10 +87,10 @@ typedef struct InferArgs {
        .metavar = "N", .min = 1, .max = 1024, .flags = OPT_RANGED, .word = "auto", .word_value = 0,               \
        .help = "OpenBLAS threads per rank; auto = OPENBLAS_NUM_THREADS if set, else OMP_NUM_THREADS, else the "  \
                "node's cores shared among its ranks"},                                                          \
-      {.name = "precision", .type = OT_ENUM, .offset = offsetof(InferArgs, in.precision), .def = "fp32",         \
+      {.name = "precision", .type = OT_ENUM, .offset = offsetof(InferArgs, in.precision), .def = "auto",         \
        .choices = mt_precision_names,                                                                            \
        .help = "GEMM precision: fp32; bf16 (bf16 inputs, fp32 accumulation; needs a CPU with bf16); auto = bf16 " \
-               "where oneDNN finds AMX, else fp32"},                                                            \
+               "where oneDNN finds AMX, else fp32 (or as MPITRAIN_AUTO_PRECISION says)"},                      \
       {.name = "in-memory", .type = OT_ENUM, .offset = offsetof(InferArgs, in.in_memory), .def = "auto",         \
        .choices = mt_memory_names, .help = "hold the split in memory (yes) or read rows per chunk (no)"},       \
       {.name = "memory-limit-mb", .type = OT_INT64, .offset = offsetof(InferArgs, in.memory_limit_mb),            \

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "mpitrain/gemm.h"
 #include "mpitrain/loss.h"
 
 static const OptionSpec eval_options[] = {INFER_COMMON_OPTIONS, {.name = NULL}};
@@ -49,8 +50,9 @@ int eval_main(Comm *c, int argc, char **argv) {
   const DataInfo *info = mt_data_info(in.ds);
   int64_t n = info->n[o.in.split];
   if (c->rank == 0) {
-    printf("eval: %s on %s (%s split, %lld rows, %d rank%s)\n", o.in.checkpoint, o.in.data,
-           mt_data_split_names[o.in.split], (long long)n, c->size, c->size == 1 ? "" : "s");
+    printf("eval: %s on %s (%s split, %lld rows, %d rank%s, %s GEMMs)\n", o.in.checkpoint, o.in.data,
+           mt_data_split_names[o.in.split], (long long)n, c->size, c->size == 1 ? "" : "s",
+           mt_precision_name(mt_gemm_precision(in.model.gemm)));
     printf("loss %.4f  accuracy %.2f%%\n", v[0] / (double)n, 100 * v[1] / (double)n);
     printf("  class  name                  rows   accuracy\n");
     for (int k = 0; k < C && k < 1000; k++) {

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "mpitrain/atomicfile.h"
+#include "mpitrain/gemm.h"
 #include "mpitrain/loss.h"
 #include "mpitrain/util.h"
 
@@ -188,9 +189,9 @@ int predict_main(Comm *c, int argc, char **argv) {
   if (mt_comm_agree(c, &local) != 0) {
     rc = mt_comm_fail_exit(c, &local);
   } else if (c->rank == 0) {
-    printf("predict: wrote %s: %lld rows x %d classes (%s split of %s, %d rank%s)\n", p.o.out,
+    printf("predict: wrote %s: %lld rows x %d classes (%s split of %s, %d rank%s, %s GEMMs)\n", p.o.out,
            (long long)mt_data_info(p.in.ds)->n[p.o.in.split], p.C, mt_data_split_names[p.o.in.split], p.o.in.data, c->size,
-           c->size == 1 ? "" : "s");
+           c->size == 1 ? "" : "s", mt_precision_name(mt_gemm_precision(p.in.model.gemm)));
   }
   predict_free(&p);
   return rc;

@@ -9,6 +9,7 @@
 # --precision bf16 the roofline is bare oneDNN bf16 matmuls on the same shapes (its figures marked "bf16").
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+mt_fp32_figures
 [ -x "$MT_BUILD/mpitrain" ] || { bash "$MT_ROOT/launch/deps.sh"; mt_build; }
 field() { sed -n "s/.*\"$1\": \"\{0,1\}\([^,\"}]*\).*/\1/p"; }
 pct() { awk -v f="$1" 'BEGIN{printf "%.1f %%", 100*f}'; }

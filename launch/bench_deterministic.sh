@@ -6,6 +6,7 @@
 # and the median of the per-round ratios (each deterministic run against the default run just before it). Extra arguments go to every `mpitrain bench` (e.g. --batch 512).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+mt_fp32_figures
 [ -x "$MT_BUILD/mpitrain" ] || { bash "$MT_ROOT/launch/deps.sh"; mt_build; }
 np=${RANKS:-$(nproc)}
 modes=("default")

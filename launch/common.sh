@@ -24,3 +24,10 @@ mt_build_smpi() {
     >/dev/null
   cmake --build "$MT_BUILD_SMPI" -j "$(nproc)"
 }
+
+# The benchmark scripts report fp32 figures (the sgemm roofline, the README's fp32 tables) unless asked otherwise:
+# --precision's default, auto, would be bf16 on a CPU with AMX. An explicit --precision among a script's extra
+# arguments wins, and so does MPITRAIN_AUTO_PRECISION set by the caller.
+mt_fp32_figures() {
+  export MPITRAIN_AUTO_PRECISION=${MPITRAIN_AUTO_PRECISION:-fp32}
+}

@@ -21,6 +21,7 @@
 # optional, not in launch/deps.sh: this script installs it (apt-get, as root or with password-less sudo) or says how.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+mt_fp32_figures
 PY=${PYTHON:-/usr/bin/python3}
 BATCHES=${BATCHES:-128 32}
 NP=${NP:-2}

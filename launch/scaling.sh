@@ -32,6 +32,7 @@
 # speed-up bench measures side by side against rank 0 alone (`--scaling`), divided by N.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+mt_fp32_figures
 
 mode=sim series=both ranks="" rows=128 batch=16384 hidden=1024,256 features=784 optimizer=adam
 platform=flat-100g allreduce=ompi speed=train steps="" warmup="" hostfile="" out=""

@@ -32,9 +32,13 @@ int mt_gemm_cpu_amx(void);
 /* oneDNN's effective ISA as a short name ("avx512_core_amx", "avx2", ...). */
 const char *mt_gemm_isa_name(void);
 
-/* The precision a run uses: auto is bf16 where oneDNN has AMX, else fp32; an explicit bf16 where oneDNN has no
+/* The precision a run uses: auto (the default) is bf16 where oneDNN has AMX, else fp32 — unless the environment
+ * variable MPITRAIN_AUTO_PRECISION says fp32 or bf16, which auto then means; an explicit bf16 where oneDNN has no
  * bf16 GEMM is an error naming the CPU capability and the way out. Not collective. 0 or -1. */
+#define MT_AUTO_PRECISION_ENV "MPITRAIN_AUTO_PRECISION"
 int mt_precision_resolve(MtPrecision requested, MtPrecision *out, MtError *err);
+/* The value of MPITRAIN_AUTO_PRECISION when set and not empty, else NULL (the banner names it). */
+const char *mt_precision_auto_override(void);
 
 /* oneDNN's OpenMP threads for the calling thread (mt_blas_set_threads calls it: both libraries use the same count). */
 void mt_gemm_set_threads(int n);

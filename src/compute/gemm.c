@@ -19,16 +19,31 @@ int mt_gemm_cpu_bf16(void) { return mt_gemm_dnnl_isa_bf16(); }
 int mt_gemm_cpu_amx(void) { return mt_gemm_dnnl_isa_amx(); }
 const char *mt_gemm_isa_name(void) { return mt_gemm_dnnl_isa_name(); }
 
+const char *mt_precision_auto_override(void) {
+  const char *e = getenv(MT_AUTO_PRECISION_ENV);
+  return e != NULL && *e != '\0' ? e : NULL;
+}
+
 int mt_precision_resolve(MtPrecision requested, MtPrecision *out, MtError *err) {
+  /* The environment's choice for auto, as NVIDIA_TF32_OVERRIDE is for TF32: a site or a job script turns the
+   * default's bf16 off (or on) for every run without editing command lines; the test suite pins fp32 with it. */
+  const char *env = requested == PRECISION_AUTO ? mt_precision_auto_override() : NULL;
+  if (env != NULL) {
+    const int p = mt_enum_from_name(mt_precision_names, env);
+    if (p != PRECISION_FP32 && p != PRECISION_BF16)
+      return mt_fail(err, "%s=%s: expected fp32 or bf16 (what --precision auto picks), or unset",
+                     MT_AUTO_PRECISION_ENV, env);
+    requested = (MtPrecision)p;
+  }
   if (requested == PRECISION_AUTO) {
     /* Without AMX, bf16 runs on AVX512-BF16 at best, which is slower than fp32 sgemm here: not worth it. */
     *out = mt_gemm_cpu_amx() ? PRECISION_BF16 : PRECISION_FP32;
     return 0;
   }
   if (requested == PRECISION_BF16 && !mt_gemm_cpu_bf16())
-    return mt_fail(err, "--precision bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX; oneDNN runs %s "
-                        "here); use --precision fp32 (or auto)",
-                   mt_gemm_isa_name());
+    return mt_fail(err, "%s: this CPU has no bf16 instructions (AVX512-BF16 or AMX; oneDNN runs %s here); use %s",
+                   env ? MT_AUTO_PRECISION_ENV "=bf16" : "--precision bf16", mt_gemm_isa_name(),
+                   env ? "fp32 there, or unset it" : "--precision fp32 (or auto)");
   *out = requested;
   return 0;
 }

@@ -67,9 +67,11 @@ static void print_banner(Trainer *t) {
            mt_optim_name((OptKind)c->optimizer), lr, (long long)t->batch, (long long)t->steps_per_epoch, c->epochs,
            c->epochs == 1 ? "" : "s");
   const MtPrecision prec = mt_gemm_precision(m->gemm);
-  mt_log_info(t->log, "precision %s%s (--precision %s); GEMMs: %s%s%s", mt_precision_name(prec),
+  const char *env = c->precision == PRECISION_AUTO ? mt_precision_auto_override() : NULL;
+  mt_log_info(t->log, "precision %s%s (--precision %s%s%s); GEMMs: %s%s%s", mt_precision_name(prec),
               prec == PRECISION_BF16 ? " mixed: bf16 GEMM inputs, fp32 accumulation, master weights and optimiser" : "",
-              mt_precision_name((MtPrecision)c->precision), mt_gemm_kernel(m->gemm),
+              mt_precision_name((MtPrecision)c->precision), env ? ", " MT_AUTO_PRECISION_ENV "=" : "", env ? env : "",
+              mt_gemm_kernel(m->gemm),
               prec == PRECISION_BF16 ? " on " : "", prec == PRECISION_BF16 ? mt_gemm_isa_name() : "");
   char buf[512];
   const char *hint = mt_blas_weak_core_hint(buf, sizeof buf);

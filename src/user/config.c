@@ -151,10 +151,10 @@ const OptionSpec mt_config_train_options[] = {
            "best model (restored); needs --val-fraction; 0 = off"},
 
   {.section = "system", .name = "precision", .flags = OPT_TRAJECTORY, .type = OT_ENUM,
-   .offset = offsetof(Config, precision), .def = "fp32", .choices = mt_precision_names,
+   .offset = offsetof(Config, precision), .def = "auto", .choices = mt_precision_names,
    .help = "GEMM precision: fp32; bf16 = mixed precision (bf16 GEMM inputs, fp32 accumulation, master weights, "
            "optimiser, loss and batch-norm statistics; needs a CPU with bf16, fast with AMX); auto = bf16 where "
-           "oneDNN finds AMX, else fp32"},
+           "oneDNN finds AMX, else fp32 (MPITRAIN_AUTO_PRECISION=fp32|bf16 in the environment decides instead)"},
   {.name = "threads", .type = OT_INT, .offset = offsetof(Config, threads), .def = "auto",
    .metavar = "N", .min = 1, .max = 1024, .flags = RANGED, .word = "auto", .word_value = 0,
    .help = "OpenBLAS threads per rank; auto = OPENBLAS_NUM_THREADS if set, else OMP_NUM_THREADS, else the node's "

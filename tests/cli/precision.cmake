@@ -2,7 +2,7 @@
 # need bf16 on the CPU (AMX for `auto`): precision.sh exits 77 where oneDNN has none, which CTest reports as skipped.
 set_tests_properties(unit.gemm PROPERTIES SKIP_RETURN_CODE 77)
 set(MT_PRECISION_SH ${CMAKE_CURRENT_LIST_DIR}/precision.sh)
-foreach(case agree det resume auto noamx late copy)
+foreach(case agree det resume auto default noamx late copy)
   mt_test(NAME precision.${case} LABELS precision train TIMEOUT 240
     COMMAND env MT_BIN=${MT_BIN} MT_MPIRUN=${MT_MPIRUN} bash ${MT_PRECISION_SH} ${case})
   set_tests_properties(precision.${case} PROPERTIES SKIP_RETURN_CODE 77)

@@ -6,6 +6,8 @@
 #   det     --deterministic bf16 at 1-4 ranks: the same /model bits
 #   resume  bf16 -> fp32 -> bf16 across a resume (warned, not refused), and eval of the checkpoint in bf16
 #   auto    auto is bf16 with AMX, fp32 under ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16
+#   default no --precision is auto (train, eval); MPITRAIN_AUTO_PRECISION=fp32|bf16 decides what auto is (named
+#           in the banner), an explicit --precision wins over it, any other value is one agreed error line
 #   noamx   explicit bf16 under ONEDNN_MAX_CPU_ISA=AVX2: one agreed error line naming the way out, on 2 ranks
 #   copy    MPITRAIN_CHECK_BF16_COPY=1 (every bf16 forward aborts unless the weights' bf16 copy is bf16 of the fp32
 #           weights): training at 1-3 ranks, unsharded, sharded (one and several buckets), resumed, with each
@@ -16,6 +18,8 @@
 #           table's line), at 1 and 2 ranks with micro-batches; fp32's JSON keeps exactly its keys. Skipped where the
 #           CPU as oneDNN sees it (ONEDNN_MAX_CPU_ISA as set for the test) has no bf16.
 set -uo pipefail
+# The suite pins auto to fp32 (tests/CMakeLists.txt); these cases name their precision or test auto itself.
+unset MPITRAIN_AUTO_PRECISION
 case_=$1
 bin=${MT_BIN:?} mpirun=${MT_MPIRUN:-mpirun}
 dir=precision_$case_
@@ -87,6 +91,32 @@ case $case_ in
       --progress off --precision auto 2>&1) || fail "$out"
     grep -q "^precision fp32 (--precision auto)" <<<"$out" || fail "auto without AMX is not fp32: $out"
     grep -q "^precision bf16.*(--precision auto); GEMMs: oneDNN" <<<"$probe" || fail "auto with AMX: $probe" ;;
+  default)
+    [ "$amx" = 1 ] || { echo "SKIP: no AMX here: the default is fp32"; exit 77; }
+    t1() { "$bin" train --data d.h5 --hidden 8 --epochs 1 --max-steps 1 --progress off --checkpoint-dir ck "$@" 2>&1; }
+    out=$(t1) || fail "$out"
+    grep -q "^precision bf16.*(--precision auto); GEMMs: oneDNN" <<<"$out" || fail "default with AMX is not bf16: $out"
+    out=$(ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 t1) || fail "$out"
+    grep -q "^precision fp32 (--precision auto)" <<<"$out" || fail "default without AMX is not fp32: $out"
+    out=$(MPITRAIN_AUTO_PRECISION=fp32 t1) || fail "$out"
+    grep -q "^precision fp32 (--precision auto, MPITRAIN_AUTO_PRECISION=fp32); GEMMs: OpenBLAS" <<<"$out" ||
+      fail "MPITRAIN_AUTO_PRECISION=fp32 did not give fp32: $out"
+    out=$(MPITRAIN_AUTO_PRECISION=bf16 ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 t1) || fail "$out"
+    grep -q "^precision bf16.*(--precision auto, MPITRAIN_AUTO_PRECISION=bf16)" <<<"$out" ||
+      fail "MPITRAIN_AUTO_PRECISION=bf16 without AMX did not give bf16: $out"
+    out=$(MPITRAIN_AUTO_PRECISION=bf16 t1 --precision fp32) || fail "$out"
+    grep -q "^precision fp32 (--precision fp32)" <<<"$out" || fail "explicit --precision lost to the variable: $out"
+    out=$(MPITRAIN_AUTO_PRECISION=fp16 "$mpirun" -np 2 "$bin" train --data d.h5 --hidden 8 --epochs 1 \
+      --progress off 2>&1) && fail "MPITRAIN_AUTO_PRECISION=fp16 ran: $out"
+    [ "$(grep -c "error: MPITRAIN_AUTO_PRECISION=fp16: expected fp32 or bf16" <<<"$out")" = 1 ] &&
+      [ "$(grep -c "^mpitrain" <<<"$out")" = 1 ] || fail "expected one error line: $out"
+    # eval's default is auto too: bf16 here (its output names the precision), fp32 with the variable.
+    ck=$(ls ck/ckpt-*.h5 | sort | tail -n 1)
+    out=$("$bin" eval --checkpoint "$ck" --data d.h5 2>&1) || fail "eval: $out"
+    grep -q "^eval: .*, bf16 GEMMs)" <<<"$out" || fail "eval's default is not bf16 here: $out"
+    out=$(MPITRAIN_AUTO_PRECISION=fp32 "$bin" eval --checkpoint "$ck" --data d.h5 2>&1) || fail "eval: $out"
+    grep -q "^eval: .*, fp32 GEMMs)" <<<"$out" || fail "eval with MPITRAIN_AUTO_PRECISION=fp32 is not fp32: $out"
+    echo "default auto: bf16 with AMX, fp32 without; the variable decides auto, --precision wins" ;;
   noamx)
     out=$(ONEDNN_MAX_CPU_ISA=AVX2 "$mpirun" -np 2 "$bin" train --data d.h5 --hidden 8 --epochs 1 --progress off \
       --precision bf16 2>&1) && fail "explicit bf16 without bf16 ran: $out"
@@ -150,7 +180,7 @@ case $case_ in
 gflops_per_rank sgemm_gflops_per_rank fraction_of_sgemm ms_data ms_forward ms_backward ms_allreduce ms_update \
 scaling reference_batch reference_samples_per_s speedup_vs_1_rank buckets sharded grad_reduce_ms \
 bare_allreduce_ms grad_busbw_gbs bare_busbw_gbs peak_rss_mb model_mb optimizer_mb blas_core"
-    out=$(bench --json) || fail "fp32 bench: $out"
+    out=$(bench --precision fp32 --json) || fail "fp32 bench: $out"
     got=$(/usr/bin/python3 -c 'import json, sys; print(" ".join(json.loads(sys.stdin.read())))' <<<"$out") ||
       fail "fp32 bench printed no JSON: $out"
     [ "$got" = "$(tr -s ' \n' '  ' <<<"$keys" | sed 's/ $//')" ] || fail "fp32 JSON keys changed: $got"

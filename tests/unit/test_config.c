@@ -90,7 +90,7 @@ static void test_defaults(void **state) {
   assert_true(c.deterministic == 0 && c.det_group == 64);
   assert_int_equal(c.on_nonfinite, NONFINITE_STOP);
   assert_true(c.stall_timeout == 600);
-  assert_int_equal(c.precision, PRECISION_FP32); /* bf16 becomes a default only once its accuracy is measured */
+  assert_int_equal(c.precision, PRECISION_AUTO); /* bf16 where AMX is: its accuracy matched fp32 (README) */
 }
 
 /* Every default must pass its own option's checks (mt_opts_defaults does not report a bad one). */
