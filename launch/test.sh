@@ -3,9 +3,11 @@
 # MPI with up to 4 ranks, command-line and bad-input tests, the fuzz corpora, valgrind on a short run); then
 #   1. the SimGrid SMPI build (build-smpi/) and its smoke tests (64 simulated ranks, alpha-beta check);
 #   2. the sanitizer build (build-sanitize/: ASan + UBSan) and its test subset, CTest label `sanitize`;
-#   3. each libFuzzer target for MT_FUZZ_SECONDS (default 30) seconds (launch/fuzz.sh, build-fuzz/).
+#   3. each libFuzzer target for MT_FUZZ_SECONDS (default 30) seconds (launch/fuzz.sh, build-fuzz/);
+#   4. the CTest label `multihost`: 2 hosts x 2 ranks as network namespaces (launch/multihost.sh, about 80 s; its
+#      tests are reported skipped where namespaces cannot be made).
 # Arguments go to ctest of the normal build and skip the later stages (e.g. `bash launch/test.sh -R train`);
-# MT_SMPI=0, MT_SANITIZE=0 or MT_FUZZ_SECONDS=0 skips a stage. Prints how long each stage took.
+# MT_SMPI=0, MT_SANITIZE=0, MT_FUZZ_SECONDS=0 or MT_MULTIHOST=0 skips a stage. Prints how long each stage took.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 t0=$(date +%s)
@@ -15,9 +17,12 @@ stage_done() { local now; now=$(date +%s); stage_times+=("$(printf '%-34s %4d s'
 bash "$MT_ROOT/launch/deps.sh"
 mt_build -DMPITRAIN_WERROR=ON -DMPITRAIN_TESTS=ON
 stage_done "build"
-(cd "$MT_BUILD" && ctest --output-on-failure "$@")
+if [ $# -gt 0 ]; then
+  (cd "$MT_BUILD" && ctest --output-on-failure "$@")
+  exit 0
+fi
+(cd "$MT_BUILD" && ctest --output-on-failure -LE multihost) # the multihost label is a stage of its own (below)
 stage_done "test suite"
-[ $# -eq 0 ] || exit 0
 
 if [ "${MT_SMPI:-1}" != 0 ]; then
   echo "== SimGrid SMPI build and its smoke tests"
@@ -38,6 +43,11 @@ if [ "${MT_FUZZ_SECONDS:-30}" != 0 ]; then
   echo "== fuzzing: each target ${MT_FUZZ_SECONDS:-30} s"
   bash "$MT_ROOT/launch/fuzz.sh" "${MT_FUZZ_SECONDS:-30}"
   stage_done "fuzzing (build and run)"
+fi
+if [ "${MT_MULTIHOST:-1}" != 0 ]; then
+  echo "== multihost: 2 hosts x 2 ranks in network namespaces, CTest label 'multihost'"
+  (cd "$MT_BUILD" && ctest --output-on-failure -L multihost)
+  stage_done "multihost (namespaces)"
 fi
 echo "== time per stage"
 printf '%s\n' "${stage_times[@]}"

@@ -19,6 +19,7 @@ typedef struct Comm {
   int rank, size;
   MPI_Comm node;      /* ranks sharing this node's memory */
   int node_rank, node_size;
+  int n_nodes;        /* nodes the ranks span (each node's ranks share memory) */
   int node_cores;     /* CPUs this process may run on (affinity mask), at least 1 */
   int node_cpus;      /* CPUs any rank of this node may run on (the union of their masks), at least 1 */
   Watchdog *wd;       /* the stall inspector, when running */

@@ -58,6 +58,8 @@ int mt_comm_init(Comm *c, MPI_Comm parent, MtError *err) {
   MPI_Comm_set_errhandler(c->node, MPI_ERRORS_RETURN);
   MPI_Comm_rank(c->node, &c->node_rank);
   MPI_Comm_size(c->node, &c->node_size);
+  int leader = c->node_rank == 0;
+  MPI_CHECK(c, MPI_Allreduce(&leader, &c->n_nodes, 1, MPI_INT, MPI_SUM, c->comm));
   cpu_set_t set, node_set;
   CPU_ZERO(&set);
   c->node_cores = 1;
@@ -468,6 +470,7 @@ int mt_comm_fail_exit(Comm *c, const MtError *err) {
 
 enum { WD_QUERY = 1, WD_STATE = 2, WD_STOP = 3 };
 
+enum { WD_HOST = 64 }; /* bytes kept of a host name (MPI_Get_processor_name) */
 struct Watchdog {
   pthread_t thread;
   MPI_Comm comm;                  /* a duplicate: the inspector's messages never meet the application's */
@@ -480,6 +483,7 @@ struct Watchdog {
   atomic_llong step;
   _Atomic(const char *) coll;     /* ... the collective it waits in, or NULL */
   atomic_llong coll_since_us;
+  char (*host)[WD_HOST];          /* every rank's host name, gathered at start: a silent rank cannot tell its own */
 };
 
 /* What one rank tells the inspector. */
@@ -607,6 +611,19 @@ static void ranges(const int *r, int n, char *buf, size_t len) {
   }
 }
 
+/* Appends "; on host H1, H2" (each host of the ranks r[0..n) once) to line at p; returns the new p. On a cluster the
+ * host is what an operator looks at: a whole node stopped shows as one name. */
+static int wd_hosts(const Watchdog *w, const int *r, int n, char *line, size_t len, int p) {
+  int shown = 0;
+  for (int i = 0; i < n && p < (int)len; i++) {
+    int seen = 0;
+    for (int j = 0; j < i && !seen; j++) seen = strcmp(w->host[r[j]], w->host[r[i]]) == 0;
+    if (seen) continue;
+    p += snprintf(line + p, len - (size_t)p, "%s%s", shown++ ? ", " : ", on host ", w->host[r[i]]);
+  }
+  return p;
+}
+
 /* This rank has waited too long: ask everyone. If some rank has shown a sign of life within the timeout (it is
  * busy and moving: writing chunks others wait for), this is a slow phase, not a stall: returns the seconds until
  * that sign is a timeout old. Otherwise the lowest waiting rank says what is going on and aborts the job. */
@@ -685,6 +702,7 @@ static double wd_report(Comm *c, WdState me) {
     ranges(late, nm, list, sizeof list);
     p += snprintf(line + p, sizeof line - (size_t)p, "; rank%s %s did not answer (stopped, or hung in the kernel?)",
                   nm == 1 ? "" : "s", list);
+    p = wd_hosts(w, late, nm, line, sizeof line, p);
   }
   if (p < (int)sizeof line) snprintf(line + p, sizeof line - (size_t)p, ". Aborting the job (--stall-timeout %g).",
                                      timeout);
@@ -745,10 +763,25 @@ int mt_comm_watchdog_start(Comm *c, double timeout_s, MtError *err) {
     free(w);
     return mt_fail(err, "MPI_Comm_dup failed starting the stall inspector");
   }
+  char me[MPI_MAX_PROCESSOR_NAME] = "?";
+  int len = 0;
+  if (MPI_Get_processor_name(me, &len) != MPI_SUCCESS) snprintf(me, sizeof me, "?");
+  w->host = calloc((size_t)c->size, sizeof *w->host);
+  if (w->host != NULL) snprintf(w->host[c->rank], WD_HOST, "%s", me);
+  /* Collective even where this rank's calloc failed (any failure is agreed by the caller's next mt_comm_agree). */
+  int ok = w->host != NULL, all_ok = 0;
+  if (MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, w->comm) != MPI_SUCCESS || !all_ok ||
+      MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->host, WD_HOST, MPI_CHAR, w->comm) != MPI_SUCCESS) {
+    MPI_Comm_free(&w->comm);
+    free(w->host);
+    free(w);
+    return mt_fail(err, "cannot gather the host names for the stall inspector");
+  }
   c->wd = w;
   if (pthread_create(&w->thread, NULL, wd_main, c) != 0) {
     c->wd = NULL;
     MPI_Comm_free(&w->comm);
+    free(w->host);
     free(w);
     return mt_fail(err, "cannot start the stall inspector's thread");
   }
@@ -771,5 +804,6 @@ void mt_comm_watchdog_stop(Comm *c) {
     MPI_Recv(junk, (int)sizeof junk, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, w->comm, MPI_STATUS_IGNORE);
   }
   MPI_Comm_free(&w->comm);
+  free(w->host);
   free(w);
 }

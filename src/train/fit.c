@@ -34,7 +34,8 @@ static void print_banner(Trainer *t) {
   if (!t->info->in_memory[SPLIT_TRAIN])
     snprintf(where, sizeof where, "read per batch");
   else if (t->shared[SPLIT_TRAIN].base)
-    snprintf(where, sizeof where, "in memory, one copy per node shared by its %d ranks", t->comm->node_size);
+    snprintf(where, sizeof where, "in memory, one copy per node shared by its %d ranks, %d node%s", t->comm->node_size,
+             t->comm->n_nodes, t->comm->n_nodes == 1 ? "" : "s");
   else
     snprintf(where, sizeof where, "in memory");
   mt_log_info(t->log, "mpitrain: %d rank%s x %d BLAS thread%s (%s); data %s (%lld train%s / %lld test rows, %s)",
@@ -62,6 +63,9 @@ static void print_banner(Trainer *t) {
                          : "");
   if (t->comm->size > 1 && t->gs.n_buckets > 1 && !t->det)
     mt_log_info(t->log, "           %d buckets, each reduced while backward goes on", t->gs.n_buckets);
+  if (t->comm->size > 1 && !t->det && t->cfg.bucket_mb < 0)
+    mt_log_info(t->log, "           --bucket-mb auto: %g (ranks on %d node%s)", t->bucket_mb, t->comm->n_nodes,
+                t->comm->n_nodes == 1 ? "" : "s");
   mt_log_info(t->log, "model %s, %zu parameters, init %s%s; %s %s; batch %lld (%lld steps/epoch), %d epoch%s", arch,
            m->n_params, mt_init_name(mt_init_resolve((InitKind)c->init, (ActKind)c->activation)), extra,
            mt_optim_name((OptKind)c->optimizer), lr, (long long)t->batch, (long long)t->steps_per_epoch, c->epochs,

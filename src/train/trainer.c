@@ -130,7 +130,8 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   for (int i = 0; i < t->n_tensors; i++) bounds[nb++] = t->tensors[i].offset;
   bounds[nb++] = m->n_params;
   double mb = t->cfg.bucket_mb;
-  if (mb < 0) mb = t->comm->node_size == t->comm->size ? 0 : 2; /* auto: see --bucket-mb's help */
+  if (mb < 0) mb = t->comm->n_nodes == 1 ? 0 : 2; /* auto: see --bucket-mb's help */
+  t->bucket_mb = mb;
   size_t bytes = mb > 0 ? (size_t)(mb * 1048576.0) : (size_t)-1 / 2;
   if (mt_gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, t->cfg.shard_optimizer,
                       err) != 0)

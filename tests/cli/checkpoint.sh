@@ -3,6 +3,7 @@
 # Each scenario works in a fresh directory of its own and exits non-zero (saying why) when an expectation fails.
 set -u
 scenario=$1 bin=$2 tamper=$3 data=$4
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/compare.sh" # same_state, same_losses
 work=ckpt-$scenario
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 mpirun=(mpirun)
@@ -10,22 +11,6 @@ fail() { echo "FAIL: $*"; exit 1; }
 train() { local np=$1; shift; "${mpirun[@]}" -np "$np" "$bin" train --data "$data" --hidden 16 --batch 48 \
             --progress off --threads 1 "$@"; }
 newest() { ls "$1"/ckpt-*.h5 2>/dev/null | sort | tail -n 1; }
-# bit-identical parameters and optimiser moments
-same_state() {
-  h5diff "$1" "$2" /model >/dev/null || fail "parameters differ: $1 vs $2"
-  h5diff "$1" "$2" /optimizer >/dev/null || fail "optimiser state differs: $1 vs $2"
-}
-# step losses of two CSV metrics files, over the steps both have after $3, agree within relative $4
-same_losses() {
-  awk -F, -v after="$3" -v tol="$4" '
-    FNR == 1 { next }
-    $1 != "step" || $3 <= after { next }
-    NR == FNR { a[$3] = $5; next }
-    ($3 in a) { n++; d = $5 - a[$3]; if (d < 0) d = -d; r = d / ($5 < 0 ? -$5 : $5);
-                if (r > worst) worst = r; if (r > tol) { print "step " $3 ": " a[$3] " vs " $5; bad++ } }
-    END { printf "%d steps compared, largest relative difference %.3g\n", n, worst; exit (bad > 0 || n == 0) }
-  ' "$1" "$2" || fail "losses of $1 and $2 differ"
-}
 # runs "$@" in the background; sets $pid (mpirun) and waits for a checkpoint of step >= $ckpt_min in $dir
 start_and_wait() {
   "$@" > run.log 2>&1 &
