@@ -48,11 +48,9 @@ uint16_t mt_bf16_from_float(float f);
 float mt_bf16_to_float(uint16_t b);
 /* dst[i] = mt_bf16_from_float(src[i]) for i < n (vectorised where the CPU allows). */
 void mt_bf16_convert(const float *src, uint16_t *dst, size_t n);
-/* Transposed: dst[j·ld + r] = mt_bf16_from_float(src[r·w + j]) for r < rows, j < w (AVX-512: 16 × 16 tiles). */
-void mt_bf16_convert_t(const float *src, int rows, int w, uint16_t *dst, size_t ld);
 
-/* Both at once, for an output gradient [rows, w]: dst = its bf16 copy (as mt_bf16_convert; NULL: none) and
- * sum[j] += Σ_r src[r][j] (the bias gradient: rows added in order, in fp32, the same additions as a plain loop). */
+/* Both at once, for an output gradient [rows, w]: dst = its bf16 copy (as mt_bf16_convert) and sum[j] += Σ_r src[r][j]
+ * (the bias gradient: rows added in order, in fp32, the same additions as a plain loop over rows). */
 void mt_bf16_convert_sum(const float *src, uint16_t *dst, float *sum, int rows, int w);
 
 /* The shape of a dense layer: W at params + w_off, [out, in]. */
@@ -88,16 +86,12 @@ long mt_gemm_late_creations(const MtGemm *g);
 uint16_t *mt_gemm_weights_bf16(MtGemm *g);
 void mt_gemm_stage_weights(MtGemm *g, const float *params);
 int mt_gemm_weights_current(const MtGemm *g, const float *params);
-/* bf16: the handle's bf16 copy of layer d's input rows (mt_gemm_input_bf16, [max_rows, in], from row r0; NULL in
- * fp32): a caller that produces X in a pass of its own (an activation's forward) writes the bf16 copy in that pass
- * and hands mt_gemm_forward a NULL x, so that no separate conversion pass runs. Likewise for the output gradient:
- * where mt_gemm_stages_dy (bf16), a caller that finishes rows [r0, r0 + n) of dY in a pass of its own (the
- * activation's backward, rows still in L1) stages them with mt_gemm_stage_dy — transposed for dW, row-major too
- * when for_dx (dX will be asked for), and db += the rows' sum when db is not NULL (the bias gradient, the same
- * additions as the fp32 loop) — and then hands mt_gemm_backward a NULL dy. */
+/* bf16: the handle's bf16 copy of layer d's input rows (mt_gemm_input_bf16, [max_rows, in]) and of its output
+ * gradient rows (mt_gemm_dy_bf16, [max_rows, out]), from row r0: a caller that produces X or dY in a pass of its own
+ * (an activation's forward or backward) writes the bf16 copy in that pass, and then hands mt_gemm_forward a NULL x
+ * or mt_gemm_backward a NULL dy, so that no separate conversion pass runs. NULL in fp32 (fp32 always needs x, dy). */
 uint16_t *mt_gemm_input_bf16(MtGemm *g, int d, int r0);
-int mt_gemm_stages_dy(const MtGemm *g);
-void mt_gemm_stage_dy(MtGemm *g, int d, const float *dy, float *db, int r0, int n, int for_dx);
+uint16_t *mt_gemm_dy_bf16(MtGemm *g, int d, int r0);
 /* The operands mt_gemm_forward and mt_gemm_backward converted to bf16 themselves (x or dy not NULL), counted. */
 long mt_gemm_conversions(const MtGemm *g);
 
@@ -106,7 +100,7 @@ long mt_gemm_conversions(const MtGemm *g);
 void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const float *b, float *y, int r0, int n);
 /* dW = dYᵀ·X + beta·dW and, unless dx is NULL, dX = dY·W, over rows [r0, r0 + n): x (the forward's input: bf16
  * uses its own copy of it from the forward over the same rows), dy and dx point at row r0. bf16 with dy NULL: the
- * bf16 dY is already staged (mt_gemm_stage_dy, with for_dx when dx is not NULL). */
+ * bf16 dY is already written (mt_gemm_dy_bf16). */
 void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const float *w, float *dw, float beta,
                       float *dx, int r0, int n);
 

@@ -65,14 +65,9 @@ MT_VECTOR_CLONES void mt_bf16_convert(const float *src, uint16_t *dst, size_t n)
 }
 
 /* Row by row, as the model's bias-gradient loop adds (the same float additions in the same order), with the
- * conversion of the same elements while they are in registers (dst NULL: the sum alone). */
+ * conversion of the same elements while they are in registers. */
 MT_VECTOR_CLONES void mt_bf16_convert_sum(const float *src, uint16_t *dst, float *sum, int rows, int w) {
   const uint32_t *s = (const uint32_t *)(const void *)src;
-  if (dst == NULL) {
-    for (int r = 0; r < rows; r++)
-      for (int j = 0; j < w; j++) sum[j] += src[(size_t)r * (size_t)w + j];
-    return;
-  }
   for (int r = 0; r < rows; r++) {
     const size_t o = (size_t)r * (size_t)w;
     for (int j = 0; j < w; j++) {
@@ -80,84 +75,6 @@ MT_VECTOR_CLONES void mt_bf16_convert_sum(const float *src, uint16_t *dst, float
       dst[o + j] = bf16_round_bits(s[o + j]);
     }
   }
-}
-
-/* The transposed conversion: dst[j·ld + r] = bf16(src[r·w + j]) for r < rows, j < w. On AVX-512 in tiles of 16 rows
- * × 16 columns: 16 row segments loaded, rounded as bf16_round_bits does (the same integer operations, lane by lane),
- * transposed in registers and narrowed, each column's 16 values stored as one 32-byte run; the rest of the rows
- * and columns (and every other CPU) element by element. Both give the same bits. */
-static void convert_t_scalar(const float *src, int r0, int r1, int j0, int j1, int w, uint16_t *dst, size_t ld) {
-  const uint32_t *s = (const uint32_t *)(const void *)src;
-  for (int r = r0; r < r1; r++)
-    for (int j = j0; j < j1; j++) dst[(size_t)j * ld + (size_t)r] = bf16_round_bits(s[(size_t)r * (size_t)w + (size_t)j]);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#include <immintrin.h>
-#define MT_TRANSPOSE_AVX512 1
-
-/* 16 lanes of fp32 bits to bf16 bits in the low halves (bf16_round_bits per lane). */
-__attribute__((target("avx512f"))) static inline __m512i round16(__m512i u) {
-  const __m512i r = _mm512_srli_epi32(
-      _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
-                       _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))),
-      16);
-  const __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
-                                                _mm512_set1_epi32(0x7f800000));
-  return _mm512_mask_blend_epi32(nan, r, q);
-}
-
-/* r[i] = row i of a 16 × 16 matrix of 32-bit lanes -> r[j] = its column j. */
-__attribute__((target("avx512f"))) static inline void transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  for (int i = 0; i < 2; i++)
-    for (int j = 0; j < 4; j++) {
-      t[8 * i + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
-      t[8 * i + 4 + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
-    }
-  for (int j = 0; j < 8; j++) {
-    r[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
-    r[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
-  }
-}
-
-__attribute__((target("avx512f"))) static void convert_t_avx512(const float *src, int R, int W, int w, uint16_t *dst,
-                                                              size_t ld) {
-  for (int r0 = 0; r0 < R; r0 += 16)
-    for (int j0 = 0; j0 < W; j0 += 16) {
-      __m512i v[16];
-      for (int i = 0; i < 16; i++) v[i] = round16(_mm512_loadu_si512(src + (size_t)(r0 + i) * (size_t)w + j0));
-      transpose16(v);
-      for (int j = 0; j < 16; j++)
-        _mm256_storeu_si256((__m256i *)(void *)(dst + (size_t)(j0 + j) * ld + (size_t)r0), _mm512_cvtepi32_epi16(v[j]));
-    }
-}
-#endif
-
-void mt_bf16_convert_t(const float *src, int rows, int w, uint16_t *dst, size_t ld) {
-  int R = 0, W = 0; /* the rows and columns the tiles cover */
-#ifdef MT_TRANSPOSE_AVX512
-  static int avx512 = -1;
-  if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
-  if (avx512) {
-    R = rows / 16 * 16;
-    W = w / 16 * 16;
-    convert_t_avx512(src, R, W, w, dst, ld);
-  }
-#endif
-  convert_t_scalar(src, 0, R, W, w, w, dst, ld);
-  convert_t_scalar(src, R, rows, 0, w, w, dst, ld);
 }
 
 /* ==== The handle ==== */
@@ -168,8 +85,6 @@ struct MtGemm {
   MtGemmDense *dense;
   uint16_t *wb;          /* bf16 weights, params' offsets */
   uint16_t **xb, **dyb;  /* [n_dense] each layer's input [max_rows, in] and output gradient [max_rows, out] */
-  uint16_t **dytb;       /* [n_dense] the output gradient transposed, [out, max_rows]: dW's left operand */
-  int *dy_plain;         /* [n_dense] 1 when the last staging of dY wrote dyb too (for dX) */
   long conversions;      /* operands the products converted themselves (not staged by the caller) */
   GemmDnnl *dnnl;
   int check;             /* MPITRAIN_CHECK_BF16_COPY=1: every forward verifies the weights' copy first */
@@ -181,10 +96,7 @@ void mt_gemm_free(MtGemm *g) {
   for (int d = 0; d < g->n_dense; d++) {
     if (g->xb) mt_free(g->xb[d]);
     if (g->dyb) mt_free(g->dyb[d]);
-    if (g->dytb) mt_free(g->dytb[d]);
   }
-  mt_free(g->dytb);
-  mt_free(g->dy_plain);
   mt_free(g->xb);
   mt_free(g->dyb);
   mt_free(g->wb);
@@ -210,15 +122,13 @@ int mt_gemm_create(MtGemm **out, MtPrecision p, const MtGemmDense *dense, int n_
     g->wb = mt_alloc(sizeof(uint16_t) * (n_params ? n_params : 1), "the bf16 weights", err);
     g->xb = mt_alloc(sizeof(uint16_t *) * (size_t)(n_dense ? n_dense : 1), "the bf16 activations", err);
     g->dyb = mt_alloc(sizeof(uint16_t *) * (size_t)(n_dense ? n_dense : 1), "the bf16 gradients", err);
-    g->dytb = mt_alloc(sizeof(uint16_t *) * (size_t)(n_dense ? n_dense : 1), "the bf16 gradients", err);
-    g->dy_plain = mt_alloc(sizeof(int) * (size_t)(n_dense ? n_dense : 1), "the bf16 gradients", err);
-    for (int d = 0; d < n_dense && g->xb && g->dyb && g->dytb && g->dy_plain; d++) {
-      const size_t n = (size_t)max_rows * (size_t)dense[d].out;
+    if (g->xb) memset(g->xb, 0, sizeof(uint16_t *) * (size_t)n_dense);
+    if (g->dyb) memset(g->dyb, 0, sizeof(uint16_t *) * (size_t)n_dense);
+    for (int d = 0; d < n_dense && g->xb && g->dyb; d++) {
       g->xb[d] = mt_alloc(sizeof(uint16_t) * (size_t)max_rows * (size_t)dense[d].in, "the bf16 activations", err);
-      g->dyb[d] = mt_alloc(sizeof(uint16_t) * n, "the bf16 gradients", err);
-      g->dytb[d] = mt_alloc(sizeof(uint16_t) * n, "the bf16 gradients", err);
+      g->dyb[d] = mt_alloc(sizeof(uint16_t) * (size_t)max_rows * (size_t)dense[d].out, "the bf16 gradients", err);
     }
-    if (!err->failed && mt_gemm_dnnl_create(&g->dnnl, dense, n_dense, max_rows, err) == 0 &&
+    if (!err->failed && mt_gemm_dnnl_create(&g->dnnl, dense, n_dense, err) == 0 &&
         mt_gemm_dnnl_prepare(g->dnnl, max_rows, err) == 0)
       mt_gemm_prepare_rows(g, rows, n_rows, err);
   }
@@ -272,19 +182,8 @@ int mt_gemm_weights_current(const MtGemm *g, const float *params) {
 uint16_t *mt_gemm_input_bf16(MtGemm *g, int d, int r0) {
   return is_bf16(g) ? g->xb[d] + (size_t)r0 * (size_t)g->dense[d].in : NULL;
 }
-int mt_gemm_stages_dy(const MtGemm *g) { return is_bf16(g); }
-
-/* Rows [r0, r0 + n) of layer d's output gradient: transposed for dW (its left operand dYᵀ, a plain row-major
- * matrix: oneDNN's AMX kernel copies a transposed left operand at every call, which made dW = dYᵀ·X on the first
- * layer 1.5× slower, README), row-major too when dX will be computed. */
-void mt_gemm_stage_dy(MtGemm *g, int d, const float *dy, float *db, int r0, int n, int for_dx) {
-  const MtGemmDense *l = &g->dense[d];
-  const size_t w = (size_t)l->out;
-  uint16_t *dyb = g->dyb[d] + (size_t)r0 * w;
-  if (db != NULL) mt_bf16_convert_sum(dy, for_dx ? dyb : NULL, db, n, l->out);
-  else if (for_dx) mt_bf16_convert(dy, dyb, (size_t)n * w);
-  mt_bf16_convert_t(dy, n, l->out, g->dytb[d] + r0, (size_t)g->max_rows);
-  g->dy_plain[d] = for_dx;
+uint16_t *mt_gemm_dy_bf16(MtGemm *g, int d, int r0) {
+  return is_bf16(g) ? g->dyb[d] + (size_t)r0 * (size_t)g->dense[d].out : NULL;
 }
 long mt_gemm_conversions(const MtGemm *g) { return g ? g->conversions : 0; }
 
@@ -328,15 +227,12 @@ void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const f
     return;
   }
   /* dY rounded once, for both products (or already, by the caller); X is the forward's copy of the same rows. */
+  uint16_t *dyb = g->dyb[d] + (size_t)r0 * (size_t)l->out;
   const uint16_t *xb = g->xb[d] + (size_t)r0 * (size_t)l->in;
   if (dy != NULL) {
-    mt_gemm_stage_dy(g, d, dy, NULL, r0, n, dx != NULL);
+    mt_bf16_convert(dy, dyb, (size_t)n * (size_t)l->out);
     g->conversions++;
   }
-  if (dx != NULL && !g->dy_plain[d]) {
-    fprintf(stderr, "mpitrain: fatal: layer %d's dY was staged without its row-major copy, and dX is asked for\n", d);
-    abort();
-  }
-  mt_gemm_dnnl_run(g->dnnl, beta != 0.0f ? GEMM_DW_ACC : GEMM_DW, d, n, g->dytb[d] + r0, xb, NULL, dw);
-  if (dx) mt_gemm_dnnl_run(g->dnnl, GEMM_DX, d, n, g->dyb[d] + (size_t)r0 * (size_t)l->out, g->wb + l->w_off, NULL, dx);
+  mt_gemm_dnnl_run(g->dnnl, beta != 0.0f ? GEMM_DW_ACC : GEMM_DW, d, n, dyb, xb, NULL, dw);
+  if (dx) mt_gemm_dnnl_run(g->dnnl, GEMM_DX, d, n, dyb, g->wb + l->w_off, NULL, dx);
 }

@@ -29,7 +29,6 @@ typedef struct Layer {
 } Layer;
 
 struct GemmDnnl {
-  int ld_rows;      /* the leading dimension of dYᵀ (gemm.c's transposed output gradient, [out, ld_rows]) */
   dnnl_engine_t eng;
   dnnl_stream_t stream;
   int n_dense;
@@ -54,14 +53,8 @@ static int md(dnnl_memory_desc_t *d, int64_t rows, int64_t cols, dnnl_data_type_
   return CK(dnnl_memory_desc_init_by_strides(d, 2, dims, t, strides));
 }
 
-/* A row-major [rows, cols] matrix whose rows are ld elements apart. */
-static int md_ld(dnnl_memory_desc_t *d, int64_t rows, int64_t cols, int64_t ld, MtError *err) {
-  dnnl_dims_t dims = {rows, cols}, strides = {ld, 1};
-  return CK(dnnl_memory_desc_init_by_strides(d, 2, dims, dnnl_bf16, strides));
-}
-
-/* The descriptors of product op of a layer over n rows; ld: dYᵀ's leading dimension. */
-static int op_descs(const MtGemmDense *l, GemmOp op, int n, int ld, dnnl_memory_desc_t *src, dnnl_memory_desc_t *wei,
+/* The descriptors of product op of a layer over n rows. */
+static int op_descs(const MtGemmDense *l, GemmOp op, int n, dnnl_memory_desc_t *src, dnnl_memory_desc_t *wei,
                     dnnl_memory_desc_t *bias, dnnl_memory_desc_t *dst, MtError *err) {
   memset(bias, 0, sizeof *bias); /* zero md: no bias */
   switch (op) {
@@ -71,8 +64,8 @@ static int op_descs(const MtGemmDense *l, GemmOp op, int n, int ld, dnnl_memory_
         return -1;
       return l->has_bias ? md(bias, 1, l->out, dnnl_f32, 0, err) : 0;
     case GEMM_DW:
-    case GEMM_DW_ACC: /* dW [out, in] = dYᵀ [out, n] · X [n, in]; dYᵀ stored transposed (gemm.c), row-major here */
-      return md_ld(src, l->out, n, ld, err) || md(wei, n, l->in, dnnl_bf16, 0, err) ||
+    case GEMM_DW_ACC: /* dW [out, in] = dYᵀ [out, n] · X [n, in] */
+      return md(src, l->out, n, dnnl_bf16, 1, err) || md(wei, n, l->in, dnnl_bf16, 0, err) ||
                      md(dst, l->out, l->in, dnnl_f32, 0, err)
                  ? -1
                  : 0;
@@ -87,7 +80,7 @@ static int op_descs(const MtGemmDense *l, GemmOp op, int n, int ld, dnnl_memory_
 /* The primitive descriptor of a product: user scratchpad; DW_ACC adds into dW (a sum post-op: beta = 1). */
 static int make_pd(GemmDnnl *e, const MtGemmDense *l, GemmOp op, int n, dnnl_primitive_desc_t *pd, MtError *err) {
   dnnl_memory_desc_t src, wei, bias, dst;
-  if (op_descs(l, op, n, e->ld_rows, &src, &wei, &bias, &dst, err) != 0) return -1;
+  if (op_descs(l, op, n, &src, &wei, &bias, &dst, err) != 0) return -1;
   dnnl_matmul_desc_t desc;
   dnnl_primitive_attr_t attr = NULL;
   dnnl_post_ops_t po = NULL;
@@ -165,7 +158,7 @@ static int shape_create(GemmDnnl *e, int d, GemmOp op, int n, MtError *err) {
   return rc;
 }
 
-int mt_gemm_dnnl_create(GemmDnnl **out, const MtGemmDense *dense, int n_dense, int max_rows, MtError *err) {
+int mt_gemm_dnnl_create(GemmDnnl **out, const MtGemmDense *dense, int n_dense, MtError *err) {
   *out = NULL;
   GemmDnnl *e = calloc(1, sizeof *e);
   if (e == NULL || (e->layers = calloc((size_t)n_dense, sizeof *e->layers)) == NULL) {
@@ -173,7 +166,6 @@ int mt_gemm_dnnl_create(GemmDnnl **out, const MtGemmDense *dense, int n_dense, i
     return mt_fail(err, "out of memory for the oneDNN primitives");
   }
   e->n_dense = n_dense;
-  e->ld_rows = max_rows;
   for (int d = 0; d < n_dense; d++) e->layers[d].dim = dense[d];
   if (CK(dnnl_engine_create(&e->eng, dnnl_cpu, 0)) || CK(dnnl_stream_create(&e->stream, e->eng, dnnl_stream_default_flags))) {
     mt_gemm_dnnl_free(e);

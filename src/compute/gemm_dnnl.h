@@ -16,13 +16,12 @@ typedef struct GemmDnnl GemmDnnl;
 /* The products of a dense layer, each one primitive per row count. */
 typedef enum GemmOp { GEMM_FWD = 0, GEMM_DW, GEMM_DW_ACC, GEMM_DX, GEMM_OPS } GemmOp;
 
-/* max_rows: the most rows of any product, the leading dimension of the transposed output gradient dW reads. */
-int mt_gemm_dnnl_create(GemmDnnl **out, const MtGemmDense *dense, int n_dense, int max_rows, MtError *err);
+int mt_gemm_dnnl_create(GemmDnnl **out, const MtGemmDense *dense, int n_dense, MtError *err);
 void mt_gemm_dnnl_free(GemmDnnl *e);
 /* Creates the primitives of every layer and product for n rows (nothing when they exist). 0 or -1. */
 int mt_gemm_dnnl_prepare(GemmDnnl *e, int n, MtError *err);
 /* Executes product op of layer d over n rows. Operands as the product needs them: FWD (src X, wei W, bias b or
- * NULL, dst Y), DW/DW_ACC (src dYᵀ [out, max_rows] from column r0, wei X, dst dW), DX (src dY, wei W, dst dX). A row count not prepared is
+ * NULL, dst Y), DW/DW_ACC (src dY, wei X, dst dW), DX (src dY, wei W, dst dX). A row count not prepared is
  * prepared here and counted as late. Failure of oneDNN inside a step is a bug: it aborts with the call named. */
 void mt_gemm_dnnl_run(GemmDnnl *e, GemmOp op, int d, int n, const void *src, const void *wei, const float *bias,
                    float *dst);

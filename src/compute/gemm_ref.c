@@ -14,7 +14,7 @@
 
 /* One dense layer's operands: bf16 inputs, fp32 outputs. */
 typedef struct RefLayer {
-  uint16_t *x, *w, *dy; /* [rows, in], [out, in], [rows, out] (dW reads it as dYᵀ [out, rows], as gemm.c stores it) */
+  uint16_t *x, *w, *dy; /* [rows, in], [out, in], [rows, out] */
   float *b, *y, *dw, *dx; /* [out], [rows, out], [out, in], [rows, in] */
 } RefLayer;
 
@@ -71,7 +71,7 @@ int mt_gemm_ref_bf16_seconds(const MtGemmDense *dense, int n_dense, int rows, do
   RefLayer *L = mt_alloc(sizeof *L * (size_t)n_dense, "the bf16 roofline's layers", err);
   if (L == NULL) return -1;
   for (int d = 0; d < n_dense; d++) L[d] = (RefLayer){0};
-  if (ref_alloc(L, dense, n_dense, rows, err) == 0 && mt_gemm_dnnl_create(&e, dense, n_dense, rows, err) == 0 &&
+  if (ref_alloc(L, dense, n_dense, rows, err) == 0 && mt_gemm_dnnl_create(&e, dense, n_dense, err) == 0 &&
       mt_gemm_dnnl_prepare(e, rows, err) == 0) {
     ref_pass(e, dense, L, n_dense, rows); /* untimed: page in the buffers, load the kernels */
     int iters = 0;

@@ -470,18 +470,18 @@ const float *mt_model_forward(Model *m, const float *x, int n) {
   return mt_model_forward_ctx(m, x, n, &inference);
 }
 
-/* bf16: rows [g0, g0 + gn) of a dense layer's output gradient dy, 16 rows at a time (in L1 for the second loop):
+/* bf16: rows [g0, g0 + gn) of a dense layer's output gradient dy, in one pass, row by row (in L1 for the later loops):
  * the derivative of the activation act above it if its backward was left to this pass (in place, as
- * mt_act_backward), then the GEMMs' bf16 copies and the bias gradient (mt_gemm_stage_dy: the same additions, in
- * the same order, as the fp32 loop of dense_backward). for_dx: dX will be computed. */
-static void dense_stage_dy(Model *m, const Layer *l, const Layer *act, float *dy, float *db, int g0, int gn,
-                           int for_dx) {
+ * mt_act_backward), then the GEMMs' bf16 copy and the bias gradient (mt_bf16_convert_sum: the same additions, in
+ * the same order, as the fp32 loop of dense_backward). */
+static void dense_stage_dy(Model *m, const Layer *l, const Layer *act, float *dy, float *db, int g0, int gn) {
   const size_t w = (size_t)l->out;
-  for (int b0 = g0; b0 < g0 + gn; b0 += 16) {
-    const int nb = g0 + gn - b0 < 16 ? g0 + gn - b0 : 16;
-    for (int r = b0; act && r < b0 + nb; r++)
-      mt_act_backward(act->act, act->slope, act->y + (size_t)r * w, dy + (size_t)r * w, w);
-    mt_gemm_stage_dy(m->gemm, l->block, dy + (size_t)b0 * w, l->has_bias ? db : NULL, b0, nb, for_dx);
+  uint16_t *dyb = mt_gemm_dy_bf16(m->gemm, l->block, g0);
+  for (int r = 0; r < gn; r++) {
+    float *row = dy + ((size_t)g0 + (size_t)r) * w;
+    if (act) mt_act_backward(act->act, act->slope, act->y + ((size_t)g0 + (size_t)r) * w, row, w);
+    if (l->has_bias) mt_bf16_convert_sum(row, dyb + (size_t)r * w, db, 1, l->out);
+    else mt_bf16_convert(row, dyb + (size_t)r * w, w);
   }
 }
 
@@ -490,7 +490,7 @@ static void dense_stage_dy(Model *m, const Layer *l, const Layer *act, float *dy
 static void dense_backward(Model *m, const Layer *l, const Layer *act, const float *input, const float *dy, float *dx,
                            int n, int accumulate) {
   const float beta = accumulate ? 1.0f : 0.0f;
-  const int bf16 = mt_gemm_stages_dy(m->gemm);
+  const int bf16 = mt_gemm_dy_bf16(m->gemm, l->block, 0) != NULL;
   float *db = m->grads + l->b_off;
   /* Group mode: each group's dW and db on their own, handed over before the next group overwrites them. */
   const int G = m->ctx.group > 0 ? m->ctx.group : (n > 0 ? n : 1);
@@ -498,7 +498,7 @@ static void dense_backward(Model *m, const Layer *l, const Layer *act, const flo
     const int gn = n - g0 < G ? n - g0 : G;
     const size_t ro = (size_t)g0;
     if (l->has_bias && (!accumulate || m->ctx.group > 0)) memset(db, 0, sizeof(float) * (size_t)l->out);
-    if (bf16) dense_stage_dy(m, l, act, (float *)dy, db, g0, gn, dx != NULL);
+    if (bf16) dense_stage_dy(m, l, act, (float *)dy, db, g0, gn);
     dense_backward_gemms(m, l, input + ro * l->in, bf16 ? NULL : dy + ro * l->out, dx ? dx + ro * l->in : NULL, g0,
                          gn, m->ctx.group > 0 ? 0.0f : beta);
     for (int r = 0; !bf16 && l->has_bias && r < gn; r++) {

@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
   int nm = 0;
   for (int d = 0; d < 3; d++) {
     mm_make(&mms[nm++], eng, B, ins[d], widths[d], 0, 1, 1);  /* Y = X·Wᵀ + b */
-    mm_make(&mms[nm++], eng, widths[d], B, ins[d], 0, 0, 0);  /* dW = dYᵀ·X, dYᵀ stored transposed (gemm.c) */
+    mm_make(&mms[nm++], eng, widths[d], B, ins[d], 1, 0, 0);  /* dW = dYᵀ·X */
     if (d > 0) mm_make(&mms[nm++], eng, B, widths[d], ins[d], 0, 0, 0); /* dX = dY·W */
   }
 
