@@ -106,15 +106,7 @@ static void run(Comm *c, size_t n, size_t tensor, size_t bucket_bytes, int shard
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  int wrank, wsize;
-  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
-  MPI_Comm_size(MPI_COMM_WORLD, &wsize);
-  if (wsize != MAXK) {
-    if (wrank == 0) fprintf(stderr, "run with mpirun -np %d\n", MAXK);
-    MPI_Finalize();
-    return 1;
-  }
+  const int wrank = mpi_check_init_world(&argc, &argv, MAXK);
   const size_t FUSED = (size_t)1 << 40;
   for (int k = 1; k <= MAXK; k++) {
     MPI_Comm sub;

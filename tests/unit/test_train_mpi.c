@@ -181,15 +181,7 @@ static void compare(const char *opt, Result *r, size_t n_params, int64_t n_train
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  int wrank, wsize;
-  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
-  MPI_Comm_size(MPI_COMM_WORLD, &wsize);
-  if (wsize != MAXK) {
-    if (wrank == 0) fprintf(stderr, "run with mpirun -np %d\n", MAXK);
-    MPI_Finalize();
-    return 1;
-  }
+  const int wrank = mpi_check_init_world(&argc, &argv, MAXK);
   /* 1003 rows, batch 64: 16 steps per epoch, the last with 43 rows; 64 and 43 split unevenly over 3 ranks. */
   SynthSpec spec = {.n_train = 1003, .n_test = 300, .d = 20, .n_classes = 5, .seed = 3, .noise = 1.5f};
   Dataset *ds = NULL;
