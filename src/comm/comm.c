@@ -355,9 +355,9 @@ static void bf16_parts(GradSync *g, int b, int blocking) {
   g->stage[b] = BF16_PARTS;
 }
 
-/* bf16, bucket b's parts have arrived: their fp32 sum in rank order (the same additions at every rank count's
- * owner); replicated, then the sums' bf16 copy to every rank, in place in wire (this rank's part of wire was sent
- * already). */
+/* bf16, bucket b's parts have arrived: their fp32 sum in rank order (a fixed order, so the result does not depend on
+ * MPI's timing); replicated, then the sums' bf16 copy to every rank, in place in wire (this rank's part of wire was
+ * sent already). */
 static void bf16_sums(GradSync *g, int b, int blocking) {
   Comm *c = g->c;
   const int N = c->size;
