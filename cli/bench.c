@@ -378,11 +378,13 @@ static const char *roof_key(const Bench *b) { return b->bf16 ? "onednn_bf16" : "
 static void bench_report_json(Comm *c, Bench *b, const BenchResult *m, const char *arch, const char *scaling) {
   const Config *cfg = &b->bc.train;
   Trainer *t = b->t;
-  char extra[256] = ""; /* bf16 only: what ran, and what the roofline ran (fp32's object stays as it was) */
+  char extra[320] = ""; /* bf16 only: what ran, and what the roofline ran (fp32's object stays as it was) */
   if (b->bf16)
     snprintf(extra, sizeof extra,
              ", \"precision\": \"bf16\", \"gemm_kernel\": \"%s\", \"roofline\": \"bare %s matmul\"",
              mt_gemm_kernel(mt_trainer_model(t)->gemm), mt_gemm_kernel(mt_trainer_model(t)->gemm));
+  if (cfg->grad_comm == GRAD_COMM_BF16) /* likewise only when set */
+    snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ", \"grad_comm\": \"bf16\"");
   printf("{\"ranks\": %d, \"threads\": %d, \"model\": \"%s\", \"params\": %zu, \"optimizer\": \"%s\", "
          "\"batch\": %lld, \"rows_per_rank\": %d, \"micro_batch\": %d, \"steps\": %d, \"step_ms\": %.4f, "
          "\"samples_per_s\": %.1f, \"gflops_per_rank\": %.2f, \"%s_gflops_per_rank\": %.2f, "
@@ -424,10 +426,11 @@ static void bench_report_table(Comm *c, Bench *b, const BenchResult *m, const ch
   printf("  time per step: data %.3f ms, forward %.3f ms, backward %.3f ms, allreduce %.3f ms, update %.3f ms\n",
          m->ms[0], m->ms[1], m->ms[2], m->ms[3], m->ms[4]);
   if (c->size > 1)
-    printf("  gradient reduction %9.3f ms  (%d bucket%s%s; bus bandwidth %.2f GB/s = %.0f %% of a bare "
+    printf("  gradient reduction %9.3f ms  (%d bucket%s%s%s; bus bandwidth %.2f GB/s = %.0f %% of a bare "
            "MPI_Allreduce of the same %.1f MB: %.3f ms, %.2f GB/s)\n",
            m->red_ms, mt_trainer_buckets(t), mt_trainer_buckets(t) == 1 ? "" : "s",
-           cfg->shard_optimizer ? ", reduce-scatter + all-gather" : "", m->red_bw, 100 * m->red_bw / m->bare_bw,
+           cfg->shard_optimizer ? ", reduce-scatter + all-gather" : "",
+           cfg->grad_comm == GRAD_COMM_BF16 ? ", sent as bf16" : "", m->red_bw, 100 * m->red_bw / m->bare_bw,
            m->nred * 4 / 1048576.0, m->bare_ms, m->bare_bw);
   printf("  memory per rank    %9.1f MB peak resident (largest rank); model %.1f MB of which optimiser state "
          "%.1f MB\n",

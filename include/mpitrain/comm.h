@@ -79,7 +79,17 @@ int mt_comm_replicas_identical(Comm *c, const void *buf, size_t bytes);
  *    (parts differ by at most one element, so no padding is needed and no size is refused), updates only those
  *    parameters with only their optimiser moments (memory ÷ N), then mt_gradsync_allgather shares the updated
  *    parameters (MPI_Iallgatherv in place). Same bytes on the wire as an allreduce. The tail gets its own small
- *    allreduce. */
+ *    allreduce.
+ *
+ * --grad-comm bf16 (either schedule): each bucket travels as bf16 and is summed in fp32. MPI cannot add bf16 (a
+ * user-defined operation on a 16-bit type would add in bf16 and lose the sum's bits), so the reduction is ours: a
+ * reduce-scatter as MPI_Ialltoallv of the bf16 parts (rank r receives every rank's bf16 copy of its own part),
+ * the fp32 sum of those in rank order (mt_bf16_sum_rows), then, replicated, this rank's sum rounded to bf16 and an
+ * MPI_Iallgatherv of the bf16 sums, which every rank (the owner too) widens back into grads: the same bits
+ * everywhere. Each stage moves (N-1)/N of the bucket in 2-byte values, half of the fp32 ring allreduce's bytes;
+ * sharded, own gets the fp32 sums and the parameters' all-gather stays fp32. Non-blocking like the fp32 buckets:
+ * a bucket's second stage starts when mt_gradsync_ready or mt_gradsync_finish finds its first one complete. The
+ * tail stays fp32 (its own small allreduce). One rank: nothing is rounded. */
 typedef struct GradSync {
   Comm *c;
   float *grads;       /* [n + n_tail] */
@@ -96,11 +106,24 @@ typedef struct GradSync {
   size_t n_own;           /* this rank's parameters: the optimiser's size in sharded mode */
   float *own;             /* [n_own] the summed gradient of this rank's parts */
   double reduce_wait;     /* seconds spent waiting in mt_gradsync_finish (communication not hidden) */
+  /* --grad-comm bf16 (the counts, own_off, own_moff and own above are planned for either schedule) */
+  int bf16;
+  uint16_t *wire;         /* [n] the bf16 gradient, at the buffer's offsets; replicated, then the gathered bf16 sums */
+  uint16_t *recv;         /* [size * n_own] every rank's bf16 copy of this rank's parts, bucket b at size * own_moff[b] */
+  int *rcounts, *rdispls; /* [n_buckets][size] receiving this rank's part of bucket b from each rank */
+  unsigned char *stage;   /* [n_buckets] BF16_IDLE, BF16_PARTS (exchanging the parts), BF16_SUMS (gathering sums) */
+  MPI_Comm gather_comm;   /* replicated: the gathers' own communicator. Non-blocking collectives must start in the
+                           * same order everywhere; the gathers start when a rank finds a bucket's parts arrived,
+                           * which interleaves differently with the exchanges on each rank, but in bucket order */
 } GradSync;
+
+/* --grad-comm: "fp32", "bf16" in enum order, NULL-terminated (the option table's choices). */
+typedef enum MtGradComm { GRAD_COMM_FP32 = 0, GRAD_COMM_BF16, GRAD_COMM_COUNT } MtGradComm;
+extern const char *const mt_grad_comm_names[GRAD_COMM_COUNT + 1];
 
 /* Buckets split at the given tensor boundaries (ascending offsets, 0 and n included: [nb]). */
 int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail, const size_t *boundaries, int nb,
-                    size_t bucket_bytes, int shard, MtError *err);
+                    size_t bucket_bytes, int shard, MtGradComm wire, MtError *err);
 void mt_gradsync_free(GradSync *g);
 /* Gradients [offset, n) are final. The tail must be final before the first call. Not collective by itself, but every
  * rank must report the same offsets in the same order (they do: backward is the same program on every rank). */

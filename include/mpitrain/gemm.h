@@ -49,6 +49,12 @@ float mt_bf16_to_float(uint16_t b);
 /* dst[i] = mt_bf16_from_float(src[i]) for i < n (vectorised where the CPU allows). */
 void mt_bf16_convert(const float *src, uint16_t *dst, size_t n);
 
+/* dst[i] = mt_bf16_to_float(src[i]) for i < n (exact). */
+void mt_bf16_widen(const uint16_t *src, float *dst, size_t n);
+/* The fp32 sum of rows bf16 vectors: dst[i] = Σ_r mt_bf16_to_float(src[r·stride + i]) for i < n, added in row order
+ * (row 0 first) in fp32 — the bf16 gradient reduction's sum of every rank's part (comm.h). */
+void mt_bf16_sum_rows(const uint16_t *src, int rows, size_t stride, float *dst, size_t n);
+
 /* Both at once, for an output gradient [rows, w]: dst = its bf16 copy (as mt_bf16_convert) and sum[j] += Σ_r src[r][j]
  * (the bias gradient: rows added in order, in fp32, the same additions as a plain loop over rows). */
 void mt_bf16_convert_sum(const float *src, uint16_t *dst, float *sum, int rows, int w);

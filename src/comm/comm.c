@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mpitrain/gemm.h"
 #include "mpitrain/util.h"
 
 #ifdef MPITRAIN_SMPI
@@ -221,14 +222,43 @@ void mt_comm_abort(const Comm *c, const char *fmt, ...) {
 
 /* ==== Gradient reduction in buckets ==== */
 
+const char *const mt_grad_comm_names[GRAD_COMM_COUNT + 1] = {"fp32", "bf16", NULL};
+
+enum { BF16_IDLE = 0, BF16_PARTS, BF16_SUMS };
+
+/* --grad-comm bf16: the buffers and the receive side of each bucket's exchange of parts (this rank's part of bucket
+ * b from every rank, one after the other: the rows mt_bf16_sum_rows adds). */
+static int plan_bf16(GradSync *g, MtError *err) {
+  const int N = g->c->size, k = g->n_buckets;
+  if ((size_t)N * g->n_own > (size_t)INT32_MAX)
+    return mt_fail(err, "--grad-comm bf16: %zu gradient values per rank are too many for MPI", g->n_own);
+  g->wire = mt_alloc(sizeof(uint16_t) * (g->n ? g->n : 1), "the bf16 gradient", err);
+  g->recv = g->wire ? mt_alloc(sizeof(uint16_t) * (g->n_own ? (size_t)N * g->n_own : 1), "the bf16 parts", err) : NULL;
+  g->rcounts = malloc(sizeof(int) * (size_t)k * (size_t)N);
+  g->rdispls = malloc(sizeof(int) * (size_t)k * (size_t)N);
+  g->stage = calloc((size_t)k, 1);
+  if (err->failed) return -1;
+  if (!g->shard && MPI_Comm_dup(g->c->comm, &g->gather_comm) != MPI_SUCCESS)
+    return mt_fail(err, "MPI_Comm_dup failed planning the bf16 reduction");
+  if (!g->rcounts || !g->rdispls || !g->stage) return mt_fail(err, "out of memory planning the bf16 reduction");
+  for (int b = 0; b < k; b++)
+    for (int r = 0; r < N; r++) {
+      g->rcounts[b * N + r] = g->counts[b * N + g->c->rank];
+      g->rdispls[b * N + r] = r * g->counts[b * N + g->c->rank];
+    }
+  return 0;
+}
+
 int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail, const size_t *boundaries, int nb,
-                    size_t bucket_bytes, int shard, MtError *err) {
+                    size_t bucket_bytes, int shard, MtGradComm wire, MtError *err) {
   memset(g, 0, sizeof *g);
   g->c = c;
   g->grads = grads;
   g->n = n;
   g->n_tail = n_tail;
   g->shard = shard && c->size > 1;
+  g->bf16 = wire == GRAD_COMM_BF16 && c->size > 1;
+  g->gather_comm = MPI_COMM_NULL;
   const size_t per = bucket_bytes / sizeof(float) > 0 ? bucket_bytes / sizeof(float) : 1;
   /* From the end: grow a bucket tensor by tensor until it holds at least `per` floats. */
   size_t *ends = calloc((size_t)nb + 1, sizeof *ends), *starts = calloc((size_t)nb + 1, sizeof *starts);
@@ -257,7 +287,7 @@ int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_ta
   g->req = malloc(sizeof(MPI_Request) * (size_t)(k + 1));
   if (g->req == NULL) return mt_fail(err, "out of memory planning the gradient buckets");
   for (int b = 0; b <= k; b++) g->req[b] = MPI_REQUEST_NULL;
-  if (!g->shard) return 0;
+  if (!g->shard && !g->bf16) return 0;
 
   const int N = c->size;
   g->counts = malloc(sizeof(int) * (size_t)k * (size_t)N);
@@ -281,10 +311,17 @@ int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_ta
     }
   }
   g->own = mt_alloc(sizeof(float) * (g->n_own ? g->n_own : 1), "this rank's share of the gradient", err);
-  return g->own ? 0 : -1;
+  if (g->own == NULL) return -1;
+  return g->bf16 ? plan_bf16(g, err) : 0;
 }
 
 void mt_gradsync_free(GradSync *g) {
+  if (g->bf16 && g->gather_comm != MPI_COMM_NULL) MPI_Comm_free(&g->gather_comm); /* bf16: it was initialised */
+  free(g->stage);
+  free(g->rdispls);
+  free(g->rcounts);
+  mt_free(g->recv);
+  mt_free(g->wire);
   mt_free(g->own);
   free(g->own_moff);
   free(g->own_off);
@@ -296,8 +333,90 @@ void mt_gradsync_free(GradSync *g) {
   memset(g, 0, sizeof *g);
 }
 
+/* bf16, bucket b's first stage: its bf16 copy, and every rank's copy of this rank's part to this rank. Blocking for
+ * the one fused bucket (as the fp32 path is, for speed). The tail's fp32 allreduce rides with bucket 0. */
+static void bf16_parts(GradSync *g, int b, int blocking) {
+  Comm *c = g->c;
+  const int N = c->size;
+  const size_t s0 = g->start[b];
+  mt_bf16_convert(g->grads + s0, g->wire + s0, g->end[b] - s0);
+  uint16_t *rb = g->recv + (size_t)N * g->own_moff[b];
+  const int *sc = g->counts + b * N, *sd = g->displs + b * N, *rc = g->rcounts + b * N, *rd = g->rdispls + b * N;
+  if (blocking) {
+    if (g->n_tail > 0)
+      COLL(c, "gradient reduction",
+           MPI_Allreduce(MPI_IN_PLACE, g->grads + g->n, (int)g->n_tail, MPI_FLOAT, MPI_SUM, c->comm));
+    COLL(c, "gradient reduction",
+         MPI_Alltoallv(g->wire + s0, sc, sd, MPI_UINT16_T, rb, rc, rd, MPI_UINT16_T, c->comm));
+  } else {
+    if (b == 0 && g->n_tail > 0)
+      MPI_CHECK(c, MPI_Iallreduce(MPI_IN_PLACE, g->grads + g->n, (int)g->n_tail, MPI_FLOAT, MPI_SUM, c->comm,
+                                  &g->req[g->n_buckets]));
+    MPI_CHECK(c, MPI_Ialltoallv(g->wire + s0, sc, sd, MPI_UINT16_T, rb, rc, rd, MPI_UINT16_T, c->comm, &g->req[b]));
+  }
+  g->stage[b] = BF16_PARTS;
+}
+
+/* bf16, bucket b's parts have arrived: their fp32 sum in rank order (a fixed order, so the result does not depend on
+ * MPI's timing); replicated, then the sums' bf16 copy to every rank, in place in wire (this rank's part of wire was
+ * sent already). */
+static void bf16_sums(GradSync *g, int b, int blocking) {
+  Comm *c = g->c;
+  const int N = c->size;
+  const int cnt = g->counts[b * N + c->rank];
+  float *own = g->own + g->own_moff[b];
+  mt_bf16_sum_rows(g->recv + (size_t)N * g->own_moff[b], N, (size_t)cnt, own, (size_t)cnt);
+  g->stage[b] = BF16_SUMS;
+  if (g->shard) return;
+  mt_bf16_convert(own, g->wire + g->own_off[b], (size_t)cnt);
+  uint16_t *wb = g->wire + g->start[b];
+  if (blocking)
+    COLL(c, "gradient reduction", MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, wb, g->counts + b * N,
+                                                 g->displs + b * N, MPI_UINT16_T, c->comm));
+  else
+    MPI_CHECK(c, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, wb, g->counts + b * N, g->displs + b * N,
+                                 MPI_UINT16_T, g->gather_comm, &g->req[b]));
+}
+
+/* bf16: the buckets whose parts have arrived go on to their sums (MPI_Test of a request completed already, and set
+ * to MPI_REQUEST_NULL by an MPI_Testall, says so at once). In bucket order, stopping at the first still under way:
+ * non-blocking collectives must start in the same order on every rank, and when a test succeeds differs. */
+static void bf16_progress(GradSync *g) {
+  for (int b = 0; b < g->launched; b++) {
+    if (g->stage[b] != BF16_PARTS) continue;
+    int done = 0;
+    MPI_CHECK(g->c, MPI_Test(&g->req[b], &done, MPI_STATUS_IGNORE));
+    if (!done) return;
+    bf16_sums(g, b, 0);
+  }
+}
+
+/* bf16: everything launched, every bucket through both stages, the sums (replicated) widened into grads. */
+static void bf16_finish(GradSync *g) {
+  Comm *c = g->c;
+  if (g->n_buckets == 1) {
+    bf16_parts(g, 0, 1);
+    bf16_sums(g, 0, 1);
+  } else {
+    while (g->launched < g->n_buckets) bf16_parts(g, g->launched++, 0);
+    for (int b = 0; b < g->n_buckets; b++) {
+      if (g->stage[b] != BF16_PARTS) continue;
+      COLL(c, "gradient reduction", MPI_Wait(&g->req[b], MPI_STATUS_IGNORE));
+      bf16_sums(g, b, 0);
+    }
+    COLL(c, "gradient reduction", MPI_Waitall(g->n_buckets + 1, g->req, MPI_STATUSES_IGNORE));
+  }
+  if (!g->shard) mt_bf16_widen(g->wire, g->grads, g->n);
+  memset(g->stage, BF16_IDLE, (size_t)g->n_buckets);
+  g->launched = 0;
+}
+
 static void launch(GradSync *g, int b) {
   Comm *c = g->c;
+  if (g->bf16) {
+    bf16_parts(g, b, 0);
+    return;
+  }
   if (!g->shard) {
     /* Bucket 0 carries the tail, which sits right after the buffer. */
     size_t len = g->end[b] - g->start[b] + (b == 0 ? g->n_tail : 0);
@@ -317,6 +436,7 @@ static void launch(GradSync *g, int b) {
 void mt_gradsync_ready(GradSync *g, size_t offset) {
   if (g->c->size == 1 || g->n_buckets == 1) return; /* one bucket: fused, blocking, in mt_gradsync_finish */
   while (g->launched < g->n_buckets && g->start[g->launched] >= offset) launch(g, g->launched++);
+  if (g->bf16) bf16_progress(g);
   int done = 0;
   MPI_CHECK(g->c, MPI_Testall(g->n_buckets + 1, g->req, &done, MPI_STATUSES_IGNORE));
 }
@@ -324,6 +444,11 @@ void mt_gradsync_ready(GradSync *g, size_t offset) {
 void mt_gradsync_finish(GradSync *g) {
   if (g->c->size == 1) return;
   double t0 = MPI_Wtime();
+  if (g->bf16) {
+    bf16_finish(g);
+    g->reduce_wait += MPI_Wtime() - t0;
+    return;
+  }
   if (g->n_buckets == 1) {
     /* One fused bucket: nothing to overlap with, so the blocking collective, whose tuned algorithms Open MPI runs
      * 1.5-2.5x faster than the non-blocking ones of the same size (measured: bench). */

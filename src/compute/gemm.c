@@ -64,6 +64,26 @@ MT_VECTOR_CLONES void mt_bf16_convert(const float *src, uint16_t *dst, size_t n)
   for (size_t i = 0; i < n; i++) dst[i] = bf16_round_bits(s[i]);
 }
 
+MT_VECTOR_CLONES void mt_bf16_widen(const uint16_t *src, float *dst, size_t n) {
+  uint32_t *d = (uint32_t *)(void *)dst; /* the bf16 bits are the float's upper half, the rest zero: exact */
+  for (size_t i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;
+}
+
+/* Row 0 widened, then rows 1, 2, ... added in that order: one float addition per row and element, so every clone
+ * (and any caller's plain loop in the same order) gives the same bits. */
+MT_VECTOR_CLONES void mt_bf16_sum_rows(const uint16_t *src, int rows, size_t stride, float *dst, size_t n) {
+  mt_bf16_widen(src, dst, n);
+  for (int r = 1; r < rows; r++) {
+    const uint16_t *s = src + (size_t)r * stride;
+    for (size_t i = 0; i < n; i++) {
+      uint32_t u = (uint32_t)s[i] << 16;
+      float f;
+      memcpy(&f, &u, sizeof f);
+      dst[i] += f;
+    }
+  }
+}
+
 /* Row by row, as the model's bias-gradient loop adds (the same float additions in the same order), with the
  * conversion of the same elements while they are in registers. */
 MT_VECTOR_CLONES void mt_bf16_convert_sum(const float *src, uint16_t *dst, float *sum, int rows, int w) {

@@ -53,14 +53,17 @@ static void print_banner(Trainer *t) {
                        "--det-group %lld or a larger --batch", (long long)groups, t->comm->size, (long long)groups,
                t->comm->size - 1, (long long)(t->batch / t->comm->size > 0 ? t->batch / t->comm->size : 1));
   }
-  if (t->comm->size > 1)
-    mt_log_info(t->log, "gradients: %s%s",
-             t->det                   ? "one integer allreduce after backward (deterministic)"
-             : t->gs.n_buckets == 1 ? "one fused bucket, reduced after backward"
-                                      : "",
+  if (t->comm->size > 1) {
+    const char *how = t->det ? "one integer allreduce after backward (deterministic)"
+                      : t->gs.n_buckets == 1 ? "one fused bucket, reduced after backward"
+                                             : "";
+    mt_log_info(t->log, "gradients: %s%s%s%s", how,
+             t->gs.bf16 ? (how[0] ? "; " : "") : "",
+             t->gs.bf16 ? "sent as bf16, summed in fp32 (--grad-comm bf16)" : "",
              t->gs.shard ? "; sharded optimiser (ZeRO-1): each rank updates and keeps state for 1/N of the "
                            "parameters"
                          : "");
+  }
   if (t->comm->size > 1 && t->gs.n_buckets > 1 && !t->det)
     mt_log_info(t->log, "           %d buckets, each reduced while backward goes on", t->gs.n_buckets);
   if (t->comm->size > 1 && !t->det && t->cfg.bucket_mb < 0)

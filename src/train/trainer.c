@@ -134,7 +134,7 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   t->bucket_mb = mb;
   size_t bytes = mb > 0 ? (size_t)(mb * 1048576.0) : (size_t)-1 / 2;
   if (mt_gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, t->cfg.shard_optimizer,
-                      err) != 0)
+                         (MtGradComm)t->cfg.grad_comm, err) != 0)
     return -1;
   return mt_update_plan(t, err);
 }

@@ -169,6 +169,12 @@ const OptionSpec mt_config_train_options[] = {
    .help = "ZeRO-1: reduce-scatter the gradient, each rank updates its 1/N of the parameters with its 1/N of the "
            "optimiser state, then all-gather the parameters; same traffic as an allreduce, 1/N of the optimiser "
            "memory and work"},
+  {.name = "grad-comm", .flags = OPT_TRAJECTORY, .type = OT_ENUM, .offset = offsetof(Config, grad_comm),
+   .def = "fp32", .choices = mt_grad_comm_names,
+   .help = "the gradient reduction's numbers on the wire: fp32; bf16 = each rank rounds its gradient to bf16 and "
+           "the sums are taken in fp32 (a reduce-scatter of bf16 parts, then an all-gather of the bf16 sums; with "
+           "--shard-optimizer only the reduce-scatter): half the bytes of fp32, worth it where the network is the "
+           "bottleneck (across nodes). One rank: nothing is sent or rounded. Not with --deterministic"},
   {.name = "deterministic", .type = OT_BOOL, .offset = offsetof(Config, deterministic), .def = "false",
    .help = "bit-identical parameters at every step on any number of ranks, and when resuming on another number: "
            "each global batch is cut into fixed groups of --det-group rows, every GEMM runs on one group, and the "
@@ -260,6 +266,10 @@ int mt_config_validate(const Config *c, MtError *err) {
   if (c->deterministic && c->threads > 1)
     return mt_fail(err, "--threads %d with --deterministic: OpenBLAS's results depend on its thread count, so "
                         "deterministic mode uses one thread per rank; start one rank per core instead", c->threads);
+  if (c->deterministic && c->grad_comm == GRAD_COMM_BF16)
+    return mt_fail(err, "--grad-comm bf16 with --deterministic: deterministic mode sends exact fixed-point sums "
+                        "(32 or 64 bits per value), which cannot be halved to 16 bits and stay exact; use one or "
+                        "the other");
   if (c->deterministic && c->micro_batch > 0 && c->micro_batch < c->det_group)
     return mt_fail(err, "--micro-batch %d with --deterministic: a micro-batch holds whole groups; use at least "
                         "--det-group (%d) rows", c->micro_batch, c->det_group);

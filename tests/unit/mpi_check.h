@@ -7,6 +7,7 @@
 
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "mpitrain/comm.h"
 
@@ -29,6 +30,21 @@ static int mpi_check_result(void) {
   MPI_Allreduce(MPI_IN_PLACE, &failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
   if (rank == 0) printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
   return failures ? 1 : 0;
+}
+
+/* MPI_Init for a test that needs exactly `want` ranks (it splits them into communicators of its own): the world
+ * rank; at another size, rank 0 says so and every rank ends with exit code 1. */
+static inline int mpi_check_init_world(int *argc, char ***argv, int want) {
+  MPI_Init(argc, argv);
+  int rank = 0, size = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size != want) {
+    if (rank == 0) fprintf(stderr, "run with mpirun -np %d\n", want);
+    MPI_Finalize();
+    exit(1);
+  }
+  return rank;
 }
 
 /* MPI_Init and a Comm over MPI_COMM_WORLD (the job aborts with the reason if it cannot be made). */

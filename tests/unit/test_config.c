@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "mpitrain/comm.h"
 #include "mpitrain/config.h"
 #include "mpitrain/init.h"
 #include "mpitrain/model.h"
@@ -87,6 +88,7 @@ static void test_defaults(void **state) {
   assert_true(c.warmup_steps == 0 && c.lr_ref_batch == 0);
   assert_true(c.val_fraction == 0 && c.patience == 0 && c.log_norms == 0);
   assert_true(c.bucket_mb == -1 && c.shard_optimizer == 0);
+  assert_int_equal(c.grad_comm, GRAD_COMM_FP32);
   assert_true(c.deterministic == 0 && c.det_group == 64);
   assert_int_equal(c.on_nonfinite, NONFINITE_STOP);
   assert_true(c.stall_timeout == 600);
@@ -105,7 +107,7 @@ static void test_table_defaults_valid(void **state) {
       fail_msg("default of --%s is rejected: %s", o->name, err.msg);
     assert_non_null(o->help);
   }
-  assert_int_equal(count, 54); /* a new option: add its default to test_defaults too */
+  assert_int_equal(count, 55); /* a new option: add its default to test_defaults too */
 }
 
 static void test_choices_follow_enums(void **state) {
@@ -125,6 +127,8 @@ static void test_choices_follow_enums(void **state) {
   assert_int_equal(c.precision, PRECISION_BF16);
   assert_int_equal(parse(&c, &err, "--precision", "auto", NULL), 0);
   assert_int_equal(c.precision, PRECISION_AUTO);
+  assert_int_equal(parse(&c, &err, "--grad-comm", "bf16", NULL), 0);
+  assert_int_equal(c.grad_comm, GRAD_COMM_BF16);
   assert_int_equal(parse(&c, &err, "--activation", "leaky_relu", "--init", "he", "--optimizer", "momentum", NULL),
                    0);
   assert_int_equal(c.activation, ACT_LEAKY_RELU);
@@ -247,6 +251,9 @@ static void test_validate(void **state) {
   assert_fails_containing(parse(&c, &err, "--data", "x.h5", "--log", "x.h5", "--log-format", "csv", NULL), &err,
                           "that is the dataset");
   assert_fails_with(parse(&c, &err, "--data", "", NULL), &err, "--data: expected a dataset file name, got ''");
+  assert_fails_containing(parse(&c, &err, "--grad-comm", "bf16", "--deterministic", NULL), &err,
+                          "--grad-comm bf16 with --deterministic: ");
+  assert_int_equal(parse(&c, &err, "--grad-comm", "bf16", "--shard-optimizer", "--bucket-mb", "1", NULL), 0);
   /* mt_config_validate alone, on a struct filled by other means */
   assert_int_equal(parse(&c, &err, NULL), 0);
   snprintf(c.log, sizeof c.log, "%s", "noext");

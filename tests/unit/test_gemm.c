@@ -86,6 +86,34 @@ static void test_convert_sum(void **state) {
   }
 }
 
+/* The bf16 gradient reduction's loops: widening is exact (the bits shifted up), and the sum of rows is the plain
+ * fp32 loop in row order (the same bits), within Higham's bound of the double sum, with a stride between rows
+ * longer than a row and a length no vector width divides. */
+static void test_widen_sum_rows(void **state) {
+  (void)state;
+  enum { R = 5, W = 37, STRIDE = 41 };
+  uint16_t src[R * STRIDE];
+  float w[R * STRIDE], sum[W];
+  for (int i = 0; i < R * STRIDE; i++)
+    src[i] = mt_bf16_from_float(from_bits(0x3f800000u + (uint32_t)i * 0x2345u) * (i % 3 ? -0.01f : 0.02f));
+  src[3] = 0x7f80; /* +Inf and a NaN widen to themselves */
+  src[4] = 0xffc1;
+  mt_bf16_widen(src, w, R * STRIDE);
+  for (int i = 0; i < R * STRIDE; i++) assert_int_equal(bits(w[i]), (uint32_t)src[i] << 16);
+  src[3] = src[4] = 0x3f80;
+  mt_bf16_sum_rows(src, R, STRIDE, sum, W);
+  for (int j = 0; j < W; j++) {
+    float loop = mt_bf16_to_float(src[j]);
+    double ref = 0, abs_ref = 0;
+    for (int r = 1; r < R; r++) loop += mt_bf16_to_float(src[r * STRIDE + j]);
+    for (int r = 0; r < R; r++) ref += mt_bf16_to_float(src[r * STRIDE + j]), abs_ref += fabs(mt_bf16_to_float(src[r * STRIDE + j]));
+    assert_true(bits(sum[j]) == bits(loop));
+    if (fabs(sum[j] - ref) > R * 0x1p-24 * abs_ref) fail_msg("sum[%d] = %g, reference %g", j, sum[j], ref);
+  }
+  mt_bf16_sum_rows(src, 1, STRIDE, sum, W); /* one row: just widened */
+  for (int j = 0; j < W; j++) assert_int_equal(bits(sum[j]), (uint32_t)src[j] << 16);
+}
+
 /* ---- One dense layer ---- */
 
 enum { IN = 96, OUT = 40, ROWS = 33 };
@@ -342,7 +370,8 @@ static void test_fused_step(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest conv[] = {cmocka_unit_test(test_rounding), cmocka_unit_test(test_convert_sum)};
+  const struct CMUnitTest conv[] = {cmocka_unit_test(test_rounding), cmocka_unit_test(test_convert_sum),
+                                    cmocka_unit_test(test_widen_sum_rows)};
   const struct CMUnitTest bf16[] = {cmocka_unit_test(test_dense_bf16), cmocka_unit_test(test_model_vs_fp32),
                                     cmocka_unit_test(test_gradcheck_bf16), cmocka_unit_test(test_fused_step)};
   int rc = cmocka_run_group_tests(conv, NULL, NULL);
