@@ -26,7 +26,9 @@
 # x fused = median over rounds of step(fused) / step(schedule) in the same round; hidden = (reduce - exposed) /
 # reduce, the share of the reduction that ran under backward.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+mt_fp32_figures
+root=$MT_ROOT
 hosts=2 rph=1 links="unshaped 10gbit 1gbit" schedules="" rounds=5 batch=256 steps=40 warmup=5 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,15 +39,15 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
-    --warmup) warmup=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    -h|--help) mt_help "$0"; exit 0 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "multihost_bench: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 extra=("$@")
-mpitrain=${MPITRAIN:-$root/build/mpitrain}
+mpitrain=${MPITRAIN:-$MT_BUILD/mpitrain}
 [ -x "$mpitrain" ] || { echo "multihost_bench: no $mpitrain (build first, or set MPITRAIN)" >&2; exit 2; }
 if [ -z "$schedules" ]; then
   schedules="fused=--bucket-mb 0;bucket0.5=--bucket-mb 0.5;bucket2=--bucket-mb 2;zero1=--shard-optimizer --bucket-mb 0"
@@ -65,7 +67,7 @@ run_one() { # link schedule-spec round
   done
   local shape=()
   [ "$link" = unshaped ] || shape=(--link "$link")
-  j=$(env "${envs[@]}" MPITRAIN_AUTO_PRECISION=fp32 bash "$root/launch/multihost.sh" --hosts "$hosts" \
+  j=$(env "${envs[@]}" bash "$root/launch/multihost.sh" --hosts "$hosts" \
         --ranks-per-host "$rph" "${shape[@]}" -- "$mpitrain" bench --precision fp32 --threads 1 --optimizer adam \
         --hidden 512,256 --features 784 --classes 10 --batch "$batch" --steps "$steps" --warmup "$warmup" \
         --scaling off --json "${args[@]}" "${extra[@]}" 2>>"$out/runs.log" | tail -1)
