@@ -17,6 +17,9 @@ mt_build() {
   cmake --build "$MT_BUILD" -j "$(nproc)"
 }
 
+# --help of a launch script: its header comment, from line 2 to the `set -euo` line.
+mt_help() { sed -n '2,/^set -euo/p' "$1" | sed '$d; s/^# \{0,1\}//'; }
+
 # The SimGrid SMPI build (simulated clusters, launch/scaling.sh) lives in its own directory.
 MT_BUILD_SMPI=${MT_BUILD_SMPI:-$MT_ROOT/build-smpi}
 mt_build_smpi() {

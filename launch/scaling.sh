@@ -54,7 +54,7 @@ while [ $# -gt 0 ]; do
     --hostfile) hostfile=$(readlink -f "$2"); shift 2 ;;
     --out) out=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) mt_help "$0"; exit 0 ;;
     *) echo "scaling: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
