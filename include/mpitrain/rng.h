@@ -22,9 +22,12 @@ void mt_rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t ou
 
 /* 128 random bits for (seed, stream, a, b); a < 2^56. Key = seed, counter = {b, a, stream}. */
 void mt_rng_block(uint64_t seed, RngStream stream, uint64_t a, uint64_t b, uint32_t out[4]);
+/* count consecutive blocks at once: out[4i .. 4i+3] = mt_rng_block(seed, stream, a, b0 + i) for i < count (the same
+ * bits, vectorised). */
+void mt_rng_blocks(uint64_t seed, RngStream stream, uint64_t a, uint64_t b0, size_t count, uint32_t *out);
 
-/* Converts 32 random bits to a float uniform in [0, 1) (24 bits of precision). */
-float mt_rng_u01(uint32_t bits);
+/* Converts 32 random bits to a float uniform in [0, 1) (24 bits of precision). Inline: dropout calls it per unit. */
+static inline float mt_rng_u01(uint32_t bits) { return (float)(bits >> 8) * (1.0f / 16777216.0f); }
 
 /* Element i of a standard-normal sequence (Box–Muller on block i/4; each block yields 4 normals). */
 float mt_rng_normal(uint64_t seed, RngStream stream, uint64_t a, uint64_t i);

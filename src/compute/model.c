@@ -276,16 +276,22 @@ static void dropout_forward(const Model *m, Layer *l, const float *x, int n) {
     return;
   }
   const float keep = 1.0f / (1.0f - l->p);
+  const uint64_t a = (uint64_t)c->step * 32 + (uint64_t)l->block;
   for (int r = 0; r < n; r++) {
     float *mask = l->aux + (size_t)r * w;
     uint64_t sample = c->sample_ids ? (uint64_t)c->sample_ids[r] : (uint64_t)r;
-    uint32_t bits[4];
-    for (size_t u = 0; u < w; u++) {
-      if ((u & 3) == 0)
-        mt_rng_block(c->seed, RNG_STREAM_DROPOUT, (uint64_t)c->step * 32 + (uint64_t)l->block, (sample << 18) | (u >> 2),
-                  bits);
-      mask[u] = mt_rng_u01(bits[u & 3]) < l->p ? 0.0f : keep;
+    /* The row's random bits first, in its mask's place (whole blocks; the last partial one apart), then each unit's
+     * mask from its 32 bits. */
+    const size_t whole = w / 4;
+    mt_rng_blocks(c->seed, RNG_STREAM_DROPOUT, a, sample << 18, whole, (uint32_t *)(void *)mask);
+    uint32_t tail[4];
+    if (w % 4) mt_rng_block(c->seed, RNG_STREAM_DROPOUT, a, (sample << 18) | whole, tail);
+    for (size_t u = 0; u < 4 * whole; u++) {
+      uint32_t bits;
+      memcpy(&bits, mask + u, sizeof bits);
+      mask[u] = mt_rng_u01(bits) < l->p ? 0.0f : keep;
     }
+    for (size_t u = 4 * whole; u < w; u++) mask[u] = mt_rng_u01(tail[u - 4 * whole]) < l->p ? 0.0f : keep;
     const float *xr = x + (size_t)r * w;
     float *yr = l->y + (size_t)r * w;
     for (size_t u = 0; u < w; u++) yr[u] = xr[u] * mask[u];
