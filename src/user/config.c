@@ -164,7 +164,8 @@ const OptionSpec mt_config_train_options[] = {
    .help = "gradient buckets: each bucket's non-blocking reduction starts as soon as backward has finished its "
            "layers (last layer first) and overlaps the rest of backward; 0 = one fused bucket, reduced after "
            "backward by the blocking collective; auto = 0 when all ranks share one node (the cores that would "
-           "overlap are busy computing, and Open MPI's blocking allreduce is faster), else 2"},
+           "overlap are busy computing, and Open MPI's blocking allreduce is faster); across nodes 2 when the gradients "
+           "other than the first layer's (which backward finishes last) fill two such buckets, else 0"},
   {.name = "shard-optimizer", .type = OT_BOOL, .offset = offsetof(Config, shard_optimizer), .def = "false",
    .help = "ZeRO-1: reduce-scatter the gradient, each rank updates its 1/N of the parameters with its 1/N of the "
            "optimiser state, then all-gather the parameters; same traffic as an allreduce, 1/N of the optimiser "
