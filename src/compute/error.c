@@ -1,5 +1,7 @@
 /* error.c — first-message-wins error records and checked allocation. */
-#define _DEFAULT_SOURCE /* madvise */
+#ifndef _DEFAULT_SOURCE /* madvise (SimGrid's smpicc defines it already) */
+#define _DEFAULT_SOURCE
+#endif
 #include <sys/mman.h>
 #include "mpitrain/error.h"
 
