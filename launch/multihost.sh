@@ -156,9 +156,15 @@ echo "multihost: $hosts hosts x $rph ranks ($prefix-h0..$prefix-h$((hosts - 1)) 
 
 # mpirun runs in the switch namespace (the only other place with an address on the subnet), under a hostname of
 # its own, so every host is remote to it and is started through the agent. btl: vader within a host, tcp across.
+# mpi_yield_when_idle: the emulated hosts share this machine's cores with the kernel's network processing (softirq
+# on the veths), which a rank busy-polling for a message starves until the next scheduler tick: transfers then took
+# whole multiples of ~8 ms (a 200 KB allreduce as long as a 2 MB one, 24 ms at 1gbit). Yielding, the 2.1 MB
+# allreduce takes 17.0 ms at 1gbit, the wire's time (README "Across nodes on the emulated network"). A real node has
+# its own cores and NIC; MT_MULTIHOST_YIELD=0 measures the busy-polling default anyway.
 mpirun_flags=(--hostfile "$work/hostfile" -np $((hosts * rph)) --oversubscribe --allow-run-as-root
   --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1
-  --mca oob_tcp_if_include "$net.0/24" --mca btl_tcp_if_include "$net.0/24" --mca btl self,vader,tcp)
+  --mca oob_tcp_if_include "$net.0/24" --mca btl_tcp_if_include "$net.0/24" --mca btl self,vader,tcp
+  --mca mpi_yield_when_idle "${MT_MULTIHOST_YIELD:-1}")
 ip netns exec "$sw" unshare --uts sh -c 'hostname "$0" && exec mpirun "$@"' "$prefix-head" "${mpirun_flags[@]}" "$@" &
 mpirun_pid=$!
 wait "$mpirun_pid"
