@@ -264,10 +264,7 @@ static int bench_setup(Comm *c, Bench *b, MtError *err) {
    * bf16 on bare matmul primitives of the dense layers' shapes. */
   b->bf16 = mt_gemm_precision(model->gemm) == PRECISION_BF16;
   if (b->bf16) {
-    for (int i = 0; i < model->n_layers; i++) {
-      const Layer *l = &model->layers[i];
-      if (l->kind == LAYER_DENSE) b->dense[b->n_dense++] = (MtGemmDense){l->in, l->out, l->has_bias, l->w_off};
-    }
+    b->n_dense = mt_model_dense_shapes(model, b->dense);
     return 0;
   }
   const int micro = b->micro, d = b->info->d, C = b->info->n_classes;

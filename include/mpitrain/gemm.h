@@ -87,11 +87,10 @@ long mt_gemm_late_creations(const MtGemm *g);
  * slices of W): it must equal bf16(params) whenever a forward runs. The optimiser keeps it so: mt_optim_update
  * writes it in the same pass as the fp32 update (NULL here: fp32, nothing to write). Everything else that changes
  * the parameters (initialisation, loading, broadcasting, restoring) calls mt_gemm_stage_weights afterwards: the
- * one conversion of every W (a NULL handle or fp32: nothing). mt_gemm_weights_current: 1 if every W's copy equals
- * bf16(params) (always for fp32) — the check the tests and MPITRAIN_CHECK_BF16_COPY=1 runs make after each step. */
+ * one conversion of every W (a NULL handle or fp32: nothing). MPITRAIN_CHECK_BF16_COPY=1 makes every bf16 forward
+ * verify the copy first (a debugging aid; test precision.copy). */
 uint16_t *mt_gemm_weights_bf16(MtGemm *g);
 void mt_gemm_stage_weights(MtGemm *g, const float *params);
-int mt_gemm_weights_current(const MtGemm *g, const float *params);
 /* bf16: the handle's bf16 copy of layer d's input rows (mt_gemm_input_bf16, [max_rows, in]) and of its output
  * gradient rows (mt_gemm_dy_bf16, [max_rows, out]), from row r0: a caller that produces X or dY in a pass of its own
  * (an activation's forward or backward) writes the bf16 copy in that pass, and then hands mt_gemm_forward a NULL x

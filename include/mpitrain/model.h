@@ -116,6 +116,8 @@ void mt_model_free(Model *m);
  * buffers and creates its primitives here, for max_batch rows and each of rows[0..n_rows): call it at start-up
  * with every row count the forward and backward passes will see. 0, or -1 with err set (the model unchanged). */
 int mt_model_set_precision(Model *m, MtPrecision p, const int *rows, int n_rows, MtError *err);
+/* The GEMM shapes of the model's dense layers, in order, into dense [MODEL_MAX_HIDDEN + 1]; returns how many. */
+int mt_model_dense_shapes(const Model *m, MtGemmDense *dense);
 int mt_model_has_bn(const Model *m);
 
 /* Inference forward pass for n <= max_batch rows of x [n, n_inputs]; returns the logits [n, n_classes]. */

@@ -185,6 +185,12 @@ int mt_comm_replicas_identical(Comm *c, const void *buf, size_t bytes) {
   return lo == hi;
 }
 
+/* This rank's host name as MPI gives it (buf: MPI_MAX_PROCESSOR_NAME bytes), "?" where MPI cannot say. */
+static void host_name(char *buf) {
+  int len = 0;
+  if (MPI_Get_processor_name(buf, &len) != MPI_SUCCESS) snprintf(buf, MPI_MAX_PROCESSOR_NAME, "?");
+}
+
 void mt_comm_warn_oversubscribed(Comm *c) {
   /* Each node's first rank speaks for its node; the most crowded node is named (MAXLOC: the lowest rank of ties). */
   int mine[2] = {c->node_rank == 0 ? c->node_size - c->node_cpus : -1, c->rank}, worst[2];
@@ -194,8 +200,7 @@ void mt_comm_warn_oversubscribed(Comm *c) {
     int ranks, cpus;
     char host[MPI_MAX_PROCESSOR_NAME];
   } w = {c->node_size, c->node_cpus, "?"};
-  int len = 0;
-  if (c->rank == worst[1] && MPI_Get_processor_name(w.host, &len) != MPI_SUCCESS) snprintf(w.host, sizeof w.host, "?");
+  if (c->rank == worst[1]) host_name(w.host);
   MPI_CHECK(c, MPI_Bcast(&w, (int)sizeof w, MPI_BYTE, worst[1], c->comm));
   if (c->rank != 0) return;
   /* Open MPI's ranks busy-poll while they wait in a collective: a descheduled peer makes every other rank spin
@@ -888,11 +893,10 @@ int mt_comm_watchdog_start(Comm *c, double timeout_s, MtError *err) {
     free(w);
     return mt_fail(err, "MPI_Comm_dup failed starting the stall inspector");
   }
-  char me[MPI_MAX_PROCESSOR_NAME] = "?";
-  int len = 0;
-  if (MPI_Get_processor_name(me, &len) != MPI_SUCCESS) snprintf(me, sizeof me, "?");
+  char me[MPI_MAX_PROCESSOR_NAME];
+  host_name(me);
   w->host = calloc((size_t)c->size, sizeof *w->host);
-  if (w->host != NULL) snprintf(w->host[c->rank], WD_HOST, "%s", me);
+  if (w->host != NULL) snprintf(w->host[c->rank], WD_HOST, "%.*s", WD_HOST - 1, me); /* kept: its first bytes */
   /* Collective even where this rank's calloc failed (any failure is agreed by the caller's next mt_comm_agree). */
   int ok = w->host != NULL, all_ok = 0;
   if (MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, w->comm) != MPI_SUCCESS || !all_ok ||

@@ -18,7 +18,6 @@ static int64_t magic_bits(void) {
   return b;
 }
 
-
 /* The exponent e with max · headroom · 2^e < limit (limit a power of two). */
 static int scale_for(uint32_t maxbits, double limit, double headroom) {
   float max;

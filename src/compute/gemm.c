@@ -193,12 +193,6 @@ static int layer_current(const MtGemm *g, int d, const float *w) {
   return 1;
 }
 
-int mt_gemm_weights_current(const MtGemm *g, const float *params) {
-  for (int d = 0; is_bf16(g) && d < g->n_dense; d++)
-    if (!layer_current(g, d, params + g->dense[d].w_off)) return 0;
-  return 1;
-}
-
 uint16_t *mt_gemm_input_bf16(MtGemm *g, int d, int r0) {
   return is_bf16(g) ? g->xb[d] + (size_t)r0 * (size_t)g->dense[d].in : NULL;
 }

@@ -142,13 +142,18 @@ double mt_model_plan_bytes(const ModelSpec *spec, int max_batch) {
   return 4.0 * (2 * params + acts + 2.0 * max_batch * widest);
 }
 
-int mt_model_set_precision(Model *m, MtPrecision p, const int *rows, int n_rows, MtError *err) {
-  MtGemmDense dense[MODEL_MAX_HIDDEN + 1];
+int mt_model_dense_shapes(const Model *m, MtGemmDense *dense) {
   int n = 0;
   for (int i = 0; i < m->n_layers; i++) {
     const Layer *l = &m->layers[i];
     if (l->kind == LAYER_DENSE) dense[n++] = (MtGemmDense){l->in, l->out, l->has_bias, l->w_off};
   }
+  return n;
+}
+
+int mt_model_set_precision(Model *m, MtPrecision p, const int *rows, int n_rows, MtError *err) {
+  MtGemmDense dense[MODEL_MAX_HIDDEN + 1];
+  const int n = mt_model_dense_shapes(m, dense);
   MtGemm *g = NULL;
   if (mt_gemm_create(&g, p, dense, n, m->n_params, m->max_batch, rows, n_rows, err) != 0) return -1;
   mt_gemm_free(m->gemm);

@@ -50,8 +50,9 @@ void mt_rng_block(uint64_t seed, RngStream stream, uint64_t a, uint64_t b, uint3
   mt_rng_philox4x32(ctr, key, out);
 }
 
-/* The same rounds over independent counters, so that the compiler runs one counter per vector lane (the 32 × 32 → 64-bit products are vpmuludq): dropout draws a mask per unit of every row, and one
- * call per block cost 7 ns per unit — 0.7 ms of a 128-row step of the recommended model (README). */
+/* The same rounds over independent counters, so that the compiler runs one counter per vector lane (the 32 × 32 →
+ * 64-bit products are vpmuludq): dropout draws a mask per unit of every row, and one call per block cost 7 ns per
+ * unit — 0.7 ms of a 128-row step of the recommended model (README). */
 MT_VECTOR_CLONES void mt_rng_blocks(uint64_t seed, RngStream stream, uint64_t a, uint64_t b0, size_t count,
                                     uint32_t *restrict out) {
   const uint32_t c2 = (uint32_t)a, c3 = (uint32_t)((a >> 32) & 0xFFFFFFu) | ((uint32_t)stream << 24);
@@ -65,7 +66,6 @@ MT_VECTOR_CLONES void mt_rng_blocks(uint64_t seed, RngStream stream, uint64_t a,
     out[4 * i + 3] = x3;
   }
 }
-
 
 float mt_rng_normal(uint64_t seed, RngStream stream, uint64_t a, uint64_t i) {
   uint32_t r[4];

@@ -54,7 +54,7 @@ struct Trainer {
   int64_t n_val;
   LrSchedule sched;
   GradSync gs;              /* the gradient reduction schedule (buckets, replicated or sharded) */
-  double bucket_mb;         /* --bucket-mb as used: auto resolved to 0 (one node) or 2 (several) */
+  double bucket_mb;         /* --bucket-mb as used: auto resolved (trainer.c bucket_auto) */
   CommShared shared[2];     /* the in-memory splits' features, one copy per node */
   int n_tensors;
   ModelTensor tensors[4 * MODEL_MAX_HIDDEN + 2];
