@@ -8,6 +8,7 @@ packages=(
   openmpi-bin libopenmpi-dev           # MPI
   libopenblas-dev                      # BLAS (CBLAS interface)
   libdnnl-dev                          # oneDNN: the bf16 GEMMs (--precision bf16, AMX)
+  ocl-icd-opencl-dev                   # only Recommended by libdnnl-dev, but its CMake config requires OpenCL
   libhdf5-openmpi-dev hdf5-tools       # parallel HDF5, h5dump
   zlib1g-dev                           # gzipped IDX files
   libinih-dev                          # INI configuration files
