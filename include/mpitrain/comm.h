@@ -20,12 +20,18 @@ typedef struct Comm {
   MPI_Comm node;      /* ranks sharing this node's memory */
   int node_rank, node_size;
   int n_nodes;        /* nodes the ranks span (each node's ranks share memory) */
+  int nodes_uniform;  /* 1 if every node has node_size ranks (the hierarchical reduction needs it) */
+  MPI_Comm cross;     /* the ranks of every node with this node_rank (one per node), in rank order */
   int node_cores;     /* CPUs this process may run on (affinity mask), at least 1 */
   int node_cpus;      /* CPUs any rank of this node may run on (the union of their masks), at least 1 */
   Watchdog *wd;       /* the stall inspector, when running */
 } Comm;
 
 int mt_comm_init(Comm *c, MPI_Comm parent, MtError *err);
+/* Collective. Makes `node` (a split of c->comm, which c now owns) the ranks that count as one node, and derives
+ * everything above from it: mt_comm_init passes the ranks sharing memory; a test can group ranks of one host into
+ * nodes of its own to run the across-nodes paths. */
+void mt_comm_set_node(Comm *c, MPI_Comm node);
 void mt_comm_free(Comm *c);
 
 /* Collective. Each rank passes its own status; if any rank failed, every rank's err becomes the message of the
@@ -89,7 +95,16 @@ int mt_comm_replicas_identical(Comm *c, const void *buf, size_t bytes);
  * everywhere. Each stage moves (N-1)/N of the bucket in 2-byte values, half of the fp32 ring allreduce's bytes;
  * sharded, own gets the fp32 sums and the parameters' all-gather stays fp32. Non-blocking like the fp32 buckets:
  * a bucket's second stage starts when mt_gradsync_ready or mt_gradsync_finish finds its first one complete. The
- * tail stays fp32 (its own small allreduce). One rank: nothing is rounded. */
+ * tail stays fp32 (its own small allreduce). One rank: nothing is rounded.
+ *
+ * --allreduce hier (replicated fp32 only): each bucket in three stages, as Horovod's hierarchical allreduce does:
+ * a reduce-scatter within the node (shared memory: node rank p gets the node's sum of its part p, the tail riding
+ * in bucket 0's parts), an allreduce of that part across the nodes among the ranks of the same node rank (c->cross:
+ * every node's ranks carry 1/R of the bucket over the network at once, and each host sends and receives the bucket
+ * once, where a ring over all ranks crosses between hosts 2(N-1)/N of it per rank on the boundary), then an
+ * all-gather within the node. Needs the same number of ranks on every node. Every rank ends with the same bits: part
+ * p is summed by one rank per node, then identically by the cross allreduce. Non-blocking with buckets, in stages
+ * like bf16's (stage_next), one request per bucket; one fused bucket uses the blocking collectives. */
 typedef struct GradSync {
   Comm *c;
   float *grads;       /* [n + n_tail] */
@@ -115,15 +130,30 @@ typedef struct GradSync {
   MPI_Comm gather_comm;   /* replicated: the gathers' own communicator. Non-blocking collectives must start in the
                            * same order everywhere; the gathers start when a rank finds a bucket's parts arrived,
                            * which interleaves differently with the exchanges on each rank, but in bucket order */
+  /* --allreduce hier (counts, displs, own_off, own_moff and own planned over c->node: parts of node ranks) */
+  int hier;
+  MPI_Comm hier_gather;   /* the all-gathers' own communicator (a duplicate of c->node), for the reason above */
 } GradSync;
 
 /* --grad-comm: "fp32", "bf16" in enum order, NULL-terminated (the option table's choices). */
 typedef enum MtGradComm { GRAD_COMM_FP32 = 0, GRAD_COMM_BF16, GRAD_COMM_COUNT } MtGradComm;
 extern const char *const mt_grad_comm_names[GRAD_COMM_COUNT + 1];
 
-/* Buckets split at the given tensor boundaries (ascending offsets, 0 and n included: [nb]). */
+/* --allreduce: "auto", "flat", "hier" in enum order, NULL-terminated (the option table's choices). The trainer resolves
+ * auto (mt_allreduce_auto) before planning. */
+typedef enum MtAllreduce { ALLREDUCE_AUTO = 0, ALLREDUCE_FLAT, ALLREDUCE_HIER, ALLREDUCE_COUNT } MtAllreduce;
+extern const char *const mt_allreduce_names[ALLREDUCE_COUNT + 1];
+/* What auto means here: hier where the ranks span several nodes of the same size with more than one rank each, for
+ * the replicated fp32 schedule; else flat. */
+MtAllreduce mt_allreduce_auto(const Comm *c, int shard, MtGradComm wire);
+/* Why `algo` cannot run with these settings (a sentence for an error), or NULL if it can. Same answer on every
+ * rank. */
+const char *mt_allreduce_refusal(const Comm *c, MtAllreduce algo, int shard, MtGradComm wire);
+
+/* Buckets split at the given tensor boundaries (ascending offsets, 0 and n included: [nb]). algo: flat or hier
+ * (resolved; hier must pass mt_allreduce_refusal). */
 int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail, const size_t *boundaries, int nb,
-                    size_t bucket_bytes, int shard, MtGradComm wire, MtError *err);
+                    size_t bucket_bytes, int shard, MtGradComm wire, MtAllreduce algo, MtError *err);
 void mt_gradsync_free(GradSync *g);
 /* Gradients [offset, n) are final. The tail must be final before the first call. Not collective by itself, but every
  * rank must report the same offsets in the same order (they do: backward is the same program on every rank). */

@@ -60,6 +60,7 @@ typedef struct Config {
   float bucket_mb;        /* gradient buckets reduced while backward goes on (0 = one bucket) */
   int shard_optimizer;    /* ZeRO-1: reduce-scatter, update 1/N of the parameters, all-gather */
   int grad_comm;          /* MtGradComm: the gradients travel as fp32 or as bf16 (summed in fp32) */
+  int allreduce;          /* MtAllreduce: flat, hierarchical (within nodes, then across) or auto */
   int deterministic;      /* the same bits on any number of ranks (det.h) */
   int det_group;          /* rows per group in deterministic mode */
   float stall_timeout;    /* seconds in one collective before the stall inspector reports and aborts (0 = off) */

@@ -51,16 +51,31 @@ int mt_comm_init(Comm *c, MPI_Comm parent, MtError *err) {
   memset(c, 0, sizeof *c);
   c->comm = MPI_COMM_NULL;
   c->node = MPI_COMM_NULL;
+  c->cross = MPI_COMM_NULL;
   if (MPI_Comm_dup(parent, &c->comm) != MPI_SUCCESS) return mt_fail(err, "MPI_Comm_dup failed");
   MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
   MPI_Comm_rank(c->comm, &c->rank);
   MPI_Comm_size(c->comm, &c->size);
-  MPI_CHECK(c, MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &c->node));
+  MPI_Comm node;
+  MPI_CHECK(c, MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node));
+  mt_comm_set_node(c, node);
+  return 0;
+}
+
+void mt_comm_set_node(Comm *c, MPI_Comm node) {
+  if (c->cross != MPI_COMM_NULL) MPI_Comm_free(&c->cross);
+  if (c->node != MPI_COMM_NULL) MPI_Comm_free(&c->node);
+  c->node = node;
   MPI_Comm_set_errhandler(c->node, MPI_ERRORS_RETURN);
   MPI_Comm_rank(c->node, &c->node_rank);
   MPI_Comm_size(c->node, &c->node_size);
   int leader = c->node_rank == 0;
   MPI_CHECK(c, MPI_Allreduce(&leader, &c->n_nodes, 1, MPI_INT, MPI_SUM, c->comm));
+  int size_range[2] = {c->node_size, -c->node_size}; /* MIN of both: the smallest and the largest node */
+  MPI_CHECK(c, MPI_Allreduce(MPI_IN_PLACE, size_range, 2, MPI_INT, MPI_MIN, c->comm));
+  c->nodes_uniform = size_range[0] == -size_range[1];
+  MPI_CHECK(c, MPI_Comm_split(c->comm, c->node_rank, c->rank, &c->cross));
+  MPI_Comm_set_errhandler(c->cross, MPI_ERRORS_RETURN);
   cpu_set_t set, node_set;
   CPU_ZERO(&set);
   c->node_cores = 1;
@@ -73,11 +88,11 @@ int mt_comm_init(Comm *c, MPI_Comm parent, MtError *err) {
   MPI_CHECK(c, MPI_Allreduce(&set, &node_set, (int)(sizeof set / sizeof(unsigned long)), MPI_UNSIGNED_LONG, MPI_BOR,
                              c->node));
   c->node_cpus = CPU_COUNT(&node_set) > 0 ? CPU_COUNT(&node_set) : 1;
-  return 0;
 }
 
 void mt_comm_free(Comm *c) {
   mt_comm_watchdog_stop(c);
+  if (c->cross != MPI_COMM_NULL) MPI_Comm_free(&c->cross);
   if (c->node != MPI_COMM_NULL) MPI_Comm_free(&c->node);
   if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
 }
@@ -228,6 +243,31 @@ void mt_comm_abort(const Comm *c, const char *fmt, ...) {
 /* ==== Gradient reduction in buckets ==== */
 
 const char *const mt_grad_comm_names[GRAD_COMM_COUNT + 1] = {"fp32", "bf16", NULL};
+const char *const mt_allreduce_names[ALLREDUCE_COUNT + 1] = {"auto", "flat", "hier", NULL};
+
+const char *mt_allreduce_refusal(const Comm *c, MtAllreduce algo, int shard, MtGradComm wire) {
+  if (algo != ALLREDUCE_HIER || c->size == 1) return NULL;
+  if (shard)
+    return "the hierarchical reduction is for the replicated schedule; with --shard-optimizer the reduce-scatter "
+           "and all-gather are flat (use --allreduce flat or auto)";
+  if (wire == GRAD_COMM_BF16)
+    return "the hierarchical reduction sends fp32; --grad-comm bf16 has its own reduction (use --allreduce flat or "
+           "auto)";
+  if (!c->nodes_uniform)
+    return "the nodes have different numbers of ranks, and the hierarchical reduction splits each bucket into the "
+           "same parts on every node; start as many ranks on each node (e.g. mpirun --map-by ppr:R:node) or use "
+           "--allreduce flat";
+  return NULL;
+}
+
+/* Measured on the emulated network (README "Across nodes"): at 2 hosts x 2 ranks hier beats Open MPI's flat
+ * allreduce on shaped links; with one rank per node the two are the same exchange, and on one node there is no
+ * network to spare. */
+MtAllreduce mt_allreduce_auto(const Comm *c, int shard, MtGradComm wire) {
+  return c->n_nodes > 1 && c->node_size > 1 && mt_allreduce_refusal(c, ALLREDUCE_HIER, shard, wire) == NULL
+             ? ALLREDUCE_HIER
+             : ALLREDUCE_FLAT;
+}
 
 enum { BF16_IDLE = 0, BF16_PARTS, BF16_SUMS };
 
@@ -255,7 +295,7 @@ static int plan_bf16(GradSync *g, MtError *err) {
 }
 
 int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_tail, const size_t *boundaries, int nb,
-                    size_t bucket_bytes, int shard, MtGradComm wire, MtError *err) {
+                    size_t bucket_bytes, int shard, MtGradComm wire, MtAllreduce algo, MtError *err) {
   memset(g, 0, sizeof *g);
   g->c = c;
   g->grads = grads;
@@ -263,7 +303,9 @@ int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_ta
   g->n_tail = n_tail;
   g->shard = shard && c->size > 1;
   g->bf16 = wire == GRAD_COMM_BF16 && c->size > 1;
+  g->hier = algo == ALLREDUCE_HIER && c->size > 1 && !g->shard && !g->bf16;
   g->gather_comm = MPI_COMM_NULL;
+  g->hier_gather = MPI_COMM_NULL;
   const size_t per = bucket_bytes / sizeof(float) > 0 ? bucket_bytes / sizeof(float) : 1;
   /* From the end: grow a bucket tensor by tensor until it holds at least `per` floats. */
   size_t *ends = calloc((size_t)nb + 1, sizeof *ends), *starts = calloc((size_t)nb + 1, sizeof *starts);
@@ -292,23 +334,24 @@ int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_ta
   g->req = malloc(sizeof(MPI_Request) * (size_t)(k + 1));
   if (g->req == NULL) return mt_fail(err, "out of memory planning the gradient buckets");
   for (int b = 0; b <= k; b++) g->req[b] = MPI_REQUEST_NULL;
-  if (!g->shard && !g->bf16) return 0;
+  if (!g->shard && !g->bf16 && !g->hier) return 0;
 
-  const int N = c->size;
+  /* The parts: of every rank, or (hier) of the node's ranks, where bucket 0's parts include the tail. */
+  const int N = g->hier ? c->node_size : c->size, me = g->hier ? c->node_rank : c->rank;
   g->counts = malloc(sizeof(int) * (size_t)k * (size_t)N);
   g->displs = malloc(sizeof(int) * (size_t)k * (size_t)N);
   g->own_off = malloc(sizeof(size_t) * (size_t)k);
   g->own_moff = malloc(sizeof(size_t) * (size_t)k);
   if (!g->counts || !g->displs || !g->own_off || !g->own_moff) return mt_fail(err, "out of memory planning shards");
   for (int b = 0; b < k; b++) {
-    size_t len = g->end[b] - g->start[b];
+    size_t len = g->end[b] - g->start[b] + (g->hier && b == 0 ? n_tail : 0);
     if (len > (size_t)INT32_MAX) return mt_fail(err, "a gradient bucket of %zu floats is too large for MPI", len);
     for (int r = 0; r < N; r++) {
       int64_t lo, hi;
       mt_even_split((int64_t)len, r, N, &lo, &hi);
       g->counts[b * N + r] = (int)(hi - lo);
       g->displs[b * N + r] = (int)lo;
-      if (r == c->rank) {
+      if (r == me) {
         g->own_off[b] = g->start[b] + (size_t)lo;
         g->own_moff[b] = g->n_own;
         g->n_own += (size_t)(hi - lo);
@@ -317,11 +360,18 @@ int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_ta
   }
   g->own = mt_alloc(sizeof(float) * (g->n_own ? g->n_own : 1), "this rank's share of the gradient", err);
   if (g->own == NULL) return -1;
+  if (g->hier) {
+    g->stage = calloc((size_t)k, 1);
+    if (g->stage == NULL) return mt_fail(err, "out of memory planning the hierarchical reduction");
+    if (MPI_Comm_dup(c->node, &g->hier_gather) != MPI_SUCCESS)
+      return mt_fail(err, "MPI_Comm_dup failed planning the hierarchical reduction");
+  }
   return g->bf16 ? plan_bf16(g, err) : 0;
 }
 
 void mt_gradsync_free(GradSync *g) {
   if (g->bf16 && g->gather_comm != MPI_COMM_NULL) MPI_Comm_free(&g->gather_comm); /* bf16: it was initialised */
+  if (g->hier && g->hier_gather != MPI_COMM_NULL) MPI_Comm_free(&g->hier_gather);  /* likewise */
   free(g->stage);
   free(g->rdispls);
   free(g->rcounts);
@@ -416,10 +466,77 @@ static void bf16_finish(GradSync *g) {
   g->launched = 0;
 }
 
+enum { HIER_IDLE = 0, HIER_NODE, HIER_CROSS, HIER_GATHER };
+
+/* hier, bucket b's next stage (see comm.h): the reduce-scatter within the node, the allreduce of this rank's part
+ * across the nodes, the all-gather within the node. */
+static void hier_next(GradSync *g, int b, int blocking) {
+  Comm *c = g->c;
+  const int R = c->node_size;
+  float *part = g->own + g->own_moff[b], *bucket = g->grads + g->start[b];
+  const int cnt = g->counts[b * R + c->node_rank], *counts = g->counts + b * R, *displs = g->displs + b * R;
+  MPI_Request *req = &g->req[b];
+  switch (g->stage[b]++) {
+  case HIER_IDLE:
+    if (blocking)
+      COLL(c, "gradient reduction", MPI_Reduce_scatter(bucket, part, counts, MPI_FLOAT, MPI_SUM, c->node));
+    else
+      MPI_CHECK(c, MPI_Ireduce_scatter(bucket, part, counts, MPI_FLOAT, MPI_SUM, c->node, req));
+    break;
+  case HIER_NODE:
+    if (blocking)
+      COLL(c, "gradient reduction", MPI_Allreduce(MPI_IN_PLACE, part, cnt, MPI_FLOAT, MPI_SUM, c->cross));
+    else
+      MPI_CHECK(c, MPI_Iallreduce(MPI_IN_PLACE, part, cnt, MPI_FLOAT, MPI_SUM, c->cross, req));
+    break;
+  default:
+    if (blocking)
+      COLL(c, "gradient reduction", MPI_Allgatherv(part, cnt, MPI_FLOAT, bucket, counts, displs, MPI_FLOAT, c->node));
+    else
+      MPI_CHECK(c, MPI_Iallgatherv(part, cnt, MPI_FLOAT, bucket, counts, displs, MPI_FLOAT, g->hier_gather, req));
+  }
+}
+
+/* Buckets in stages, one request each: bucket b's next stage starts when its current one has completed and bucket
+ * b - 1 has started that stage already. Each stage has its own communicator, and non-blocking collectives on one
+ * must start in the same order on every rank, while when a test sees a request complete differs from rank to rank.
+ * (A completed request that MPI_Testall set to MPI_REQUEST_NULL tests as complete.) */
+static void stages_progress(GradSync *g, int last, void (*next)(GradSync *, int, int)) {
+  for (int b = 0; b < g->launched; b++)
+    while (g->stage[b] < last && (b == 0 || g->stage[b - 1] > g->stage[b])) {
+      int done = 0;
+      MPI_CHECK(g->c, MPI_Test(&g->req[b], &done, MPI_STATUS_IGNORE));
+      if (!done) return;
+      next(g, b, 0);
+    }
+}
+
+/* Every bucket through every stage: blocking collectives for one fused bucket, else in bucket order. */
+static void stages_finish(GradSync *g, int last, void (*next)(GradSync *, int, int)) {
+  Comm *c = g->c;
+  if (g->n_buckets == 1) {
+    while (g->stage[0] < last) next(g, 0, 1);
+  } else {
+    while (g->launched < g->n_buckets) next(g, g->launched++, 0);
+    for (int b = 0; b < g->n_buckets; b++)
+      while (g->stage[b] < last) {
+        COLL(c, "gradient reduction", MPI_Wait(&g->req[b], MPI_STATUS_IGNORE));
+        next(g, b, 0);
+      }
+    COLL(c, "gradient reduction", MPI_Waitall(g->n_buckets + 1, g->req, MPI_STATUSES_IGNORE));
+  }
+  memset(g->stage, 0, (size_t)g->n_buckets);
+  g->launched = 0;
+}
+
 static void launch(GradSync *g, int b) {
   Comm *c = g->c;
   if (g->bf16) {
     bf16_parts(g, b, 0);
+    return;
+  }
+  if (g->hier) {
+    hier_next(g, b, 0);
     return;
   }
   if (!g->shard) {
@@ -442,6 +559,7 @@ void mt_gradsync_ready(GradSync *g, size_t offset) {
   if (g->c->size == 1 || g->n_buckets == 1) return; /* one bucket: fused, blocking, in mt_gradsync_finish */
   while (g->launched < g->n_buckets && g->start[g->launched] >= offset) launch(g, g->launched++);
   if (g->bf16) bf16_progress(g);
+  if (g->hier) stages_progress(g, HIER_GATHER, hier_next);
   int done = 0;
   MPI_CHECK(g->c, MPI_Testall(g->n_buckets + 1, g->req, &done, MPI_STATUSES_IGNORE));
 }
@@ -449,8 +567,11 @@ void mt_gradsync_ready(GradSync *g, size_t offset) {
 void mt_gradsync_finish(GradSync *g) {
   if (g->c->size == 1) return;
   double t0 = MPI_Wtime();
-  if (g->bf16) {
-    bf16_finish(g);
+  if (g->bf16 || g->hier) {
+    if (g->bf16)
+      bf16_finish(g);
+    else
+      stages_finish(g, HIER_GATHER, hier_next);
     g->reduce_wait += MPI_Wtime() - t0;
     return;
   }

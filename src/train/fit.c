@@ -57,15 +57,25 @@ static void print_banner(Trainer *t) {
     const char *how = t->det ? "one integer allreduce after backward (deterministic)"
                       : t->gs.n_buckets == 1 ? "one fused bucket, reduced after backward"
                                              : "";
-    mt_log_info(t->log, "gradients: %s%s%s%s", how,
-             t->gs.bf16 ? (how[0] ? "; " : "") : "",
+    mt_log_info(t->log, "gradients: %s%s%s%s%s", how,
+             t->gs.bf16 || t->gs.hier ? (how[0] ? "; " : "") : "",
              t->gs.bf16 ? "sent as bf16, summed in fp32 (--grad-comm bf16)" : "",
+             t->gs.hier ? "hierarchical: reduce-scatter within each node, allreduce across nodes, all-gather "
+                          "within (--allreduce hier)"
+                        : "",
              t->gs.shard ? "; sharded optimiser (ZeRO-1): each rank updates and keeps state for 1/N of the "
                            "parameters"
                          : "");
   }
   if (t->comm->size > 1 && t->gs.n_buckets > 1 && !t->det)
     mt_log_info(t->log, "           %d buckets, each reduced while backward goes on", t->gs.n_buckets);
+  if (t->comm->size > 1 && !t->det && t->cfg.allreduce == ALLREDUCE_AUTO) {
+    char each[48] = "different numbers of ranks";
+    if (t->comm->nodes_uniform) snprintf(each, sizeof each, "%d rank%s each", t->comm->node_size,
+                                         t->comm->node_size == 1 ? "" : "s");
+    mt_log_info(t->log, "           --allreduce auto: %s (%d node%s, %s)", mt_allreduce_names[t->allreduce],
+                t->comm->n_nodes, t->comm->n_nodes == 1 ? "" : "s", each);
+  }
   if (t->comm->size > 1 && !t->det && t->cfg.bucket_mb < 0)
     mt_log_info(t->log, "           --bucket-mb auto: %g (ranks on %d node%s)", t->bucket_mb, t->comm->n_nodes,
                 t->comm->n_nodes == 1 ? "" : "s");

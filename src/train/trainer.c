@@ -146,8 +146,15 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   if (mb < 0) mb = bucket_auto(t); /* see --bucket-mb's help */
   t->bucket_mb = mb;
   size_t bytes = mb > 0 ? (size_t)(mb * 1048576.0) : (size_t)-1 / 2;
-  if (mt_gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, t->cfg.shard_optimizer,
-                         (MtGradComm)t->cfg.grad_comm, err) != 0)
+  const int shard = t->cfg.shard_optimizer;
+  const MtGradComm wire = (MtGradComm)t->cfg.grad_comm;
+  MtAllreduce algo = (MtAllreduce)t->cfg.allreduce;
+  if (algo == ALLREDUCE_AUTO) algo = t->det ? ALLREDUCE_FLAT : mt_allreduce_auto(t->comm, shard, wire);
+  const char *why = mt_allreduce_refusal(t->comm, algo, shard, wire);
+  if (why != NULL) return mt_fail(err, "--allreduce hier: %s", why);
+  t->allreduce = algo;
+  if (mt_gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, shard, wire, algo,
+                         err) != 0)
     return -1;
   return mt_update_plan(t, err);
 }

@@ -176,6 +176,12 @@ const OptionSpec mt_config_train_options[] = {
            "the sums are taken in fp32 (a reduce-scatter of bf16 parts, then an all-gather of the bf16 sums; with "
            "--shard-optimizer only the reduce-scatter): half the bytes of fp32, worth it where the network is the "
            "bottleneck (across nodes). One rank: nothing is sent or rounded. Not with --deterministic"},
+  {.name = "allreduce", .type = OT_ENUM, .offset = offsetof(Config, allreduce), .def = "auto",
+   .choices = mt_allreduce_names,
+   .help = "the fp32 gradient allreduce: flat = one MPI collective over all ranks; hier = reduce-scatter within "
+           "each node (shared memory), allreduce of each rank's part across nodes, all-gather within the node "
+           "(needs the same number of ranks on every node; not with --shard-optimizer or --grad-comm bf16); auto = "
+           "hier when the ranks span several nodes with more than one rank each, else flat"},
   {.name = "deterministic", .type = OT_BOOL, .offset = offsetof(Config, deterministic), .def = "false",
    .help = "bit-identical parameters at every step on any number of ranks, and when resuming on another number: "
            "each global batch is cut into fixed groups of --det-group rows, every GEMM runs on one group, and the "
@@ -270,6 +276,10 @@ int mt_config_validate(const Config *c, MtError *err) {
   if (c->deterministic && c->grad_comm == GRAD_COMM_BF16)
     return mt_fail(err, "--grad-comm bf16 with --deterministic: deterministic mode sends exact fixed-point sums "
                         "(32 or 64 bits per value), which cannot be halved to 16 bits and stay exact; use one or "
+                        "the other");
+  if (c->deterministic && c->allreduce == ALLREDUCE_HIER)
+    return mt_fail(err, "--allreduce hier with --deterministic: deterministic mode reduces exact fixed-point sums "
+                        "in one integer allreduce, whose result does not depend on how it is reduced; use one or "
                         "the other");
   if (c->deterministic && c->micro_batch > 0 && c->micro_batch < c->det_group)
     return mt_fail(err, "--micro-batch %d with --deterministic: a micro-batch holds whole groups; use at least "

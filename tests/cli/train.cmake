@@ -131,6 +131,10 @@ mt_train_error(det_micro 2 "--micro-batch 4 with --deterministic: .*--det-group 
   --deterministic --det-group 8 --micro-batch 4)
 mt_train_error(det_grad_comm 2 "mpitrain: error: --grad-comm bf16 with --deterministic: .*cannot be halved"
   --data ${MT_SMALL} --deterministic --grad-comm bf16)
+mt_train_error(det_allreduce_hier 2 "mpitrain: error: --allreduce hier with --deterministic: "
+  --data ${MT_SMALL} --deterministic --allreduce hier)
+mt_train_error(allreduce_hier_zero1 2 "mpitrain: error: --allreduce hier: the hierarchical reduction is for the replicated"
+  --data ${MT_SMALL} --shard-optimizer --allreduce hier)
 mt_train_error(grad_comm_unknown 2 "--grad-comm: .*fp16.*fp32, bf16" --data ${MT_SMALL} --grad-comm fp16)
 # --grad-comm bf16 says so in the banner, at 2 ranks with buckets; the replica check passes on every step.
 mt_expect(NAME train.grad_comm_bf16 NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small

@@ -89,6 +89,7 @@ static void test_defaults(void **state) {
   assert_true(c.val_fraction == 0 && c.patience == 0 && c.log_norms == 0);
   assert_true(c.bucket_mb == -1 && c.shard_optimizer == 0);
   assert_int_equal(c.grad_comm, GRAD_COMM_FP32);
+  assert_int_equal(c.allreduce, ALLREDUCE_AUTO);
   assert_true(c.deterministic == 0 && c.det_group == 64);
   assert_int_equal(c.on_nonfinite, NONFINITE_STOP);
   assert_true(c.stall_timeout == 600);
@@ -107,7 +108,7 @@ static void test_table_defaults_valid(void **state) {
       fail_msg("default of --%s is rejected: %s", o->name, err.msg);
     assert_non_null(o->help);
   }
-  assert_int_equal(count, 55); /* a new option: add its default to test_defaults too */
+  assert_int_equal(count, 56); /* a new option: add its default to test_defaults too */
 }
 
 static void test_choices_follow_enums(void **state) {

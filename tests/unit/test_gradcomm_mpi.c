@@ -57,7 +57,7 @@ static void run(Comm *c, size_t n, size_t tensor, size_t bucket_bytes, int shard
   float *g = malloc(sizeof(float) * (n + TAIL));
   GradSync gs;
   MtError err = {0};
-  CHECK(mt_gradsync_create(&gs, c, g, n, TAIL, bounds, nb, bucket_bytes, shard, GRAD_COMM_BF16, &err) == 0,
+  CHECK(mt_gradsync_create(&gs, c, g, n, TAIL, bounds, nb, bucket_bytes, shard, GRAD_COMM_BF16, ALLREDUCE_FLAT, &err) == 0,
         "%s k=%d: %s", name, k, err.msg);
   CHECK(gs.bf16 == (k > 1), "%s k=%d: bf16 %d", name, k, gs.bf16);
   for (int step = 0; step < 2; step++) {
