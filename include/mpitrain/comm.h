@@ -143,8 +143,7 @@ extern const char *const mt_grad_comm_names[GRAD_COMM_COUNT + 1];
  * auto (mt_allreduce_auto) before planning. */
 typedef enum MtAllreduce { ALLREDUCE_AUTO = 0, ALLREDUCE_FLAT, ALLREDUCE_HIER, ALLREDUCE_COUNT } MtAllreduce;
 extern const char *const mt_allreduce_names[ALLREDUCE_COUNT + 1];
-/* What auto means here: hier where the ranks span several nodes of the same size with more than one rank each, for
- * the replicated fp32 schedule; else flat. */
+/* What auto means here: flat, as measured (comm.c); the one place to change when hier wins somewhere. */
 MtAllreduce mt_allreduce_auto(const Comm *c, int shard, MtGradComm wire);
 /* Why `algo` cannot run with these settings (a sentence for an error), or NULL if it can. Same answer on every
  * rank. */

@@ -181,7 +181,7 @@ const OptionSpec mt_config_train_options[] = {
    .help = "the fp32 gradient allreduce: flat = one MPI collective over all ranks; hier = reduce-scatter within "
            "each node (shared memory), allreduce of each rank's part across nodes, all-gather within the node "
            "(needs the same number of ranks on every node; not with --shard-optimizer or --grad-comm bf16); auto = "
-           "hier when the ranks span several nodes with more than one rank each, else flat"},
+           "flat (hier measured no faster on 2 emulated hosts x 2 ranks at 1 and 10 Gb/s)"},
   {.name = "deterministic", .type = OT_BOOL, .offset = offsetof(Config, deterministic), .def = "false",
    .help = "bit-identical parameters at every step on any number of ranks, and when resuming on another number: "
            "each global batch is cut into fixed groups of --det-group rows, every GEMM runs on one group, and the "
