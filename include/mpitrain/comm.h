@@ -21,7 +21,6 @@ typedef struct Comm {
   int node_rank, node_size;
   int n_nodes;        /* nodes the ranks span (each node's ranks share memory) */
   int nodes_uniform;  /* 1 if every node has node_size ranks (the hierarchical reduction needs it) */
-  MPI_Comm cross;     /* the ranks of every node with this node_rank (one per node), in rank order */
   int node_cores;     /* CPUs this process may run on (affinity mask), at least 1 */
   int node_cpus;      /* CPUs any rank of this node may run on (the union of their masks), at least 1 */
   Watchdog *wd;       /* the stall inspector, when running */
@@ -99,12 +98,12 @@ int mt_comm_replicas_identical(Comm *c, const void *buf, size_t bytes);
  *
  * --allreduce hier (replicated fp32 only): each bucket in three stages, as Horovod's hierarchical allreduce does:
  * a reduce-scatter within the node (shared memory: node rank p gets the node's sum of its part p, the tail riding
- * in bucket 0's parts), an allreduce of that part across the nodes among the ranks of the same node rank (c->cross:
+ * in bucket 0's parts), an allreduce of that part across the nodes among the ranks of the same node rank (cross:
  * every node's ranks carry 1/R of the bucket over the network at once, and each host sends and receives the bucket
  * once, where a ring over all ranks crosses between hosts 2(N-1)/N of it per rank on the boundary), then an
  * all-gather within the node. Needs the same number of ranks on every node. Every rank ends with the same bits: part
  * p is summed by one rank per node, then identically by the cross allreduce. Non-blocking with buckets, in stages
- * like bf16's (stage_next), one request per bucket; one fused bucket uses the blocking collectives. */
+ * like bf16's (comm.c stages_progress), one request per bucket; one fused bucket uses the blocking collectives. */
 typedef struct GradSync {
   Comm *c;
   float *grads;       /* [n + n_tail] */
@@ -133,6 +132,7 @@ typedef struct GradSync {
   /* --allreduce hier (counts, displs, own_off, own_moff and own planned over c->node: parts of node ranks) */
   int hier;
   MPI_Comm hier_gather;   /* the all-gathers' own communicator (a duplicate of c->node), for the reason above */
+  MPI_Comm cross;         /* the ranks of every node with this node rank (one per node), in rank order */
 } GradSync;
 
 /* --grad-comm: "fp32", "bf16" in enum order, NULL-terminated (the option table's choices). */

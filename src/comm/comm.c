@@ -51,7 +51,6 @@ int mt_comm_init(Comm *c, MPI_Comm parent, MtError *err) {
   memset(c, 0, sizeof *c);
   c->comm = MPI_COMM_NULL;
   c->node = MPI_COMM_NULL;
-  c->cross = MPI_COMM_NULL;
   if (MPI_Comm_dup(parent, &c->comm) != MPI_SUCCESS) return mt_fail(err, "MPI_Comm_dup failed");
   MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
   MPI_Comm_rank(c->comm, &c->rank);
@@ -63,7 +62,6 @@ int mt_comm_init(Comm *c, MPI_Comm parent, MtError *err) {
 }
 
 void mt_comm_set_node(Comm *c, MPI_Comm node) {
-  if (c->cross != MPI_COMM_NULL) MPI_Comm_free(&c->cross);
   if (c->node != MPI_COMM_NULL) MPI_Comm_free(&c->node);
   c->node = node;
   MPI_Comm_set_errhandler(c->node, MPI_ERRORS_RETURN);
@@ -74,8 +72,6 @@ void mt_comm_set_node(Comm *c, MPI_Comm node) {
   int size_range[2] = {c->node_size, -c->node_size}; /* MIN of both: the smallest and the largest node */
   MPI_CHECK(c, MPI_Allreduce(MPI_IN_PLACE, size_range, 2, MPI_INT, MPI_MIN, c->comm));
   c->nodes_uniform = size_range[0] == -size_range[1];
-  MPI_CHECK(c, MPI_Comm_split(c->comm, c->node_rank, c->rank, &c->cross));
-  MPI_Comm_set_errhandler(c->cross, MPI_ERRORS_RETURN);
   cpu_set_t set, node_set;
   CPU_ZERO(&set);
   c->node_cores = 1;
@@ -92,7 +88,6 @@ void mt_comm_set_node(Comm *c, MPI_Comm node) {
 
 void mt_comm_free(Comm *c) {
   mt_comm_watchdog_stop(c);
-  if (c->cross != MPI_COMM_NULL) MPI_Comm_free(&c->cross);
   if (c->node != MPI_COMM_NULL) MPI_Comm_free(&c->node);
   if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
 }
@@ -305,7 +300,7 @@ int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_ta
   g->bf16 = wire == GRAD_COMM_BF16 && c->size > 1;
   g->hier = algo == ALLREDUCE_HIER && c->size > 1 && !g->shard && !g->bf16;
   g->gather_comm = MPI_COMM_NULL;
-  g->hier_gather = MPI_COMM_NULL;
+  g->hier_gather = g->cross = MPI_COMM_NULL;
   const size_t per = bucket_bytes / sizeof(float) > 0 ? bucket_bytes / sizeof(float) : 1;
   /* From the end: grow a bucket tensor by tensor until it holds at least `per` floats. */
   size_t *ends = calloc((size_t)nb + 1, sizeof *ends), *starts = calloc((size_t)nb + 1, sizeof *starts);
@@ -363,8 +358,10 @@ int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_ta
   if (g->hier) {
     g->stage = calloc((size_t)k, 1);
     if (g->stage == NULL) return mt_fail(err, "out of memory planning the hierarchical reduction");
-    if (MPI_Comm_dup(c->node, &g->hier_gather) != MPI_SUCCESS)
-      return mt_fail(err, "MPI_Comm_dup failed planning the hierarchical reduction");
+    if (MPI_Comm_dup(c->node, &g->hier_gather) != MPI_SUCCESS ||
+        MPI_Comm_split(c->comm, c->node_rank, c->rank, &g->cross) != MPI_SUCCESS)
+      return mt_fail(err, "MPI_Comm_dup or _split failed planning the hierarchical reduction");
+    MPI_Comm_set_errhandler(g->cross, MPI_ERRORS_RETURN);
   }
   return g->bf16 ? plan_bf16(g, err) : 0;
 }
@@ -372,6 +369,7 @@ int mt_gradsync_create(GradSync *g, Comm *c, float *grads, size_t n, size_t n_ta
 void mt_gradsync_free(GradSync *g) {
   if (g->bf16 && g->gather_comm != MPI_COMM_NULL) MPI_Comm_free(&g->gather_comm); /* bf16: it was initialised */
   if (g->hier && g->hier_gather != MPI_COMM_NULL) MPI_Comm_free(&g->hier_gather);  /* likewise */
+  if (g->hier && g->cross != MPI_COMM_NULL) MPI_Comm_free(&g->cross);
   free(g->stage);
   free(g->rdispls);
   free(g->rcounts);
@@ -433,37 +431,12 @@ static void bf16_sums(GradSync *g, int b, int blocking) {
                                  MPI_UINT16_T, g->gather_comm, &g->req[b]));
 }
 
-/* bf16: the buckets whose parts have arrived go on to their sums (MPI_Test of a request completed already, and set
- * to MPI_REQUEST_NULL by an MPI_Testall, says so at once). In bucket order, stopping at the first still under way:
- * non-blocking collectives must start in the same order on every rank, and when a test succeeds differs. */
-static void bf16_progress(GradSync *g) {
-  for (int b = 0; b < g->launched; b++) {
-    if (g->stage[b] != BF16_PARTS) continue;
-    int done = 0;
-    MPI_CHECK(g->c, MPI_Test(&g->req[b], &done, MPI_STATUS_IGNORE));
-    if (!done) return;
-    bf16_sums(g, b, 0);
-  }
-}
-
-/* bf16: everything launched, every bucket through both stages, the sums (replicated) widened into grads. */
-static void bf16_finish(GradSync *g) {
-  Comm *c = g->c;
-  if (g->n_buckets == 1) {
-    bf16_parts(g, 0, 1);
-    bf16_sums(g, 0, 1);
-  } else {
-    while (g->launched < g->n_buckets) bf16_parts(g, g->launched++, 0);
-    for (int b = 0; b < g->n_buckets; b++) {
-      if (g->stage[b] != BF16_PARTS) continue;
-      COLL(c, "gradient reduction", MPI_Wait(&g->req[b], MPI_STATUS_IGNORE));
-      bf16_sums(g, b, 0);
-    }
-    COLL(c, "gradient reduction", MPI_Waitall(g->n_buckets + 1, g->req, MPI_STATUSES_IGNORE));
-  }
-  if (!g->shard) mt_bf16_widen(g->wire, g->grads, g->n);
-  memset(g->stage, BF16_IDLE, (size_t)g->n_buckets);
-  g->launched = 0;
+/* bf16, bucket b's next stage (stages_progress, stages_finish): the exchange of parts, then the sums. */
+static void bf16_next(GradSync *g, int b, int blocking) {
+  if (g->stage[b] == BF16_IDLE)
+    bf16_parts(g, b, blocking);
+  else
+    bf16_sums(g, b, blocking);
 }
 
 enum { HIER_IDLE = 0, HIER_NODE, HIER_CROSS, HIER_GATHER };
@@ -485,9 +458,9 @@ static void hier_next(GradSync *g, int b, int blocking) {
     break;
   case HIER_NODE:
     if (blocking)
-      COLL(c, "gradient reduction", MPI_Allreduce(MPI_IN_PLACE, part, cnt, MPI_FLOAT, MPI_SUM, c->cross));
+      COLL(c, "gradient reduction", MPI_Allreduce(MPI_IN_PLACE, part, cnt, MPI_FLOAT, MPI_SUM, g->cross));
     else
-      MPI_CHECK(c, MPI_Iallreduce(MPI_IN_PLACE, part, cnt, MPI_FLOAT, MPI_SUM, c->cross, req));
+      MPI_CHECK(c, MPI_Iallreduce(MPI_IN_PLACE, part, cnt, MPI_FLOAT, MPI_SUM, g->cross, req));
     break;
   default:
     if (blocking)
@@ -497,8 +470,8 @@ static void hier_next(GradSync *g, int b, int blocking) {
   }
 }
 
-/* Buckets in stages, one request each: bucket b's next stage starts when its current one has completed and bucket
- * b - 1 has started that stage already. Each stage has its own communicator, and non-blocking collectives on one
+/* Buckets in stages (bf16: parts, sums; hier: node, cross, gather), one request each: bucket b's next stage starts
+ * when its current one has completed and bucket b - 1 has started that stage already. Each stage has its own communicator, and non-blocking collectives on one
  * must start in the same order on every rank, while when a test sees a request complete differs from rank to rank.
  * (A completed request that MPI_Testall set to MPI_REQUEST_NULL tests as complete.) */
 static void stages_progress(GradSync *g, int last, void (*next)(GradSync *, int, int)) {
@@ -531,12 +504,8 @@ static void stages_finish(GradSync *g, int last, void (*next)(GradSync *, int, i
 
 static void launch(GradSync *g, int b) {
   Comm *c = g->c;
-  if (g->bf16) {
-    bf16_parts(g, b, 0);
-    return;
-  }
-  if (g->hier) {
-    hier_next(g, b, 0);
+  if (g->bf16 || g->hier) { /* their first stage */
+    (g->bf16 ? bf16_next : hier_next)(g, b, 0);
     return;
   }
   if (!g->shard) {
@@ -558,7 +527,7 @@ static void launch(GradSync *g, int b) {
 void mt_gradsync_ready(GradSync *g, size_t offset) {
   if (g->c->size == 1 || g->n_buckets == 1) return; /* one bucket: fused, blocking, in mt_gradsync_finish */
   while (g->launched < g->n_buckets && g->start[g->launched] >= offset) launch(g, g->launched++);
-  if (g->bf16) bf16_progress(g);
+  if (g->bf16) stages_progress(g, BF16_SUMS, bf16_next);
   if (g->hier) stages_progress(g, HIER_GATHER, hier_next);
   int done = 0;
   MPI_CHECK(g->c, MPI_Testall(g->n_buckets + 1, g->req, &done, MPI_STATUSES_IGNORE));
@@ -568,10 +537,8 @@ void mt_gradsync_finish(GradSync *g) {
   if (g->c->size == 1) return;
   double t0 = MPI_Wtime();
   if (g->bf16 || g->hier) {
-    if (g->bf16)
-      bf16_finish(g);
-    else
-      stages_finish(g, HIER_GATHER, hier_next);
+    stages_finish(g, g->bf16 ? BF16_SUMS : HIER_GATHER, g->bf16 ? bf16_next : hier_next);
+    if (g->bf16 && !g->shard) mt_bf16_widen(g->wire, g->grads, g->n); /* the gathered bf16 sums */
     g->reduce_wait += MPI_Wtime() - t0;
     return;
   }

@@ -19,6 +19,7 @@
 #include "mpitrain/comm.h"
 #include "mpitrain/gemm.h"
 
+#include "gradsync_inputs.h"
 #include "mpi_check.h"
 
 enum { MAXK = 4, TAIL = 3 };
@@ -29,17 +30,8 @@ static uint32_t bits(float f) {
   return u;
 }
 
-/* Rank r's value i: a hash of both, scaled over 2^-20 .. 2^4, either sign. */
-static float input(int r, size_t i, int step) {
-  uint64_t h = (uint64_t)(r + 1) * 0x9e3779b97f4a7c15ull ^ (uint64_t)(i + 1) * 0xbf58476d1ce4e5b9ull ^
-               (uint64_t)step * 0x94d049bb133111ebull;
-  h ^= h >> 31;
-  h *= 0xd6e9f0e2f5f4b3a1ull;
-  h ^= h >> 29;
-  float m = 1.0f + (float)(h & 0xffffff) / 16777216.0f;
-  int e = (int)((h >> 24) % 25) - 20;
-  return ((h >> 60) & 1 ? -m : m) * ldexpf(1.0f, e);
-}
+/* Rank r's value i. */
+static float input(int r, size_t i, int step) { return gs_input_spread(gs_input_hash(r, i, step)); }
 
 static float fp32_sum_of_bf16(int k, size_t i, int step) {
   float s = mt_bf16_to_float(mt_bf16_from_float(input(0, i, step)));
@@ -50,14 +42,13 @@ static float fp32_sum_of_bf16(int k, size_t i, int step) {
 /* One configuration at k ranks: n gradient values cut into tensors of `tensor` values, buckets of bucket_bytes. */
 static void run(Comm *c, size_t n, size_t tensor, size_t bucket_bytes, int shard, const char *name) {
   const int k = c->size;
-  size_t bounds[1024];
-  int nb = 0;
-  for (size_t o = 0; o < n && nb < 1023; o += tensor) bounds[nb++] = o;
-  bounds[nb++] = n;
+  size_t bounds[GS_MAX_BOUNDS];
+  const int nb = gs_tensor_bounds(n, tensor, bounds);
   float *g = malloc(sizeof(float) * (n + TAIL));
   GradSync gs;
   MtError err = {0};
-  CHECK(mt_gradsync_create(&gs, c, g, n, TAIL, bounds, nb, bucket_bytes, shard, GRAD_COMM_BF16, ALLREDUCE_FLAT, &err) == 0,
+  CHECK(mt_gradsync_create(&gs, c, g, n, TAIL, bounds, nb, bucket_bytes, shard, GRAD_COMM_BF16, ALLREDUCE_FLAT,
+                           &err) == 0,
         "%s k=%d: %s", name, k, err.msg);
   CHECK(gs.bf16 == (k > 1), "%s k=%d: bf16 %d", name, k, gs.bf16);
   for (int step = 0; step < 2; step++) {

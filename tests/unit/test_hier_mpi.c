@@ -20,23 +20,14 @@
 
 #include "mpitrain/comm.h"
 
+#include "gradsync_inputs.h"
 #include "mpi_check.h"
 
 enum { MAXK = 4, TAIL = 3 };
 
-static uint64_t mix(int r, size_t i, int step) {
-  uint64_t h = (uint64_t)(r + 1) * 0x9e3779b97f4a7c15ull ^ (uint64_t)(i + 1) * 0xbf58476d1ce4e5b9ull ^
-               (uint64_t)(step + 1) * 0x94d049bb133111ebull;
-  h ^= h >> 31;
-  h *= 0xd6e9f0e2f5f4b3a1ull;
-  return h ^ (h >> 29);
-}
-
 static float input(int r, size_t i, int step, int exact) {
-  const uint64_t h = mix(r, i, step);
-  if (exact) return (float)((int)(h % 32768) - 16384) / 8.0f;
-  const float m = 1.0f + (float)(h & 0xffffff) / 16777216.0f;
-  return ((h >> 60) & 1 ? -m : m) * ldexpf(1.0f, (int)((h >> 24) % 25) - 20);
+  const uint64_t h = gs_input_hash(r, i, step);
+  return exact ? (float)((int)(h % 32768) - 16384) / 8.0f : gs_input_spread(h);
 }
 
 static double sum_of(int k, size_t i, int step, int exact, double *abs_sum) {
@@ -51,14 +42,13 @@ static double sum_of(int k, size_t i, int step, int exact, double *abs_sum) {
 
 static void run(Comm *c, size_t n, size_t tensor, size_t bucket_bytes, int exact, const char *name) {
   const int k = c->size;
-  size_t bounds[1024];
-  int nb = 0;
-  for (size_t o = 0; o < n && nb < 1023; o += tensor) bounds[nb++] = o;
-  bounds[nb++] = n;
+  size_t bounds[GS_MAX_BOUNDS];
+  const int nb = gs_tensor_bounds(n, tensor, bounds);
   float *g = malloc(sizeof(float) * (n + TAIL));
   GradSync gs;
   MtError err = {0};
-  CHECK(mt_gradsync_create(&gs, c, g, n, TAIL, bounds, nb, bucket_bytes, 0, GRAD_COMM_FP32, ALLREDUCE_HIER, &err) == 0,
+  CHECK(mt_gradsync_create(&gs, c, g, n, TAIL, bounds, nb, bucket_bytes, 0, GRAD_COMM_FP32, ALLREDUCE_HIER,
+                           &err) == 0,
         "%s k=%d: %s", name, k, err.msg);
   CHECK(gs.hier == (k > 1), "%s k=%d: hier %d", name, k, gs.hier);
   for (int step = 0; step < 2; step++) {
