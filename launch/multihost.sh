@@ -14,7 +14,8 @@
 # collide): namespaces <prefix>-sw (the switch: the bridge, and mpirun itself, whose hostname is <prefix>-head) and
 # <prefix>-h0 .. -h<H-1> (eth0 = 10.213.N.(i+1)/24; ranks R*i .. R*i+R-1 run there, hostname <prefix>-h<i>). Nothing
 # is added to the root namespace: no address, route, link or qdisc. Open MPI's hostfile names the hosts by their
-# namespace names, which the rsh agent (multihost-agent.sh) enters; no /etc/hosts entry is needed because the
+# namespace names, which the rsh agent (multihost-agent.sh) enters, on the cores given to that host (the machine's
+# cores split among the hosts; the banner lists them); no /etc/hosts entry is needed because the
 # daemons connect back to mpirun by the address in its URI. Everything is removed on exit, on an error and on
 # SIGINT / SIGTERM (the processes left in the namespaces are killed, then the namespaces deleted, which takes their
 # veths and qdiscs with them).
@@ -57,7 +58,7 @@ fi
 
 # What the test bed needs, each checked before anything is made.
 [ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces)"
-for tool in ip unshare mpirun; do command -v "$tool" >/dev/null || skip "no $tool"; done
+for tool in ip unshare mpirun taskset; do command -v "$tool" >/dev/null || skip "no $tool"; done
 [ -z "$rate" ] || command -v tc >/dev/null || skip "no tc (iproute2) for --link"
 agent=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/multihost-agent.sh
 [ -x "$agent" ] || { echo "multihost: $agent is missing or not executable" >&2; exit 2; }
@@ -120,8 +121,14 @@ if [ -n "$delay" ] && [ "$netem" = 0 ]; then
   echo "multihost: delay not available: no netem (this kernel); links shaped by rate only" >&2
   delay=
 fi
-# shape DEV in NS: the rate with tbf (a burst of 10 ms at the rate, at least 64 KiB so a segmentation-offloaded
-# packet fits), behind netem's delay when there is one.
+# shape DEV in NS: the rate with tbf, behind netem's delay when there is one. The burst is 3 ms at the rate (at least
+# 64 KiB, so a segmentation-offloaded packet fits): a token bucket banks up to a burst of tokens while the link is
+# idle and then lets that much through at the veth's speed, which no real link does, so the burst is about the
+# smallest that holds the rate here. Measured at 1gbit, 2 hosts x 1 rank, fused fp32 (README "Across nodes on the
+# emulated network"): with 10 ms a training step banked its whole compute phase and hid it (step 17.5 ms = the
+# 2.1 MB allreduce alone), with 4 ms 3.5 ms of it; with 3 ms the exposed reduction is the reduction alone (18.5 vs
+# 18.3 ms); 2 ms and less lose the rate or make collectives jump by ~8 ms (this VM's qdisc timer comes late, and
+# tokens beyond the burst are lost).
 shape() {
   local ns=$1 dev=$2 burst parent=root
   if [ -n "$delay" ]; then
@@ -129,7 +136,7 @@ shape() {
     parent="parent 1:"
   fi
   [ -n "$rate" ] || return 0
-  burst=$((rate_bits / 8 / 100))
+  burst=$((rate_bits * 3 / 8000))
   [ "$burst" -ge 65536 ] || burst=65536
   ip netns exec "$ns" tc qdisc add dev "$dev" $parent handle 2: tbf rate "$rate" burst "$burst" latency 100ms
 }
@@ -148,23 +155,47 @@ for i in $(seq 0 $((hosts - 1))); do
   hostfile_lines+=("$h slots=$rph")
 done
 
+# Each host gets cores of its own, as a real node has: the machine's allowed cores split into H blocks, host i's
+# daemon and ranks confined to block i (the agent's taskset), where the kernel places them (--bind-to none: Open
+# MPI's binding ignores that mask and binds every host's first rank to core 0). Before this, every host's daemon
+# bound its first rank to core 0: two hosts' ranks shared one core while the other idled, and compute took 1.7x as
+# long as on one host. More hosts than cores: hosts share (host i on core i mod N).
+cpus=()
+for r in $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status | tr , ' '); do
+  for c in $(seq "${r%-*}" "${r#*-}"); do cpus+=("$c"); done
+done
+ncpu=${#cpus[@]}
+cpumap=()
+for i in $(seq 0 $((hosts - 1))); do
+  if [ "$hosts" -le "$ncpu" ]; then
+    lo=$((i * ncpu / hosts)) hi=$(((i + 1) * ncpu / hosts - 1)) list=
+    for c in $(seq "$lo" "$hi"); do list+=${list:+,}${cpus[$c]}; done
+  else
+    list=${cpus[$((i % ncpu))]}
+  fi
+  cpumap+=("$prefix-h$i=$list")
+done
+export MT_MULTIHOST_CPUS="${cpumap[*]}"
+
 work=$(mktemp -d /tmp/multihost.XXXXXX) || exit 1
 printf '%s\n' "${hostfile_lines[@]}" >"$work/hostfile"
 shaping=unshaped
 [ -n "$rate$delay" ] && shaping="link ${rate:-unlimited}${delay:+, delay $delay} each way"
-echo "multihost: $hosts hosts x $rph ranks ($prefix-h0..$prefix-h$((hosts - 1)) = $net.1..$net.$hosts, subnet $net.0/24, $shaping); mpirun on $prefix-head" >&2
+echo "multihost: $hosts hosts x $rph ranks ($prefix-h0..$prefix-h$((hosts - 1)) = $net.1..$net.$hosts, subnet $net.0/24, $shaping); cores ${MT_MULTIHOST_CPUS//$prefix-/}; mpirun on $prefix-head" >&2
 
 # mpirun runs in the switch namespace (the only other place with an address on the subnet), under a hostname of
 # its own, so every host is remote to it and is started through the agent. btl: vader within a host, tcp across.
 # mpi_yield_when_idle: the emulated hosts share this machine's cores with the kernel's network processing (softirq
 # on the veths), which a rank busy-polling for a message starves until the next scheduler tick: transfers then took
 # whole multiples of ~8 ms (a 200 KB allreduce as long as a 2 MB one, 24 ms at 1gbit). Yielding, the 2.1 MB
-# allreduce takes 17.0 ms at 1gbit, the wire's time (README "Across nodes on the emulated network"). A real node has
-# its own cores and NIC; MT_MULTIHOST_YIELD=0 measures the busy-polling default anyway.
+# allreduce takes 17.0 ms at 1gbit, the wire's time (README "Across nodes on the emulated network"). Still so with
+# cores of their own per host: fused steps 7.3 ms yielding against 10.6 busy-polling at 10gbit, 24.9 against 27.8 at
+# 1gbit (same minutes). A real node has its own cores and NIC; MT_MULTIHOST_YIELD=0 measures the busy-polling
+# default anyway.
 mpirun_flags=(--hostfile "$work/hostfile" -np $((hosts * rph)) --oversubscribe --allow-run-as-root
   --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1
   --mca oob_tcp_if_include "$net.0/24" --mca btl_tcp_if_include "$net.0/24" --mca btl self,vader,tcp
-  --mca mpi_yield_when_idle "${MT_MULTIHOST_YIELD:-1}")
+  --mca mpi_yield_when_idle "${MT_MULTIHOST_YIELD:-1}" --bind-to none)
 ip netns exec "$sw" unshare --uts sh -c 'hostname "$0" && exec mpirun "$@"' "$prefix-head" "${mpirun_flags[@]}" "$@" &
 mpirun_pid=$!
 wait "$mpirun_pid"

@@ -18,6 +18,13 @@
 #   --rounds N                      rounds (default 5)
 #   --batch B, --steps N, --warmup N  (default 256, 40, 5)
 #   --out DIR                       runs.jsonl and summary.txt (default build/multihost-bench)
+#   --simulate                      also predict each link's steps with the simulator, calibrated in the same rounds
+#                                   (the machine's speed drifts by 20 % and more between minutes): every round also
+#                                   runs launch/multihost_platform.sh's point-to-point exchanges on the link; then
+#                                   launch/scaling.sh --mode sim runs every schedule on the platform fitted to those
+#                                   exchanges (OUT/testbed-<link>.xml) at the emulated ranks' own compute speed (the
+#                                   baseline schedule's GEMM flops / (step - exposed reduction), median of the
+#                                   rounds), and the summary puts simulated and emulated steps side by side
 #
 # The model is the issue's 784-512-256-10 with Adam, fp32 (explicit: --precision auto would follow the CPU), one
 # OpenBLAS thread per rank, synthetic data. Columns: step = training step (ms); bwd = backward; exposed = the
@@ -29,7 +36,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mt_fp32_figures
 root=$MT_ROOT
-hosts=2 rph=1 links="unshaped 10gbit 1gbit" schedules="" rounds=5 batch=256 steps=40 warmup=5 out=""
+hosts=2 rph=1 links="unshaped 10gbit 1gbit" schedules="" rounds=5 batch=256 steps=40 warmup=5 out="" simulate=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --hosts) hosts=$2; shift 2 ;;
@@ -41,6 +48,7 @@ while [ $# -gt 0 ]; do
     --steps) steps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
+    --simulate) simulate=1; shift ;;
     -h|--help) mt_help "$0"; exit 0 ;;
     --) shift; break ;;
     *) echo "multihost_bench: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -56,8 +64,14 @@ if [ -z "$schedules" ]; then
   fi
 fi
 out=$(mkdir -p "${out:-$root/build/multihost-bench}" && cd "${out:-$root/build/multihost-bench}" && pwd)
-jsonl=$out/runs.jsonl
+jsonl=$out/runs.jsonl sims=$out/simulated.jsonl
 : >"$jsonl"
+: >"$sims"
+if [ "$simulate" = 1 ]; then
+  [ -x "$MT_BUILD_SMPI/mpitrain" ] || { echo "multihost_bench: --simulate needs the SMPI build (mt_build_smpi)" >&2; exit 2; }
+  rm -f "$out"/p2p-*.csv
+fi
+rows=$((batch / (hosts * rph)))
 IFS=';' read -r -a sched <<<"$schedules"
 
 run_one() { # link schedule-spec round
@@ -67,10 +81,10 @@ run_one() { # link schedule-spec round
   done
   local shape=()
   [ "$link" = unshaped ] || shape=(--link "$link")
-  j=$(env "${envs[@]}" bash "$root/launch/multihost.sh" --hosts "$hosts" \
-        --ranks-per-host "$rph" "${shape[@]}" -- "$mpitrain" bench --precision fp32 --threads 1 --optimizer adam \
-        --hidden 512,256 --features 784 --classes 10 --batch "$batch" --steps "$steps" --warmup "$warmup" \
-        --scaling off --json "${args[@]}" "${extra[@]}" 2>>"$out/runs.log" | tail -1)
+  j=$(env "${envs[@]}" bash "$root/launch/multihost.sh" --hosts "$hosts" --ranks-per-host "$rph" "${shape[@]}" -- \
+        "$mpitrain" bench --precision fp32 --threads 1 --optimizer adam --hidden 512,256 --features 784 --classes 10 \
+        --batch "$batch" --steps "$steps" --warmup "$warmup" --scaling off --json "${args[@]}" "${extra[@]}" \
+        2>>"$out/runs.log" | tail -1)
   case "$j" in
     "{"*) echo "{\"link\": \"$link\", \"schedule\": \"$name\", \"round\": $3, ${j#\{}" >>"$jsonl" ;;
     *) echo "multihost_bench: $link $name round $3 failed (see $out/runs.log)" >&2; return 1 ;;
@@ -81,13 +95,38 @@ echo "multihost_bench: $hosts hosts x $rph ranks, links: $links; $rounds rounds 
 for link in $links; do
   for r in $(seq 1 "$rounds"); do
     for s in "${sched[@]}"; do run_one "$link" "$s" "$r"; done
+    if [ "$simulate" = 1 ]; then # the network, measured between the same round's runs
+      bash "$root/launch/multihost_platform.sh" --link "$link" --rounds 1 --runs "$out/p2p-$link.csv" \
+        --out "$out/testbed-$link.xml" >/dev/null 2>>"$out/runs.log"
+    fi
     echo "multihost_bench: $link round $r/$rounds done" >&2
   done
 done
 
-python3 - "$jsonl" <<'EOF' | tee "$out/summary.txt"
+if [ "$simulate" = 1 ]; then
+  for link in $links; do
+    speed=$(python3 -c 'import json, statistics, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+rs = [r for r in rs if r["link"] == sys.argv[2] and r["schedule"] == rs[0]["schedule"]]
+print("%.2f" % statistics.median(r["gflops_per_rank"] * r["step_ms"] / (r["step_ms"] - r["ms_allreduce"]) for r in rs))' \
+      "$jsonl" "$link")
+    for s in "${sched[@]}"; do
+      name=${s%%=*} args=()
+      for w in ${s#*=}; do [[ "$w" == OMPI_MCA_*=* ]] || args+=("$w"); done
+      bash "$root/launch/scaling.sh" --mode sim --series weak --rows "$rows" --ranks $((hosts * rph)) --hidden 512,256 \
+        --platform "$out/testbed-$link.xml" --speed "${speed}Gf" --out "$out/sim-$link-$name" -- "${args[@]}" \
+        "${extra[@]}" >>"$out/runs.log" 2>&1 || { echo "multihost_bench: simulating $link $name failed" >&2; exit 1; }
+      tail -1 "$out/sim-$link-$name/scaling.csv" | awk -F, -v l="$link" -v n="$name" -v g="$speed" '{ printf \
+        "{\"link\": \"%s\", \"schedule\": \"%s\", \"gflops\": %s, \"step_ms\": %s, \"compute_ms\": %s, \"comm_ms\": %s}\n", \
+        l, n, g, $9, $10, $11 }' >>"$sims"
+    done
+  done
+fi
+
+python3 - "$jsonl" "$sims" <<'EOF' | tee "$out/summary.txt"
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
+sims = [json.loads(l) for l in open(sys.argv[2])]
 med = statistics.median
 for link in dict.fromkeys(r["link"] for r in runs):
     rs = [r for r in runs if r["link"] == link]
@@ -104,5 +143,12 @@ for link in dict.fromkeys(r["link"] for r in runs):
         hidden = med((r["grad_reduce_ms"] - r["ms_allreduce"]) / r["grad_reduce_ms"] for r in s)
         print(f"  {n:<16}{s[0]['buckets']:>8}{m('step_ms'):>9.2f}{m('ms_backward'):>8.2f}{m('ms_allreduce'):>9.2f}"
               f"{m('grad_reduce_ms'):>9.2f}{m('bare_allreduce_ms'):>9.2f}{ratio:>9.3f}{100 * hidden:>7.0f}%")
+    for p in (p for p in sims if p["link"] == link):
+        s = [r for r in rs if r["schedule"] == p["schedule"]]
+        emu = med(r["step_ms"] for r in s)
+        print(f"  simulated {p['schedule']:<16} step {p['step_ms']:.2f} = compute {p['compute_ms']:.2f} + communication "
+              f"{p['comm_ms']:.2f} ms ({p['gflops']} GFLOP/s) against emulated {emu:.2f} = "
+              f"{emu - med(r['ms_allreduce'] for r in s):.2f} + {med(r['ms_allreduce'] for r in s):.2f} ms: "
+              f"{100 * (p['step_ms'] - emu) / emu:+.1f} %")
 EOF
 echo "multihost_bench: $jsonl, $out/summary.txt" >&2
