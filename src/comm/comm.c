@@ -256,8 +256,8 @@ const char *mt_allreduce_refusal(const Comm *c, MtAllreduce algo, int shard, MtG
 }
 
 /* Measured on the emulated network at 2 hosts x 2 ranks (launch/multihost_bench.sh, 784-512-256-10, one fused
- * bucket, reduction alone): hier 17.77 vs flat 17.86 ms at 1 Gb/s (equal), 2.59 vs 1.87 ms at 10 Gb/s (slower: three
- * collectives' latencies where Open MPI's one already sends each byte across once). It wins nowhere we could
+ * bucket, reduction alone, each host on a core of its own): hier 20.56 vs flat 19.27 ms at 1 Gb/s, 6.42 vs 4.28 ms at
+ * 10 Gb/s (slower: three collectives' latencies where Open MPI's one already sends each byte across once). It wins nowhere we could
  * measure, so auto is flat; hier stays for clusters where it may (many ranks per node, slow links). */
 MtAllreduce mt_allreduce_auto(const Comm *c, int shard, MtGradComm wire) {
   (void)c, (void)shard, (void)wire;
