@@ -390,7 +390,8 @@ void mt_gradsync_free(GradSync *g) {
   memset(g, 0, sizeof *g);
 }
 
-/* bf16, bucket b's first stage: its bf16 copy, and every rank's copy of this rank's part to this rank. Blocking for
+/* bf16, bucket b's first stage: its bf16 copy (with the residual of the last one added; the new residual kept), and
+ * every rank's copy of this rank's part to this rank. Blocking for
  * the one fused bucket (as the fp32 path is, for speed). The tail's fp32 allreduce rides with bucket 0. */
 static void bf16_parts(GradSync *g, int b, int blocking) {
   Comm *c = g->c;
@@ -415,8 +416,8 @@ static void bf16_parts(GradSync *g, int b, int blocking) {
 }
 
 /* bf16, bucket b's parts have arrived: their fp32 sum in rank order (a fixed order, so the result does not depend on
- * MPI's timing); replicated, then the sums' bf16 copy to every rank, in place in wire (this rank's part of wire was
- * sent already). */
+ * MPI's timing); replicated, then the sums' bf16 copy (error feedback as for the parts) to every rank, in place in
+ * wire (this rank's part of wire was sent already). */
 static void bf16_sums(GradSync *g, int b, int blocking) {
   Comm *c = g->c;
   const int N = c->size;
