@@ -5,6 +5,9 @@
  *   /model/<layer>/W [out, in], /model/<layer>/b [out]           float32, one group per dense layer
  *   /model/bn<k>/gamma, beta [out]; /model/bn<k>/running_mean, running_var [out]   batch normalisation
  *   /optimizer/m/<layer>/W ..., /optimizer/v/<layer>/W ...        the moments, same names (when the optimiser has them)
+ *   /gradcomm/worker_residual [ranks, n_params], /gradcomm/server_residual [n_params]   float32, --grad-comm bf16's
+ *     error-feedback residuals (comm.h): each rank's, and (replicated schedule) the owners' in buffer order; only
+ *     when the run rounded (bf16 at more than one rank)
  *   /preprocess (group): attribute scale (float32), the training data's; datasets mean, std [n_inputs] float32
  *     only when that data was normalised. Features = x * scale, then (· - mean) / std. (Absent in checkpoints
  *     written before mpitrain stored it.)
@@ -15,7 +18,8 @@
  *     checkpoints of older versions), det_max (deterministic runs only),
  *     class_names (string array [n_classes], only when the training data had names),
  *     crc32 (zlib CRC-32 of the parameter bytes, then the first moments, then the second moments, then the
- *     batch-norm running statistics, then /preprocess/mean, then /preprocess/std, each in buffer order, as
+ *     batch-norm running statistics, then /preprocess/mean, then /preprocess/std, then /gradcomm/worker_residual,
+ *     then /gradcomm/server_residual, each in buffer order, as
  *     little-endian float32; what does not exist is skipped). The CRC covers every float32 dataset of the file and
  *     no attribute (scale and class_names included: attributes are range-checked on read instead).
  *
@@ -32,10 +36,10 @@
 #include "mpitrain/optim.h"
 
 #define CHECKPOINT_FORMAT "mpitrain-checkpoint"
-/* 2: the training data's preprocessing (/preprocess; its mean/std inside the CRC) and class names, elapsed_s.
- * 1: before them. This version reads both; a version-1 reader refuses a version-2 file by its version ("use a newer
- * mpitrain") instead of failing its CRC over mean/std it does not know. */
-#define CHECKPOINT_VERSION 2
+/* 3: /gradcomm (bf16 residuals, inside the CRC). 2: the training data's preprocessing (/preprocess; its mean/std
+ * inside the CRC) and class names, elapsed_s. 1: before them. This version reads all three; an older reader refuses
+ * a newer file by its version ("use a newer mpitrain") instead of failing its CRC over arrays it does not know. */
+#define CHECKPOINT_VERSION 3
 #define CHECKPOINT_MAX 4096 /* checkpoints considered in one directory */
 
 /* Everything but the arrays. */
@@ -71,9 +75,16 @@ typedef struct CheckpointMeta {
   char *config;            /* the run's options as INI text (malloc'd; mt_checkpoint_meta_free) */
   double elapsed_s;        /* wall time spent training so far, over every part of the run, in seconds (< 0: not
                             * recorded — a checkpoint of an older mpitrain; such a value is not written) */
+  /* --grad-comm bf16's residuals (/gradcomm): read with the attributes, like mean and std, but kept by the rank that
+   * read them (mt_checkpoint_meta_broadcast sends the counts, not the arrays: the trainer scatters them). */
+  int gc_ranks;            /* rows of gc_worker: the ranks of the run that wrote them; 0: no /gradcomm */
+  int gc_has_server;       /* 1: gc_server is in the file */
+  int64_t gc_n;            /* values per row (the model's parameters, checked by mt_checkpoint_check_fits) */
+  float *gc_worker;        /* [gc_ranks][gc_n] each rank's residual (malloc'd), or NULL */
+  float *gc_server;        /* [gc_n] the owners' residuals of the sums, in buffer order (malloc'd), or NULL */
 } CheckpointMeta;
 
-/* Frees config, mean, std and class_names. */
+/* Frees config, mean, std, class_names, gc_worker and gc_server. */
 void mt_checkpoint_meta_free(CheckpointMeta *meta);
 
 /* Collective: every rank's meta becomes a copy of root's, every field (the heap ones too: config, mean, std,

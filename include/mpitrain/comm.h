@@ -95,6 +95,10 @@ int mt_comm_replicas_identical(Comm *c, const void *buf, size_t bytes);
  * sharded, own gets the fp32 sums and the parameters' all-gather stays fp32. Non-blocking like the fp32 buckets:
  * a bucket's second stage starts when mt_gradsync_ready or mt_gradsync_finish finds its first one complete. The
  * tail stays fp32 (its own small allreduce). One rank: nothing is rounded.
+ * Error feedback, always on with bf16: each rank adds to its bucket what its last rounding dropped (ef) before it
+ * rounds again, and keeps the new residual; replicated, the owner does the same for its sums (ef_own). Nothing of a
+ * gradient is lost, only delayed a step: the sum over steps of what is sent follows the fp32 sum within one
+ * rounding. Checkpoints carry both (mt_gradsync_residuals_gather, _scatter).
  *
  * --allreduce hier (replicated fp32 only): each bucket in three stages, as Horovod's hierarchical allreduce does:
  * a reduce-scatter within the node (shared memory: node rank p gets the node's sum of its part p, the tail riding
@@ -126,6 +130,10 @@ typedef struct GradSync {
   uint16_t *recv;         /* [size * n_own] every rank's bf16 copy of this rank's parts, bucket b at size * own_moff[b] */
   int *rcounts, *rdispls; /* [n_buckets][size] receiving this rank's part of bucket b from each rank */
   unsigned char *stage;   /* [n_buckets] BF16_IDLE, BF16_PARTS (exchanging the parts), BF16_SUMS (gathering sums) */
+  float *ef;              /* [n] error feedback: what rounding this rank's gradient to bf16 dropped, added to the next
+                           * step's gradient before it is rounded (mt_bf16_convert_ef) */
+  float *ef_own;          /* [n_own] replicated: likewise for the rounding of this rank's sums (their bf16 copy for
+                           * the all-gather), at own's offsets; NULL sharded, where the sums stay fp32 */
   MPI_Comm gather_comm;   /* replicated: the gathers' own communicator. Non-blocking collectives must start in the
                            * same order everywhere; the gathers start when a rank finds a bucket's parts arrived,
                            * which interleaves differently with the exchanges on each rank, but in bucket order */
@@ -165,6 +173,17 @@ void mt_gradsync_allgather(GradSync *g, float *params);
  * root gets full [n] from everyone's own [n_own]; scatter: the reverse. Collective. */
 void mt_gradsync_gather(GradSync *g, const float *own, float *full, int root);
 void mt_gradsync_scatter(GradSync *g, const float *full, float *own, int root);
+/* --grad-comm bf16's residuals as a checkpoint holds them (nothing when this run does not round: fp32, one rank).
+ * gather: root gets worker [size][n], every rank's ef in rank order, and (replicated) server [n], the owners' ef_own
+ * in buffer order (sharded: server is not touched). Collective. */
+void mt_gradsync_residuals_gather(GradSync *g, float *worker, float *server, int root);
+/* The reverse, from root's worker [ranks][n] (ranks 0: none) and server [n] (NULL: none), written at `ranks` ranks.
+ * The same count: each rank gets its own row back, the owners their parts of server (a bit-exact resume). Another
+ * count: root's ef becomes the sum of the rows (in row order) and the others' 0 — the total, which is what the sums
+ * are owed, is kept. server is cut by this run's ownership; sharded (no owner rounds), it is added to root's ef
+ * instead. Collective; ranks must be the same everywhere; only root's worker (which it may change) and server are
+ * read. */
+void mt_gradsync_residuals_scatter(GradSync *g, float *worker, int ranks, const float *server, int root);
 
 /* ==== Memory shared by the ranks of a node (MPI-3 shared windows) ==== */
 

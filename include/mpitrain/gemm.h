@@ -48,6 +48,11 @@ uint16_t mt_bf16_from_float(float f);
 float mt_bf16_to_float(uint16_t b);
 /* dst[i] = mt_bf16_from_float(src[i]) for i < n (vectorised where the CPU allows). */
 void mt_bf16_convert(const float *src, uint16_t *dst, size_t n);
+/* Error feedback (the bf16 gradient reduction, comm.h): dst[i] = bf16(src[i] + ef[i]) rounded as mt_bf16_convert,
+ * and ef[i] = (src[i] + ef[i]) - mt_bf16_to_float(dst[i]), what the rounding dropped, for the next call to add back.
+ * A residual that is not finite (an Inf or NaN value, or one that rounded to Inf) becomes 0: a step with a
+ * non-finite gradient can be skipped (--on-nonfinite skip), and its residual must not poison the steps after it. */
+void mt_bf16_convert_ef(const float *src, uint16_t *dst, float *ef, size_t n);
 
 /* dst[i] = mt_bf16_to_float(src[i]) for i < n (exact). */
 void mt_bf16_widen(const uint16_t *src, float *dst, size_t n);

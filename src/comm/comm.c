@@ -277,6 +277,8 @@ static int plan_bf16(GradSync *g, MtError *err) {
   g->rcounts = malloc(sizeof(int) * (size_t)k * (size_t)N);
   g->rdispls = malloc(sizeof(int) * (size_t)k * (size_t)N);
   g->stage = calloc((size_t)k, 1);
+  g->ef = g->recv ? mt_alloc(sizeof(float) * (g->n ? g->n : 1), "the bf16 rounding's residuals", err) : NULL;
+  if (g->ef && !g->shard) g->ef_own = mt_alloc(sizeof(float) * (g->n_own ? g->n_own : 1), "the sums' residuals", err);
   if (err->failed) return -1;
   if (!g->shard && MPI_Comm_dup(g->c->comm, &g->gather_comm) != MPI_SUCCESS)
     return mt_fail(err, "MPI_Comm_dup failed planning the bf16 reduction");
@@ -370,6 +372,8 @@ void mt_gradsync_free(GradSync *g) {
   if (g->bf16 && g->gather_comm != MPI_COMM_NULL) MPI_Comm_free(&g->gather_comm); /* bf16: it was initialised */
   if (g->hier && g->hier_gather != MPI_COMM_NULL) MPI_Comm_free(&g->hier_gather);  /* likewise */
   if (g->hier && g->cross != MPI_COMM_NULL) MPI_Comm_free(&g->cross);
+  mt_free(g->ef_own);
+  mt_free(g->ef);
   free(g->stage);
   free(g->rdispls);
   free(g->rcounts);
@@ -386,13 +390,14 @@ void mt_gradsync_free(GradSync *g) {
   memset(g, 0, sizeof *g);
 }
 
-/* bf16, bucket b's first stage: its bf16 copy, and every rank's copy of this rank's part to this rank. Blocking for
+/* bf16, bucket b's first stage: its bf16 copy (with the residual of the last one added; the new residual kept), and
+ * every rank's copy of this rank's part to this rank. Blocking for
  * the one fused bucket (as the fp32 path is, for speed). The tail's fp32 allreduce rides with bucket 0. */
 static void bf16_parts(GradSync *g, int b, int blocking) {
   Comm *c = g->c;
   const int N = c->size;
   const size_t s0 = g->start[b];
-  mt_bf16_convert(g->grads + s0, g->wire + s0, g->end[b] - s0);
+  mt_bf16_convert_ef(g->grads + s0, g->wire + s0, g->ef + s0, g->end[b] - s0);
   uint16_t *rb = g->recv + (size_t)N * g->own_moff[b];
   const int *sc = g->counts + b * N, *sd = g->displs + b * N, *rc = g->rcounts + b * N, *rd = g->rdispls + b * N;
   if (blocking) {
@@ -411,8 +416,8 @@ static void bf16_parts(GradSync *g, int b, int blocking) {
 }
 
 /* bf16, bucket b's parts have arrived: their fp32 sum in rank order (a fixed order, so the result does not depend on
- * MPI's timing); replicated, then the sums' bf16 copy to every rank, in place in wire (this rank's part of wire was
- * sent already). */
+ * MPI's timing); replicated, then the sums' bf16 copy (error feedback as for the parts) to every rank, in place in
+ * wire (this rank's part of wire was sent already). */
 static void bf16_sums(GradSync *g, int b, int blocking) {
   Comm *c = g->c;
   const int N = c->size;
@@ -421,7 +426,7 @@ static void bf16_sums(GradSync *g, int b, int blocking) {
   mt_bf16_sum_rows(g->recv + (size_t)N * g->own_moff[b], N, (size_t)cnt, own, (size_t)cnt);
   g->stage[b] = BF16_SUMS;
   if (g->shard) return;
-  mt_bf16_convert(own, g->wire + g->own_off[b], (size_t)cnt);
+  mt_bf16_convert_ef(own, g->wire + g->own_off[b], g->ef_own + g->own_moff[b], (size_t)cnt);
   uint16_t *wb = g->wire + g->start[b];
   if (blocking)
     COLL(c, "gradient reduction", MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, wb, g->counts + b * N,
@@ -596,6 +601,42 @@ void mt_gradsync_scatter(GradSync *g, const float *full, float *own, int root) {
     MPI_CHECK(c, MPI_Scatterv(c->rank == root ? full + g->start[b] : NULL, g->counts + b * N, g->displs + b * N,
                               MPI_FLOAT, own + g->own_moff[b], g->counts[b * N + c->rank], MPI_FLOAT, root,
                               c->comm));
+}
+
+void mt_gradsync_residuals_gather(GradSync *g, float *worker, float *server, int root) {
+  if (g->ef == NULL) return;
+  Comm *c = g->c;
+  COLL(c, "checkpoint", MPI_Gather(g->ef, (int)g->n, MPI_FLOAT, worker, (int)g->n, MPI_FLOAT, root, c->comm));
+  if (g->ef_own) mt_gradsync_gather(g, g->ef_own, server, root);
+}
+
+void mt_gradsync_residuals_scatter(GradSync *g, float *worker, int ranks, const float *server, int root) {
+  if (g->ef == NULL) return;
+  Comm *c = g->c;
+  const size_t n = g->n;
+  const int same = ranks == c->size, is_root = c->rank == root;
+  /* What root keeps: its own row at the same count, else the rows' total; then, sharded, the owners' residuals,
+   * which no rank rounds here, as part of what root sends. Either way the ranks' sum owes what the file did. */
+  float *mine = is_root && ranks > 0 ? worker + (same ? (size_t)root * n : 0) : NULL;
+  for (int r = 1; mine && !same && r < ranks; r++)
+    for (size_t i = 0; i < n; i++) mine[i] += worker[(size_t)r * n + i];
+  if (is_root && server && !g->ef_own) {
+    if (mine == NULL) mine = memset(g->ef, 0, sizeof(float) * n); /* no rows: root starts from 0 */
+    for (size_t i = 0; i < n; i++) mine[i] += server[i];
+  }
+  if (same)
+    COLL(c, "resume", MPI_Scatter(worker, (int)n, MPI_FLOAT, g->ef, (int)n, MPI_FLOAT, root, c->comm));
+  else if (mine != NULL && mine != g->ef)
+    memcpy(g->ef, mine, sizeof(float) * n);
+  else if (mine == NULL)
+    memset(g->ef, 0, sizeof(float) * n);
+  if (g->ef_own == NULL) return;
+  int has_server = is_root && server != NULL;
+  MPI_CHECK(c, MPI_Bcast(&has_server, 1, MPI_INT, root, c->comm));
+  if (has_server)
+    mt_gradsync_scatter(g, server, g->ef_own, root);
+  else
+    memset(g->ef_own, 0, sizeof(float) * g->n_own);
 }
 
 /* ==== Memory shared by the ranks of a node ==== */

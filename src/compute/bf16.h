@@ -16,6 +16,14 @@ static inline uint16_t bf16_round_bits(uint32_t u) {
   return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
 }
 
+/* The float a bf16 value stands for: its bits are the float's upper half, the rest zero (exact). */
+static inline float bf16_widen_bits(uint16_t b) {
+  uint32_t u = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
 static inline uint16_t bf16_round(float f) {
   uint32_t u;
   memcpy(&u, &f, sizeof u);

@@ -52,12 +52,7 @@ int mt_precision_resolve(MtPrecision requested, MtPrecision *out, MtError *err) 
 
 uint16_t mt_bf16_from_float(float f) { return bf16_round(f); }
 
-float mt_bf16_to_float(uint16_t b) {
-  uint32_t u = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
+float mt_bf16_to_float(uint16_t b) { return bf16_widen_bits(b); }
 
 MT_VECTOR_CLONES void mt_bf16_convert(const float *src, uint16_t *dst, size_t n) {
   const uint32_t *s = (const uint32_t *)(const void *)src; /* float and uint32_t: same size, reinterpreted bits */
@@ -69,18 +64,28 @@ MT_VECTOR_CLONES void mt_bf16_widen(const uint16_t *src, float *dst, size_t n) {
   for (size_t i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;
 }
 
+/* v - bf16(v) is exact (Sterbenz: v and its rounding are within a factor 2 of each other, or the rounding is 0),
+ * so the residual is all that the rounding dropped. r - r is 0 exactly for a finite r and NaN otherwise: the finite
+ * test without a branch, so the loop vectorises (no -ffast-math here, CMakeLists.txt). */
+MT_VECTOR_CLONES void mt_bf16_convert_ef(const float *src, uint16_t *dst, float *ef, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const float v = src[i] + ef[i];
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    const uint16_t b = bf16_round_bits(u);
+    dst[i] = b;
+    const float r = v - bf16_widen_bits(b);
+    ef[i] = r - r == 0.0f ? r : 0.0f;
+  }
+}
+
 /* Row 0 widened, then rows 1, 2, ... added in that order: one float addition per row and element, so every clone
  * (and any caller's plain loop in the same order) gives the same bits. */
 MT_VECTOR_CLONES void mt_bf16_sum_rows(const uint16_t *src, int rows, size_t stride, float *dst, size_t n) {
   mt_bf16_widen(src, dst, n);
   for (int r = 1; r < rows; r++) {
     const uint16_t *s = src + (size_t)r * stride;
-    for (size_t i = 0; i < n; i++) {
-      uint32_t u = (uint32_t)s[i] << 16;
-      float f;
-      memcpy(&f, &u, sizeof f);
-      dst[i] += f;
-    }
+    for (size_t i = 0; i < n; i++) dst[i] += bf16_widen_bits(s[i]);
   }
 }
 

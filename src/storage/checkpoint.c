@@ -36,7 +36,8 @@
  * Everything else in CheckpointMeta is plain data (copied, and broadcast, as bytes); these rows say what each
  * pointer holds, for mt_checkpoint_meta_free and mt_checkpoint_meta_broadcast. */
 
-typedef enum { HEAP_TEXT, HEAP_FLOATS, HEAP_STRINGS } HeapKind; /* a string, [n_inputs] floats, [n_classes] strings */
+/* A string, [n_inputs] floats, [n_classes] strings; or an array kept by the rank that read it (not broadcast). */
+typedef enum { HEAP_TEXT, HEAP_FLOATS, HEAP_STRINGS, HEAP_LOCAL } HeapKind;
 
 static const struct {
   size_t offset;
@@ -46,6 +47,8 @@ static const struct {
     {offsetof(CheckpointMeta, mean), HEAP_FLOATS},
     {offsetof(CheckpointMeta, std), HEAP_FLOATS},
     {offsetof(CheckpointMeta, class_names), HEAP_STRINGS},
+    {offsetof(CheckpointMeta, gc_worker), HEAP_LOCAL},
+    {offsetof(CheckpointMeta, gc_server), HEAP_LOCAL},
 };
 #define N_HEAP (sizeof heap_fields / sizeof heap_fields[0])
 
@@ -68,7 +71,7 @@ static char *heap_pack(CheckpointMeta *meta, size_t i, uint64_t *bytes, int *own
   void *p = *heap_slot(meta, i);
   *bytes = 0;
   *owned = 0;
-  if (p == NULL) return NULL;
+  if (p == NULL || heap_fields[i].kind == HEAP_LOCAL) return NULL;
   if (heap_fields[i].kind == HEAP_TEXT) *bytes = strlen(p) + 1;
   if (heap_fields[i].kind == HEAP_FLOATS) *bytes = sizeof(float) * (size_t)meta->spec.n_inputs;
   if (heap_fields[i].kind != HEAP_STRINGS) return p;
@@ -152,8 +155,8 @@ void mt_checkpoint_arch_string(const ModelSpec *spec, char *out, size_t n) {
 }
 
 /* CRC-32 of the parameters, then the first and second moments (those that exist), then the batch-norm running
- * statistics, then the preprocessing's mean and std (when normalised), in buffer order: every float32 dataset of
- * the file. */
+ * statistics, then the preprocessing's mean and std (when normalised), then the bf16 residuals (when held), in buffer
+ * order: every float32 dataset of the file. */
 static uint32_t state_crc(const Model *m, const float *mom1, const float *mom2, const CheckpointMeta *meta) {
   uLong crc = crc32_z(0L, Z_NULL, 0);
   size_t bytes = sizeof(float) * m->n_params;
@@ -166,6 +169,9 @@ static uint32_t state_crc(const Model *m, const float *mom1, const float *mom2, 
     crc = crc32_z(crc, (const Bytef *)meta->mean, d);
     crc = crc32_z(crc, (const Bytef *)meta->std, d);
   }
+  const size_t row = sizeof(float) * (size_t)meta->gc_n;
+  if (meta->gc_worker) crc = crc32_z(crc, (const Bytef *)meta->gc_worker, row * (size_t)meta->gc_ranks);
+  if (meta->gc_server) crc = crc32_z(crc, (const Bytef *)meta->gc_server, row);
   return (uint32_t)crc;
 }
 
@@ -177,6 +183,18 @@ static ModelTensor vector_tensor(const char *name, int d) {
   t.count = (size_t)d;
   t.rank = 1;
   t.dims[0] = d;
+  return t;
+}
+
+/* /gradcomm's datasets for meta's counts: worker_residual [gc_ranks, gc_n], server_residual [gc_n]. */
+static ModelTensor residual_tensor(const CheckpointMeta *meta, int server) {
+  ModelTensor t = vector_tensor(server ? "server_residual" : "worker_residual", (int)meta->gc_n);
+  if (!server) {
+    t.rank = 2;
+    t.dims[0] = meta->gc_ranks;
+    t.dims[1] = (int)meta->gc_n;
+    t.count = (size_t)meta->gc_ranks * (size_t)meta->gc_n;
+  }
   return t;
 }
 
@@ -238,6 +256,10 @@ int mt_checkpoint_write(const char *dir, const char *name, const CheckpointMeta 
         (write_tensor(f, "/preprocess", &mt, meta->mean) < 0 || write_tensor(f, "/preprocess", &st, meta->std) < 0))
       goto done;
   }
+  ModelTensor wt = residual_tensor(meta, 0), st = residual_tensor(meta, 1);
+  if ((meta->gc_worker && write_tensor(f, "/gradcomm", &wt, meta->gc_worker) < 0) ||
+      (meta->gc_server && write_tensor(f, "/gradcomm", &st, meta->gc_server) < 0))
+    goto done;
   if (mt_ckpt_attrs_write(f, meta, state_crc(m, mom1, mom2, meta)) < 0) goto done;
   if (mt_h5_file_flush(f, tmp) != 0) goto done;
   herr_t closed = H5Fclose(f);
@@ -475,6 +497,7 @@ static hid_t open_ro(const char *path, MtError *err) {
 }
 
 static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtError *err);
+static int read_gradcomm(hid_t f, const char *path, CheckpointMeta *meta, MtError *err);
 
 int mt_checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err) {
   memset(meta, 0, sizeof *meta);
@@ -482,6 +505,7 @@ int mt_checkpoint_read_meta(const char *path, CheckpointMeta *meta, MtError *err
   if (f < 0) return -1;
   int rc = mt_ckpt_attrs_read(f, path, meta, err);
   if (rc == 0) rc = read_preprocess(f, path, meta, err);
+  if (rc == 0) rc = read_gradcomm(f, path, meta, err);
   H5Fclose(f);
   if (rc != 0) mt_checkpoint_meta_free(meta);
   return rc;
@@ -592,6 +616,50 @@ static int read_preprocess(hid_t f, const char *path, CheckpointMeta *meta, MtEr
 }
 
 
+/* The shape of /gradcomm/worker_residual, whose rows are one per rank of the run that wrote it: into dims (rows
+ * between 1 and 2^24, values per row fitting an int, and stored: a damaged extent is not allocated). 1: absent. */
+static int gradcomm_shape(hid_t f, const char *path, hsize_t dims[2], MtError *err) {
+  htri_t ex = H5Lexists(f, "/gradcomm", H5P_DEFAULT);
+  if (ex > 0) ex = H5Lexists(f, "/gradcomm/worker_residual", H5P_DEFAULT);
+  if (ex < 0) return mt_fail(err, "checkpoint %s: cannot read /gradcomm", path);
+  if (ex == 0) return 1;
+  hid_t ds = H5Dopen2(f, "/gradcomm/worker_residual", H5P_DEFAULT);
+  if (ds < 0) return mt_fail(err, "checkpoint %s: cannot open /gradcomm/worker_residual", path);
+  hid_t sp = H5Dget_space(ds);
+  int rank = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+  if (rank == 2) H5Sget_simple_extent_dims(sp, dims, NULL);
+  if (sp >= 0) H5Sclose(sp);
+  char where[1200];
+  snprintf(where, sizeof where, "checkpoint %s: /gradcomm/worker_residual", path);
+  int rc = 0;
+  if (rank != 2 || dims[0] < 1 || dims[0] > ((hsize_t)1 << 24) || dims[1] < 1 || dims[1] > (hsize_t)INT32_MAX)
+    rc = mt_fail(err, "%s: expected [ranks, parameters]", where);
+  else
+    rc = mt_h5_check_stored(ds, where, err);
+  H5Dclose(ds);
+  return rc;
+}
+
+/* /gradcomm, optional (fp32 communication, one rank, and checkpoints before version 3 have none): zero residuals. */
+static int read_gradcomm(hid_t f, const char *path, CheckpointMeta *meta, MtError *err) {
+  hsize_t dims[2] = {0, 0};
+  int rc = gradcomm_shape(f, path, dims, err);
+  if (rc != 0) return rc < 0 ? -1 : 0;
+  meta->gc_ranks = (int)dims[0];
+  meta->gc_n = (int64_t)dims[1];
+  htri_t hs = H5Lexists(f, "/gradcomm/server_residual", H5P_DEFAULT);
+  if (hs < 0) return mt_fail(err, "checkpoint %s: cannot read /gradcomm", path);
+  meta->gc_has_server = hs > 0;
+  ModelTensor wt = residual_tensor(meta, 0), st = residual_tensor(meta, 1);
+  if ((meta->gc_worker = malloc(sizeof(float) * wt.count)) == NULL ||
+      (hs && (meta->gc_server = malloc(sizeof(float) * st.count)) == NULL))
+    return mt_fail(err, "checkpoint %s: out of memory reading /gradcomm", path);
+  if (read_tensor(f, path, "/gradcomm", &wt, meta->gc_worker, err) != 0 ||
+      (hs && read_tensor(f, path, "/gradcomm", &st, meta->gc_server, err) != 0))
+    return -1;
+  return 0;
+}
+
 /* The architecture must match exactly: a checkpoint is not a warm start for another model. */
 int mt_checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const Model *m, const Optimizer *o,
                       MtError *err) {
@@ -614,6 +682,9 @@ int mt_checkpoint_check_fits(const char *path, const CheckpointMeta *meta, const
                         "--batchnorm to match, or use a new --checkpoint-dir to start afresh)",
                    path, x, y);
   }
+  if (meta->gc_ranks > 0 && (size_t)meta->gc_n != m->n_params)
+    return mt_fail(err, "checkpoint %s: /gradcomm holds residuals of %lld values; the model has %zu parameters", path,
+                   (long long)meta->gc_n, m->n_params);
   if (o && o->cfg.kind != meta->opt.kind)
     return mt_fail(err, "checkpoint %s was written with --optimizer %s; this run uses %s, whose state it does not "
                         "hold (resume with --optimizer %s, or use a new --checkpoint-dir to start afresh)",
@@ -657,6 +728,11 @@ int mt_checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model
     else
       rc = check_state(path, m, has_m ? mom1 : NULL, has_v ? mom2 : NULL, err);
   }
+  const ModelTensor wt = residual_tensor(meta, 0), st = residual_tensor(meta, 1);
+  if (rc == 0 && meta->gc_worker)
+    rc = check_values(path, "/gradcomm", &wt, meta->gc_worker, 0, "finite residuals", err);
+  if (rc == 0 && meta->gc_server)
+    rc = check_values(path, "/gradcomm", &st, meta->gc_server, 0, "finite residuals", err);
   mt_free(own2);
   mt_free(own1);
   if (rc == 0 && o) o->t = meta->opt_step;
@@ -664,6 +740,50 @@ int mt_checkpoint_read_state(const char *path, const CheckpointMeta *meta, Model
 }
 
 /* ==== Describing ==== */
+
+/* info's list of the arrays: the model's, the optimiser's, the preprocessing's and the bf16 residuals. */
+static void describe_arrays(const Model *m, const Optimizer *o, const CheckpointMeta *meta) {
+  printf("arrays:\n");
+  ModelTensor ts[MAX_TENSORS];
+  int nt = mt_model_tensors(m, ts, MAX_TENSORS);
+  const char *groups[3] = {"/model", "/optimizer/m", "/optimizer/v"};
+  int present[3] = {1, o->m != NULL, o->v != NULL};
+  for (int g = 0; g < 3; g++)
+    for (int i = 0; present[g] && i < nt; i++) {
+      char name[160], shape[48];
+      snprintf(name, sizeof name, "%s/%.40s", groups[g], ts[i].name);
+      if (ts[i].rank == 2)
+        snprintf(shape, sizeof shape, "[%d, %d]", ts[i].dims[0], ts[i].dims[1]);
+      else
+        snprintf(shape, sizeof shape, "[%d]", ts[i].dims[0]);
+      printf("  %-28s %-12s float32\n", name, shape);
+    }
+  ModelTensor ss[MAX_TENSORS];
+  int ns = mt_model_state_tensors(m, ss, MAX_TENSORS);
+  for (int i = 0; i < ns; i++) {
+    char name[160];
+    snprintf(name, sizeof name, "/model/%.40s", ss[i].name);
+    printf("  %-28s [%d]%*s float32 (running statistics)\n", name, ss[i].dims[0], 1, "");
+  }
+  for (int i = 0; meta->mean && i < 2; i++) {
+    char shape[48];
+    snprintf(shape, sizeof shape, "[%d]", meta->spec.n_inputs);
+    printf("  %-28s %-12s float32 (feature %s)\n", i ? "/preprocess/std" : "/preprocess/mean", shape,
+           i ? "deviations" : "means");
+  }
+  if (meta->gc_ranks > 0) {
+    char shape[48];
+    snprintf(shape, sizeof shape, "[%d, %lld]", meta->gc_ranks, (long long)meta->gc_n);
+    printf("  %-28s %-12s float32 (--grad-comm bf16: each rank's rounding residual)\n", "/gradcomm/worker_residual",
+           shape);
+  }
+  if (meta->gc_server) {
+    char shape[48];
+    snprintf(shape, sizeof shape, "[%lld]", (long long)meta->gc_n);
+    printf("  %-28s %-12s float32 (--grad-comm bf16: the sums' rounding residual)\n", "/gradcomm/server_residual",
+           shape);
+  }
+}
 
 int mt_checkpoint_describe(const char *path, MtError *err) {
   CheckpointMeta meta;
@@ -724,34 +844,7 @@ int mt_checkpoint_describe(const char *path, MtError *err) {
   printf("%s\n", meta.class_names ? "" : " (no names)");
   printf("crc32:       %08x, %s%s\n", meta.crc32, ok ? "matches the arrays, every value valid" : "refused: ",
          ok ? "" : rerr.msg);
-  printf("arrays:\n");
-  ModelTensor ts[MAX_TENSORS];
-  int nt = mt_model_tensors(&m, ts, MAX_TENSORS);
-  const char *groups[3] = {"/model", "/optimizer/m", "/optimizer/v"};
-  int present[3] = {1, o.m != NULL, o.v != NULL};
-  for (int g = 0; g < 3; g++)
-    for (int i = 0; present[g] && i < nt; i++) {
-      char name[160], shape[48];
-      snprintf(name, sizeof name, "%s/%.40s", groups[g], ts[i].name);
-      if (ts[i].rank == 2)
-        snprintf(shape, sizeof shape, "[%d, %d]", ts[i].dims[0], ts[i].dims[1]);
-      else
-        snprintf(shape, sizeof shape, "[%d]", ts[i].dims[0]);
-      printf("  %-28s %-12s float32\n", name, shape);
-    }
-  ModelTensor ss[MAX_TENSORS];
-  int ns = mt_model_state_tensors(&m, ss, MAX_TENSORS);
-  for (int i = 0; i < ns; i++) {
-    char name[160];
-    snprintf(name, sizeof name, "/model/%.40s", ss[i].name);
-    printf("  %-28s [%d]%*s float32 (running statistics)\n", name, ss[i].dims[0], 1, "");
-  }
-  for (int i = 0; meta.mean && i < 2; i++) {
-    char shape[48];
-    snprintf(shape, sizeof shape, "[%d]", meta.spec.n_inputs);
-    printf("  %-28s %-12s float32 (feature %s)\n", i ? "/preprocess/std" : "/preprocess/mean", shape,
-           i ? "deviations" : "means");
-  }
+  describe_arrays(&m, &o, &meta);
   printf("config:\n");
   for (const char *p = meta.config; p && *p;) {
     const char *nl = strchr(p, '\n');

@@ -88,6 +88,28 @@ int mt_trainer_check_finite(const Trainer *t, MtError *err) {
   return 0;
 }
 
+/* Collective: rank 0's copies of --grad-comm bf16's residuals for a checkpoint (gathered: every rank's, and the
+ * owners' of the sums), or NULL when this run rounds nothing. -1 (agreed) when rank 0 cannot hold them. */
+static int residuals_gather(Trainer *t, float **worker, float **server, MtError *err) {
+  *worker = *server = NULL;
+  if (t->gs.ef == NULL) return 0;
+  MtError local = {0};
+  const size_t n = t->model.n_params;
+  if (t->comm->rank == 0) {
+    *worker = mt_alloc(sizeof(float) * n * (size_t)t->comm->size, "the gathered bf16 residuals", &local);
+    if (*worker && t->gs.ef_own) *server = mt_alloc(sizeof(float) * n, "the gathered bf16 residuals", &local);
+  }
+  if (mt_comm_agree(t->comm, &local) != 0) {
+    mt_free(*worker);
+    mt_free(*server);
+    *worker = *server = NULL;
+    *err = local;
+    return -1;
+  }
+  mt_gradsync_residuals_gather(&t->gs, *worker, *server, 0);
+  return 0;
+}
+
 /* Collective. Rank 0 writes (every rank holds the same state), then all agree on the outcome: a checkpoint that
  * could not be written (disk full, directory gone) stops the run on every rank, the previous one intact. name NULL:
  * ckpt-<step>.h5, kept K at a time; else that file (best.h5). */
@@ -118,9 +140,16 @@ int mt_trainer_save_as(Trainer *t, const char *name, MtError *err) {
     if (t->opt.v) mt_gradsync_gather(&t->gs, t->opt.v, full.v, 0);
     o = &full;
   }
-  if (t->comm->rank == 0) {
+  float *worker = NULL, *server = NULL; /* rank 0's; the meta below owns them */
+  if (residuals_gather(t, &worker, &server, &local) == 0 && t->comm->rank == 0) {
     CheckpointMeta meta;
-    if (fill_meta(t, &meta) != 0)
+    const int filled = fill_meta(t, &meta);
+    meta.gc_ranks = worker ? t->comm->size : 0;
+    meta.gc_has_server = server != NULL;
+    meta.gc_n = (int64_t)t->model.n_params;
+    meta.gc_worker = worker;
+    meta.gc_server = server;
+    if (filled != 0)
       mt_fail(&local, "out of memory describing the run for a checkpoint");
     else if (mt_checkpoint_write(t->cfg.checkpoint_dir, name, &meta, &t->model, o, path, sizeof path, &local) == 0 &&
              name == NULL)

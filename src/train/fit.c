@@ -59,7 +59,7 @@ static void print_banner(Trainer *t) {
                                              : "";
     mt_log_info(t->log, "gradients: %s%s%s%s%s", how,
              t->gs.bf16 || t->gs.hier ? (how[0] ? "; " : "") : "",
-             t->gs.bf16 ? "sent as bf16, summed in fp32 (--grad-comm bf16)" : "",
+             t->gs.bf16 ? "sent as bf16, summed in fp32, with error feedback (--grad-comm bf16)" : "",
              t->gs.hier ? "hierarchical: reduce-scatter within each node, allreduce across nodes, all-gather "
                           "within (--allreduce hier)"
                         : "",

@@ -172,6 +172,11 @@ static void resume_report(Trainer *t, const CheckpointMeta *meta, const char *us
   mt_log_info(t->log, "resumed from %s: step %lld, epoch %d (%lld of %lld rows done), written at %d rank%s", used,
            (long long)t->step, t->epoch + 1, (long long)t->epoch_pos, (long long)t->n_train, meta->world_size,
            meta->world_size == 1 ? "" : "s");
+  if (meta->gc_ranks > 0 && t->gs.ef == NULL)
+    mt_log_info(t->log, "note: %s holds --grad-comm bf16's rounding residuals; this run rounds nothing (fp32, or one "
+                     "rank) and drops them", used);
+  else if (meta->gc_ranks > 0 && meta->gc_ranks != t->comm->size)
+    mt_log_info(t->log, "note: the bf16 rounding residuals of %d ranks go to rank 0 as their sum", meta->gc_ranks);
   if (meta->elapsed_s < 0 && t->cfg.log[0] != '\0')
     mt_log_info(t->log, "note: %s does not record the training time so far (an older mpitrain): elapsed_s in %s "
                      "counts from 0 again", used, t->cfg.log);
@@ -222,6 +227,8 @@ int mt_trainer_resume(Trainer *t, MtError *err) {
     if (t->opt.v) mt_comm_bcast(t->comm, t->opt.v, sizeof(float) * t->opt.n, 0);
   }
   if (have_full) mt_optim_free(&full);
+  /* Rank 0 read them with the metadata; at the same rank count every rank gets its own back (a bit-exact resume). */
+  mt_gradsync_residuals_scatter(&t->gs, meta.gc_worker, meta.gc_ranks, meta.gc_server, 0);
   t->step = t->saved_step = meta.step;
   t->epoch = (int)meta.epoch;
   t->epoch_pos = meta.epoch_pos;

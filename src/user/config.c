@@ -174,8 +174,10 @@ const OptionSpec mt_config_train_options[] = {
    .def = "fp32", .choices = mt_grad_comm_names,
    .help = "the gradient reduction's numbers on the wire: fp32; bf16 = each rank rounds its gradient to bf16 and "
            "the sums are taken in fp32 (a reduce-scatter of bf16 parts, then an all-gather of the bf16 sums; with "
-           "--shard-optimizer only the reduce-scatter): half the bytes of fp32, worth it where the network is the "
-           "bottleneck (across nodes). One rank: nothing is sent or rounded. Not with --deterministic"},
+           "--shard-optimizer only the reduce-scatter), with error feedback (what a rounding drops is added to the "
+           "next step's values before they are rounded; checkpoints carry it): half the bytes of fp32, worth it "
+           "where the network is the bottleneck (across nodes). One rank: nothing is sent or rounded. Not with "
+           "--deterministic"},
   {.name = "allreduce", .type = OT_ENUM, .offset = offsetof(Config, allreduce), .def = "auto",
    .choices = mt_allreduce_names,
    .help = "the fp32 gradient allreduce: flat = one MPI collective over all ranks; hier = reduce-scatter within "

@@ -25,18 +25,28 @@ start_and_wait() {
 one_rank_pid() { pgrep -f "^$bin train .*--checkpoint-dir $dir" | tail -n 1; }
 
 case "$scenario" in
-exact | exact_bn | exact_shard)
+exact | exact_bn | exact_shard | exact_bf16 | exact_bf16_shard)
   # 3 epochs straight vs stopped mid-epoch 2 (3000/48 = 63 steps an epoch: step 100) and resumed. exact_bn adds
-  # what carries extra state: batch-norm running statistics, dropout masks keyed by step, a schedule, L2.
+  # what carries extra state: batch-norm running statistics, dropout masks keyed by step, a schedule, L2. The bf16
+  # ones carry --grad-comm bf16's error-feedback residuals (each rank's; replicated, the owners' of the sums too).
   extra=()
   [ "$scenario" = exact_bn ] && extra=(--batchnorm before --dropout 0.2 --l2 0.01 --lr-schedule cosine --warmup-steps 10)
   [ "$scenario" = exact_shard ] && extra=(--shard-optimizer --bucket-mb 0.001)
+  [ "$scenario" = exact_bf16 ] && extra=(--grad-comm bf16)
+  [ "$scenario" = exact_bf16_shard ] && extra=(--grad-comm bf16 --shard-optimizer --bucket-mb 0.001)
   train 2 --epochs 3 --checkpoint-dir A "${extra[@]}" >a.log 2>&1 || { cat a.log; fail "straight run"; }
   train 2 --epochs 3 --checkpoint-dir B --max-steps 100 "${extra[@]}" >b1.log 2>&1 || { cat b1.log; fail "first half"; }
   train 2 --epochs 3 --checkpoint-dir B --resume auto "${extra[@]}" >b2.log 2>&1 || { cat b2.log; fail "resumed half"; }
   grep -q "resumed from B/ckpt-000000000100.h5: step 100, epoch 2" b2.log || { cat b2.log; fail "did not resume at step 100"; }
   [ "$(basename "$(newest A)")" = "$(basename "$(newest B)")" ] || fail "final steps differ: $(newest A) $(newest B)"
   same_state "$(newest A)" "$(newest B)"
+  case "$scenario" in exact_bf16*)
+    want=/gradcomm/worker_residual; [ "$scenario" = exact_bf16 ] && want="/gradcomm/server_residual $want"
+    have=$(h5ls -r "$(newest A)" | awk '$1 ~ /^\/gradcomm\// { printf "%s%s", sep, $1; sep = " " }')
+    [ "$have" = "$want" ] || fail "expected $want in the checkpoint, found '$have'"
+    h5diff "$(newest A)" "$(newest B)" /gradcomm >/dev/null || fail "bf16 residuals differ"
+    grep -q "/gradcomm/worker_residual *\[2, " <("$bin" info "$(newest B)") || fail "info does not list the residuals"
+  esac
   echo "straight and stop-and-resume runs end bit-identical at $(newest A)"
   ;;
 deterministic | deterministic_shard)
@@ -104,6 +114,26 @@ world_size | world_size_shard)
   done
   same_losses w4.csv w1.csv 40 1e-5
   same_losses w4.csv w3.csv 40 1e-5
+  ;;
+world_size_bf16)
+  # --grad-comm bf16 written at 4 ranks (residuals [4, n]); continued at 3 (their total on rank 0, the owners'
+  # re-cut), 2 sharded (the owners' folded in too) and 1 (nothing rounded: dropped): every run goes on to the end,
+  # close to the 4-rank continuation (bf16 sums of other rank counts round otherwise), writing its own residuals.
+  train 4 --epochs 3 --checkpoint-dir W4 --max-steps 40 --grad-comm bf16 >w.log 2>&1 || { cat w.log; fail "np=4 first part"; }
+  cp -r W4 W3 && cp -r W4 W2 && cp -r W4 W1
+  for np in 4 3 2 1; do
+    more=(); [ "$np" = 2 ] && more=(--shard-optimizer --bucket-mb 0.001)
+    train "$np" --epochs 3 --checkpoint-dir "W$np" --resume auto --max-steps 80 --log "w$np.csv" --grad-comm bf16 \
+      "${more[@]}" >"w$np.log" 2>&1 || { cat "w$np.log"; fail "resume at np=$np"; }
+    grep -q "written at 4 ranks" "w$np.log" || { cat "w$np.log"; fail "np=$np did not resume the np=4 checkpoint"; }
+    [ "$(basename "$(newest "W$np")")" = ckpt-000000000080.h5 ] || fail "np=$np did not reach step 80"
+    rows=$(h5ls "$(newest "W$np")/gradcomm/worker_residual" 2>/dev/null | sed -n 's/.*{\([0-9]*\), .*/\1/p')
+    [ "$np" = 1 ] && { [ -z "$rows" ] || fail "one rank rounds nothing, yet wrote residuals"; continue; }
+    [ "$rows" = "$np" ] || fail "np=$np wrote residuals of '$rows' ranks"
+  done
+  grep -q "residuals of 4 ranks go to rank 0 as their sum" w3.log || { cat w3.log; fail "np=3: no note on the residuals"; }
+  grep -q "drops them" w1.log || { cat w1.log; fail "np=1: no note on the dropped residuals"; }
+  for np in 3 2 1; do same_losses w4.csv "w$np.csv" 40 1e-4; done
   ;;
 kill | sigterm)
   "$bin" synth --samples 8000 --test-samples 500 --features 256 --classes 4 --noise 3 --out big.h5 >/dev/null || fail synth

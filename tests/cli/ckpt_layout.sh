@@ -3,6 +3,7 @@
 #   a: batch norm before, Adam, --deterministic, normalised data with class names (preprocess mean/std, det_max)
 #   b: batch norm after, momentum (first moments only), dropout, --log (elapsed_s)
 #   c: no batch norm, RMSProp (second moments only), early stopping's best.h5
+#   d: --grad-comm bf16 at 2 ranks (/gradcomm: each rank's residual and the owners' of the sums)
 set -u
 bin=$1 readme=$2
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,4 +26,6 @@ run train --data s.h5 "${common[@]}" --batchnorm after --dropout 0.2 --optimizer
   --checkpoint-dir b
 run train --data s.h5 "${common[@]}" --epochs 4 --optimizer rmsprop --val-fraction 0.2 --patience 1 \
   --checkpoint-dir c
-exec "$py" "$here/ckpt_layout.py" "$readme" a/ckpt-*.h5 b/ckpt-*.h5 c/*.h5
+mpirun -np 2 "$bin" train --data s.h5 "${common[@]}" --threads 1 --grad-comm bf16 --checkpoint-dir d >>run.log 2>&1 ||
+  { cat run.log; echo "FAIL: --grad-comm bf16 at 2 ranks"; exit 1; }
+exec "$py" "$here/ckpt_layout.py" "$readme" a/ckpt-*.h5 b/ckpt-*.h5 c/*.h5 d/ckpt-*.h5

@@ -138,7 +138,7 @@ mt_train_error(allreduce_hier_zero1 2 "mpitrain: error: --allreduce hier: the hi
 mt_train_error(grad_comm_unknown 2 "--grad-comm: .*fp16.*fp32, bf16" --data ${MT_SMALL} --grad-comm fp16)
 # --grad-comm bf16 says so in the banner, at 2 ranks with buckets; the replica check passes on every step.
 mt_expect(NAME train.grad_comm_bf16 NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
-  MATCH "gradients: sent as bf16, summed in fp32 .--grad-comm bf16." NOMATCH "one fused bucket|replica check failed"
+  MATCH "gradients: sent as bf16, summed in fp32, with error feedback .--grad-comm bf16." NOMATCH "one fused bucket|replica check failed"
   COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 16 --epochs 1 --batch 64 --progress off --bucket-mb 0.0001
           --check-replicas 1 --grad-comm bf16)
 mt_train_error(skip_forever 2 "100 steps in a row had a non-finite" --data ${MT_SMALL} --optimizer sgd --lr 1e30

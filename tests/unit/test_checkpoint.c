@@ -91,6 +91,68 @@ static void test_round_trip(void **s) {
   mt_model_free(&a);
 }
 
+/* --grad-comm bf16's residuals (/gradcomm): written from meta, read back with the metadata, inside the CRC; refused
+ * when they are not finite (a CRC recomputed over the damage matches too, so the write path makes the bad file) or do
+ * not fit the model. */
+static void test_gradcomm(void **s) {
+  (void)s;
+  Model a;
+  Optimizer oa;
+  make_model(&a, &oa, 5, OPT_ADAM);
+  const size_t n = a.n_params;
+  CheckpointMeta meta;
+  meta_for(&a, &oa, 9, &meta);
+  meta.gc_ranks = 3;
+  meta.gc_n = (int64_t)n;
+  meta.gc_has_server = 1;
+  meta.gc_worker = malloc(sizeof(float) * 3 * n);
+  meta.gc_server = malloc(sizeof(float) * n);
+  for (size_t i = 0; i < 3 * n; i++) meta.gc_worker[i] = 0x1p-12f * (float)((int)(i % 11) - 5);
+  for (size_t i = 0; i < n; i++) meta.gc_server[i] = -0x1p-14f * (float)(i % 5);
+  MtError err = {0};
+  char path[1100];
+  if (mt_checkpoint_write(dir, "gc.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  CheckpointMeta back;
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
+  assert_int_equal(back.gc_ranks, 3);
+  assert_int_equal(back.gc_has_server, 1);
+  assert_int_equal(back.gc_n, (int64_t)n);
+  assert_memory_equal(back.gc_worker, meta.gc_worker, sizeof(float) * 3 * n);
+  assert_memory_equal(back.gc_server, meta.gc_server, sizeof(float) * n);
+  if (mt_checkpoint_read_state(path, &back, &a, &oa, &err) != 0) fail_msg("%s", err.msg);
+  back.gc_worker[4] += 1.0f; /* the CRC covers them */
+  assert_int_equal(mt_checkpoint_read_state(path, &back, &a, &oa, &err), -1);
+  assert_non_null(strstr(err.msg, "CRC-32"));
+  mt_error_clear(&err);
+  back.gc_n = (int64_t)n - 1; /* another model's */
+  assert_int_equal(mt_checkpoint_check_fits(path, &back, &a, &oa, &err), -1);
+  assert_non_null(strstr(err.msg, "/gradcomm holds residuals"));
+  mt_error_clear(&err);
+  mt_checkpoint_meta_free(&back);
+  meta.gc_server[n - 1] = NAN;
+  if (mt_checkpoint_write(dir, "gc.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
+  assert_int_equal(mt_checkpoint_read_state(path, &back, &a, &oa, &err), -1);
+  assert_non_null(strstr(err.msg, "/gradcomm/server_residual"));
+  assert_non_null(strstr(err.msg, "finite residuals"));
+  mt_checkpoint_meta_free(&back);
+  /* Without /gradcomm (fp32 communication, older files): no residuals. */
+  free(meta.gc_worker);
+  free(meta.gc_server);
+  meta.gc_worker = meta.gc_server = NULL;
+  meta.gc_ranks = meta.gc_has_server = 0;
+  mt_error_clear(&err);
+  if (mt_checkpoint_write(dir, "gc.h5", &meta, &a, &oa, path, sizeof path, &err) != 0) fail_msg("%s", err.msg);
+  assert_int_equal(mt_checkpoint_read_meta(path, &back, &err), 0);
+  assert_int_equal(back.gc_ranks, 0);
+  assert_null(back.gc_worker);
+  assert_int_equal(mt_checkpoint_read_state(path, &back, &a, &oa, &err), 0);
+  mt_checkpoint_meta_free(&back);
+  mt_checkpoint_meta_free(&meta);
+  mt_optim_free(&oa);
+  mt_model_free(&a);
+}
+
 /* 64-bit attributes come back exactly (fuzz_checkpoint: they were read through double, so --seed
  * 9007199254740993 resumed as ...992 and shuffled differently from the run it continued). */
 static void test_big_counters(void **s) {
@@ -471,6 +533,7 @@ int main(void) {
   mkdir(dir, 0777);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_gradcomm),
       cmocka_unit_test(test_big_counters),
       cmocka_unit_test(test_det_max),
       cmocka_unit_test(test_elapsed),

@@ -1,5 +1,6 @@
 /* test_ckptmeta_mpi.c — mt_checkpoint_meta_broadcast at 4 ranks: every byte of CheckpointMeta reaches every rank, and
- * the heap fields (config, mean, std, class_names) arrive as copies of their contents, from any root.
+ * the heap fields (config, mean, std, class_names) arrive as copies of their contents, from any root; the bf16
+ * residuals (gc_worker, gc_server) stay on the root.
  *
  * The root fills the whole struct with a byte pattern (so a field added to CheckpointMeta without being broadcast
  * shows up as bytes that differ), then points the heap fields at real data; the other ranks start zeroed. */
@@ -25,7 +26,10 @@ static void fill(CheckpointMeta *m, int s, int with_heap) {
   m->config = NULL;
   m->mean = m->std = NULL;
   m->class_names = NULL;
+  m->gc_worker = m->gc_server = NULL;
   if (!with_heap) return;
+  m->gc_worker = calloc(8, sizeof(float));
+  m->gc_server = calloc(4, sizeof(float));
   m->config = strdup("[train]\nepochs = 3\n");
   m->mean = malloc(sizeof(float) * N_INPUTS);
   m->std = malloc(sizeof(float) * N_INPUTS);
@@ -44,6 +48,7 @@ static CheckpointMeta plain(const CheckpointMeta *m) {
   p.config = NULL;
   p.mean = p.std = NULL;
   p.class_names = NULL;
+  p.gc_worker = p.gc_server = NULL;
   return p;
 }
 
@@ -72,6 +77,8 @@ static void check_from(Comm *c, int root, int with_heap) {
       CHECK(strcmp(got.class_names[k], want.class_names[k]) == 0, "rank %d: class_names[%d] '%s'", c->rank, k,
             got.class_names[k]);
     CHECK(c->rank == root || (got.config != want.config && got.mean != want.mean), "rank %d: not copies", c->rank);
+    /* The bf16 residuals stay with the rank that read them (the trainer scatters them). */
+    CHECK(c->rank == root ? got.gc_worker != NULL : !got.gc_worker && !got.gc_server, "rank %d: gc arrays", c->rank);
   } else {
     CHECK(!got.config && !got.mean && !got.std && !got.class_names, "rank %d: NULL heap fields arrived", c->rank);
   }

@@ -114,6 +114,42 @@ static void test_widen_sum_rows(void **state) {
   for (int j = 0; j < W; j++) assert_int_equal(bits(sum[j]), (uint32_t)src[j] << 16);
 }
 
+/* Error feedback's conversion: the bits of mt_bf16_convert of src + ef, the residual exactly what that rounding
+ * dropped (computed in double), and, carried over many calls, the sum of what was sent follows the sum of src within
+ * one rounding; a value that is not finite (Inf, NaN, one that rounds to Inf) leaves a residual of 0. */
+static void test_convert_ef(void **state) {
+  (void)state;
+  enum { W = 37, CALLS = 50 };
+  float src[W], ef[W], v[W];
+  uint16_t dst[W], ref[W];
+  double sent[W], given[W];
+  for (int j = 0; j < W; j++) ef[j] = 0, sent[j] = given[j] = 0;
+  for (int c = 0; c < CALLS; c++) {
+    for (int j = 0; j < W; j++) {
+      src[j] = from_bits(0x3f800000u + (uint32_t)(j * 131 + c * 977) * 0x1234u) * (j % 3 ? -0.01f : 0.02f);
+      v[j] = src[j] + ef[j];
+    }
+    mt_bf16_convert(v, ref, W);
+    mt_bf16_convert_ef(src, dst, ef, W);
+    for (int j = 0; j < W; j++) {
+      assert_int_equal(dst[j], ref[j]);
+      assert_true((double)ef[j] == (double)v[j] - (double)mt_bf16_to_float(dst[j]));
+      sent[j] += mt_bf16_to_float(dst[j]);
+      given[j] += src[j];
+    }
+  }
+  for (int j = 0; j < W; j++) /* what is still owed is the last residual: at most half a bf16 step of the value */
+    if (fabs(given[j] - sent[j]) > 0x1p-8 * fabs(mt_bf16_to_float(dst[j])) + 1e-6 * fabs(given[j]))
+      fail_msg("value %d: sent %g of %g", j, sent[j], given[j]);
+  src[0] = INFINITY, src[1] = NAN, src[2] = from_bits(0x7f7fffff), src[3] = -INFINITY;
+  ef[0] = ef[1] = ef[2] = ef[3] = 0x1p-20f;
+  mt_bf16_convert_ef(src, dst, ef, 4);
+  for (int j = 0; j < 4; j++) assert_true(ef[j] == 0.0f);
+  assert_int_equal(dst[0], 0x7f80);
+  assert_int_equal(dst[2], 0x7f80); /* FLT_MAX rounds to Inf */
+  assert_true(isnan(mt_bf16_to_float(dst[1])));
+}
+
 /* ---- One dense layer ---- */
 
 enum { IN = 96, OUT = 40, ROWS = 33 };
@@ -371,7 +407,7 @@ static void test_fused_step(void **state) {
 
 int main(void) {
   const struct CMUnitTest conv[] = {cmocka_unit_test(test_rounding), cmocka_unit_test(test_convert_sum),
-                                    cmocka_unit_test(test_widen_sum_rows)};
+                                    cmocka_unit_test(test_widen_sum_rows), cmocka_unit_test(test_convert_ef)};
   const struct CMUnitTest bf16[] = {cmocka_unit_test(test_dense_bf16), cmocka_unit_test(test_model_vs_fp32),
                                     cmocka_unit_test(test_gradcheck_bf16), cmocka_unit_test(test_fused_step)};
   int rc = cmocka_run_group_tests(conv, NULL, NULL);
