@@ -4,6 +4,7 @@
 set -u
 scenario=$1 bin=$2 tamper=$3 data=$4
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/compare.sh" # same_state, same_losses
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/procs.sh"   # own_pids
 work=ckpt-$scenario
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 mpirun=(mpirun)
@@ -22,7 +23,7 @@ start_and_wait() {
   done
   fail "no checkpoint appeared"
 }
-one_rank_pid() { pgrep -f "^$bin train .*--checkpoint-dir $dir" | tail -n 1; }
+one_rank_pid() { own_pids "^$bin train .*--checkpoint-dir $dir" | tail -n 1; }
 
 case "$scenario" in
 exact | exact_bn | exact_shard | exact_bf16 | exact_bf16_shard)

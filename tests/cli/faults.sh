@@ -9,13 +9,7 @@ scenario=$1 bin=$2
 work=faults-$scenario
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
-# The PIDs of this test's own processes matching a pgrep -f pattern: those working in this test's directory. Tests
-# run in parallel, and a pattern alone can match another test's mpitrain (a SIGTERM or SIGKILL meant for ours would
-# then fail it).
-own_pids() {
-  local p
-  for p in $(pgrep -f "$1"); do [ "$(readlink "/proc/$p/cwd" 2>/dev/null)" = "$PWD" ] && echo "$p"; done
-}
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/procs.sh" # own_pids
 crashed() { grep -Eq 'Segmentation fault|core dumped|signal 11|signal 6|Aborted|AddressSanitizer|runtime error:' "$1"; }
 
 # A small dataset and a checkpoint trained on it (5 classes, 32 features).

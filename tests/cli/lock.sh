@@ -9,6 +9,7 @@
 # Each scenario works in a fresh directory of its own and exits non-zero (saying why) when an expectation fails.
 set -u
 scenario=$1 bin=$2 nolock=${3:-}
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/procs.sh" # own_pids
 work=lock-$scenario
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
@@ -41,7 +42,7 @@ concurrent)
   train 2 --epochs 10 --checkpoint-every 1 --checkpoint-dir D >a.log 2>&1 &
   a=$!
   wait_checkpoint D "$a" || { cat a.log; fail "run A wrote no checkpoint"; }
-  mapfile -t apids < <(pgrep -f "^$bin train .*--checkpoint-dir D( |$)")
+  mapfile -t apids < <(own_pids "^$bin train .*--checkpoint-dir D( |$)")
   [ "${#apids[@]}" -eq 2 ] || fail "expected A's 2 rank processes, found ${#apids[@]}"
   # What B must not delete: a temporary of A's, as A names them (A is alive, so it is in flight).
   inflight="D/.ckpt-000000999999.h5.tmp.$host.${apids[0]}"

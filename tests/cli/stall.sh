@@ -3,6 +3,7 @@
 # inspectors must notice, say which rank did not answer, and end the job within seconds.   stall.sh MPITRAIN
 set -u
 bin=$1
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/procs.sh" # own_pids
 rm -rf stall-test && mkdir -p stall-test && cd stall-test || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 "$bin" synth --samples 20000 --features 256 --classes 4 --out big.h5 >/dev/null || fail synth
@@ -11,7 +12,7 @@ mpirun -np 3 "$bin" train --data big.h5 --hidden 256,256 --epochs 100 --batch 64
 pid=$!
 for _ in $(seq 200); do grep -q "gradients:" run.log 2>/dev/null && break; sleep 0.05; done
 sleep 1
-victim=$(pgrep -f "^$bin train --data big.h5 .*--checkpoint-dir stall-ck" | tail -n 1)
+victim=$(own_pids "^$bin train --data big.h5 .*--checkpoint-dir stall-ck" | tail -n 1)
 [ -n "$victim" ] || fail "no rank to stop"
 kill -STOP "$victim"
 t0=$(date +%s)
