@@ -65,13 +65,13 @@ table = "; ".join(f"{s} B {1e6 * v:.1f} us" for s, v in t.items())
 print(f'''<?xml version="1.0"?>
 <!DOCTYPE platform SYSTEM "https://simgrid.org/simgrid.dtd">
 <!-- {name}: launch/multihost.sh's emulated hosts (network namespaces on one machine, veth pairs to a bridge,
-     {"unshaped" if link == "unshaped" else "tc tbf " + link + " each way"}), up to 4 hosts, one rank per host. Written by launch/multihost_platform.sh --link {link} on {day}:
+     {"unshaped" if link == "unshaped" else "tc tbf " + link + " each way"}), up to 64 hosts (multihost.sh's limit), one rank per host. Written by launch/multihost_platform.sh --link {link} on {day}:
      medians of {len(next(iter(by.values())))} rounds of an MPI exchange (both ranks send s bytes at once), t(s) = L + s / B fitted over
      s >= 256 KiB: L = {1e6 * lat:.1f} us (t(8 B)), B = {bw / 1e9:.3f} Gbit/s. Each host link: latency L / 2 (a message crosses two), bandwidth B.
      Measured: {table}.
      speed: flop/s of one rank's compute; launch/scaling.sh replaces it with the rate it calibrates from a real run. -->
 <platform version="4.1">
-  <cluster id="{name}" prefix="node-" radical="0-3" suffix="" speed="50Gf" bw="{bw / 1e9:.4f}Gbps" lat="{1e6 * lat / 2:.2f}us"
+  <cluster id="{name}" prefix="node-" radical="0-63" suffix="" speed="50Gf" bw="{bw / 1e9:.4f}Gbps" lat="{1e6 * lat / 2:.2f}us"
            sharing_policy="SPLITDUPLEX" bb_bw="1000Tbps" bb_lat="0us"/>
 </platform>''')
 PY
