@@ -47,6 +47,27 @@ static inline int mpi_check_init_world(int *argc, char ***argv, int want) {
   return rank;
 }
 
+/* The first k ranks of MPI_COMM_WORLD as a Comm of their own, for a test that runs at 1..k ranks in one job.
+ * Collective over MPI_COMM_WORLD: 1 on those ranks (*sub and c made: mpi_check_sub_free), 0 on the others. The job
+ * aborts with the reason if the Comm cannot be made. */
+static inline int mpi_check_sub(int k, MPI_Comm *sub, Comm *c) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_split(MPI_COMM_WORLD, rank < k ? 0 : MPI_UNDEFINED, rank, sub);
+  if (*sub == MPI_COMM_NULL) return 0;
+  MtError err = {0};
+  if (mt_comm_init(c, *sub, &err) != 0) {
+    fprintf(stderr, "mt_comm_init at %d ranks: %s\n", k, err.msg);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  return 1;
+}
+
+static inline void mpi_check_sub_free(MPI_Comm *sub, Comm *c) {
+  mt_comm_free(c);
+  MPI_Comm_free(sub);
+}
+
 /* MPI_Init and a Comm over MPI_COMM_WORLD (the job aborts with the reason if it cannot be made). */
 static inline void mpi_check_start(int *argc, char ***argv, Comm *c) {
   MPI_Init(argc, argv);

@@ -179,15 +179,12 @@ static void run(Comm *c, size_t n, size_t tensor, size_t bucket_bytes, int shard
 }
 
 int main(int argc, char **argv) {
-  const int wrank = mpi_check_init_world(&argc, &argv, MAXK);
+  mpi_check_init_world(&argc, &argv, MAXK);
   const size_t FUSED = (size_t)1 << 40;
   for (int k = 1; k <= MAXK; k++) {
     MPI_Comm sub;
-    MPI_Comm_split(MPI_COMM_WORLD, wrank < k ? 0 : MPI_UNDEFINED, wrank, &sub);
-    if (sub != MPI_COMM_NULL) {
-      Comm c;
-      MtError err = {0};
-      CHECK(mt_comm_init(&c, sub, &err) == 0, "mt_comm_init: %s", err.msg);
+    Comm c;
+    if (mpi_check_sub(k, &sub, &c)) {
       for (int shard = 0; shard <= 1; shard++) {
         run(&c, 2, 2, FUSED, shard, shard ? "sharded, 2 values" : "2 values");         /* fewer values than ranks */
         run(&c, 1, 1, FUSED, shard, shard ? "sharded, 1 value" : "1 value");
@@ -196,8 +193,7 @@ int main(int argc, char **argv) {
         run(&c, 3, 1, 4, shard, shard ? "sharded, tiny buckets" : "tiny buckets");        /* buckets < ranks */
         run(&c, 100003, 3001, 40000, shard, shard ? "sharded, large" : "large");
       }
-      mt_comm_free(&c);
-      MPI_Comm_free(&sub);
+      mpi_check_sub_free(&sub, &c);
     }
     MPI_Barrier(MPI_COMM_WORLD);
   }

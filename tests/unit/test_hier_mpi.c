@@ -87,15 +87,12 @@ static void group(Comm *c, int R) {
 }
 
 int main(int argc, char **argv) {
-  const int wrank = mpi_check_init_world(&argc, &argv, MAXK);
+  mpi_check_init_world(&argc, &argv, MAXK);
   const size_t FUSED = (size_t)1 << 40;
   for (int k = 1; k <= MAXK; k++) {
     MPI_Comm sub;
-    MPI_Comm_split(MPI_COMM_WORLD, wrank < k ? 0 : MPI_UNDEFINED, wrank, &sub);
-    if (sub != MPI_COMM_NULL) {
-      Comm c;
-      MtError err = {0};
-      CHECK(mt_comm_init(&c, sub, &err) == 0, "mt_comm_init: %s", err.msg);
+    Comm c;
+    if (mpi_check_sub(k, &sub, &c)) {
       for (int R = 1; R <= k; R++) {
         group(&c, R);
         const int nodes = (k + R - 1) / R;
@@ -125,8 +122,7 @@ int main(int argc, char **argv) {
           run(&c, 100003, 3001, 40000, exact, "large");
         }
       }
-      mt_comm_free(&c);
-      MPI_Comm_free(&sub);
+      mpi_check_sub_free(&sub, &c);
     }
     MPI_Barrier(MPI_COMM_WORLD);
   }

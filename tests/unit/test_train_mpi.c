@@ -35,14 +35,10 @@ typedef struct Result {
 } Result;
 
 static void run(int k, char **extra, int n_extra, Dataset *ds, Result *res, size_t *n_params) {
-  int wrank;
-  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
   MPI_Comm sub;
-  MPI_Comm_split(MPI_COMM_WORLD, wrank < k ? 0 : MPI_UNDEFINED, wrank, &sub);
-  if (sub == MPI_COMM_NULL) return;
   Comm c;
+  if (!mpi_check_sub(k, &sub, &c)) return;
   MtError err = {0};
-  CHECK(mt_comm_init(&c, sub, &err) == 0, "mt_comm_init: %s", err.msg);
   char *argv[64] = {"train", "--hidden", "24,16", "--activation", "tanh", "--batch", "64", "--check-replicas", "1",
                     "--progress", "off", "--seed", "7"};
   int argc = 13;
@@ -95,8 +91,7 @@ static void run(int k, char **extra, int n_extra, Dataset *ds, Result *res, size
     memcpy(res->state, m->state, sizeof(float) * m->n_state);
   }
   mt_trainer_free(t);
-  mt_comm_free(&c);
-  MPI_Comm_free(&sub);
+  mpi_check_sub_free(&sub, &c);
 }
 
 /* FNV-1a over the parameter bytes: what "bit-identical" is checked with (and printed). */
