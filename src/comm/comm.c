@@ -257,8 +257,8 @@ const char *mt_allreduce_refusal(const Comm *c, MtAllreduce algo, int shard, MtG
 
 /* Measured on the emulated network at 2 hosts x 2 ranks (launch/multihost_bench.sh, 784-512-256-10, one fused
  * bucket, reduction alone, each host on a core of its own): hier 20.56 vs flat 19.27 ms at 1 Gb/s, 6.42 vs 4.28 ms at
- * 10 Gb/s (slower: three collectives' latencies where Open MPI's one already sends each byte across once). It wins nowhere we could
- * measure, so auto is flat; hier stays for clusters where it may (many ranks per node, slow links). */
+ * 10 Gb/s (slower: three collectives' latencies where Open MPI's one already sends each byte across once). It wins
+ * nowhere we could measure, so auto is flat; hier stays for clusters where it may (many ranks per node, slow links). */
 MtAllreduce mt_allreduce_auto(const Comm *c, int shard, MtGradComm wire) {
   (void)c, (void)shard, (void)wire;
   return ALLREDUCE_FLAT;
@@ -476,8 +476,9 @@ static void hier_next(GradSync *g, int b, int blocking) {
 }
 
 /* Buckets in stages (bf16: parts, sums; hier: node, cross, gather), one request each: bucket b's next stage starts
- * when its current one has completed and bucket b - 1 has started that stage already. Each stage has its own communicator, and non-blocking collectives on one
- * must start in the same order on every rank, while when a test sees a request complete differs from rank to rank.
+ * when its current one has completed and bucket b - 1 has started that stage already. Each stage has its own
+ * communicator, and non-blocking collectives on one must start in the same order on every rank, while when a test
+ * sees a request complete differs from rank to rank.
  * (A completed request that MPI_Testall set to MPI_REQUEST_NULL tests as complete.) */
 static void stages_progress(GradSync *g, int last, void (*next)(GradSync *, int, int)) {
   for (int b = 0; b < g->launched; b++)
