@@ -1,12 +1,14 @@
 /* gradsync_inputs.h — what the gradient-reduction tests (test_gradcomm_mpi.c, test_hier_mpi.c) hand to GradSync:
- * the tensor boundaries of a buffer, and each rank's values, a hash of rank, position and step. Included by one
- * source each. */
+ * the tensor boundaries of a buffer, each rank's values (a hash of rank, position and step), and one step's
+ * reduction as the trainer drives it. Included by one source each. */
 #ifndef MPITRAIN_TESTS_GRADSYNC_INPUTS_H
 #define MPITRAIN_TESTS_GRADSYNC_INPUTS_H
 
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "mpitrain/comm.h"
 
 enum { GS_MAX_BOUNDS = 1024 };
 
@@ -34,6 +36,19 @@ static float gs_input_spread(uint64_t h) {
   const float m = 1.0f + (float)(h & 0xffffff) / 16777216.0f;
   const int e = (int)((h >> 24) % 25) - 20;
   return ((h >> 60) & 1 ? -m : m) * ldexpf(1.0f, e);
+}
+
+/* One step of gs over g ([n] values filled by the caller, then the tail) as the trainer drives it: the tail's
+ * values (rank r's j-th is r * 10 + j + step), the buckets handed over in backward's order (the last tensor first),
+ * the wait. Returns the first tail value that is not the sum over the k ranks, or -1. */
+static int gs_reduce_step(GradSync *gs, float *g, size_t n, int tail, const size_t *bounds, int nb, int step) {
+  const int k = gs->c->size;
+  for (int j = 0; j < tail; j++) g[n + j] = (float)(gs->c->rank * 10 + j + step);
+  for (int b = nb - 2; b >= 0; b--) mt_gradsync_ready(gs, bounds[b]);
+  mt_gradsync_finish(gs);
+  for (int j = 0; j < tail; j++)
+    if (g[n + j] != (float)(10 * k * (k - 1) / 2 + k * (j + step))) return j;
+  return -1;
 }
 
 #endif
