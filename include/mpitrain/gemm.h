@@ -108,11 +108,15 @@ long mt_gemm_conversions(const MtGemm *g);
 /* Y[r0..r0+n) = X·Wᵀ (+ b broadcast when b is not NULL). x and y point at row r0; w = params + w_off. bf16 keeps
  * its rounded copy of these rows of X for the backward pass (x NULL: already written, mt_gemm_input_bf16). */
 void mt_gemm_forward(MtGemm *g, int d, const float *x, const float *w, const float *b, float *y, int r0, int n);
-/* dW = dYᵀ·X + beta·dW and, unless dx is NULL, dX = dY·W, over rows [r0, r0 + n): x (the forward's input: bf16
- * uses its own copy of it from the forward over the same rows), dy and dx point at row r0. bf16 with dy NULL: the
- * bf16 dY is already written (mt_gemm_dy_bf16). */
+/* dW = dYᵀ·X + beta·dW unless dw is NULL and, unless dx is NULL, dX = dY·W, over rows [r0, r0 + n): x (the
+ * forward's input: bf16 uses its own copy of it from the forward over the same rows), dy and dx point at row r0. bf16
+ * with dy NULL: the bf16 dY is already written (mt_gemm_dy_bf16). */
 void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const float *w, float *dw, float beta,
                       float *dx, int r0, int n);
+/* fp32 only (the weight-gradient blocks, model.h: not built for bf16, where this aborts): rows [j0, j1) of dW (output
+ * units j0..j1-1), dW[j0:j1] = dY[:, j0:j1]ᵀ·X + beta·dW[j0:j1], over n rows of x and dy; dw points at dW's row 0. */
+void mt_gemm_backward_rows(MtGemm *g, int d, const float *x, const float *dy, float *dw, float beta, int j0, int j1,
+                           int n);
 
 /* The bf16 roofline (gemm_ref.c, for `mpitrain bench`): the mean seconds of one forward + backward pass over `rows`
  * rows of bare oneDNN bf16 matmuls on these layers' shapes (forward with the layer's bias, dW, and dX except for the

@@ -75,6 +75,12 @@ typedef struct ModelContext {
    * trainer sets it for the last micro-batch only, to start reducing them while backward goes on). */
   void (*grad_ready)(void *arg, size_t offset);
   void *grad_ready_arg;
+  /* > 0, with grad_ready: each dense layer's weight gradient in blocks of about this many floats, of whole rows of
+   * W (output units, mt_model_dw_block_rows), computed from the last block to the first, with grad_ready after each:
+   * the reduction of a large W starts before all of it is computed (the first layer's W, 75 % of the default model's
+   * gradient, is the last thing backward computes). The bias gradient is computed before the blocks. 0: each W in
+   * one GEMM. A block's GEMM may round differently from the whole one's (OpenBLAS picks its kernels by shape). */
+  size_t dw_block;
   /* --deterministic (det.h): every GEMM and every sum over rows runs on one group of `group` rows at a time (rows
    * 0..group-1, group.., the last one shorter), so its bits do not depend on how many groups a rank holds (0: all n
    * rows at once). Backward then writes each group's own gradient of a layer into grads (no accumulation) and
@@ -131,6 +137,12 @@ const float *mt_model_forward_ctx(Model *m, const float *x, int n, const ModelCo
  * forward with batch normalisation calls ctx->reduce once per BN layer, and backward once more per BN layer: every
  * replica must make the same calls. */
 void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate);
+/* Rows of W (output units) per weight-gradient block of a dense layer [out, in] for ModelContext.dw_block = floats:
+ * floats / in rounded down to a multiple of 16, at least 16 (the GEMM's efficiency), or out
+ * (one block) when floats is 0, the layer is not larger, or the GEMMs are bf16 (oneDNN's primitives are made per
+ * shape: blocks are not built there). Block k holds rows [k·rows, min(out, (k+1)·rows)). The trainer cuts its
+ * gradient buckets at the same rows. */
+int mt_model_dw_block_rows(const Model *m, int out, int in, size_t floats);
 
 /* Only the GEMMs of one forward + backward pass over n rows (same calls, shapes and buffers as training, no
  * bias, activation or loss work): what the benchmark times as the roofline a training step could reach. */

@@ -234,15 +234,14 @@ void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const f
                       float *dx, int r0, int n) {
   const MtGemmDense *l = &g->dense[d];
   if (!is_bf16(g)) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, l->in, n, 1.0f, dy, l->out, x, l->in, beta, dw,
-                l->in);
+    if (dw) mt_gemm_backward_rows(g, d, x, dy, dw, beta, 0, l->out, n);
     if (dx)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, l->in, l->out, 1.0f, dy, l->out, w, l->in, 0.0f, dx,
                   l->in);
     return;
   }
   if (n == 0) { /* a rank without rows: dW = beta·dW, as sgemm with K = 0 gives */
-    if (beta == 0.0f) memset(dw, 0, sizeof(float) * (size_t)l->out * (size_t)l->in);
+    if (beta == 0.0f && dw) memset(dw, 0, sizeof(float) * (size_t)l->out * (size_t)l->in);
     return;
   }
   /* dY rounded once, for both products (or already, by the caller); X is the forward's copy of the same rows. */
@@ -252,6 +251,17 @@ void mt_gemm_backward(MtGemm *g, int d, const float *x, const float *dy, const f
     mt_bf16_convert(dy, dyb, (size_t)n * (size_t)l->out);
     g->conversions++;
   }
-  mt_gemm_dnnl_run(g->dnnl, beta != 0.0f ? GEMM_DW_ACC : GEMM_DW, d, n, dyb, xb, NULL, dw);
+  if (dw) mt_gemm_dnnl_run(g->dnnl, beta != 0.0f ? GEMM_DW_ACC : GEMM_DW, d, n, dyb, xb, NULL, dw);
   if (dx) mt_gemm_dnnl_run(g->dnnl, GEMM_DX, d, n, dyb, g->wb + l->w_off, NULL, dx);
+}
+
+void mt_gemm_backward_rows(MtGemm *g, int d, const float *x, const float *dy, float *dw, float beta, int j0, int j1,
+                           int n) {
+  const MtGemmDense *l = &g->dense[d];
+  if (is_bf16(g)) {
+    fprintf(stderr, "mpitrain: fatal: mt_gemm_backward_rows on bf16 GEMMs (model.h: blocks are fp32 only)\n");
+    abort();
+  }
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, l->in, n, 1.0f, dy + j0, l->out, x, l->in, beta,
+              dw + (size_t)j0 * (size_t)l->in, l->in);
 }

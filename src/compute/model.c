@@ -496,6 +496,26 @@ static void dense_stage_dy(Model *m, const Layer *l, const Layer *act, float *dy
   }
 }
 
+int mt_model_dw_block_rows(const Model *m, int out, int in, size_t floats) {
+  if (floats == 0 || in < 1 || mt_gemm_precision(m->gemm) == PRECISION_BF16) return out;
+  const size_t blocks = ((size_t)out * (size_t)in + floats - 1) / floats;
+  const size_t rows = ((size_t)out + blocks - 1) / blocks, rows16 = (rows + 15) / 16 * 16;
+  return rows16 < (size_t)out ? (int)rows16 : out;
+}
+
+/* fp32, ModelContext.dw_block: dW of dense layer l over n rows in blocks of `rows` rows of W, the last block first,
+ * each handed to grad_ready when it is complete (everything after it, the bias gradient and the layers above, is
+ * already), then dX. */
+static void dense_backward_blocks(Model *m, const Layer *l, const float *input, const float *dy, float *dx, int n,
+                                  float beta, int rows) {
+  float *dw = m->grads + l->w_off;
+  for (int j0 = (l->out - 1) / rows * rows; j0 >= 0; j0 -= rows) {
+    mt_gemm_backward_rows(m->gemm, l->block, input, dy, dw, beta, j0, j0 + rows < l->out ? j0 + rows : l->out, n);
+    m->ctx.grad_ready(m->ctx.grad_ready_arg, l->w_off + (size_t)j0 * (size_t)l->in);
+  }
+  if (dx) mt_gemm_backward(m->gemm, l->block, input, dy, m->params + l->w_off, NULL, beta, dx, 0, n);
+}
+
 /* The backward pass of dense layer l over n rows; act: the activation right above it whose backward is still to do
  * (bf16 only: dense_stage_dy does it), else NULL. dy is then ours to overwrite (it is in dbuf). */
 static void dense_backward(Model *m, const Layer *l, const Layer *act, const float *input, const float *dy, float *dx,
@@ -505,17 +525,23 @@ static void dense_backward(Model *m, const Layer *l, const Layer *act, const flo
   float *db = m->grads + l->b_off;
   /* Group mode: each group's dW and db on their own, handed over before the next group overwrites them. */
   const int G = m->ctx.group > 0 ? m->ctx.group : (n > 0 ? n : 1);
+  const int rows = m->ctx.grad_ready && m->ctx.group == 0 ? mt_model_dw_block_rows(m, l->out, l->in, m->ctx.dw_block)
+                                                          : l->out;
   for (int g0 = 0; g0 < n || (g0 == 0 && m->ctx.group == 0); g0 += G) {
     const int gn = n - g0 < G ? n - g0 : G;
     const size_t ro = (size_t)g0;
     if (l->has_bias && (!accumulate || m->ctx.group > 0)) memset(db, 0, sizeof(float) * (size_t)l->out);
     if (bf16) dense_stage_dy(m, l, act, (float *)dy, db, g0, gn);
-    dense_backward_gemms(m, l, input + ro * l->in, bf16 ? NULL : dy + ro * l->out, dx ? dx + ro * l->in : NULL, g0,
-                         gn, m->ctx.group > 0 ? 0.0f : beta);
+    /* fp32: the bias gradient before the GEMMs (which do not touch it), final before the first block. */
     for (int r = 0; !bf16 && l->has_bias && r < gn; r++) {
       const float *row = dy + (ro + (size_t)r) * l->out;
       for (int j = 0; j < l->out; j++) db[j] += row[j];
     }
+    if (rows < l->out) /* never in group mode or bf16: g0 is 0, gn is n */
+      dense_backward_blocks(m, l, input, dy, dx, n, beta, rows);
+    else
+      dense_backward_gemms(m, l, input + ro * l->in, bf16 ? NULL : dy + ro * l->out, dx ? dx + ro * l->in : NULL, g0,
+                           gn, m->ctx.group > 0 ? 0.0f : beta);
     if (m->ctx.group > 0)
       m->ctx.group_grads(m->ctx.group_arg, m->grads, l->w_off,
                          (size_t)l->out * (size_t)l->in + (l->has_bias ? (size_t)l->out : 0));

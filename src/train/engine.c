@@ -150,6 +150,7 @@ static void default_step(Trainer *t, int64_t first, int64_t Bt, MtError *local, 
       tail[TAIL_STOP] = mt_comm_stop_signal() != 0 ? 1.0f : 0.0f;
       m->ctx.grad_ready = on_grads_ready;
       m->ctx.grad_ready_arg = &t->gs;
+      m->ctx.dw_block = t->dw_block;
     }
     double c = now();
     mt_comm_phase(t->comm, "backward", t->step + 1);

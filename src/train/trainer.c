@@ -123,9 +123,13 @@ static int share_features(Trainer *t, MtError *err) {
 }
 
 /* --bucket-mb auto: 2 MB buckets across nodes when there is something to overlap, else one fused bucket reduced by the
- * blocking collective. Backward finishes the first dense layer's gradient last, so only the rest can travel while it
- * computes; measured on the emulated network (README "Across nodes"), overlapping buckets lost to the fused
- * reduction when the rest was less than two buckets (the default model: 0.54 of 2.1 MB), so auto asks for two. */
+ * blocking collective. Backward finishes the first dense layer's gradient last, so only the rest can travel under
+ * the layers above it; measured on the emulated network (README "Across nodes"), overlapping fp32 buckets lost to
+ * the fused reduction when the rest was less than two buckets (the default model: 0.54 of 2.1 MB), so auto asks for
+ * two. The first layer's weight-gradient blocks (plan_gradsync) did not change that for fp32: with them 0.5 MB
+ * buckets ran at 0.73-0.78x fused at 1 Gb/s and 0.95x at 10 Gb/s with 128 rows per rank, 0.97-1.12x at 1 Gb/s
+ * with 1024 (Open MPI's non-blocking allreduce is slower than its blocking one); they pay with --grad-comm bf16,
+ * which auto does not choose. */
 #define BUCKET_AUTO_MB 2.0
 static double bucket_auto(const Trainer *t) {
   if (t->comm->n_nodes == 1) return 0; /* the cores that would overlap are busy computing */
@@ -135,17 +139,21 @@ static double bucket_auto(const Trainer *t) {
   return rest_mb >= 2 * BUCKET_AUTO_MB ? BUCKET_AUTO_MB : 0;
 }
 
-/* Buckets at tensor boundaries, then the slices of the gradient the update works on. */
+/* Rows of tensor x per weight-gradient block (its first dimension: one block, unless a W is cut). */
+static int block_rows(const Trainer *t, const ModelTensor *x) {
+  return x->rank == 2 ? mt_model_dw_block_rows(&t->model, x->dims[0], x->dims[1], t->dw_block) : x->dims[0];
+}
+
+/* Buckets at tensor boundaries and at the weight-gradient blocks inside them, then the slices of the gradient the
+ * update works on. With several buckets across ranks (default mode: --deterministic sums its own way), backward
+ * computes each W in blocks (model.h ModelContext.dw_block) of half a bucket, at most DW_BLOCK_FLOATS: a bucket of
+ * a large W is reduced while the rest of it is computed, and between blocks MPI gets the calls that move the
+ * pending buckets (Open MPI progresses non-blocking collectives only inside MPI calls). 128 KB blocks hid the most
+ * on the emulated 1 Gb/s link (README "Across nodes"): 84-95 % of a bf16 reduction at 1024 rows per rank, against
+ * 85-90 % with 64 KB, 66-79 % with 256 KB, 49-69 % with 512 KB; at 128 rows per rank 64 KB to 256 KB did alike. */
+#define DW_BLOCK_FLOATS 32768
 static int plan_gradsync(Trainer *t, MtError *err) {
   const Model *m = &t->model;
-  size_t bounds[4 * MODEL_MAX_HIDDEN + 4];
-  int nb = 0;
-  for (int i = 0; i < t->n_tensors; i++) bounds[nb++] = t->tensors[i].offset;
-  bounds[nb++] = m->n_params;
-  double mb = t->cfg.bucket_mb;
-  if (mb < 0) mb = bucket_auto(t); /* see --bucket-mb's help */
-  t->bucket_mb = mb;
-  size_t bytes = mb > 0 ? (size_t)(mb * 1048576.0) : (size_t)-1 / 2;
   const int shard = t->cfg.shard_optimizer;
   const MtGradComm wire = (MtGradComm)t->cfg.grad_comm;
   MtAllreduce algo = (MtAllreduce)t->cfg.allreduce;
@@ -153,10 +161,29 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   const char *why = mt_allreduce_refusal(t->comm, algo, shard, wire);
   if (why != NULL) return mt_fail(err, "--allreduce hier: %s", why);
   t->allreduce = algo;
-  if (mt_gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, shard, wire, algo,
-                         err) != 0)
-    return -1;
-  return mt_update_plan(t, err);
+  double mb = t->cfg.bucket_mb;
+  if (mb < 0) mb = bucket_auto(t); /* see --bucket-mb's help */
+  t->bucket_mb = mb;
+  const size_t bytes = mb > 0 ? (size_t)(mb * 1048576.0) : (size_t)-1 / 2;
+  const size_t half = bytes / sizeof(float) / 2;
+  t->dw_block = mb > 0 && t->comm->size > 1 && !t->det ? (half < DW_BLOCK_FLOATS ? half : DW_BLOCK_FLOATS) : 0;
+  int nb = 1;
+  for (int i = 0; i < t->n_tensors; i++) nb += (t->tensors[i].dims[0] + block_rows(t, &t->tensors[i]) - 1) /
+                                              block_rows(t, &t->tensors[i]);
+  size_t *bounds = mt_alloc(sizeof(size_t) * (size_t)nb, "the gradient buckets' boundaries", err);
+  if (bounds == NULL) return -1;
+  nb = 0;
+  for (int i = 0; i < t->n_tensors; i++) {
+    const ModelTensor *x = &t->tensors[i];
+    for (int j0 = 0; j0 < x->dims[0]; j0 += block_rows(t, x))
+      bounds[nb++] = x->offset + (size_t)j0 * (x->rank == 2 ? (size_t)x->dims[1] : 1);
+  }
+  bounds[nb++] = m->n_params;
+  const int rc = mt_gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, shard, wire,
+                                    algo, err);
+  mt_free(bounds);
+  if (t->gs.n_buckets == 1) t->dw_block = 0; /* one fused reduction after backward: nothing to start early */
+  return rc != 0 ? -1 : mt_update_plan(t, err);
 }
 
 /* --val-fraction: a fixed random subset of the training split (drawn from the seed, independent of the epoch and

@@ -233,6 +233,97 @@ static void test_accumulate(void **s) {
   mt_model_free(&m);
 }
 
+/* ModelContext.dw_block: the weight gradients in blocks of W's rows, last block first. Every grad_ready(offset) must
+ * find grads[offset, n) final (compared bit for bit with the end of backward), the offsets must fall at every block
+ * boundary in descending order, and the gradient must be the whole-GEMM one up to rounding, with micro-batches
+ * accumulating too. */
+typedef struct Ready {
+  const Model *m;
+  int calls;
+  size_t offset[64];
+  float *seen[64]; /* grads[offset, n) at the call */
+} Ready;
+
+static void on_ready(void *arg, size_t offset) {
+  Ready *r = arg;
+  assert_true(r->calls < 64);
+  const size_t n = r->m->n_params - offset;
+  r->offset[r->calls] = offset;
+  r->seen[r->calls] = malloc(sizeof(float) * (n ? n : 1));
+  memcpy(r->seen[r->calls], r->m->grads + offset, sizeof(float) * n);
+  r->calls++;
+}
+
+static void test_dw_blocks(void **s) {
+  (void)s;
+  enum { BN = 9, BD = 20, BC = 5 };
+  Model m;
+  ModelSpec spec = {.n_inputs = BD, .n_classes = BC, .n_hidden = 2, .hidden = {40, 24}, .act = ACT_TANH};
+  MtError err = {0};
+  assert_int_equal(mt_model_create(&m, &spec, BN, &err), 0);
+  mt_init_params(&m, INIT_XAVIER, 3);
+  /* 320 floats: 16 rows of W0 [40, 20] (blocks from rows 32, 16, 0), 16 of W1 [24, 40] (the floor: 320/40 is 8),
+   * W2 [5, 24] whole. */
+  const size_t block = 16 * BD;
+  assert_int_equal(mt_model_dw_block_rows(&m, 40, BD, block), 16);
+  assert_int_equal(mt_model_dw_block_rows(&m, 24, 40, block), 16);
+  assert_int_equal(mt_model_dw_block_rows(&m, BC, 24, block), BC);
+  assert_int_equal(mt_model_dw_block_rows(&m, 40, BD, 0), 40);
+  assert_int_equal(mt_model_dw_block_rows(&m, 512, 784, 65536), 80);
+  assert_int_equal(mt_model_dw_block_rows(&m, 256, 512, 65536), 128);
+  float x[BN * BD], dl[BN * BC], *whole = malloc(sizeof(float) * m.n_params);
+  int32_t y[BN];
+  for (int i = 0; i < BN * BD; i++) x[i] = (float)sin(0.37 * i);
+  for (int i = 0; i < BN; i++) y[i] = i % BC;
+  for (int micro = 0; micro < 2; micro++) {
+    /* Whole GEMMs: one batch, or rows [0, 4) then [4, BN) accumulated; then the same with blocks in the last. */
+    for (int blocked = 0; blocked < 2; blocked++) {
+      Ready r = {.m = &m};
+      const int splits[2][3] = {{0, BN, BN}, {0, 4, BN}};
+      for (int c = 0; c < 1 + micro; c++) {
+        const int r0 = splits[micro][c], rn = splits[micro][c + 1] - r0;
+        LossSums ls = {0, 0};
+        const float *z = mt_model_forward_ctx(&m, x + r0 * BD, rn, &train_ctx);
+        mt_loss_softmax_xent(z, y + r0, rn, BC, 1.0f / BN, dl, &ls);
+        if (blocked && c == micro) {
+          m.ctx.grad_ready = on_ready;
+          m.ctx.grad_ready_arg = &r;
+          m.ctx.dw_block = block;
+        }
+        mt_model_backward(&m, x + r0 * BD, dl, rn, c > 0);
+      }
+      if (!blocked) {
+        memcpy(whole, m.grads, sizeof(float) * m.n_params);
+        continue;
+      }
+      for (size_t i = 0; i < m.n_params; i++)
+        if (fabs(m.grads[i] - whole[i]) > 1e-6 * (1 + fabs(whole[i])))
+          fail_msg("micro %d: gradient %zu: blocks %.9g, whole %.9g", micro, i, m.grads[i], whole[i]);
+      size_t want[16];
+      int nw = 0;
+      for (int i = m.n_layers - 1; i >= 0; i--) {
+        const Layer *l = &m.layers[i];
+        if (l->kind != LAYER_DENSE) continue;
+        const int rows = mt_model_dw_block_rows(&m, l->out, l->in, block);
+        for (int j0 = (l->out - 1) / rows * rows; j0 >= 0; j0 -= rows) want[nw++] = l->w_off + (size_t)j0 * l->in;
+      }
+      assert_int_equal(nw, 6);
+      int k = 0;
+      for (int c = 0; c < r.calls; c++) {
+        if (c > 0) assert_true(r.offset[c] <= r.offset[c - 1]);
+        if (k < nw && r.offset[c] == want[k]) k++;
+        const size_t n = m.n_params - r.offset[c];
+        if (memcmp(r.seen[c], m.grads + r.offset[c], sizeof(float) * n) != 0)
+          fail_msg("micro %d: grads from %zu on changed after grad_ready said they were final", micro, r.offset[c]);
+        free(r.seen[c]);
+      }
+      if (k != nw) fail_msg("micro %d: %d of the %d block boundaries reported", micro, k, nw);
+    }
+  }
+  free(whole);
+  mt_model_free(&m);
+}
+
 static void test_activation_limits(void **s) {
   (void)s;
   float y[4] = {-1000, 1000, NAN, 0};
@@ -307,7 +398,7 @@ int main(void) {
       cmocka_unit_test(test_grad_dropout),    cmocka_unit_test(test_grad_bn_dropout),
       cmocka_unit_test(test_bn_running_stats_and_dropout_modes), cmocka_unit_test(test_dropout_mask_keyed_by_sample),
       cmocka_unit_test(test_activation_limits), cmocka_unit_test(test_layout_and_flops),
-      cmocka_unit_test(test_init),
+      cmocka_unit_test(test_init),            cmocka_unit_test(test_dw_blocks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -196,6 +196,10 @@ int main(int argc, char **argv) {
       /* Many small buckets, reduced while backward runs; and one bucket after backward. */
       {"buckets", "--optimizer", "adam", "--lr", "0.01", "--bucket-mb", "0.001"},
       {"1bucket", "--optimizer", "rmsprop", "--lr", "0.01", "--bucket-mb", "0"},
+      /* Buckets of 52 floats: backward computes W0 [24, 20] in blocks of 16 and 8 rows (model.h dw_block), and one
+       * bucket starts between them, inside W0; with micro-batches, only the last one's backward is in blocks. */
+      {"blocks", "--optimizer", "adam", "--lr", "0.01", "--bucket-mb", "0.0002"},
+      {"blocks-micro", "--optimizer", "momentum", "--lr", "0.3", "--bucket-mb", "0.0002", "--micro-batch", "8"},
       {"zero1-1b", "--optimizer", "adam", "--lr", "0.01", "--shard-optimizer", "--bucket-mb", "0"},
       /* ZeRO-1: uneven parts at 3 ranks, several buckets, and everything that touches the gradient after the sum. */
       {"zero1", "--optimizer", "adam", "--lr", "0.01", "--shard-optimizer", "--bucket-mb", "0.001"},
