@@ -162,7 +162,8 @@ const OptionSpec mt_config_train_options[] = {
   {.name = "bucket-mb", .type = OT_FLOAT, .offset = offsetof(Config, bucket_mb), .def = "auto", .metavar = "MB",
    .min = 0, .max = NOMAX, .flags = RANGED, .word = "auto", .word_value = -1,
    .help = "gradient buckets: each bucket's non-blocking reduction starts as soon as backward has finished its "
-           "layers (last layer first) and overlaps the rest of backward; 0 = one fused bucket, reduced after "
+           "layers (last layer first; a large weight matrix in blocks of rows, each starting its buckets) and "
+           "overlaps the rest of backward; 0 = one fused bucket, reduced after "
            "backward by the blocking collective; auto = 0 when all ranks share one node (the cores that would "
            "overlap are busy computing, and Open MPI's blocking allreduce is faster); across nodes 2 when the gradients "
            "other than the first layer's (which backward finishes last) fill two such buckets, else 0"},
