@@ -138,10 +138,10 @@ const float *mt_model_forward_ctx(Model *m, const float *x, int n, const ModelCo
  * replica must make the same calls. */
 void mt_model_backward(Model *m, const float *x, const float *dlogits, int n, int accumulate);
 /* Rows of W (output units) per weight-gradient block of a dense layer [out, in] for ModelContext.dw_block = floats:
- * floats / in rounded down to a multiple of 16, at least 16 (the GEMM's efficiency), or out
- * (one block) when floats is 0, the layer is not larger, or the GEMMs are bf16 (oneDNN's primitives are made per
- * shape: blocks are not built there). Block k holds rows [k·rows, min(out, (k+1)·rows)). The trainer cuts its
- * gradient buckets at the same rows. */
+ * W cut into ceil(out·in / floats) blocks of equal rows, rounded up to a multiple of 16 (the GEMM's efficiency), or
+ * out (one block) when floats is 0, W is not larger, or the GEMMs are bf16 (oneDNN's primitives are made per shape:
+ * blocks are not built there, and the trainer plans none). Block k holds rows [k·rows, min(out, (k+1)·rows)). The
+ * trainer cuts its gradient buckets at the same rows. */
 int mt_model_dw_block_rows(const Model *m, int out, int in, size_t floats);
 
 /* Only the GEMMs of one forward + backward pass over n rows (same calls, shapes and buffers as training, no

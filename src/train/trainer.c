@@ -165,11 +165,19 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   if (mb < 0) mb = bucket_auto(t); /* see --bucket-mb's help */
   t->bucket_mb = mb;
   const size_t bytes = mb > 0 ? (size_t)(mb * 1048576.0) : (size_t)-1 / 2;
+  /* The GEMMs' precision as create_gemms will resolve it (which reports a failure): bf16 computes no blocks. */
+  MtPrecision prec = PRECISION_FP32;
+  MtError ignored = {0};
+  mt_precision_resolve((MtPrecision)t->cfg.precision, &prec, &ignored);
   const size_t half = bytes / sizeof(float) / 2;
-  t->dw_block = mb > 0 && t->comm->size > 1 && !t->det ? (half < DW_BLOCK_FLOATS ? half : DW_BLOCK_FLOATS) : 0;
+  t->dw_block = mb > 0 && t->comm->size > 1 && !t->det && prec == PRECISION_FP32
+                    ? (half < DW_BLOCK_FLOATS ? half : DW_BLOCK_FLOATS)
+                    : 0;
   int nb = 1;
-  for (int i = 0; i < t->n_tensors; i++) nb += (t->tensors[i].dims[0] + block_rows(t, &t->tensors[i]) - 1) /
-                                              block_rows(t, &t->tensors[i]);
+  for (int i = 0; i < t->n_tensors; i++) {
+    const int rows = block_rows(t, &t->tensors[i]);
+    nb += (t->tensors[i].dims[0] + rows - 1) / rows;
+  }
   size_t *bounds = mt_alloc(sizeof(size_t) * (size_t)nb, "the gradient buckets' boundaries", err);
   if (bounds == NULL) return -1;
   nb = 0;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "mpitrain/gemm.h"
 #include "mpitrain/init.h"
 #include "mpitrain/loss.h"
 #include "mpitrain/model.h"
@@ -271,6 +272,7 @@ static void test_dw_blocks(void **s) {
   assert_int_equal(mt_model_dw_block_rows(&m, 40, BD, 0), 40);
   assert_int_equal(mt_model_dw_block_rows(&m, 512, 784, 65536), 80);
   assert_int_equal(mt_model_dw_block_rows(&m, 256, 512, 65536), 128);
+  assert_int_equal(mt_model_dw_block_rows(&m, 512, 784, 32768), 48); /* 13 blocks of 40 rows, rounded: 11 */
   float x[BN * BD], dl[BN * BC], *whole = malloc(sizeof(float) * m.n_params);
   int32_t y[BN];
   for (int i = 0; i < BN * BD; i++) x[i] = (float)sin(0.37 * i);
@@ -321,6 +323,10 @@ static void test_dw_blocks(void **s) {
     }
   }
   free(whole);
+  if (mt_gemm_cpu_bf16()) { /* bf16 GEMMs: no blocks */
+    assert_int_equal(mt_model_set_precision(&m, PRECISION_BF16, NULL, 0, &err), 0);
+    assert_int_equal(mt_model_dw_block_rows(&m, 40, BD, block), 40);
+  }
   mt_model_free(&m);
 }
 
