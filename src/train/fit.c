@@ -67,8 +67,13 @@ static void print_banner(Trainer *t) {
                            "parameters"
                          : "");
   }
-  if (t->comm->size > 1 && t->gs.n_buckets > 1 && !t->det)
-    mt_log_info(t->log, "           %d buckets, each reduced while backward goes on", t->gs.n_buckets);
+  if (t->comm->size > 1 && t->gs.n_buckets > 1 && !t->det) {
+    char blocks[96] = "";
+    if (t->dw_blocks > 0)
+      snprintf(blocks, sizeof blocks, "; weight gradients in %d row blocks, each handed over when computed",
+               t->dw_blocks);
+    mt_log_info(t->log, "           %d buckets, each reduced while backward goes on%s", t->gs.n_buckets, blocks);
+  }
   if (t->comm->size > 1 && !t->det && t->cfg.allreduce == ALLREDUCE_AUTO) {
     char each[48] = "different numbers of ranks";
     if (t->comm->nodes_uniform) snprintf(each, sizeof each, "%d rank%s each", t->comm->node_size,

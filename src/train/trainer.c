@@ -174,9 +174,11 @@ static int plan_gradsync(Trainer *t, MtError *err) {
                     ? (half < DW_BLOCK_FLOATS ? half : DW_BLOCK_FLOATS)
                     : 0;
   int nb = 1;
+  t->dw_blocks = 0;
   for (int i = 0; i < t->n_tensors; i++) {
-    const int rows = block_rows(t, &t->tensors[i]);
-    nb += (t->tensors[i].dims[0] + rows - 1) / rows;
+    const int rows = block_rows(t, &t->tensors[i]), k = (t->tensors[i].dims[0] + rows - 1) / rows;
+    nb += k;
+    if (t->tensors[i].rank == 2) t->dw_blocks += k;
   }
   size_t *bounds = mt_alloc(sizeof(size_t) * (size_t)nb, "the gradient buckets' boundaries", err);
   if (bounds == NULL) return -1;
@@ -191,6 +193,7 @@ static int plan_gradsync(Trainer *t, MtError *err) {
                                     algo, err);
   mt_free(bounds);
   if (t->gs.n_buckets == 1) t->dw_block = 0; /* one fused reduction after backward: nothing to start early */
+  if (t->dw_block == 0) t->dw_blocks = 0;
   return rc != 0 ? -1 : mt_update_plan(t, err);
 }
 

@@ -141,6 +141,12 @@ mt_expect(NAME train.grad_comm_bf16 NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED tra
   MATCH "gradients: sent as bf16, summed in fp32, with error feedback .--grad-comm bf16." NOMATCH "one fused bucket|replica check failed"
   COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 16 --epochs 1 --batch 64 --progress off --bucket-mb 0.0001
           --check-replicas 1 --grad-comm bf16)
+# Buckets across ranks: backward computes the weight gradients in row blocks (model.h dw_block) and says so; the
+# replicas stay identical on every step.
+mt_expect(NAME train.dw_blocks NP 2 EXIT ok WITHIN 60 FIXTURES_REQUIRED train_small
+  MATCH "buckets, each reduced while backward goes on; weight gradients in [0-9]+ row blocks" NOMATCH "replica check failed"
+  COMMAND ${MT_BIN} train --data ${MT_SMALL} --hidden 40 --epochs 1 --batch 64 --progress off --bucket-mb 0.0001
+          --check-replicas 1 --precision fp32)
 mt_train_error(skip_forever 2 "100 steps in a row had a non-finite" --data ${MT_SMALL} --optimizer sgd --lr 1e30
   --hidden 8 --epochs 20 --on-nonfinite skip)
 mt_train_error(diverged 2 "loss became (NaN|infinite) at step [0-9]+.*--lr" --data ${MT_SMALL} --optimizer sgd --lr 1e30 --hidden 8 --epochs 1)
