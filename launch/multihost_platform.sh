@@ -45,9 +45,9 @@ for r in $(seq 1 "$rounds"); do
     "$tool" -x -r 30 8 1k 16k 64k 256k 512k 1M 2M 4M 2>/dev/null >>"$runs"
   echo "multihost_platform: $link round $r/$rounds" >&2
 done
-/usr/bin/python3 - "$runs" "$link" "" "$(date -u +%Y-%m-%d)" <<'PY' | if [ -n "$out" ]; then tee "$out"; else cat; fi
+/usr/bin/python3 - "$runs" "$link" "$(date -u +%Y-%m-%d)" <<'PY' | if [ -n "$out" ]; then tee "$out"; else cat; fi
 import statistics, sys
-runs, link, day = sys.argv[1], sys.argv[2], sys.argv[4]
+runs, link, day = sys.argv[1:4]
 by = {}
 for line in open(runs):
     _, s, t = line.strip().split(",")

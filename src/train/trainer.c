@@ -165,12 +165,8 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   if (mb < 0) mb = bucket_auto(t); /* see --bucket-mb's help */
   t->bucket_mb = mb;
   const size_t bytes = mb > 0 ? (size_t)(mb * 1048576.0) : (size_t)-1 / 2;
-  /* The GEMMs' precision as create_gemms will resolve it (which reports a failure): bf16 computes no blocks. */
-  MtPrecision prec = PRECISION_FP32;
-  MtError ignored = {0};
-  mt_precision_resolve((MtPrecision)t->cfg.precision, &prec, &ignored);
   const size_t half = bytes / sizeof(float) / 2;
-  t->dw_block = mb > 0 && t->comm->size > 1 && !t->det && prec == PRECISION_FP32
+  t->dw_block = mb > 0 && t->comm->size > 1 && !t->det && t->precision == PRECISION_FP32 /* bf16: no blocks */
                     ? (half < DW_BLOCK_FLOATS ? half : DW_BLOCK_FLOATS)
                     : 0;
   int nb = 1;
@@ -178,7 +174,7 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   for (int i = 0; i < t->n_tensors; i++) {
     const int rows = block_rows(t, &t->tensors[i]), k = (t->tensors[i].dims[0] + rows - 1) / rows;
     nb += k;
-    if (t->tensors[i].rank == 2) t->dw_blocks += k;
+    if (t->tensors[i].rank == 2 && t->dw_block > 0) t->dw_blocks += k;
   }
   size_t *bounds = mt_alloc(sizeof(size_t) * (size_t)nb, "the gradient buckets' boundaries", err);
   if (bounds == NULL) return -1;
@@ -192,8 +188,7 @@ static int plan_gradsync(Trainer *t, MtError *err) {
   const int rc = mt_gradsync_create(&t->gs, t->comm, m->grads, m->n_params, TAIL_USED, bounds, nb, bytes, shard, wire,
                                     algo, err);
   mt_free(bounds);
-  if (t->gs.n_buckets == 1) t->dw_block = 0; /* one fused reduction after backward: nothing to start early */
-  if (t->dw_block == 0) t->dw_blocks = 0;
+  if (t->gs.n_buckets == 1) t->dw_block = 0, t->dw_blocks = 0; /* one fused reduction: nothing to start early */
   return rc != 0 ? -1 : mt_update_plan(t, err);
 }
 
@@ -316,6 +311,9 @@ static int create_model(Trainer *t, MtError *err) {
   t->n_tensors = mt_model_tensors(&t->model, t->tensors, 4 * MODEL_MAX_HIDDEN + 2);
   for (int i = 0; i < t->n_tensors; i++)
     if (t->tensors[i].decay) t->decay[t->n_decay++] = (ParamRange){t->tensors[i].offset, t->tensors[i].count};
+  /* The GEMMs' precision (agreed with the rest: every rank runs the same CPU model or says why not), before the
+   * plan, which computes no weight-gradient blocks for bf16; the model switches to it in create_gemms. */
+  if (mt_precision_resolve((MtPrecision)cfg->precision, &t->precision, err) != 0) return -1;
   if (plan_gradsync(t, err) != 0) return -1;
   t->sched = (LrSchedule){.kind = (LrScheduleKind)cfg->lr_schedule,
                           .lr = cfg->lr_ref_batch > 0 ? (double)cfg->lr * (double)t->batch / (double)cfg->lr_ref_batch
@@ -363,12 +361,10 @@ static void add_rows(const Trainer *t, int64_t total, int chunk, int *rows, int 
     if (cand[i] > 0 && *k < max) rows[(*k)++] = cand[i];
 }
 
-/* The precision of the GEMMs (agreed: every rank runs the same CPU model or says why not) and, for bf16, oneDNN's
- * primitives for every row count a step or an evaluation will use, so that none is created inside the loop. After
- * the threads are set: oneDNN divides a primitive's work among the threads it has when it is created. */
+/* The GEMMs at the precision create_model resolved and, for bf16, oneDNN's primitives for every row count a step
+ * or an evaluation will use, so that none is created inside the loop. After the threads are set: oneDNN divides a
+ * primitive's work among the threads it has when it is created. */
 static int create_gemms(Trainer *t, MtError *err) {
-  MtPrecision p;
-  if (mt_precision_resolve((MtPrecision)t->cfg.precision, &p, err) != 0) return -1;
   int rows[16], k = 0;
   const int64_t last = t->n_train - (t->steps_per_epoch - 1) * t->batch; /* the epoch's last batch */
   add_rows(t, t->batch, t->micro, rows, &k, 16);
@@ -376,7 +372,7 @@ static int create_gemms(Trainer *t, MtError *err) {
   add_rows(t, t->n_train, t->micro, rows, &k, 16);
   add_rows(t, t->n_val, t->micro, rows, &k, 16);
   add_rows(t, t->info->n[SPLIT_TEST], t->micro, rows, &k, 16);
-  return mt_model_set_precision(&t->model, p, rows, k, err);
+  return mt_model_set_precision(&t->model, t->precision, rows, k, err);
 }
 
 /* The buffers of a step, the optimiser, the screen log and the BLAS threads. */

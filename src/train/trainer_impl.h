@@ -55,8 +55,9 @@ struct Trainer {
   LrSchedule sched;
   GradSync gs;              /* the gradient reduction schedule (buckets, replicated or sharded) */
   double bucket_mb;         /* --bucket-mb as used: auto resolved (trainer.c bucket_auto) */
+  MtPrecision precision;    /* the GEMMs' (--precision resolved once: create_model; the model gets it in create_gemms) */
   size_t dw_block;          /* ModelContext.dw_block of the step that reduces (0: whole weight gradients) */
-  int dw_blocks;            /* the weight gradients' blocks with it, over all layers (the banner's count) */
+  int dw_blocks;            /* the weight gradients' blocks with it, over all layers (0 without; the banner's count) */
   MtAllreduce allreduce;    /* --allreduce as used: auto resolved (mt_allreduce_auto) */
   CommShared shared[2];     /* the in-memory splits' features, one copy per node */
   int n_tensors;
